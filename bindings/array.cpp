@@ -1,0 +1,201 @@
+#include "array.h"
+
+#include <pybind11/numpy.h>
+
+#include <sstream>
+
+#ifdef PYA_WITH_CUDA
+#include "../kernels/cuda_check.h"
+#endif
+
+namespace pya {
+
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i32: return "int32";
+    case DType::i64: return "int64";
+    case DType::u8: return "uint8";
+    default: return "another dtype";
+  }
+}
+
+int64_t Array::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+std::string Array::shape_str() const { return pya::shape_str(shape); }
+
+namespace {
+
+// typestr as in the array interface: '<f4', '|u1', ...
+DType dtype_from_typestr(const std::string& t) {
+  if (t.size() < 3) return DType::other;
+  char kind = t[1];
+  std::string size = t.substr(2);
+  if (t[0] == '>') return DType::other;  // big-endian data is never reinterpreted
+  if (kind == 'f' && size == "4") return DType::f32;
+  if (kind == 'f' && size == "8") return DType::f64;
+  if (kind == 'i' && size == "4") return DType::i32;
+  if (kind == 'i' && size == "8") return DType::i64;
+  if (kind == 'u' && size == "1") return DType::u8;
+  return DType::other;
+}
+
+int64_t itemsize_of(const std::string& t) { return t.size() >= 3 ? std::stoll(t.substr(2)) : 0; }
+
+bool c_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides, int64_t itemsize) {
+  int64_t expected = itemsize;
+  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
+    if (shape[i] != 1 && strides[i] != expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}
+
+int device_of_pointer(const void* ptr, const std::string& name) {
+#ifdef PYA_WITH_CUDA
+  if (ptr == nullptr) {  // empty arrays may have no allocation: take the current device
+    int dev = 0;
+    PYA_CUDA_CHECK(cudaGetDevice(&dev));
+    return dev;
+  }
+  cudaPointerAttributes attr{};
+  cudaError_t err = cudaPointerGetAttributes(&attr, ptr);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error so later launches are not blamed
+    throw py::value_error("argument '" + name + "': cannot read its CUDA device (" + cudaGetErrorString(err) +
+                          "); is it a valid GPU array?");
+  }
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+    throw py::value_error("argument '" + name + "': exposes __cuda_array_interface__ but its memory is not device memory");
+  return attr.device;
+#else
+  (void)ptr;
+  (void)name;
+  return 0;  // a CUDA array reaching a CPU-only build: launch_on() says so clearly
+#endif
+}
+
+}  // namespace
+
+Array array_arg(py::handle obj, const char* name, bool writable) {
+  Array a;
+  a.name = name;
+  if (obj.is_none()) throw py::type_error("argument '" + a.name + "' must be an array, got None");
+
+  if (py::hasattr(obj, "__cuda_array_interface__")) {
+    py::dict cai = obj.attr("__cuda_array_interface__");
+    a.typestr = py::cast<std::string>(cai["typestr"]);
+    a.dtype = dtype_from_typestr(a.typestr);
+    for (auto s : py::tuple(cai["shape"])) a.shape.push_back(py::cast<int64_t>(s));
+    py::tuple data = cai["data"];
+    a.ptr = reinterpret_cast<void*>(py::cast<std::uintptr_t>(data[0]));
+    a.readonly = py::cast<bool>(data[1]);
+    if (cai.contains("strides") && !cai["strides"].is_none()) {
+      std::vector<int64_t> strides;
+      for (auto s : py::tuple(cai["strides"])) strides.push_back(py::cast<int64_t>(s));
+      if (!c_contiguous(a.shape, strides, itemsize_of(a.typestr)))
+        throw py::value_error("argument '" + a.name + "' must be C-contiguous (use cupy.ascontiguousarray)");
+    }
+    a.gpu = true;
+  } else if (py::isinstance<py::array>(obj)) {
+    py::array arr = py::reinterpret_borrow<py::array>(obj);
+    a.typestr = py::cast<std::string>(arr.dtype().attr("str"));
+    a.dtype = dtype_from_typestr(a.typestr);
+    for (py::ssize_t i = 0; i < arr.ndim(); ++i) a.shape.push_back(arr.shape(i));
+    if (!(arr.flags() & py::array::c_style))
+      throw py::value_error("argument '" + a.name + "' must be C-contiguous (use numpy.ascontiguousarray)");
+    a.readonly = !arr.writeable();
+    a.ptr = a.readonly ? const_cast<void*>(arr.data()) : arr.mutable_data();
+    a.device = -1;
+  } else {
+    throw py::type_error("argument '" + a.name + "' must be a numpy.ndarray or a CUDA array such as cupy.ndarray, got " +
+                         py::cast<std::string>(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  if (writable && a.readonly) throw py::value_error("argument '" + a.name + "' is written to but is read-only");
+  a.keepalive = py::reinterpret_borrow<py::object>(obj);
+  return a;
+}
+
+void expect_dtype(const Array& a, DType d) {
+  if (a.dtype != d)
+    throw py::type_error("argument '" + a.name + "' must have dtype " + dtype_name(d) + ", got " +
+                         (a.dtype == DType::other ? a.typestr : std::string(dtype_name(a.dtype))));
+}
+
+void expect_float32(const Array& a) { expect_dtype(a, DType::f32); }
+
+void expect_ndim(const Array& a, int ndim) {
+  if (a.ndim() != ndim)
+    throw py::value_error("argument '" + a.name + "' must be " + std::to_string(ndim) + "-dimensional, got shape " +
+                          a.shape_str());
+}
+
+void expect_shape(const Array& a, const std::vector<int64_t>& shape) {
+  if (a.shape != shape)
+    throw py::value_error("argument '" + a.name + "' must have shape " + shape_str(shape) + ", got " + a.shape_str());
+}
+
+void expect_same_shape(const Array& a, const Array& b) {
+  if (a.shape != b.shape)
+    throw py::value_error("arguments '" + a.name + "' " + a.shape_str() + " and '" + b.name + "' " + b.shape_str() +
+                          " must have the same shape");
+}
+
+Launch launch_on(std::initializer_list<Array*> arrays, std::uintptr_t stream) {
+  Launch l;
+  const Array* first = *arrays.begin();
+  for (const Array* a : arrays)
+    if (a->on_gpu() != first->on_gpu())
+      throw py::type_error("arguments '" + first->name + "' and '" + a->name + "' must both be numpy arrays or both GPU arrays; got " +
+                           (first->on_gpu() ? "a GPU array and a numpy array" : "a numpy array and a GPU array"));
+  if (!first->on_gpu()) return l;
+  if (!built_with_cuda()) throw_no_cuda();
+  // Devices are looked up only now, after the cheap checks, and only for GPU calls.
+  for (Array* a : arrays) a->device = device_of_pointer(a->ptr, a->name);
+  l.device = first->device;
+  for (const Array* a : arrays) {
+    if (a->device != first->device)
+      throw py::value_error("arguments '" + first->name + "' (cuda:" + std::to_string(first->device) + ") and '" + a->name +
+                            "' (cuda:" + std::to_string(a->device) + ") are on different GPUs; copy one to the other's device");
+  }
+  l.stream = reinterpret_cast<Stream>(stream);
+  return l;
+}
+
+[[noreturn]] void throw_no_cuda() {
+  throw py::type_error(
+      "GPU arrays were passed, but this build of pyalexnet has no CUDA backend (nvcc was not found when it was "
+      "built, or PYALEXNET_CUDA=OFF). Reinstall with nvcc on PATH, or pass numpy arrays.");
+}
+
+DeviceGuard::DeviceGuard(int device) {
+#ifdef PYA_WITH_CUDA
+  PYA_CUDA_CHECK(cudaGetDevice(&previous_));
+  if (previous_ != device) PYA_CUDA_CHECK(cudaSetDevice(device));
+  else previous_ = -1;
+#else
+  (void)device;
+#endif
+}
+
+DeviceGuard::~DeviceGuard() {
+#ifdef PYA_WITH_CUDA
+  if (previous_ >= 0) cudaSetDevice(previous_);
+#endif
+}
+
+}  // namespace pya

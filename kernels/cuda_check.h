@@ -1,0 +1,36 @@
+// Error checking for CUDA calls and launches. Every failure becomes a C++
+// exception (RuntimeError in Python) carrying cudaGetErrorString: never an abort.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "common.h"
+
+namespace pya {
+
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
+  throw KernelError(std::string("CUDA error: ") + cudaGetErrorString(err) + " (" + cudaGetErrorName(err) +
+                    ") in " + what + " at " + file + ":" + std::to_string(line));
+}
+
+}  // namespace pya
+
+#define PYA_CUDA_CHECK(expr)                                                   \
+  do {                                                                         \
+    cudaError_t pya_err_ = (expr);                                             \
+    if (pya_err_ != cudaSuccess) ::pya::throw_cuda_error(pya_err_, #expr, __FILE__, __LINE__); \
+  } while (0)
+
+// After a <<<...>>> launch: catches bad configurations and earlier async faults.
+#define PYA_CHECK_LAUNCH(name) PYA_CUDA_CHECK(cudaGetLastError())
+
+namespace pya {
+// Blocks for a 1-D grid-stride launch over n elements, capped so the grid stays legal.
+inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks > max_blocks) blocks = max_blocks;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned int>(blocks);
+}
+}  // namespace pya

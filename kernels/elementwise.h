@@ -1,0 +1,32 @@
+// ReLU and the SGD update: element-wise, memory-bound.
+#pragma once
+#include "common.h"
+
+namespace pya {
+
+PYA_HD float relu_value(float x) { return x > 0.f ? x : 0.f; }
+// Gradient passes where the forward output was positive (ReLU at 0 has gradient 0).
+PYA_HD float relu_grad(float dy, float y) { return y > 0.f ? dy : 0.f; }
+
+// The paper's rule, exactly: v <- m*v - wd*lr*w - lr*dw ; w <- w + v.
+PYA_HD void sgd_momentum_step(float& w, float dw, float& v, float lr, float momentum, float weight_decay) {
+  float nv = momentum * v - weight_decay * lr * w - lr * dw;
+  v = nv;
+  w = w + nv;
+}
+
+namespace cpu {
+void relu_forward(const float* x, float* y, int64_t n, Stream stream);
+void relu_backward(const float* dy, const float* y, float* dx, int64_t n, Stream stream);
+void sgd_update(float* w, const float* dw, float* v, int64_t n, float lr, float momentum, float weight_decay,
+                Stream stream);
+}  // namespace cpu
+
+namespace cuda {
+void relu_forward(const float* x, float* y, int64_t n, Stream stream);
+void relu_backward(const float* dy, const float* y, float* dx, int64_t n, Stream stream);
+void sgd_update(float* w, const float* dw, float* v, int64_t n, float lr, float momentum, float weight_decay,
+                Stream stream);
+}  // namespace cuda
+
+}  // namespace pya

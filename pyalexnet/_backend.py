@@ -1,0 +1,183 @@
+"""Where arrays live and where ops run.
+
+numpy arrays run on the CPU backend; CuPy arrays (anything with
+``__cuda_array_interface__``) run on the CUDA backend, on CuPy's current stream
+of the array's device. This module never imports CuPy unless a GPU array is
+seen or GPU facts are asked for, so numpy-only users never pay for it.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+from typing import Any, Iterator
+
+import numpy as np
+
+try:
+    from . import _C
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "pyalexnet's compiled extension (pyalexnet._C) could not be loaded: "
+        f"{exc}. Reinstall with `pip install .` from the source tree (an editable "
+        "install needs `pip install -e .` again after kernel changes)."
+    ) from exc
+
+__all__ = ["backend_info", "cuda_available", "is_gpu_array", "as_input", "launch", "Launch"]
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_module():
+    """CuPy, or None when it is not installed or cannot load."""
+    try:
+        import cupy
+    except Exception:  # ImportError, or a CuPy built for another CUDA
+        return None
+    return cupy
+
+
+def is_gpu_array(x: Any) -> bool:
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def _version(v: int | None) -> str | None:
+    return None if not v else f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def _driver_library_present() -> bool:
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _info() -> dict:
+    from . import __version__
+
+    build = _C.build_info()
+    info: dict[str, Any] = {
+        "version": __version__,
+        "built_with_cuda": build["built_with_cuda"],
+        "cuda_build_version": _version(build["cuda_build_version"]),
+        "cuda_architectures": build["cuda_architectures"],
+        "cuda_runtime_version": None,
+        "cuda_driver_version": None,
+        "openmp": build["openmp"],
+        "cpu_threads": os.cpu_count(),
+        "cupy": None,
+        "gpus": [],
+        "reason": None,
+    }
+    if not build["built_with_cuda"]:
+        info["reason"] = ("built without CUDA (nvcc was not found when pyalexnet was built, or PYALEXNET_CUDA=OFF); "
+                          "reinstall with nvcc on PATH to get the GPU backend")
+        return info
+    query = _C.cuda_query()
+    info["cuda_runtime_version"] = _version(query["runtime_version"])
+    info["cuda_driver_version"] = _version(query["driver_version"])
+    for g in query["devices"]:
+        info["gpus"].append({
+            "index": g["index"],
+            "name": g["name"],
+            "compute_capability": f"{g['compute_capability'][0]}.{g['compute_capability'][1]}",
+            "memory_gib": round(g["total_memory_bytes"] / 2**30, 2),
+            "multiprocessors": g["multiprocessors"],
+        })
+    if not _driver_library_present():
+        info["reason"] = "no NVIDIA driver (libcuda.so.1 not found)"
+    elif query["error"] is not None:
+        info["reason"] = f"the CUDA runtime found no usable GPU ({query['error']})"
+    elif not info["gpus"]:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        info["reason"] = "no CUDA GPU found" + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+    cp = cupy_module()
+    if cp is not None:
+        info["cupy"] = cp.__version__
+    elif info["reason"] is None:
+        info["reason"] = "CuPy is not installed (pip install 'pyalexnet[gpu]' or cupy-cuda13x); GPU arrays need it"
+    return info
+
+
+def backend_info() -> dict:
+    """What this install can run on, and why no GPU is used when none is.
+
+    Keys: version, built_with_cuda, cuda_build_version, cuda_architectures,
+    cuda_runtime_version, cuda_driver_version, openmp, cpu_threads, cupy, gpus
+    (index, name, compute_capability, memory_gib, multiprocessors) and reason
+    (None when the GPU backend is usable).
+    """
+    info = dict(_info())
+    info["gpus"] = [dict(g) for g in info["gpus"]]
+    return info
+
+
+def cuda_available() -> bool:
+    """True when the CUDA backend is built, a GPU and its driver are present, and CuPy imports."""
+    return _info()["reason"] is None
+
+
+_FLOAT_KINDS = "f"
+
+
+def as_input(x: Any, name: str, dtype=np.float32):
+    """`x` as a C-contiguous array of `dtype` on its own device.
+
+    Other floating dtypes are converted (a copy, never a reinterpretation);
+    integers, booleans and other dtypes are refused with TypeError, since a
+    silent cast from them hides bugs. Lists and scalars become numpy arrays.
+    """
+    if is_gpu_array(x):
+        cp = cupy_module()
+        if cp is None or not isinstance(x, cp.ndarray):
+            raise TypeError(f"argument '{name}': GPU arrays must be cupy.ndarray (got {type(x).__name__})")
+        xp = cp
+    else:
+        if not isinstance(x, np.ndarray):
+            if x is None:
+                raise TypeError(f"argument '{name}' must be an array, got None")
+            x = np.asarray(x)
+        xp = np
+    want = np.dtype(dtype)
+    if x.dtype != want:
+        if want.kind == "f" and x.dtype.kind != "f":
+            raise TypeError(f"argument '{name}' must be a floating-point array ({want.name}), got dtype {x.dtype}")
+        if want.kind in "iu" and x.dtype.kind not in "iu":
+            raise TypeError(f"argument '{name}' must be an integer array, got dtype {x.dtype}")
+        x = x.astype(want)
+    return xp.ascontiguousarray(x)
+
+
+class Launch:
+    """Where one op call runs: `xp` allocates outputs, `stream` goes to _C."""
+
+    __slots__ = ("xp", "stream", "device")
+
+    def __init__(self, xp, stream: int, device: int) -> None:
+        self.xp = xp
+        self.stream = stream
+        self.device = device
+
+
+@contextlib.contextmanager
+def launch(*arrays) -> Iterator[Launch]:
+    """Chooses the backend from the arrays and, for GPU arrays, enters their device.
+
+    Mixing numpy and GPU arrays is a TypeError and arrays on two GPUs a
+    ValueError (the bindings check again before launching).
+    """
+    gpu = [is_gpu_array(a) for a in arrays if a is not None]
+    if not any(gpu):
+        yield Launch(np, 0, -1)
+        return
+    if not all(gpu):
+        raise TypeError("all array arguments must be numpy arrays, or all CuPy arrays on one GPU; got a mix")
+    cp = cupy_module()
+    devices = {a.device.id for a in arrays if a is not None}
+    if len(devices) > 1:
+        raise ValueError(f"array arguments are on different GPUs {sorted(devices)}; copy them to one device")
+    (dev,) = devices
+    with cp.cuda.Device(dev):
+        yield Launch(cp, cp.cuda.get_current_stream().ptr, dev)

@@ -1,0 +1,1 @@
+"""Subcommands of the `pyalexnet` command (see pyalexnet/cli.py)."""

@@ -1,0 +1,44 @@
+"""ReLU and the SGD update."""
+from __future__ import annotations
+
+import math
+
+from .. import _backend as B
+from .._backend import _C
+
+
+def relu(x):
+    """max(0, x), element-wise."""
+    x = B.as_input(x, "x")
+    with B.launch(x) as l:
+        y = l.xp.empty_like(x)
+        _C.relu_forward(x, y, l.stream)
+    return y
+
+
+def relu_backward(dy, y):
+    """dy where the forward output y > 0, else 0."""
+    dy, y = B.as_input(dy, "dy"), B.as_input(y, "y")
+    with B.launch(dy, y) as l:
+        dx = l.xp.empty_like(dy)
+        _C.relu_backward(dy, y, dx, l.stream)
+    return dx
+
+
+def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
+    """In place, the paper's rule: v = momentum*v - weight_decay*lr*w - lr*dw; w += v.
+
+    `w` and `v` are updated in place, so they must already be C-contiguous
+    float32 arrays (numpy or CuPy); `dw` is converted if needed.
+    """
+    for name, a in (("w", w), ("v", v)):
+        if not (B.is_gpu_array(a) or hasattr(a, "__array_interface__")):
+            raise TypeError(f"argument '{name}' is updated in place and must be a numpy or CuPy array, got {type(a).__name__}")
+        if str(a.dtype) != "float32":
+            raise TypeError(f"argument '{name}' is updated in place and must be float32, got {a.dtype}")
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    dw = B.as_input(dw, "dw")
+    with B.launch(w, dw, v) as l:
+        _C.sgd_update(w, dw, v, float(lr), float(momentum), float(weight_decay), l.stream)

@@ -1,0 +1,83 @@
+"""The extension imports anywhere and says which backends it has and why no GPU is used."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyalexnet
+from pyalexnet import _C
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_backend_info_keys_and_types():
+    info = pyalexnet.backend_info()
+    for key in ("version", "built_with_cuda", "cuda_build_version", "cuda_runtime_version", "cuda_driver_version",
+                "cuda_architectures", "openmp", "cpu_threads", "cupy", "gpus", "reason"):
+        assert key in info, key
+    assert info["version"] == pyalexnet.__version__
+    assert isinstance(info["built_with_cuda"], bool)
+    assert isinstance(info["gpus"], list)
+    if info["built_with_cuda"]:
+        assert info["cuda_build_version"] and info["cuda_architectures"]
+    for g in info["gpus"]:
+        assert {"index", "name", "compute_capability", "memory_gib"} <= set(g)
+
+
+def test_cuda_available_agrees_with_reason():
+    info = pyalexnet.backend_info()
+    assert pyalexnet.cuda_available() == (info["reason"] is None)
+    if not info["built_with_cuda"]:
+        assert "built without CUDA" in info["reason"]
+    elif not info["gpus"]:
+        assert info["reason"]
+
+
+def test_backend_info_is_a_copy():
+    pyalexnet.backend_info()["gpus"].append("x")
+    assert "x" not in pyalexnet.backend_info()["gpus"]
+
+
+def test_module_has_the_elementwise_kernels():
+    for name in ("relu_forward", "relu_backward", "sgd_update", "build_info", "cuda_query"):
+        assert hasattr(_C, name)
+
+
+def _configure(tmp_path, env_overrides, path_without_nvcc=True):
+    """Runs CMake's configure step only (no compile) and returns the completed process."""
+    pytest.importorskip("pybind11")
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not on PATH (pip install cmake)")
+    import pybind11
+
+    env = dict(os.environ)
+    env.pop("CUDACXX", None)
+    if path_without_nvcc:
+        keep = [p for p in env.get("PATH", "").split(os.pathsep) if not (Path(p) / "nvcc").exists()]
+        keep.append(str(Path(cmake).parent))
+        env["PATH"] = os.pathsep.join(keep)
+    args = [cmake, str(ROOT), f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}"]
+    args += [f"-D{k}={v}" for k, v in env_overrides.items()]
+    return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cmake_configures_cpu_only_without_nvcc(tmp_path):
+    r = _configure(tmp_path, {})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nvcc not found: building the CPU backend only" in r.stdout + r.stderr
+
+
+def test_cmake_cuda_switched_off(tmp_path):
+    r = _configure(tmp_path, {"PYALEXNET_CUDA": "OFF"}, path_without_nvcc=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "CUDA switched off" in r.stdout
+
+
+def test_cmake_cuda_forced_on_without_nvcc_fails_clearly(tmp_path):
+    r = _configure(tmp_path, {"PYALEXNET_CUDA": "ON"})
+    assert r.returncode != 0
+    assert "PYALEXNET_CUDA=ON but no CUDA compiler was found" in r.stdout + r.stderr

@@ -1,0 +1,227 @@
+"""relu, relu_backward and sgd_update against plain numpy, on the CPU and (where present) the GPU."""
+import numpy as np
+import pytest
+
+import pyalexnet
+from pyalexnet import _C, ops
+
+from numerics import numeric_grad
+
+
+def ref_relu(x):
+    return np.where(x > 0, x, 0).astype(x.dtype)
+
+
+def ref_sgd(w, dw, v, lr, momentum, weight_decay):
+    # Float32 throughout, the same operation order as the paper writes it.
+    f = np.float32
+    v = f(momentum) * v - f(weight_decay) * f(lr) * w - f(lr) * dw
+    return w + v, v
+
+
+SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (128, 96, 13, 13), (1,), (1000003,)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_relu_matches_numpy_exactly(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = ops.relu(x)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(y, ref_relu(x))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_relu_backward_matches_numpy_exactly(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = ref_relu(x)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(ops.relu_backward(dy, y), np.where(y > 0, dy, 0))
+
+
+def test_relu_zero_gives_zero_gradient():
+    dx = ops.relu_backward(np.ones(3, np.float32), ops.relu(np.array([0.0, -0.0, 1e-30], np.float32)))
+    np.testing.assert_array_equal(dx, [0, 0, 1])
+
+
+def test_relu_backward_matches_finite_differences(rng):
+    x = rng.standard_normal((4, 6)).astype(np.float64)
+    x[np.abs(x) < 0.05] = 0.5  # keep away from the kink at 0
+    dy = rng.standard_normal(x.shape)
+    numeric = numeric_grad(ref_relu, x, dy)
+    analytic = ops.relu_backward(dy, ops.relu(x))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(5,), (48, 3, 11, 11), (4096, 9216 // 8), (1000003,)])
+@pytest.mark.parametrize("hyper", [(0.01, 0.9, 5e-4), (0.1, 0.0, 0.0), (1e-3, 0.99, 1e-2)])
+def test_sgd_update_matches_the_paper_rule(rng, shape, hyper):
+    lr, m, wd = hyper
+    w = rng.standard_normal(shape).astype(np.float32)
+    dw = rng.standard_normal(shape).astype(np.float32)
+    v = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+    w_ref, v_ref = ref_sgd(w.copy(), dw, v.copy(), lr, m, wd)
+    assert ops.sgd_update(w, dw, v, lr=lr, momentum=m, weight_decay=wd) is None
+    # Equal to float32 rounding (a fused multiply-add may differ by an ulp).
+    np.testing.assert_allclose(v, v_ref, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-6, atol=1e-7)
+
+
+def test_sgd_defaults_are_the_papers(rng):
+    w = np.ones(4, np.float32)
+    v = np.zeros(4, np.float32)
+    ops.sgd_update(w, np.ones(4, np.float32), v, lr=0.01)
+    np.testing.assert_allclose(v, -0.0005 * 0.01 - 0.01, rtol=1e-6)
+    ops.sgd_update(w, np.zeros(4, np.float32), v, lr=0.01)
+    assert v[0] < 0 and abs(v[0] - 0.9 * (-0.010005) + 0.0005 * 0.01 * w[0]) < 1e-7
+
+
+# --- bad and unusual input -------------------------------------------------------------------------------
+
+
+def test_float64_is_converted_not_reinterpreted():
+    x = np.array([-1.5, 2.25, 3.0])
+    y = ops.relu(x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [0, 2.25, 3.0])
+
+
+def test_lists_are_accepted():
+    np.testing.assert_array_equal(ops.relu([-1.0, 2.0]), [0, 2])
+
+
+@pytest.mark.parametrize("bad", [np.array([1, -2]), np.array([True, False]), np.array(["a"]), None])
+def test_non_float_input_is_a_type_error(bad):
+    with pytest.raises(TypeError, match="'x'"):
+        ops.relu(bad)
+
+
+def test_non_contiguous_input_is_made_contiguous(rng):
+    x = rng.standard_normal((6, 8)).astype(np.float32)
+    np.testing.assert_array_equal(ops.relu(x.T), ref_relu(x.T))
+    np.testing.assert_array_equal(ops.relu(x[:, ::2]), ref_relu(x[:, ::2]))
+
+
+def test_empty_arrays_give_empty_results():
+    for shape in [(0,), (0, 3, 5, 5), (2, 0)]:
+        x = np.zeros(shape, np.float32)
+        assert ops.relu(x).shape == shape
+        assert ops.relu_backward(x, x).shape == shape
+        w, v = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        ops.sgd_update(w, x, v, lr=0.1)
+
+
+def test_mismatched_shapes_are_value_errors(rng):
+    with pytest.raises(ValueError, match="'dy'.*'y'.*same shape"):
+        ops.relu_backward(np.ones(3, np.float32), np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="same shape"):
+        ops.sgd_update(np.ones(3, np.float32), np.ones(4, np.float32), np.ones(3, np.float32), lr=0.1)
+
+
+def test_sgd_refuses_what_it_cannot_update_in_place():
+    w64 = np.ones(3)
+    with pytest.raises(TypeError, match="'w'.*float32"):
+        ops.sgd_update(w64, np.ones(3), np.zeros(3, np.float32), lr=0.1)
+    with pytest.raises(TypeError, match="'v'"):
+        ops.sgd_update(np.ones(3, np.float32), np.ones(3), [0.0, 0.0, 0.0], lr=0.1)
+    w = np.ones((4, 4), np.float32)
+    with pytest.raises(ValueError, match="'w'.*C-contiguous"):
+        ops.sgd_update(w.T, np.ones((4, 4)), np.zeros((4, 4), np.float32), lr=0.1)
+    ro = np.ones(3, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="'w'.*read-only"):
+        ops.sgd_update(ro, np.ones(3), np.zeros(3, np.float32), lr=0.1)
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        ops.sgd_update(np.ones(3, np.float32), np.ones(3), np.zeros(3, np.float32), lr=float("nan"))
+
+
+def test_bindings_validate_outputs_too():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="'x'.*'y'"):
+        _C.relu_forward(x, np.empty((3, 2), np.float32))
+    with pytest.raises(TypeError, match="'y' must have dtype float32, got float64"):
+        _C.relu_forward(x, np.empty((2, 3)))
+    with pytest.raises(TypeError, match="'x' must be a numpy.ndarray or a CUDA array"):
+        _C.relu_forward([1.0], np.empty(1, np.float32))
+
+
+class FakeGpuArray:
+    """Exposes __cuda_array_interface__ for a pointer that is not device memory."""
+
+    def __init__(self, n):
+        self._host = np.zeros(n, np.float32)
+        self.__cuda_array_interface__ = {"shape": (n,), "typestr": "<f4", "data": (self._host.ctypes.data, False),
+                                         "version": 3, "strides": None}
+
+
+def test_gpu_arrays_without_a_usable_cuda_backend_are_refused_clearly():
+    if pyalexnet.cuda_available():
+        pytest.skip("a real GPU is present; covered by the GPU tests")
+    with pytest.raises((TypeError, ValueError)) as e:
+        _C.relu_forward(FakeGpuArray(4), FakeGpuArray(4))
+    assert "no CUDA backend" in str(e.value) or "device" in str(e.value)
+
+
+def test_numpy_mixed_with_a_gpu_array_is_a_type_error():
+    with pytest.raises(TypeError, match="numpy arrays or both GPU arrays|mix"):
+        _C.relu_forward(np.ones(4, np.float32), FakeGpuArray(4))
+
+
+# --- GPU: the CUDA backend against the CPU backend ------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", SHAPES + [(0,)])
+def test_gpu_relu_matches_cpu(cp, rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y = ops.relu(cp.asarray(x))
+    assert isinstance(y, cp.ndarray)
+    np.testing.assert_array_equal(cp.asnumpy(y), ops.relu(x))
+    dx = ops.relu_backward(cp.asarray(dy), y)
+    np.testing.assert_array_equal(cp.asnumpy(dx), ops.relu_backward(dy, ops.relu(x)))
+
+
+@pytest.mark.gpu
+def test_gpu_sgd_matches_cpu(cp, rng):
+    shape = (4096, 1000)
+    w, dw, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    wg, dwg, vg = cp.asarray(w), cp.asarray(dw), cp.asarray(v)
+    for _ in range(3):
+        ops.sgd_update(w, dw, v, lr=0.01)
+        ops.sgd_update(wg, dwg, vg, lr=0.01)
+    np.testing.assert_allclose(cp.asnumpy(wg), w, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(cp.asnumpy(vg), v, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_runs_on_cupys_current_stream(cp, rng):
+    x = rng.standard_normal((1 << 20,)).astype(np.float32)
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        y = ops.relu(cp.asarray(x))
+    s.synchronize()
+    np.testing.assert_array_equal(cp.asnumpy(y), ref_relu(x))
+
+
+@pytest.mark.gpu
+def test_gpu_mixed_with_numpy_is_a_type_error(cp):
+    with pytest.raises(TypeError):
+        ops.relu_backward(cp.ones(3, cp.float32), np.ones(3, np.float32))
+
+
+@pytest.mark.gpu
+def test_gpu_arrays_on_two_devices_are_a_value_error(cp):
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    with cp.cuda.Device(0):
+        a = cp.ones(3, cp.float32)
+    with cp.cuda.Device(1):
+        b = cp.ones(3, cp.float32)
+    with pytest.raises(ValueError, match="different GPUs"):
+        ops.relu_backward(a, b)
+
+
+@pytest.mark.gpu
+def test_gpu_float64_is_converted(cp):
+    y = ops.relu(cp.asarray([-1.0, 2.0]))
+    assert y.dtype == cp.float32
