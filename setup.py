@@ -3,6 +3,8 @@
 Environment variables (see CMakeLists.txt): PYALEXNET_CUDA=AUTO|ON|OFF,
 PYALEXNET_CUDA_ARCHS="80-real;90", PYALEXNET_NATIVE=ON|OFF, CMAKE_BUILD_PARALLEL_LEVEL.
 """
+from __future__ import annotations
+
 import os
 import shutil
 import subprocess
@@ -38,19 +40,53 @@ class CMakeBuild(build_ext):
         for var in ("PYALEXNET_CUDA", "PYALEXNET_CUDA_ARCHS", "PYALEXNET_NATIVE"):
             if os.environ.get(var):
                 args.append(f"-D{var}={os.environ[var]}")
-        if shutil.which("ninja") or _has_module("ninja"):
-            args.append("-GNinja")
+        cmake = shutil.which("cmake")
+        if cmake is None:
+            raise RuntimeError("pyalexnet needs CMake >= 3.18 to build: pip install cmake (pip's isolated build "
+                               "installs it for you; with --no-build-isolation it must be on PATH)")
+        ninja = _ninja()
+        if ninja:
+            args += ["-GNinja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
         build_temp = Path(self.build_temp) / ext.name
         build_temp.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cmake", str(ROOT), *args], cwd=build_temp, check=True)
+        _drop_stale_cache(build_temp, {"CMAKE_COMMAND": cmake, "CMAKE_MAKE_PROGRAM": ninja})
+        subprocess.run([cmake, str(ROOT), *args], cwd=build_temp, check=True)
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
-        subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_temp, check=True)
+        subprocess.run([cmake, "--build", ".", "--parallel", jobs], cwd=build_temp, check=True)
 
 
-def _has_module(name: str) -> bool:
-    import importlib.util
+def _ninja() -> str | None:
+    found = shutil.which("ninja")
+    if found:
+        return found
+    try:  # the ninja wheel, when its script directory is not on PATH
+        import ninja
 
-    return importlib.util.find_spec(name) is not None
+        return str(Path(ninja.BIN_DIR) / "ninja")
+    except ImportError:
+        return None
+
+
+def _drop_stale_cache(build_temp: Path, tools: dict) -> None:
+    """Forgets a CMake cache made by other tools than this build's.
+
+    pip builds in a throw-away environment, so a second `pip install .` finds a
+    cache pointing at a cmake and ninja that no longer exist (or differ): start
+    that configuration afresh instead of failing.
+    """
+    cache = build_temp / "CMakeCache.txt"
+    if not cache.exists():
+        return
+    recorded = {}
+    for line in cache.read_text(errors="replace").splitlines():
+        key, _, value = line.partition("=")
+        recorded[key.split(":")[0]] = value
+    for key, current in tools.items():
+        old = recorded.get(key)
+        if old and (not Path(old).exists() or (current and Path(old).resolve() != Path(current).resolve())):
+            cache.unlink()
+            shutil.rmtree(build_temp / "CMakeFiles", ignore_errors=True)
+            return
 
 
 setup(ext_modules=[CMakeExtension("pyalexnet._C")], cmdclass={"build_ext": CMakeBuild})
