@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -168,11 +167,7 @@ def _convert_split(dst, meta, split, files, progress, pool, size, every, quiet) 
         try:
             for lo in range(start, n, every):
                 chunk = files[lo:lo + every]
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    batch, batch_labels, bad = _folder.decode_many(chunk, size, pool=pool)
-                for w in caught:
-                    bar.write(f"pyalexnet prepare: {w.message}", file=sys.stderr)
+                batch, batch_labels, bad = _folder.decode_many(chunk, size, pool=pool)  # warns per bad file
                 images[written:written + len(batch)] = batch
                 labels[written:written + len(batch)] = batch_labels
                 if split == "train":
