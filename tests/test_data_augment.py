@@ -31,15 +31,15 @@ def test_known_pixels_crop_and_flip():
     img[0, :, :, 1] = np.arange(8)[None, :]
     img[0, :, :, 2] = 7
     mean = np.zeros((6, 8, 3), np.float32)
-    out = augment(img, mean, 4, offsets=[[1, 3]], flips=[0])
+    out = augment(img, 4, mean, offsets=[[1, 3]], flips=[0])
     np.testing.assert_array_equal(out[0, 0], np.broadcast_to(np.arange(1, 5)[:, None], (4, 4)))
     np.testing.assert_array_equal(out[0, 1], np.broadcast_to(np.arange(3, 7)[None, :], (4, 4)))
     np.testing.assert_array_equal(out[0, 2], 7)
-    flipped = augment(img, mean, 4, offsets=[[1, 3]], flips=[1])
+    flipped = augment(img, 4, mean, offsets=[[1, 3]], flips=[1])
     np.testing.assert_array_equal(flipped[0, 1], np.broadcast_to(np.arange(6, 2, -1)[None, :], (4, 4)))
     np.testing.assert_array_equal(flipped[0, 0], out[0, 0])
     # The last legal crop reaches the bottom-right corner exactly.
-    corner = augment(img, mean, 4, offsets=[[2, 4]], flips=[0])
+    corner = augment(img, 4, mean, offsets=[[2, 4]], flips=[0])
     assert corner[0, 0, -1, -1] == 5 and corner[0, 1, -1, -1] == 7
 
 
@@ -50,7 +50,7 @@ def test_matches_numpy_exactly(rng, batch):
     offsets = np.stack([rng.integers(0, 13 - crop + 1, n), rng.integers(0, 11 - crop + 1, n)], 1).astype(np.int32)
     flips = rng.integers(0, 2, n).astype(np.uint8)
     lighting = rng.normal(0, 5, (n, 3)).astype(np.float32)
-    out = augment(images, mean, crop, index=index, offsets=offsets, flips=flips, lighting=lighting)
+    out = augment(images, crop, mean, index=index, offsets=offsets, flips=flips, lighting=lighting)
     assert out.shape == (n, 3, crop, crop) and out.dtype == np.float32
     np.testing.assert_array_equal(out, ref_augment(images, mean, crop, index, offsets, flips, lighting))
 
@@ -58,7 +58,7 @@ def test_matches_numpy_exactly(rng, batch):
 def test_mean_subtraction_uses_the_mean_images_own_crop_and_flip(rng):
     # An image equal to the mean image gives exactly zero wherever it is cropped, flipped or not.
     mean_u8 = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
-    out = augment(mean_u8[None].repeat(4, 0), mean_u8.astype(np.float32), 6,
+    out = augment(mean_u8[None].repeat(4, 0), 6, mean_u8.astype(np.float32),
                   offsets=[[0, 0], [4, 4], [2, 3], [1, 4]], flips=[0, 1, 1, 0])
     np.testing.assert_array_equal(out, 0)
 
@@ -93,7 +93,7 @@ def test_lighting_covariance_follows_the_papers_rule(rng):
     np.testing.assert_allclose((shift @ q).std(0), 0.1 * eigvals, rtol=0.02)
     # The kernel adds exactly these offsets to every pixel of the image.
     img = np.full((3, 8, 8, 3), 100, np.uint8)
-    out = augment(img, np.zeros((8, 8, 3), np.float32), 8, lighting=lighting[:3])
+    out = augment(img, 8, np.zeros((8, 8, 3), np.float32), lighting=lighting[:3])
     np.testing.assert_allclose(out, np.broadcast_to(100 + lighting[:3, :, None, None], out.shape), rtol=1e-6)
 
 
@@ -123,19 +123,19 @@ def test_memmapped_images_are_read_in_place(tmp_path, batch):
 def test_bad_inputs_are_clear_errors(batch):
     images, mean = batch
     with pytest.raises(TypeError, match="uint8"):
-        augment(images.astype(np.float32), mean, 5)
+        augment(images.astype(np.float32), 5, mean)
     with pytest.raises(ValueError, match="crop_size 14"):
-        augment(images, mean, 14)
+        augment(images, 14, mean)
     with pytest.raises(ValueError, match="mean_image"):
-        augment(images, mean[:, :10], 5)
+        augment(images, 5, mean[:, :10])
     with pytest.raises(ValueError, match="offsets"):
-        augment(images, mean, 5, offsets=[[9, 0]], index=[0])
+        augment(images, 5, mean, offsets=[[9, 0]], index=[0])
     with pytest.raises(ValueError, match="index"):
-        augment(images, mean, 5, index=[6])
+        augment(images, 5, mean, index=[6])
     with pytest.raises(ValueError, match="flips"):
-        augment(images, mean, 5, index=[0], flips=[2])
+        augment(images, 5, mean, index=[0], flips=[2])
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
-        augment(images[..., :2], mean, 5)
+        augment(images[..., :2], 5, mean)
 
 
 def test_bindings_check_before_launching(batch):
@@ -168,8 +168,8 @@ def test_gpu_augmentation_equals_cpu(cp, rng):
     offsets, flips, lighting = random_parameters(np.random.default_rng(3), 16, 36, 32, eigvals=[0.2, 0.02, 0.004],
                                                  eigvecs=q)
     index = rng.permutation(16)
-    cpu = augment(images, mean, 32, index=index, offsets=offsets, flips=flips, lighting=lighting)
-    gpu = augment(cp.asarray(images), cp.asarray(mean), 32, index=index, offsets=offsets, flips=flips,
+    cpu = augment(images, 32, mean, index=index, offsets=offsets, flips=flips, lighting=lighting)
+    gpu = augment(cp.asarray(images), 32, cp.asarray(mean), index=index, offsets=offsets, flips=flips,
                   lighting=lighting)
     assert isinstance(gpu, cp.ndarray)
     np.testing.assert_array_equal(cp.asnumpy(gpu), cpu)

@@ -36,7 +36,7 @@ def test_training_batches_follow_the_documented_seeds(data):
         idx = order[step * 8:(step + 1) * 8]
         offsets, flips, lighting = random_parameters(np.random.default_rng([7, 2, 1, step]), 8, 12, 10,
                                                      eigvals=kw["eigvals"], eigvecs=kw["eigvecs"])
-        ref = augment(ds.images, kw["mean_image"], 10, index=idx, offsets=offsets, flips=flips, lighting=lighting)
+        ref = augment(ds.images, 10, kw["mean_image"], index=idx, offsets=offsets, flips=flips, lighting=lighting)
         np.testing.assert_array_equal(x, ref)
         np.testing.assert_array_equal(y, ds.labels[idx])
         assert x.dtype == np.float32 and y.dtype == np.int64
@@ -87,7 +87,7 @@ def test_training_mode_augments(data):
     plain = batches(Loader(ds, 50, seed=0, pca_std=0, flip=False, shuffle=False, **kw))[0][0]
     # Without lighting and flips, every training image is some crop of the image minus the mean.
     for i in range(50):
-        crops = [augment(ds.images[i:i + 1], kw["mean_image"], 10, offsets=[[t, l]]) for t in range(3) for l in range(3)]
+        crops = [augment(ds.images[i:i + 1], 10, kw["mean_image"], offsets=[[t, l]]) for t in range(3) for l in range(3)]
         assert any(np.array_equal(plain[i], c[0]) for c in crops)
 
 
