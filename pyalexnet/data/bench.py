@@ -135,13 +135,15 @@ def main(argv=None) -> int:
         "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
         "gpus": [g["name"] for g in info["gpus"]], "results": {k: round(v, 1) for k, v in results.items()},
         "gpu_note": gpu_note,
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine lower these numbers
     }
     rows = [("(a) JPEG decode + resize to 256 (Pillow)", "1 core", results["jpeg_decode_resize_per_core"]),
             ("(b) prepared store + CPU augmentation", "1 core", results["store_cpu_augment_per_core"]),
             ("(b) prepared store + CPU augmentation", f"{cores} cores", results["store_cpu_augment_all_cores"])]
     if "store_gpu_augment" in results:
         rows.append(("(c) prepared store + GPU augmentation", "1 thread + GPU", results["store_gpu_augment"]))
-    lines = [f"data loading, {SIZE}x{SIZE} stored, {CROP} crops, batch {BATCH}, {cores} CPU cores",
+    lines = [f"data loading, {SIZE}x{SIZE} stored, {CROP} crops, batch {BATCH}, {cores} CPU cores "
+             f"(load average {os.getloadavg()[0]:.1f} during the run)",
              f"{'what':<44} {'on':<16} {'images/s':>10}"]
     lines += [f"{w:<44} {o:<16} {r:>10.1f}" for w, o, r in rows]
     if gpu_note:
