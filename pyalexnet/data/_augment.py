@@ -68,8 +68,7 @@ def augment(images, crop_size: int, mean_image, *, offsets=None, flips=None, lig
         return out
     mean_image = B.as_input(mean_image, "mean_image")
     _check_mean(mean_image, height, width)
-    if not isinstance(images, np.memmap):  # a memmap is read in place (it is C-contiguous as stored)
-        images = np.ascontiguousarray(images)
+    images = np.ascontiguousarray(images)  # no copy when already contiguous: a memmap is read in place
     out = np.empty((n, 3, crop, crop), np.float32)
     _C.augment(images, mean_image, index, offsets, flips, lighting, out, 0)
     return out

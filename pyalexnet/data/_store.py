@@ -117,10 +117,13 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
     files = json.loads((dst / "files.json").read_text())
     progress = _load_progress(dst, image_size)
     workers = workers or _folder.default_workers()
-    with cf.ThreadPoolExecutor(workers) as pool:
+    pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="pyalexnet-prepare")
+    try:
         for split in SPLITS:
             _convert_split(dst, meta, split, [tuple(f) for f in files[split]], progress, pool, image_size,
                            checkpoint_every, quiet)
+    finally:  # on Ctrl-C, drop the queued decodes instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
     mean_image, eigvals, eigvecs = progress["stats"].finalize()
     np.savez(dst / "stats.tmp.npz", mean_image=mean_image, eigvals=eigvals, eigvecs=eigvecs)
     os.replace(dst / "stats.tmp.npz", dst / "stats.npz")
