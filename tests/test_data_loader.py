@@ -161,3 +161,12 @@ def test_gpu_loader_equals_cpu_loader(cp, data):
     for (xc, yc), (xg, yg) in zip(cpu, gpu):
         np.testing.assert_array_equal(xg, xc)
         np.testing.assert_array_equal(yg, yc)
+
+
+def test_ctrl_c_in_the_training_loop_stops_the_threads(data):
+    ds, kw = data
+    with pytest.raises(KeyboardInterrupt):
+        for i, _ in enumerate(Loader(ds, 4, workers=3, **kw)):
+            if i == 2:
+                raise KeyboardInterrupt
+    assert loader_threads() == []
