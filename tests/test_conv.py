@@ -287,6 +287,20 @@ def test_gpu_matches_cpu(cp, rng, name):
 
 
 @pytest.mark.gpu
+def test_gpu_matches_cpu_on_a_grid_that_takes_128_row_tiles(cp, rng):
+    # At batch 2 the forward and data-gradient launchers pick 64-row tiles (the grid is under one wave);
+    # conv3 at batch 64 fills ~2 waves of 128-row tiles on an H100, covering the other kernel variant.
+    x = rng.standard_normal((64, 256, 13, 13)).astype(np.float32)
+    w = (rng.standard_normal((384, 256, 3, 3)) / 48).astype(np.float32)
+    y = ops.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(cp.asnumpy(ops.conv2d(cp.asarray(x), cp.asarray(w), padding=1)), y, rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, _, _ = ops.conv2d_backward(dy, x, w, padding=1, need_db=False)
+    dx_gpu, _, _ = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), padding=1, need_db=False)
+    np.testing.assert_allclose(cp.asnumpy(dx_gpu), dx, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", ["conv2", "conv3"])
 def test_gpu_filter_gradient_is_bit_identical_across_runs(cp, rng, name):
     x_shape, w_shape, stride, padding, groups = ALEXNET[name]

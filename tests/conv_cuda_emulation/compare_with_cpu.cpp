@@ -5,6 +5,7 @@
 #include <vector>
 #include <cmath>
 #include "conv.h"
+#include "emu_prelude.h"
 using namespace pya;
 static double maxdiff(const std::vector<float>& a, const std::vector<float>& b, double& scale) {
   double m = 0; scale = 0;
@@ -33,7 +34,9 @@ int main(int argc, char** argv) {
     {3,16,27,27,32,5,5,1,2,2},   // conv2-like, many slices in dw
     {1,3,64,64,96,11,11,4,2,1},  // conv1-like
   };
+  for (int device : {0, 1})
   for (auto& c : cases) {
+    emu_device = device;
     ConvShape s; s.N=c[0]; s.C=c[1]; s.H=c[2]; s.W=c[3]; s.K=c[4]; s.R=c[5]; s.S=c[6]; s.stride=c[7]; s.pad=c[8]; s.groups=c[9];
     s.P = conv_out_size(s.H, s.R, s.stride, s.pad); s.Q = conv_out_size(s.W, s.S, s.stride, s.pad);
     std::vector<float> x(s.N*s.C*s.HW()), w(s.K*s.CRSg()), b(s.K), dy(s.N*s.K*s.PQ());
@@ -60,7 +63,7 @@ int main(int argc, char** argv) {
     run(true, y2, dx2, dw2, db2);
     const char* names[] = {"y", "dx", "dw", "db"};
     std::vector<float>* A[] = {&y1, &dx1, &dw1, &db1}; std::vector<float>* B[] = {&y2, &dx2, &dw2, &db2};
-    printf("case %ld %ld %ld %ld %ld %ld %ld s%ld p%ld g%ld ws=%ld:", c[0],c[1],c[2],c[3],c[4],c[5],c[6],c[7],c[8],c[9], (long)cuda::conv2d_workspace_floats(s, ConvPass::backward_filter));
+    printf("dev%d case %ld %ld %ld %ld %ld %ld %ld s%ld p%ld g%ld ws=%ld:", device, c[0],c[1],c[2],c[3],c[4],c[5],c[6],c[7],c[8],c[9], (long)cuda::conv2d_workspace_floats(s, ConvPass::backward_filter));
     for (int i = 0; i < 4; ++i) {
       double sc; double d = maxdiff(*B[i], *A[i], sc);
       bool bad = !(d <= 1e-4 * std::max(1.0, sc));

@@ -47,3 +47,9 @@ template <class F> void emu_launch(dim3 grid, unsigned threads, F f) {
         }
       }
 }
+enum { cudaDevAttrMultiProcessorCount = 16 };
+// Device 0 looks like an H100 (132 SMs); device 1 has one SM, so even tiny grids fill several waves and
+// the forward and data-gradient launchers pick 128-row tiles (compare_with_cpu.cpp runs both).
+inline int emu_device = 0;
+inline int cudaGetDevice(int* d) { *d = emu_device; return 0; }
+inline int cudaDeviceGetAttribute(int* v, int, int device) { *v = device == 0 ? 132 : 1; return 0; }
