@@ -51,7 +51,8 @@ constexpr int kMinSliceDepth = 256;
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 
 // ---------------------------------------------------------------------------------------------------------
-// The three GEMM problems. Each says, for group g: the GEMM size (M x Ncols, reduction Kdim); how a thread
+// The three GEMM problems. Offsets inside one tensor fit 32 bits (the bindings refuse tensors of 2^31 or
+// more elements); the gathers use 32-bit math except where ptxas then spilled the 128-row variant. Each says, for group g: the GEMM size (M x Ncols, reduction Kdim); how a thread
 // fetches A_PER consecutive reduction elements of one A row, and 4 consecutive reduction elements of one B
 // column (zero outside the slice [.., kend) and in the padding); and where C[m][n] lives.
 // ---------------------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ struct DataProblem {
     div_rs.divmod(k, kf, rs);
 #pragma unroll
     for (int j = 0; j < A_PER; ++j) {
-      v[j] = (a.ok && k + j < kend) ? load(a.p + int64_t(kf) * CRS + rs) : 0.f;
+      v[j] = (a.ok && k + j < kend) ? load(a.p + int(kf) * CRS + int(rs)) : 0.f;
       if (++rs == uint32_t(RS)) rs = 0, ++kf;
     }
   }
@@ -179,7 +180,7 @@ struct DataProblem {
       float val = 0.f;
       if (b.ok && k + j < kend) {
         const int p = source(b.hp, int(r), P), q = source(b.wp, int(s), Q);
-        if (p >= 0 && q >= 0) val = load(b.base + int64_t(kf) * PQ + p * Q + q);
+        if (p >= 0 && q >= 0) val = load(b.base + int(kf) * PQ + p * Q + q);
       }
       v[j] = val;
       if (++s == uint32_t(S)) {  // next tap: (k, r, s) in row-major order
