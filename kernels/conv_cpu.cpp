@@ -23,6 +23,9 @@ namespace {
 
 // Workspace for one chunk: im2col columns (CgRS x nb*PQ) plus staged Y/dY (Kg x nb*PQ).
 constexpr int64_t kWorkspaceBudgetFloats = int64_t(1) << 22;  // 16 MiB
+// Below this many elements a loop runs on one thread: waking the team costs more than it saves (and on
+// a busy machine a parallel region's barrier can wait for a descheduled thread).
+constexpr int64_t kParallelMin = int64_t(1) << 15;
 
 int64_t chunk_images(const ConvShape& s) {
   const int64_t per_image = (s.CRSg() + s.Kg()) * s.PQ();
@@ -42,7 +45,7 @@ void valid_range(int64_t out, int64_t in, int64_t tap, int64_t stride, int64_t p
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ;
   const FastDiv div_rs(s.RS()), div_s(s.S);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (rows * ld > kParallelMin)
   for (int64_t row = 0; row < rows; ++row) {
     for (int64_t i = 0; i < nb; ++i) {
       uint32_t c, rs, r, t;
@@ -76,7 +79,7 @@ void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t 
 // dx[n0+i, g*Cg + c] = sum over (r, s, p, q) of dcol scattered back (the adjoint of im2col).
 void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* dx) {
   const int64_t Cg = s.Cg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (Cg * s.RS() * ld > kParallelMin)
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t c = 0; c < Cg; ++c) {
       float* plane = dx + ((n0 + i) * s.C + g * Cg + c) * s.HW();
@@ -104,7 +107,7 @@ void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_
 void copy_group_maps(const ConvShape& s, int64_t n0, int64_t nb, int64_t g, const float* from, float* to,
                      bool to_stage, const float* bias) {
   const int64_t Kg = s.Kg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (Kg * ld > kParallelMin)
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t k = 0; k < Kg; ++k) {
       const int64_t staged = k * ld + i * PQ, tensor = ((n0 + i) * s.K + g * Kg + k) * PQ;
@@ -182,7 +185,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
 
 void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*, int64_t, Stream) {
   const int64_t PQ = s.PQ();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.K * s.N * PQ > kParallelMin)
   for (int64_t k = 0; k < s.K; ++k) {
     double sum = 0;  // exact enough that the order matters little; the order is fixed anyway
     for (int64_t n = 0; n < s.N; ++n) {
