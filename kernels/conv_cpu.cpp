@@ -1,22 +1,29 @@
 // CPU convolution: im2col / col2im into the caller's workspace, then our blocked
-// SGEMM (gemm_cpu.h), a chunk of images at a time so the workspace stays
-// bounded. Per group g and chunk of nb images the GEMMs are
-//   forward:          Y_g  (Kg x nb*PQ)   = W_g   (Kg x CgRS)   * col  (CgRS x nb*PQ)
-//   backward_data:    dcol (CgRS x nb*PQ) = W_g^T (CgRS x Kg)   * dY_g (Kg x nb*PQ), then col2im
-//   backward_filter:  dW_g (Kg x CgRS)   += dY_g  (Kg x nb*PQ)  * col^T (nb*PQ x CgRS)
-// Batching images into one GEMM keeps the GEMM wide even for the 4x4..16x16
-// maps of small presets; Y_g / dY_g are staged in the workspace because their
-// columns are not evenly strided in NCHW.
+// SGEMM (gemm_cpu.h). Per group g the GEMMs are
+//   forward:          Y_g  (Kg x cols)   = W_g   (Kg x CgRS)  * col  (CgRS x cols)
+//   backward_data:    dcol (CgRS x cols) = W_g^T (CgRS x Kg)  * dY_g (Kg x cols), then col2im
+//   backward_filter:  dW_g (Kg x CgRS)  += dY_g  (Kg x cols)  * col^T (cols x CgRS)
+// Two ways to spread them over threads:
+//  - per image: forward and data gradient with enough (image, group) pairs give each pair to one thread,
+//    with its own im2col buffer, and write straight into y / dx. No barrier between im2col, GEMM and
+//    col2im: on a busy machine each barrier can wait a whole time slice for a descheduled thread.
+//  - batched: otherwise (a lone image, and always for the filter gradient, which sums over images) a
+//    chunk of nb images becomes one wide GEMM (cols = nb*P*Q) run in parallel; Y_g / dY_g are staged in
+//    the workspace because their columns are not evenly strided in NCHW. Chunks keep the workspace
+//    bounded; wide GEMMs keep small maps (4x4..16x16 in small presets) efficient.
 //
-// Determinism: chunking depends only on the shape, every output element of a
-// GEMM is summed by one thread in a fixed order, and col2im gives each (image,
-// channel) plane to one thread; so all results are independent of the thread
-// count and bit-identical from run to run.
+// Determinism: every GEMM element is summed by one thread in a fixed order (the same order on both
+// paths), chunking depends only on the shape, and col2im gives each (image, channel) plane to one
+// thread; so results are independent of the thread count and bit-identical from run to run.
 #include <algorithm>
 #include <cstring>
 
 #include "conv.h"
 #include "gemm_cpu.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace pya::cpu {
 namespace {
@@ -26,6 +33,16 @@ constexpr int64_t kWorkspaceBudgetFloats = int64_t(1) << 22;  // 16 MiB
 // Below this many elements a loop runs on one thread: waking the team costs more than it saves (and on
 // a busy machine a parallel region's barrier can wait for a descheduled thread).
 constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+bool fork(int64_t work) { return work > kParallelMin && cpu_threads_available() > 1; }
+
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 int64_t chunk_images(const ConvShape& s) {
   const int64_t per_image = (s.CRSg() + s.Kg()) * s.PQ();
@@ -45,7 +62,7 @@ void valid_range(int64_t out, int64_t in, int64_t tap, int64_t stride, int64_t p
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ;
   const FastDiv div_rs(s.RS()), div_s(s.S);
-#pragma omp parallel for collapse(2) schedule(static) if (rows * ld > kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (fork(rows * ld))
   for (int64_t row = 0; row < rows; ++row) {
     for (int64_t i = 0; i < nb; ++i) {
       uint32_t c, rs, r, t;
@@ -79,7 +96,7 @@ void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t 
 // dx[n0+i, g*Cg + c] = sum over (r, s, p, q) of dcol scattered back (the adjoint of im2col).
 void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* dx) {
   const int64_t Cg = s.Cg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static) if (Cg * s.RS() * ld > kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (fork(Cg * s.RS() * ld))
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t c = 0; c < Cg; ++c) {
       float* plane = dx + ((n0 + i) * s.C + g * Cg + c) * s.HW();
@@ -107,7 +124,7 @@ void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_
 void copy_group_maps(const ConvShape& s, int64_t n0, int64_t nb, int64_t g, const float* from, float* to,
                      bool to_stage, const float* bias) {
   const int64_t Kg = s.Kg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static) if (Kg * ld > kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (fork(Kg * ld))
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t k = 0; k < Kg; ++k) {
       const int64_t staged = k * ld + i * PQ, tensor = ((n0 + i) * s.K + g * Kg + k) * PQ;
@@ -127,17 +144,46 @@ void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
                       std::to_string(conv2d_workspace_floats(s, pass)) + ")");
 }
 
+// Threads for the per-image path (0: use the batched one): enough work to be worth a parallel region,
+// enough (image, group) pairs to keep every thread busy, and a workspace with one im2col buffer per thread.
+int64_t per_image_threads(const ConvShape& s, int64_t workspace_floats) {
+  if (s.N * s.K * s.CRSg() * s.PQ() < (int64_t(1) << 20)) return 0;
+  const int64_t threads =
+      std::min(cpu_threads_available(), workspace_floats / std::max<int64_t>(1, s.CRSg() * s.PQ()));
+  return threads >= 2 && s.N * s.groups >= 2 * threads ? threads : 0;
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
   if (pass == ConvPass::backward_bias || s.N == 0) return 0;
-  return (s.CRSg() + s.Kg()) * chunk_images(s) * s.PQ();
+  const int64_t batched = (s.CRSg() + s.Kg()) * chunk_images(s) * s.PQ();
+  if (pass == ConvPass::backward_filter) return batched;
+  return std::max(batched, cpu_threads_available() * s.CRSg() * s.PQ());
 }
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& s, float* workspace,
                     int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::forward, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
+  if (const int64_t threads = per_image_threads(s, workspace_floats)) {
+    const int64_t PQ = s.PQ();
+#pragma omp parallel num_threads(threads)
+    {
+      float* col = workspace + thread_index() * CRS * PQ;
+#pragma omp for schedule(dynamic)
+      for (int64_t item = 0; item < s.N * s.groups; ++item) {
+        const int64_t n = item / s.groups, g = item % s.groups;
+        float* out = y + (n * s.K + g * Kg) * PQ;
+        im2col(x, s, n, 1, g, col);
+        sgemm(Kg, PQ, CRS, w + g * Kg * CRS, CRS, 1, col, PQ, 1, out, PQ, false);
+        if (b)
+          for (int64_t k = 0; k < Kg; ++k)
+            for (int64_t j = 0; j < PQ; ++j) out[k * PQ + j] += b[g * Kg + k];
+      }
+    }
+    return;
+  }
   for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
     const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
     float* col = workspace;
@@ -154,6 +200,20 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
                           int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::backward_data, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
+  if (const int64_t threads = per_image_threads(s, workspace_floats)) {
+    const int64_t PQ = s.PQ();
+#pragma omp parallel num_threads(threads)
+    {
+      float* col = workspace + thread_index() * CRS * PQ;
+#pragma omp for schedule(dynamic)
+      for (int64_t item = 0; item < s.N * s.groups; ++item) {
+        const int64_t n = item / s.groups, g = item % s.groups;
+        sgemm(CRS, PQ, Kg, w + g * Kg * CRS, 1, CRS, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, PQ, false);
+        col2im(col, s, n, 1, g, dx);
+      }
+    }
+    return;
+  }
   for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
     const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
     float* col = workspace;
@@ -185,7 +245,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
 
 void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*, int64_t, Stream) {
   const int64_t PQ = s.PQ();
-#pragma omp parallel for schedule(static) if (s.K * s.N * PQ > kParallelMin)
+#pragma omp parallel for schedule(static) if (fork(s.K * s.N * PQ))
   for (int64_t k = 0; k < s.K; ++k) {
     double sum = 0;  // exact enough that the order matters little; the order is fixed anyway
     for (int64_t n = 0; n < s.N; ++n) {

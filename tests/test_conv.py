@@ -161,6 +161,18 @@ def test_cpu_filter_gradient_is_bit_identical_across_runs(rng):
     assert db1.tobytes() == db2.tobytes()
 
 
+def test_batch_gives_the_same_bits_as_single_images(rng):
+    # With several threads a batch runs one image per thread, a lone image as parallel GEMMs over a wider
+    # split: the summation order is the same, so the bits must be too.
+    x, w, b, hyper = case_arrays(rng, (6, 16, 24, 24, 32, 3, 5, 2, 2, 2))  # above the per-image work threshold
+    y = ops.conv2d(x, w, b, **hyper)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, _, _ = ops.conv2d_backward(dy, x, w, **hyper)
+    for n in range(len(x)):
+        assert ops.conv2d(x[n:n + 1], w, b, **hyper).tobytes() == y[n:n + 1].tobytes()
+        assert ops.conv2d_backward(dy[n:n + 1], x[n:n + 1], w, **hyper)[0].tobytes() == dx[n:n + 1].tobytes()
+
+
 def test_need_dx_and_need_db_skip_those_outputs(rng):
     x, w, _, hyper = case_arrays(rng, CASES[1], bias=False)
     dy = rng.standard_normal(ops.conv2d(x, w, **hyper).shape).astype(np.float32)
