@@ -7,14 +7,16 @@
 //  - per image: forward and data gradient with enough (image, group) pairs give each pair to one thread,
 //    with its own im2col buffer, and write straight into y / dx. No barrier between im2col, GEMM and
 //    col2im: on a busy machine each barrier can wait a whole time slice for a descheduled thread.
-//  - batched: otherwise (a lone image, and always for the filter gradient, which sums over images) a
-//    chunk of nb images becomes one wide GEMM (cols = nb*P*Q) run in parallel; Y_g / dY_g are staged in
-//    the workspace because their columns are not evenly strided in NCHW. Chunks keep the workspace
-//    bounded; wide GEMMs keep small maps (4x4..16x16 in small presets) efficient.
+//  - batched: otherwise (few images, e.g. one) a chunk of nb images becomes one wide GEMM (cols =
+//    nb*P*Q) run in parallel; Y_g / dY_g are staged in the workspace because their columns are not
+//    evenly strided in NCHW. Chunks keep the workspace bounded.
+// The filter gradient sums over images: images are dealt to a fixed number of partial sums ("slots",
+// see filter_slots) that run in parallel, then the slots are added in order.
 //
 // Determinism: every GEMM element is summed by one thread in a fixed order (the same order on both
-// paths), chunking depends only on the shape, and col2im gives each (image, channel) plane to one
-// thread; so results are independent of the thread count and bit-identical from run to run.
+// forward paths), chunking and slotting depend only on the shape, and col2im gives each (image,
+// channel) plane to one thread; so results are independent of the thread count and bit-identical from
+// run to run.
 #include <algorithm>
 #include <cstring>
 
@@ -153,12 +155,26 @@ int64_t per_image_threads(const ConvShape& s, int64_t workspace_floats) {
   return threads >= 2 && s.N * s.groups >= 2 * threads ? threads : 0;
 }
 
+// Filter gradient: images are dealt round-robin to this many partial sums (from the shape alone, so the
+// summation order never depends on the thread count), each with its own im2col buffer and a private dW;
+// the slots run in parallel with no barrier until the final, fixed-order sum of the slots.
+constexpr int64_t kMaxFilterSlots = 8;
+constexpr int64_t kFilterBudgetFloats = int64_t(1) << 23;  // 32 MiB
+
+int64_t filter_slots(const ConvShape& s) {
+  const int64_t per_slot = s.K * s.CRSg() + s.CRSg() * s.PQ();
+  return std::max<int64_t>(1, std::min<int64_t>({s.N, kMaxFilterSlots, kFilterBudgetFloats / per_slot}));
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
   if (pass == ConvPass::backward_bias || s.N == 0) return 0;
+  if (pass == ConvPass::backward_filter) {
+    const int64_t slots = filter_slots(s);
+    return slots * s.CRSg() * s.PQ() + (slots > 1 ? slots * s.K * s.CRSg() : 0);
+  }
   const int64_t batched = (s.CRSg() + s.Kg()) * chunk_images(s) * s.PQ();
-  if (pass == ConvPass::backward_filter) return batched;
   return std::max(batched, cpu_threads_available() * s.CRSg() * s.PQ());
 }
 
@@ -229,16 +245,31 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
 void conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvShape& s, float* workspace,
                             int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::backward_filter, workspace_floats);
-  const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
-  if (s.N == 0) std::memset(dw, 0, sizeof(float) * s.K * CRS);
-  for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
-    const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
-    float* col = workspace;
-    float* stage = workspace + CRS * ld;
-    for (int64_t g = 0; g < s.groups; ++g) {
-      im2col(x, s, n0, nb, g, col);
-      copy_group_maps(s, n0, nb, g, dy, stage, true, nullptr);
-      sgemm(Kg, CRS, ld, stage, ld, 1, col, 1, ld, dw + g * Kg * CRS, CRS, n0 > 0);
+  const int64_t CRS = s.CRSg(), Kg = s.Kg(), PQ = s.PQ(), n_dw = s.K * CRS;
+  if (s.N == 0) {
+    std::memset(dw, 0, sizeof(float) * n_dw);
+    return;
+  }
+  const int64_t slots = filter_slots(s);
+  float* partial = workspace + slots * CRS * PQ;  // slot t's sum at partial + t*n_dw (dw itself for one slot)
+  const bool parallel = slots > 1 && s.N * s.K * CRS * PQ >= (int64_t(1) << 20) && cpu_threads_available() > 1;
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (int64_t slot = 0; slot < slots; ++slot) {
+    float* col = workspace + slot * CRS * PQ;
+    float* sum = slots > 1 ? partial + slot * n_dw : dw;
+    for (int64_t n = slot; n < s.N; n += slots) {
+      for (int64_t g = 0; g < s.groups; ++g) {
+        im2col(x, s, n, 1, g, col);
+        sgemm(Kg, CRS, PQ, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, 1, PQ, sum + g * Kg * CRS, CRS, n != slot);
+      }
+    }
+  }
+  if (slots > 1) {
+#pragma omp parallel for schedule(static) if (fork(n_dw * slots))
+    for (int64_t i = 0; i < n_dw; ++i) {
+      float acc = partial[i];
+      for (int64_t t = 1; t < slots; ++t) acc += partial[t * n_dw + i];
+      dw[i] = acc;
     }
   }
 }
