@@ -36,7 +36,7 @@ constexpr int64_t kWorkspaceBudgetFloats = int64_t(1) << 22;  // 16 MiB
 // a busy machine a parallel region's barrier can wait for a descheduled thread).
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
-bool fork(int64_t work) { return work > kParallelMin && cpu_threads_available() > 1; }
+bool worth_forking(int64_t work) { return work > kParallelMin && cpu_threads_available() > 1; }
 
 int thread_index() {
 #ifdef _OPENMP
@@ -64,7 +64,7 @@ void valid_range(int64_t out, int64_t in, int64_t tap, int64_t stride, int64_t p
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ;
   const FastDiv div_rs(s.RS()), div_s(s.S);
-#pragma omp parallel for collapse(2) schedule(static) if (fork(rows * ld))
+#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(rows * ld))
   for (int64_t row = 0; row < rows; ++row) {
     for (int64_t i = 0; i < nb; ++i) {
       uint32_t c, rs, r, t;
@@ -98,7 +98,7 @@ void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t 
 // dx[n0+i, g*Cg + c] = sum over (r, s, p, q) of dcol scattered back (the adjoint of im2col).
 void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* dx) {
   const int64_t Cg = s.Cg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static) if (fork(Cg * s.RS() * ld))
+#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(Cg * s.RS() * ld))
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t c = 0; c < Cg; ++c) {
       float* plane = dx + ((n0 + i) * s.C + g * Cg + c) * s.HW();
@@ -126,7 +126,7 @@ void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_
 void copy_group_maps(const ConvShape& s, int64_t n0, int64_t nb, int64_t g, const float* from, float* to,
                      bool to_stage, const float* bias) {
   const int64_t Kg = s.Kg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static) if (fork(Kg * ld))
+#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(Kg * ld))
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t k = 0; k < Kg; ++k) {
       const int64_t staged = k * ld + i * PQ, tensor = ((n0 + i) * s.K + g * Kg + k) * PQ;
@@ -265,7 +265,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     }
   }
   if (slots > 1) {
-#pragma omp parallel for schedule(static) if (fork(n_dw * slots))
+#pragma omp parallel for schedule(static) if (worth_forking(n_dw * slots))
     for (int64_t i = 0; i < n_dw; ++i) {
       float acc = partial[i];
       for (int64_t t = 1; t < slots; ++t) acc += partial[t * n_dw + i];
@@ -276,7 +276,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
 
 void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*, int64_t, Stream) {
   const int64_t PQ = s.PQ();
-#pragma omp parallel for schedule(static) if (fork(s.K * s.N * PQ))
+#pragma omp parallel for schedule(static) if (worth_forking(s.K * s.N * PQ))
   for (int64_t k = 0; k < s.K; ++k) {
     double sum = 0;  // exact enough that the order matters little; the order is fixed anyway
     for (int64_t n = 0; n < s.N; ++n) {
