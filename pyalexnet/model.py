@@ -31,8 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                   conv4=(192, 3, 1, 1), conv5=(128, 3, 1, 1), fc=2048),
     # Same layer types and wiring for 32x32 to 64x64 crops: laptops, the built-in dataset, fast tests.
     # conv1 takes stride 2 from 48 px up (see _preset_config) so the maps stay about 32x32.
-    "small": dict(input_size=32, conv1=(24, 5, 1, 2), conv2=(48, 5, 1, 2), conv3=(64, 3, 1, 1),
-                  conv4=(64, 3, 1, 1), conv5=(48, 3, 1, 1), fc=256),
+    "small": dict(input_size=32, conv1=(16, 5, 1, 2), conv2=(32, 5, 1, 2), conv3=(48, 3, 1, 1),
+                  conv4=(48, 3, 1, 1), conv5=(32, 3, 1, 1), fc=256),
     # A few hundred parameters per layer: finite-difference checks of the whole network.
     "tiny": dict(input_size=15, conv1=(2, 3, 1, 1), conv2=(3, 3, 1, 1), conv3=(3, 3, 1, 1),
                  conv4=(2, 3, 1, 1), conv5=(2, 3, 1, 1), fc=5),
