@@ -2,7 +2,9 @@
 
 Each tower holds half of every layer (cuda-convnet's names: conv1a is tower a's conv1). The towers
 exchange activations only before conv3, fc6, fc7 and fc8; everywhere else a tower sees only its own
-maps, which is what makes conv2, conv4 and conv5 equal to grouped convolutions with groups=2.
+maps, which is what makes conv2, conv4 and conv5 equal to grouped convolutions with groups=2. LRN
+too normalises across each tower's own maps (as cuda-convnet's per-GPU layers did), so the equivalent
+single network applies LRN per group; Caffe's one-GPU AlexNet instead normalised across all 96 maps.
 
 Placement: each tower runs on a device ("cpu" or "cuda:N"). On GPUs each tower has its own CuPy
 stream, so two towers on one GPU overlap, and on two GPUs activations cross only at the four exchange
@@ -51,8 +53,12 @@ DROPOUT_P = 0.5
 INITS = {
     "paper": dict(std=0.01, bias=1.0),
     "caffe": dict(std=0.01, bias=0.1),  # what Caffe's replication used (bias 1 gave it a flat loss)
-    "he": dict(std="he", bias=0.0),     # std sqrt(2 / fan_in): trains small networks fast
+    # std sqrt(2 / fan_in), and conv1's also / PIXEL_STD since images come in pixel units (0..255 minus
+    # the mean): each layer then keeps its input's scale, where N(0, 0.01) makes a deep narrow network's
+    # signal vanish (the small preset's loss stays flat). Trains the small presets fast.
+    "he": dict(std="he", bias=0.0),
 }
+PIXEL_STD = 64.0
 
 
 def _preset_config(preset: str, input_size: int | None) -> dict[str, Any]:
@@ -302,7 +308,7 @@ class AlexNet:
             # One generator per layer, seeded by (seed, layer): the same numbers on every device.
             rng = np.random.default_rng([self.seed, index])
             fan_in = int(np.prod(wshape[1:]))
-            s = math.sqrt(2.0 / fan_in) if std == "he" else float(std)
+            s = math.sqrt(2.0 / fan_in) / (PIXEL_STD if layer.startswith("conv1") else 1.0) if std == "he" else float(std)
             w = rng.standard_normal(wshape, dtype=np.float32) * np.float32(s)
             b = np.full(wshape[0], bias if layer[:-1] in _BIAS_ONE or layer in _BIAS_ONE else 0.0, np.float32)
             place = self._places[t]
