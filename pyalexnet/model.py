@@ -25,19 +25,21 @@ from . import ops
 
 __all__ = ["AlexNet", "PRESETS", "parameter_shapes", "parse_devices"]
 
-# Per tower: (filters, kernel, stride, padding). "pool" lists the conv layers followed by max-pool 3/2,
+# Per tower: (filters, kernel, stride, padding). input_scale multiplies the images first: the paper's
+# network takes pixel units (0..255 minus the mean) as cuda-convnet did; the small ones take them / 64,
+# about unit variance, which lets them use a scale-preserving (He) initialisation and train in minutes. "pool" lists the conv layers followed by max-pool 3/2,
 # "lrn" those followed by local response normalisation (after the ReLU, before the pool).
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's network (PAPER.md): 224x224 crops, 60,965,224 parameters for 1000 classes.
     "paper": dict(input_size=224, conv1=(48, 11, 4, 2), conv2=(128, 5, 1, 2), conv3=(192, 3, 1, 1),
-                  conv4=(192, 3, 1, 1), conv5=(128, 3, 1, 1), fc=2048),
+                  conv4=(192, 3, 1, 1), conv5=(128, 3, 1, 1), fc=2048, input_scale=1.0),
     # Same layer types and wiring for 32x32 to 64x64 crops: laptops, the built-in dataset, fast tests.
     # conv1 takes stride 2 from 48 px up (see _preset_config) so the maps stay about 32x32.
     "small": dict(input_size=32, conv1=(16, 5, 1, 2), conv2=(32, 5, 1, 2), conv3=(48, 3, 1, 1),
-                  conv4=(48, 3, 1, 1), conv5=(32, 3, 1, 1), fc=256),
+                  conv4=(48, 3, 1, 1), conv5=(32, 3, 1, 1), fc=256, input_scale=1 / 64),
     # A few hundred parameters per layer: finite-difference checks of the whole network.
     "tiny": dict(input_size=15, conv1=(2, 3, 1, 1), conv2=(3, 3, 1, 1), conv3=(3, 3, 1, 1),
-                 conv4=(2, 3, 1, 1), conv5=(2, 3, 1, 1), fc=5),
+                 conv4=(2, 3, 1, 1), conv5=(2, 3, 1, 1), fc=5, input_scale=1 / 64),
 }
 _CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 _LRN_AFTER = ("conv1", "conv2")
@@ -53,12 +55,11 @@ DROPOUT_P = 0.5
 INITS = {
     "paper": dict(std=0.01, bias=1.0),
     "caffe": dict(std=0.01, bias=0.1),  # what Caffe's replication used (bias 1 gave it a flat loss)
-    # std sqrt(2 / fan_in), and conv1's also / PIXEL_STD since images come in pixel units (0..255 minus
-    # the mean): each layer then keeps its input's scale, where N(0, 0.01) makes a deep narrow network's
-    # signal vanish (the small preset's loss stays flat). Trains the small presets fast.
+    # std sqrt(2 / fan_in) in conv1..fc7, so each layer keeps its input's scale where N(0, 0.01) makes
+    # a deep narrow network's signal vanish (the small preset's loss stays flat); fc8 keeps the paper's
+    # 0.01 (small initial logits). Meant for unit-scale inputs: the small presets' default.
     "he": dict(std="he", bias=0.0),
 }
-PIXEL_STD = 64.0
 
 
 def _preset_config(preset: str, input_size: int | None) -> dict[str, Any]:
@@ -308,7 +309,10 @@ class AlexNet:
             # One generator per layer, seeded by (seed, layer): the same numbers on every device.
             rng = np.random.default_rng([self.seed, index])
             fan_in = int(np.prod(wshape[1:]))
-            s = math.sqrt(2.0 / fan_in) / (PIXEL_STD if layer.startswith("conv1") else 1.0) if std == "he" else float(std)
+            if std == "he":
+                s = 0.01 if layer == "fc8" else math.sqrt(2.0 / fan_in)
+            else:
+                s = float(std)
             w = rng.standard_normal(wshape, dtype=np.float32) * np.float32(s)
             b = np.full(wshape[0], bias if layer[:-1] in _BIAS_ONE or layer in _BIAS_ONE else 0.0, np.float32)
             place = self._places[t]
@@ -413,6 +417,10 @@ class AlexNet:
                 step, self.step = self.step, self.step + 1
         cache: dict[str, Any] = {"train": train}
         h = [places[t].take(x) for t in (0, 1)]
+        if self.config["input_scale"] != 1.0:
+            for t in (0, 1):
+                with places[t].active():
+                    h[t] = h[t] * places[t].xp.float32(self.config["input_scale"])
         n = h[0].shape[0]
         for layer in _CONVS:
             if layer in _EXCHANGE_BEFORE:

@@ -57,7 +57,7 @@ def grouped_forward(m: AlexNet, x, *, train=False, step=0):
         return np.concatenate([p[f"{layer}a.{kind}"], p[f"{layer}b.{kind}"]])
 
     lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
-    h = x
+    h = x * np.float32(cfg["input_scale"])
     # conv1's towers are separate filters on the same image: a full conv with both towers' filters.
     for layer, groups in (("conv1", 1), ("conv2", 2), ("conv3", 1), ("conv4", 2), ("conv5", 2)):
         _, _, stride, pad = cfg[layer]

@@ -67,6 +67,8 @@ def add_arguments(p) -> None:
                    help="also checkpoint every STEPS steps within an epoch")
     p.add_argument("--history", default=None, metavar="FILE", help="per-epoch figures as JSON lines (default: "
                    "DIR/history.jsonl with --checkpoint-dir)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="stop after N SGD steps (a quick try-out; --resume continues the run)")
     p.add_argument("--workers", type=int, default=2, help="data loader threads (default: 2)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of each class held out for validation in a folder without val/ (default: 0.1)")
@@ -82,7 +84,7 @@ def run(args) -> int:
                        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience,
                        preset=args.preset, init=args.init, device=args.device, seed=args.seed,
                        checkpoint_dir=args.checkpoint_dir, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                       history=args.history, workers=args.workers, val_fraction=args.val_fraction,
+                       history=args.history, workers=args.workers, stop_after_steps=args.steps, val_fraction=args.val_fraction,
                        progress=False if args.quiet else None, verbose=not args.quiet)
     except TrainingDiverged as exc:
         print(f"pyalexnet train: training diverged: {exc}", file=sys.stderr)
