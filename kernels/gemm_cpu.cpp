@@ -7,6 +7,7 @@
 // MR x NR result in registers (6 x 16 floats = 12 AVX2 or 6 AVX-512 registers).
 #include "gemm_cpu.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -53,7 +54,11 @@ void pack_a(int64_t mc, int64_t kc, const float* A, int64_t rs, int64_t cs, floa
   for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += kc * MR) {
     const int64_t mr = mc - i0 < MR ? mc - i0 : MR;
     if (mr < MR) std::memset(dst, 0, sizeof(float) * kc * MR);
-    if (cs == 1) {
+    if (cs == 1 && mr == MR) {  // MR row streams read together: one contiguous MR-float write per k
+      const float* src = A + i0 * rs;
+      for (int64_t k = 0; k < kc; ++k)
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * rs + k];
+    } else if (cs == 1) {
       for (int64_t i = 0; i < mr; ++i) {
         const float* src = A + (i0 + i) * rs;
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
@@ -72,7 +77,9 @@ void pack_b(int64_t kc, int64_t nc, const float* B, int64_t rs, int64_t cs, floa
   for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
     const int64_t nr = nc - j0 < NR ? nc - j0 : NR;
     if (nr < NR) std::memset(dst, 0, sizeof(float) * kc * NR);
-    if (cs == 1) {
+    if (cs == 1 && nr == NR) {  // whole rows of the panel: one vector copy each
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, B + k * rs + j0, sizeof(float) * NR);
+    } else if (cs == 1) {
       for (int64_t k = 0; k < kc; ++k) {
         const float* src = B + k * rs + j0;
         for (int64_t j = 0; j < nr; ++j) dst[k * NR + j] = src[j];
@@ -148,6 +155,14 @@ bool in_parallel_region() {
 #endif
 }
 
+int64_t max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 }  // namespace
 
 void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t b_rs,
@@ -158,13 +173,23 @@ void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64
       for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, sizeof(float) * N);
     return;
   }
-  const int64_t m_tiles = (M + MC - 1) / MC, n_tiles = (N + NC - 1) / NC;
+  const int64_t m_tiles = (M + MC - 1) / MC;
+  const bool parallel = !in_parallel_region() && M * N * Kd > (int64_t(1) << 18);
+  // Narrow C (the filter gradient of a layer with few channels: a long reduction into a small result)
+  // would give fewer tiles than threads; split its columns finer, down to one NR panel per tile. This
+  // changes which thread computes an element, never the order it is summed in.
+  int64_t nc_block = NC;
+  const int64_t threads = parallel ? max_threads() : 1;
+  if (m_tiles * ((N + NC - 1) / NC) < threads) {
+    const int64_t per_thread = (N + (threads + m_tiles - 1) / m_tiles - 1) / ((threads + m_tiles - 1) / m_tiles);
+    nc_block = std::min<int64_t>(NC, std::max<int64_t>(NR, (per_thread + NR - 1) / NR * NR));
+  }
+  const int64_t n_tiles = (N + nc_block - 1) / nc_block;
   const int64_t tiles = m_tiles * n_tiles;
-  const bool parallel = !in_parallel_region() && tiles > 1 && M * N * Kd > (int64_t(1) << 18);
-#pragma omp parallel for schedule(dynamic) if (parallel)
+#pragma omp parallel for schedule(dynamic) if (parallel && tiles > 1)
   for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t i0 = (t % m_tiles) * MC, j0 = (t / m_tiles) * NC;
-    const int64_t mc = M - i0 < MC ? M - i0 : MC, nc = N - j0 < NC ? N - j0 : NC;
+    const int64_t i0 = (t % m_tiles) * MC, j0 = (t / m_tiles) * nc_block;
+    const int64_t mc = M - i0 < MC ? M - i0 : MC, nc = N - j0 < nc_block ? N - j0 : nc_block;
     gemm_tile(i0, j0, mc, nc, Kd, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate);
   }
 }

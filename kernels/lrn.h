@@ -38,11 +38,11 @@ PYA_HD float lrn_window_sum(const float* a, int64_t cs, int lo, int hi) {
 // After subtracting the leaving square `leaving` the running sum `s` may carry
 // the rounding error of that larger value (up to 2^-24 * leaving), or be
 // negative, inf (an overflowed square) or NaN (inf - inf). Recompute it from
-// the window when that error could exceed ~2^-16 of the denominator; with the
-// paper's k = 2 this needs |a| > ~2e3, so ordinary data never pays for it.
+// the window when that error could exceed ~2^-20 of the denominator; with the
+// paper's k = 2 this needs |a| > ~560, so ordinary data rarely pays for it.
 PYA_HD bool lrn_sum_is_unreliable(float s, float leaving, float alpha, float k) {
   if (!(s >= 0.f) || s == INFINITY) return true;
-  return alpha * leaving > 256.f * (k + alpha * s);
+  return alpha * leaving > 16.f * (k + alpha * s);
 }
 
 // The running window sum of squares at one pixel, for centre channel i.

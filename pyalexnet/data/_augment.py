@@ -24,7 +24,7 @@ def _xp(a):
     return B.cupy_module() if B.is_gpu_array(a) else np
 
 
-def augment(images, mean_image, crop_size: int, *, offsets=None, flips=None, lighting=None, index=None):
+def augment(images, crop_size: int, mean_image, *, offsets=None, flips=None, lighting=None, index=None):
     """float32 (n, 3, crop, crop) from uint8 NHWC `images` (numpy, or CuPy for the CUDA kernel).
 
     index (n,) int64: which image each output comes from (default: all, in order); offsets (n, 2) int32:
@@ -68,8 +68,7 @@ def augment(images, mean_image, crop_size: int, *, offsets=None, flips=None, lig
         return out
     mean_image = B.as_input(mean_image, "mean_image")
     _check_mean(mean_image, height, width)
-    if not isinstance(images, np.memmap):  # a memmap is read in place (it is C-contiguous as stored)
-        images = np.ascontiguousarray(images)
+    images = np.ascontiguousarray(images)  # no copy when already contiguous: a memmap is read in place
     out = np.empty((n, 3, crop, crop), np.float32)
     _C.augment(images, mean_image, index, offsets, flips, lighting, out, 0)
     return out
@@ -91,7 +90,7 @@ def _host(a, dtype, name):
 
 def center_crop(images, crop_size: int, mean_image):
     """The test-time input: the centred crop minus the mean image's centred crop, float32 NCHW."""
-    return augment(images, mean_image, crop_size)
+    return augment(images, crop_size, mean_image)
 
 
 def ten_crops(images, crop_size: int, mean_image):
@@ -105,7 +104,7 @@ def ten_crops(images, crop_size: int, mean_image):
     offsets = np.repeat(np.array(corners * 2, np.int32), num, axis=0)
     flips = np.repeat(np.array([0] * 5 + [1] * 5, np.uint8), num)
     index = np.tile(np.arange(num, dtype=np.int64), 10)
-    out = augment(images, mean_image, c, offsets=offsets, flips=flips, index=index)
+    out = augment(images, c, mean_image, offsets=offsets, flips=flips, index=index)
     return out.reshape(10, num, 3, c, c)
 
 

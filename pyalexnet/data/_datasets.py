@@ -42,8 +42,8 @@ class Dataset:
 
 
 def crop_size_for(image_size: int) -> int:
-    """The paper's 224 of 256 (7/8 of the side), rounded to a multiple of 4: 256 -> 224, 32 -> 28, 28 -> 24."""
-    return max(4, 4 * round(image_size * 7 / 8 / 4))
+    """The paper's 224 of 256: 7/8 of the side, rounded down (32 -> 28, 28 -> 24)."""
+    return max(1, image_size * 7 // 8)
 
 
 @dataclasses.dataclass

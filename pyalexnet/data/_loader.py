@@ -120,7 +120,7 @@ class Loader:
         offsets, flips, lighting = self._parameters(step, len(idx))
         labels = self.dataset.labels[idx]
         if self._gpu is None:
-            x = _augment.augment(self.dataset.images, self.mean_image, self.crop_size, offsets=offsets, flips=flips,
+            x = _augment.augment(self.dataset.images, self.crop_size, self.mean_image, offsets=offsets, flips=flips,
                                  lighting=lighting, index=idx)
             return x, labels
         batch = np.ascontiguousarray(self.dataset.images[np.sort(idx)][np.argsort(np.argsort(idx))])
@@ -137,7 +137,7 @@ class Loader:
         with cp.cuda.Device(self._gpu):
             if self._gpu_mean is None:
                 self._gpu_mean = cp.asarray(self.mean_image)
-            x = _augment.augment(cp.asarray(batch), self._gpu_mean, self.crop_size, offsets=offsets, flips=flips,
+            x = _augment.augment(cp.asarray(batch), self.crop_size, self._gpu_mean, offsets=offsets, flips=flips,
                                  lighting=lighting)
         return x, labels
 

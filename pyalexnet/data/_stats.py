@@ -27,9 +27,12 @@ class RunningStats:
         if len(batch) == 0:
             return
         self.image_sum += batch.sum(axis=0, dtype=np.float64)
-        pixels = batch.reshape(-1, 3).astype(np.float64)
-        self.rgb_sum += pixels.sum(axis=0)
-        self.rgb_outer += pixels.T @ pixels
+        # A few images at a time: float64 copies of 1000 256x256 images would take 1.5 GB.
+        step = max(1, (1 << 20) // (batch.shape[1] * batch.shape[2]))
+        for lo in range(0, len(batch), step):
+            pixels = batch[lo:lo + step].reshape(-1, 3).astype(np.float64)
+            self.rgb_sum += pixels.sum(axis=0)
+            self.rgb_outer += pixels.T @ pixels
         self.images += len(batch)
 
     def state(self) -> dict:

@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +117,13 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
     files = json.loads((dst / "files.json").read_text())
     progress = _load_progress(dst, image_size)
     workers = workers or _folder.default_workers()
-    with cf.ThreadPoolExecutor(workers) as pool:
+    pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="pyalexnet-prepare")
+    try:
         for split in SPLITS:
             _convert_split(dst, meta, split, [tuple(f) for f in files[split]], progress, pool, image_size,
                            checkpoint_every, quiet)
+    finally:  # on Ctrl-C, drop the queued decodes instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
     mean_image, eigvals, eigvecs = progress["stats"].finalize()
     np.savez(dst / "stats.tmp.npz", mean_image=mean_image, eigvals=eigvals, eigvecs=eigvecs)
     os.replace(dst / "stats.tmp.npz", dst / "stats.npz")
@@ -168,11 +170,7 @@ def _convert_split(dst, meta, split, files, progress, pool, size, every, quiet) 
         try:
             for lo in range(start, n, every):
                 chunk = files[lo:lo + every]
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    batch, batch_labels, bad = _folder.decode_many(chunk, size, pool=pool)
-                for w in caught:
-                    bar.write(f"pyalexnet prepare: {w.message}", file=sys.stderr)
+                batch, batch_labels, bad = _folder.decode_many(chunk, size, pool=pool)  # warns per bad file
                 images[written:written + len(batch)] = batch
                 labels[written:written + len(batch)] = batch_labels
                 if split == "train":

@@ -56,15 +56,12 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, ne
     """
     hyper = _hyper(stride, padding, groups)
     dy, x, w = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(w, "w")
-    out_shape = tuple(_C.conv2d_shape(x.shape, w.shape, *hyper))
-    if tuple(dy.shape) != out_shape:
-        raise ValueError(f"argument 'dy' must have the output shape {out_shape} for x {tuple(x.shape)} and "
-                         f"w {tuple(w.shape)}, got {tuple(dy.shape)}")
+    _C.conv2d_shape(x.shape, w.shape, *hyper)  # validates x, w and the hyperparameters before allocating
     passes = ("backward_filter",) + (("backward_data",) if need_dx else ()) + (("backward_bias",) if need_db else ())
     with B.launch(dy, x, w) as l:
         ws = _workspace(l, x.shape, w.shape, hyper, passes)
         dw = l.xp.empty(w.shape, dtype=np.float32)
-        _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream)
+        _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream)  # first: it checks dy's shape
         dx = db = None
         if need_dx:
             dx = l.xp.empty(x.shape, dtype=np.float32)

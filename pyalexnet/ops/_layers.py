@@ -40,12 +40,11 @@ def _flat_input(x, w):
 def linear(x, w, b=None):
     """y = x @ w.T + b with w of shape (out, in); x is (N, in) or (N, ...) flattened to (N, in)."""
     x, w = B.as_input(x, "x"), B.as_input(w, "w")
+    x2 = _flat_input(x, w)
     if b is not None:
         b = B.as_input(b, "b")
-        if b.shape != (w.shape[0],) if w.ndim == 2 else True:
-            raise ValueError(f"argument 'b' must have shape ({w.shape[0] if w.ndim == 2 else 'out'},), "
-                             f"got {_shape(b)}")
-    x2 = _flat_input(x, w)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"argument 'b' must have shape ({w.shape[0]},), got {_shape(b)}")
     with B.launch(x, w, b) as l:
         y = l.xp.matmul(x2, w.T)
         if b is not None:

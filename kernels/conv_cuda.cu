@@ -1,0 +1,551 @@
+// CUDA convolution: implicit GEMM, one templated kernel for all three passes.
+//
+// Scheme, and why: every pass is a GEMM whose operands are gathered on the fly
+// from the NCHW tensors (no im2col buffer, no cuDNN/cuBLAS):
+//   forward          C[Kg  x N*P*Q ] = W[Kg x CgRS]            * im2col(x)[CgRS x N*P*Q]
+//   backward data    C[Cg  x N*H*W ] = W^T[Cg x Kg*R*S]        * "col2im"(dy)[Kg*R*S x N*H*W]
+//   backward filter  C[Kg  x CgRS  ] = dY[Kg x N*P*Q]          * im2col(x)^T[N*P*Q x CgRS]
+// with the group as blockIdx.z, so all groups run in one launch. Implicit GEMM
+// rather than cuda-convnet's per-position scheme because cuda-convnet's kernels
+// want images innermost (CHWN) and batch sizes that are multiples of 32/128;
+// with NCHW, batch 1 and odd channel counts, the GEMM view gives the same
+// register-tile efficiency for every shape: it only changes how a tile's
+// operands are addressed.
+//
+// Kernel: 256 threads compute a BM x 128 tile of C (BM = 128, or 64 when the
+// row count fits 64-row tiles better, e.g. conv4's 192 filters per group); each
+// thread holds an 8x8 (or 4x8) accumulator tile in registers, split into 4-wide
+// fragments 64 apart so its shared-memory reads are conflict-free float4s. The
+// reduction is walked 8 deep at a time through double-buffered shared memory:
+// the next slice's global loads are issued before the current slice's FMAs and
+// stored to the other buffer after them (one __syncthreads per slice). Index
+// decomposition uses FastDiv (conv.h), so gathers cost a few integer ops.
+//
+// Filter gradient determinism: its reduction (N*P*Q, long) is split into a
+// fixed number of slices chosen from the shape alone (not the device); slice i
+// writes its partial sums to workspace[i] and a second kernel adds the slices in
+// order. No atomics: the same inputs give the same bits on every run. The bias
+// gradient is one block per channel with a fixed-shape tree reduction.
+//
+// Stride > 1 in the data gradient wastes the (r, s) taps that do not land on
+// an output (checked per element); AlexNet only strides conv1, whose input
+// gradient is never needed.
+#include <algorithm>
+#include <atomic>
+
+#include "conv.h"
+#include "cuda_check.h"
+
+namespace pya::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int BN = 128;  // GEMM columns per block
+constexpr int BK = 8;    // reduction depth per shared-memory stage
+// Filter gradient: aim for this many blocks across all slices (fixed, so results
+// do not depend on the GPU), each slice at least kMinSliceDepth deep.
+constexpr int kTargetBlocks = 512;
+constexpr int kMaxSlices = 128;
+constexpr int kMinSliceDepth = 256;
+
+__device__ __forceinline__ float load(const float* p) { return __ldg(p); }
+
+// ---------------------------------------------------------------------------------------------------------
+// The three GEMM problems. Offsets inside one tensor fit 32 bits (the bindings refuse tensors of 2^31 or
+// more elements); the gathers use 32-bit math except where ptxas then spilled the 128-row variant. Each says, for group g: the GEMM size (M x Ncols, reduction Kdim); how a thread
+// fetches A_PER consecutive reduction elements of one A row, and 4 consecutive reduction elements of one B
+// column (zero outside the slice [.., kend) and in the padding); and where C[m][n] lives.
+// ---------------------------------------------------------------------------------------------------------
+
+struct ForwardProblem {
+  const float* x;
+  const float* w;
+  const float* bias;  // may be null
+  float* c;           // y
+  int M, Ncols, Kdim;
+  int C, H, W, K, Q, PQ, Cg, Kg, R, S, stride, pad;
+  FastDiv div_rs, div_s, div_pq, div_q;
+  bool a_vector;  // filter rows are 16-byte aligned: float4/float2 loads
+
+  struct ARow { const float* p; bool ok; };
+  struct BCol { const float* base; int ih0, iw0; bool ok; };
+
+  __device__ ARow a_row(int g, int m) const { return {w + (int64_t(g) * Kg + m) * Kdim, m < M}; }
+
+  template <int A_PER>
+  __device__ void load_a(const ARow& a, int k, int kend, float (&v)[A_PER]) const {
+    if (a_vector && a.ok && k + A_PER <= kend) {
+      if constexpr (A_PER == 4) {
+        float4 t = __ldg(reinterpret_cast<const float4*>(a.p + k));
+        v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+      } else {
+        float2 t = __ldg(reinterpret_cast<const float2*>(a.p + k));
+        v[0] = t.x, v[1] = t.y;
+      }
+      return;
+    }
+#pragma unroll
+    for (int j = 0; j < A_PER; ++j) v[j] = (a.ok && k + j < kend) ? load(a.p + k + j) : 0.f;
+  }
+
+  __device__ BCol b_col(int g, int n) const {
+    BCol b{x, 0, 0, n < Ncols};
+    if (!b.ok) return b;
+    uint32_t img, pq, p, q;
+    div_pq.divmod(n, img, pq);
+    div_q.divmod(pq, p, q);
+    b.base = x + (int64_t(img) * C + int64_t(g) * Cg) * H * W;
+    b.ih0 = int(conv_in_coord(p, 0, stride, pad));
+    b.iw0 = int(conv_in_coord(q, 0, stride, pad));
+    return b;
+  }
+
+  __device__ void load_b(const BCol& b, int k, int kend, float (&v)[4]) const {
+    uint32_t c, rs, r, s;
+    div_rs.divmod(k, c, rs);
+    div_s.divmod(rs, r, s);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int ih = b.ih0 + int(r), iw = b.iw0 + int(s);
+      const bool in = b.ok && k + j < kend && ih >= 0 && ih < H && iw >= 0 && iw < W;
+      v[j] = in ? load(b.base + (int64_t(c) * H + ih) * W + iw) : 0.f;
+      if (++s == uint32_t(S)) {  // next tap: (c, r, s) in row-major order
+        s = 0;
+        if (++r == uint32_t(R)) r = 0, ++c;
+      }
+    }
+  }
+
+  __device__ int64_t c_row(int g, int /*slice*/, int m) const { return (int64_t(g) * Kg + m) * PQ; }
+  __device__ int c_col(int n) const {  // < numel(y) < 2^31 (checked by the bindings)
+    uint32_t img, pq;
+    div_pq.divmod(n, img, pq);
+    return int(img) * K * PQ + int(pq);
+  }
+  __device__ float c_bias(int g, int m) const { return bias ? load(bias + g * Kg + m) : 0.f; }
+};
+
+struct DataProblem {
+  const float* dy;
+  const float* w;
+  float* c;  // dx
+  int M, Ncols, Kdim;
+  int C, H, W, K, P, Q, PQ, HWn, Cg, Kg, R, S, RS, CRS, stride, pad;
+  FastDiv div_rs, div_s, div_hw, div_w, div_stride;
+
+  struct ARow { const float* p; bool ok; };
+  struct BCol { const float* base; int hp, wp; bool ok; };
+
+  // A[c][(k, r, s)] = w[g*Kg + k][c][r][s]
+  __device__ ARow a_row(int g, int m) const { return {w + int64_t(g) * Kg * CRS + int64_t(m) * RS, m < M}; }
+
+  template <int A_PER>
+  __device__ void load_a(const ARow& a, int k, int kend, float (&v)[A_PER]) const {
+    uint32_t kf, rs;
+    div_rs.divmod(k, kf, rs);
+#pragma unroll
+    for (int j = 0; j < A_PER; ++j) {
+      v[j] = (a.ok && k + j < kend) ? load(a.p + int(kf) * CRS + int(rs)) : 0.f;
+      if (++rs == uint32_t(RS)) rs = 0, ++kf;
+    }
+  }
+
+  __device__ BCol b_col(int g, int n) const {
+    BCol b{dy, 0, 0, n < Ncols};
+    if (!b.ok) return b;
+    uint32_t img, hw, h, ww;
+    div_hw.divmod(n, img, hw);
+    div_w.divmod(hw, h, ww);
+    b.base = dy + (int64_t(img) * K + int64_t(g) * Kg) * PQ;
+    b.hp = int(h) + pad;
+    b.wp = int(ww) + pad;
+    return b;
+  }
+
+  // Output index along one axis that tap `t` of input coordinate (padded) `ip` came from, or -1.
+  __device__ int source(int ip, int t, int out) const {
+    const int num = ip - t;  // = o * stride
+    if (num < 0) return -1;
+    uint32_t o = uint32_t(num), rem = 0;
+    if (stride != 1) div_stride.divmod(uint32_t(num), o, rem);
+    return (rem == 0 && int(o) < out) ? int(o) : -1;
+  }
+
+  __device__ void load_b(const BCol& b, int k, int kend, float (&v)[4]) const {
+    uint32_t kf, rs, r, s;
+    div_rs.divmod(k, kf, rs);
+    div_s.divmod(rs, r, s);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float val = 0.f;
+      if (b.ok && k + j < kend) {
+        const int p = source(b.hp, int(r), P), q = source(b.wp, int(s), Q);
+        if (p >= 0 && q >= 0) val = load(b.base + int(kf) * PQ + p * Q + q);
+      }
+      v[j] = val;
+      if (++s == uint32_t(S)) {  // next tap: (k, r, s) in row-major order
+        s = 0;
+        if (++r == uint32_t(R)) r = 0, ++kf;
+      }
+    }
+  }
+
+  __device__ int64_t c_row(int g, int /*slice*/, int m) const { return (int64_t(g) * Cg + m) * HWn; }
+  __device__ int c_col(int n) const {  // < numel(dx) < 2^31
+    uint32_t img, hw;
+    div_hw.divmod(n, img, hw);
+    return int(img) * C * HWn + int(hw);
+  }
+  __device__ float c_bias(int, int) const { return 0.f; }
+};
+
+struct FilterProblem {
+  const float* dy;
+  const float* x;
+  float* c;  // dw, or the per-slice partial sums in the workspace
+  int M, Ncols, Kdim;
+  int C, H, W, K, P, Q, PQ, Cg, Kg, CRS, stride, pad;
+  FastDiv div_rs, div_s, div_pq, div_q;
+
+  struct ARow { const float* p; bool ok; };
+  struct BCol { const float* base; int roff, soff; bool ok; };
+
+  // A[k][(img, pq)] = dy[img][g*Kg + k][pq]
+  __device__ ARow a_row(int g, int m) const { return {dy + (int64_t(g) * Kg + m) * PQ, m < M}; }
+
+  template <int A_PER>
+  __device__ void load_a(const ARow& a, int k, int kend, float (&v)[A_PER]) const {
+    uint32_t img, pq;
+    div_pq.divmod(k, img, pq);
+#pragma unroll
+    for (int j = 0; j < A_PER; ++j) {
+      v[j] = (a.ok && k + j < kend) ? load(a.p + int64_t(img) * K * PQ + pq) : 0.f;
+      if (++pq == uint32_t(PQ)) pq = 0, ++img;
+    }
+  }
+
+  // B[(img, p, q)][(c, r, s)] = x[img][g*Cg + c][p*stride - pad + r][q*stride - pad + s]
+  __device__ BCol b_col(int g, int n) const {
+    BCol b{x, 0, 0, n < Ncols};
+    if (!b.ok) return b;
+    uint32_t ch, rs, r, s;
+    div_rs.divmod(n, ch, rs);
+    div_s.divmod(rs, r, s);
+    b.base = x + (int64_t(g) * Cg + ch) * H * W;
+    b.roff = int(conv_in_coord(0, r, stride, pad));
+    b.soff = int(conv_in_coord(0, s, stride, pad));
+    return b;
+  }
+
+  __device__ void load_b(const BCol& b, int k, int kend, float (&v)[4]) const {
+    uint32_t img, pq, p, q;
+    div_pq.divmod(k, img, pq);
+    div_q.divmod(pq, p, q);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int ih = int(p) * stride + b.roff, iw = int(q) * stride + b.soff;
+      const bool in = b.ok && k + j < kend && ih >= 0 && ih < H && iw >= 0 && iw < W;
+      v[j] = in ? load(b.base + int64_t(img) * C * H * W + int64_t(ih) * W + iw) : 0.f;
+      if (++q == uint32_t(Q)) {
+        q = 0;
+        if (++p == uint32_t(P)) p = 0, ++img;
+      }
+    }
+  }
+
+  __device__ int64_t c_row(int g, int slice, int m) const {
+    return (int64_t(slice) * K + int64_t(g) * Kg + m) * CRS;
+  }
+  __device__ int c_col(int n) const { return n; }
+  __device__ float c_bias(int, int) const { return 0.f; }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// The kernel. grid = (ceil(Ncols/128), ceil(M/BM), groups * slices); slice s reduces over
+// [s*k_per_slice, min(Kdim, (s+1)*k_per_slice)).
+// ---------------------------------------------------------------------------------------------------------
+
+template <class Prob, int MF>
+__global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob prob, int k_per_slice, int groups) {
+  constexpr int BM = 64 * MF;
+  constexpr int A_PER = BM * BK / kThreads;  // A elements each thread stages: 4 (BM=128) or 2 (BM=64)
+  constexpr int A_KGROUPS = BK / A_PER;
+  constexpr int AS_STRIDE = BM + 4;  // padding: the transposing store below is conflict-free, rows stay 16B-aligned
+  __shared__ __align__(16) float As[2][BK][AS_STRIDE];
+  __shared__ __align__(16) float Bs[2][BK][BN];
+
+  const int tid = threadIdx.x;
+  const int g = blockIdx.z % groups, slice = blockIdx.z / groups;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int k_begin = slice * k_per_slice;
+  const int k_end = min(prob.Kdim, k_begin + k_per_slice);
+
+  // Staging roles: A row a_m, reduction elements a_k..a_k+A_PER-1; B column b_n, elements b_k..b_k+3.
+  const int a_m = tid / A_KGROUPS, a_k = (tid % A_KGROUPS) * A_PER;
+  const int b_n = tid % BN, b_k = (tid / BN) * 4;
+  const auto arow = prob.a_row(g, m0 + a_m);
+  const auto bcol = prob.b_col(g, n0 + b_n);
+
+  float ra[A_PER], rb[4];
+  prob.template load_a<A_PER>(arow, k_begin + a_k, k_end, ra);
+  prob.load_b(bcol, k_begin + b_k, k_end, rb);
+#pragma unroll
+  for (int j = 0; j < A_PER; ++j) As[0][a_k + j][a_m] = ra[j];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) Bs[0][b_k + j][b_n] = rb[j];
+  __syncthreads();
+
+  // Compute roles: rows f*64 + tm*4 + i, columns f*64 + tn*4 + j.
+  const int tn = tid % 16, tm = tid / 16;
+  float acc[4 * MF][8];
+#pragma unroll
+  for (int i = 0; i < 4 * MF; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  int buf = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+    const bool more = k0 + BK < k_end;
+    if (more) {  // issue the next slice's global loads now; they land while we compute
+      prob.template load_a<A_PER>(arow, k0 + BK + a_k, k_end, ra);
+      prob.load_b(bcol, k0 + BK + b_k, k_end, rb);
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[4 * MF], b[8];
+#pragma unroll
+      for (int f = 0; f < MF; ++f) {
+        const float4 t = *reinterpret_cast<const float4*>(&As[buf][kk][f * 64 + tm * 4]);
+        a[f * 4 + 0] = t.x, a[f * 4 + 1] = t.y, a[f * 4 + 2] = t.z, a[f * 4 + 3] = t.w;
+      }
+#pragma unroll
+      for (int f = 0; f < 2; ++f) {
+        const float4 t = *reinterpret_cast<const float4*>(&Bs[buf][kk][f * 64 + tn * 4]);
+        b[f * 4 + 0] = t.x, b[f * 4 + 1] = t.y, b[f * 4 + 2] = t.z, b[f * 4 + 3] = t.w;
+      }
+#pragma unroll
+      for (int i = 0; i < 4 * MF; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    if (more) {  // the other buffer was last read before the previous __syncthreads
+#pragma unroll
+      for (int j = 0; j < A_PER; ++j) As[buf ^ 1][a_k + j][a_m] = ra[j];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) Bs[buf ^ 1][b_k + j][b_n] = rb[j];
+    }
+    __syncthreads();
+    buf ^= 1;
+  }
+
+  // Column offsets are 32-bit (every tensor has < 2^31 elements), rows 64-bit (the filter-gradient
+  // workspace holds `slices` copies of dw): this keeps the epilogue within the register budget.
+  int col[8];
+  bool col_ok[8];
+#pragma unroll
+  for (int f = 0; f < 2; ++f)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = n0 + f * 64 + tn * 4 + j;
+      col_ok[f * 4 + j] = n < prob.Ncols;
+      col[f * 4 + j] = n < prob.Ncols ? prob.c_col(n) : 0;
+    }
+#pragma unroll
+  for (int f = 0; f < MF; ++f)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = m0 + f * 64 + tm * 4 + i;
+      if (m >= prob.M) continue;
+      const int64_t row = prob.c_row(g, slice, m);
+      const float bias = prob.c_bias(g, m);
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (col_ok[j]) prob.c[row + col[j]] = acc[f * 4 + i][j] + bias;
+    }
+}
+
+// 64-row tiles when they waste fewer rows than 128-row ones (ties go to 128: more reuse per load).
+// From the shape alone: the filter gradient's slicing (hence its bits) depends on it.
+int row_fragments(int64_t M) {
+  const int64_t pad128 = (M + 127) / 128 * 128, pad64 = (M + 63) / 64 * 64;
+  return pad64 < pad128 ? 1 : 2;
+}
+
+int multiprocessors() {
+  int device = 0;
+  PYA_CUDA_CHECK(cudaGetDevice(&device));
+  static std::atomic<int> cache[64];  // per device; 0 = not asked yet
+  if (device < 64) {
+    const int known = cache[device].load(std::memory_order_relaxed);
+    if (known > 0) return known;
+  }
+  int count = 0;
+  PYA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  if (device < 64) cache[device].store(count, std::memory_order_relaxed);
+  return std::max(count, 1);
+}
+
+// Forward and data gradient (no reduction split, so the tile choice never changes results): also weigh
+// the last, partly idle wave. Two blocks fit per SM; a 64-row block costs a bit more than half a
+// 128-row one (less reuse per shared-memory load). E.g. conv5 at batch 128 (338 blocks of 128 rows
+// on 132 SMs) is better as 676 blocks of 64 rows.
+int row_fragments_for_device(int64_t M, int64_t blocks_per_row_tile) {
+  const int64_t slots = 2 * int64_t(multiprocessors());
+  auto cost = [&](int mf) {
+    const int64_t blocks = (M + 64 * mf - 1) / (64 * mf) * blocks_per_row_tile;
+    return double((blocks + slots - 1) / slots) * (mf == 2 ? 1.0 : 0.55);
+  };
+  return cost(1) < cost(2) ? 1 : 2;
+}
+
+template <class Prob>
+void launch_implicit_gemm(const Prob& p, int64_t groups, int64_t slices, int64_t k_per_slice, int mf,
+                          Stream stream) {
+  if (p.M == 0 || p.Ncols == 0 || p.Kdim == 0) return;
+  if (groups * slices > 65535) throw KernelError("conv2d: too many groups for one CUDA launch (at most 65535)");
+  const dim3 grid(unsigned((p.Ncols + BN - 1) / BN), unsigned((p.M + 64 * mf - 1) / (64 * mf)),
+                  unsigned(groups * slices));
+  if (grid.y > 65535) throw KernelError("conv2d: too many channels per group for one CUDA launch");
+  if (mf == 2)
+    implicit_gemm_kernel<Prob, 2><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
+  else
+    implicit_gemm_kernel<Prob, 1><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
+  PYA_CHECK_LAUNCH("conv2d implicit GEMM");
+}
+
+// How the filter gradient's reduction (N*P*Q) is split: from the shape only.
+struct FilterPlan {
+  int64_t slices = 1, k_per_slice = 0;
+};
+
+FilterPlan filter_plan(const ConvShape& s) {
+  FilterPlan plan;
+  const int64_t kdim = s.N * s.PQ();
+  const int64_t bm = 64 * row_fragments(s.Kg());
+  const int64_t blocks_per_slice = s.groups * ((s.Kg() + bm - 1) / bm) * ((s.CRSg() + BN - 1) / BN);
+  int64_t slices = (kTargetBlocks + blocks_per_slice - 1) / blocks_per_slice;
+  slices = std::min<int64_t>({slices, kMaxSlices, (kdim + kMinSliceDepth - 1) / kMinSliceDepth,
+                              std::max<int64_t>(1, 65535 / s.groups)});
+  slices = std::max<int64_t>(slices, 1);
+  // Slice depth a multiple of BK; recount so that no slice is empty.
+  plan.k_per_slice = ((kdim + slices - 1) / slices + BK - 1) / BK * BK;
+  plan.slices = std::max<int64_t>(1, (kdim + plan.k_per_slice - 1) / plan.k_per_slice);
+  return plan;
+}
+
+// dw[i] = sum over slices, in slice order (deterministic).
+__global__ void sum_slices_kernel(const float* __restrict__ partial, float* __restrict__ out, int64_t n,
+                                  int slices) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    float sum = 0.f;
+    for (int s = 0; s < slices; ++s) sum += partial[s * n + i];
+    out[i] = sum;
+  }
+}
+
+// db[k]: one block per channel; each thread sums a fixed strided subset, then a fixed tree.
+__global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict__ db, int N, int K, int PQ) {
+  __shared__ float partial[kThreads];
+  const int k = blockIdx.x;
+  float sum = 0.f;
+  const int64_t total = int64_t(N) * PQ;
+  for (int64_t i = threadIdx.x; i < total; i += kThreads) {
+    const int64_t img = i / PQ, pq = i - img * PQ;
+    sum += dy[(img * K + k) * PQ + pq];
+  }
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) db[k] = partial[0];
+}
+
+void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
+  const int64_t need = conv2d_workspace_floats(s, pass);
+  if (have < need)
+    throw KernelError("conv2d: workspace too small (" + std::to_string(have) + " floats, need " +
+                      std::to_string(need) + ")");
+}
+
+bool aligned(const void* p, int bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
+
+}  // namespace
+
+int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
+  if (pass != ConvPass::backward_filter || s.N == 0) return 0;
+  const FilterPlan plan = filter_plan(s);
+  return plan.slices > 1 ? plan.slices * s.K * s.CRSg() : 0;
+}
+
+void conv2d_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& s, float* workspace,
+                    int64_t workspace_floats, Stream stream) {
+  (void)workspace;
+  check_workspace(s, ConvPass::forward, workspace_floats);
+  if (s.N == 0) return;
+  ForwardProblem p{};
+  p.x = x, p.w = w, p.bias = b, p.c = y;
+  p.M = int(s.Kg()), p.Ncols = int(s.N * s.PQ()), p.Kdim = int(s.CRSg());
+  p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.Q = int(s.Q), p.PQ = int(s.PQ());
+  p.Cg = int(s.Cg()), p.Kg = int(s.Kg()), p.R = int(s.R), p.S = int(s.S);
+  p.stride = int(s.stride), p.pad = int(s.pad);
+  p.div_rs = FastDiv(s.RS()), p.div_s = FastDiv(s.S), p.div_pq = FastDiv(s.PQ()), p.div_q = FastDiv(s.Q);
+  const int mf = row_fragments_for_device(p.M, s.groups * ((p.Ncols + BN - 1) / BN));
+  const int a_per = mf == 2 ? 4 : 2;  // the kernel's A_PER
+  p.a_vector = p.Kdim % a_per == 0 && aligned(w, 4 * a_per);
+  launch_implicit_gemm(p, s.groups, 1, p.Kdim, mf, stream);
+}
+
+void conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, float* workspace,
+                          int64_t workspace_floats, Stream stream) {
+  (void)workspace;
+  check_workspace(s, ConvPass::backward_data, workspace_floats);
+  if (s.N == 0) return;
+  DataProblem p{};
+  p.dy = dy, p.w = w, p.c = dx;
+  p.M = int(s.Cg()), p.Ncols = int(s.N * s.HW()), p.Kdim = int(s.Kg() * s.RS());
+  p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.P = int(s.P), p.Q = int(s.Q);
+  p.PQ = int(s.PQ()), p.HWn = int(s.HW()), p.Cg = int(s.Cg()), p.Kg = int(s.Kg());
+  p.R = int(s.R), p.S = int(s.S), p.RS = int(s.RS());
+  p.CRS = int(s.CRSg()), p.stride = int(s.stride), p.pad = int(s.pad);
+  p.div_rs = FastDiv(s.RS()), p.div_s = FastDiv(s.S), p.div_hw = FastDiv(s.HW()), p.div_w = FastDiv(s.W);
+  p.div_stride = FastDiv(s.stride);
+  launch_implicit_gemm(p, s.groups, 1, p.Kdim, row_fragments_for_device(p.M, s.groups * ((p.Ncols + BN - 1) / BN)),
+                       stream);
+}
+
+void conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvShape& s, float* workspace,
+                            int64_t workspace_floats, Stream stream) {
+  check_workspace(s, ConvPass::backward_filter, workspace_floats);
+  const int64_t n_dw = s.K * s.CRSg();
+  if (n_dw == 0) return;
+  if (s.N == 0) {
+    PYA_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * n_dw, stream));
+    return;
+  }
+  const FilterPlan plan = filter_plan(s);
+  FilterProblem p{};
+  p.dy = dy, p.x = x, p.c = plan.slices > 1 ? workspace : dw;
+  p.M = int(s.Kg()), p.Ncols = int(s.CRSg()), p.Kdim = int(s.N * s.PQ());
+  p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.P = int(s.P), p.Q = int(s.Q);
+  p.PQ = int(s.PQ()), p.Cg = int(s.Cg()), p.Kg = int(s.Kg()), p.CRS = int(s.CRSg()), p.stride = int(s.stride), p.pad = int(s.pad);
+  p.div_rs = FastDiv(s.RS()), p.div_s = FastDiv(s.S), p.div_pq = FastDiv(s.PQ()), p.div_q = FastDiv(s.Q);
+  launch_implicit_gemm(p, s.groups, plan.slices, plan.k_per_slice, row_fragments(p.M), stream);
+  if (plan.slices > 1) {
+    sum_slices_kernel<<<grid_for(n_dw, kThreads), kThreads, 0, stream>>>(workspace, dw, n_dw, int(plan.slices));
+    PYA_CHECK_LAUNCH("conv2d filter-gradient slice sum");
+  }
+}
+
+void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float* workspace, int64_t workspace_floats,
+                          Stream stream) {
+  (void)workspace;
+  (void)workspace_floats;
+  if (s.K == 0) return;
+  bias_grad_kernel<<<unsigned(s.K), kThreads, 0, stream>>>(dy, db, int(s.N), int(s.K), int(s.PQ()));
+  PYA_CHECK_LAUNCH("conv2d bias gradient");
+}
+
+}  // namespace pya::cuda

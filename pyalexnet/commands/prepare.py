@@ -1,0 +1,40 @@
+"""pyalexnet prepare: decode an image folder once into a packed store that training memory-maps."""
+
+HELP = "convert an image folder (root/<class>/<image>, or root/train and root/val) into a packed store"
+DESCRIPTION = """\
+Decodes every image of SRC once (shorter side resized to --size, centre crop, RGB) into DST:
+uint8 arrays read by memory map, labels, class names, and the training set's mean image and RGB
+covariance eigenvectors (for PCA lighting). Streams: memory use does not grow with the data set.
+Unreadable images are skipped with a warning and listed in DST/meta.json.
+
+Interrupted? Run the same command again: it continues from the last checkpoint (every --checkpoint-every
+images). Train from the store with `pyalexnet train --data DST` or pyalexnet.data.load_dataset("DST").
+"""
+
+
+def add_arguments(p):
+    p.add_argument("src", help="image folder: SRC/<class>/<image>, or SRC/train/<class>/... and SRC/val/<class>/...")
+    p.add_argument("dst", help="folder to write the store to (new, or an interrupted store of the same SRC)")
+    p.add_argument("--size", type=int, default=256, help="stored square size (default 256, the paper's)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of each class held out for validation when SRC has no train/val folders (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="chooses the held-out images (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="decoding threads (default: CPU count, at most 8)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="K",
+                   help="save progress every K images (default 1000)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store of another source")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..data import open_store, prepare
+
+    if args.size < 1:
+        raise ValueError(f"--size must be positive, got {args.size}")
+    dst = prepare(args.src, args.dst, image_size=args.size, val_fraction=args.val_fraction, seed=args.seed,
+                  checkpoint_every=args.checkpoint_every, workers=args.workers or None, quiet=args.quiet,
+                  overwrite=args.overwrite)
+    s = open_store(dst)
+    print(f"{dst}: {len(s.train)} training and {len(s.val)} validation images of {s.image_size}x{s.image_size}, "
+          f"{s.num_classes} classes, {s.num_skipped} unreadable skipped")
+    return 0

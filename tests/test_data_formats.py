@@ -1,0 +1,181 @@
+"""load_dataset on every source: image folders (JPEG, PNG, train/val layout), CIFAR-10 batches,
+Fashion-MNIST IDX (gzip and raw), the statistics, corrupt files, and bad inputs."""
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pyalexnet.data import compute_stats, load_dataset
+from pyalexnet.data._folder import decode_image
+
+from data_files import cifar_folder, fashion_folder, image_folder, write_image
+
+
+def test_decode_resizes_the_shorter_side_and_centre_crops(tmp_path):
+    # A 60x30 image whose left and right quarters are red and middle half blue: resized to 32x16 rows...
+    arr = np.zeros((30, 60, 3), np.uint8)
+    arr[:, :15] = (255, 0, 0)
+    arr[:, 15:45] = (0, 0, 255)
+    arr[:, 45:] = (255, 0, 0)
+    Image.fromarray(arr).save(tmp_path / "wide.png")
+    out = decode_image(str(tmp_path / "wide.png"), 16)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    # ...the centre 16 columns of the 32-wide resize are blue (the filter blends the outermost ones a little).
+    assert (out[:, 1:-1, 2] > 250).all() and (out[:, 1:-1, 0] < 5).all() and (out[..., 2] > 200).all()
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.full((20, 20), 77, np.uint8)).save(gray)
+    np.testing.assert_array_equal(decode_image(str(gray), 8), 77)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_image_folder_with_held_out_split(tmp_path, rng, ext):
+    image_folder(tmp_path / "d", rng, per_class=5, ext=ext)
+    s = load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.2, seed=3)
+    assert s.classes == ["cat", "dog", "eel"] and s.num_classes == 3
+    assert (len(s.train), len(s.val)) == (12, 3)
+    assert sorted(s.val.labels.tolist()) == [0, 1, 2]  # stratified: one of each class
+    assert s.train.images.shape == (12, 16, 16, 3) and s.image_size == 16 and s.crop_size == 16 * 7 // 8
+    again = load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.2, seed=3)
+    np.testing.assert_array_equal(again.val.images, s.val.images)
+    other = load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.2, seed=4)
+    assert not np.array_equal(other.val.images, s.val.images) or not np.array_equal(other.val.labels, s.val.labels)
+
+
+def test_image_folder_train_val_layout(tmp_path, rng):
+    image_folder(tmp_path / "d" / "train", rng, classes=("a", "b"), per_class=3, ext=".jpg")
+    image_folder(tmp_path / "d" / "val", rng, classes=("b",), per_class=2, ext=".png")
+    s = load_dataset(tmp_path / "d", image_size=24)
+    assert s.classes == ["a", "b"] and len(s.train) == 6 and len(s.val) == 2
+    assert s.val.labels.tolist() == [1, 1] and s.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert s.crop_size == 21
+
+
+def test_statistics_match_numpy(tmp_path, rng):
+    image_folder(tmp_path / "d", rng, per_class=3)
+    s = load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
+    x = s.train.images.astype(np.float64)
+    np.testing.assert_allclose(s.mean_image, x.mean(0), rtol=1e-6)
+    cov = np.cov((x / 255).reshape(-1, 3).T, bias=True)
+    np.testing.assert_allclose(s.eigvecs @ np.diag(s.eigvals) @ s.eigvecs.T, cov, atol=1e-10)
+    assert np.all(np.diff(s.eigvals) <= 0)
+    np.testing.assert_allclose(s.eigvecs.T @ s.eigvecs, np.eye(3), atol=1e-12)
+    m, v, e = compute_stats(s.train.images, chunk=2)  # chunking does not change the result
+    np.testing.assert_allclose(v, s.eigvals, rtol=1e-9)
+
+
+def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path, rng):
+    image_folder(tmp_path / "d", rng, per_class=3)
+    (tmp_path / "d" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = write_image(tmp_path / "d" / "eel" / "truncated", rng, (40, 40), ".png")
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="skipping unreadable image"):
+        s = load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
+    assert len(s.train) == 9 and s.num_skipped == 2
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in s.train.skipped) == ["broken.jpg", "truncated.png"]
+
+
+def test_cifar10(tmp_path, rng):
+    arrays = cifar_folder(tmp_path / "c", rng)
+    s = load_dataset(f"cifar10:{tmp_path / 'c'}")
+    assert len(s.train) == 30 and len(s.val) == 6 and s.image_size == 32 and s.crop_size == 28
+    assert s.classes == [f"c{i}" for i in range(10)]
+    data, labels = arrays["data_batch_2"]
+    # Rows are 1024 R, then G, then B values of a row-major 32x32 image.
+    img = s.train.images[6]
+    assert img[0, 0, 0] == data[0, 0] and img[0, 1, 0] == data[0, 1] and img[1, 0, 0] == data[0, 32]
+    assert img[0, 0, 1] == data[0, 1024] and img[31, 31, 2] == data[0, 3071]
+    assert s.train.labels[6:12].tolist() == labels
+    np.testing.assert_array_equal(s.val.labels, arrays["test_batch"][1])
+
+
+def test_mislabeled_cifar_file_is_a_clear_error(tmp_path, rng):
+    cifar_folder(tmp_path / "c", rng, labels=[0, 1, 2, 3, 4, 11])
+    with pytest.raises(ValueError, match=r"data_batch_1: labels must be integers 0..9, found \[11\]"):
+        load_dataset(f"cifar10:{tmp_path / 'c'}")
+    cifar_folder(tmp_path / "d", rng)
+    with open(tmp_path / "d" / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [1, 2, 3]}, f)
+    with pytest.raises(ValueError, match="data_batch_3: 4 images but 3 labels"):
+        load_dataset(f"cifar10:{tmp_path / 'd'}")
+    with open(tmp_path / "d" / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 1000), np.uint8), b"labels": [1, 2, 3, 4]}, f)
+    with pytest.raises(ValueError, match=r"data_batch_3: b'data' must be uint8 \(N, 3072\)"):
+        load_dataset(f"cifar10:{tmp_path / 'd'}")
+    (tmp_path / "d" / "test_batch").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks test_batch"):
+        load_dataset(f"cifar10:{tmp_path / 'd'}")
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path, rng):
+    cifar_folder(tmp_path / "c", rng)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "c" / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": Evil(), b"labels": []}, f)
+    with pytest.raises(ValueError, match="refusing to load builtins.print"):
+        load_dataset(f"cifar10:{tmp_path / 'c'}")
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_fashion_mnist(tmp_path, rng, compress):
+    arrays = fashion_folder(tmp_path / "f", rng, compress)
+    s = load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
+    assert len(s.train) == 12 and len(s.val) == 5 and s.image_size == 28 and s.crop_size == 24
+    assert s.classes[0] == "T-shirt/top" and s.num_classes == 10
+    for ch in range(3):  # grayscale repeated to 3 channels
+        np.testing.assert_array_equal(s.train.images[..., ch], arrays["train"][0])
+    np.testing.assert_array_equal(s.val.labels, arrays["t10k"][1])
+
+
+def test_fashion_mnist_bad_files(tmp_path, rng):
+    fashion_folder(tmp_path / "f", rng, compress=False)
+    (tmp_path / "f" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09" + bytes(5))
+    with pytest.raises(ValueError, match="header says shape"):
+        load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
+    (tmp_path / "f" / "t10k-labels-idx1-ubyte").write_bytes(b"garbage!")
+    with pytest.raises(ValueError, match="bad magic number"):
+        load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(f"fashion-mnist:{tmp_path / 'nothing'}")
+
+
+def test_default_fashion_mnist_location(monkeypatch, tmp_path, rng):
+    from pyalexnet.data import _formats
+
+    fashion_folder(tmp_path / "deb", rng, compress=True)
+    monkeypatch.setattr(_formats, "FASHION_MNIST_DIR", str(tmp_path / "deb"))
+    assert len(load_dataset("fashion-mnist").train) == 12
+    monkeypatch.setattr(_formats, "FASHION_MNIST_DIR", str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset("fashion-mnist")
+
+
+def test_bad_specs_are_clear_errors(tmp_path, rng):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist:x'"):
+        load_dataset("mnist:x")
+    with pytest.raises(ValueError, match="cifar10:PATH"):
+        load_dataset("cifar10")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is empty"):
+        load_dataset(str(tmp_path / "empty"))
+    image_folder(tmp_path / "d", rng, per_class=2)
+    (tmp_path / "d" / "zebra").mkdir()
+    (tmp_path / "d" / "zebra" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="class folder .*zebra has no images"):
+        load_dataset(str(tmp_path / "d"))
+    (tmp_path / "d" / "zebra" / "notes.txt").unlink()
+    (tmp_path / "d" / "zebra").rmdir()
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_dataset(str(tmp_path / "d"), val_fraction=1.5)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        load_dataset(str(tmp_path / "file.txt"))

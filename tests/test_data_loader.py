@@ -1,0 +1,172 @@
+"""The background Loader: determinism by (seed, epoch), resuming mid-epoch, eval mode, and shutdown."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pyalexnet.data import Dataset, Loader, augment, center_crop, random_parameters
+
+
+@pytest.fixture
+def data(rng):
+    images = rng.integers(0, 256, (50, 12, 12, 3), dtype=np.uint8)
+    labels = np.arange(50) % 5
+    ds = Dataset(images, labels, [f"k{i}" for i in range(5)])
+    mean = images.mean(0).astype(np.float32)
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    return ds, dict(crop_size=10, mean_image=mean, eigvals=np.array([0.2, 0.02, 0.004]), eigvecs=q)
+
+
+def batches(loader, **kw):
+    return [(x.copy(), y.copy()) for x, y in loader]
+
+
+def loader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("pyalexnet-loader")]
+
+
+def test_training_batches_follow_the_documented_seeds(data):
+    ds, kw = data
+    loader = Loader(ds, 8, seed=7, epoch=2, **kw)
+    assert len(loader) == 6  # drop_last in training
+    out = batches(loader)
+    order = np.random.default_rng([7, 2, 0]).permutation(50)
+    for step, (x, y) in enumerate(out):
+        idx = order[step * 8:(step + 1) * 8]
+        offsets, flips, lighting = random_parameters(np.random.default_rng([7, 2, 1, step]), 8, 12, 10,
+                                                     eigvals=kw["eigvals"], eigvecs=kw["eigvecs"])
+        ref = augment(ds.images, 10, kw["mean_image"], index=idx, offsets=offsets, flips=flips, lighting=lighting)
+        np.testing.assert_array_equal(x, ref)
+        np.testing.assert_array_equal(y, ds.labels[idx])
+        assert x.dtype == np.float32 and y.dtype == np.int64
+
+
+def test_same_seed_same_batches_whatever_the_threads(data):
+    ds, kw = data
+    a = batches(Loader(ds, 8, seed=1, workers=3, **kw))
+    b = batches(Loader(ds, 8, seed=1, workers=0, **kw))
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    c = batches(Loader(ds, 8, seed=2, **kw))
+    assert not np.array_equal(a[0][0], c[0][0])
+    loader = Loader(ds, 8, seed=1, **kw)
+    loader.set_epoch(1)
+    assert not np.array_equal(batches(loader)[0][1], a[0][1])  # a new epoch is a new order
+
+
+def test_resume_mid_epoch(data):
+    ds, kw = data
+    full = batches(Loader(ds, 8, seed=3, epoch=4, **kw))
+    rest = batches(Loader(ds, 8, seed=3, epoch=4, **kw).iter_from(4))
+    assert len(rest) == 2
+    for (x, y), (xr, yr) in zip(full[4:], rest):
+        np.testing.assert_array_equal(x, xr)
+        np.testing.assert_array_equal(y, yr)
+    started = batches(Loader(ds, 8, seed=3, epoch=4, start_step=5, **kw))
+    np.testing.assert_array_equal(started[0][0], full[5][0])
+    with pytest.raises(ValueError, match="step"):
+        Loader(ds, 8, **kw).iter_from(7)
+
+
+def test_eval_mode_is_centre_crops_in_order(data):
+    ds, kw = data
+    out = batches(Loader(ds, 16, train=False, **kw))
+    assert [len(y) for _, y in out] == [16, 16, 16, 2]  # every image, the last batch partial
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in out]), center_crop(ds.images, 10, kw["mean_image"]))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in out]), ds.labels)
+
+
+def test_training_mode_augments(data):
+    ds, kw = data
+    (x, y), = batches(Loader(ds, 50, seed=0, **kw))
+    centre = center_crop(ds.images, 10, kw["mean_image"])
+    order = np.random.default_rng([0, 0, 0]).permutation(50)
+    assert not np.allclose(x, centre[order])
+    plain = batches(Loader(ds, 50, seed=0, pca_std=0, flip=False, shuffle=False, **kw))[0][0]
+    # Without lighting and flips, every training image is some crop of the image minus the mean.
+    for i in range(50):
+        crops = [augment(ds.images[i:i + 1], 10, kw["mean_image"], offsets=[[t, l]]) for t in range(3) for l in range(3)]
+        assert any(np.array_equal(plain[i], c[0]) for c in crops)
+
+
+def test_break_mid_epoch_stops_the_threads(data):
+    ds, kw = data
+    for i, _ in enumerate(Loader(ds, 4, workers=3, **kw)):
+        if i == 1:
+            break
+    deadline = time.time() + 5
+    while loader_threads() and time.time() < deadline:
+        time.sleep(0.01)
+    assert loader_threads() == []
+    it = iter(Loader(ds, 4, workers=2, **kw))
+    next(it)
+    with it:
+        pass
+    assert loader_threads() == []
+
+
+def test_worker_exception_reaches_the_consumer(data, monkeypatch):
+    ds, kw = data
+    loader = Loader(ds, 4, workers=2, **kw)
+    real = loader._host_batch
+
+    def boom(order, step):
+        if step == 3:
+            raise OSError("disk on fire")
+        return real(order, step)
+
+    monkeypatch.setattr(loader, "_host_batch", boom)
+    seen = 0
+    with pytest.raises(OSError, match="disk on fire"):
+        for _ in loader:
+            seen += 1
+    assert seen == 3
+    assert loader_threads() == []
+
+
+def test_memory_stays_bounded(data, monkeypatch):
+    ds, kw = data
+    loader = Loader(ds, 2, workers=2, prefetch=3, **kw)
+    made = []
+    real = loader._host_batch
+    monkeypatch.setattr(loader, "_host_batch", lambda o, s: (made.append(s), real(o, s))[1])
+    it = iter(loader)
+    next(it)
+    time.sleep(0.2)
+    assert len(made) <= 4  # the one consumed plus at most `prefetch` ahead
+    it.close()
+
+
+def test_bad_arguments(data):
+    ds, kw = data
+    with pytest.raises(ValueError, match="batch_size"):
+        Loader(ds, 0, **kw)
+    with pytest.raises(ValueError, match="crop_size"):
+        Loader(ds, 4, **dict(kw, crop_size=13))
+    with pytest.raises(ValueError, match="mean_image"):
+        Loader(ds, 4, **dict(kw, mean_image=np.zeros((10, 10, 3))))
+    with pytest.raises(ValueError, match="eigvals"):
+        Loader(ds, 4, **dict(kw, eigvals=None))
+    with pytest.raises(ValueError, match="device"):
+        Loader(ds, 4, device="tpu", **kw)
+
+
+@pytest.mark.gpu
+def test_gpu_loader_equals_cpu_loader(cp, data):
+    ds, kw = data
+    cpu = batches(Loader(ds, 8, seed=5, **kw))
+    gpu = [(cp.asnumpy(x), y) for x, y in Loader(ds, 8, seed=5, device="cuda:0", **kw)]
+    for (xc, yc), (xg, yg) in zip(cpu, gpu):
+        np.testing.assert_array_equal(xg, xc)
+        np.testing.assert_array_equal(yg, yc)
+
+
+def test_ctrl_c_in_the_training_loop_stops_the_threads(data):
+    ds, kw = data
+    with pytest.raises(KeyboardInterrupt):
+        for i, _ in enumerate(Loader(ds, 4, workers=3, **kw)):
+            if i == 2:
+                raise KeyboardInterrupt
+    assert loader_threads() == []

@@ -1,0 +1,101 @@
+"""`pyalexnet prepare`: the round trip, its statistics against numpy, resume after an interruption."""
+import json
+
+import numpy as np
+import pytest
+
+from pyalexnet import cli
+from pyalexnet.data import _folder, _store, is_store, load_dataset, open_store, prepare
+
+from data_files import image_folder
+
+
+@pytest.fixture
+def folder(tmp_path, rng):
+    return image_folder(tmp_path / "src", rng, classes=("ant", "bee", "cow"), per_class=7, ext=".png")
+
+
+def test_round_trip_equals_decoding_directly(folder, tmp_path):
+    dst = prepare(folder, tmp_path / "store", image_size=16, val_fraction=0.3, checkpoint_every=4, quiet=True)
+    assert is_store(dst) and not (dst / "progress.npz").exists()
+    stored = load_dataset(str(dst))
+    direct = load_dataset(str(folder), image_size=16, val_fraction=0.3)
+    assert stored.classes == direct.classes == ["ant", "bee", "cow"]
+    assert isinstance(stored.train.images, np.memmap)  # read without decoding again
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(getattr(stored, split).images, getattr(direct, split).images)
+        np.testing.assert_array_equal(getattr(stored, split).labels, getattr(direct, split).labels)
+    # Streaming statistics equal numpy's on the whole training set.
+    x = direct.train.images.astype(np.float64)
+    np.testing.assert_allclose(stored.mean_image, x.mean(0), rtol=1e-6)
+    cov = np.cov((x / 255).reshape(-1, 3).T, bias=True)
+    np.testing.assert_allclose(stored.eigvecs @ np.diag(stored.eigvals) @ stored.eigvecs.T, cov, atol=1e-10)
+    assert stored.image_size == 16 and stored.crop_size == 14
+    # The file holds exactly the images written.
+    assert (dst / "train_images.u8").stat().st_size == len(stored.train) * 16 * 16 * 3
+
+
+def test_train_val_layout_and_corrupt_files(tmp_path, rng):
+    image_folder(tmp_path / "src" / "train", rng, classes=("a", "b"), per_class=4)
+    image_folder(tmp_path / "src" / "val", rng, classes=("a", "b"), per_class=2, ext=".jpg")
+    (tmp_path / "src" / "train" / "b" / "zzz.jpg").write_bytes(b"not an image")
+    with pytest.warns(RuntimeWarning, match="zzz.jpg"):
+        s = open_store(prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True))
+    assert len(s.train) == 8 and len(s.val) == 4 and s.num_skipped == 1
+    assert s.val.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_resume_after_an_interruption(folder, tmp_path, monkeypatch):
+    real = _folder.decode_image
+    calls = {"n": 0}
+
+    def flaky(path, size):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the training split
+        return real(path, size)
+
+    monkeypatch.setattr(_folder, "decode_image", flaky)
+    dst = tmp_path / "store"
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, dst, image_size=16, checkpoint_every=5, workers=1, quiet=True)
+    assert (dst / "progress.npz").exists()
+    with pytest.raises(ValueError, match="incomplete"):
+        open_store(dst)
+    with np.load(dst / "progress.npz") as p:
+        assert int(p["next_file"]) == 10  # two checkpoints of 5 were saved before the interruption
+    monkeypatch.setattr(_folder, "decode_image", lambda p, s: (calls.__setitem__("n", calls["n"] + 1), real(p, s))[1])
+    before = calls["n"]
+    prepare(folder, dst, image_size=16, checkpoint_every=5, workers=1, quiet=True)
+    n_files = 21
+    assert calls["n"] - before == n_files - 10  # only what was not checkpointed is decoded again
+    fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=16, quiet=True))
+    resumed = open_store(dst)
+    np.testing.assert_array_equal(resumed.train.images, fresh.train.images)
+    np.testing.assert_array_equal(resumed.val.labels, fresh.val.labels)
+    np.testing.assert_allclose(resumed.mean_image, fresh.mean_image, rtol=1e-6)
+    np.testing.assert_allclose(resumed.eigvals, fresh.eigvals, rtol=1e-9)
+
+
+def test_a_finished_store_is_not_redone_and_another_source_is_refused(folder, tmp_path, rng):
+    dst = prepare(folder, tmp_path / "store", image_size=8, quiet=True)
+    stamp = (dst / "train_images.u8").stat().st_mtime_ns
+    prepare(folder, dst, image_size=8, quiet=True)
+    assert (dst / "train_images.u8").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="overwrite"):
+        prepare(folder, dst, image_size=12, quiet=True)
+    prepare(folder, dst, image_size=12, quiet=True, overwrite=True)
+    assert open_store(dst).image_size == 12
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        prepare(folder, tmp_path / "busy", image_size=8, quiet=True)
+
+
+def test_command_line(folder, tmp_path, capsys):
+    assert cli.main(["prepare", str(folder), str(tmp_path / "st"), "--size", "8", "-q"]) == 0
+    assert "21" not in capsys.readouterr().err
+    meta = json.loads((tmp_path / "st" / "meta.json").read_text())
+    assert meta["complete"] and meta["format"] == _store.FORMAT
+    assert cli.main(["prepare", str(tmp_path / "nope"), str(tmp_path / "st2")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""linear and linear_backward against float64 numpy, finite differences, bad shapes, and the GPU."""
+import numpy as np
+import pytest
+
+from pyalexnet import ops
+
+from numerics import numeric_grad
+
+
+@pytest.mark.parametrize("n,fin,fout", [(1, 1, 1), (4, 7, 3), (8, 256, 96)])
+def test_linear_matches_numpy(rng, n, fin, fout):
+    x = rng.standard_normal((n, fin)).astype(np.float32)
+    w = rng.standard_normal((fout, fin)).astype(np.float32)
+    b = rng.standard_normal(fout).astype(np.float32)
+    y = ops.linear(x, w, b)
+    assert y.dtype == np.float32 and y.shape == (n, fout)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.linear(x, w), ref - b, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_backward_matches_numpy_and_finite_differences(rng):
+    x = rng.standard_normal((3, 5))
+    w = rng.standard_normal((4, 5))
+    b = rng.standard_normal(4)
+    dy = rng.standard_normal((3, 4))
+    dx, dw, db = ops.linear_backward(dy, x, w)
+    assert dx.dtype == dw.dtype == db.dtype == np.float32
+    np.testing.assert_allclose(dx, dy @ w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dw, dy.T @ x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db, dy.sum(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, numeric_grad(lambda v: v @ w.T + b, x, dy), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dw, numeric_grad(lambda v: x @ v.T + b, w, dy), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(db, numeric_grad(lambda v: x @ w.T + v, b, dy), rtol=1e-4, atol=1e-5)
+
+
+def test_image_shaped_input_is_flattened(rng):
+    x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)  # like conv5's (N, 256, 6, 6) into fc6
+    w = rng.standard_normal((5, 36)).astype(np.float32)
+    np.testing.assert_allclose(ops.linear(x, w), x.reshape(2, 36) @ w.T, rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal((2, 5)).astype(np.float32)
+    dx, dw, _ = ops.linear_backward(dy, x, w)
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(dw, dy.T @ x.reshape(2, 36), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_shapes():
+    x, w = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="'x'.*3 features.*'w'.*expects 5"):
+        ops.linear(x, np.ones((4, 5), np.float32))
+    with pytest.raises(ValueError, match="'b' must have shape \\(4,\\)"):
+        ops.linear(x, w, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="'w' must be 2-dimensional"):
+        ops.linear(x, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="'x'"):
+        ops.linear(np.ones(3, np.float32), w)
+    with pytest.raises(ValueError, match="'dy' must have shape \\(2, 4\\)"):
+        ops.linear_backward(np.ones((2, 5), np.float32), x, w)
+    with pytest.raises(TypeError, match="'x'"):
+        ops.linear(np.ones((2, 3), np.int64), w)
+
+
+@pytest.mark.gpu
+def test_gpu_linear_matches_cpu(cp, rng):
+    x = rng.standard_normal((16, 9216)).astype(np.float32)
+    w = (rng.standard_normal((256, 9216)) * 0.01).astype(np.float32)
+    b = rng.standard_normal(256).astype(np.float32)
+    dy = rng.standard_normal((16, 256)).astype(np.float32)
+    y = ops.linear(cp.asarray(x), cp.asarray(w), cp.asarray(b))
+    assert isinstance(y, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(y), ops.linear(x, w, b), rtol=1e-4, atol=1e-4)
+    for g, c in zip(ops.linear_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w)), ops.linear_backward(dy, x, w)):
+        np.testing.assert_allclose(cp.asnumpy(g), c, rtol=1e-4, atol=1e-3)
