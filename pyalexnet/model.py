@@ -310,7 +310,7 @@ class AlexNet:
             rng = np.random.default_rng([self.seed, index])
             fan_in = int(np.prod(wshape[1:]))
             if std == "he":
-                s = 0.01 if layer == "fc8" else math.sqrt(2.0 / fan_in)
+                s = math.sqrt((1.0 if layer == "fc8" else 2.0) / fan_in)
             else:
                 s = float(std)
             w = rng.standard_normal(wshape, dtype=np.float32) * np.float32(s)

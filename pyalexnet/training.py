@@ -54,7 +54,7 @@ def defaults_for(preset: str) -> dict[str, Any]:
     if preset == "paper":
         return dict(epochs=90, lr=0.01, batch_size=128, init="paper", patience=2)
     if preset == "small":
-        return dict(epochs=8, lr=0.01, batch_size=64, init="he", patience=1)
+        return dict(epochs=10, lr=0.02, batch_size=32, init="he", patience=1)
     return dict(epochs=10, lr=0.01, batch_size=32, init="he", patience=1)
 
 
