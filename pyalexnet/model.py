@@ -183,7 +183,8 @@ class _Place:
     def after_caller(self) -> None:
         """This tower's stream waits for what the caller has queued on this device."""
         if self.gpu is not None:
-            self.wait(_caller_stream(self.xp, self.gpu).record())
+            with self.xp.cuda.Device(self.gpu):  # an event is recorded on its stream's device
+                self.stream.wait_event(_caller_stream(self.xp, self.gpu).record())
 
     def before_caller(self) -> None:
         """The caller's stream on this device waits for this tower's queued work."""
