@@ -95,7 +95,7 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
 
 
 def test_overfits_a_tiny_dataset(splits):
-    result = _train(splits, epochs=10, lr=0.01, weight_decay=0.0, schedule="constant")
+    result = _train(splits, epochs=25, lr=0.01, weight_decay=0.0, schedule="constant")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     on_train = evaluate(result.model, splits, split="train", ten_crop=False)
     assert on_train["top1"] <= 0.05, (on_train, result.history[-1])
@@ -114,7 +114,7 @@ def test_plateau_schedule_divides_lr_at_most_three_times():
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(splits, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"step \d+") as info:
-        _train(splits, epochs=2, lr=1e4, momentum=0.0, checkpoint_dir=tmp_path, checkpoint_every=1)
+        _train(splits, epochs=2, lr=1e6, checkpoint_dir=tmp_path, checkpoint_every=1)
     exc = info.value
     assert not math.isfinite(exc.loss) and exc.global_step >= 1
     assert exc.checkpoint is not None and "kept" in str(exc)
