@@ -56,8 +56,8 @@ INITS = {
     "paper": dict(std=0.01, bias=1.0),
     "caffe": dict(std=0.01, bias=0.1),  # what Caffe's replication used (bias 1 gave it a flat loss)
     # std sqrt(2 / fan_in) in conv1..fc7, so each layer keeps its input's scale where N(0, 0.01) makes
-    # a deep narrow network's signal vanish (the small preset's loss stays flat); fc8 keeps the paper's
-    # 0.01 (small initial logits). Meant for unit-scale inputs: the small presets' default.
+    # a deep narrow network's signal vanish (the small preset's loss stays flat); fc8 sqrt(1 / fan_in),
+    # so the first gradients reach the lower layers. Meant for unit-scale inputs: the small presets' default.
     "he": dict(std="he", bias=0.0),
 }
 
@@ -269,7 +269,7 @@ class AlexNet:
     - devices: None (every GPU there is, else the CPU), "cpu", "cuda:0", or one device per tower,
       e.g. ("cuda:0", "cuda:1").
     - init: "paper" (weights N(0, 0.01), bias 1 in conv2, conv4, conv5, fc6, fc7, 0 elsewhere),
-      "caffe" (bias 0.1), "he" (std sqrt(2/fan_in), bias 0), or dict(std=..., bias=...).
+      "caffe" (bias 0.1), "he" (std sqrt(2/fan_in), fc8 sqrt(1/fan_in), bias 0), or dict(std=..., bias=...).
     - seed: the initial weights and, with the training step, every dropout mask.
 
     forward(x, train=False) -> logits; backward(dlogits) fills gradients(); features(x) -> the fc7

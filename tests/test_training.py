@@ -112,6 +112,7 @@ def test_plateau_schedule_divides_lr_at_most_three_times():
     assert s.reductions == 3 and math.isclose(lrs[-1], 1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way to inf
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(splits, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"step \d+") as info:
         _train(splits, epochs=2, lr=1e6, checkpoint_dir=tmp_path, checkpoint_every=1)
