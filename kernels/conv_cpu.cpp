@@ -1,28 +1,50 @@
 // CPU convolution: im2col / col2im into the caller's workspace, then our blocked
-// SGEMM (gemm_cpu.h), a chunk of images at a time so the workspace stays
-// bounded. Per group g and chunk of nb images the GEMMs are
-//   forward:          Y_g  (Kg x nb*PQ)   = W_g   (Kg x CgRS)   * col  (CgRS x nb*PQ)
-//   backward_data:    dcol (CgRS x nb*PQ) = W_g^T (CgRS x Kg)   * dY_g (Kg x nb*PQ), then col2im
-//   backward_filter:  dW_g (Kg x CgRS)   += dY_g  (Kg x nb*PQ)  * col^T (nb*PQ x CgRS)
-// Batching images into one GEMM keeps the GEMM wide even for the 4x4..16x16
-// maps of small presets; Y_g / dY_g are staged in the workspace because their
-// columns are not evenly strided in NCHW.
+// SGEMM (gemm_cpu.h). Per group g the GEMMs are
+//   forward:          Y_g  (Kg x cols)   = W_g   (Kg x CgRS)  * col  (CgRS x cols)
+//   backward_data:    dcol (CgRS x cols) = W_g^T (CgRS x Kg)  * dY_g (Kg x cols), then col2im
+//   backward_filter:  dW_g (Kg x CgRS)  += dY_g  (Kg x cols)  * col^T (cols x CgRS)
+// Two ways to spread them over threads:
+//  - per image: forward and data gradient with enough (image, group) pairs give each pair to one thread,
+//    with its own im2col buffer, and write straight into y / dx. No barrier between im2col, GEMM and
+//    col2im: on a busy machine each barrier can wait a whole time slice for a descheduled thread.
+//  - batched: otherwise (few images, e.g. one) a chunk of nb images becomes one wide GEMM (cols =
+//    nb*P*Q) run in parallel; Y_g / dY_g are staged in the workspace because their columns are not
+//    evenly strided in NCHW. Chunks keep the workspace bounded.
+// The filter gradient sums over images: images are dealt to a fixed number of partial sums ("slots",
+// see filter_slots) that run in parallel, then the slots are added in order.
 //
-// Determinism: chunking depends only on the shape, every output element of a
-// GEMM is summed by one thread in a fixed order, and col2im gives each (image,
-// channel) plane to one thread; so all results are independent of the thread
-// count and bit-identical from run to run.
+// Determinism: every GEMM element is summed by one thread in a fixed order (the same order on both
+// forward paths), chunking and slotting depend only on the shape, and col2im gives each (image,
+// channel) plane to one thread; so results are independent of the thread count and bit-identical from
+// run to run.
 #include <algorithm>
 #include <cstring>
 
 #include "conv.h"
 #include "gemm_cpu.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace pya::cpu {
 namespace {
 
 // Workspace for one chunk: im2col columns (CgRS x nb*PQ) plus staged Y/dY (Kg x nb*PQ).
 constexpr int64_t kWorkspaceBudgetFloats = int64_t(1) << 22;  // 16 MiB
+// Below this many elements a loop runs on one thread: waking the team costs more than it saves (and on
+// a busy machine a parallel region's barrier can wait for a descheduled thread).
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+bool worth_forking(int64_t work) { return work > kParallelMin && cpu_threads_available() > 1; }
+
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 int64_t chunk_images(const ConvShape& s) {
   const int64_t per_image = (s.CRSg() + s.Kg()) * s.PQ();
@@ -42,7 +64,7 @@ void valid_range(int64_t out, int64_t in, int64_t tap, int64_t stride, int64_t p
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ;
   const FastDiv div_rs(s.RS()), div_s(s.S);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(rows * ld))
   for (int64_t row = 0; row < rows; ++row) {
     for (int64_t i = 0; i < nb; ++i) {
       uint32_t c, rs, r, t;
@@ -76,7 +98,7 @@ void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t 
 // dx[n0+i, g*Cg + c] = sum over (r, s, p, q) of dcol scattered back (the adjoint of im2col).
 void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* dx) {
   const int64_t Cg = s.Cg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(Cg * s.RS() * ld))
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t c = 0; c < Cg; ++c) {
       float* plane = dx + ((n0 + i) * s.C + g * Cg + c) * s.HW();
@@ -104,7 +126,7 @@ void col2im(const float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_
 void copy_group_maps(const ConvShape& s, int64_t n0, int64_t nb, int64_t g, const float* from, float* to,
                      bool to_stage, const float* bias) {
   const int64_t Kg = s.Kg(), PQ = s.PQ(), ld = nb * PQ;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(Kg * ld))
   for (int64_t i = 0; i < nb; ++i) {
     for (int64_t k = 0; k < Kg; ++k) {
       const int64_t staged = k * ld + i * PQ, tensor = ((n0 + i) * s.K + g * Kg + k) * PQ;
@@ -124,17 +146,60 @@ void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
                       std::to_string(conv2d_workspace_floats(s, pass)) + ")");
 }
 
+// Threads for the per-image path (0: use the batched one): enough work to be worth a parallel region,
+// enough (image, group) pairs to keep every thread busy, and a workspace with one im2col buffer per thread.
+int64_t per_image_threads(const ConvShape& s, int64_t workspace_floats) {
+  if (s.N * s.K * s.CRSg() * s.PQ() < (int64_t(1) << 20)) return 0;
+  const int64_t threads =
+      std::min(cpu_threads_available(), workspace_floats / std::max<int64_t>(1, s.CRSg() * s.PQ()));
+  return threads >= 2 && s.N * s.groups >= 2 * threads ? threads : 0;
+}
+
+// Filter gradient: images are dealt round-robin to this many partial sums (from the shape alone, so the
+// summation order never depends on the thread count), each with its own im2col buffer and a private dW;
+// the slots run in parallel with no barrier until the final, fixed-order sum of the slots.
+constexpr int64_t kMaxFilterSlots = 8;
+constexpr int64_t kFilterBudgetFloats = int64_t(1) << 23;  // 32 MiB
+
+int64_t filter_slots(const ConvShape& s) {
+  const int64_t per_slot = s.K * s.CRSg() + s.CRSg() * s.PQ();
+  return std::max<int64_t>(1, std::min<int64_t>({s.N, kMaxFilterSlots, kFilterBudgetFloats / per_slot}));
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
   if (pass == ConvPass::backward_bias || s.N == 0) return 0;
-  return (s.CRSg() + s.Kg()) * chunk_images(s) * s.PQ();
+  if (pass == ConvPass::backward_filter) {
+    const int64_t slots = filter_slots(s);
+    return slots * s.CRSg() * s.PQ() + (slots > 1 ? slots * s.K * s.CRSg() : 0);
+  }
+  const int64_t batched = (s.CRSg() + s.Kg()) * chunk_images(s) * s.PQ();
+  return std::max(batched, cpu_threads_available() * s.CRSg() * s.PQ());
 }
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& s, float* workspace,
                     int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::forward, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
+  if (const int64_t threads = per_image_threads(s, workspace_floats)) {
+    const int64_t PQ = s.PQ();
+#pragma omp parallel num_threads(threads)
+    {
+      float* col = workspace + thread_index() * CRS * PQ;
+#pragma omp for schedule(dynamic)
+      for (int64_t item = 0; item < s.N * s.groups; ++item) {
+        const int64_t n = item / s.groups, g = item % s.groups;
+        float* out = y + (n * s.K + g * Kg) * PQ;
+        im2col(x, s, n, 1, g, col);
+        sgemm(Kg, PQ, CRS, w + g * Kg * CRS, CRS, 1, col, PQ, 1, out, PQ, false);
+        if (b)
+          for (int64_t k = 0; k < Kg; ++k)
+            for (int64_t j = 0; j < PQ; ++j) out[k * PQ + j] += b[g * Kg + k];
+      }
+    }
+    return;
+  }
   for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
     const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
     float* col = workspace;
@@ -151,6 +216,20 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
                           int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::backward_data, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
+  if (const int64_t threads = per_image_threads(s, workspace_floats)) {
+    const int64_t PQ = s.PQ();
+#pragma omp parallel num_threads(threads)
+    {
+      float* col = workspace + thread_index() * CRS * PQ;
+#pragma omp for schedule(dynamic)
+      for (int64_t item = 0; item < s.N * s.groups; ++item) {
+        const int64_t n = item / s.groups, g = item % s.groups;
+        sgemm(CRS, PQ, Kg, w + g * Kg * CRS, 1, CRS, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, PQ, false);
+        col2im(col, s, n, 1, g, dx);
+      }
+    }
+    return;
+  }
   for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
     const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
     float* col = workspace;
@@ -166,23 +245,38 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
 void conv2d_backward_filter(const float* dy, const float* x, float* dw, const ConvShape& s, float* workspace,
                             int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::backward_filter, workspace_floats);
-  const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
-  if (s.N == 0) std::memset(dw, 0, sizeof(float) * s.K * CRS);
-  for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
-    const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
-    float* col = workspace;
-    float* stage = workspace + CRS * ld;
-    for (int64_t g = 0; g < s.groups; ++g) {
-      im2col(x, s, n0, nb, g, col);
-      copy_group_maps(s, n0, nb, g, dy, stage, true, nullptr);
-      sgemm(Kg, CRS, ld, stage, ld, 1, col, 1, ld, dw + g * Kg * CRS, CRS, n0 > 0);
+  const int64_t CRS = s.CRSg(), Kg = s.Kg(), PQ = s.PQ(), n_dw = s.K * CRS;
+  if (s.N == 0) {
+    std::memset(dw, 0, sizeof(float) * n_dw);
+    return;
+  }
+  const int64_t slots = filter_slots(s);
+  float* partial = workspace + slots * CRS * PQ;  // slot t's sum at partial + t*n_dw (dw itself for one slot)
+  const bool parallel = slots > 1 && s.N * s.K * CRS * PQ >= (int64_t(1) << 20) && cpu_threads_available() > 1;
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (int64_t slot = 0; slot < slots; ++slot) {
+    float* col = workspace + slot * CRS * PQ;
+    float* sum = slots > 1 ? partial + slot * n_dw : dw;
+    for (int64_t n = slot; n < s.N; n += slots) {
+      for (int64_t g = 0; g < s.groups; ++g) {
+        im2col(x, s, n, 1, g, col);
+        sgemm(Kg, CRS, PQ, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, 1, PQ, sum + g * Kg * CRS, CRS, n != slot);
+      }
+    }
+  }
+  if (slots > 1) {
+#pragma omp parallel for schedule(static) if (worth_forking(n_dw * slots))
+    for (int64_t i = 0; i < n_dw; ++i) {
+      float acc = partial[i];
+      for (int64_t t = 1; t < slots; ++t) acc += partial[t * n_dw + i];
+      dw[i] = acc;
     }
   }
 }
 
 void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*, int64_t, Stream) {
   const int64_t PQ = s.PQ();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_forking(s.K * s.N * PQ))
   for (int64_t k = 0; k < s.K; ++k) {
     double sum = 0;  // exact enough that the order matters little; the order is fixed anyway
     for (int64_t n = 0; n < s.N; ++n) {

@@ -147,23 +147,15 @@ void gemm_tile(int64_t i0, int64_t j0, int64_t mc, int64_t nc, int64_t Kd, const
   }
 }
 
-bool in_parallel_region() {
-#ifdef _OPENMP
-  return omp_in_parallel();
-#else
-  return false;
-#endif
-}
+}  // namespace
 
-int64_t max_threads() {
+int64_t cpu_threads_available() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
-
-}  // namespace
 
 void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t b_rs,
            int64_t b_cs, float* C, int64_t ldc, bool accumulate) {
@@ -174,12 +166,13 @@ void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64
     return;
   }
   const int64_t m_tiles = (M + MC - 1) / MC;
-  const bool parallel = !in_parallel_region() && M * N * Kd > (int64_t(1) << 18);
+  const int64_t threads_here = cpu_threads_available();
+  const bool parallel = threads_here > 1 && M * N * Kd > (int64_t(1) << 18);
   // Narrow C (the filter gradient of a layer with few channels: a long reduction into a small result)
   // would give fewer tiles than threads; split its columns finer, down to one NR panel per tile. This
   // changes which thread computes an element, never the order it is summed in.
   int64_t nc_block = NC;
-  const int64_t threads = parallel ? max_threads() : 1;
+  const int64_t threads = parallel ? threads_here : 1;
   if (m_tiles * ((N + NC - 1) / NC) < threads) {
     const int64_t per_thread = (N + (threads + m_tiles - 1) / m_tiles - 1) / ((threads + m_tiles - 1) / m_tiles);
     nc_block = std::min<int64_t>(NC, std::max<int64_t>(NR, (per_thread + NR - 1) / NR * NR));

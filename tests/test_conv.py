@@ -111,9 +111,9 @@ def test_backward_matches_direct_sums(rng, case):
 
 
 def test_large_shape_spans_several_workspace_chunks_and_gemm_blocks(rng):
-    # 64 channels of 56x56 with 3x3 filters: the CPU workspace holds one image at a time, so the filter
-    # gradient accumulates over five chunks; the GEMMs cross every cache-block edge (96 rows, 256 columns,
-    # 256-deep slices).
+    # 64 channels of 56x56 with 3x3 filters: the CPU filter gradient deals five images to four partial
+    # sums (one sums two), the batched forward path takes one image per chunk, and the GEMMs cross every
+    # cache-block edge (96 rows, 256 columns, 256-deep slices).
     x, w, b, hyper = case_arrays(rng, (5, 64, 56, 56, 100, 3, 3, 1, 1, 1))
     assert_close(ops.conv2d(x, w, b, **hyper), ref_conv2d(x, w, b, **hyper), w[0].size)
     dy = rng.standard_normal((5, 100, 56, 56)).astype(np.float32)
@@ -128,6 +128,8 @@ def test_cpu_workspace_is_bounded():
     # AlexNet conv2 at batch 128: im2col for the whole batch would be 1200 x 93312 floats (448 MB).
     need = _C.conv2d_workspace_size((128, 96, 27, 27), (256, 48, 5, 5), 1, 2, 2, "forward", False)
     assert 0 < need <= (1 << 22) + 2 * (1200 + 128) * 729
+    need = _C.conv2d_workspace_size((128, 96, 27, 27), (256, 48, 5, 5), 1, 2, 2, "backward_filter", False)
+    assert 0 < need <= 1 << 23
 
 
 # --- finite differences (conv is linear in x, w and b, so a large step is exact up to rounding) ----------
@@ -159,6 +161,18 @@ def test_cpu_filter_gradient_is_bit_identical_across_runs(rng):
     _, dw2, db2 = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
     assert dw1.tobytes() == dw2.tobytes()
     assert db1.tobytes() == db2.tobytes()
+
+
+def test_batch_gives_the_same_bits_as_single_images(rng):
+    # With several threads a batch runs one image per thread, a lone image as parallel GEMMs over a wider
+    # split: the summation order is the same, so the bits must be too.
+    x, w, b, hyper = case_arrays(rng, (6, 16, 24, 24, 32, 3, 5, 2, 2, 2))  # above the per-image work threshold
+    y = ops.conv2d(x, w, b, **hyper)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, _, _ = ops.conv2d_backward(dy, x, w, **hyper)
+    for n in range(len(x)):
+        assert ops.conv2d(x[n:n + 1], w, b, **hyper).tobytes() == y[n:n + 1].tobytes()
+        assert ops.conv2d_backward(dy[n:n + 1], x[n:n + 1], w, **hyper)[0].tobytes() == dx[n:n + 1].tobytes()
 
 
 def test_need_dx_and_need_db_skip_those_outputs(rng):
