@@ -95,7 +95,7 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
 
 
 def test_overfits_a_tiny_dataset(splits):
-    result = _train(splits, epochs=25, lr=0.01, weight_decay=0.0, schedule="constant")
+    result = _train(splits, epochs=20, lr=0.003, weight_decay=0.0, schedule="constant")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     on_train = evaluate(result.model, splits, split="train", ten_crop=False)
     assert on_train["top1"] <= 0.05, (on_train, result.history[-1])
