@@ -1,0 +1,79 @@
+"""pyalexnet.gradcheck and `pyalexnet gradcheck`: every layer passes, and a wrong gradient is caught."""
+import numpy as np
+import pytest
+
+import pyalexnet
+from pyalexnet import cli, ops
+from pyalexnet.gradcheck import check_function, check_layers, format_table
+
+
+def test_every_layer_passes_on_cpu():
+    results = check_layers("cpu", points=12)
+    checked = {r.check for r in results}
+    assert {"conv2d", "conv2d groups=2", "linear", "relu", "lrn", "max_pool", "dropout (fixed mask)",
+            "softmax_cross_entropy"} <= checked
+    bad = [r for r in results if not r.passed]
+    assert not bad, format_table(bad)
+    assert all(r.points > 0 for r in results)
+
+
+def _linear_problem(rng):
+    x, w = rng.standard_normal((3, 6)).astype(np.float32), rng.standard_normal((4, 6)).astype(np.float32)
+    r = rng.standard_normal((3, 4))
+
+    def loss(inp):
+        yr = np.asarray(ops.linear(inp["x"], inp["w"]), np.float64) * r
+        return float(yr.sum()), float(np.abs(yr).sum())
+
+    dx, dw, _ = ops.linear_backward(r.astype(np.float32), x, w)
+    return loss, dict(x=x, w=w), dict(x=dx, w=dw)
+
+
+@pytest.mark.parametrize("corrupt", ["scale", "one element", "transposed"])
+def test_a_wrong_gradient_fails(rng, corrupt):
+    loss, inputs, grads = _linear_problem(rng)
+    assert all(r.passed for r in check_function("linear", loss, grads, inputs))
+    bad = dict(grads)
+    if corrupt == "scale":
+        bad["w"] = grads["w"] * np.float32(1.05)
+    elif corrupt == "one element":
+        bad["w"] = grads["w"].copy()
+        bad["w"].flat[7] += 0.1 * np.abs(grads["w"]).max()
+    else:
+        bad["x"] = grads["x"][::-1].copy()
+    results = check_function("linear", loss, bad, inputs, points=100)
+    assert not all(r.passed for r in results)
+
+
+def test_kinks_are_skipped_not_failed():
+    # ReLU inputs within the step of 0 cross the kink and are skipped; the one far from it is compared.
+    x = np.array([1e-4, -1e-4, 2e-4, 5.0], np.float32)
+
+    def loss(inp):
+        y = np.asarray(ops.relu(inp["x"]), np.float64)
+        return float(y.sum()), float(np.abs(y).sum())
+
+    (r,) = check_function("relu", loss, {"x": np.array([1, 0, 1, 1], np.float32)}, {"x": x},
+                          pattern=lambda a: a["x"] > 0)
+    assert r.skipped == 3 and r.points == 1 and r.passed
+
+
+def test_cli_gradcheck_cpu(capsys):
+    assert cli.main(["gradcheck", "--device", "cpu", "--points", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "max rel. error" in out and "network (tiny, two towers)" in out and "FAIL" not in out
+    assert "gradient checks passed on the cpu backend" in out
+
+
+def test_cli_gradcheck_bad_arguments(capsys):
+    assert cli.main(["gradcheck", "--points", "0"]) == 2
+    assert "--points" in capsys.readouterr().err
+    if not pyalexnet.cuda_available():
+        assert cli.main(["gradcheck", "--device", "cuda"]) == 2
+        assert "GPU backend is not usable" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_every_layer_passes_on_gpu():
+    bad = [r for r in check_layers("cuda", points=12) if not r.passed]
+    assert not bad, format_table(bad)

@@ -1,0 +1,220 @@
+"""The two-tower AlexNet: names, shapes, the parameter count, equality with the grouped network, placement."""
+import numpy as np
+import pytest
+
+import pyalexnet
+from pyalexnet import ops
+from pyalexnet.model import AlexNet, parameter_shapes
+
+PAPER_SHAPES = {
+    "conv1a.weight": (48, 3, 11, 11), "conv2a.weight": (128, 48, 5, 5), "conv3a.weight": (192, 256, 3, 3),
+    "conv4a.weight": (192, 192, 3, 3), "conv5a.weight": (128, 192, 3, 3), "fc6a.weight": (2048, 9216),
+    "fc7a.weight": (2048, 4096), "fc8.weight": (1000, 4096), "fc8.bias": (1000,), "conv3b.bias": (192,),
+}
+
+
+def test_paper_parameter_names_shapes_and_count():
+    shapes = parameter_shapes(1000)
+    expected_names = [f"{layer}{t}.{kind}" for layer in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+                      for t in "ab" for kind in ("weight", "bias")] + ["fc8.weight", "fc8.bias"]
+    assert list(shapes) == expected_names
+    for name, shape in PAPER_SHAPES.items():
+        assert shapes[name] == shape, name
+        other = name.replace("a.", "b.")
+        assert shapes[other] == shapes[name]
+    assert sum(int(np.prod(s)) for s in shapes.values()) == 60_965_224
+
+
+def test_full_model_builds_with_paper_init():
+    m = AlexNet(1000, devices="cpu", seed=3)
+    assert m.num_parameters() == 60_965_224
+    p = m.parameters()
+    assert {k: v.shape for k, v in p.items()} == parameter_shapes(1000)
+    assert all(v.dtype == np.float32 for v in p.values())
+    for layer in ("conv2a", "conv4b", "conv5a", "fc6b", "fc7a"):
+        np.testing.assert_array_equal(p[layer + ".bias"], 1.0)
+    for layer in ("conv1a", "conv3b", "fc8"):
+        np.testing.assert_array_equal(p[layer + ".bias"], 0.0)
+    w = p["fc6a.weight"]
+    assert abs(float(w.mean())) < 1e-4 and abs(float(w.std()) - 0.01) < 1e-4
+
+
+def test_init_is_configurable_and_seeded():
+    a = AlexNet(10, preset="small", devices="cpu", seed=1, init=dict(std=0.02, bias=0.1))
+    b = AlexNet(10, preset="small", devices="cpu", seed=1, init="caffe")
+    c = AlexNet(10, preset="small", devices="cpu", seed=2, init="caffe")
+    np.testing.assert_array_equal(a.parameters()["conv2b.bias"], np.float32(0.1))
+    assert abs(float(a.parameters()["fc6a.weight"].std()) - 0.02) < 1e-3
+    np.testing.assert_array_equal(a.parameters()["conv3a.weight"], 2 * b.parameters()["conv3a.weight"])
+    assert not np.array_equal(b.parameters()["conv3a.weight"], c.parameters()["conv3a.weight"])
+
+
+def grouped_forward(m: AlexNet, x, *, train=False, step=0):
+    """The same network written as one grouped network with pyalexnet.ops (groups=2 in conv2, 4, 5)."""
+    p, cfg = m.parameters(), m.config
+
+    def both(layer, kind):
+        return np.concatenate([p[f"{layer}a.{kind}"], p[f"{layer}b.{kind}"]])
+
+    lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    h = x * np.float32(cfg["input_scale"])
+    # conv1's towers are separate filters on the same image: a full conv with both towers' filters.
+    for layer, groups in (("conv1", 1), ("conv2", 2), ("conv3", 1), ("conv4", 2), ("conv5", 2)):
+        _, _, stride, pad = cfg[layer]
+        h = ops.relu(ops.conv2d(h, both(layer, "weight"), both(layer, "bias"), stride=stride, padding=pad,
+                                groups=groups))
+        if layer in ("conv1", "conv2"):
+            # Each tower normalises across its own maps (cuda-convnet's per-GPU layers): LRN per group.
+            half = h.shape[1] // 2
+            h = np.concatenate([ops.lrn(np.ascontiguousarray(h[:, :half]), **lrn),
+                                ops.lrn(np.ascontiguousarray(h[:, half:]), **lrn)], axis=1)
+        if layer in ("conv1", "conv2", "conv5"):
+            h = ops.max_pool(h, size=3, stride=2)
+    h = h.reshape(len(x), -1)
+    fc = cfg["fc"]
+    for layer in ("fc6", "fc7"):
+        h = ops.relu(ops.linear(h, both(layer, "weight"), both(layer, "bias")))
+        if train:
+            halves = [ops.dropout(h[:, t * fc:(t + 1) * fc], p=0.5, seed=m._dropout_seed(step, layer, t))[0]
+                      for t in (0, 1)]
+            h = np.concatenate(halves, axis=1)
+    return ops.linear(h, p["fc8.weight"], p["fc8.bias"])
+
+
+@pytest.mark.parametrize("preset,size", [("small", 32), ("small", 48), ("tiny", 15)])
+def test_forward_equals_the_grouped_network(rng, preset, size):
+    m = AlexNet(7, preset=preset, input_size=size, devices="cpu", seed=5, init=dict(std=0.05, bias=0.1))
+    x = rng.standard_normal((3, 3, size, size)).astype(np.float32) * 20
+    want = grouped_forward(m, x)
+    got = m.forward(x)
+    assert got.shape == (3, 7)
+    assert np.abs(want).max() > 1e-3  # the signal reaches the logits
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    # Training mode: the dropout masks are the ones the seeds promise.
+    got = m.forward(x, train=True, step=11)
+    np.testing.assert_allclose(got, grouped_forward(m, x, train=True, step=11), rtol=1e-4,
+                               atol=1e-5 * np.abs(want).max())
+
+
+def test_paper_forward_at_batch_one_equals_grouped_network(rng):
+    m = AlexNet(1000, devices="cpu", seed=0)
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32) * 50
+    want = grouped_forward(m, x)
+    got = m.forward(x)
+    assert got.shape == (1, 1000)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_features_and_predict(rng):
+    m = AlexNet(6, preset="small", devices="cpu")
+    x = rng.standard_normal((5, 3, 32, 32)).astype(np.float32)
+    f = m.features(x, batch_size=2)
+    assert f.shape == (5, 2 * m.config["fc"]) and (f >= 0).all()
+    prob = m.predict(x, batch_size=2)
+    assert prob.shape == (5, 6)
+    np.testing.assert_allclose(prob.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(prob, ops.softmax(m.forward(x)), rtol=1e-5, atol=1e-7)
+
+
+def test_dropout_masks_follow_seed_and_step(rng):
+    m = AlexNet(5, preset="tiny", devices="cpu", init="he")
+    x = rng.standard_normal((4, 3, 15, 15)).astype(np.float32)
+    a = m.forward(x, train=True, step=3)
+    np.testing.assert_array_equal(a, m.forward(x, train=True, step=3))
+    assert not np.array_equal(a, m.forward(x, train=True, step=4))
+    assert m.step == 0
+    m.forward(x, train=True)
+    m.forward(x, train=True)
+    assert m.step == 2
+
+
+def test_backward_fills_every_gradient(rng):
+    m = AlexNet(5, preset="tiny", devices="cpu", init="he")
+    x = rng.standard_normal((2, 3, 15, 15)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="forward"):
+        m.backward(np.zeros((2, 5), np.float32))
+    logits = m.forward(x, train=True)
+    loss, d = ops.softmax_cross_entropy(logits, np.array([1, 3]))
+    m.backward(d)
+    g = m.gradients()
+    assert list(g) == list(m.parameters())
+    for k, v in g.items():
+        assert v.shape == m.parameters()[k].shape, k
+    assert np.abs(g["conv1a.weight"]).max() > 0 and np.abs(g["fc8.weight"]).max() > 0
+
+
+def test_whole_tiny_network_matches_finite_differences():
+    from pyalexnet.gradcheck import check_network
+
+    results = check_network("cpu", points=4)
+    assert len(results) == len(parameter_shapes(7, preset="tiny"))
+    bad = [r for r in results if not r.passed]
+    assert not bad, bad
+
+
+def test_bad_arguments_are_clear():
+    with pytest.raises(ValueError, match="preset"):
+        AlexNet(10, preset="huge")
+    with pytest.raises(ValueError, match="num_classes"):
+        AlexNet(1, devices="cpu")
+    with pytest.raises(ValueError, match="device"):
+        AlexNet(10, preset="tiny", devices="tpu")
+    with pytest.raises(ValueError, match="too small"):
+        AlexNet(10, preset="paper", input_size=40, devices="cpu")
+    with pytest.raises(ValueError, match="init"):
+        AlexNet(10, preset="tiny", devices="cpu", init="xavier")
+    m = AlexNet(10, preset="tiny", devices="cpu")
+    with pytest.raises(ValueError, match=r"\(N, 3, 15, 15\)"):
+        m.forward(np.zeros((2, 3, 16, 16), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        m.load_parameters({k: np.zeros((1,), np.float32) for k in m.parameters()})
+    if not pyalexnet.cuda_available():
+        with pytest.raises(ValueError, match="GPU backend"):
+            AlexNet(10, preset="tiny", devices="cuda:0")
+
+
+def test_default_devices_follow_the_machine():
+    m = AlexNet(10, preset="tiny")
+    if pyalexnet.cuda_available():
+        assert m.devices[0].startswith("cuda")
+    else:
+        assert m.devices == ("cpu", "cpu")
+
+
+# ----- GPU: the same numbers as the CPU, on one GPU and across two -----
+def _gpu_pairs(cp):
+    pairs = [("cuda:0", "cuda:0")]
+    if cp.cuda.runtime.getDeviceCount() >= 2:
+        pairs.append(("cuda:0", "cuda:1"))
+    return pairs
+
+
+@pytest.mark.gpu
+def test_gpu_forward_backward_match_cpu(cp, rng):
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32) * 30
+    y = np.array([0, 1, 2, 3])
+    ref = AlexNet(10, preset="small", devices="cpu", seed=2, init="caffe")
+    logits = ref.forward(x, train=True, step=7)
+    _, d = ops.softmax_cross_entropy(logits, y)
+    ref.backward(d)
+    for devices in _gpu_pairs(cp):
+        m = AlexNet(10, preset="small", devices=devices, seed=2, init="caffe")
+        for k, v in m.parameters().items():
+            assert int(v.device.id) == int(m.place_of(k).device[5:]), k
+        out = m.forward(cp.asarray(x), train=True, step=7)
+        np.testing.assert_allclose(cp.asnumpy(out), logits, rtol=1e-3, atol=1e-3 * np.abs(logits).max())
+        _, dg = ops.softmax_cross_entropy(out, cp.asarray(y))
+        m.backward(dg)
+        for k, g in m.gradients().items():
+            want = ref.gradients()[k]
+            np.testing.assert_allclose(cp.asnumpy(g), want, rtol=2e-3, atol=2e-3 * np.abs(want).max() + 1e-7,
+                                       err_msg=f"{devices} {k}")
+        np.testing.assert_allclose(cp.asnumpy(m.predict(x)), ref.predict(x), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_whole_network_gradcheck(cp):
+    from pyalexnet.gradcheck import check_network
+
+    bad = [r for r in check_network("cuda", points=4) if not r.passed]
+    assert not bad, bad

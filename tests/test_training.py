@@ -1,0 +1,186 @@
+"""train(), evaluate(), checkpoints and resume, divergence, bad arguments and the train/eval commands."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+import pyalexnet
+from pyalexnet import cli
+from pyalexnet.data import Dataset, Splits, compute_stats
+from pyalexnet.training import CHECKPOINT_NAME, HISTORY_NAME, TrainingDiverged, evaluate, load_checkpoint, train
+
+IMAGE, CROP = 18, 16  # the small preset at 16 px: milliseconds per step
+
+
+def _images(n, seed):
+    """Four classes a small convnet separates at once, unchanged by the loader's flips: a bright square
+    at the top or the bottom, a horizontal or a vertical bar, on noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    imgs = rng.integers(0, 60, (n, IMAGE, IMAGE, 3)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        if c == 0:
+            imgs[i, 2:8, 6:12] = 220
+        elif c == 1:
+            imgs[i, 10:16, 6:12] = 220
+        elif c == 2:
+            imgs[i, 7:11, :] = 220
+        else:
+            imgs[i, :, 7:11] = 220
+    return Dataset(imgs, labels, ["top", "bottom", "horizontal", "vertical"])
+
+
+@pytest.fixture(scope="module")
+def splits():
+    train_ds, val_ds = _images(48, 1), _images(16, 2)
+    mean, eigvals, eigvecs = compute_stats(train_ds.images)
+    return Splits(train_ds, val_ds, train_ds.classes, IMAGE, CROP, mean, eigvals, eigvecs, "quadrants")
+
+
+def _train(splits, **kw):
+    kw.setdefault("batch_size", 8)
+    kw.setdefault("device", "cpu")
+    kw.setdefault("workers", 0)
+    kw.setdefault("verbose", False)
+    kw.setdefault("lr", 0.003)
+    return train(splits, preset="small", **kw)
+
+
+def _params(model):
+    return {k: np.array(v) for k, v in model.parameters().items()}
+
+
+def test_resume_continues_exactly(splits, tmp_path):
+    straight = _train(splits, epochs=2, checkpoint_dir=tmp_path / "a")
+    first = _train(splits, epochs=1, checkpoint_dir=tmp_path / "b")
+    assert len(first.history) == 1
+    resumed = _train(splits, epochs=2, checkpoint_dir=tmp_path / "b", resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+    a, b = _params(straight.model), _params(resumed.model)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # The history file holds every epoch once, the same figures as the result.
+    rows = [json.loads(line) for line in open(tmp_path / "b" / HISTORY_NAME)]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["train_loss"] == straight.history[1]["train_loss"]
+    for key in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "images_per_s"):
+        assert key in rows[0]
+
+
+def test_resume_mid_epoch_continues_exactly(splits, tmp_path):
+    straight = _train(splits, epochs=1)
+    part = _train(splits, epochs=1, checkpoint_dir=tmp_path, stop_after_steps=3)
+    assert part.history == []
+    resumed = _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history[0]["train_loss"] == straight.history[0]["train_loss"]
+    for k, v in _params(straight.model).items():
+        np.testing.assert_array_equal(v, _params(resumed.model)[k], err_msg=k)
+
+
+def test_checkpoint_contents_and_loading(splits, tmp_path):
+    result = _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    with np.load(tmp_path / CHECKPOINT_NAME, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        assert {"param/conv1a.weight", "velocity/fc8.bias", "data/mean_image"} <= set(z.files)
+    t = meta["training"]
+    assert t["epoch"] == 1 and t["step_in_epoch"] == 0 and t["global_step"] == len(splits.train) // 8
+    assert t["schedule"]["kind"] == "plateau" and "random_state" in t
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left behind
+    model, meta = load_checkpoint(tmp_path)
+    for k, v in _params(result.model).items():
+        np.testing.assert_array_equal(np.asarray(model.parameters()[k]), v)
+    assert meta["mean_image"].shape == (IMAGE, IMAGE, 3)
+
+
+def test_overfits_a_tiny_dataset(splits):
+    result = _train(splits, epochs=20, lr=0.003, weight_decay=0.0, schedule="constant")
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    on_train = evaluate(result.model, splits, split="train", ten_crop=False)
+    assert on_train["top1"] <= 0.05, (on_train, result.history[-1])
+    ten = evaluate(result.model, splits, ten_crop=True)
+    assert set(ten) >= {"top1", "top5"} and 0 <= ten["top1"] <= 1 and ten["top5"] <= ten["top1"]
+
+
+def test_plateau_schedule_divides_lr_at_most_three_times():
+    from pyalexnet.training import PlateauSchedule
+
+    s = PlateauSchedule(0.01, patience=1)
+    lrs = [s.after_epoch(e, err) for e, err in enumerate([0.5, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3])]
+    assert lrs[:3] == [0.01, 0.01, 0.001]
+    assert s.reductions == 3 and math.isclose(lrs[-1], 1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way to inf
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(splits, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"step \d+") as info:
+        _train(splits, epochs=2, lr=1e6, checkpoint_dir=tmp_path, checkpoint_every=1)
+    exc = info.value
+    assert not math.isfinite(exc.loss) and exc.global_step >= 1
+    assert exc.checkpoint is not None and "kept" in str(exc)
+    model, meta = load_checkpoint(exc.checkpoint)
+    assert meta["training"]["global_step"] == exc.global_step  # the last step whose loss was finite
+    assert all(np.isfinite(np.asarray(v)).all() for v in model.parameters().values())
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(data="no-such-dataset"), ValueError, "unknown dataset"),
+    (dict(data="/no/such/folder"), FileNotFoundError, "does not exist"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(lr=-0.1), ValueError, "lr"),
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(momentum=1.5), ValueError, "momentum"),
+    (dict(schedule="sometimes"), ValueError, "schedule"),
+    (dict(resume=True), ValueError, "checkpoint_dir"),
+    (dict(device="tpu"), ValueError, "device"),
+    (dict(batch_size=1000), ValueError, "larger than the training set"),
+])
+def test_bad_arguments_get_clear_errors(splits, kwargs, exc, match):
+    kwargs = dict(kwargs)
+    data = kwargs.pop("data", splits)
+    with pytest.raises(exc, match=match):
+        train(data, workers=0, verbose=False, **kwargs)
+
+
+def test_a_mismatched_model_is_refused(splits):
+    from pyalexnet.model import AlexNet
+
+    with pytest.raises(ValueError, match="crops"):
+        train(splits, model=AlexNet(4, preset="small", devices="cpu"), verbose=False)
+    with pytest.raises(ValueError, match="classes"):
+        train(splits, model=AlexNet(5, preset="small", input_size=CROP, devices="cpu"), verbose=False)
+
+
+def test_cli_train_and_eval_on_builtin(tmp_path, capsys):
+    rc = cli.main(["train", "--steps", "2", "--batch-size", "16", "--checkpoint-dir", str(tmp_path), "--quiet",
+                   "--no-ten-crop", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "top-1 error" in out and str(tmp_path) in out
+    assert cli.main(["eval", str(tmp_path), "--center-crop", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 1000 and 0 <= result["top1"] <= 1 and result["data"] == "builtin"
+
+
+def test_cli_errors_are_one_line(capsys):
+    assert cli.main(["train", "--data", "no-such-dataset"]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert cli.main(["eval", "/no/such/checkpoint.npz"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--resume" in out
+
+
+@pytest.mark.gpu
+def test_one_step_on_gpu_equals_cpu(splits, cp):
+    cpu = _train(splits, epochs=1, stop_after_steps=1, device="cpu")
+    gpu = _train(splits, epochs=1, stop_after_steps=1, device="cuda")
+    for k, v in _params(cpu.model).items():
+        g = cp.asnumpy(gpu.model.parameters()[k])
+        np.testing.assert_allclose(g, v, rtol=1e-4, atol=1e-6 + 1e-4 * np.abs(v).max(), err_msg=k)
