@@ -1,8 +1,167 @@
+// conv2d: every shape check has one home, conv_shape() below. Python asks
+// conv2d_shape() for the output shape and conv2d_workspace_size() for the
+// workspace, allocates both, and the launchers re-validate everything from the
+// arrays they are given before running.
+#include <pybind11/stl.h>
+
+#include <limits>
+#include <string>
+
+#include "../kernels/conv.h"
+#include "array.h"
 #include "bind.h"
 
 namespace pya {
+namespace {
 
-// convolution: registered by its kernel issue.
-void bind_conv(py::module_& m) { (void)m; }
+std::string dims(const std::vector<int64_t>& shape) { return shape_str(shape); }
+
+ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& w, int64_t stride, int64_t padding,
+                     int64_t groups) {
+  if (x.size() != 4)
+    throw py::value_error("x must be 4-dimensional (N, C, H, W), got shape " + dims(x));
+  if (w.size() != 4)
+    throw py::value_error("w must be 4-dimensional (K, C/groups, R, S), got shape " + dims(w));
+  if (stride < 1) throw py::value_error("stride must be >= 1, got " + std::to_string(stride));
+  if (padding < 0) throw py::value_error("padding must be >= 0, got " + std::to_string(padding));
+  if (groups < 1) throw py::value_error("groups must be >= 1, got " + std::to_string(groups));
+  ConvShape s;
+  s.N = x[0], s.C = x[1], s.H = x[2], s.W = x[3];
+  s.K = w[0], s.R = w[2], s.S = w[3];
+  s.stride = stride, s.pad = padding, s.groups = groups;
+  if (s.C < 1 || s.H < 1 || s.W < 1 || s.N < 0)
+    throw py::value_error("x must have at least one channel, row and column, got shape " + dims(x));
+  if (s.K < 1 || w[1] < 1 || s.R < 1 || s.S < 1)
+    throw py::value_error("w must have at least one filter, channel, row and column, got shape " + dims(w));
+  if (s.C % groups != 0)
+    throw py::value_error("groups=" + std::to_string(groups) + " does not divide the " + std::to_string(s.C) +
+                          " input channels of x " + dims(x));
+  if (s.K % groups != 0)
+    throw py::value_error("groups=" + std::to_string(groups) + " does not divide the " + std::to_string(s.K) +
+                          " filters of w " + dims(w));
+  if (w[1] * groups != s.C)
+    throw py::value_error("channel mismatch: w " + dims(w) + " expects " + std::to_string(w[1]) +
+                          " input channels per group, so x needs " + std::to_string(w[1] * groups) +
+                          " channels with groups=" + std::to_string(groups) + ", but x " + dims(x) + " has " +
+                          std::to_string(s.C));
+  if (s.H + 2 * padding < s.R || s.W + 2 * padding < s.S)
+    throw py::value_error("filter " + std::to_string(s.R) + "x" + std::to_string(s.S) +
+                          " is larger than the padded input " + std::to_string(s.H + 2 * padding) + "x" +
+                          std::to_string(s.W + 2 * padding) + " (x " + dims(x) + ", padding=" +
+                          std::to_string(padding) + ")");
+  s.P = conv_out_size(s.H, s.R, stride, padding);
+  s.Q = conv_out_size(s.W, s.S, stride, padding);
+  // The GPU kernels index with 32-bit integers (and FastDiv needs n < 2^31).
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  if (s.N * s.C * s.H * s.W > kMax || s.N * s.K * s.P * s.Q > kMax || s.K * s.CRSg() > kMax ||
+      (s.H + 2 * padding) * (s.W + 2 * padding) > kMax)
+    throw py::value_error("conv2d: tensors of 2^31 or more elements are not supported; split the batch");
+  return s;
+}
+
+std::vector<int64_t> out_shape(const ConvShape& s) { return {s.N, s.K, s.P, s.Q}; }
+
+ConvPass parse_pass(const std::string& pass) {
+  if (pass == "forward") return ConvPass::forward;
+  if (pass == "backward_data") return ConvPass::backward_data;
+  if (pass == "backward_filter") return ConvPass::backward_filter;
+  if (pass == "backward_bias") return ConvPass::backward_bias;
+  throw py::value_error("pass must be 'forward', 'backward_data', 'backward_filter' or 'backward_bias', got '" + pass +
+                        "'");
+}
+
+int64_t workspace_floats(const ConvShape& s, ConvPass pass, bool gpu) {
+  if (!gpu) return cpu::conv2d_workspace_floats(s, pass);
+#ifdef PYA_WITH_CUDA
+  return cuda::conv2d_workspace_floats(s, pass);
+#else
+  throw_no_cuda();
+#endif
+}
+
+void expect_workspace(const Array& ws, const ConvShape& s, ConvPass pass) {
+  expect_float32(ws);
+  const int64_t need = workspace_floats(s, pass, ws.on_gpu());
+  if (ws.numel() < need)
+    throw py::value_error("argument 'workspace' has " + std::to_string(ws.numel()) + " floats, but this call needs " +
+                          std::to_string(need) + " (ask conv2d_workspace_size)");
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("conv2d_shape", [](const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape, int64_t stride,
+                           int64_t padding, int64_t groups) {
+    return out_shape(conv_shape(x_shape, w_shape, stride, padding, groups));
+  }, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("groups"),
+     "Validates a conv2d call and returns the output shape (N, K, P, Q).");
+
+  m.def("conv2d_workspace_size", [](const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
+                                    int64_t stride, int64_t padding, int64_t groups, const std::string& pass, bool gpu) {
+    return workspace_floats(conv_shape(x_shape, w_shape, stride, padding, groups), parse_pass(pass), gpu);
+  }, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("groups"),
+     py::arg("pass"), py::arg("gpu"),
+     "float32 elements of workspace that `pass` needs on the CPU (gpu=False) or CUDA (gpu=True) backend.");
+
+  m.def("conv2d_forward", [](py::handle x_, py::handle w_, py::handle b_, py::handle y_, py::handle ws_, int64_t stride,
+                             int64_t padding, int64_t groups, std::uintptr_t stream) {
+    Array x = array_arg(x_, "x"), w = array_arg(w_, "w"), y = array_arg(y_, "y", true);
+    Array ws = array_arg(ws_, "workspace", true);
+    const bool has_b = !b_.is_none();
+    Array b = has_b ? array_arg(b_, "b") : Array{};
+    for (const Array* a : {&x, &w, &y}) expect_float32(*a);
+    if (has_b) expect_float32(b);
+    ConvShape s = conv_shape(x.shape, w.shape, stride, padding, groups);
+    if (has_b) expect_shape(b, {s.K});
+    expect_shape(y, out_shape(s));
+    expect_workspace(ws, s, ConvPass::forward);
+    Launch l = has_b ? launch_on({&x, &w, &b, &y, &ws}, stream) : launch_on({&x, &w, &y, &ws}, stream);
+    PYA_DISPATCH(l, conv2d_forward, x.data<float>(), w.data<float>(), has_b ? b.data<float>() : nullptr,
+                 y.data<float>(), s, ws.data<float>(), ws.numel());
+  }, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), py::arg("workspace"), py::arg("stride"),
+     py::arg("padding"), py::arg("groups"), py::arg("stream") = 0);
+
+  m.def("conv2d_backward_data", [](py::handle dy_, py::handle w_, py::handle dx_, py::handle ws_, int64_t stride,
+                                   int64_t padding, int64_t groups, std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), w = array_arg(w_, "w"), dx = array_arg(dx_, "dx", true);
+    Array ws = array_arg(ws_, "workspace", true);
+    for (const Array* a : {&dy, &w, &dx}) expect_float32(*a);
+    ConvShape s = conv_shape(dx.shape, w.shape, stride, padding, groups);
+    expect_shape(dy, out_shape(s));
+    expect_workspace(ws, s, ConvPass::backward_data);
+    Launch l = launch_on({&dy, &w, &dx, &ws}, stream);
+    PYA_DISPATCH(l, conv2d_backward_data, dy.data<float>(), w.data<float>(), dx.data<float>(), s, ws.data<float>(),
+                 ws.numel());
+  }, py::arg("dy"), py::arg("w"), py::arg("dx"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
+     py::arg("groups"), py::arg("stream") = 0);
+
+  m.def("conv2d_backward_filter", [](py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_, int64_t stride,
+                                     int64_t padding, int64_t groups, std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), dw = array_arg(dw_, "dw", true);
+    Array ws = array_arg(ws_, "workspace", true);
+    for (const Array* a : {&dy, &x, &dw}) expect_float32(*a);
+    ConvShape s = conv_shape(x.shape, dw.shape, stride, padding, groups);
+    expect_shape(dy, out_shape(s));
+    expect_workspace(ws, s, ConvPass::backward_filter);
+    Launch l = launch_on({&dy, &x, &dw, &ws}, stream);
+    PYA_DISPATCH(l, conv2d_backward_filter, dy.data<float>(), x.data<float>(), dw.data<float>(), s, ws.data<float>(),
+                 ws.numel());
+  }, py::arg("dy"), py::arg("x"), py::arg("dw"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
+     py::arg("groups"), py::arg("stream") = 0);
+
+  m.def("conv2d_backward_bias", [](py::handle dy_, py::handle db_, py::handle ws_, std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), db = array_arg(db_, "db", true), ws = array_arg(ws_, "workspace", true);
+    expect_float32(dy);
+    expect_float32(db);
+    expect_ndim(dy, 4);
+    ConvShape s;  // only N, K, P, Q matter for the bias
+    s.N = dy.dim(0), s.K = dy.dim(1), s.P = dy.dim(2), s.Q = dy.dim(3);
+    s.C = s.K, s.H = s.P, s.W = s.Q, s.R = s.S = 1;
+    expect_shape(db, {s.K});
+    expect_workspace(ws, s, ConvPass::backward_bias);
+    Launch l = launch_on({&dy, &db, &ws}, stream);
+    PYA_DISPATCH(l, conv2d_backward_bias, dy.data<float>(), db.data<float>(), s, ws.data<float>(), ws.numel());
+  }, py::arg("dy"), py::arg("db"), py::arg("workspace"), py::arg("stream") = 0);
+}
 
 }  // namespace pya

@@ -1,8 +1,197 @@
+// LRN, max-pooling, dropout and softmax. Every argument is validated here,
+// before any launch; messages name the argument.
+#include <climits>
+#include <array>
+#include <cmath>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "../kernels/dropout.h"
+#include "../kernels/lrn.h"
+#include "../kernels/pool.h"
+#include "../kernels/random.h"
+#include "../kernels/softmax.h"
+#include "array.h"
 #include "bind.h"
 
 namespace pya {
+namespace {
 
-// LRN, pooling, dropout, softmax: registered by its kernel issue.
-void bind_layers(py::module_& m) { (void)m; }
+void expect_finite(double v, const char* name) {
+  if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number, got " + std::to_string(v));
+}
+
+void check_lrn_params(const Array& x, int size, float alpha, float beta, float k) {
+  expect_float32(x);
+  if (x.ndim() != 4)
+    throw py::value_error("argument '" + x.name + "' must be 4-dimensional (N, C, H, W), got shape " + x.shape_str());
+  if (size < 1 || size % 2 == 0)
+    throw py::value_error("LRN size must be an odd number >= 1 (a window centred on each map), got " +
+                          std::to_string(size));
+  expect_finite(alpha, "alpha");
+  expect_finite(beta, "beta");
+  expect_finite(k, "k");
+  if (!(k > 0.f)) throw py::value_error("k must be > 0 (the denominator k + alpha*sum must stay positive), got " +
+                                       std::to_string(k));
+  if (alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + std::to_string(alpha));
+  if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
+}
+
+PoolGeometry check_pool_shape(const std::vector<int64_t>& shape, const std::string& name, int size, int stride) {
+  if (shape.size() != 4)
+    throw py::value_error("argument '" + name + "' must be 4-dimensional (N, C, H, W), got shape " + shape_str(shape));
+  if (size < 1) throw py::value_error("pooling size must be >= 1, got " + std::to_string(size));
+  if (stride < 1) throw py::value_error("pooling stride must be >= 1, got " + std::to_string(stride));
+  if (size < stride)
+    throw py::value_error("pooling size (" + std::to_string(size) + ") must be >= stride (" + std::to_string(stride) +
+                          "): windows must cover every input");
+  if (size > shape[2] || size > shape[3])
+    throw py::value_error("pooling size " + std::to_string(size) + " is larger than the input's spatial size " +
+                          std::to_string(shape[2]) + "x" + std::to_string(shape[3]) + " (argument '" + name + "')");
+  return pool_geometry(shape[2], shape[3], size, stride);
+}
+
+PoolGeometry check_pool(const Array& x, int size, int stride) {
+  expect_float32(x);
+  return check_pool_shape(x.shape, x.name, size, stride);
+}
+
+float check_dropout_p(double p) {
+  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("dropout p must be in [0, 1), got " + std::to_string(p));
+  return static_cast<float>(1.0 / (1.0 - p));
+}
+
+void check_logits(const Array& x) {
+  expect_float32(x);
+  if (x.ndim() != 2)
+    throw py::value_error("argument '" + x.name + "' must be 2-dimensional (N, classes), got shape " + x.shape_str());
+  if (x.dim(1) < 1) throw py::value_error("argument '" + x.name + "' must have at least one class, got shape " + x.shape_str());
+}
+
+}  // namespace
+
+void bind_layers(py::module_& m) {
+  m.def("lrn_forward", [](py::handle x_, py::handle y_, int size, float alpha, float beta, float k,
+                          std::uintptr_t stream) {
+    Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true);
+    check_lrn_params(x, size, alpha, beta, k);
+    expect_float32(y);
+    expect_same_shape(x, y);
+    Launch l = launch_on({&x, &y}, stream);
+    PYA_DISPATCH(l, lrn_forward, x.data<float>(), y.data<float>(), x.dim(0), static_cast<int>(x.dim(1)),
+                 x.dim(2) * x.dim(3), size, alpha, beta, k);
+  }, py::arg("x"), py::arg("y"), py::arg("size"), py::arg("alpha"), py::arg("beta"), py::arg("k"),
+     py::arg("stream") = 0);
+
+  m.def("lrn_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, py::handle ws_, int size,
+                           float alpha, float beta, float k, std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), y = array_arg(y_, "y"),
+          dx = array_arg(dx_, "dx", true), ws = array_arg(ws_, "workspace", true);
+    check_lrn_params(x, size, alpha, beta, k);
+    for (const Array* a : {&dy, &y, &dx, &ws}) {
+      expect_float32(*a);
+      expect_same_shape(x, *a);
+    }
+    Launch l = launch_on({&dy, &x, &y, &dx, &ws}, stream);
+    PYA_DISPATCH(l, lrn_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(),
+                 ws.data<float>(), x.dim(0), static_cast<int>(x.dim(1)), x.dim(2) * x.dim(3), size, alpha, beta, k);
+  }, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("workspace"), py::arg("size"),
+     py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("stream") = 0);
+
+  // The output shape for an input shape, with the same checks as the kernels.
+  m.def("max_pool_output_shape", [](std::vector<int64_t> shape, int size, int stride) {
+    PoolGeometry g = check_pool_shape(shape, "x", size, stride);
+    return py::make_tuple(shape[0], shape[1], g.OH, g.OW);
+  }, py::arg("shape"), py::arg("size"), py::arg("stride"));
+
+  m.def("max_pool_forward", [](py::handle x_, py::handle y_, int size, int stride, std::uintptr_t stream) {
+    Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true);
+    PoolGeometry g = check_pool(x, size, stride);
+    expect_float32(y);
+    expect_shape(y, {x.dim(0), x.dim(1), g.OH, g.OW});
+    Launch l = launch_on({&x, &y}, stream);
+    PYA_DISPATCH(l, max_pool_forward, x.data<float>(), y.data<float>(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size,
+                 stride);
+  }, py::arg("x"), py::arg("y"), py::arg("size"), py::arg("stride"), py::arg("stream") = 0);
+
+  m.def("max_pool_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, int size, int stride,
+                                std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), y = array_arg(y_, "y"), dx = array_arg(dx_, "dx", true);
+    PoolGeometry g = check_pool(x, size, stride);
+    for (const Array* a : {&dy, &y, &dx}) expect_float32(*a);
+    expect_shape(y, {x.dim(0), x.dim(1), g.OH, g.OW});
+    expect_same_shape(y, dy);
+    expect_same_shape(x, dx);
+    Launch l = launch_on({&dy, &x, &y, &dx}, stream);
+    PYA_DISPATCH(l, max_pool_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(),
+                 x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
+  }, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("size"), py::arg("stride"),
+     py::arg("stream") = 0);
+
+  m.def("dropout_forward", [](py::handle x_, py::handle y_, py::handle mask_, uint64_t seed, double p,
+                              std::uintptr_t stream) {
+    Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true), mask = array_arg(mask_, "mask", true);
+    float scale = check_dropout_p(p);
+    expect_float32(x);
+    expect_float32(y);
+    expect_dtype(mask, DType::u8);
+    expect_same_shape(x, y);
+    expect_same_shape(x, mask);
+    Launch l = launch_on({&x, &y, &mask}, stream);
+    PYA_DISPATCH(l, dropout_forward, x.data<float>(), y.data<float>(), mask.data<uint8_t>(), x.numel(), seed,
+                 probability_threshold(p), scale);
+  }, py::arg("x"), py::arg("y"), py::arg("mask"), py::arg("seed"), py::arg("p"), py::arg("stream") = 0);
+
+  m.def("dropout_backward", [](py::handle dy_, py::handle mask_, py::handle dx_, double p, std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), mask = array_arg(mask_, "mask"), dx = array_arg(dx_, "dx", true);
+    float scale = check_dropout_p(p);
+    expect_float32(dy);
+    expect_float32(dx);
+    expect_dtype(mask, DType::u8);
+    expect_same_shape(dy, mask);
+    expect_same_shape(dy, dx);
+    Launch l = launch_on({&dy, &mask, &dx}, stream);
+    PYA_DISPATCH(l, dropout_backward, dy.data<float>(), mask.data<uint8_t>(), dx.data<float>(), dy.numel(), scale);
+  }, py::arg("dy"), py::arg("mask"), py::arg("dx"), py::arg("p"), py::arg("stream") = 0);
+
+  m.def("softmax_forward", [](py::handle x_, py::handle p_, std::uintptr_t stream) {
+    Array x = array_arg(x_, "logits"), p = array_arg(p_, "probabilities", true);
+    check_logits(x);
+    expect_float32(p);
+    expect_same_shape(x, p);
+    Launch l = launch_on({&x, &p}, stream);
+    PYA_DISPATCH(l, softmax_forward, x.data<float>(), p.data<float>(), x.dim(0), x.dim(1));
+  }, py::arg("logits"), py::arg("probabilities"), py::arg("stream") = 0);
+
+  m.def("softmax_cross_entropy", [](py::handle x_, py::handle labels_, py::handle loss_, py::handle dx_,
+                                    std::uintptr_t stream) {
+    Array x = array_arg(x_, "logits"), labels = array_arg(labels_, "labels"), loss = array_arg(loss_, "row_loss", true),
+          dx = array_arg(dx_, "dlogits", true);
+    check_logits(x);
+    if (labels.dtype != DType::i32 && labels.dtype != DType::i64)
+      throw py::type_error("argument 'labels' must have dtype int32 or int64, got " +
+                           (labels.dtype == DType::other ? labels.typestr : std::string(dtype_name(labels.dtype))));
+    expect_shape(labels, {x.dim(0)});
+    expect_float32(loss);
+    expect_shape(loss, {x.dim(0)});
+    expect_float32(dx);
+    expect_same_shape(x, dx);
+    Launch l = launch_on({&x, &labels, &loss, &dx}, stream);
+    if (labels.dtype == DType::i32)
+      PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int32_t>(), loss.data<float>(),
+                   dx.data<float>(), x.dim(0), x.dim(1));
+    else
+      PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int64_t>(), loss.data<float>(),
+                   dx.data<float>(), x.dim(0), x.dim(1));
+  }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("dlogits"), py::arg("stream") = 0);
+
+  // The generator behind dropout, for known-answer tests and for host code that
+  // must reproduce a device stream.
+  m.def("philox4x32_10", [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+    Philox4x32 r = philox4x32_10(ctr[0], ctr[1], ctr[2], ctr[3], key[0], key[1]);
+    return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
+  }, py::arg("counter"), py::arg("key"));
+}
 
 }  // namespace pya

@@ -3,5 +3,6 @@ __version__ = "0.1.0"
 
 from ._backend import backend_info, cuda_available
 from . import ops
+from .model import AlexNet
 
-__all__ = ["__version__", "backend_info", "cuda_available", "ops"]
+__all__ = ["__version__", "backend_info", "cuda_available", "ops", "AlexNet"]

@@ -1,0 +1,25 @@
+// Single-precision GEMM for the CPU backend (conv2d's im2col path).
+//
+// Our own cache-blocked SGEMM rather than a linked BLAS: the build runs in an
+// isolated environment, so a pip-installed OpenBLAS would have to be located at
+// run time by hand, and a system BLAS may be absent or single-threaded. A
+// Goto-style blocked GEMM (packed panels, register-blocked micro-kernel in GCC
+// vector extensions, OpenMP over C tiles) gets most of the way to BLAS speed for
+// the shapes convolution produces, with no dependency.
+#pragma once
+#include <cstdint>
+
+namespace pya::cpu {
+
+// C (M x N, row stride ldc) = A (M x Kd) * B (Kd x N), or C += A*B when
+// `accumulate`. A and B are addressed through (row stride, column stride), so
+// transposed operands need no copy: A(i, k) = A[i*a_rs + k*a_cs].
+//
+// Each element of C is computed by one thread, summing over k in a fixed
+// order, so the result does not depend on the number of threads and is
+// bit-identical from run to run. Runs single-threaded when called from inside
+// an OpenMP parallel region.
+void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t b_rs,
+           int64_t b_cs, float* C, int64_t ldc, bool accumulate);
+
+}  // namespace pya::cpu

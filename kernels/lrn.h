@@ -1,0 +1,133 @@
+// Cross-map local response normalisation, exactly the paper's formula:
+//   d[i] = k + alpha * sum_{j = max(0, i-n/2)}^{min(C-1, i+n/2)} a[j]^2     (alpha NOT divided by n)
+//   b[i] = a[i] * d[i]^-beta
+//   da[i] = db[i] * d[i]^-beta - 2 alpha beta a[i] * sum_{j in window(i)} db[j] b[j] / d[j]
+// (the windows are symmetric, so "j whose window holds i" is window(i) itself).
+//
+// Both backends run the same per-pixel routines below: one pass down the
+// channels at one (n, y, x), with a running window sum (add the entering
+// channel's square, subtract the leaving one) instead of n reads per output.
+// On the GPU one thread owns one pixel, so neighbouring threads read
+// neighbouring addresses of each channel plane (coalesced).
+#pragma once
+#include <cmath>
+
+#include "common.h"
+
+namespace pya {
+
+// d^-beta through exp2/log2 of the denominator (d >= k > 0): no overflow for
+// large d, where d^beta itself could overflow before the division.
+PYA_HD float lrn_pow_neg(float d, float beta) {
+#if defined(__CUDA_ARCH__)
+  return exp2f(-beta * log2f(d));
+#else
+  return std::exp2(-beta * std::log2(d));
+#endif
+}
+
+PYA_HD float lrn_square(float a) { return a * a; }
+
+// Sum of squares over channels [lo, hi] of one pixel (channel stride cs).
+PYA_HD float lrn_window_sum(const float* a, int64_t cs, int lo, int hi) {
+  float s = 0.f;
+  for (int j = lo; j <= hi; ++j) s += lrn_square(a[j * cs]);
+  return s;
+}
+
+// After subtracting the leaving square `leaving` the running sum `s` may carry
+// the rounding error of that larger value (up to 2^-24 * leaving), or be
+// negative, inf (an overflowed square) or NaN (inf - inf). Recompute it from
+// the window when that error could exceed ~2^-20 of the denominator; with the
+// paper's k = 2 this needs |a| > ~560, so ordinary data rarely pays for it.
+PYA_HD bool lrn_sum_is_unreliable(float s, float leaving, float alpha, float k) {
+  if (!(s >= 0.f) || s == INFINITY) return true;
+  return alpha * leaving > 16.f * (k + alpha * s);
+}
+
+// The running window sum of squares at one pixel, for centre channel i.
+struct LrnSquareSum {
+  const float* a;
+  int64_t cs;
+  int C, half;
+  float alpha, k, s;
+
+  PYA_HD LrnSquareSum(const float* a_, int64_t cs_, int C_, int half_, float alpha_, float k_)
+      : a(a_), cs(cs_), C(C_), half(half_), alpha(alpha_), k(k_) {
+    s = lrn_window_sum(a, cs, 0, half < C - 1 ? half : C - 1);
+  }
+
+  PYA_HD float denominator() const { return k + alpha * s; }
+
+  // Slides the window from [i-half, i+half] to [i+1-half, i+1+half].
+  PYA_HD void advance(int i) {
+    int enter = i + 1 + half, leave = i - half;
+    if (enter < C) s += lrn_square(a[enter * cs]);
+    if (leave >= 0) {
+      float gone = lrn_square(a[leave * cs]);
+      s -= gone;
+      if (lrn_sum_is_unreliable(s, gone, alpha, k)) {
+        int lo = i + 1 - half, hi = i + 1 + half;
+        s = lrn_window_sum(a, cs, lo < 0 ? 0 : lo, hi < C ? hi : C - 1);
+      }
+    }
+  }
+};
+
+// Forward for one pixel (C channels, channel stride cs): y[i] = a[i] * d[i]^-beta.
+PYA_HD void lrn_forward_pixel(const float* a, float* y, int C, int64_t cs, int half, float alpha, float beta,
+                              float k) {
+  LrnSquareSum w(a, cs, C, half, alpha, k);
+  for (int i = 0; i < C; ++i) {
+    y[i * cs] = a[i * cs] * lrn_pow_neg(w.denominator(), beta);
+    if (i + 1 < C) w.advance(i);
+  }
+}
+
+// Denominators d[i] for one pixel: the forward's sums, kept for the backward.
+PYA_HD void lrn_denominators(const float* a, float* d, int C, int64_t cs, int half, float alpha, float k) {
+  LrnSquareSum w(a, cs, C, half, alpha, k);
+  for (int i = 0; i < C; ++i) {
+    d[i * cs] = w.denominator();
+    if (i + 1 < C) w.advance(i);
+  }
+}
+
+// The backward's per-channel ratio db[j] * b[j] / d[j].
+PYA_HD float lrn_ratio(const float* dy, const float* y, const float* d, int j, int64_t cs) {
+  return dy[j * cs] * y[j * cs] / d[j * cs];
+}
+
+// Backward for one pixel, given the denominators `d` (lrn_denominators).
+// The window sum of ratios runs like the forward's; it is signed, so it is not
+// recomputed: its error stays at float rounding of the nearby ratios.
+PYA_HD void lrn_backward_pixel(const float* dy, const float* a, const float* y, const float* d, float* dx, int C,
+                               int64_t cs, int half, float alpha, float beta) {
+  float s = 0.f;
+  for (int j = 0; j <= half && j < C; ++j) s += lrn_ratio(dy, y, d, j, cs);
+  float two_alpha_beta = 2.f * alpha * beta;
+  for (int i = 0; i < C; ++i) {
+    dx[i * cs] = dy[i * cs] * lrn_pow_neg(d[i * cs], beta) - two_alpha_beta * a[i * cs] * s;
+    int enter = i + 1 + half, leave = i - half;
+    if (enter < C) s += lrn_ratio(dy, y, d, enter, cs);
+    if (leave >= 0) s -= lrn_ratio(dy, y, d, leave, cs);
+  }
+}
+
+namespace cpu {
+// x, y: (N, C, HW) contiguous; size odd >= 1; k > 0.
+void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
+                 Stream stream);
+// workspace: N*C*HW floats (the denominators).
+void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,
+                  int64_t HW, int size, float alpha, float beta, float k, Stream stream);
+}  // namespace cpu
+
+namespace cuda {
+void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
+                 Stream stream);
+void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,
+                  int64_t HW, int size, float alpha, float beta, float k, Stream stream);
+}  // namespace cuda
+
+}  // namespace pya

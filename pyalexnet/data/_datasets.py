@@ -1,0 +1,138 @@
+"""Datasets and load_dataset(): every source becomes the same Splits of uint8 NHWC images."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from . import _builtin, _folder, _formats, _store
+from ._stats import compute_stats
+
+
+class Dataset:
+    """Images uint8 (N, H, W, 3) (a numpy array or a read-only memmap), labels int64 (N,).
+
+    `skipped` lists (path, reason) for images left out because they could not be read.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: list[str], skipped=()) -> None:
+        images = np.asarray(images) if not isinstance(images, np.memmap) else images
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        labels = np.asarray(labels, np.int64)
+        if labels.shape != (len(images),):
+            raise ValueError(f"{len(images)} images but labels of shape {labels.shape}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise ValueError(f"labels must be in 0..{len(classes) - 1}, found {labels.min()}..{labels.max()}")
+        self.images = images
+        self.labels = labels
+        self.classes = list(classes)
+        self.skipped = list(skipped)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def __repr__(self) -> str:
+        return f"Dataset({len(self)} images of {self.images.shape[1]}x{self.images.shape[2]}, {len(self.classes)} classes)"
+
+
+def crop_size_for(image_size: int) -> int:
+    """The paper's 224 of 256 (7/8 of the side), rounded to a multiple of 4: 256 -> 224, 32 -> 28, 28 -> 24."""
+    return max(4, 4 * round(image_size * 7 / 8 / 4))
+
+
+@dataclasses.dataclass
+class Splits:
+    """A training and a validation Dataset with what augmentation needs.
+
+    mean_image: float32 (image_size, image_size, 3), the training set's mean, in 0..255 pixel units.
+    eigvals (3,), eigvecs (3, 3) (columns): the RGB covariance of training pixels on the 0..1 scale
+    (pixel / 255), descending. val is the data set's official test split where it has one.
+    """
+
+    train: Dataset
+    val: Dataset
+    classes: list
+    image_size: int
+    crop_size: int
+    mean_image: np.ndarray
+    eigvals: np.ndarray
+    eigvecs: np.ndarray
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_skipped(self) -> int:
+        return self.train.num_skipped + self.val.num_skipped
+
+    def loader(self, split: str, batch_size: int, **kwargs):
+        """A Loader over `split` ("train" or "val") with this data set's crop size and statistics; training
+        mode for "train" unless train= is given."""
+        from ._loader import Loader
+
+        kwargs.setdefault("train", split == "train")
+        for k in ("crop_size", "mean_image", "eigvals", "eigvecs"):
+            kwargs.setdefault(k, getattr(self, k))
+        return Loader(getattr(self, split), batch_size, **kwargs)
+
+
+def _splits_from_arrays(train, val, classes, source, crop_size=None, skipped=((), ())) -> Splits:
+    train_ds = Dataset(train[0], train[1], classes, skipped[0])
+    val_ds = Dataset(val[0], val[1], classes, skipped[1])
+    if len(train_ds) == 0:
+        raise ValueError(f"{source}: the training split has no readable images")
+    size = train_ds.images.shape[1]
+    mean_image, eigvals, eigvecs = compute_stats(train_ds.images)
+    return Splits(train_ds, val_ds, list(classes), size, crop_size or crop_size_for(size), mean_image, eigvals,
+                  eigvecs, source)
+
+
+def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int = 256,
+                 workers: int | None = None) -> Splits:
+    """Loads a data set as Splits.
+
+    spec: None or "builtin" (synthetic, 40x40, crop 32, made in the package) | "fashion-mnist" (Debian's
+    dataset-fashion-mnist at /usr/share/datasets/fashion-mnist) | "fashion-mnist:PATH" | "cifar10:PATH"
+    (the folder of data_batch_1..5 and test_batch) | a folder root/<class>/<image> (or root/train and
+    root/val; otherwise `val_fraction` of each class, chosen by `seed`, is held out), decoded with Pillow
+    to `image_size` (shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
+    Folders are decoded into memory by `workers` threads: prepare big ones once instead.
+    """
+    spec = "builtin" if spec is None else spec
+    if isinstance(spec, Path):
+        spec = str(spec)
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"dataset spec must be a name or a path, got {spec!r}")
+    name, _, arg = spec.partition(":")
+    if spec == "builtin":
+        train, val = _builtin.builtin_arrays()
+        return _splits_from_arrays(train, val, _builtin.CLASSES, "builtin", _builtin.CROP_SIZE)
+    if name == "fashion-mnist":
+        classes, train, test = _formats.load_fashion_mnist(arg or None)
+        return _splits_from_arrays(train, test, classes, spec)
+    if name == "cifar10":
+        if not arg:
+            raise ValueError("cifar10 needs the folder of its python batches: cifar10:PATH")
+        classes, train, test = _formats.load_cifar10(arg)
+        return _splits_from_arrays(train, test, classes, spec)
+    path = Path(spec)
+    if not path.exists():
+        if ":" in spec and len(name) > 1 or not any(c in spec for c in "/\\."):
+            raise ValueError(f"unknown dataset {spec!r}: use builtin, fashion-mnist[:PATH], cifar10:PATH, "
+                             "an image folder or a prepared store")
+        raise FileNotFoundError(f"dataset folder {path} does not exist")
+    if _store.is_store(path):
+        return _store.open_store(path)
+    classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)
+    w = workers or _folder.default_workers()
+    *train, train_skipped = _folder.decode_many(train_files, image_size, workers=w)
+    *val, val_skipped = _folder.decode_many(val_files, image_size, workers=w)
+    return _splits_from_arrays(train, val, classes, str(path), skipped=(train_skipped, val_skipped))

@@ -1,0 +1,136 @@
+"""ImageNet-style folders: root/<class>/<image>, or root/train/<class>/... and root/val/<class>/...
+
+Images are decoded with Pillow, converted to RGB, resized so the shorter side is `size` and centre-cropped
+to size x size (the paper's preprocessing). Unreadable files are skipped with a warning and counted.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+
+
+def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
+    """(path, label) for every image under root/<class>/, sorted; a class folder with no image is an error."""
+    out = []
+    for label, name in enumerate(classes):
+        d = root / name
+        files = sorted(str(p) for p in d.rglob("*") if _is_image(p)) if d.is_dir() else []
+        if not files:
+            raise ValueError(f"class folder {d} has no images (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        out += [(f, label) for f in files]
+    return out
+
+
+def has_split_layout(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "val").is_dir()
+
+
+def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
+    """classes, train [(path, label)], val [(path, label)] of an ImageNet-style folder.
+
+    With root/train and root/val the split is theirs (val's classes must be train's). Otherwise a
+    stratified `val_fraction` of each class, chosen by `seed`, is held out.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder, a prepared store, or a known dataset name")
+    if has_split_layout(root):
+        classes = [d.name for d in _class_dirs(root / "train")]
+        if not classes:
+            raise ValueError(f"{root / 'train'} has no class folders (expected train/<class>/<image>)")
+        extra = sorted({d.name for d in _class_dirs(root / "val")} - set(classes))
+        if extra:
+            raise ValueError(f"{root / 'val'} has class folders that train lacks: {extra[:5]}")
+        train = _files_by_class(root / "train", classes)
+        val_classes = [c for c in classes if (root / "val" / c).is_dir()]
+        val = [(f, classes.index(val_classes[l])) for f, l in _files_by_class(root / "val", val_classes)]
+        return classes, train, val
+    dirs = _class_dirs(root)
+    if not dirs:
+        raise ValueError(f"dataset folder {root} is empty: expected one sub-folder per class "
+                         "(root/<class>/<image>) or root/train and root/val")
+    classes = [d.name for d in dirs]
+    files = _files_by_class(root, classes)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in range(len(classes)):
+        mine = [f for f in files if f[1] == label]
+        order = rng.permutation(len(mine))
+        n_val = int(round(val_fraction * len(mine)))
+        if val_fraction > 0 and len(mine) >= 2:
+            n_val = min(max(n_val, 1), len(mine) - 1)
+        val += [mine[i] for i in sorted(order[:n_val])]
+        train += [mine[i] for i in sorted(order[n_val:])]
+    return classes, train, val
+
+
+def decode_image(path: str, size: int) -> np.ndarray:
+    """uint8 (size, size, 3): shorter side resized to `size` (bilinear, antialiased), centre crop."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that still covers `size`
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _decode_or_none(path: str, size: int):
+    try:
+        return decode_image(path, size), None
+    except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises for corrupt or truncated files
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None = None):
+    """Decodes [(path, label)] in order: (images uint8 (n, size, size, 3), labels int64 (n,), skipped).
+
+    Corrupt or unreadable files are left out, each with a warning; `skipped` lists (path, reason).
+    Threads decode in parallel (Pillow releases the GIL while decoding).
+    """
+    paths = [f for f, _ in files]
+    if pool is not None:
+        results = list(pool.map(_decode_or_none, paths, [size] * len(paths)))
+    elif workers and workers > 1 and len(paths) > 1:
+        with cf.ThreadPoolExecutor(workers) as ex:
+            results = list(ex.map(_decode_or_none, paths, [size] * len(paths)))
+    else:
+        results = [_decode_or_none(p, size) for p in paths]
+    keep, skipped = [], []
+    for (path, label), (img, err) in zip(files, results):
+        if img is None:
+            warnings.warn(f"skipping unreadable image {path} ({err})", RuntimeWarning, stacklevel=2)
+            skipped.append((path, err))
+        else:
+            keep.append((img, label))
+    images = np.stack([k[0] for k in keep]) if keep else np.zeros((0, size, size, 3), np.uint8)
+    labels = np.array([k[1] for k in keep], np.int64)
+    return images, labels, skipped
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))

@@ -1,0 +1,119 @@
+"""CIFAR-10 python batches and Fashion-MNIST IDX files."""
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+# Debian's dataset-fashion-mnist package (apt install dataset-fashion-mnist) puts the files here.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR batches are pickles: allow only what a dict of numpy arrays and lists needs, so a hostile file
+    cannot run code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            d = _ArraysOnly(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch ({exc})") from exc
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} is not a CIFAR-10 python batch (a pickled dict), got {type(d).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _cifar_batch(path: Path):
+    d = _unpickle(path)
+    if "data" not in d or "labels" not in d:
+        raise ValueError(f"{path}: a CIFAR-10 batch needs b'data' and b'labels', found {sorted(map(str, d))}")
+    data = np.asarray(d["data"])
+    labels = np.asarray(d["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"{path}: b'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise ValueError(f"{path}: {len(data)} images but {labels.size} labels")
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9):
+        bad = labels[(labels < 0) | (labels > 9)] if labels.dtype.kind in "iu" else labels[:3]
+        raise ValueError(f"{path}: labels must be integers 0..9, found {bad[:5].tolist()}")
+    # Rows are 1024 R, then G, then B values, each a row-major 32x32 plane.
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels.astype(np.int64)
+
+
+def load_cifar10(root):
+    """(classes, (train_images, train_labels), (test_images, test_labels)) from cifar-10-batches-py."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 folder {root} does not exist (expected data_batch_1..5 and test_batch)")
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"CIFAR-10 folder {root} lacks {', '.join(missing)}")
+    train = [_cifar_batch(root / n) for n in names[:5]]
+    test = _cifar_batch(root / "test_batch")
+    classes = CIFAR10_CLASSES
+    if (root / "batches.meta").is_file():
+        meta = _unpickle(root / "batches.meta")
+        names_ = meta.get("label_names")
+        if names_ is not None and len(names_) == 10:
+            classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names_]
+    return classes, (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])), test
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise ValueError(f"{path}: header says shape {shape} but the file holds {len(raw) - header} values")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"Fashion-MNIST folder {root} lacks {stem}[.gz]")
+
+
+def load_fashion_mnist(root=None):
+    """(classes, train, test) from IDX files (gzip or raw), grayscale repeated to 3 channels."""
+    root = Path(root or FASHION_MNIST_DIR)
+    if not root.is_dir():
+        hint = " (install Debian's dataset-fashion-mnist package, or pass fashion-mnist:PATH)" \
+            if str(root) == FASHION_MNIST_DIR else ""
+        raise FileNotFoundError(f"Fashion-MNIST folder {root} does not exist{hint}")
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = _read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte"))
+        labels = _read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(f"{root}: {prefix} images {images.shape} and labels {labels.shape} do not match")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{root}: {prefix} labels must be 0..9, found {int(labels.max())}")
+        splits.append((np.repeat(images[..., None], 3, axis=3), labels.astype(np.int64)))
+    return FASHION_MNIST_CLASSES, splits[0], splits[1]

@@ -1,0 +1,199 @@
+"""Prepared stores: a folder of images decoded once into packed uint8 arrays that training memory-maps.
+
+Layout of DST:
+  meta.json              format, version, source, classes, image_size, per split its count and
+                         skipped files, and "complete"
+  files.json             the (path, label) lists being converted, fixed when the conversion starts
+  {train,val}_images.u8  raw uint8 (count, S, S, 3), C order (numpy.memmap)
+  {train,val}_labels.npy int64 (count,)
+  stats.npz              mean_image float32 (S, S, 3), eigvals (3,), eigvecs (3, 3) of the training set
+  progress.npz           while converting: the resume point and the running sums (removed when done)
+
+The conversion streams: K images at a time are decoded (by threads), written to the memmap and added to
+float64 running sums; then the memmap is flushed and progress.npz replaced atomically. A rerun after an
+interruption continues from the last checkpoint, so at most K images are decoded twice.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import _folder
+from ._stats import RunningStats
+
+FORMAT = "pyalexnet-store"
+VERSION = 1
+SPLITS = ("train", "val")
+
+
+def is_store(path) -> bool:
+    meta = Path(path) / "meta.json"
+    if not meta.is_file():
+        return False
+    try:
+        return json.loads(meta.read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def open_store(path):
+    """The Splits of a finished store; images are read-only memmaps (nothing is decoded again)."""
+    from ._datasets import Dataset, Splits, crop_size_for
+
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path}: store version {meta.get('version')} is not {VERSION}; prepare it again")
+    if not meta.get("complete"):
+        raise ValueError(f"{path}: the store is incomplete (an interrupted `pyalexnet prepare`); "
+                         "rerun the same prepare command to finish it")
+    size = meta["image_size"]
+    datasets = {}
+    for split in SPLITS:
+        info = meta["splits"][split]
+        n = info["count"]
+        images = (np.memmap(path / f"{split}_images.u8", np.uint8, "r", shape=(n, size, size, 3)) if n
+                  else np.zeros((0, size, size, 3), np.uint8))
+        labels = np.load(path / f"{split}_labels.npy")
+        datasets[split] = Dataset(images, labels, meta["classes"], [tuple(s) for s in info["skipped"]])
+    with np.load(path / "stats.npz") as st:
+        mean_image, eigvals, eigvecs = st["mean_image"], st["eigvals"], st["eigvecs"]
+    return Splits(datasets["train"], datasets["val"], meta["classes"], size, crop_size_for(size), mean_image,
+                  eigvals, eigvecs, str(path))
+
+
+def _progress_bar(total: int, initial: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    # Quiet when not on a terminal (logs, CI), unless asked otherwise.
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=disable, dynamic_ncols=True)
+
+
+def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed: int = 0,
+            checkpoint_every: int = 1000, workers: int | None = None, quiet: bool = False,
+            overwrite: bool = False) -> Path:
+    """Converts the image folder `src` (root/<class>/<image>, or root/train + root/val) into a store at
+    `dst`; resumes an interrupted conversion of the same source. Returns dst."""
+    src, dst = Path(src), Path(dst)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+    if not src.is_dir():
+        _folder.list_folder(src)  # raises the clear error for a missing or non-folder source
+    settings = {"source": str(src.resolve()), "image_size": image_size, "val_fraction": val_fraction, "seed": seed}
+    meta_path = dst / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if meta is not None and not overwrite:
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{dst} holds something other than a pyalexnet store; choose another folder")
+        if meta.get("settings") != settings:
+            raise ValueError(f"{dst} is a store of {meta.get('settings')}, not of {settings}; "
+                             "pass overwrite=True (--overwrite) to replace it")
+        if meta.get("complete"):
+            return dst
+    if meta is None or overwrite:
+        if dst.exists() and any(dst.iterdir()) and not (overwrite and meta is not None):
+            raise ValueError(f"{dst} exists and is not empty; choose a new folder for the store")
+        classes, train_files, val_files = _folder.list_folder(src, val_fraction=val_fraction, seed=seed)
+        dst.mkdir(parents=True, exist_ok=True)
+        for old in dst.glob("progress.npz"):
+            old.unlink()
+        _write_json(dst / "files.json", {"train": train_files, "val": val_files})
+        meta = {"format": FORMAT, "version": VERSION, "settings": settings, "classes": classes,
+                "image_size": image_size, "complete": False,
+                "splits": {s: {"count": 0, "skipped": []} for s in SPLITS}}
+        _write_json(meta_path, meta)
+    files = json.loads((dst / "files.json").read_text())
+    progress = _load_progress(dst, image_size)
+    workers = workers or _folder.default_workers()
+    with cf.ThreadPoolExecutor(workers) as pool:
+        for split in SPLITS:
+            _convert_split(dst, meta, split, [tuple(f) for f in files[split]], progress, pool, image_size,
+                           checkpoint_every, quiet)
+    mean_image, eigvals, eigvecs = progress["stats"].finalize()
+    np.savez(dst / "stats.tmp.npz", mean_image=mean_image, eigvals=eigvals, eigvecs=eigvecs)
+    os.replace(dst / "stats.tmp.npz", dst / "stats.npz")
+    meta["complete"] = True
+    _write_json(meta_path, meta)
+    (dst / "progress.npz").unlink(missing_ok=True)
+    return dst
+
+
+def _load_progress(dst: Path, size: int) -> dict:
+    p = dst / "progress.npz"
+    if not p.is_file():
+        return {"split": 0, "next_file": 0, "written": 0, "skipped": [], "stats": RunningStats(size)}
+    with np.load(p) as z:
+        return {"split": int(z["split"]), "next_file": int(z["next_file"]), "written": int(z["written"]),
+                "skipped": json.loads(str(z["skipped"])), "stats": RunningStats.from_state(z)}
+
+
+def _save_progress(dst: Path, progress: dict) -> None:
+    tmp = dst / "progress.tmp.npz"
+    np.savez(tmp, split=progress["split"], next_file=progress["next_file"], written=progress["written"],
+             skipped=json.dumps(progress["skipped"]), **progress["stats"].state())
+    os.replace(tmp, dst / "progress.npz")
+
+
+def _convert_split(dst, meta, split, files, progress, pool, size, every, quiet) -> None:
+    index = SPLITS.index(split)
+    if progress["split"] > index:
+        return  # finished before the interruption
+    if progress["split"] < index:
+        progress.update(split=index, next_file=0, written=0, skipped=[])
+    images_path, labels_path = dst / f"{split}_images.u8", dst / f"{split}_labels.npy"
+    partial_labels = dst / f"{split}_labels.partial.npy"
+    n = len(files)
+    start, written = progress["next_file"], progress["written"]
+    if n and (start < n or partial_labels.exists()):
+        # Sized for every file; truncated to the images actually written at the end.
+        if not images_path.exists() or images_path.stat().st_size < n * size * size * 3:
+            with open(images_path, "ab") as f:
+                f.truncate(n * size * size * 3)
+        images = np.memmap(images_path, np.uint8, "r+", shape=(n, size, size, 3))
+        labels = np.lib.format.open_memmap(partial_labels, "r+" if start else "w+", np.int64, (n,))
+        bar = _progress_bar(n, start, f"prepare {split}", quiet)
+        try:
+            for lo in range(start, n, every):
+                chunk = files[lo:lo + every]
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    batch, batch_labels, bad = _folder.decode_many(chunk, size, pool=pool)
+                for w in caught:
+                    bar.write(f"pyalexnet prepare: {w.message}", file=sys.stderr)
+                images[written:written + len(batch)] = batch
+                labels[written:written + len(batch)] = batch_labels
+                if split == "train":
+                    progress["stats"].update(batch)
+                written += len(batch)
+                images.flush()
+                labels.flush()
+                progress["skipped"] += [list(b) for b in bad]
+                progress.update(next_file=lo + len(chunk), written=written)
+                _save_progress(dst, progress)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            del images, labels
+        np.save(labels_path, np.load(partial_labels, mmap_mode="r")[:written])
+        partial_labels.unlink()
+    elif not n:
+        np.save(labels_path, np.zeros(0, np.int64))
+    if images_path.exists():
+        os.truncate(images_path, written * size * size * 3)
+    meta["splits"][split] = {"count": written, "skipped": progress["skipped"]}
+    _write_json(dst / "meta.json", meta)
+    progress.update(split=index + 1, next_file=0, written=0, skipped=[])
+    _save_progress(dst, progress)

@@ -1,0 +1,294 @@
+"""Central finite-difference checks of every layer's backward and of a whole (tiny) two-tower network.
+
+The ops compute in float32, so the checks are built for float32: the loss is sum(output * r) for a
+fixed random r, accumulated in float64 from the float32 outputs; a perturbed value is rounded to
+float32 and the step actually taken (x+ - x-) is used as the denominator; and the criterion is a
+relative one,
+
+    rel = |analytic - numeric| / max(|analytic|, |numeric|, floor),   floor = 1e-2 * max |analytic| of the tensor,
+
+and a point passes when |analytic - numeric| <= tol * max(...) + a round-off allowance of 16 float32
+ulps of sum|output * r| divided by the step, so that gradients far smaller than the loss are not
+judged on round-off alone (the table shows the raw relative error and the worst error / allowed). As in
+Caffe's GradientChecker, points where the step crosses a kink (a ReLU input changing sign, a max-pool
+window changing its maximum) are skipped rather than counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _backend as B
+from . import ops
+
+__all__ = ["CheckResult", "check_function", "check_layers", "check_network", "run_all", "format_table"]
+
+DEFAULT_TOL = 1e-2
+
+
+@dataclass
+class CheckResult:
+    check: str          # the layer (or "network")
+    tensor: str         # which gradient: dx, dw, db, or a parameter name
+    max_rel_error: float
+    worst_ratio: float  # max over points of |analytic - numeric| / what the criterion allows (<= 1 passes)
+    points: int         # points compared
+    skipped: int        # points skipped at kinks
+    tol: float
+
+    @property
+    def passed(self) -> bool:
+        return self.points > 0 and self.worst_ratio <= 1.0
+
+
+class _Device:
+    """Moves host float32 arrays to the backend under test and back."""
+
+    def __init__(self, device: str) -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not B.cuda_available():
+            raise ValueError(f"device 'cuda' asked for, but the GPU backend is not usable: {B.backend_info()['reason']}")
+        self.name = device
+        self.xp = B.cupy_module() if device == "cuda" else np
+
+    def put(self, a):
+        return self.xp.asarray(a) if self.name == "cuda" else a
+
+    def get(self, a):
+        return B.cupy_module().asnumpy(a) if B.is_gpu_array(a) else np.asarray(a)
+
+
+ROUNDING_ULPS = 16  # float32 ulps of the loss's magnitude that round-off may move it by
+
+
+def _errors(analytic, numeric, noise, scale: float, tol: float) -> tuple[float, float]:
+    """(max relative error, max error / allowed error) over the points."""
+    floor = max(1e-2 * scale, 1e-30)
+    denom = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
+    diff = np.abs(analytic - numeric)
+    return float((diff / denom).max()), float((diff / (tol * denom + noise)).max())
+
+
+def check_function(name: str, loss: Callable[[dict], tuple[float, float]], analytic: dict[str, np.ndarray],
+                   inputs: dict[str, np.ndarray], *, pattern: Callable[[dict], Any] | None = None,
+                   eps: float = 1e-2, points: int = 24, tol: float = DEFAULT_TOL, seed: int = 0) -> list[CheckResult]:
+    """Compares `analytic` gradients of a scalar loss with central differences.
+
+    loss(inputs) -> (value, magnitude): magnitude (e.g. sum |output * r|) sizes the round-off allowance.
+
+    inputs: host float32 arrays (perturbed in place, restored). analytic: {input name: gradient}.
+    pattern(inputs) -> something comparable with ==: when the perturbed inputs change it, the point
+    sits at a kink and is skipped. points: elements checked per tensor (chosen at random, all if fewer).
+    """
+    rng = np.random.default_rng(seed)
+    base = pattern(inputs) if pattern else None
+    # Largest step first (round-off matters least); smaller ones only where the step crosses a kink.
+    steps = (eps, eps / 4, eps / 16) if pattern else (eps,)
+    results = []
+    for key, grad in analytic.items():
+        flat = inputs[key].reshape(-1)
+        order = rng.permutation(flat.size)
+        g = np.asarray(grad, np.float64).reshape(-1)
+        got, want, noise, skipped = [], [], [], 0
+        for i in order:
+            if len(got) == points or skipped >= 2 * points:
+                break
+            numeric = _central_difference(loss, inputs, flat, i, steps, pattern, base)
+            if numeric is None:
+                skipped += 1
+                continue
+            got.append(g[i])
+            want.append(numeric[0])
+            noise.append(numeric[1])
+        got, want, noise = np.array(got), np.array(want), np.array(noise)
+        err, ratio = _errors(got, want, noise, float(np.abs(g).max()), tol) if len(got) else (float("nan"),) * 2
+        results.append(CheckResult(name, key, err, ratio, len(got), skipped, tol))
+    return results
+
+
+def _central_difference(loss, inputs, flat, i, steps, pattern, base):
+    """(d loss / d flat[i], its round-off allowance) with the first step that crosses no kink, or None."""
+    orig = flat[i]
+    try:
+        for eps in steps:
+            step = np.float32(eps * max(1.0, abs(float(orig))))
+            plus, minus = np.float32(orig + step), np.float32(orig - step)
+            flat[i] = plus
+            lp, mp = loss(inputs)
+            if pattern and not _same(pattern(inputs), base):
+                continue
+            flat[i] = minus
+            lm, mm = loss(inputs)
+            if pattern and not _same(pattern(inputs), base):
+                continue
+            h = float(plus) - float(minus)
+            return (lp - lm) / h, ROUNDING_ULPS * 2.0**-24 * max(mp, mm) / h
+        return None
+    finally:
+        flat[i] = orig
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    return bool(np.array_equal(a, b))
+
+
+def _dot(y, r) -> tuple[float, float]:
+    yr = np.asarray(y, np.float64) * r
+    return float(yr.sum()), float(np.abs(yr).sum())
+
+
+def check_layers(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_TOL, seed: int = 0) -> list[CheckResult]:
+    """Every layer type's backward against central differences, on small random shapes."""
+    dev = _Device(device)
+    rng = np.random.default_rng(seed)
+
+    def randn(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    results: list[CheckResult] = []
+
+    def layer(name, forward, backward, inputs, out_shape, pattern=None, eps=1e-2):
+        """forward(dev arrays) -> y; backward(dev r, dev arrays) -> {name: grad}."""
+        r = rng.standard_normal(out_shape)
+
+        def loss(inp):
+            return _dot(dev.get(forward({k: dev.put(v) for k, v in inp.items()})), r)
+
+        grads = backward(dev.put(r.astype(np.float32)), {k: dev.put(v) for k, v in inputs.items()})
+        analytic = {k: dev.get(v) for k, v in grads.items()}
+        results.extend(check_function(name, loss, analytic, inputs, pattern=pattern, eps=eps, points=points,
+                                      tol=tol, seed=seed))
+
+    # conv2d: stride and padding as in conv1, groups as in conv2/4/5.
+    for label, kw, cin in (("conv2d", dict(stride=2, padding=1), 3), ("conv2d groups=2", dict(padding=1, groups=2), 4)):
+        x, w, b = randn(2, cin, 7, 7), randn(4, cin // kw.get("groups", 1), 3, 3, scale=0.5), randn(4)
+        oshape = ops.conv2d(x, w, b, **kw).shape
+        layer(label, lambda a, kw=kw: ops.conv2d(a["x"], a["w"], a["b"], **kw),
+              lambda r, a, kw=kw: dict(zip(("x", "w", "b"), ops.conv2d_backward(r, a["x"], a["w"], **kw))),
+              dict(x=x, w=w, b=b), oshape)
+
+    x, w, b = randn(3, 7), randn(5, 7), randn(5)
+    layer("linear", lambda a: ops.linear(a["x"], a["w"], a["b"]),
+          lambda r, a: dict(zip(("x", "w", "b"), ops.linear_backward(r, a["x"], a["w"]))), dict(x=x, w=w, b=b), (3, 5))
+
+    x = randn(2, 3, 4, 4)
+    layer("relu", lambda a: ops.relu(a["x"]), lambda r, a: {"x": ops.relu_backward(r, ops.relu(a["x"]))},
+          dict(x=x), x.shape, pattern=lambda a: a["x"] > 0)
+
+    # LRN with a large alpha, so the normalisation term matters at unit-sized inputs.
+    lrn_kw = dict(size=5, alpha=0.1, beta=0.75, k=2.0)
+    x = randn(2, 7, 3, 3)
+    layer("lrn", lambda a: ops.lrn(a["x"], **lrn_kw),
+          lambda r, a: {"x": ops.lrn_backward(r, a["x"], ops.lrn(a["x"], **lrn_kw), **lrn_kw)}, dict(x=x), x.shape)
+
+    x = randn(2, 2, 7, 7)
+
+    def pool_route(a):
+        # Where each window's maximum sits: a different answer means the step crossed a tie.
+        xd = dev.put(a["x"])
+        y = ops.max_pool(xd, size=3, stride=2)
+        return dev.get(ops.max_pool_backward(dev.xp.ones_like(y), xd, y, size=3, stride=2))
+
+    layer("max_pool", lambda a: ops.max_pool(a["x"], size=3, stride=2),
+          lambda r, a: {"x": ops.max_pool_backward(r, a["x"], ops.max_pool(a["x"], size=3, stride=2), size=3, stride=2)},
+          dict(x=x), (2, 2, 3, 3), pattern=pool_route)
+
+    x = randn(4, 6)
+    layer("dropout (fixed mask)", lambda a: ops.dropout(a["x"], p=0.5, seed=7)[0],
+          lambda r, a: {"x": ops.dropout_backward(r, ops.dropout(a["x"], p=0.5, seed=7)[1], p=0.5)}, dict(x=x), x.shape)
+
+    logits, labels = randn(4, 6), np.array([0, 5, 2, 2], np.int64)
+    dev_labels = dev.put(labels)
+
+    def ce_loss(a):
+        value = float(dev.get(ops.softmax_cross_entropy(dev.put(a["logits"]), dev_labels)[0]))
+        return value, abs(value)
+
+    dlogits = dev.get(ops.softmax_cross_entropy(dev.put(logits), dev_labels)[1])
+    results.extend(check_function("softmax_cross_entropy", ce_loss, {"logits": dlogits}, dict(logits=logits),
+                                  points=points, tol=tol, seed=seed))
+    return results
+
+
+def _network_pattern(model) -> list:
+    """Every ReLU's on/off map and every max-pool's routing in the model's last training forward."""
+    out = []
+    for name, c in sorted(model._cache.items()):
+        if not isinstance(c, dict):
+            continue
+        if "relu" in c:
+            out.append(B.cupy_module().asnumpy(c["relu"] > 0) if B.is_gpu_array(c["relu"]) else c["relu"] > 0)
+        if "pool" in c:
+            xp = B.cupy_module() if B.is_gpu_array(c["pool"]) else np
+            with model.place_of(name + ".weight").active():
+                route = ops.max_pool_backward(xp.ones_like(c["pool"]), c["pool_x"], c["pool"], size=3, stride=2)
+            out.append(B.cupy_module().asnumpy(route) if xp is not np else route)
+    return out
+
+
+def check_network(device: str = "cpu", *, points: int = 6, tol: float = DEFAULT_TOL, seed: int = 0,
+                  batch: int = 3) -> list[CheckResult]:
+    """Gradients of a tiny two-tower AlexNet (both towers on `device`, dropout on with fixed masks)
+    w.r.t. every parameter, against central differences of sum(logits * r)."""
+    from .model import AlexNet
+
+    dev = _Device(device)
+    # He initialisation: with N(0, 0.01) the tiny network's gradients would be round-off sized.
+    model = AlexNet(7, preset="tiny", devices=(device, device) if device == "cpu" else ("cuda:0", "cuda:0"),
+                    seed=seed, init="he")
+    rng = np.random.default_rng(seed + 1)
+    s = model.input_size
+    x = dev.put(rng.standard_normal((batch, 3, s, s)).astype(np.float32))
+    r = rng.standard_normal((batch, model.num_classes))
+    host = {k: dev.get(v).copy() for k, v in model.parameters().items()}
+    for k, v in host.items():
+        if k.endswith(".bias"):
+            # Random biases: with zero biases a unit whose inputs are all dead sits exactly on its ReLU's kink.
+            v[...] = rng.uniform(0.05, 0.2, v.shape)
+    step = 5  # fixed dropout masks
+
+    def load(inp):
+        for k, v in inp.items():
+            model.parameters()[k][...] = dev.put(v)
+
+    def loss(inp):
+        load(inp)
+        return _dot(dev.get(model.forward(x, train=True, step=step)), r)
+
+    def pattern(inp):
+        load(inp)
+        model.forward(x, train=True, step=step)
+        return _network_pattern(model)
+
+    load(host)
+    model.forward(x, train=True, step=step)
+    model.backward(dev.put(r.astype(np.float32)))
+    analytic = {k: dev.get(v) for k, v in model.gradients().items()}
+    results = check_function("network (tiny, two towers)", loss, analytic, host, pattern=pattern, eps=3e-3,
+                             points=points, tol=tol, seed=seed)
+    load(host)
+    return results
+
+
+def run_all(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_TOL, seed: int = 0,
+            network: bool = True) -> list[CheckResult]:
+    results = check_layers(device, points=points, tol=tol, seed=seed)
+    if network:
+        results += check_network(device, points=max(2, points // 4), tol=tol, seed=seed)
+    return results
+
+
+def format_table(results: list[CheckResult]) -> str:
+    rows = [("layer", "gradient", "max rel. error", "error/allowed", "points", "kinks skipped", "result")]
+    for r in results:
+        rows.append((r.check, r.tensor, f"{r.max_rel_error:.2e}", f"{r.worst_ratio:.2f}", str(r.points), str(r.skipped),
+                     "pass" if r.passed else "FAIL"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

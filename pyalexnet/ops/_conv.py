@@ -1,0 +1,75 @@
+"""2-D convolution (NCHW, grouped, symmetric zero padding) and its gradients."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from .. import _backend as B
+from .._backend import _C
+
+
+def _int(value, name: str) -> int:
+    # bool is an int subclass but never a meaningful stride; floats would be silently truncated.
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def _hyper(stride, padding, groups):
+    return _int(stride, "stride"), _int(padding, "padding"), _int(groups, "groups")
+
+
+def _workspace(l, x_shape, w_shape, hyper, passes):
+    n = max(_C.conv2d_workspace_size(x_shape, w_shape, *hyper, p, l.device >= 0) for p in passes)
+    return l.xp.empty(max(n, 1), dtype=np.float32)
+
+
+def conv2d(x, w, b=None, *, stride=1, padding=0, groups=1):
+    """y = conv(x, w) + b.
+
+    x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None; returns y (N, K, P, Q)
+    with P = (H + 2*padding - R)//stride + 1 (Q likewise). Input channels and
+    filters are split into `groups` independent groups (AlexNet's two towers are
+    groups=2).
+    """
+    hyper = _hyper(stride, padding, groups)
+    x, w = B.as_input(x, "x"), B.as_input(w, "w")
+    b = None if b is None else B.as_input(b, "b")
+    out_shape = _C.conv2d_shape(x.shape, w.shape, *hyper)
+    with B.launch(x, w, b) as l:
+        y = l.xp.empty(tuple(out_shape), dtype=np.float32)
+        ws = _workspace(l, x.shape, w.shape, hyper, ("forward",))
+        _C.conv2d_forward(x, w, b, y, ws, *hyper, l.stream)
+    return y
+
+
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, need_db=True):
+    """Gradients of sum(conv2d(x, w, b) * dy): returns (dx, dw, db).
+
+    dx is None when need_dx is False (conv1's input needs no gradient) and db is
+    None when need_db is False. dw and db are deterministic: the same inputs give
+    bit-identical results on every run.
+    """
+    hyper = _hyper(stride, padding, groups)
+    dy, x, w = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(w, "w")
+    out_shape = tuple(_C.conv2d_shape(x.shape, w.shape, *hyper))
+    if tuple(dy.shape) != out_shape:
+        raise ValueError(f"argument 'dy' must have the output shape {out_shape} for x {tuple(x.shape)} and "
+                         f"w {tuple(w.shape)}, got {tuple(dy.shape)}")
+    passes = ("backward_filter",) + (("backward_data",) if need_dx else ()) + (("backward_bias",) if need_db else ())
+    with B.launch(dy, x, w) as l:
+        ws = _workspace(l, x.shape, w.shape, hyper, passes)
+        dw = l.xp.empty(w.shape, dtype=np.float32)
+        _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream)
+        dx = db = None
+        if need_dx:
+            dx = l.xp.empty(x.shape, dtype=np.float32)
+            _C.conv2d_backward_data(dy, w, dx, ws, *hyper, l.stream)
+        if need_db:
+            db = l.xp.empty((w.shape[0],), dtype=np.float32)
+            _C.conv2d_backward_bias(dy, db, ws, l.stream)
+    return dx, dw, db

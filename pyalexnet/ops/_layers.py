@@ -1,0 +1,241 @@
+"""The layers around the convolutions: fully connected, LRN, max-pooling, dropout, softmax.
+
+Image tensors are NCHW float32. numpy in gives numpy out (CPU backend); CuPy in
+gives CuPy out (CUDA backend, CuPy's current stream). The fully connected
+layers use the maintained GEMMs, as cuda-convnet did: cuBLAS through CuPy on
+the GPU, numpy's BLAS on the CPU.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from .. import _backend as B
+from .._backend import _C
+
+__all__ = ["dropout", "dropout_backward", "linear", "linear_backward", "lrn", "lrn_backward", "max_pool",
+           "max_pool_backward", "softmax", "softmax_cross_entropy"]
+
+
+def _shape(a) -> str:
+    return str(tuple(int(s) for s in a.shape))
+
+
+# --- fully connected ---------------------------------------------------------------------------------------
+
+
+def _flat_input(x, w):
+    """x as (N, in): 2-D, or (N, ...) whose trailing dimensions multiply to w's `in` (conv5's output)."""
+    if w.ndim != 2:
+        raise ValueError(f"argument 'w' must be 2-dimensional (out, in), got shape {_shape(w)}")
+    if x.ndim < 2:
+        raise ValueError(f"argument 'x' must be (N, in) or (N, ...), got shape {_shape(x)}")
+    n_in = math.prod(x.shape[1:])
+    if n_in != w.shape[1]:
+        raise ValueError(f"argument 'x' {_shape(x)} has {n_in} features per row but 'w' {_shape(w)} expects "
+                         f"{w.shape[1]}")
+    return x.reshape(x.shape[0], n_in)
+
+
+def linear(x, w, b=None):
+    """y = x @ w.T + b with w of shape (out, in); x is (N, in) or (N, ...) flattened to (N, in)."""
+    x, w = B.as_input(x, "x"), B.as_input(w, "w")
+    if b is not None:
+        b = B.as_input(b, "b")
+        if b.shape != (w.shape[0],) if w.ndim == 2 else True:
+            raise ValueError(f"argument 'b' must have shape ({w.shape[0] if w.ndim == 2 else 'out'},), "
+                             f"got {_shape(b)}")
+    x2 = _flat_input(x, w)
+    with B.launch(x, w, b) as l:
+        y = l.xp.matmul(x2, w.T)
+        if b is not None:
+            y += b
+    return y
+
+
+def linear_backward(dy, x, w):
+    """(dx, dw, db) of linear: dx = dy @ w (in x's shape), dw = dy.T @ x, db = dy summed over the batch."""
+    dy, x, w = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(w, "w")
+    x2 = _flat_input(x, w)
+    if dy.shape != (x2.shape[0], w.shape[0]):
+        raise ValueError(f"argument 'dy' must have shape {(x2.shape[0], w.shape[0])} (the output of linear(x, w)), "
+                         f"got {_shape(dy)}")
+    with B.launch(dy, x, w) as l:
+        dx = l.xp.matmul(dy, w).reshape(x.shape)
+        dw = l.xp.matmul(dy.T, x2)
+        db = dy.sum(axis=0, dtype=l.xp.float32)
+    return dx, dw, db
+
+
+# --- local response normalisation ---------------------------------------------------------------------------
+
+
+def _lrn_params(size, alpha, beta, k):
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(f"size must be an int, got {size!r}")
+    return int(size), float(alpha), float(beta), float(k)
+
+
+def lrn(x, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """Cross-map LRN, the paper's formula: x / (k + alpha * sum over `size` adjacent maps of x^2) ** beta.
+
+    alpha multiplies the plain sum (Caffe and PyTorch divide it by size: pass
+    alpha*size to torch.nn.functional.local_response_norm to compare). x is NCHW;
+    size is odd; near the first and last maps the window is clipped.
+    """
+    x = B.as_input(x, "x")
+    size, alpha, beta, k = _lrn_params(size, alpha, beta, k)
+    with B.launch(x) as l:
+        y = l.xp.empty_like(x)
+        _C.lrn_forward(x, y, size, alpha, beta, k, l.stream)
+    return y
+
+
+def lrn_backward(dy, x, y, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """dx of lrn, given its input x and output y = lrn(x, ...) with the same parameters."""
+    dy, x, y = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(y, "y")
+    size, alpha, beta, k = _lrn_params(size, alpha, beta, k)
+    with B.launch(dy, x, y) as l:
+        dx = l.xp.empty_like(x)
+        denominators = l.xp.empty_like(x)  # recomputed by the kernel: the forward does not keep them
+        _C.lrn_backward(dy, x, y, dx, denominators, size, alpha, beta, k, l.stream)
+    return dx
+
+
+# --- max-pooling ---------------------------------------------------------------------------------------------
+
+
+def _pool_params(size, stride):
+    for name, v in (("size", size), ("stride", stride)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"pooling {name} must be an int, got {v!r}")
+    return int(size), int(stride)
+
+
+def max_pool(x, *, size=3, stride=2):
+    """Max over size x size windows every `stride` pixels (overlapping when stride < size), no padding.
+
+    Output (N, C, floor((H - size)/stride) + 1, floor((W - size)/stride) + 1).
+    """
+    x = B.as_input(x, "x")
+    size, stride = _pool_params(size, stride)
+    out_shape = _C.max_pool_output_shape(list(x.shape), size, stride)
+    with B.launch(x) as l:
+        y = l.xp.empty(out_shape, dtype=l.xp.float32)
+        _C.max_pool_forward(x, y, size, stride, l.stream)
+    return y
+
+
+def max_pool_backward(dy, x, y, *, size=3, stride=2):
+    """dx of max_pool: each window's gradient goes to its first maximal element (row-major);
+    overlapping windows add up. y must be max_pool(x, size=size, stride=stride)."""
+    dy, x, y = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(y, "y")
+    size, stride = _pool_params(size, stride)
+    with B.launch(dy, x, y) as l:
+        dx = l.xp.empty_like(x)
+        _C.max_pool_backward(dy, x, y, dx, size, stride, l.stream)
+    return dx
+
+
+# --- dropout -------------------------------------------------------------------------------------------------
+
+
+def _dropout_p(p) -> float:
+    p = float(p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout p must be in [0, 1), got {p!r}")
+    return p
+
+
+def dropout(x, *, p=0.5, seed):
+    """Inverted dropout: (y, mask). Each element is dropped with probability p and kept ones are scaled by 1/(1-p).
+
+    mask is uint8 (1 kept, 0 dropped) of x's shape. It is a pure function of
+    (seed, element index) through Philox4x32-10, so the CPU and GPU give the same
+    mask for the same seed; use a new seed for every step. seed: int in [0, 2**64).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    p = _dropout_p(p)
+    x = B.as_input(x, "x")
+    with B.launch(x) as l:
+        y = l.xp.empty_like(x)
+        mask = l.xp.empty(x.shape, dtype=l.xp.uint8)
+        _C.dropout_forward(x, y, mask, seed, p, l.stream)
+    return y, mask
+
+
+def dropout_backward(dy, mask, *, p=0.5):
+    """dx of dropout: dy / (1-p) where mask is nonzero, 0 elsewhere. mask: the uint8 mask dropout returned."""
+    p = _dropout_p(p)
+    dy = B.as_input(dy, "dy")
+    if mask is None or not hasattr(mask, "dtype") or str(mask.dtype) != "uint8":
+        raise TypeError(f"argument 'mask' must be the uint8 mask returned by dropout, got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    with B.launch(dy, mask) as l:
+        mask = l.xp.ascontiguousarray(mask)
+        dx = l.xp.empty_like(dy)
+        _C.dropout_backward(dy, mask, dx, p, l.stream)
+    return dx
+
+
+# --- softmax ---------------------------------------------------------------------------------------------------
+
+
+def softmax(logits):
+    """Row-wise softmax of (N, classes) logits, stable for any magnitude."""
+    logits = B.as_input(logits, "logits")
+    with B.launch(logits) as l:
+        p = l.xp.empty_like(logits)
+        _C.softmax_forward(logits, p, l.stream)
+    return p
+
+
+def _labels(labels, logits):
+    if labels is None or not hasattr(labels, "dtype"):
+        import numpy as np
+
+        labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"argument 'labels' must be an integer array (int32 or int64), got dtype {labels.dtype}")
+    if labels.ndim != 1 or logits.ndim != 2 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"argument 'labels' must have shape ({logits.shape[0] if logits.ndim == 2 else 'N'},) "
+                         f"(one per row of 'logits' {_shape(logits)}), got {_shape(labels)}")
+    if labels.dtype.name not in ("int32", "int64"):
+        labels = labels.astype("int64")
+    if labels.size:
+        # One min/max reduction (a device sync for CuPy; the loss syncs anyway).
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= logits.shape[1]:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "
+                             f"[0, {logits.shape[1]}))")
+    return labels
+
+
+def softmax_cross_entropy(logits, labels):
+    """Fused softmax and cross-entropy: (loss, dlogits).
+
+    loss is a Python float: the mean over the batch of -log softmax(logits)[label]
+    (for CuPy input, reading it synchronises with the GPU). dlogits is its exact
+    gradient, (softmax(logits) - onehot(labels)) / N, on the input's device.
+    labels: int32 or int64 (other integer dtypes are converted), shape (N,).
+    """
+    logits = B.as_input(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"argument 'logits' must be 2-dimensional (N, classes), got shape {_shape(logits)}")
+    if logits.shape[0] == 0:
+        raise ValueError("softmax_cross_entropy needs at least one row: the mean over an empty batch is undefined")
+    if B.is_gpu_array(labels) != B.is_gpu_array(logits):
+        raise TypeError("arguments 'logits' and 'labels' must both be numpy arrays or both CuPy arrays")
+    labels = _labels(labels, logits)
+    with B.launch(logits, labels) as l:
+        labels = l.xp.ascontiguousarray(labels)
+        row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
+        dlogits = l.xp.empty_like(logits)
+        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, l.stream)
+        loss = float(row_loss.sum(dtype=l.xp.float64)) / logits.shape[0]
+    return loss, dlogits

@@ -1,0 +1,311 @@
+"""conv2d and conv2d_backward against direct float64 sums in numpy, finite differences, and (GPU) the CPU backend."""
+import numpy as np
+import pytest
+
+from pyalexnet import _C, ops
+
+from numerics import numeric_grad
+
+
+# --- the reference: direct sums over filter taps, float64, no im2col -------------------------------------
+
+
+def _taps(x_padded, r, s, stride, P, Q):
+    """x_padded[:, :, p*stride + r, q*stride + s] for all (p, q)."""
+    return x_padded[:, :, r:r + stride * (P - 1) + 1:stride, s:s + stride * (Q - 1) + 1:stride]
+
+
+def ref_conv2d(x, w, b, stride, padding, groups):
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P, Q = (H + 2 * padding - R) // stride + 1, (W + 2 * padding - S) // stride + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    y = np.zeros((N, K, P, Q))
+    Kg = K // groups
+    for g in range(groups):
+        ks, cs = slice(g * Kg, (g + 1) * Kg), slice(g * Cg, (g + 1) * Cg)
+        for r in range(R):
+            for s in range(S):
+                y[:, ks] += np.einsum("ncpq,kc->nkpq", _taps(xp[:, cs], r, s, stride, P, Q), w[ks, :, r, s])
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    return y
+
+
+def ref_conv2d_backward(dy, x, w, stride, padding, groups):
+    dy, x, w = (np.asarray(a, np.float64) for a in (dy, x, w))
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P, Q = dy.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    Kg = K // groups
+    for g in range(groups):
+        ks, cs = slice(g * Kg, (g + 1) * Kg), slice(g * Cg, (g + 1) * Cg)
+        for r in range(R):
+            for s in range(S):
+                _taps(dxp[:, cs], r, s, stride, P, Q)[...] += np.einsum("nkpq,kc->ncpq", dy[:, ks], w[ks, :, r, s])
+                dw[ks, :, r, s] = np.einsum("nkpq,ncpq->kc", dy[:, ks], _taps(xp[:, cs], r, s, stride, P, Q))
+    dx = dxp[:, :, padding:padding + H, padding:padding + W]
+    return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
+def assert_close(actual, expected, reduction):
+    # float32 sums of `reduction` products of N(0,1) values: error grows like sqrt(reduction).
+    tol = 2e-6 * np.sqrt(reduction) * max(1.0, float(np.abs(expected).max()) ** 0.5)
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=tol)
+
+
+# (N, C, H, W, K, R, S, stride, padding, groups): every parameter, odd sizes, channels not multiples of 4.
+CASES = [
+    (1, 3, 7, 7, 4, 3, 3, 1, 1, 1),
+    (2, 6, 11, 10, 8, 5, 3, 2, 2, 2),     # 5x3 filter, stride 2, groups 2
+    (1, 4, 13, 13, 4, 11, 11, 4, 2, 4),   # 11x11 stride 4 (conv1-like), groups 4, one channel per group
+    (2, 5, 6, 6, 7, 1, 1, 1, 0, 1),       # 1x1
+    (3, 8, 9, 9, 12, 3, 3, 3, 3, 4),      # stride 3, padding 3
+    (2, 4, 10, 9, 6, 3, 5, 2, 0, 2),      # 3x5, no padding
+    (1, 7, 8, 8, 5, 5, 3, 1, 3, 1),
+    (2, 2, 5, 5, 3, 5, 5, 1, 0, 1),       # filter as large as the input: 1x1 output
+    (1, 3, 4, 4, 2, 5, 5, 1, 1, 1),       # filter larger than the input, fits the padding
+    (2, 3, 27, 27, 5, 11, 11, 4, 2, 1),
+    (1, 9, 12, 11, 6, 3, 3, 2, 1, 3),
+    (4, 6, 15, 15, 10, 3, 3, 1, 1, 2),
+    (1, 1, 1, 1, 1, 1, 1, 1, 0, 1),
+    (2, 3, 6, 5, 2, 2, 2, 4, 1, 1),       # stride larger than the filter: skipped pixels get zero gradient
+]
+
+
+def case_arrays(rng, case, bias=True):
+    N, C, H, W, K, R, S, stride, padding, groups = case
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32) if bias else None
+    return x, w, b, dict(stride=stride, padding=padding, groups=groups)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_forward_matches_direct_sums(rng, case):
+    x, w, b, hyper = case_arrays(rng, case)
+    y = ops.conv2d(x, w, b, **hyper)
+    expected = ref_conv2d(x, w, b, **hyper)
+    assert y.dtype == np.float32 and y.shape == expected.shape
+    assert_close(y, expected, w[0].size)
+    assert_close(ops.conv2d(x, w, **hyper), expected - b[None, :, None, None], w[0].size)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_backward_matches_direct_sums(rng, case):
+    x, w, _, hyper = case_arrays(rng, case, bias=False)
+    y_shape = ref_conv2d(x[:, :, :, :], w, None, **hyper).shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    dx_ref, dw_ref, db_ref = ref_conv2d_backward(dy, x, w, **hyper)
+    assert dx.shape == x.shape and dw.shape == w.shape and db.shape == (w.shape[0],)
+    assert all(a.dtype == np.float32 for a in (dx, dw, db))
+    K, _, R, S = w.shape
+    assert_close(dx, dx_ref, (K // hyper["groups"]) * R * S)
+    assert_close(dw, dw_ref, dy[:, 0].size)
+    assert_close(db, db_ref, dy[:, 0].size)
+
+
+def test_large_shape_spans_several_workspace_chunks_and_gemm_blocks(rng):
+    # 64 channels of 56x56 with 3x3 filters: the CPU workspace holds one image at a time, so the filter
+    # gradient accumulates over five chunks; the GEMMs cross every cache-block edge (96 rows, 256 columns,
+    # 256-deep slices).
+    x, w, b, hyper = case_arrays(rng, (5, 64, 56, 56, 100, 3, 3, 1, 1, 1))
+    assert_close(ops.conv2d(x, w, b, **hyper), ref_conv2d(x, w, b, **hyper), w[0].size)
+    dy = rng.standard_normal((5, 100, 56, 56)).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    dx_ref, dw_ref, db_ref = ref_conv2d_backward(dy, x, w, **hyper)
+    assert_close(dx, dx_ref, 100 * 9)
+    assert_close(dw, dw_ref, 5 * 56 * 56)
+    assert_close(db, db_ref, 5 * 56 * 56)
+
+
+def test_cpu_workspace_is_bounded():
+    # AlexNet conv2 at batch 128: im2col for the whole batch would be 1200 x 93312 floats (448 MB).
+    need = _C.conv2d_workspace_size((128, 96, 27, 27), (256, 48, 5, 5), 1, 2, 2, "forward", False)
+    assert 0 < need <= (1 << 22) + 2 * (1200 + 128) * 729
+
+
+# --- finite differences (conv is linear in x, w and b, so a large step is exact up to rounding) ----------
+
+
+FD_CASES = [(2, 4, 5, 5, 4, 3, 3, 2, 1, 2), (1, 3, 6, 4, 2, 3, 2, 1, 2, 1), (1, 2, 7, 7, 3, 5, 5, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("case", FD_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_gradients_match_finite_differences(rng, case):
+    x, w, b, hyper = case_arrays(rng, case)
+    dy = rng.standard_normal(ops.conv2d(x, w, b, **hyper).shape)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    eps = 0.5
+    num_dx = numeric_grad(lambda t: ops.conv2d(t, w, b, **hyper), x, dy, eps)
+    num_dw = numeric_grad(lambda t: ops.conv2d(x, t, b, **hyper), w, dy, eps)
+    num_db = numeric_grad(lambda t: ops.conv2d(x, w, t, **hyper), b, dy, eps)
+    for analytic, numeric in ((dx, num_dx), (dw, num_dw), (db, num_db)):
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-4)
+
+
+# --- determinism and optional outputs ---------------------------------------------------------------------
+
+
+def test_cpu_filter_gradient_is_bit_identical_across_runs(rng):
+    x, w, _, hyper = case_arrays(rng, (5, 48, 40, 40, 64, 5, 5, 1, 2, 2), bias=False)
+    dy = rng.standard_normal(ops.conv2d(x, w, **hyper).shape).astype(np.float32)
+    _, dw1, db1 = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    _, dw2, db2 = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    assert dw1.tobytes() == dw2.tobytes()
+    assert db1.tobytes() == db2.tobytes()
+
+
+def test_need_dx_and_need_db_skip_those_outputs(rng):
+    x, w, _, hyper = case_arrays(rng, CASES[1], bias=False)
+    dy = rng.standard_normal(ops.conv2d(x, w, **hyper).shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    dx2, dw2, db2 = ops.conv2d_backward(dy, x, w, need_dx=False, need_db=False, **hyper)
+    assert dx2 is None and db2 is None
+    np.testing.assert_array_equal(dw2, dw)
+    dx3, _, db3 = ops.conv2d_backward(dy, x, w, need_dx=True, need_db=False, **hyper)
+    np.testing.assert_array_equal(dx3, dx)
+    assert db3 is None
+
+
+def test_empty_batch(rng):
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = ops.conv2d(x, w, np.ones(4, np.float32), padding=1)
+    assert y.shape == (0, 4, 8, 8)
+    dx, dw, db = ops.conv2d_backward(y, x, w, padding=1)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+
+
+def test_float64_and_noncontiguous_inputs_are_converted(rng):
+    x, w, b, hyper = case_arrays(rng, CASES[0])
+    x_t = np.asfortranarray(x.astype(np.float64))
+    np.testing.assert_array_equal(ops.conv2d(x_t, w, b, **hyper), ops.conv2d(x, w, b, **hyper))
+
+
+# --- bad input ----------------------------------------------------------------------------------------------
+
+
+def _x(*shape):
+    return np.zeros(shape, np.float32)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
+    ((1, 4, 8, 8), (2, 3, 3, 3), {}, "channel mismatch"),
+    ((1, 4, 8, 8), (2, 4, 3, 3), {"groups": 2}, "channel mismatch"),
+    ((1, 5, 8, 8), (4, 2, 3, 3), {"groups": 2}, "does not divide the 5 input channels"),
+    ((1, 4, 8, 8), (3, 2, 3, 3), {"groups": 2}, "does not divide the 3 filters"),
+    ((1, 3, 4, 4), (2, 3, 7, 7), {"padding": 1}, "larger than the padded input"),
+    ((1, 3, 8, 4), (2, 3, 3, 7), {}, "larger than the padded input"),
+    ((3, 8, 8), (2, 3, 3, 3), {}, "x must be 4-dimensional"),
+    ((1, 3, 8, 8), (2, 3, 3), {}, "w must be 4-dimensional"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 0}, "stride must be >= 1"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": -1}, "padding must be >= 0"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"groups": 0}, "groups must be >= 1"),
+    ((1, 3, 8, 8), (2, 3, 0, 3), {}, "at least one"),
+])
+def test_bad_shapes_and_hyperparameters_raise(x_shape, w_shape, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d(_x(*x_shape), _x(*w_shape), **kwargs)
+    dy = _x(1, 2, 6, 6)
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d_backward(dy, _x(*x_shape), _x(*w_shape), **kwargs)
+
+
+def test_mismatched_dy_raises():
+    x, w = _x(2, 3, 8, 8), _x(4, 3, 3, 3)
+    for dy in (_x(2, 4, 7, 7), _x(2, 5, 6, 6), _x(1, 4, 6, 6), _x(4, 6, 6)):
+        with pytest.raises(ValueError, match="dy"):
+            ops.conv2d_backward(dy, x, w)
+
+
+def test_bad_bias_dtype_and_hyperparameter_types_raise():
+    x, w = _x(1, 3, 8, 8), _x(4, 3, 3, 3)
+    with pytest.raises(ValueError, match="'b'"):
+        ops.conv2d(x, w, _x(3))
+    with pytest.raises(TypeError, match="'x'"):
+        ops.conv2d(np.zeros((1, 3, 8, 8), np.int32), w)
+    with pytest.raises(TypeError, match="stride"):
+        ops.conv2d(x, w, stride=1.5)
+    with pytest.raises(TypeError, match="padding"):
+        ops.conv2d(x, w, padding=True)
+
+
+def test_low_level_launchers_validate_outputs_and_workspace():
+    x, w = _x(1, 3, 8, 8), _x(4, 3, 3, 3)
+    need = _C.conv2d_workspace_size(x.shape, w.shape, 1, 0, 1, "forward", False)
+    with pytest.raises(ValueError, match="workspace"):
+        _C.conv2d_forward(x, w, None, _x(1, 4, 6, 6), _x(need - 1), 1, 0, 1)
+    with pytest.raises(ValueError, match="'y'"):
+        _C.conv2d_forward(x, w, None, _x(1, 4, 6, 5), _x(need), 1, 0, 1)
+    with pytest.raises(ValueError, match="'dy'"):
+        _C.conv2d_backward_data(_x(1, 4, 5, 6), w, _x(1, 3, 8, 8), _x(need), 1, 0, 1)
+    with pytest.raises(ValueError, match="'db'"):
+        _C.conv2d_backward_bias(_x(1, 4, 6, 6), _x(3), _x(1))
+    with pytest.raises(ValueError, match="pass must be"):
+        _C.conv2d_workspace_size(x.shape, w.shape, 1, 0, 1, "sideways", False)
+
+
+# --- GPU: the CUDA kernels against the CPU backend -----------------------------------------------------------
+
+ALEXNET = {  # batch 2; x shape, w shape, stride, padding, groups
+    "conv1": ((2, 3, 224, 224), (96, 3, 11, 11), 4, 2, 1),
+    "conv2": ((2, 96, 27, 27), (256, 48, 5, 5), 1, 2, 2),
+    "conv3": ((2, 256, 13, 13), (384, 256, 3, 3), 1, 1, 1),
+    "conv4": ((2, 384, 13, 13), (384, 192, 3, 3), 1, 1, 2),
+    "conv5": ((2, 384, 13, 13), (256, 192, 3, 3), 1, 1, 2),
+}
+ODD = {"x".join(map(str, c)): ((c[0], c[1], c[2], c[3]), (c[4], c[1] // c[9], c[5], c[6]), c[7], c[8], c[9])
+       for c in CASES + [(3, 130, 9, 9, 200, 3, 3, 1, 1, 2), (1, 5, 40, 33, 129, 5, 3, 2, 1, 1)]}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list(ALEXNET) + list(ODD))
+def test_gpu_matches_cpu(cp, rng, name):
+    x_shape, w_shape, stride, padding, groups = {**ALEXNET, **ODD}[name]
+    hyper = dict(stride=stride, padding=padding, groups=groups)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    y = ops.conv2d(x, w, b, **hyper)
+    y_gpu = ops.conv2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), **hyper)
+    assert isinstance(y_gpu, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(y_gpu), y, rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    cpu = ops.conv2d_backward(dy, x, w, **hyper)
+    gpu = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), **hyper)
+    scale = np.sqrt(y[:, 0].size)
+    for name_, c, g in zip(("dx", "dw", "db"), cpu, gpu):
+        np.testing.assert_allclose(cp.asnumpy(g), c, rtol=1e-4, atol=1e-5 * scale, err_msg=name_)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["conv2", "conv3"])
+def test_gpu_filter_gradient_is_bit_identical_across_runs(cp, rng, name):
+    x_shape, w_shape, stride, padding, groups = ALEXNET[name]
+    hyper = dict(stride=stride, padding=padding, groups=groups)
+    x = cp.asarray(rng.standard_normal(x_shape).astype(np.float32))
+    w = cp.asarray(rng.standard_normal(w_shape).astype(np.float32))
+    dy = ops.conv2d(x, w, **hyper)
+    _, dw1, db1 = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    _, dw2, db2 = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    assert cp.asnumpy(dw1).tobytes() == cp.asnumpy(dw2).tobytes()
+    assert cp.asnumpy(db1).tobytes() == cp.asnumpy(db2).tobytes()
+
+
+@pytest.mark.gpu
+def test_gpu_need_dx_false_and_mixed_devices(cp, rng):
+    x = cp.asarray(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    w = cp.asarray(rng.standard_normal((8, 3, 5, 5)).astype(np.float32))
+    dy = ops.conv2d(x, w, stride=2, padding=2)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, stride=2, padding=2, need_dx=False, need_db=False)
+    assert dx is None and db is None and isinstance(dw, cp.ndarray)
+    with pytest.raises(TypeError):
+        ops.conv2d(x, cp.asnumpy(w))

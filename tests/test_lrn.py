@@ -1,0 +1,179 @@
+"""lrn and lrn_backward against the paper's formula written out per element, finite differences, and the GPU."""
+import numpy as np
+import pytest
+
+from pyalexnet import ops
+
+from numerics import numeric_grad
+
+
+def ref_lrn(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """b[i] = a[i] / (k + alpha * sum_{j=max(0,i-n/2)}^{min(C-1,i+n/2)} a[j]^2)^beta, literally, in float64."""
+    x = np.asarray(x, np.float64)
+    C = x.shape[1]
+    y = np.empty_like(x)
+    for i in range(C):
+        lo, hi = max(0, i - size // 2), min(C - 1, i + size // 2)
+        d = k + alpha * np.sum(x[:, lo:hi + 1] ** 2, axis=1)
+        y[:, i] = x[:, i] / d ** beta
+    return y
+
+
+def ref_lrn_backward(dy, x, size=5, alpha=1e-4, beta=0.75, k=2.0):
+    """The issue's derivative, term by term, in float64."""
+    x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    C = x.shape[1]
+    d = np.empty_like(x)
+    for i in range(C):
+        lo, hi = max(0, i - size // 2), min(C - 1, i + size // 2)
+        d[:, i] = k + alpha * np.sum(x[:, lo:hi + 1] ** 2, axis=1)
+    dx = dy * d ** -beta
+    for i in range(C):
+        for j in range(C):
+            if abs(i - j) <= size // 2:  # i is in window(j)
+                dx[:, i] -= 2 * alpha * beta * x[:, i] * dy[:, j] * x[:, j] * d[:, j] ** (-beta - 1)
+    return dx
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 7])
+@pytest.mark.parametrize("C", [1, 2, 4, 9])
+def test_lrn_matches_the_literal_formula(rng, size, C):
+    x = (rng.standard_normal((2, C, 3, 4)) * 20).astype(np.float32)
+    y = ops.lrn(x, size=size)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_allclose(y, ref_lrn(x, size), rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", [dict(), dict(size=3, alpha=0.01, beta=0.5, k=1.0), dict(size=7, alpha=1e-3, beta=1.3, k=0.5)])
+def test_lrn_parameters_are_passed_through(rng, params):
+    x = (rng.standard_normal((2, 11, 5, 3)) * 10).astype(np.float32)
+    np.testing.assert_allclose(ops.lrn(x, **params), ref_lrn(x, **params), rtol=3e-6, atol=1e-6)
+
+
+def test_alpha_is_not_divided_by_the_window_size():
+    # One map of value 10, window 5: d = 2 + 1e-4 * 100 (not 2 + 1e-4/5 * 100).
+    x = np.full((1, 1, 1, 1), 10.0, np.float32)
+    np.testing.assert_allclose(ops.lrn(x)[0, 0, 0, 0], 10.0 / (2 + 1e-2) ** 0.75, rtol=1e-6)
+
+
+@pytest.mark.parametrize("size,C", [(5, 13), (3, 2), (7, 3), (1, 4)])
+def test_lrn_backward_matches_the_formula_and_finite_differences(rng, size, C):
+    params = dict(size=size, alpha=0.05, beta=0.75, k=2.0)  # a large alpha makes the cross terms matter
+    x = rng.standard_normal((2, C, 2, 3))
+    dy = rng.standard_normal(x.shape)
+    x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
+    dx = ops.lrn_backward(dy32, x32, ops.lrn(x32, **params), **params)
+    np.testing.assert_allclose(dx, ref_lrn_backward(dy32, x32, **params), rtol=1e-5, atol=1e-5)
+    numeric = numeric_grad(lambda v: ref_lrn(v, **params), x32, dy32, eps=1e-4)
+    np.testing.assert_allclose(dx, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_lrn_backward_at_the_paper_defaults(rng):
+    x = (rng.standard_normal((2, 16, 3, 3)) * 30).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx = ops.lrn_backward(dy, x, ops.lrn(x))
+    np.testing.assert_allclose(dx, ref_lrn_backward(dy, x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e6, 1e12])
+def test_large_activations_stay_finite_and_accurate(rng, scale):
+    x = (np.abs(rng.standard_normal((2, 12, 4, 4))) * scale).astype(np.float32)
+    x[:, ::3] *= 1e-3  # big and small neighbours: the running sum must not carry the big values' rounding
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = ops.lrn(x)
+    dx = ops.lrn_backward(dy, x, y)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    np.testing.assert_allclose(y, ref_lrn(x), rtol=1e-5)
+    ref = ref_lrn_backward(dy, x)
+    np.testing.assert_allclose(dx, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+def test_a_huge_value_leaving_the_window_does_not_poison_the_rest():
+    # 1e4 squared dwarfs the small maps' squares: after it leaves the window,
+    # the sum must be the small maps' own, not the big value's rounding error.
+    x = np.full((1, 20, 1, 1), 1.0, np.float32)
+    x[0, 0] = 1e4
+    np.testing.assert_allclose(ops.lrn(x, k=1e-3, alpha=1.0), ref_lrn(x, k=1e-3, alpha=1.0), rtol=1e-5)
+
+
+def test_overflowing_squares_give_zero_not_nan():
+    x = np.zeros((1, 6, 1, 2), np.float32)
+    x[0, 2, 0, 0] = 3e19  # its square overflows float32
+    x[0, :, 0, 1] = 1.0
+    y = ops.lrn(x)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y[0, :, 0, 1], ref_lrn(x)[0, :, 0, 1], rtol=1e-6)
+    np.testing.assert_allclose(y[0, 5, 0, 0], 0.0)  # out of the big value's window: 0 / 2^0.75
+
+
+def test_empty_input():
+    x = np.zeros((0, 4, 3, 3), np.float32)
+    assert ops.lrn(x).shape == x.shape
+    assert ops.lrn_backward(x, x, x).shape == x.shape
+
+
+def test_non_contiguous_and_float64_input(rng):
+    x = rng.standard_normal((3, 6, 4, 2))
+    xt = x.transpose(0, 1, 3, 2)
+    np.testing.assert_allclose(ops.lrn(xt), ref_lrn(xt), rtol=2e-6, atol=1e-7)
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, -1, 2, 4])
+def test_bad_window_sizes(size):
+    with pytest.raises(ValueError, match="odd"):
+        ops.lrn(np.ones((1, 3, 2, 2), np.float32), size=size)
+
+
+def test_bad_parameters():
+    x = np.ones((1, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="k must be > 0"):
+        ops.lrn(x, k=0.0)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        ops.lrn(x, alpha=-1.0)
+    with pytest.raises(ValueError, match="beta must be a finite"):
+        ops.lrn(x, beta=float("inf"))
+    with pytest.raises(TypeError, match="size must be an int"):
+        ops.lrn(x, size=5.0)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 2), (1, 3, 2, 2, 1), (5,)])
+def test_lrn_needs_4d(shape):
+    with pytest.raises(ValueError, match="'x' must be 4-dimensional"):
+        ops.lrn(np.ones(shape, np.float32))
+
+
+def test_backward_shapes_must_match():
+    x = np.ones((1, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="'dy'"):
+        ops.lrn_backward(np.ones((1, 3, 2, 3), np.float32), x, x)
+    with pytest.raises(ValueError, match="'y'"):
+        ops.lrn_backward(x, x, np.ones((1, 4, 2, 2), np.float32))
+    with pytest.raises(TypeError, match="'dy'"):
+        ops.lrn_backward(np.ones((1, 3, 2, 2), np.int32), x, x)
+
+
+# --- GPU ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(4, 96, 55, 55), (4, 256, 27, 27), (3, 3, 5, 7)])
+def test_gpu_lrn_matches_cpu_at_alexnet_shapes(cp, rng, shape):
+    x = np.maximum(rng.standard_normal(shape) * 5, 0).astype(np.float32)  # post-ReLU, as in the network
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y = ops.lrn(x)
+    dx = ops.lrn_backward(dy, x, y)
+    yg = ops.lrn(cp.asarray(x))
+    dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg)
+    assert isinstance(yg, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_lrn_large_activations(cp, rng):
+    x = (np.abs(rng.standard_normal((2, 12, 4, 4))) * 1e6).astype(np.float32)
+    yg = ops.lrn(cp.asarray(x))
+    np.testing.assert_allclose(cp.asnumpy(yg), ref_lrn(x), rtol=1e-5)
