@@ -9,7 +9,6 @@ Three kinds of step are timed:
 """
 from __future__ import annotations
 
-import inspect
 import statistics
 
 from . import spec
@@ -170,48 +169,36 @@ def run_torch_autograd(be, timer, drawer, n, *, repeats, warmup, stages=spec.PAP
     return _guard(go)
 
 
-def _make_model(preset: str, device: str, seed: int = 0):
-    import pyalexnet
-
-    cls = getattr(pyalexnet, "AlexNet", None)
-    if cls is None:
-        raise NotImplementedError("pyalexnet.AlexNet is not implemented yet (model)")
-    kwargs = {"seed": seed}
-    params = inspect.signature(cls).parameters
-    if "preset" in params:
-        kwargs["preset"] = preset
-    if "devices" in params:
-        kwargs["devices"] = "cpu" if device == "cpu" else [0]
-    return cls(1000, **kwargs) if "num_classes" in params else cls(**kwargs)
-
-
 def run_model(timer, drawer, xp, n, device, *, preset, repeats, warmup) -> dict:
-    """pyalexnet.AlexNet's own training step: forward, loss, backward, SGD update."""
+    """pyalexnet.AlexNet's own training step (both towers on one device): forward, loss, backward,
+    SGD update of every parameter."""
     def go():
+        import pyalexnet
         from .. import ops
 
-        model = _make_model(preset, device)
-        params, grads = list(model.parameters()), None
-        vels = [xp.zeros_like(p) for p in params]
-        in_shape = getattr(model, "input_shape", spec.IMAGE)
-        classes = getattr(model, "num_classes", spec.NUM_CLASSES)
-        x = drawer.normal((n, *in_shape))
-        labels = drawer.labels(n, classes).astype(xp.int32)
+        if not hasattr(pyalexnet, "AlexNet"):
+            raise NotImplementedError("pyalexnet.AlexNet is not implemented yet (model)")
+        model = pyalexnet.AlexNet(spec.NUM_CLASSES, devices="cpu" if device == "cpu" else "cuda:0",
+                                  seed=0, preset=preset)
+        params = model.parameters()
+        vels = {k: xp.zeros_like(p) for k, p in params.items()}
+        x = drawer.normal((n, 3, model.input_size, model.input_size))
+        labels = drawer.labels(n, spec.NUM_CLASSES).astype(xp.int32)
 
         def step(mark):
             logits = model.forward(x, train=True)
             _, d = ops.softmax_cross_entropy(logits, labels)
             model.backward(d)
-            for w, g, v in zip(params, model.gradients(), vels):
-                ops.sgd_update(w, g, v, lr=0.01)
+            grads = model.gradients()
+            for k, w in params.items():
+                ops.sgd_update(w, grads[k], vels[k], lr=0.01)
             mark("step")
         for _ in range(warmup):
             step(lambda name: None)
         timer.sync()
         totals, _ = _timed_runs(timer, step, repeats)
         out = _summary(totals, n)
-        out["preset"] = preset
-        out["parameters"] = int(sum(int(p.size) for p in params))
-        del grads
+        out.update(preset=preset, parameters=model.num_parameters(), input_size=model.input_size)
         return out
     return _guard(go)
+
