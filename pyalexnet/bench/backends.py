@@ -14,8 +14,6 @@ import numpy as np
 
 from .spec import DROPOUT_P, LRN, POOL, Conv
 
-NOT_AVAILABLE = (NotImplementedError,)
-
 
 class Ours:
     name = "ours"
@@ -38,9 +36,6 @@ class Ours:
 
     def copy(self, a):
         return a.copy()
-
-    def to_numpy(self, a):
-        return a.get() if hasattr(a, "get") else np.asarray(a)
 
     def labels(self, labels):
         return labels.astype(self.xp.int32)
@@ -148,9 +143,6 @@ class Torch:
 
     def copy(self, a):
         return self.asarray(a).clone()
-
-    def to_numpy(self, a):
-        return a.detach().cpu().numpy()
 
     def labels(self, labels):
         return self.asarray(labels).long()
@@ -264,9 +256,6 @@ class Numpy:
 
     def copy(self, a):
         return np.array(a)
-
-    def to_numpy(self, a):
-        return np.asarray(a)
 
     def labels(self, labels):
         return np.asarray(labels).astype(np.int64)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from . import spec
-from .spec import F32, Conv, Linear
+from .spec import F32, Conv
 
 NOT_AVAILABLE = "not available"
 
