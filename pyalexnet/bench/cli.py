@@ -1,0 +1,186 @@
+"""Options and the run: `pyalexnet bench` and `python -m benchmarks` both call main()/run()."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import report, spec, step
+from .backends import Numpy, Ours, Torch
+from .env import environment, gpu_clocks, slug
+from .rows import Drawer, build_rows, derive_isolated_dgrad, time_row
+from .timing import CpuTimer, GpuTimer, measure_ceilings, nominal_fp32_peak
+
+DESCRIPTION = """\
+Times every AlexNet op (conv1..conv5 forward, input and filter gradients, LRN, max-pooling, ReLU,
+dropout, softmax cross-entropy, fc6..fc8, the SGD update over 61M parameters) and a whole training
+step, for pyalexnet and a reference on the same device and the same inputs: PyTorch/cuDNN (float32
+and its default TF32) on a GPU; PyTorch's CPU build, else numpy, on a CPU. Writes a table, a JSON
+file and a markdown summary (and a PNG chart when matplotlib is installed) under --out."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="where to run (default: cuda when the GPU backend is usable, else cpu)")
+    p.add_argument("--batch", type=int, default=None, help="images per batch (default 128 on cuda, 8 on cpu, 1 with --quick)")
+    p.add_argument("--only", default=None, metavar="NAMES",
+                   help="comma-separated substrings: keep rows whose name contains one (\"step\" selects the training step)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 50 on cuda, 5 on cpu, 1 with --quick)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 5 on cuda, 1 on cpu)")
+    p.add_argument("--step-repeats", type=int, default=None, help="timed training steps (default 20 on cuda, 3 on cpu)")
+    p.add_argument("--reference", choices=["auto", "torch", "numpy"], default="auto",
+                   help="the CPU reference: PyTorch when installed (auto), or force one")
+    p.add_argument("--out", default="benchmarks/results", help="folder for bench_<device>.{json,md,png}")
+    p.add_argument("--quick", action="store_true", help="CI-sized: batch 1, one repeat, small ceilings (seconds, not figures)")
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    p.add_argument("--verbose", action="store_true", help="print tracebacks of failing implementations")
+
+
+def _selected(name: str, only: list[str] | None) -> bool:
+    return only is None or any(o in name for o in only)
+
+
+def _import_torch():
+    try:
+        import torch
+    except Exception:
+        return None
+    return torch
+
+
+def run(args) -> int:
+    from .. import _backend, backend_info
+
+    t_start = time.perf_counter()
+    device = args.device or ("cuda" if _backend.cuda_available() else "cpu")
+    if device == "cuda" and not _backend.cuda_available():
+        raise ValueError(f"--device cuda: the GPU backend is not usable ({backend_info()['reason']})")
+    gpu = device == "cuda"
+    n = args.batch or (1 if args.quick else 128 if gpu else 8)
+    repeats = args.repeats or (1 if args.quick else 50 if gpu else 5)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5 if gpu else 1)
+    step_repeats = args.step_repeats or (1 if args.quick else 20 if gpu else 3)
+    budget = 0.5 if args.quick else 2.0 if gpu else 3.0
+    if min(n, repeats) < 1 or warmup < 0:
+        raise ValueError("--batch and --repeats must be >= 1, --warmup >= 0")
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+
+    torch = _import_torch() if (gpu or args.reference in ("auto", "torch")) else None
+    if args.reference == "torch" and torch is None:
+        raise ValueError("--reference torch: PyTorch is not installed (pip install torch)")
+    if gpu:
+        import cupy as cp
+
+        xp = cp
+        timer = GpuTimer(cp, repeats=repeats, warmup=warmup, budget_s=budget,
+                         l2_bytes=cp.cuda.Device().attributes["L2CacheSize"])
+        refs = [Torch("cuda", tf32=False), Torch("cuda", tf32=True)] if torch is not None else []
+    else:
+        cp, xp = None, np
+        timer = CpuTimer(repeats=repeats, warmup=warmup, budget_s=budget)
+        refs = [Torch("cpu")] if torch is not None and args.reference != "numpy" else [Numpy()]
+    ours = Ours(xp)
+    backends = [ours, *refs]
+    env = environment(device, torch, cp)
+    stem = "bench_" + ("cpu" if not gpu else slug(env["device_name"])) + ("_quick" if args.quick else "")
+    print(f"pyalexnet bench on {env['device_name']} ({device}), batch {n}, references: "
+          + (", ".join(b.label for b in refs) or "none (PyTorch is not installed)"), flush=True)
+
+    ceilings = measure_ceilings(timer, xp, quick=args.quick,
+                                free_bytes=cp.cuda.runtime.memGetInfo()[0] if gpu else None)
+    if gpu:
+        ceilings["nominal_fp32_flops_per_s"] = nominal_fp32_peak(env["device_name"])
+    print(f"ceilings: {ceilings['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s copy, "
+          f"{ceilings['fp32_flops_per_s'] / 1e12:.2f} TFLOP/s fp32 matmul", flush=True)
+
+    drawer = Drawer(xp, seed=0)
+    results = []
+    for row in build_rows(n):
+        if not _selected(row.name, only):
+            continue
+        r = time_row(row, backends, timer, drawer, xp, verbose=args.verbose)
+        results.append(r)
+        cells = ", ".join(f"{k} {report._fmt_ms(v)}" for k, v in r["impl"].items())
+        print(f"  {row.name:22s} {cells}", flush=True)
+    derive_isolated_dgrad(results, ours.isolated_dgrad)
+    report.add_rates(results, ceilings, [b.name for b in refs])
+    if gpu and refs:
+        report.add_targets(results, refs[0].name)
+
+    steps = []
+    if _selected("step", only):
+        kw = dict(repeats=step_repeats, warmup=0 if args.quick else 2)
+        runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="paper", **kw),
+                "ours (ops, per layer)": step.run_composed(ours, timer, drawer, n, **kw)}
+        if refs:
+            runs[f"{refs[0].name} (ops, per layer)"] = step.run_composed(refs[0], timer, drawer, n, **kw)
+        for ref in refs:
+            if isinstance(ref, Torch):
+                runs[f"{ref.name} (nn.Module + autograd)"] = step.run_torch_autograd(ref, timer, drawer, n, **kw)
+        flops = spec.step_flops(n)
+        floor = {"flops": flops, "floor_ms": flops / ceilings["fp32_flops_per_s"] * 1e3}
+        if ceilings.get("nominal_fp32_flops_per_s"):
+            floor["nominal_floor_ms"] = flops / ceilings["nominal_fp32_flops_per_s"] * 1e3
+        floor["gap"] = {k: v["median_ms"] / floor["floor_ms"] for k, v in runs.items() if v.get("status") == "ok"}
+        steps.append({"name": "step.paper", "title": "Training step, the paper's network (60,965,224 parameters)",
+                      "batch": n, "runs": runs, "floor": floor})
+        if not gpu:
+            small = step.run_model(timer, drawer, xp, n, device, preset="small", **kw)
+            steps.append({"name": "step.small", "title": "Training step, pyalexnet.AlexNet preset 'small'",
+                          "batch": n, "runs": {"ours (pyalexnet.AlexNet)": small}})
+        for sname, name, e in ((s["name"], k, v) for s in steps for k, v in s["runs"].items()):
+            print(f"  {sname} {name}: " + (f"{e['median_ms']:.2f} ms, {e['images_per_s']:.1f} images/s"
+                                        if e.get("status") == "ok" else f"{e['status']} ({e.get('error', '')})"), flush=True)
+
+    if gpu:
+        env["nvidia_smi_after"] = gpu_clocks(cp.cuda.Device().id)
+    command = "pyalexnet bench " + " ".join(shlex.quote(a) for a in (getattr(args, "argv", None) or []))
+    doc = {
+        "schema": 1,
+        "meta": env,
+        "config": {"device": device, "batch": n, "repeats": repeats, "warmup": warmup, "step_repeats": step_repeats,
+                   "quick": args.quick, "only": only, "command": command.strip(),
+                   "references": [b.name for b in refs],
+                   "reference_labels": {b.name: b.label for b in refs},
+                   "ours_isolated_dgrad": ours.isolated_dgrad,
+                   "l2_flush_bytes": getattr(timer, "flush_bytes", None),
+                   "torch_cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if (torch is not None and gpu) else None},
+        "ceilings": ceilings,
+        "rows": results,
+        "steps": steps,
+        "chart": None,
+    }
+    out = Path(args.out)
+    chart_msg = None
+    if steps and not args.no_chart:
+        chart = report.plot_breakdown(steps[0], out.mkdir(parents=True, exist_ok=True) or out / f"{stem}_step.png",
+                                      f"AlexNet training step per layer, batch {n}, {env['device_name']}")
+        if chart is None:
+            chart_msg = 'chart skipped: matplotlib is not installed (pip install "pyalexnet[plot]")'
+        elif chart != "nothing":
+            doc["chart"] = chart
+    doc["wall_s"] = round(time.perf_counter() - t_start, 1)
+    paths = report.write_outputs(doc, out, stem)
+    report.print_report(doc)
+    if chart_msg:
+        print(chart_msg)
+    print(f"\nwrote {paths['json']}, {paths['md']}" + (f", {doc['chart']}" if doc["chart"] else "")
+          + f" in {doc['wall_s']} s")
+    return 0
+
+
+def main(argv: list[str] | None = None, prog: str = "pyalexnet bench") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    args.argv = argv
+    try:
+        return run(args)
+    except (ValueError, TypeError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,227 @@
+"""Targets (the issues' PASS/FAIL criteria), the terminal table, the JSON, the markdown and the chart."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MEMORY_GROUPS = ("lrn", "pool", "relu", "dropout", "softmax", "sgd")
+
+
+def _ms(entry):
+    return entry["median_ms"] if entry and entry.get("status") == "ok" else None
+
+
+def add_rates(results: list[dict], ceilings: dict, ref_names: list[str]) -> None:
+    """Achieved rate as a fraction of the measured ceiling, and ours/reference ratios."""
+    for r in results:
+        ours = _ms(r["impl"].get("ours"))
+        r["ratio"] = {}
+        for name in ref_names:
+            ref = _ms(r["impl"].get(name))
+            r["ratio"][name] = ours / ref if ours and ref else None
+        for name, e in r["impl"].items():
+            t = _ms(e)
+            if t is None:
+                continue
+            if r["bound"] == "compute":
+                e["rate"] = r["flops"] / (t * 1e-3)
+                e["fraction_of_peak"] = e["rate"] / ceilings["fp32_flops_per_s"]
+            else:
+                e["rate"] = r["bytes"] / (t * 1e-3)
+                e["fraction_of_peak"] = e["rate"] / ceilings["bandwidth_bytes_per_s"]
+
+
+def _target(name, value, threshold, higher_is_better):
+    ok = None if value is None else (value >= threshold if higher_is_better else value <= threshold)
+    return {"name": name, "value": value, "threshold": threshold, "pass": ok}
+
+
+def add_targets(results: list[dict], ref: str) -> None:
+    """The GPU issues' criteria, against `ref` (PyTorch cuDNN float32)."""
+    by_name = {r["name"]: r for r in results}
+    for r in results:
+        t = r["targets"] = []
+        ours = r["impl"].get("ours", {})
+        frac = ours.get("fraction_of_peak") if ours.get("status") == "ok" else None
+        if r["group"] == "conv":
+            t.append(_target("ours/cuDNN fp32 <= 2", r["ratio"].get(ref), 2.0, False))
+            if r["name"].endswith(".fwd") and r["name"] != "conv1.fwd":
+                t.append(_target(">= 40% fp32 peak", frac, 0.40, True))
+        if r["group"] in MEMORY_GROUPS:
+            t.append(_target(">= 70% copy bandwidth", frac, 0.70, True))
+        if r["group"] == "lrn":
+            layer = r["name"].split(".")[0]
+            pair = [by_name.get(f"{layer}.fwd"), by_name.get(f"{layer}.bwd")]
+            ours_t = [_ms(p["impl"].get("ours")) if p else None for p in pair]
+            ref_t = [_ms(p["impl"].get(ref)) if p else None for p in pair]
+            speedup = sum(ref_t) / sum(ours_t) if None not in ours_t + ref_t else None
+            t.append(_target("fwd+bwd >= 3x PyTorch", speedup, 3.0, True))
+        if r["group"] == "pool":
+            t.append(_target("no slower than PyTorch", r["ratio"].get(ref), 1.0, False))
+
+
+# ------------------------------------------------------------------------------------------------
+def _fmt_ms(entry):
+    if not entry:
+        return "-"
+    if entry.get("status") == "ok":
+        return f"{entry['median_ms']:.3f}"
+    return "n/a" if entry.get("status") == "not available" else "ERROR"
+
+
+def _fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _fmt_work(r):
+    if r["bound"] == "compute":
+        return f"{r['flops'] / 1e9:.2f} GFLOP"
+    return f"{r['bytes'] / 2**20:.1f} MiB"
+
+
+def _fmt_rate(r, e):
+    if not e or e.get("status") != "ok":
+        return "-", "-"
+    if r["bound"] == "compute":
+        return f"{e['rate'] / 1e12:.2f} TFLOP/s", f"{100 * e['fraction_of_peak']:.0f}%"
+    return f"{e['rate'] / 1e9:.0f} GB/s", f"{100 * e['fraction_of_peak']:.0f}%"
+
+
+def _fmt_targets(r):
+    parts = []
+    for t in r.get("targets", []):
+        verdict = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
+        parts.append(f"{verdict} {t['name']}")
+    return "; ".join(parts)
+
+
+def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
+    refs = doc["config"]["references"]
+    head = ["row", "ours ms"]
+    for ref in refs:
+        head += [f"{ref} ms", f"ours/{ref}"]
+    head += ["work", "ours rate", "% ceiling", "max rel err"]
+    gpu = doc["config"]["device"] == "cuda"
+    if gpu:
+        head.append("targets")
+    body = []
+    for r in doc["rows"]:
+        ours = r["impl"].get("ours")
+        line = [r["name"], _fmt_ms(ours)]
+        for ref in refs:
+            line += [_fmt_ms(r["impl"].get(ref)), _fmt_ratio(r["ratio"].get(ref))]
+        rate, frac = _fmt_rate(r, ours)
+        err = r.get("max_rel_error", {}).get("value")
+        line += [_fmt_work(r), rate, frac, "-" if err is None else f"{err:.1e}"]
+        if gpu:
+            line.append(_fmt_targets(r))
+        body.append(line)
+    return head, body
+
+
+def format_table(head, body) -> str:
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+def markdown_table(head, body) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(b) + " |" for b in body]
+    return "\n".join(lines)
+
+
+def _step_lines(doc) -> list[str]:
+    lines = []
+    for section in doc.get("steps", []):
+        lines.append(f"- {section['title']} (batch {section['batch']}):")
+        for name, e in section["runs"].items():
+            if e.get("status") == "ok":
+                extra = f"{e['images_per_s']:.1f} images/s, {e['median_ms']:.2f} ms/step (min {e['min_ms']:.2f}, max {e['max_ms']:.2f}, {e['repeats']} runs)"
+            else:
+                extra = f"{e.get('status')}: {e.get('error', '')}"
+            lines.append(f"  - {name}: {extra}")
+        if section.get("floor"):
+            f = section["floor"]
+            lines.append(f"  - arithmetic floor: {f['flops'] / 1e9:.1f} GFLOP / measured fp32 peak = {f['floor_ms']:.2f} ms"
+                         + (f" (nominal peak: {f['nominal_floor_ms']:.2f} ms)" if f.get("nominal_floor_ms") else ""))
+            for name, gap in f.get("gap", {}).items():
+                lines.append(f"  - {name}: {gap:.1f}x the floor")
+    return lines
+
+
+def _ceiling_lines(doc) -> list[str]:
+    c = doc["ceilings"]
+    lines = [f"- bandwidth ceiling: {c['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s ({c['bandwidth_how']})",
+             f"- fp32 ceiling: {c['fp32_flops_per_s'] / 1e12:.2f} TFLOP/s ({c['fp32_how']})"]
+    if c.get("nominal_fp32_flops_per_s"):
+        lines.append(f"- nominal fp32 peak for this GPU: {c['nominal_fp32_flops_per_s'] / 1e12:.1f} TFLOP/s (datasheet)")
+    return lines
+
+
+def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
+    paths["json"].write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    head, body = table_rows(doc)
+    env, cfg = doc["meta"], doc["config"]
+    md = [f"# pyalexnet benchmark: {env['device_name']}", "",
+          f"Command: `{cfg['command']}`  ",
+          f"Date: {env['date_utc']}, pyalexnet {env['pyalexnet']} ({env.get('pyalexnet_commit') or 'no git'}), "
+          f"numpy {env['numpy']}, PyTorch {env.get('torch') or 'not installed'}, CuPy {env.get('cupy') or '-'}, "
+          f"CUDA runtime {env.get('cuda_runtime') or '-'}, driver {env.get('cuda_driver') or '-'}.  ",
+          f"Batch {cfg['batch']}; times are medians of up to {cfg['repeats']} repeats after warm-up "
+          + ("(CUDA events, L2 flushed before each repeat)." if cfg["device"] == "cuda" else "(time.perf_counter)."),
+          f"References: " + ", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items()) + ".",
+          "", "## Ceilings measured in this run", "", *_ceiling_lines(doc),
+          "", "## Ops", "", markdown_table(head, body), "",
+          "`n/a`: the op is not implemented yet (NotImplementedError). Work is FLOPs for convolutions and "
+          "matrix products, else the minimum bytes moved; `% ceiling` is the achieved rate over the ceiling above.",
+          "", "## Training step", "", *_step_lines(doc)]
+    notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
+    if notes:
+        md += ["", "## Notes", "", *notes]
+    if doc.get("chart"):
+        md += ["", f"![per-layer step time]({Path(doc['chart']).name})"]
+    paths["md"].write_text("\n".join(md) + "\n")
+    return paths
+
+
+def print_report(doc: dict) -> None:
+    head, body = table_rows(doc)
+    print()
+    print(format_table(head, body))
+    print()
+    print("\n".join(_ceiling_lines(doc)))
+    print("\n".join(_step_lines(doc)))
+
+
+def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
+    """Bar chart of the step's per-layer time, ours beside the reference. None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    runs = {k: v for k, v in section["runs"].items() if v.get("status") == "ok" and v.get("segments")}
+    if not runs:
+        return "nothing"
+    names = [s["name"] for s in next(iter(runs.values()))["segments"]]
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(names)), 4.5))
+    width = 0.8 / len(runs)
+    for i, (label, run) in enumerate(runs.items()):
+        seg = {s["name"]: s["median_ms"] for s in run["segments"]}
+        ax.bar([j + i * width for j in range(len(names))], [seg.get(n, 0) for n in names], width, label=label)
+    ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(names))])
+    ax.set_xticklabels(names, rotation=60, ha="right")
+    ax.set_ylabel("ms (median)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,244 @@
+"""The per-op rows: every layer's forward and backward at AlexNet's shapes, each timed for pyalexnet
+and the reference(s) on the same inputs, with its work (FLOPs or minimum bytes moved)."""
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import spec
+from .spec import F32, Conv
+
+NOT_AVAILABLE = "not available"
+
+
+class Drawer:
+    """Random inputs (never zeros) on the harness's array module: numpy, or CuPy on a GPU.
+    Uniform values with the given standard deviation: as good as normal ones for timing, and
+    several times faster to draw for the 61M-parameter rows."""
+
+    def __init__(self, xp, seed: int = 0) -> None:
+        self.xp = xp
+        self.rng = np.random.default_rng(seed) if xp is np else xp.random.RandomState(seed)
+
+    def normal(self, shape, scale=1.0):
+        u = self.rng.random(shape, dtype=np.float32) if self.xp is np else self.rng.random_sample(shape, dtype=np.float32)
+        u -= np.float32(0.5)
+        u *= np.float32(scale * 12 ** 0.5)      # uniform on [-sqrt(3), sqrt(3)) * scale: unit variance
+        return u
+
+    def labels(self, n, classes):
+        return self.rng.randint(0, classes, n) if self.xp is not np else self.rng.integers(0, classes, n)
+
+
+@dataclass
+class Row:
+    name: str
+    group: str                 # conv, lrn, pool, relu, dropout, softmax, linear, sgd
+    shape: str
+    bound: str                 # "compute" (FLOPs) or "memory" (bytes)
+    work: int                  # FLOPs or minimum bytes moved
+    inputs: Callable[[Drawer], dict]
+    build: Callable[[object, dict], Callable[[], object]]   # (backend, its inputs) -> the timed call
+    compare: bool = True       # outputs comparable across implementations (not dropout's masks)
+    note: str = ""
+
+
+def _numel(shape):
+    return math.prod(shape)
+
+
+def _shape_str(shape):
+    return "x".join(str(d) for d in shape)
+
+
+def build_rows(n: int) -> list[Row]:
+    sh = spec.shapes(n)
+    rows: list[Row] = []
+    stages = {st.layer.name: st for st in spec.PAPER}
+
+    # Convolutions: forward, input gradient, filter gradient.
+    for st in spec.PAPER:
+        L = st.layer
+        if not isinstance(L, Conv):
+            continue
+        xs, ys = sh.conv_in[L.name], sh.conv_out[L.name]
+        flops = 2 * L.macs(n, xs[2])
+        desc = f"{_shape_str(xs)} * {_shape_str(L.weight_shape())} s{L.stride} p{L.pad} g{L.groups}"
+
+        def fwd_in(d, xs=xs, L=L):
+            return {"x": d.normal(xs), "w": d.normal(L.weight_shape(), 0.01), "b": d.normal((L.k,), 0.1)}
+
+        def bwd_in(d, xs=xs, ys=ys, L=L):
+            return {"dy": d.normal(ys), "x": d.normal(xs), "w": d.normal(L.weight_shape(), 0.01)}
+
+        rows.append(Row(f"{L.name}.fwd", "conv", desc, "compute", flops, fwd_in,
+                        lambda be, a, L=L: lambda: be.conv_fwd(a["x"], a["w"], a["b"], L)))
+        rows.append(Row(f"{L.name}.dgrad", "conv", desc, "compute", flops, bwd_in,
+                        lambda be, a, L=L: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L)))
+        rows.append(Row(f"{L.name}.wgrad", "conv", desc, "compute", flops, bwd_in,
+                        lambda be, a, L=L: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L)))
+
+    def fwd_bwd(prefix, group, shape, out_shape, fwd, bwd, fwd_bytes, bwd_bytes, compare=True, x_scale=1.0):
+        def x_in(d):
+            return {"x": d.normal(shape, x_scale)}
+
+        def xdy_in(d):
+            return {"x": d.normal(shape, x_scale), "dy": d.normal(out_shape)}
+
+        def build_bwd(be, a):
+            _, ctx = fwd(be, a["x"], True)
+            return lambda: bwd(be, a["dy"], ctx)
+
+        desc = _shape_str(shape)
+        rows.append(Row(f"{prefix}.fwd", group, desc, "memory", fwd_bytes, x_in,
+                        lambda be, a: lambda: fwd(be, a["x"], False)[0], compare))
+        rows.append(Row(f"{prefix}.bwd", group, desc, "memory", bwd_bytes, xdy_in, build_bwd, compare))
+
+    # LRN after conv1 and conv2 (on ReLU outputs: scaled so the sum term matters).
+    for i, name in ((1, "conv1"), (2, "conv2")):
+        s = sh.conv_out[name]
+        fwd_bwd(f"lrn{i}", "lrn", s, s, lambda be, x, keep: be.lrn_fwd(x, keep), lambda be, dy, c: be.lrn_bwd(dy, c),
+                2 * _numel(s) * F32, 4 * _numel(s) * F32, x_scale=10.0)
+    # Max-pooling in its three places; backward reads dy, x and y and writes dx.
+    for i, name in ((1, "conv1"), (2, "conv2"), (5, "conv5")):
+        s, p = sh.conv_out[name], sh.pool_out[name]
+        fwd_bwd(f"pool{i}", "pool", s, p, lambda be, x, keep: be.pool_fwd(x, keep), lambda be, dy, c: be.pool_bwd(dy, c),
+                (_numel(s) + _numel(p)) * F32, 2 * (_numel(s) + _numel(p)) * F32)
+    # ReLU at its largest (conv1's output).
+    s = sh.conv_out["conv1"]
+    fwd_bwd("relu1", "relu", s, s, lambda be, x, keep: be.relu_fwd(x, keep), lambda be, dy, c: be.relu_bwd(dy, c),
+            2 * _numel(s) * F32, 3 * _numel(s) * F32)
+    # Dropout after fc6: the minimum counts the mask at one byte per unit.
+    s = (n, spec.PAPER[5].layer.fout)
+    fwd_bwd("dropout6", "dropout", s, s, lambda be, x, keep: be.dropout_fwd(x, 6, keep),
+            lambda be, dy, c: be.dropout_bwd(dy, c), 9 * _numel(s), 9 * _numel(s), compare=False)
+
+    # Softmax cross-entropy: loss and the logits' gradient in one call.
+    def xent_in(d):
+        return {"logits": d.normal((n, spec.NUM_CLASSES), 3.0), "labels": d.labels(n, spec.NUM_CLASSES)}
+
+    def xent_build(be, a):
+        labels = be.labels(a["labels"])
+        return lambda: be.xent(a["logits"], labels)[1]
+
+    rows.append(Row("softmax_xent.fwd+bwd", "softmax", f"{n}x{spec.NUM_CLASSES}", "memory",
+                    2 * n * spec.NUM_CLASSES * F32 + n * 4, xent_in, xent_build))
+
+    # Fully connected layers: y = x w^T + b; backward gives dx and dw (two products) and db.
+    for name in ("fc6", "fc7", "fc8"):
+        L = stages[name].layer
+        desc = f"{n}x{L.fin} * {L.fout}x{L.fin}"
+
+        def lin_in(d, L=L):
+            return {"x": d.normal((n, L.fin)), "w": d.normal((L.fout, L.fin), 0.01), "b": d.normal((L.fout,), 0.1),
+                    "dy": d.normal((n, L.fout))}
+
+        rows.append(Row(f"{name}.fwd", "linear", desc, "compute", 2 * L.macs(n), lin_in,
+                        lambda be, a: lambda: be.linear_fwd(a["x"], a["w"], a["b"])))
+        rows.append(Row(f"{name}.bwd", "linear", desc, "compute", 4 * L.macs(n), lin_in,
+                        lambda be, a: lambda: be.linear_bwd(a["dy"], a["x"], a["w"])))
+
+    # The SGD update over all 61M parameters, one call per tensor as a training step makes them.
+    pshapes = [s for _, w, b in spec.parameter_shapes() for s in (w, b)]
+
+    def sgd_in(d):
+        return {"w": [d.normal(s, 0.01) for s in pshapes], "g": [d.normal(s, 0.01) for s in pshapes],
+                "v": [d.normal(s, 0.001) for s in pshapes]}
+
+    def sgd_build(be, a):
+        w = [be.copy(t) for t in a["w"]]        # updated in place: each implementation its own copy
+        v = [be.copy(t) for t in a["v"]]
+        g = [be.asarray(t) for t in a["g"]]
+        return lambda: be.sgd(w, g, v)
+
+    rows.append(Row("sgd.all", "sgd", f"{spec.parameter_count():,} params in {len(pshapes)} tensors", "memory",
+                    5 * spec.parameter_count() * F32, sgd_in, sgd_build, compare=False))
+    return rows
+
+
+def _to_backend(be, value):
+    if isinstance(value, list):
+        return [_to_backend(be, v) for v in value]
+    if hasattr(value, "dtype") and value.dtype.kind == "f":
+        return be.asarray(value)
+    return value
+
+
+def _flatten(out):
+    return [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
+
+
+def rel_error(xp, ours, ref) -> float:
+    """max |ours - ref| / max |ref| over every output (the gradient tuple's parts together)."""
+    worst = 0.0
+    for a, b in zip(ours, ref):
+        a, b = xp.asarray(a, dtype=xp.float32), xp.asarray(b, dtype=xp.float32)
+        scale = float(xp.abs(b).max()) or 1.0
+        worst = max(worst, float(xp.abs(a - b).max()) / scale)
+    return worst
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+
+
+def time_row(row: Row, backends, timer, drawer: Drawer, xp, verbose=False) -> dict:
+    """Times one row on every backend; an op that is not implemented yet is 'not available'."""
+    inputs = row.inputs(drawer)
+    result = {"name": row.name, "group": row.group, "shape": row.shape, "bound": row.bound,
+              "flops": row.work if row.bound == "compute" else None,
+              "bytes": row.work if row.bound == "memory" else None,
+              "note": row.note, "impl": {}}
+    first_out = {}
+    for be in backends:
+        entry: dict = {}
+        try:
+            with be.context():
+                args = {k: _to_backend(be, v) for k, v in inputs.items()}
+                fn = row.build(be, args)
+                out = fn()                          # the first call: it must run before it is timed
+                timer.sync()
+                if row.compare:
+                    first_out[be.name] = [be.to_primary(o) for o in _flatten(out)]
+                del out
+                entry.update(timer.measure(fn))
+                entry["status"] = "ok"
+            del fn, args
+        except NotImplementedError as exc:
+            entry = {"status": NOT_AVAILABLE, "error": _short(exc)}
+        except Exception as exc:  # a failing implementation is reported in its row, not fatal to the run
+            entry = {"status": "error", "error": _short(exc)}
+            if verbose:
+                traceback.print_exc()
+        result["impl"][be.name] = entry
+    if row.compare and "ours" in first_out and len(first_out) > 1:
+        ref = next(k for k in first_out if k != "ours")
+        try:
+            result["max_rel_error"] = {"vs": ref, "value": rel_error(xp, first_out["ours"], first_out[ref])}
+        except Exception as exc:
+            result["max_rel_error"] = {"vs": ref, "value": None, "error": _short(exc)}
+    return result
+
+
+def derive_isolated_dgrad(results: list[dict], ours_isolated: bool) -> None:
+    """Where pyalexnet's conv2d_backward cannot skip the filter gradient, its dgrad row timed dx and dw
+    together: subtract the same layer's wgrad time so the row is the input gradient alone."""
+    if ours_isolated:
+        return
+    by_name = {r["name"]: r for r in results}
+    for r in results:
+        if not r["name"].endswith(".dgrad"):
+            continue
+        ours = r["impl"].get("ours", {})
+        w = by_name.get(r["name"].replace(".dgrad", ".wgrad"), {}).get("impl", {}).get("ours", {})
+        if ours.get("status") == "ok" and w.get("status") == "ok":
+            total = ours["median_ms"]
+            ours.update(dx_and_dw_median_ms=total, median_ms=total - w["median_ms"], min_ms=None, max_ms=None)
+            r["note"] = "ours = (dx+dw) - dw: conv2d_backward has no need_dw switch"
+            if ours["median_ms"] < 0.05 * total:
+                # The difference is within the two measurements' noise: no figure rather than a wrong one.
+                ours.update(status="error", error=f"dx+dw ({total:.3f} ms) minus dw ({w['median_ms']:.3f} ms) is below the timing noise")

@@ -1,0 +1,193 @@
+"""Honest timers: warm-up, many repeats, median (and min/max); on a GPU CUDA events on the
+current stream with the L2 cache flushed before every repeat; on a CPU time.perf_counter."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+
+def summarize(samples_ms: list[float]) -> dict:
+    return {
+        "median_ms": statistics.median(samples_ms),
+        "min_ms": min(samples_ms),
+        "max_ms": max(samples_ms),
+        "repeats": len(samples_ms),
+    }
+
+
+class CpuTimer:
+    kind = "cpu"
+
+    def __init__(self, *, repeats: int, warmup: int, budget_s: float) -> None:
+        self.repeats, self.warmup, self.budget_s = repeats, warmup, budget_s
+
+    def sync(self) -> None:
+        pass
+
+    def now(self):
+        return time.perf_counter()
+
+    def elapsed_ms(self, a, b) -> float:
+        return (b - a) * 1e3
+
+    def flush(self) -> None:
+        pass
+
+    def _planned_repeats(self, first_ms: float) -> int:
+        # At least 3 samples when repeats allow, else as many as fit in the row's time budget.
+        fit = int(self.budget_s * 1e3 / max(first_ms, 1e-3))
+        return max(min(self.repeats, 3), min(self.repeats, fit))
+
+    def measure(self, fn: Callable[[], object]) -> dict:
+        """Times fn() (its first call already done by the caller, as a check that it runs)."""
+        for _ in range(max(0, self.warmup - 1)):
+            fn()
+        self.sync()
+        t0 = self.now()
+        fn()
+        t1 = self.now()
+        self.sync()
+        samples = [self.elapsed_ms(t0, t1)]
+        for _ in range(self._planned_repeats(samples[0]) - 1):
+            self.flush()
+            a = self.now()
+            fn()
+            b = self.now()
+            samples.append(self.elapsed_ms(a, b))
+        self.sync()
+        return summarize(samples)
+
+    def marker(self) -> "Marker":
+        return Marker(self)
+
+
+class GpuTimer(CpuTimer):
+    """CUDA events recorded on CuPy's current stream (PyTorch's work is on the same legacy
+    default stream, so the events bracket it too)."""
+    kind = "cuda"
+
+    def __init__(self, cp, *, repeats: int, warmup: int, budget_s: float, l2_bytes: int) -> None:
+        super().__init__(repeats=repeats, warmup=warmup, budget_s=budget_s)
+        self.cp = cp
+        # Writing a buffer twice the L2's size evicts whatever the previous repeat left there.
+        self.flush_bytes = max(2 * int(l2_bytes), 1 << 20)
+        self._scratch = cp.empty(self.flush_bytes, dtype=cp.uint8)
+
+    def sync(self) -> None:
+        self.cp.cuda.get_current_stream().synchronize()
+
+    def now(self):
+        e = self.cp.cuda.Event()
+        e.record()
+        return e
+
+    def elapsed_ms(self, a, b) -> float:
+        b.synchronize()
+        return float(self.cp.cuda.get_elapsed_time(a, b))
+
+    def flush(self) -> None:
+        self._scratch.fill(1)
+
+    def measure(self, fn: Callable[[], object]) -> dict:
+        for _ in range(max(0, self.warmup - 1)):
+            fn()
+        self.flush()
+        a, b = self.now(), None
+        fn()
+        b = self.now()
+        first = self.elapsed_ms(a, b)
+        events = []
+        for _ in range(self._planned_repeats(first) - 1):
+            self.flush()
+            a = self.now()
+            fn()
+            events.append((a, self.now()))
+        self.sync()
+        return summarize([first] + [self.elapsed_ms(a, b) for a, b in events])
+
+
+class Marker:
+    """Named points within one run of a sequence (e.g. a training step); durations between them.
+    On a GPU the points are events, so reading them waits only at the end."""
+
+    def __init__(self, timer: CpuTimer) -> None:
+        self.timer = timer
+        self.points = [("start", timer.now())]
+
+    def __call__(self, name: str) -> None:
+        self.points.append((name, self.timer.now()))
+
+    def durations(self) -> list[tuple[str, float]]:
+        self.timer.sync()
+        return [(name, self.timer.elapsed_ms(prev, t))
+                for (_, prev), (name, t) in zip(self.points, self.points[1:])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ceilings measured in the same run: a large copy (bandwidth) and a large float32 matrix product.
+
+def measure_ceilings(timer: CpuTimer, xp, *, quick: bool, free_bytes: int | None = None) -> dict:
+    if timer.kind == "cuda":
+        copy_bytes = 1 << (26 if quick else 30)
+        if free_bytes:
+            copy_bytes = min(copy_bytes, free_bytes // 4)
+        n = 1024 if quick else 8192
+    else:
+        copy_bytes = 1 << (23 if quick else 28)
+        n = 256 if quick else 2048
+    src = xp.ones(copy_bytes // 4, dtype=xp.float32)
+    dst = xp.empty_like(src)
+    if timer.kind == "cuda":
+        cp = xp
+        kind = cp.cuda.runtime.memcpyDeviceToDevice
+
+        def copy():
+            cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, copy_bytes, kind,
+                                        cp.cuda.get_current_stream().ptr)
+        how = f"cudaMemcpyAsync device-to-device of {copy_bytes / 2**20:.0f} MiB"
+    else:
+        # numpy copies on one thread; the kernels use every core, so copy in one slice per core.
+        workers = os.cpu_count() or 1
+        pool = ThreadPoolExecutor(workers)
+        cuts = np.linspace(0, src.size, workers + 1).astype(int)
+
+        def copy():
+            list(pool.map(lambda i: np.copyto(dst[cuts[i]:cuts[i + 1]], src[cuts[i]:cuts[i + 1]]), range(workers)))
+        how = f"numpy.copyto of {copy_bytes / 2**20:.0f} MiB on {workers} threads"
+    copy()
+    t_copy = timer.measure(copy)
+    rng = np.random.default_rng(0)
+    a = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+    b = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+    c = xp.empty((n, n), dtype=xp.float32)
+
+    def mm():
+        xp.matmul(a, b, out=c)
+    mm()
+    t_mm = timer.measure(mm)
+    del src, dst, a, b, c
+    return {
+        "bandwidth_bytes_per_s": 2 * copy_bytes / (t_copy["median_ms"] * 1e-3),
+        "bandwidth_how": how + " (read + write counted)",
+        "bandwidth_timing": t_copy,
+        "fp32_flops_per_s": 2 * n ** 3 / (t_mm["median_ms"] * 1e-3),
+        "fp32_how": f"{'cupy (cuBLAS SGEMM)' if timer.kind == 'cuda' else 'numpy (BLAS)'} matmul {n}x{n}x{n} float32",
+        "fp32_timing": t_mm,
+    }
+
+
+# H100/H200 nominal FP32 (non-tensor-core) peaks from NVIDIA's datasheets, in FLOP/s.
+def nominal_fp32_peak(device_name: str) -> float | None:
+    name = device_name.upper()
+    if "H100" in name or "H200" in name:
+        if "PCIE" in name:
+            return 51.2e12
+        if "NVL" in name:
+            return 60.0e12
+        return 66.9e12
+    return None

@@ -1,0 +1,129 @@
+"""The benchmark runs end to end on the CPU (CI-sized, --quick) and writes what it promises.
+
+Not a timing test: it checks the harness (rows, keys, statuses, files), never a speed.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyalexnet import cli, ops
+from pyalexnet.bench import report, rows, spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OP_ROWS = ([f"conv{i}.{k}" for i in range(1, 6) for k in ("fwd", "dgrad", "wgrad")]
+           + [f"lrn{i}.{k}" for i in (1, 2) for k in ("fwd", "bwd")]
+           + [f"pool{i}.{k}" for i in (1, 2, 5) for k in ("fwd", "bwd")]
+           + ["relu1.fwd", "relu1.bwd", "dropout6.fwd", "dropout6.bwd", "softmax_xent.fwd+bwd"]
+           + [f"fc{i}.{k}" for i in (6, 7, 8) for k in ("fwd", "bwd")] + ["sgd.all"])
+
+# Which pyalexnet.ops function each row group needs: a row is "not available" exactly when it is a stub.
+NEEDS = {"conv": "conv2d", "lrn": "lrn", "pool": "max_pool", "relu": "relu", "dropout": "dropout",
+         "softmax": "softmax_cross_entropy", "linear": "linear", "sgd": "sgd_update"}
+
+
+def _implemented(name):
+    try:
+        getattr(ops, name)()
+    except NotImplementedError:
+        return False
+    except Exception:  # the real op, refusing no arguments
+        return True
+    return True
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--no-chart", "--out", str(out)])
+    return rc, out
+
+
+def test_quick_cpu_run_writes_json_and_markdown(quick_run):
+    rc, out = quick_run
+    assert rc == 0
+    doc = json.loads((out / "bench_cpu_quick.json").read_text())
+    assert {"schema", "meta", "config", "ceilings", "rows", "steps"} <= set(doc)
+    assert doc["config"]["device"] == "cpu" and doc["config"]["batch"] == 1
+    assert doc["config"]["references"] == ["numpy"]
+    for key in ("device_name", "numpy", "python", "pyalexnet", "date_utc"):
+        assert doc["meta"][key], key
+    assert doc["ceilings"]["bandwidth_bytes_per_s"] > 0 and doc["ceilings"]["fp32_flops_per_s"] > 0
+    md = (out / "bench_cpu_quick.md").read_text()
+    assert "| row |" in md and "conv3.wgrad" in md and "Training step" in md
+
+
+def test_every_row_is_present_and_honest_about_availability(quick_run):
+    _, out = quick_run
+    doc = json.loads((out / "bench_cpu_quick.json").read_text())
+    by_name = {r["name"]: r for r in doc["rows"]}
+    assert list(by_name) == OP_ROWS
+    for r in doc["rows"]:
+        # The numpy reference always runs; ours runs exactly when its op is implemented.
+        assert r["impl"]["numpy"]["status"] == "ok", (r["name"], r["impl"]["numpy"])
+        assert r["impl"]["numpy"]["median_ms"] > 0
+        ours = r["impl"]["ours"]
+        want = "ok" if _implemented(NEEDS[r["group"]]) else rows.NOT_AVAILABLE
+        assert ours["status"] == want, (r["name"], ours)
+        if ours["status"] == "ok":
+            assert ours["fraction_of_peak"] > 0 and r["ratio"]["numpy"] > 0
+            if "max_rel_error" in r:
+                assert r["max_rel_error"]["value"] < 1e-3, (r["name"], r["max_rel_error"])
+        assert (r["flops"] or 0) > 0 if r["bound"] == "compute" else r["bytes"] > 0
+    assert by_name["sgd.all"]["bytes"] == 20 * 60_965_224
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert steps["step.paper"]["runs"]["numpy (ops, per layer)"]["status"] == "ok"
+    segs = [s["name"] for s in steps["step.paper"]["runs"]["numpy (ops, per layer)"]["segments"]]
+    assert segs[0] == "conv1 fwd" and segs[-1] == "sgd update" and "fc8 bwd" in segs
+
+
+def test_only_filters_rows_and_skips_the_step(tmp_path):
+    rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu,pool5",
+                   "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    assert [r["name"] for r in doc["rows"]] == ["pool5.fwd", "pool5.bwd", "relu1.fwd", "relu1.bwd"]
+    assert doc["steps"] == []
+
+
+def test_python_m_benchmarks_help_and_bad_device():
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "--quick" in r.stdout and "--only" in r.stdout
+
+
+def test_cuda_refused_clearly_without_gpu(capsys):
+    import pyalexnet
+
+    if pyalexnet.cuda_available():
+        pytest.skip("a GPU is usable here")
+    assert cli.main(["bench", "--device", "cuda", "--quick"]) == 2
+    assert "GPU backend is not usable" in capsys.readouterr().err
+
+
+def test_work_counts_match_the_paper():
+    assert spec.parameter_count() == 60_965_224
+    s = spec.shapes(2)
+    assert s.conv_out["conv1"] == (2, 96, 55, 55) and s.pool_out["conv5"] == (2, 256, 6, 6)
+    conv2 = next(r for r in rows.build_rows(2) if r.name == "conv2.fwd")
+    # 2 FLOPs per multiply-add, grouped: each output sees 48 input maps.
+    assert conv2.work == 2 * 2 * 256 * 27 * 27 * 48 * 25
+
+
+def test_targets_pass_and_fail_on_thresholds():
+    def row(name, group, ours, ref, frac=None):
+        return {"name": name, "group": group, "impl": {"ours": {"status": "ok", "median_ms": ours, "fraction_of_peak": frac},
+                                                       "t": {"status": "ok", "median_ms": ref}},
+                "ratio": {"t": ours / ref}}
+    rs = [row("conv2.fwd", "conv", 3.0, 1.0, 0.5), row("lrn1.fwd", "lrn", 1.0, 4.0, 0.8),
+          row("lrn1.bwd", "lrn", 1.0, 2.0, 0.6), row("pool1.fwd", "pool", 1.0, 1.0, 0.9)]
+    report.add_targets(rs, "t")
+    verdict = {(r["name"], t["name"]): t["pass"] for r in rs for t in r["targets"]}
+    assert verdict[("conv2.fwd", "ours/cuDNN fp32 <= 2")] is False
+    assert verdict[("conv2.fwd", ">= 40% fp32 peak")] is True
+    assert verdict[("lrn1.fwd", "fwd+bwd >= 3x PyTorch")] is True       # (4+2)/(1+1) = 3
+    assert verdict[("lrn1.bwd", ">= 70% copy bandwidth")] is False
+    assert verdict[("pool1.fwd", "no slower than PyTorch")] is True
