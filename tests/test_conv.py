@@ -187,6 +187,29 @@ def test_need_dx_and_need_db_skip_those_outputs(rng):
     assert db3 is None
 
 
+def test_need_dw_false_gives_each_gradient_alone(rng):
+    x, w, _, hyper = case_arrays(rng, CASES[1], bias=False)
+    dy = rng.standard_normal(ops.conv2d(x, w, **hyper).shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    dx1, dw1, db1 = ops.conv2d_backward(dy, x, w, need_dw=False, need_db=False, **hyper)
+    assert dw1 is None and db1 is None
+    np.testing.assert_array_equal(dx1, dx)
+    _, _, db2 = ops.conv2d_backward(dy, x, w, need_dx=False, need_dw=False, **hyper)
+    np.testing.assert_array_equal(db2, db)
+    assert ops.conv2d_backward(dy, x, w, need_dx=False, need_dw=False, need_db=False, **hyper) == (None, None, None)
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, False, True), (False, True, False)])
+def test_mismatched_dy_is_refused_whichever_gradients_are_asked_for(rng, needs):
+    x, w, _, hyper = case_arrays(rng, CASES[1], bias=False)
+    shape = list(ops.conv2d(x, w, **hyper).shape)
+    shape[-1] += 1
+    dy = np.ones(shape, np.float32)
+    need_dx, need_dw, need_db = needs
+    with pytest.raises(ValueError, match="'dy' must have shape"):
+        ops.conv2d_backward(dy, x, w, need_dx=need_dx, need_dw=need_dw, need_db=need_db, **hyper)
+
+
 def test_empty_batch(rng):
     x = np.zeros((0, 3, 8, 8), np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)

@@ -8,7 +8,6 @@ Forward calls return (output, ctx) where the backward needs state; `keep=False` 
 from __future__ import annotations
 
 import contextlib
-import inspect
 
 import numpy as np
 
@@ -23,10 +22,6 @@ class Ours:
         from .. import ops
 
         self.ops, self.xp = ops, xp
-        try:
-            self.isolated_dgrad = "need_dw" in inspect.signature(ops.conv2d_backward).parameters
-        except (TypeError, ValueError):
-            self.isolated_dgrad = False
 
     def context(self):
         return contextlib.nullcontext()
@@ -52,12 +47,9 @@ class Ours:
                                         need_dx=need_dx, need_db=need_db)
 
     def conv_dgrad(self, dy, x, w, L: Conv):
-        """The input gradient alone where the op can skip the filter gradient, else dx and dw
-        together (the harness then subtracts the filter-gradient row's time, and says so)."""
-        kw = dict(stride=L.stride, padding=L.pad, groups=L.groups, need_dx=True, need_db=False)
-        if self.isolated_dgrad:
-            kw["need_dw"] = False
-        return self.ops.conv2d_backward(dy, x, w, **kw)[0]
+        """The input gradient alone."""
+        return self.ops.conv2d_backward(dy, x, w, stride=L.stride, padding=L.pad, groups=L.groups,
+                                        need_dx=True, need_dw=False, need_db=False)[0]
 
     def conv_wgrad(self, dy, x, w, L: Conv):
         return self.ops.conv2d_backward(dy, x, w, stride=L.stride, padding=L.pad, groups=L.groups,

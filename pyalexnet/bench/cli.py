@@ -12,7 +12,7 @@ import numpy as np
 from . import report, spec, step
 from .backends import Numpy, Ours, Torch
 from .env import environment, gpu_clocks, slug
-from .rows import Drawer, build_rows, derive_isolated_dgrad, time_row
+from .rows import Drawer, build_rows, time_row
 from .timing import CpuTimer, GpuTimer, measure_ceilings, nominal_fp32_peak
 
 DESCRIPTION = """\
@@ -106,7 +106,6 @@ def run(args) -> int:
         results.append(r)
         cells = ", ".join(f"{k} {report._fmt_ms(v)}" for k, v in r["impl"].items())
         print(f"  {row.name:22s} {cells}", flush=True)
-    derive_isolated_dgrad(results, ours.isolated_dgrad)
     report.add_rates(results, ceilings, [b.name for b in refs])
     if gpu and refs:
         report.add_targets(results, refs[0].name)
@@ -146,7 +145,6 @@ def run(args) -> int:
                    "quick": args.quick, "only": only, "command": command.strip(),
                    "references": [b.name for b in refs],
                    "reference_labels": {b.name: b.label for b in refs},
-                   "ours_isolated_dgrad": ours.isolated_dgrad,
                    "l2_flush_bytes": getattr(timer, "flush_bytes", None),
                    "torch_cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if (torch is not None and gpu) else None},
         "ceilings": ceilings,

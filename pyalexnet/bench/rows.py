@@ -222,23 +222,3 @@ def time_row(row: Row, backends, timer, drawer: Drawer, xp, verbose=False) -> di
         except Exception as exc:
             result["max_rel_error"] = {"vs": ref, "value": None, "error": _short(exc)}
     return result
-
-
-def derive_isolated_dgrad(results: list[dict], ours_isolated: bool) -> None:
-    """Where pyalexnet's conv2d_backward cannot skip the filter gradient, its dgrad row timed dx and dw
-    together: subtract the same layer's wgrad time so the row is the input gradient alone."""
-    if ours_isolated:
-        return
-    by_name = {r["name"]: r for r in results}
-    for r in results:
-        if not r["name"].endswith(".dgrad"):
-            continue
-        ours = r["impl"].get("ours", {})
-        w = by_name.get(r["name"].replace(".dgrad", ".wgrad"), {}).get("impl", {}).get("ours", {})
-        if ours.get("status") == "ok" and w.get("status") == "ok":
-            total = ours["median_ms"]
-            ours.update(dx_and_dw_median_ms=total, median_ms=total - w["median_ms"], min_ms=None, max_ms=None)
-            r["note"] = "ours = (dx+dw) - dw: conv2d_backward has no need_dw switch"
-            if ours["median_ms"] < 0.05 * total:
-                # The difference is within the two measurements' noise: no figure rather than a wrong one.
-                ours.update(status="error", error=f"dx+dw ({total:.3f} ms) minus dw ({w['median_ms']:.3f} ms) is below the timing noise")

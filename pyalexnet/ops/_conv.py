@@ -47,22 +47,28 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, groups=1):
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, need_db=True):
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, need_dw=True, need_db=True):
     """Gradients of sum(conv2d(x, w, b) * dy): returns (dx, dw, db).
 
-    dx is None when need_dx is False (conv1's input needs no gradient) and db is
-    None when need_db is False. dw and db are deterministic: the same inputs give
-    bit-identical results on every run.
+    Each of dx, dw, db is None when its need_* flag is False (conv1's input needs
+    no gradient; a benchmark of the input gradient needs no filter gradient). dw
+    and db are deterministic: the same inputs give bit-identical results on every run.
     """
     hyper = _hyper(stride, padding, groups)
     dy, x, w = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(w, "w")
-    _C.conv2d_shape(x.shape, w.shape, *hyper)  # validates x, w and the hyperparameters before allocating
-    passes = ("backward_filter",) + (("backward_data",) if need_dx else ()) + (("backward_bias",) if need_db else ())
+    out = tuple(_C.conv2d_shape(x.shape, w.shape, *hyper))  # validates x, w and the hyperparameters
+    if tuple(dy.shape) != out:
+        raise ValueError(f"argument 'dy' must have shape {out} (the output of conv2d(x, w)), got {tuple(dy.shape)}")
+    passes = tuple(p for p, need in (("backward_filter", need_dw), ("backward_data", need_dx),
+                                     ("backward_bias", need_db)) if need)
+    dx = dw = db = None
+    if not passes:
+        return dx, dw, db
     with B.launch(dy, x, w) as l:
         ws = _workspace(l, x.shape, w.shape, hyper, passes)
-        dw = l.xp.empty(w.shape, dtype=np.float32)
-        _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream)  # first: it checks dy's shape
-        dx = db = None
+        if need_dw:
+            dw = l.xp.empty(w.shape, dtype=np.float32)
+            _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream)
         if need_dx:
             dx = l.xp.empty(x.shape, dtype=np.float32)
             _C.conv2d_backward_data(dy, w, dx, ws, *hyper, l.stream)
