@@ -44,13 +44,12 @@ PYA_HD void pool_covering(int64_t i, int size, int stride, int64_t out, int64_t&
   if (last > out - 1) last = out - 1;
 }
 
-// The gradient reaching input (h, w) of one plane: the sum, in row-major window
-// order, of dy over the windows whose first maximal element it is.
-PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const float* dy_plane, const PoolGeometry& g,
-                             int64_t h, int64_t w) {
-  int64_t oh0, oh1, ow0, ow1;
-  pool_covering(h, g.size, g.stride, g.OH, oh0, oh1);
-  pool_covering(w, g.size, g.stride, g.OW, ow0, ow1);
+// The gradient reaching input (h, w) of one plane from the windows oh0..oh1 x
+// ow0..ow1 that cover it: the sum, in row-major window order, of dy over the
+// windows whose first maximal element it is.
+PYA_HD float pool_input_grad_in(const float* x_plane, const float* y_plane, const float* dy_plane,
+                                const PoolGeometry& g, int64_t h, int64_t w, int64_t oh0, int64_t oh1, int64_t ow0,
+                                int64_t ow1) {
   int64_t at = h * g.W + w;
   float v = x_plane[at];
   float grad = 0.f;
@@ -63,6 +62,16 @@ PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const f
     }
   }
   return grad;
+}
+
+// The same for one input, finding its covering windows itself (the GPU's
+// one-thread-per-input form; the CPU hoists the covering ranges out of its loops).
+PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const float* dy_plane, const PoolGeometry& g,
+                             int64_t h, int64_t w) {
+  int64_t oh0, oh1, ow0, ow1;
+  pool_covering(h, g.size, g.stride, g.OH, oh0, oh1);
+  pool_covering(w, g.size, g.stride, g.OW, ow0, ow1);
+  return pool_input_grad_in(x_plane, y_plane, dy_plane, g, h, w, oh0, oh1, ow0, ow1);
 }
 
 namespace cpu {
