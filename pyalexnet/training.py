@@ -26,6 +26,7 @@ import numpy as np
 from . import _backend as B
 from . import ops
 from .model import AlexNet, parse_devices
+from .viz import save_training_pictures
 
 __all__ = ["train", "evaluate", "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint",
            "PlateauSchedule", "StepSchedule", "CHECKPOINT_NAME", "HISTORY_NAME", "defaults_for"]
@@ -551,6 +552,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         step_in_epoch = 0
         running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
         checkpoint()
+        if checkpoint_dir is not None:
+            save_training_pictures(model, hist, checkpoint_dir)
         if stop_after_steps and steps_this_call >= stop_after_steps:
             break
     return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes))

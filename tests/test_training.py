@@ -92,6 +92,12 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
     for k, v in _params(result.model).items():
         np.testing.assert_array_equal(np.asarray(model.parameters()[k]), v)
     assert meta["mean_image"].shape == (IMAGE, IMAGE, 3)
+    # the pictures for a person: conv1's filters and the curves, refreshed every epoch
+    from PIL import Image
+
+    for name in ("conv1_filters.png", "curves.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.size[0] > 50 and im.size[1] > 50
 
 
 def test_overfits_a_tiny_dataset(splits):

@@ -95,5 +95,13 @@ def run(args) -> int:
     print(f"validation ({how}, {final['images']} images): top-1 error {final['top1']:.3f}, "
           f"top-5 error {final['top5']:.3f} (chance: top-1 error {chance:.3f})")
     if result.checkpoint:
+        from pathlib import Path
+
+        from ..viz import CURVES_NAME, FILTERS_NAME
+
+        folder = Path(result.checkpoint).parent
         print(f"checkpoint: {result.checkpoint}")
+        for name, what in ((CURVES_NAME, "training curves"), (FILTERS_NAME, "conv1 filters, tower a above tower b")):
+            if (folder / name).exists():
+                print(f"{what}: {folder / name}")
     return 0
