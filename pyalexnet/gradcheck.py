@@ -231,7 +231,9 @@ def _network_pattern(model) -> list:
             xp = B.cupy_module() if B.is_gpu_array(c["pool"]) else np
             with model.place_of(name + ".weight").active():
                 route = ops.max_pool_backward(xp.ones_like(c["pool"]), c["pool_x"], c["pool"], size=3, stride=2)
-            out.append(B.cupy_module().asnumpy(route) if xp is not np else route)
+                # Read back on the tower's stream, where route is computed: the caller's stream does not
+                # wait for the tower's (non-blocking) one.
+                out.append(B.cupy_module().asnumpy(route) if xp is not np else route)
     return out
 
 

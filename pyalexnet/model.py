@@ -349,9 +349,12 @@ class AlexNet:
                                  f"{tuple(self._params[name].shape)}")
         for name, value in params.items():
             place = self.place_of(name)
-            new = place.take(value).astype(np.float32, copy=False)
+            # take() and the copy run on the tower's stream: it must first wait for the caller's work
+            # that produced `value`, and the caller's stream must then wait for the copy (as in forward).
+            place.after_caller()
             with place.active():
-                self._params[name][...] = new
+                self._params[name][...] = place.take(value).astype(np.float32, copy=False)
+            place.before_caller()
 
     def describe(self) -> str:
         d = self.devices

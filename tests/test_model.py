@@ -173,6 +173,25 @@ def test_bad_arguments_are_clear():
             AlexNet(10, preset="tiny", devices="cuda:0")
 
 
+def test_load_parameters_orders_the_tower_streams_around_the_caller(monkeypatch):
+    # On GPUs the copy runs on the tower's stream: it must wait for the caller's stream (which produced
+    # the values) and hand back to it, as forward() does. The CPU places record the same calls.
+    from pyalexnet import model as M
+
+    log = []
+    real_active = M._Place.active
+    monkeypatch.setattr(M._Place, "after_caller", lambda self: log.append("after_caller"))
+    monkeypatch.setattr(M._Place, "before_caller", lambda self: log.append("before_caller"))
+    monkeypatch.setattr(M._Place, "active", lambda self: (log.append("active"), real_active(self))[1])
+    m = AlexNet(10, preset="tiny", devices="cpu")
+    new = {k: np.full(v.shape, 0.5, np.float64) for k, v in m.parameters().items()}
+    log.clear()
+    m.load_parameters(new)
+    assert log == ["after_caller", "active", "before_caller"] * len(new)
+    for k, v in m.parameters().items():
+        assert v.dtype == np.float32 and np.all(v == 0.5), k
+
+
 def test_default_devices_follow_the_machine():
     m = AlexNet(10, preset="tiny")
     if pyalexnet.cuda_available():
@@ -218,3 +237,17 @@ def test_gpu_whole_network_gradcheck(cp):
 
     bad = [r for r in check_network("cuda", points=4) if not r.passed]
     assert not bad, bad
+
+
+@pytest.mark.gpu
+def test_gpu_load_parameters_from_gpu_and_host_arrays(cp):
+    for devices in _gpu_pairs(cp):
+        src = AlexNet(10, preset="tiny", devices="cpu", seed=5)
+        m = AlexNet(10, preset="tiny", devices=devices, seed=6)
+        with cp.cuda.Device(0):
+            m.load_parameters({k: cp.asarray(v, cp.float64) * 1 for k, v in src.parameters().items()})
+        for k, v in m.parameters().items():
+            np.testing.assert_array_equal(cp.asnumpy(v), src.parameters()[k], err_msg=k)
+        m.load_parameters(src.parameters())
+        for k, v in m.parameters().items():
+            np.testing.assert_array_equal(cp.asnumpy(v), src.parameters()[k], err_msg=k)
