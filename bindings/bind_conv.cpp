@@ -25,6 +25,11 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
   if (stride < 1) throw py::value_error("stride must be >= 1, got " + std::to_string(stride));
   if (padding < 0) throw py::value_error("padding must be >= 0, got " + std::to_string(padding));
   if (groups < 1) throw py::value_error("groups must be >= 1, got " + std::to_string(groups));
+  // The CUDA launchers pass them as int (and the stride to FastDiv, which needs d < 2^31: a stride of
+  // 2^32 would truncate to 0 and divide by zero on the host).
+  constexpr int64_t kMaxHyper = std::numeric_limits<int32_t>::max();
+  if (stride > kMaxHyper) throw py::value_error("stride must be < 2^31, got " + std::to_string(stride));
+  if (padding > kMaxHyper) throw py::value_error("padding must be < 2^31, got " + std::to_string(padding));
   ConvShape s;
   s.N = x[0], s.C = x[1], s.H = x[2], s.W = x[3];
   s.K = w[0], s.R = w[2], s.S = w[3];
@@ -51,11 +56,13 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
                           std::to_string(padding) + ")");
   s.P = conv_out_size(s.H, s.R, stride, padding);
   s.Q = conv_out_size(s.W, s.S, stride, padding);
-  // The GPU kernels index with 32-bit integers (and FastDiv needs n < 2^31).
-  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  // The GPU kernels index with 32-bit integers (and FastDiv needs n < 2^31). Their last tile computes
+  // indices up to ~150 past a tensor's end (columns rounded up to 128, reduction read 16+ ahead), so
+  // leave room: a tensor just under 2^31 elements would overflow int there.
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max() - 1024;
   if (s.N * s.C * s.H * s.W > kMax || s.N * s.K * s.P * s.Q > kMax || s.K * s.CRSg() > kMax ||
       (s.H + 2 * padding) * (s.W + 2 * padding) > kMax)
-    throw py::value_error("conv2d: tensors of 2^31 or more elements are not supported; split the batch");
+    throw py::value_error("conv2d: tensors of 2^31 - 1024 or more elements are not supported; split the batch");
   return s;
 }
 

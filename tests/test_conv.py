@@ -246,6 +246,8 @@ def _x(*shape):
     ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 0}, "stride must be >= 1"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": -1}, "padding must be >= 0"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"groups": 0}, "groups must be >= 1"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 2**32}, "stride must be < 2"),  # crashed the CUDA data gradient
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": 2**31}, "padding must be < 2"),
     ((1, 3, 8, 8), (2, 3, 0, 3), {}, "at least one"),
 ])
 def test_bad_shapes_and_hyperparameters_raise(x_shape, w_shape, kwargs, match):
@@ -288,6 +290,18 @@ def test_low_level_launchers_validate_outputs_and_workspace():
         _C.conv2d_backward_bias(_x(1, 4, 6, 6), _x(3), _x(1))
     with pytest.raises(ValueError, match="pass must be"):
         _C.conv2d_workspace_size(x.shape, w.shape, 1, 0, 1, "sideways", False)
+
+
+def test_tensors_too_big_for_32_bit_gpu_indices_are_refused():
+    # The CUDA kernels' last tile computes int32 indices ~150 past a tensor's end (and FastDiv needs
+    # them < 2^31), so tensors within 1024 elements of 2^31 are refused, not only those of 2^31 or more.
+    limit = 2**31 - 1 - 1024
+    assert list(_C.conv2d_shape((1, 1, 1, limit), (1, 1, 1, 1), 1, 0, 1)) == [1, 1, 1, limit]
+    for numel in (limit + 1, 2**31 - 100, 2**31):
+        with pytest.raises(ValueError, match="not supported"):
+            _C.conv2d_shape((1, 1, 1, numel), (1, 1, 1, 1), 1, 0, 1)
+        with pytest.raises(ValueError, match="not supported"):
+            _C.conv2d_shape((numel, 1, 1, 1), (1, 1, 1, 1), 1, 0, 1)
 
 
 # --- GPU: the CUDA kernels against the CPU backend -----------------------------------------------------------

@@ -38,6 +38,7 @@ while True:
         p += 1
     args = src[a0 + 1:p]
     out.append(src[i:k])
-    out.append(f"emu_launch({parts[0]}, {parts[1]}, [&] {{ {name}({args}); }})")
+    assert len(parts) == 4, f"launch of {name} must name its shared memory and stream: <<<grid, block, smem, stream>>>"
+    out.append(f"emu_launch({parts[0]}, {parts[1]}, {parts[2]}, {parts[3]}, [&] {{ {name}({args}); }})")
     i = p + 1
 open(sys.argv[2], "w").write("".join(out))

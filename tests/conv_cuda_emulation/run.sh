@@ -2,8 +2,11 @@
 # Runs kernels/conv_cuda.cu WITHOUT a GPU: each CUDA block becomes 256 OpenMP threads
 # (__syncthreads = omp barrier, __shared__ = static), and the results of the CUDA
 # launchers (tiling, FastDiv, slicing, epilogues, bias) are compared with the CPU
-# backend on odd shapes. It cannot catch GPU-only faults (alignment, occupancy,
-# races finer than a barrier); it does catch index and tiling mistakes.
+# backend on odd shapes, outputs and workspace poisoned with NaN. It also checks every
+# launch's configuration and stream, runs the blocks with the largest offsets of
+# AlexNet's layers at batch 128, and runs under ASan/UBSan (out-of-bounds reads,
+# index overflow, misaligned vector accesses). It cannot catch races finer than a
+# barrier or register/occupancy limits.
 # Takes about a minute on 2 cores. Usage: tests/conv_cuda_emulation/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,6 +14,9 @@ root="$here/../.."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 python "$here/make_emu.py" "$root/kernels/conv_cuda.cu" "$tmp/conv_emu.cpp"
-g++ -std=c++17 -O2 -fopenmp -I"$root/kernels" -I"$here" "$here/compare_with_cpu.cpp" "$tmp/conv_emu.cpp" \
+# AddressSanitizer: an out-of-bounds read that a GPU might silently survive aborts here. UBSan: signed
+# (32-bit index) overflow and misaligned float4/float2 accesses abort too.
+g++ -std=c++17 -O2 -fopenmp -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+  -I"$root/kernels" -I"$here" "$here/compare_with_cpu.cpp" "$tmp/conv_emu.cpp" \
   "$root/kernels/conv_cpu.cpp" "$root/kernels/gemm_cpu.cpp" -o "$tmp/emu"
-GOMP_SPINCOUNT=0 "$tmp/emu"
+GOMP_SPINCOUNT=0 ASAN_OPTIONS=detect_leaks=0 "$tmp/emu"
