@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
     std::vector<float>* A[] = {&y1, &dx1, &dw1, &db1}; std::vector<float>* B[] = {&y2, &dx2, &dw2, &db2};
     printf("dev%d case %ld %ld %ld %ld %ld %ld %ld s%ld p%ld g%ld ws=%ld:", device, c[0],c[1],c[2],c[3],c[4],c[5],c[6],c[7],c[8],c[9], (long)cuda::conv2d_workspace_floats(s, ConvPass::backward_filter));
     for (int i = 0; i < 4; ++i) {
-      double sc; double d = maxdiff(*B[i], *A[i], sc);
+      double sc; double d = maxdiff(*A[i], *B[i], sc);  // A: the CPU reference; B: the emulated GPU, checked for NaN
       bool bad = !(d <= 1e-4 * std::max(1.0, sc));
       fails += bad;
       printf(" %s %.2e%s", names[i], d, bad ? "(FAIL)" : "");
