@@ -8,7 +8,7 @@ import importlib.util
 import sys
 
 # In the order `pyalexnet --help` lists them.
-COMMANDS = ["train", "eval", "prepare", "gradcheck", "bench", "info", "demo"]
+COMMANDS = ["train", "eval", "prepare", "gradcheck", "bench", "info"]
 
 
 def _available():
