@@ -66,7 +66,7 @@ def _fmt_ms(entry):
         return "-"
     if entry.get("status") == "ok":
         return f"{entry['median_ms']:.3f}"
-    return "n/a" if entry.get("status") == "not available" else "ERROR"
+    return "ERROR"
 
 
 def _fmt_ratio(x):
@@ -177,7 +177,7 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
           f"References: " + ", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items()) + ".",
           "", "## Ceilings measured in this run", "", *_ceiling_lines(doc),
           "", "## Ops", "", markdown_table(head, body), "",
-          "`n/a`: the op is not implemented yet (NotImplementedError). Work is FLOPs for convolutions and "
+          "Work is FLOPs for convolutions and "
           "matrix products, else the minimum bytes moved; `% ceiling` is the achieved rate over the ceiling above.",
           "", "## Training step", "", *_step_lines(doc)]
     notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
