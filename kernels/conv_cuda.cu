@@ -27,9 +27,14 @@
 // order. No atomics: the same inputs give the same bits on every run. The bias
 // gradient is one block per channel with a fixed-shape tree reduction.
 //
-// Stride > 1 in the data gradient wastes the (r, s) taps that do not land on
-// an output (checked per element); AlexNet only strides conv1, whose input
-// gradient is never needed.
+// Data gradient, two forms chosen from the shape alone. Stride 1 with 32 or
+// more channels per group: the implicit GEMM above, gathering dy per tap. A
+// stride > 1 would waste the taps that land on no output (15 of 16 for conv1),
+// and a few channels per group (conv1 has 3) would waste most of a 64-row tile,
+// so those shapes go through columns instead, as Caffe's col2im does:
+// dcol[CgRS x imgs*P*Q] = W^T * dy (a dense GEMM, no wasted taps) into the
+// workspace, a chunk of images at a time, then a gather that sums each input's
+// taps in (r, s) order (deterministic, no atomics).
 #include <algorithm>
 #include <atomic>
 
@@ -47,6 +52,8 @@ constexpr int BK = 8;    // reduction depth per shared-memory stage
 constexpr int kTargetBlocks = 512;
 constexpr int kMaxSlices = 128;
 constexpr int kMinSliceDepth = 256;
+// Data gradient by columns: at most this many floats of columns per chunk of images (256 MB).
+constexpr int64_t kMaxColumnFloats = int64_t(1) << 26;
 
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 
@@ -196,6 +203,48 @@ struct DataProblem {
     div_hw.divmod(n, img, hw);
     return int(img) * C * HWn + int(hw);
   }
+  __device__ float c_bias(int, int) const { return 0.f; }
+};
+
+// Data gradient by columns: C[(c, r, s)][(img - img0, p, q)] = sum_k w[g*Kg + k][c][r][s] * dy[img][g*Kg + k][p][q]
+// (k over the group's filters), written to the workspace as col[g][(c, r, s)][(img - img0, p, q)].
+struct ColumnProblem {
+  const float* dy;
+  const float* w;
+  float* c;  // the workspace
+  int M, Ncols, Kdim;
+  int K, PQ, Kg, CRS, img0;
+  FastDiv div_pq;
+
+  struct ARow { const float* p; bool ok; };
+  struct BCol { const float* base; bool ok; };
+
+  // A[(c, r, s)][k] = w[g*Kg + k][(c, r, s)]: A_PER loads CRS apart (w is small and stays in cache).
+  __device__ ARow a_row(int g, int m) const { return {w + int64_t(g) * Kg * CRS + m, m < M}; }
+
+  template <int A_PER>
+  __device__ void load_a(const ARow& a, int k, int kend, float (&v)[A_PER]) const {
+#pragma unroll
+    for (int j = 0; j < A_PER; ++j) v[j] = (a.ok && k + j < kend) ? load(a.p + int64_t(k + j) * CRS) : 0.f;
+  }
+
+  // B[k][(img, pq)] = dy[img0 + img][g*Kg + k][pq]: consecutive columns are consecutive addresses.
+  __device__ BCol b_col(int g, int n) const {
+    BCol b{dy, n < Ncols};
+    if (!b.ok) return b;
+    uint32_t img, pq;
+    div_pq.divmod(n, img, pq);
+    b.base = dy + (int64_t(img0) + img) * K * PQ + int64_t(g) * Kg * PQ + pq;
+    return b;
+  }
+
+  __device__ void load_b(const BCol& b, int k, int kend, float (&v)[4]) const {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = (b.ok && k + j < kend) ? load(b.base + (k + j) * PQ) : 0.f;  // < K*PQ
+  }
+
+  __device__ int64_t c_row(int g, int /*slice*/, int m) const { return (int64_t(g) * M + m) * Ncols; }
+  __device__ int c_col(int n) const { return n; }
   __device__ float c_bias(int, int) const { return 0.f; }
 };
 
@@ -433,6 +482,35 @@ FilterPlan filter_plan(const ConvShape& s) {
   return plan;
 }
 
+// dx for images img0 .. img0 + imgs - 1 from the columns: each input sums the taps that read it, r then s
+// ascending. One thread per input element; offsets within the chunk and within dx fit 32 bits.
+__global__ void col2im_gather_kernel(const float* __restrict__ col, float* __restrict__ dx, int imgs, int img0, int C,
+                                     int H, int W, int Cg, int R, int S, int P, int Q, int stride, int pad,
+                                     int64_t ncols, FastDiv div_w, FastDiv div_hw, FastDiv div_c, FastDiv div_cg) {
+  const int64_t total = int64_t(imgs) * C * H * W;  // <= numel(dx) < 2^31
+  const int64_t grid_stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += grid_stride) {
+    uint32_t rest, hw, img, c, h, x, g, cl;
+    div_hw.divmod(uint32_t(i), rest, hw);
+    div_c.divmod(rest, img, c);
+    div_w.divmod(hw, h, x);
+    div_cg.divmod(c, g, cl);
+    const int hp = int(h) + pad, wp = int(x) + pad;
+    const float* base = col + (int64_t(g) * Cg + cl) * R * S * ncols + int64_t(img) * P * Q;
+    float sum = 0.f;
+    for (int r = hp % stride; r < R && r <= hp; r += stride) {
+      const int p = (hp - r) / stride;
+      if (p >= P) continue;
+      for (int t = wp % stride; t < S && t <= wp; t += stride) {
+        const int q = (wp - t) / stride;
+        if (q >= Q) continue;
+        sum += load(base + int64_t(r * S + t) * ncols + p * Q + q);
+      }
+    }
+    dx[(int64_t(img0) + img) * C * H * W + int64_t(c) * H * W + hw] = sum;
+  }
+}
+
 // dw[i] = sum over slices, in slice order (deterministic).
 __global__ void sum_slices_kernel(const float* __restrict__ partial, float* __restrict__ out, int64_t n,
                                   int slices) {
@@ -463,6 +541,24 @@ __global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict
   if (threadIdx.x == 0) db[k] = partial[0];
 }
 
+// How the data gradient is computed (from the shape only): by columns, in chunks of images, or directly.
+struct DataPlan {
+  bool columns = false;
+  int64_t imgs_per_chunk = 0;
+};
+
+DataPlan data_plan(const ConvShape& s) {
+  DataPlan plan;
+  plan.columns = s.stride > 1 || s.Cg() < 32;
+  if (!plan.columns || s.N == 0) return plan;
+  const int64_t per_img = s.C * s.RS() * s.PQ();  // columns of one image, all groups
+  int64_t chunk = std::min<int64_t>(s.N, std::max<int64_t>(1, kMaxColumnFloats / std::max<int64_t>(per_img, 1)));
+  chunk = std::min<int64_t>(chunk, std::max<int64_t>(1, (int64_t(1) << 31) / (s.PQ() + 1)));  // GEMM columns fit int
+  const int64_t chunks = (s.N + chunk - 1) / chunk;
+  plan.imgs_per_chunk = (s.N + chunks - 1) / chunks;  // even chunks
+  return plan;
+}
+
 void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
   const int64_t need = conv2d_workspace_floats(s, pass);
   if (have < need)
@@ -475,6 +571,10 @@ bool aligned(const void* p, int bytes) { return reinterpret_cast<std::uintptr_t>
 }  // namespace
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
+  if (pass == ConvPass::backward_data) {
+    const DataPlan plan = data_plan(s);
+    return plan.columns ? plan.imgs_per_chunk * s.C * s.RS() * s.PQ() : 0;
+  }
   if (pass != ConvPass::backward_filter || s.N == 0) return 0;
   const FilterPlan plan = filter_plan(s);
   return plan.slices > 1 ? plan.slices * s.K * s.CRSg() : 0;
@@ -500,9 +600,33 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
 
 void conv2d_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, float* workspace,
                           int64_t workspace_floats, Stream stream) {
-  (void)workspace;
   check_workspace(s, ConvPass::backward_data, workspace_floats);
-  if (s.N == 0) return;
+  if (s.N == 0 || s.C == 0) return;
+  if (s.Kg() == 0) {  // no filters: nothing reaches x
+    PYA_CUDA_CHECK(cudaMemsetAsync(dx, 0, sizeof(float) * s.N * s.C * s.HW(), stream));
+    return;
+  }
+  const DataPlan plan = data_plan(s);
+  if (plan.columns) {
+    ColumnProblem p{};
+    p.dy = dy, p.w = w, p.c = workspace;
+    p.M = int(s.CRSg()), p.Kdim = int(s.Kg());
+    p.K = int(s.K), p.PQ = int(s.PQ()), p.Kg = int(s.Kg()), p.CRS = int(s.CRSg());
+    p.div_pq = FastDiv(s.PQ());
+    for (int64_t img0 = 0; img0 < s.N; img0 += plan.imgs_per_chunk) {
+      const int64_t imgs = std::min(plan.imgs_per_chunk, s.N - img0);
+      p.img0 = int(img0), p.Ncols = int(imgs * s.PQ());
+      launch_implicit_gemm(p, s.groups, 1, p.Kdim,
+                           row_fragments_for_device(p.M, s.groups * ((p.Ncols + BN - 1) / BN)), stream);
+      const int64_t n = imgs * s.C * s.HW();
+      col2im_gather_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
+          workspace, dx, int(imgs), int(img0), int(s.C), int(s.H), int(s.W), int(s.Cg()), int(s.R), int(s.S),
+          int(s.P), int(s.Q), int(s.stride), int(s.pad), int64_t(p.Ncols), FastDiv(s.W), FastDiv(s.HW()),
+          FastDiv(s.C), FastDiv(s.Cg()));
+      PYA_CHECK_LAUNCH("conv2d data-gradient col2im");
+    }
+    return;
+  }
   DataProblem p{};
   p.dy = dy, p.w = w, p.c = dx;
   p.M = int(s.Cg()), p.Ncols = int(s.N * s.HW()), p.Kdim = int(s.Kg() * s.RS());

@@ -20,7 +20,7 @@ status=0
 } > "$out/env.txt"
 
 echo "== build"
-PYALEXNET_CUDA=ON pip install --no-build-isolation --no-deps -e . > "$out/build.log" 2>&1 || { echo "build failed"; tail -30 "$out/build.log"; exit 1; }
+PYALEXNET_CUDA=ON python3 -m pip install --no-build-isolation --no-deps -e . > "$out/build.log" 2>&1 || { echo "build failed"; tail -30 "$out/build.log"; exit 1; }
 python3 -m pyalexnet info | tee -a "$out/env.txt"
 
 echo "== GPU tests"

@@ -106,6 +106,7 @@ static void fill(std::vector<float>& v, uint32_t seed) {
   }
 }
 static bool first_or_last_x(dim3 b, dim3 g) { return b.x == 0 || b.x == g.x - 1; }
+static bool first_or_last_two_x(dim3 b, dim3 g) { return b.x == 0 || b.x + 2 >= g.x; }
 static unsigned emu_last_z_from = 0;
 static bool last_slice(dim3 b, dim3) { return b.z >= emu_last_z_from; }
 // Compares every written (non-NaN) element of `got` with ref(i); `expect` = how many must have been written.
@@ -179,11 +180,27 @@ static int check_alexnet_batch128() {
         return sum;
       });
     }
-    {  // input gradient: columns (img, h, w) of the first and last tiles, every channel
+    {  // input gradient. Direct: columns (img, h, w) of the first and last tiles, every channel. By columns
+       // (conv1): per chunk of images, the first GEMM tile and the last two feed the dx elements of the
+       // first and last two 256-thread blocks of the gather (the first and last rows of the chunk).
       std::vector<float> dx(x.size(), NAN);
-      cuda::conv2d_backward_data(dy.data(), w.data(), dx.data(), s, nullptr, 0, st);
-      const int64_t cols = s.N * HW, last = cols - (cols - 1) / 128 * 128;
-      fails += compare_written("dx", dx, C * (std::min<int64_t>(128, cols) + (cols > 128 ? last : 0)), [&](int64_t i) {
+      const int64_t need = cuda::conv2d_workspace_floats(s, ConvPass::backward_data);
+      std::vector<float> ws(std::max<int64_t>(need, 1), NAN);
+      if (need) emu_run_block = first_or_last_two_x;
+      cuda::conv2d_backward_data(dy.data(), w.data(), dx.data(), s, need ? ws.data() : nullptr, need, st);
+      emu_run_block = first_or_last_x;
+      int64_t expect = 0;
+      if (need) {
+        const int64_t per_img = C * HW, chunk_imgs = need / (C * R * S * PQ);
+        for (int64_t img0 = 0; img0 < s.N; img0 += chunk_imgs) {
+          const int64_t n = std::min(chunk_imgs, s.N - img0) * per_img, blocks = (n + 255) / 256;
+          expect += blocks <= 3 ? n : 2 * 256 + (n - (n - 1) / 256 * 256);
+        }
+      } else {
+        const int64_t cols = s.N * HW, last = cols - (cols - 1) / 128 * 128;
+        expect = C * (std::min<int64_t>(128, cols) + (cols > 128 ? last : 0));
+      }
+      fails += compare_written("dx", dx, expect, [&](int64_t i) {
         const int64_t ww = i % W, h = i / W % H, c = i / HW % C, img = i / (HW * C), g = c / Cg;
         double sum = 0;
         for (int64_t k = g * Kg; k < (g + 1) * Kg; ++k)
