@@ -1,25 +1,25 @@
 // Max-pooling on the GPU: shared-memory tiles, 32-bit index math, no division
 // in the per-element loops.
 //
-// A block takes one band of one plane (a band is the whole plane when it fits,
-// which it does for all of AlexNet's pools) and copies the input rows the band
-// needs into shared memory: those rows are contiguous in global memory, so the
-// copy is one coalesced linear read, and every x element is read from global
-// memory once instead of by each of the up to 4 windows (9 reads each) that use it.
-//  - forward: a band is a run of output rows; each thread takes outputs in
-//    row-major order and scans its window in the tile.
-//  - backward: a band is a run of input rows. Phase 1 copies x for every window
-//    covering those rows; phase 2 finds each window's winner ONCE (pool_window_argmax,
-//    the rule the CPU uses) and keeps it with the window's dy in shared memory;
-//    phase 3 gives each input the sum, in row-major window order, of dy over the
-//    covering windows it wins (pool_gather). That is the order in which the CPU's
-//    scatter adds the same terms, so the results stay bit-identical to the CPU's,
-//    and with no atomics they are identical run to run.
-// The covering ranges come from per-column and per-row tables in shared memory,
-// and loop indices advance by carrying (no division per element).
-// Planes too wide for even a one-row band in 48 KB of shared memory (W beyond
-// about 2000 for 3x3 windows), or too large for int offsets, take the general
-// one-thread-per-element kernels with 64-bit index math.
+// A block copies into shared memory the input rows it needs: whole planes (several
+// small ones per block, so each block has about 1024 inputs: pool2 and pool5 pack
+// 2 and 7 at batch 128), or a band of rows of one plane when a plane is too large
+// for 24 KB or there are too few planes to fill the GPU. Consecutive planes' rows
+// follow each other in memory, so the copy is one coalesced linear read, and each
+// x element is read from global memory once instead of by each of the up to 4
+// windows (9 reads each) that use it.
+//  - forward: each thread takes outputs in row-major order and scans its window in
+//    the tile.
+//  - backward: phase 1 copies x for every window covering the block's input rows,
+//    and those windows' dy; phase 2 finds each window's winner ONCE
+//    (pool_window_argmax, the rule the CPU uses); phase 3 gives each input the sum,
+//    in row-major window order, of dy over the covering windows it wins
+//    (pool_gather). The CPU's scatter adds the same terms in the same order, so the
+//    results stay bit-identical to the CPU's, and with no atomics identical run to run.
+// Covering ranges come from per-row and per-column tables in shared memory, and
+// loop indices advance by carrying. Planes too wide for even a one-row band in
+// 48 KB (W beyond about 1300 backward, 4000 forward, for 3x3 windows, stride 2) or
+// too large for int offsets take the general one-thread-per-element kernels.
 #include <climits>
 
 #include "cuda_check.h"
@@ -199,15 +199,14 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = threadIdx.x; r < nwin; r += kThreads) win_row[r] = r * s * W;
     }
     load_tile(xs, x + x_at, xrows * W);
+    load_tile(dys, dy + dy_at, nwin * OW);  // the windows' dy, contiguous too: both reads in flight at once
     __syncthreads();
 
     // Phase 2: each window's winner, once.
-    const float* dyb = dy + dy_at;
     Walk wi(OW);
     for (int k = threadIdx.x; k < nwin * OW; k += kThreads, wi.next(OW)) {
       int top_left = win_row[wi.row] + wi.col * s;
       winner[k] = top_left + pool_window_argmax<int>(xs + top_left, W, size);
-      dys[k] = dyb[k];
     }
     __syncthreads();
 
