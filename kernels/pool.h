@@ -6,8 +6,10 @@
 // NaNs propagate), and an input shared by overlapping windows sums them. It is
 // a gather over the windows that cover each input (cuda-convnet's
 // convLocalMaxUndo recomputes the max the same way rather than storing an
-// argmax): no atomics, so results are identical run to run, and since both
-// backends run the routines below in the same order, CPU and GPU agree bit for bit.
+// argmax): no atomics, so results are identical run to run. Both backends find
+// each window's winner with pool_window_argmax and add an input's terms in
+// row-major window order starting from zero (the CPU as a scatter, the GPU as a
+// gather), so CPU and GPU agree bit for bit.
 #pragma once
 #include "common.h"
 
@@ -18,15 +20,18 @@ struct PoolGeometry {
   int size, stride;
 };
 
-// Row-major index (within the plane) of the first maximal element of window (oh, ow).
-PYA_HD int64_t pool_argmax(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow) {
-  int64_t h0 = oh * g.stride, w0 = ow * g.stride;
-  int64_t best_at = h0 * g.W + w0;
-  float best = plane[best_at];
-  for (int dh = 0; dh < g.size; ++dh) {
-    for (int dw = 0; dw < g.size; ++dw) {
-      int64_t at = (h0 + dh) * g.W + w0 + dw;
-      float v = plane[at];
+// Offset (dh * pitch + dw), from the window's top-left element `win` (rows
+// `pitch` apart), of the window's first maximal element in row-major order.
+// The one comparison rule of both backends: the CPU calls it on planes, the GPU
+// on planes or on shared-memory tiles (int offsets), with the same visiting order.
+template <class I>
+PYA_HD I pool_window_argmax(const float* win, I pitch, int size) {
+  I best_at = 0;
+  float best = win[0];
+  for (int dh = 0; dh < size; ++dh) {
+    for (int dw = 0; dw < size; ++dw) {
+      I at = dh * pitch + dw;
+      float v = win[at];
       // Strictly greater keeps the first of equal values; a NaN replaces a number once.
       if (v > best || (v != v && best == best)) {
         best = v;
@@ -37,19 +42,43 @@ PYA_HD int64_t pool_argmax(const float* plane, const PoolGeometry& g, int64_t oh
   return best_at;
 }
 
-// First and last output index whose window covers input coordinate i.
-PYA_HD void pool_covering(int64_t i, int size, int stride, int64_t out, int64_t& first, int64_t& last) {
+// Row-major index (within the plane) of the first maximal element of window (oh, ow).
+PYA_HD int64_t pool_argmax(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow) {
+  int64_t top_left = oh * g.stride * g.W + ow * g.stride;
+  return top_left + pool_window_argmax<int64_t>(plane + top_left, g.W, g.size);
+}
+
+// First and last output index whose window covers input coordinate i (first > last: none).
+template <class I>
+PYA_HD void pool_covering(I i, int size, int stride, I out, I& first, I& last) {
   first = i < size ? 0 : (i - size) / stride + 1;
   last = i / stride;
   if (last > out - 1) last = out - 1;
 }
 
-// The gradient reaching input (h, w) of one plane from the windows oh0..oh1 x
-// ow0..ow1 that cover it: the sum, in row-major window order, of dy over the
-// windows whose first maximal element it is.
-PYA_HD float pool_input_grad_in(const float* x_plane, const float* y_plane, const float* dy_plane,
-                                const PoolGeometry& g, int64_t h, int64_t w, int64_t oh0, int64_t oh1, int64_t ow0,
-                                int64_t ow1) {
+// The gradient of one input from the windows oh0..oh1 x ow0..ow1 covering it,
+// given each window's winner (the offset of its first maximal element, in the
+// same coordinates as `at`) and dy, both at [oh * pitch + ow]: the sum, in
+// row-major window order, of dy over the windows whose winner is the input.
+// The CPU's scatter adds the same terms in the same order, starting from zero.
+template <class I>
+PYA_HD float pool_gather(const I* winner, const float* dy, I pitch, I oh0, I oh1, I ow0, I ow1, I at) {
+  float grad = 0.f;
+  for (I oh = oh0; oh <= oh1; ++oh) {
+    for (I ow = ow0; ow <= ow1; ++ow) {
+      if (winner[oh * pitch + ow] == at) grad += dy[oh * pitch + ow];
+    }
+  }
+  return grad;
+}
+
+// The gradient reaching input (h, w) of one plane, recomputing the argmax of
+// each covering window (the GPU's fallback for planes too wide for its tiles).
+PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const float* dy_plane, const PoolGeometry& g,
+                             int64_t h, int64_t w) {
+  int64_t oh0, oh1, ow0, ow1;
+  pool_covering<int64_t>(h, g.size, g.stride, g.OH, oh0, oh1);
+  pool_covering<int64_t>(w, g.size, g.stride, g.OW, ow0, ow1);
   int64_t at = h * g.W + w;
   float v = x_plane[at];
   float grad = 0.f;
@@ -62,16 +91,6 @@ PYA_HD float pool_input_grad_in(const float* x_plane, const float* y_plane, cons
     }
   }
   return grad;
-}
-
-// The same for one input, finding its covering windows itself (the GPU's
-// one-thread-per-input form; the CPU hoists the covering ranges out of its loops).
-PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const float* dy_plane, const PoolGeometry& g,
-                             int64_t h, int64_t w) {
-  int64_t oh0, oh1, ow0, ow1;
-  pool_covering(h, g.size, g.stride, g.OH, oh0, oh1);
-  pool_covering(w, g.size, g.stride, g.OW, ow0, ow1);
-  return pool_input_grad_in(x_plane, y_plane, dy_plane, g, h, w, oh0, oh1, ow0, ow1);
 }
 
 namespace cpu {

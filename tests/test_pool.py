@@ -171,3 +171,35 @@ def test_gpu_pool_geometries(cp, rng, size, stride, H):
     np.testing.assert_array_equal(cp.asnumpy(yg), y)
     dxg = ops.max_pool_backward(cp.asarray(dy), cp.asarray(x), yg, size=size, stride=stride)
     np.testing.assert_array_equal(cp.asnumpy(dxg), ops.max_pool_backward(dy, x, y, size=size, stride=stride))
+
+
+# Shapes that take each of the CUDA kernels' tilings: several small planes per block (with a short last
+# group), bands of rows (few planes, large planes, rows below the last window), one-row bands, the
+# general kernels for planes too wide for a tile, and windows as tall or as wide as the input.
+GPU_TILINGS = [
+    ((2, 2053, 5, 5), 3, 2),      # whole planes, 4 per block, 2 in the last block
+    ((128, 32, 13, 13), 3, 2),    # pool5's planes, packed
+    ((1, 96, 55, 55), 3, 2),      # batch 1: bands for parallelism
+    ((1, 2, 230, 231), 3, 2),     # bands: the plane does not fit
+    ((1, 1, 302, 200), 4, 3),     # bands, the last input row below every window
+    ((2, 1, 40, 1000), 3, 2),     # one-row backward bands, beyond the preferred budget
+    ((1, 1, 9, 2500), 3, 2),      # one-row forward bands beyond the preferred budget; the general backward
+    ((1, 1, 7, 5000), 3, 2),      # too wide for any band: the general kernels
+    ((2, 3, 3, 50), 3, 2),        # H equal to the window
+    ((2, 3, 50, 3), 3, 3),        # W equal to the window
+    ((1, 1, 64, 64), 1, 1),       # 1x1 windows
+    ((3, 4, 37, 29), 5, 2),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,size,stride", GPU_TILINGS)
+def test_gpu_pool_tilings_match_cpu_bit_for_bit(cp, rng, shape, size, stride):
+    x = np.round(rng.standard_normal(shape), 1).astype(np.float32)  # ties included
+    x.flat[rng.integers(0, x.size, 5)] = np.nan
+    y = ops.max_pool(x, size=size, stride=stride)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yg = ops.max_pool(cp.asarray(x), size=size, stride=stride)
+    np.testing.assert_array_equal(cp.asnumpy(yg), y)
+    dxg = ops.max_pool_backward(cp.asarray(dy), cp.asarray(x), yg, size=size, stride=stride)
+    np.testing.assert_array_equal(cp.asnumpy(dxg), ops.max_pool_backward(dy, x, y, size=size, stride=stride))
