@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from .. import _backend as B
 from .._backend import _C
 
@@ -195,8 +197,6 @@ def softmax(logits):
 
 def _labels(labels, logits):
     if labels is None or not hasattr(labels, "dtype"):
-        import numpy as np
-
         labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"argument 'labels' must be an integer array (int32 or int64), got dtype {labels.dtype}")
@@ -205,14 +205,13 @@ def _labels(labels, logits):
                          f"(one per row of 'logits' {_shape(logits)}), got {_shape(labels)}")
     if labels.dtype.name not in ("int32", "int64"):
         labels = labels.astype("int64")
-    if labels.size:
-        # One min/max reduction (a device sync for CuPy; the loss syncs anyway).
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= logits.shape[1]:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "
-                             f"[0, {logits.shape[1]}))")
     return labels
+
+
+def _check_label_range(lo, hi, classes):
+    if lo < 0 or hi >= classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"label {bad} is out of range for {classes} classes (labels must be in [0, {classes}))")
 
 
 def softmax_cross_entropy(logits, labels):
@@ -231,10 +230,22 @@ def softmax_cross_entropy(logits, labels):
     if B.is_gpu_array(labels) != B.is_gpu_array(logits):
         raise TypeError("arguments 'logits' and 'labels' must both be numpy arrays or both CuPy arrays")
     labels = _labels(labels, logits)
+    if not B.is_gpu_array(labels):  # checked before the kernel; on a GPU after it, in the loss's one transfer
+        _check_label_range(int(labels.min()), int(labels.max()), logits.shape[1])
     with B.launch(logits, labels) as l:
         labels = l.xp.ascontiguousarray(labels)
         row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
         dlogits = l.xp.empty_like(logits)
+        # The kernel never reads outside the row for a bad label (it gives a NaN row loss).
         _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, l.stream)
-        loss = float(row_loss.sum(dtype=l.xp.float64)) / logits.shape[0]
+        if l.xp is not np:
+            # One device-to-host transfer (one sync) for the loss and the label range together.
+            loss_sum, lo, hi = (float(v) for v in l.xp.stack(
+                (row_loss.sum(dtype=l.xp.float64), labels.min().astype(l.xp.float64),
+                 labels.max().astype(l.xp.float64))).get())
+            _check_label_range(int(lo), int(hi), logits.shape[1])
+        else:
+            loss_sum = float(row_loss.sum(dtype=l.xp.float64))
+        loss = loss_sum / logits.shape[0]
     return loss, dlogits
+
