@@ -2,7 +2,6 @@
 
 #include <pybind11/numpy.h>
 
-#include <sstream>
 
 #ifdef PYA_WITH_CUDA
 #include "../kernels/cuda_check.h"
@@ -27,13 +26,13 @@ int64_t Array::numel() const {
   return n;
 }
 
+// No iostreams in the module: on the H100 machine's image (Ubuntu 24.04, GCC 13.3, Python 3.12) an
+// ostringstream << int64_t inside _C segfaulted, turning every error message into a crash.
 std::string shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  if (shape.size() == 1) os << ",";
-  os << ")";
-  return os.str();
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  if (shape.size() == 1) out += ",";
+  return out + ")";
 }
 
 std::string Array::shape_str() const { return pya::shape_str(shape); }
