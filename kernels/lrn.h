@@ -4,11 +4,12 @@
 //   da[i] = db[i] * d[i]^-beta - 2 alpha beta a[i] * sum_{j in window(i)} db[j] b[j] / d[j]
 // (the windows are symmetric, so "j whose window holds i" is window(i) itself).
 //
-// Both backends run the same per-pixel routines below: one pass down the
-// channels at one (n, y, x), with a running window sum (add the entering
-// channel's square, subtract the leaving one) instead of n reads per output.
-// On the GPU one thread owns one pixel, so neighbouring threads read
-// neighbouring addresses of each channel plane (coalesced).
+// The CPU runs the per-pixel routines below: one pass down the channels at one
+// (n, y, x), with a running window sum (add the entering channel's square,
+// subtract the leaving one) instead of n reads per output. The GPU holds a
+// chunk of channels in registers and sums each window directly (see
+// lrn_cuda.cu). Both build every value from the same per-element helpers
+// (lrn_denominator, lrn_output, lrn_ratio_value, lrn_input_grad).
 #pragma once
 #include <cmath>
 
@@ -27,6 +28,21 @@ PYA_HD float lrn_pow_neg(float d, float beta) {
 }
 
 PYA_HD float lrn_square(float a) { return a * a; }
+
+// d = k + alpha * (window sum of squares).
+PYA_HD float lrn_denominator(float sum_sq, float alpha, float k) { return k + alpha * sum_sq; }
+
+// b = a * d^-beta.
+PYA_HD float lrn_output(float a, float d, float beta) { return a * lrn_pow_neg(d, beta); }
+
+// The backward's per-channel ratio db[j] * b[j] / d[j].
+PYA_HD float lrn_ratio_value(float dy, float y, float d) { return dy * y / d; }
+
+// da[i] = db[i] * d[i]^-beta - 2 alpha beta a[i] * (window sum of ratios);
+// two_alpha_beta = 2 * alpha * beta, computed once by the caller.
+PYA_HD float lrn_input_grad(float dy, float d, float a, float sum_ratio, float beta, float two_alpha_beta) {
+  return dy * lrn_pow_neg(d, beta) - two_alpha_beta * a * sum_ratio;
+}
 
 // Sum of squares over channels [lo, hi] of one pixel (channel stride cs).
 PYA_HD float lrn_window_sum(const float* a, int64_t cs, int lo, int hi) {
@@ -57,7 +73,7 @@ struct LrnSquareSum {
     s = lrn_window_sum(a, cs, 0, half < C - 1 ? half : C - 1);
   }
 
-  PYA_HD float denominator() const { return k + alpha * s; }
+  PYA_HD float denominator() const { return lrn_denominator(s, alpha, k); }
 
   // Slides the window from [i-half, i+half] to [i+1-half, i+1+half].
   PYA_HD void advance(int i) {
@@ -79,7 +95,7 @@ PYA_HD void lrn_forward_pixel(const float* a, float* y, int C, int64_t cs, int h
                               float k) {
   LrnSquareSum w(a, cs, C, half, alpha, k);
   for (int i = 0; i < C; ++i) {
-    y[i * cs] = a[i * cs] * lrn_pow_neg(w.denominator(), beta);
+    y[i * cs] = lrn_output(a[i * cs], w.denominator(), beta);
     if (i + 1 < C) w.advance(i);
   }
 }
@@ -93,9 +109,8 @@ PYA_HD void lrn_denominators(const float* a, float* d, int C, int64_t cs, int ha
   }
 }
 
-// The backward's per-channel ratio db[j] * b[j] / d[j].
 PYA_HD float lrn_ratio(const float* dy, const float* y, const float* d, int j, int64_t cs) {
-  return dy[j * cs] * y[j * cs] / d[j * cs];
+  return lrn_ratio_value(dy[j * cs], y[j * cs], d[j * cs]);
 }
 
 // Backward for one pixel, given the denominators `d` (lrn_denominators).
@@ -107,7 +122,7 @@ PYA_HD void lrn_backward_pixel(const float* dy, const float* a, const float* y, 
   for (int j = 0; j <= half && j < C; ++j) s += lrn_ratio(dy, y, d, j, cs);
   float two_alpha_beta = 2.f * alpha * beta;
   for (int i = 0; i < C; ++i) {
-    dx[i * cs] = dy[i * cs] * lrn_pow_neg(d[i * cs], beta) - two_alpha_beta * a[i * cs] * s;
+    dx[i * cs] = lrn_input_grad(dy[i * cs], d[i * cs], a[i * cs], s, beta, two_alpha_beta);
     int enter = i + 1 + half, leave = i - half;
     if (enter < C) s += lrn_ratio(dy, y, d, enter, cs);
     if (leave >= 0) s -= lrn_ratio(dy, y, d, leave, cs);
@@ -124,6 +139,7 @@ void lrn_backward(const float* dy, const float* x, const float* y, float* dx, fl
 }  // namespace cpu
 
 namespace cuda {
+// The backward uses the workspace only for window sizes above 7 or very large images.
 void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
                  Stream stream);
 void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,
