@@ -26,8 +26,10 @@ int64_t Array::numel() const {
   return n;
 }
 
-// No iostreams in the module: on the H100 machine's image (Ubuntu 24.04, GCC 13.3, Python 3.12) an
-// ostringstream << int64_t inside _C segfaulted, turning every error message into a crash.
+// No iostreams in the module: built on the H100 machine's image by its own /opt/gcc (GCC 13.3), _C
+// carried libstdc++ locale code of its own (cuda-gdb: codecvt and basic_ostream::_M_insert<long> inside
+// _C), and an ostringstream << int64_t there segfaulted, turning every error message into a crash.
+// std::to_string formats without the locale.
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string out = "(";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);

@@ -57,7 +57,8 @@ def git_commit() -> str | None:
     here = Path(__file__).resolve().parents[2]
     if not (here / ".git").exists():
         return None
-    return _run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"])
+    # --dirty: a copied working tree (a GPU machine's) can carry a .git whose HEAD predates its files.
+    return _run(["git", "-C", str(here), "describe", "--always", "--dirty=+modified"])
 
 
 def environment(device: str, torch=None, cp=None) -> dict:
