@@ -98,16 +98,26 @@ def test_work_counts_match_the_paper():
 
 
 def test_targets_pass_and_fail_on_thresholds():
-    def row(name, group, ours, ref, frac=None):
-        return {"name": name, "group": group, "impl": {"ours": {"status": "ok", "median_ms": ours, "fraction_of_peak": frac},
-                                                       "t": {"status": "ok", "median_ms": ref}},
-                "ratio": {"t": ours / ref}}
-    rs = [row("conv2.fwd", "conv", 3.0, 1.0, 0.5), row("lrn1.fwd", "lrn", 1.0, 4.0, 0.8),
-          row("lrn1.bwd", "lrn", 1.0, 2.0, 0.6), row("pool1.fwd", "pool", 1.0, 1.0, 0.9)]
+    def row(name, group, ours, ref, frac=None, copy_ms=None):
+        r = {"name": name, "group": group, "impl": {"ours": {"status": "ok", "median_ms": ours, "fraction_of_peak": frac},
+                                                    "t": {"status": "ok", "median_ms": ref}},
+             "ratio": {"t": ours / ref}, "bound": "compute" if group == "conv" else "memory",
+             "flops": 1e9, "bytes": 1e9}
+        if copy_ms is not None:
+            r["same_size_copy"] = {"status": "ok", "median_ms": copy_ms}
+        return r
+    rs = [row("conv2.fwd", "conv", 3.0, 1.0), row("lrn1.fwd", "lrn", 1.0, 4.0, copy_ms=0.8),
+          row("lrn1.bwd", "lrn", 1.0, 2.0, copy_ms=0.6), row("pool1.fwd", "pool", 1.0, 1.0, copy_ms=0.7),
+          row("relu1.fwd", "relu", 1.0, 1.0)]
+    report.add_rates(rs, {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e12}, ["t"])
     report.add_targets(rs, "t")
     verdict = {(r["name"], t["name"]): t["pass"] for r in rs for t in r["targets"]}
     assert verdict[("conv2.fwd", "ours/cuDNN fp32 <= 2")] is False
-    assert verdict[("conv2.fwd", ">= 40% fp32 peak")] is True
+    assert verdict[("conv2.fwd", ">= 40% fp32 peak")] is False           # 1 GFLOP in 3 ms: 33% of 1 TFLOP/s
     assert verdict[("lrn1.fwd", "fwd+bwd >= 3x PyTorch")] is True       # (4+2)/(1+1) = 3
-    assert verdict[("lrn1.bwd", ">= 70% copy bandwidth")] is False
+    assert verdict[("lrn1.fwd", ">= 70% of a same-size copy")] is True  # the copy took 0.8 of our time
+    assert verdict[("lrn1.bwd", ">= 70% of a same-size copy")] is False
+    assert verdict[("pool1.fwd", ">= 70% of a same-size copy")] is True
     assert verdict[("pool1.fwd", "no slower than PyTorch")] is True
+    assert verdict[("relu1.fwd", ">= 70% of a same-size copy")] is None  # no copy measured: no verdict
+    assert rs[0]["impl"]["ours"]["fraction_of_peak"] == pytest.approx(1 / 3)

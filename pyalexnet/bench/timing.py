@@ -131,6 +131,38 @@ class Marker:
 # ---------------------------------------------------------------------------------------------
 # Ceilings measured in the same run: a large copy (bandwidth) and a large float32 matrix product.
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _copy_pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers)
+    return _POOLS[workers]
+
+
+def make_copy(timer, xp, nbytes: int):
+    """(copy, how): a call that copies nbytes between two fresh buffers on the timer's device (a
+    device-to-device cudaMemcpyAsync on a GPU; numpy.copyto in one slice per core on a CPU)."""
+    src = xp.ones(max(nbytes // 4, 1), dtype=xp.float32)
+    dst = xp.empty_like(src)
+    nbytes = src.nbytes
+    if timer.kind == "cuda":
+        cp = xp
+        kind = cp.cuda.runtime.memcpyDeviceToDevice
+
+        def copy():
+            cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, nbytes, kind, cp.cuda.get_current_stream().ptr)
+        return copy, f"cudaMemcpyAsync device-to-device of {nbytes / 2**20:.0f} MiB"
+    # numpy copies on one thread; the kernels use every core, so copy in one slice per core.
+    workers = os.cpu_count() or 1
+    pool = _copy_pool(workers)
+    cuts = np.linspace(0, src.size, workers + 1).astype(int)
+
+    def copy():
+        list(pool.map(lambda i: np.copyto(dst[cuts[i]:cuts[i + 1]], src[cuts[i]:cuts[i + 1]]), range(workers)))
+    return copy, f"numpy.copyto of {nbytes / 2**20:.0f} MiB on {workers} threads"
+
+
 def measure_ceilings(timer: CpuTimer, xp, *, quick: bool, free_bytes: int | None = None) -> dict:
     if timer.kind == "cuda":
         copy_bytes = 1 << (26 if quick else 30)
@@ -140,27 +172,10 @@ def measure_ceilings(timer: CpuTimer, xp, *, quick: bool, free_bytes: int | None
     else:
         copy_bytes = 1 << (23 if quick else 28)
         n = 256 if quick else 2048
-    src = xp.ones(copy_bytes // 4, dtype=xp.float32)
-    dst = xp.empty_like(src)
-    if timer.kind == "cuda":
-        cp = xp
-        kind = cp.cuda.runtime.memcpyDeviceToDevice
-
-        def copy():
-            cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, copy_bytes, kind,
-                                        cp.cuda.get_current_stream().ptr)
-        how = f"cudaMemcpyAsync device-to-device of {copy_bytes / 2**20:.0f} MiB"
-    else:
-        # numpy copies on one thread; the kernels use every core, so copy in one slice per core.
-        workers = os.cpu_count() or 1
-        pool = ThreadPoolExecutor(workers)
-        cuts = np.linspace(0, src.size, workers + 1).astype(int)
-
-        def copy():
-            list(pool.map(lambda i: np.copyto(dst[cuts[i]:cuts[i + 1]], src[cuts[i]:cuts[i + 1]]), range(workers)))
-        how = f"numpy.copyto of {copy_bytes / 2**20:.0f} MiB on {workers} threads"
+    copy, how = make_copy(timer, xp, copy_bytes)
     copy()
     t_copy = timer.measure(copy)
+    del copy
     rng = np.random.default_rng(0)
     a = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
     b = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
@@ -170,7 +185,7 @@ def measure_ceilings(timer: CpuTimer, xp, *, quick: bool, free_bytes: int | None
         xp.matmul(a, b, out=c)
     mm()
     t_mm = timer.measure(mm)
-    del src, dst, a, b, c
+    del a, b, c
     return {
         "bandwidth_bytes_per_s": 2 * copy_bytes / (t_copy["median_ms"] * 1e-3),
         "bandwidth_how": how + " (read + write counted)",
