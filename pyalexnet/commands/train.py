@@ -44,14 +44,15 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default="builtin", metavar="SPEC",
                    help="the data set: builtin, fashion-mnist, cifar10:PATH, a folder or a store (default: builtin)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 90 for the paper's "
-                   "network, a short tuned run for the small one)")
+                   "network, 15 for the small one)")
     p.add_argument("--batch-size", type=int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.01; 0.02 for the small network)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.01)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default: 0.0005)")
-    p.add_argument("--schedule", type=_schedule, default="plateau",
+    p.add_argument("--schedule", type=_schedule, default=None,
                    help="'plateau' (lr / 10 when validation error stops improving, at most 3 times), "
-                        "'constant', or epochs at which to divide lr by 10, e.g. 30,60,80 (default: plateau)")
+                        "'constant', or epochs (0-based) at whose start lr is divided by 10, e.g. 30,60,80 "
+                        "(default: plateau for the paper's network, 10,13 for the small one)")
     p.add_argument("--patience", type=int, default=None, help="plateau: epochs without improvement before lr / 10")
     p.add_argument("--preset", choices=["paper", "small", "tiny"], default=None,
                    help="network size (default: from the crop size)")
