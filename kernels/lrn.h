@@ -4,8 +4,9 @@
 //   da[i] = db[i] * d[i]^-beta - 2 alpha beta a[i] * sum_{j in window(i)} db[j] b[j] / d[j]
 // (the windows are symmetric, so "j whose window holds i" is window(i) itself).
 //
-// The CPU runs the per-pixel routines below: one pass down the channels at one
-// (n, y, x), summing each window directly (a running sum for long windows). The GPU holds a
+// The CPU sums each window directly, a channel plane at a time (vectorised over
+// the pixels); for long windows it runs the per-pixel routines below, one pass
+// down the channels at one (n, y, x) with a running window sum. The GPU holds a
 // chunk of channels in registers and sums each window directly (see
 // lrn_cuda.cu). Both build every value from the same per-element helpers
 // (lrn_denominator, lrn_output, lrn_ratio_value, lrn_input_grad).
@@ -90,23 +91,14 @@ struct LrnSquareSum {
 };
 
 // Windows up to 2 * kLrnDirectHalf + 1 channels (the paper's 5 among them) are summed directly, in
-// channel order, as the GPU's main kernels do: a running sum would carry the rounding of every channel
-// it has passed (about 1e-5 relative after 96 channels with alpha = 0.05, beta = 1.3). Longer windows
-// keep the running sum, which costs 2 reads per channel instead of size.
+// channel order, on both backends (lrn_cpu.cpp plane by plane, lrn_cuda.cu in registers): a running sum
+// carries the rounding of every channel it has passed (1.6e-5 relative after 96 channels at alpha 0.05,
+// beta 1.3). Longer windows take the per-pixel running sums below, on both backends.
 constexpr int kLrnDirectHalf = 3;
-
-PYA_HD float lrn_direct_denominator(const float* a, int64_t cs, int C, int half, int i, float alpha, float k) {
-  const int lo = i - half < 0 ? 0 : i - half, hi = i + half < C ? i + half : C - 1;
-  return lrn_denominator(lrn_window_sum(a, cs, lo, hi), alpha, k);
-}
 
 // Forward for one pixel (C channels, channel stride cs): y[i] = a[i] * d[i]^-beta.
 PYA_HD void lrn_forward_pixel(const float* a, float* y, int C, int64_t cs, int half, float alpha, float beta,
                               float k) {
-  if (half <= kLrnDirectHalf) {
-    for (int i = 0; i < C; ++i) y[i * cs] = lrn_output(a[i * cs], lrn_direct_denominator(a, cs, C, half, i, alpha, k), beta);
-    return;
-  }
   LrnSquareSum w(a, cs, C, half, alpha, k);
   for (int i = 0; i < C; ++i) {
     y[i * cs] = lrn_output(a[i * cs], w.denominator(), beta);
@@ -116,10 +108,6 @@ PYA_HD void lrn_forward_pixel(const float* a, float* y, int C, int64_t cs, int h
 
 // Denominators d[i] for one pixel: the forward's sums, kept for the backward.
 PYA_HD void lrn_denominators(const float* a, float* d, int C, int64_t cs, int half, float alpha, float k) {
-  if (half <= kLrnDirectHalf) {
-    for (int i = 0; i < C; ++i) d[i * cs] = lrn_direct_denominator(a, cs, C, half, i, alpha, k);
-    return;
-  }
   LrnSquareSum w(a, cs, C, half, alpha, k);
   for (int i = 0; i < C; ++i) {
     d[i * cs] = w.denominator();
@@ -137,15 +125,6 @@ PYA_HD float lrn_ratio(const float* dy, const float* y, const float* d, int j, i
 PYA_HD void lrn_backward_pixel(const float* dy, const float* a, const float* y, const float* d, float* dx, int C,
                                int64_t cs, int half, float alpha, float beta) {
   const float two_alpha_beta = 2.f * alpha * beta;
-  if (half <= kLrnDirectHalf) {
-    for (int i = 0; i < C; ++i) {
-      const int lo = i - half < 0 ? 0 : i - half, hi = i + half < C ? i + half : C - 1;
-      float sum = 0.f;
-      for (int j = lo; j <= hi; ++j) sum += lrn_ratio(dy, y, d, j, cs);
-      dx[i * cs] = lrn_input_grad(dy[i * cs], d[i * cs], a[i * cs], sum, beta, two_alpha_beta);
-    }
-    return;
-  }
   float s = 0.f;
   for (int j = 0; j <= half && j < C; ++j) s += lrn_ratio(dy, y, d, j, cs);
   for (int i = 0; i < C; ++i) {

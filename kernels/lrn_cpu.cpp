@@ -1,27 +1,99 @@
 #include "lrn.h"
 
 namespace pya::cpu {
+namespace {
 
-// One pixel per iteration; consecutive pixels of one thread share cache lines
-// of every channel plane, so the strided channel walk stays in cache.
+// The channel window of centre channel c.
+void window(int c, int C, int half, int& lo, int& hi) {
+  lo = c - half < 0 ? 0 : c - half;
+  hi = c + half < C ? c + half : C - 1;
+}
+
+// acc[p] = k + alpha * sum_{j = lo..hi} a[j][p]^2 over one plane of HW pixels, the sum in channel order
+// from 0 (as lrn_cuda.cu's chunked kernels add it). The pixel loops vectorise; the channel loop stays
+// outside them so that each element still sees its terms in the same order.
+void plane_denominators(const float* a, float* acc, int lo, int hi, int64_t HW, float alpha, float k) {
+  for (int64_t p = 0; p < HW; ++p) acc[p] = 0.f;
+  for (int j = lo; j <= hi; ++j) {
+    const float* aj = a + j * HW;
+    for (int64_t p = 0; p < HW; ++p) acc[p] += lrn_square(aj[p]);
+  }
+  for (int64_t p = 0; p < HW; ++p) acc[p] = lrn_denominator(acc[p], alpha, k);
+}
+
+}  // namespace
+
+// Windows up to 2 * kLrnDirectHalf + 1: one (image, channel) plane per iteration. Longer windows: one pixel
+// per iteration, walking down the channels with lrn.h's running sum.
 void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
                  Stream) {
-  int64_t pixels = N * HW;
+  const int half = size / 2;
+  if (half <= kLrnDirectHalf) {
+    const int64_t planes = N * C;
+#pragma omp parallel for schedule(static) if (planes * HW > (1 << 15))
+    for (int64_t pl = 0; pl < planes; ++pl) {
+      const int c = int(pl % C);
+      const float* xn = x + (pl - c) * HW;  // image pl / C, channel 0
+      float* yp = y + pl * HW;
+      int lo, hi;
+      window(c, C, half, lo, hi);
+      plane_denominators(xn, yp, lo, hi, HW, alpha, k);  // y holds d until it is overwritten
+      const float* xp = x + pl * HW;
+      for (int64_t p = 0; p < HW; ++p) yp[p] = lrn_output(xp[p], yp[p], beta);
+    }
+    return;
+  }
+  const int64_t pixels = N * HW;
 #pragma omp parallel for schedule(static) if (pixels * C > (1 << 15))
   for (int64_t p = 0; p < pixels; ++p) {
-    int64_t off = (p / HW) * C * HW + p % HW;
-    lrn_forward_pixel(x + off, y + off, C, HW, size / 2, alpha, beta, k);
+    const int64_t off = (p / HW) * C * HW + p % HW;
+    lrn_forward_pixel(x + off, y + off, C, HW, half, alpha, beta, k);
   }
 }
 
+// workspace: the denominators d (N*C*HW floats).
 void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,
                   int64_t HW, int size, float alpha, float beta, float k, Stream) {
-  int64_t pixels = N * HW;
+  const int half = size / 2;
+  float* d = workspace;
+  if (half <= kLrnDirectHalf) {
+    const int64_t planes = N * C;
+    const float two_alpha_beta = 2.f * alpha * beta;
+#pragma omp parallel if (planes * HW > (1 << 15))
+    {
+#pragma omp for schedule(static)
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        const int c = int(pl % C);
+        int lo, hi;
+        window(c, C, half, lo, hi);
+        plane_denominators(x + (pl - c) * HW, d + pl * HW, lo, hi, HW, alpha, k);
+      }
+      // (the implicit barrier: every plane's d is ready)
+#pragma omp for schedule(static)
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        const int c = int(pl % C);
+        const int64_t base = (pl - c) * HW;  // image pl / C, channel 0
+        int lo, hi;
+        window(c, C, half, lo, hi);
+        float* dxp = dx + pl * HW;  // holds the window's sum of ratios until it is overwritten
+        for (int64_t p = 0; p < HW; ++p) dxp[p] = 0.f;
+        for (int j = lo; j <= hi; ++j) {
+          const float *dyj = dy + base + j * HW, *yj = y + base + j * HW, *dj = d + base + j * HW;
+          for (int64_t p = 0; p < HW; ++p) dxp[p] += lrn_ratio_value(dyj[p], yj[p], dj[p]);
+        }
+        const float *dyp = dy + pl * HW, *xp = x + pl * HW, *dp = d + pl * HW;
+        for (int64_t p = 0; p < HW; ++p)
+          dxp[p] = lrn_input_grad(dyp[p], dp[p], xp[p], dxp[p], beta, two_alpha_beta);
+      }
+    }
+    return;
+  }
+  const int64_t pixels = N * HW;
 #pragma omp parallel for schedule(static) if (pixels * C > (1 << 15))
   for (int64_t p = 0; p < pixels; ++p) {
-    int64_t off = (p / HW) * C * HW + p % HW;
-    lrn_denominators(x + off, workspace + off, C, HW, size / 2, alpha, k);
-    lrn_backward_pixel(dy + off, x + off, y + off, workspace + off, dx + off, C, HW, size / 2, alpha, beta);
+    const int64_t off = (p / HW) * C * HW + p % HW;
+    lrn_denominators(x + off, d + off, C, HW, half, alpha, k);
+    lrn_backward_pixel(dy + off, x + off, y + off, d + off, dx + off, C, HW, half, alpha, beta);
   }
 }
 
