@@ -42,8 +42,8 @@ PYA_HD float cross_entropy_row_loss(float m, float sum_exp, float label_logit) {
 namespace cpu {
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stream);
 // row_loss: N floats (the caller takes their mean). Labels must be in [0, K):
-// the bindings check; an out-of-range label here gives a NaN row loss and no
-// one-hot term, never an out-of-bounds read.
+// ops.softmax_cross_entropy checks them after the launch; an out-of-range label
+// here gives a NaN row loss and no one-hot term, never an out-of-bounds read.
 void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
                            Stream stream);
 void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,

@@ -41,6 +41,11 @@ def is_gpu_array(x: Any) -> bool:
     return hasattr(x, "__cuda_array_interface__")
 
 
+def to_host(a: Any) -> np.ndarray:
+    """`a` as a numpy array: copied from the GPU (synchronising) for CuPy, else as it is."""
+    return cupy_module().asnumpy(a) if is_gpu_array(a) else np.asarray(a)
+
+
 def _version(v: int | None) -> str | None:
     return None if not v else f"{v // 1000}.{(v % 1000) // 10}"
 

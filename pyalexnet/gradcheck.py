@@ -58,7 +58,7 @@ class _Device:
         return self.xp.asarray(a) if self.name == "cuda" else a
 
     def get(self, a):
-        return B.cupy_module().asnumpy(a) if B.is_gpu_array(a) else np.asarray(a)
+        return B.to_host(a)
 
 
 ROUNDING_ULPS = 16  # float32 ulps of the loss's magnitude that round-off may move it by
@@ -226,14 +226,14 @@ def _network_pattern(model) -> list:
         if not isinstance(c, dict):
             continue
         if "relu" in c:
-            out.append(B.cupy_module().asnumpy(c["relu"] > 0) if B.is_gpu_array(c["relu"]) else c["relu"] > 0)
+            out.append(B.to_host(c["relu"] > 0))
         if "pool" in c:
             xp = B.cupy_module() if B.is_gpu_array(c["pool"]) else np
             with model.place_of(name + ".weight").active():
                 route = ops.max_pool_backward(xp.ones_like(c["pool"]), c["pool_x"], c["pool"], size=3, stride=2)
                 # Read back on the tower's stream, where route is computed: the caller's stream does not
                 # wait for the tower's (non-blocking) one.
-                out.append(B.cupy_module().asnumpy(route) if xp is not np else route)
+                out.append(B.to_host(route))
     return out
 
 

@@ -145,9 +145,6 @@ def _make_schedule(schedule, lr: float, patience: int):
 
 
 # ----- checkpoints -------------------------------------------------------------------------------------
-def _host(a) -> np.ndarray:
-    return B.cupy_module().asnumpy(a) if B.is_gpu_array(a) else np.asarray(a)
-
 
 def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, meta: dict | None = None,
                     mean_image=None) -> str:
@@ -155,9 +152,9 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     temporary file in the same folder, then os.replace, so a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"param/{k}": _host(v) for k, v in model.parameters().items()}
+    arrays = {f"param/{k}": B.to_host(v) for k, v in model.parameters().items()}
     for k, v in (velocities or {}).items():
-        arrays[f"velocity/{k}"] = _host(v)
+        arrays[f"velocity/{k}"] = B.to_host(v)
     if mean_image is not None:
         arrays["data/mean_image"] = np.asarray(mean_image, np.float32)
     full_meta = dict(format=CHECKPOINT_FORMAT, model=dict(num_classes=model.num_classes, preset=model.preset,
@@ -224,7 +221,7 @@ def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1):
 
 def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
     """(top-1 mistakes, top-5 mistakes) in a batch."""
-    s = _host(probs_or_logits)
+    s = B.to_host(probs_or_logits)
     k = min(5, s.shape[1])
     top5 = np.argpartition(-s, k - 1, axis=1)[:, :k]
     top1 = s.argmax(axis=1)
@@ -262,9 +259,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
         images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
         if ten_crop:
             crops = D.ten_crops(np.asarray(images), splits.crop_size, mean)
-            probs = sum(_host(model.predict(c)).astype(np.float64) for c in crops) / len(crops)
+            probs = sum(B.to_host(model.predict(c)).astype(np.float64) for c in crops) / len(crops)
         else:
-            probs = _host(model.predict(D.center_crop(np.asarray(images), splits.crop_size, mean))).astype(np.float64)
+            probs = B.to_host(model.predict(D.center_crop(np.asarray(images), splits.crop_size, mean))).astype(np.float64)
         e1, e5 = _errors(probs, labels)
         top1, top5 = top1 + e1, top5 + e5
         loss -= float(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).sum())

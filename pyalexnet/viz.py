@@ -9,12 +9,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from . import _backend as B
+
 FILTERS_NAME = "conv1_filters.png"
 CURVES_NAME = "curves.png"
-
-
-def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
@@ -24,7 +22,7 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
     arbitrary); `zoom` (default: enough for ~6-pixel tiles' worth of detail) enlarges each pixel.
     """
     params = model.parameters()
-    towers = [_host(params[name]) for name in ("conv1a.weight", "conv1b.weight") if name in params]
+    towers = [B.to_host(params[name]) for name in ("conv1a.weight", "conv1b.weight") if name in params]
     if not towers:
         raise ValueError("the model has no conv1a.weight / conv1b.weight parameters")
     k, c, r, s = towers[0].shape

@@ -80,9 +80,7 @@ def _check_mean(mean_image, height, width):
 
 
 def _host(a, dtype, name):
-    if B.is_gpu_array(a):
-        a = B.cupy_module().asnumpy(a)
-    a = np.asarray(a)
+    a = B.to_host(a)
     if a.dtype.kind not in ("f" if np.dtype(dtype).kind == "f" else "iub"):
         raise TypeError(f"argument '{name}' must be {np.dtype(dtype).name}-compatible, got {a.dtype}")
     return np.ascontiguousarray(a, dtype)

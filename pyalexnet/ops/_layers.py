@@ -208,12 +208,6 @@ def _labels(labels, logits):
     return labels
 
 
-def _check_label_range(lo, hi, classes):
-    if lo < 0 or hi >= classes:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"label {bad} is out of range for {classes} classes (labels must be in [0, {classes}))")
-
-
 def softmax_cross_entropy(logits, labels):
     """Fused softmax and cross-entropy: (loss, dlogits).
 
@@ -230,22 +224,19 @@ def softmax_cross_entropy(logits, labels):
     if B.is_gpu_array(labels) != B.is_gpu_array(logits):
         raise TypeError("arguments 'logits' and 'labels' must both be numpy arrays or both CuPy arrays")
     labels = _labels(labels, logits)
-    if not B.is_gpu_array(labels):  # checked before the kernel; on a GPU after it, in the loss's one transfer
-        _check_label_range(int(labels.min()), int(labels.max()), logits.shape[1])
     with B.launch(logits, labels) as l:
         labels = l.xp.ascontiguousarray(labels)
         row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
         dlogits = l.xp.empty_like(logits)
-        # The kernel never reads outside the row for a bad label (it gives a NaN row loss).
+        # The kernel never reads outside a row for a bad label (its row loss is NaN), so the label range
+        # is checked after it, read back with the loss: one transfer (on a GPU, one sync) for both.
         _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, l.stream)
-        if l.xp is not np:
-            # One device-to-host transfer (one sync) for the loss and the label range together.
-            loss_sum, lo, hi = (float(v) for v in l.xp.stack(
-                (row_loss.sum(dtype=l.xp.float64), labels.min().astype(l.xp.float64),
-                 labels.max().astype(l.xp.float64))).get())
-            _check_label_range(int(lo), int(hi), logits.shape[1])
-        else:
-            loss_sum = float(row_loss.sum(dtype=l.xp.float64))
-        loss = loss_sum / logits.shape[0]
-    return loss, dlogits
+        xp = l.xp
+        loss_sum, lo, hi = B.to_host(xp.stack((row_loss.sum(dtype=xp.float64), labels.min().astype(xp.float64),
+                                                labels.max().astype(xp.float64)))).tolist()
+    if lo < 0 or hi >= logits.shape[1]:
+        bad = int(lo if lo < 0 else hi)
+        raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "
+                         f"[0, {logits.shape[1]}))")
+    return loss_sum / logits.shape[0], dlogits
 
