@@ -132,13 +132,14 @@ struct ForwardProblem {
   __device__ float c_bias(int g, int m) const { return bias ? load(bias + g * Kg + m) : 0.f; }
 };
 
+// Stride 1 only: data_plan sends every strided shape through ColumnProblem.
 struct DataProblem {
   const float* dy;
   const float* w;
   float* c;  // dx
   int M, Ncols, Kdim;
-  int C, H, W, K, P, Q, PQ, HWn, Cg, Kg, R, S, RS, CRS, stride, pad;
-  FastDiv div_rs, div_s, div_hw, div_w, div_stride;
+  int C, H, W, K, P, Q, PQ, HWn, Cg, Kg, R, S, RS, CRS, pad;
+  FastDiv div_rs, div_s, div_hw, div_w;
 
   struct ARow { const float* p; bool ok; };
   struct BCol { const float* base; int hp, wp; bool ok; };
@@ -171,11 +172,8 @@ struct DataProblem {
 
   // Output index along one axis that tap `t` of input coordinate (padded) `ip` came from, or -1.
   __device__ int source(int ip, int t, int out) const {
-    const int num = ip - t;  // = o * stride
-    if (num < 0) return -1;
-    uint32_t o = uint32_t(num), rem = 0;
-    if (stride != 1) div_stride.divmod(uint32_t(num), o, rem);
-    return (rem == 0 && int(o) < out) ? int(o) : -1;
+    const int o = ip - t;
+    return (o >= 0 && o < out) ? o : -1;
   }
 
   __device__ void load_b(const BCol& b, int k, int kend, float (&v)[4]) const {
@@ -545,6 +543,7 @@ __global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict
 struct DataPlan {
   bool columns = false;
   int64_t imgs_per_chunk = 0;
+  int64_t workspace_floats = 0;  // the columns of one chunk, all groups
 };
 
 DataPlan data_plan(const ConvShape& s) {
@@ -556,6 +555,7 @@ DataPlan data_plan(const ConvShape& s) {
   chunk = std::min<int64_t>(chunk, std::max<int64_t>(1, (int64_t(1) << 31) / (s.PQ() + 1)));  // GEMM columns fit int
   const int64_t chunks = (s.N + chunk - 1) / chunk;
   plan.imgs_per_chunk = (s.N + chunks - 1) / chunks;  // even chunks
+  plan.workspace_floats = plan.imgs_per_chunk * per_img;
   return plan;
 }
 
@@ -571,10 +571,7 @@ bool aligned(const void* p, int bytes) { return reinterpret_cast<std::uintptr_t>
 }  // namespace
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
-  if (pass == ConvPass::backward_data) {
-    const DataPlan plan = data_plan(s);
-    return plan.columns ? plan.imgs_per_chunk * s.C * s.RS() * s.PQ() : 0;
-  }
+  if (pass == ConvPass::backward_data) return data_plan(s).workspace_floats;
   if (pass != ConvPass::backward_filter || s.N == 0) return 0;
   const FilterPlan plan = filter_plan(s);
   return plan.slices > 1 ? plan.slices * s.K * s.CRSg() : 0;
@@ -633,9 +630,8 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
   p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.P = int(s.P), p.Q = int(s.Q);
   p.PQ = int(s.PQ()), p.HWn = int(s.HW()), p.Cg = int(s.Cg()), p.Kg = int(s.Kg());
   p.R = int(s.R), p.S = int(s.S), p.RS = int(s.RS());
-  p.CRS = int(s.CRSg()), p.stride = int(s.stride), p.pad = int(s.pad);
+  p.CRS = int(s.CRSg()), p.pad = int(s.pad);
   p.div_rs = FastDiv(s.RS()), p.div_s = FastDiv(s.S), p.div_hw = FastDiv(s.HW()), p.div_w = FastDiv(s.W);
-  p.div_stride = FastDiv(s.stride);
   launch_implicit_gemm(p, s.groups, 1, p.Kdim, row_fragments_for_device(p.M, s.groups * ((p.Ncols + BN - 1) / BN)),
                        stream);
 }
