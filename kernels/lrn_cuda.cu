@@ -30,7 +30,6 @@ namespace pya::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxHalf = 3;       // compiled window sizes: 1, 3, 5, 7
 constexpr int kForwardChunk = 32;  // channels per thread, forward
 constexpr int kBackwardChunk = 16;  // backward: 3 tensors' halos held in registers
 // Blocks per SM the register allocation must allow. Measured on an H100 (lrn1,
@@ -175,8 +174,9 @@ __global__ void lrn_backward_pixel_kernel(const float* __restrict__ dy, const fl
 
 // Whether the chunked kernels apply: a compiled window, and every offset they
 // form within one image (channels up to C + CH + 2H) fits an int.
+static_assert(kLrnDirectHalf == 3, "the launchers' switches compile windows 1, 3, 5 and 7");
 bool use_chunks(int C, int64_t HW, int half, int chunk) {
-  return half <= kMaxHalf && (int64_t(C) + chunk + 4 * kMaxHalf) * HW <= INT32_MAX;
+  return half <= kLrnDirectHalf && (int64_t(C) + chunk + 4 * kLrnDirectHalf) * HW <= INT32_MAX;
 }
 
 dim3 chunk_grid(int C, int64_t pixels, int chunk) {
