@@ -98,8 +98,11 @@ def lrn_backward(dy, x, y, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
     size, alpha, beta, k = _lrn_params(size, alpha, beta, k)
     with B.launch(dy, x, y) as l:
         dx = l.xp.empty_like(x)
-        denominators = l.xp.empty_like(x)  # recomputed by the kernel: the forward does not keep them
-        _C.lrn_backward(dy, x, y, dx, denominators, size, alpha, beta, k, l.stream)
+        # The denominators, where the backend's path keeps them (the CPU's; the GPU's for windows above 7):
+        # the CUDA path for the usual windows recomputes them in registers and needs none.
+        n = _C.lrn_workspace_floats(list(x.shape), size, l.device >= 0)
+        workspace = l.xp.empty(n, dtype=l.xp.float32) if n else None
+        _C.lrn_backward(dy, x, y, dx, workspace, size, alpha, beta, k, l.stream)
     return dx
 
 
