@@ -231,12 +231,12 @@ def softmax_cross_entropy(logits, labels):
         labels = l.xp.ascontiguousarray(labels)
         row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
         dlogits = l.xp.empty_like(logits)
-        # The kernel never reads outside a row for a bad label (its row loss is NaN), so the label range
-        # is checked after it, read back with the loss: one transfer (on a GPU, one sync) for both.
-        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, l.stream)
-        xp = l.xp
-        loss_sum, lo, hi = B.to_host(xp.stack((row_loss.sum(dtype=xp.float64), labels.min().astype(xp.float64),
-                                                labels.max().astype(xp.float64)))).tolist()
+        stats = l.xp.empty(3, dtype=l.xp.float64)
+        # One call computes the rows and (on the GPU, in a finalize kernel) the loss sum and the labels'
+        # range. The kernels never read outside a row for a bad label (its row loss is NaN), so the range is
+        # checked after them, read back with the loss: one small transfer (on a GPU, one sync) for both.
+        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, l.stream)
+        loss_sum, lo, hi = B.to_host(stats).tolist()
     if lo < 0 or hi >= logits.shape[1]:
         bad = int(lo if lo < 0 else hi)
         raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "

@@ -280,10 +280,32 @@ template <class Label> void check_softmax(int64_t N, int64_t K, float scale, boo
   cuda::softmax_forward(x.data(), p_gpu.data(), N, K, stream());
   close("p", p_cpu, p_gpu, 1e-5, 1e-9);
   std::vector<float> loss_cpu = poisoned(N), loss_gpu = poisoned(N), dx_cpu = poisoned(N * K), dx_gpu = poisoned(N * K);
-  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), N, K, nullptr);
-  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), N, K, stream());
+  double stats_cpu[3], stats_gpu[3] = {NAN, NAN, NAN}, stats_ref[3];
+  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats_cpu, N, K, nullptr);
+  const long launches = emu_launches;
+  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats_gpu, N, K, stream());
+  if (emu_launches - launches != 2) {
+    std::printf("   softmax_cross_entropy made %ld launches, expected 2 (rows, finalize) FAIL\n", emu_launches - launches);
+    ++fails;
+  }
   close("loss", loss_cpu, loss_gpu, 1e-5, 1e-6);
   close("dx", dx_cpu, dx_gpu, 1e-5, 1e-9);
+  // The finalize adds the same terms in the same order as the CPU: from the GPU's row losses, the CPU's
+  // finalize must give the GPU's stats bit for bit (and the CPU's own stats must be close).
+  {  // softmax.h's fixed order, as softmax_cpu.cpp runs it, on the GPU's row losses
+    LossLane part[kLossLanes];
+    for (int l = 0; l < kLossLanes; ++l) part[l] = cross_entropy_lane(loss_gpu.data(), labels.data(), N, l);
+    for (int half = kLossLanes / 2; half >= 1; half /= 2)
+      for (int i = 0; i < half; ++i) cross_entropy_combine(part[i], part[i + half]);
+    cross_entropy_stats(part[0], stats_ref);
+  }
+  bool same = std::memcmp(stats_ref, stats_gpu, sizeof stats_ref) == 0;
+  bool near = bad_label ? std::isnan(stats_cpu[0]) && std::isnan(stats_gpu[0])
+                        : std::fabs(stats_cpu[0] - stats_gpu[0]) <= 1e-5 * std::max(1.0, std::fabs(stats_cpu[0]));
+  bool range = stats_cpu[1] == stats_gpu[1] && stats_cpu[2] == stats_gpu[2];
+  std::printf("   stats loss sum %.9g (cpu %.9g), labels [%g, %g]%s\n", stats_gpu[0], stats_cpu[0], stats_gpu[1],
+              stats_gpu[2], same && near && range ? "" : " FAIL");
+  fails += !(same && near && range);
 }
 
 void softmax_checks() {
@@ -296,6 +318,25 @@ void softmax_checks() {
   check_softmax<int32_t>(3, 3000, 3, false);
   check_softmax<int64_t>(2, 1025, 1e30f, false);
   check_softmax<int32_t>(9, 257, 1e4f, false);
+  check_softmax<int64_t>(300, 1024, 3, false);  // the widest row held in registers; more rows than lanes
+  check_softmax<int32_t>(7, 1, 3, true);
+  check_softmax<int64_t>(33, 65, 3, false);
+
+  // More rows than the grid holds warps (65535 * 16 blocks of 4): warps take a second row. Only the first and
+  // last two blocks of the row kernel run, the finalize (one block) too.
+  const int64_t N = 65535LL * 16 * 4 + 6, K = 3;
+  std::printf("softmax %lldx%lld (grid-stride over rows; first and last blocks)\n", (long long)N, (long long)K);
+  std::vector<float> x = normal(N * K, 3.f), loss_cpu = poisoned(N), loss_gpu = poisoned(N);
+  std::vector<float> dx_cpu = poisoned(N * K), dx_gpu = poisoned(N * K);
+  std::vector<int32_t> labels(N);
+  for (int64_t i = 0; i < N; ++i) labels[i] = int32_t(i % K);
+  double stats[3];
+  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats, N, K, nullptr);
+  emu_run_block = first_and_last_two_x;
+  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats, N, K, stream());
+  emu_run_block = nullptr;
+  written_match("loss", loss_cpu, loss_gpu, 1e-5, 1e-6, {0, N - 1});
+  written_match("dx", dx_cpu, dx_gpu, 1e-5, 1e-9, {0, N * K - 1});
 }
 
 // ---- launch configurations at AlexNet's shapes, batch 128, and at extreme ones ------------------------------
@@ -333,8 +374,9 @@ void dry_runs() {
     const int32_t* l32 = reinterpret_cast<const int32_t*>(f);
     const int64_t* l64 = reinterpret_cast<const int64_t*>(f);
     cuda::softmax_forward(f, f, N, K, stream());
-    cuda::softmax_cross_entropy(f, l32, f, f, N, K, stream());
-    cuda::softmax_cross_entropy(f, l64, f, f, N, K, stream());
+    double* d = reinterpret_cast<double*>(f);
+    cuda::softmax_cross_entropy(f, l32, f, f, d, N, K, stream());
+    cuda::softmax_cross_entropy(f, l64, f, f, d, N, K, stream());
   };
   softmax(128, 1000);
   softmax(1, 1 << 24);

@@ -105,20 +105,21 @@ def rewrite_shared(src):
 
     src = re.sub(r"__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([A-Za-z_][\w:]*)\s+(\w+)\s*((?:\[[^\]]+\])+)\s*;",
                  static, src)
-    if "__shared__" in src.replace("__shared__ memory", ""):
-        left = [m.start() for m in re.finditer(r"__shared__", src)]
-        raise SystemExit(f"make_emu: unrecognised __shared__ declaration(s) at offsets {left}")
+    left = [src[src.rfind("\n", 0, m.start()) + 1:src.find("\n", m.start())].strip()
+            for m in re.finditer(r"__shared__", src)]
+    if left:
+        raise SystemExit("make_emu: unrecognised __shared__ declaration (one array per declaration): " + "; ".join(left))
     return src
 
 
 def rewrite_launch_bounds(src):
     out, i = [], 0
     while True:
-        j = src.find("__launch_bounds__", i)
-        if j < 0:
+        m = re.compile(r"__launch_bounds__\s*\(").search(src, i)  # not the word in a comment
+        if not m:
             out.append(src[i:])
             return "".join(out)
-        a0 = src.index("(", j)
+        j, a0 = m.start(), m.end() - 1
         p = matching(src, a0)
         max_threads = split_top_raw(src[a0 + 1:p])[0]
         body = src.index("{", p)  # the parameter list holds no braces
