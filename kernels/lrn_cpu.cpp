@@ -51,8 +51,6 @@ void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int siz
   }
 }
 
-int64_t lrn_workspace_floats(int64_t N, int C, int64_t HW, int) { return N * C * HW; }
-
 // workspace: the denominators d (N*C*HW floats).
 void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,
                   int64_t HW, int size, float alpha, float beta, float k, Stream) {
