@@ -22,6 +22,15 @@ void expect_finite(double v, const char* name) {
   if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number, got " + std::to_string(v));
 }
 
+int64_t lrn_workspace(int64_t N, int C, int64_t HW, int size, bool gpu) {
+  if (!gpu) return cpu::lrn_workspace_floats(N, C, HW, size);
+#ifdef PYA_WITH_CUDA
+  return cuda::lrn_workspace_floats(N, C, HW, size);
+#else
+  throw_no_cuda();
+#endif
+}
+
 void check_lrn_params(const Array& x, int size, float alpha, float beta, float k) {
   expect_float32(x);
   if (x.ndim() != 4)
@@ -84,18 +93,46 @@ void bind_layers(py::module_& m) {
   }, py::arg("x"), py::arg("y"), py::arg("size"), py::arg("alpha"), py::arg("beta"), py::arg("k"),
      py::arg("stream") = 0);
 
+  m.def("lrn_workspace_floats", [](const std::vector<int64_t>& x_shape, int size, bool gpu) {
+    if (x_shape.size() != 4)
+      throw py::value_error("argument 'x_shape' must have 4 dimensions (N, C, H, W), got " + shape_str(x_shape));
+    for (int64_t d : x_shape)
+      if (d < 0) throw py::value_error("argument 'x_shape' has a negative dimension: " + shape_str(x_shape));
+    if (size < 1 || size % 2 == 0)
+      throw py::value_error("LRN size must be an odd number >= 1 (a window centred on each map), got " +
+                            std::to_string(size));
+    if (x_shape[1] > INT_MAX) throw py::value_error("argument 'x_shape' has too many channels");
+    return lrn_workspace(x_shape[0], static_cast<int>(x_shape[1]), x_shape[2] * x_shape[3], size, gpu);
+  }, py::arg("x_shape"), py::arg("size"), py::arg("gpu"),
+     "float32 elements of workspace lrn_backward needs on the CPU (gpu=False) or CUDA (gpu=True) backend; "
+     "0: pass workspace=None.");
+
   m.def("lrn_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, py::handle ws_, int size,
                            float alpha, float beta, float k, std::uintptr_t stream) {
     Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), y = array_arg(y_, "y"),
-          dx = array_arg(dx_, "dx", true), ws = array_arg(ws_, "workspace", true);
+          dx = array_arg(dx_, "dx", true);
     check_lrn_params(x, size, alpha, beta, k);
-    for (const Array* a : {&dy, &y, &dx, &ws}) {
+    for (const Array* a : {&dy, &y, &dx}) {
       expect_float32(*a);
       expect_same_shape(x, *a);
     }
-    Launch l = launch_on({&dy, &x, &y, &dx, &ws}, stream);
-    PYA_DISPATCH(l, lrn_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(),
-                 ws.data<float>(), x.dim(0), static_cast<int>(x.dim(1)), x.dim(2) * x.dim(3), size, alpha, beta, k);
+    const int C = static_cast<int>(x.dim(1));
+    const int64_t N = x.dim(0), HW = x.dim(2) * x.dim(3);
+    const int64_t need = lrn_workspace(N, C, HW, size, x.on_gpu());
+    Array ws;
+    float* ws_ptr = nullptr;
+    if (!ws_.is_none()) {
+      ws = array_arg(ws_, "workspace", true);
+      expect_float32(ws);
+      ws_ptr = ws.data<float>();
+    }
+    if ((ws_.is_none() ? 0 : ws.numel()) < need)
+      throw py::value_error("argument 'workspace' must hold " + std::to_string(need) + " floats for this call, got " +
+                            (ws_.is_none() ? std::string("None") : std::to_string(ws.numel())) +
+                            " (ask lrn_workspace_floats)");
+    Launch l = ws_.is_none() ? launch_on({&dy, &x, &y, &dx}, stream) : launch_on({&dy, &x, &y, &dx, &ws}, stream);
+    PYA_DISPATCH(l, lrn_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(), ws_ptr, N, C,
+                 HW, size, alpha, beta, k);
   }, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("workspace"), py::arg("size"),
      py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("stream") = 0);
 
@@ -164,10 +201,12 @@ void bind_layers(py::module_& m) {
     PYA_DISPATCH(l, softmax_forward, x.data<float>(), p.data<float>(), x.dim(0), x.dim(1));
   }, py::arg("logits"), py::arg("probabilities"), py::arg("stream") = 0);
 
+  // One call: the per-row losses, dlogits, and stats = (sum of the row losses, smallest label, largest label) as 3 float64
+  // (on the GPU, written by a finalize kernel, so reading them back is one small copy).
   m.def("softmax_cross_entropy", [](py::handle x_, py::handle labels_, py::handle loss_, py::handle dx_,
-                                    std::uintptr_t stream) {
+                                    py::handle stats_, std::uintptr_t stream) {
     Array x = array_arg(x_, "logits"), labels = array_arg(labels_, "labels"), loss = array_arg(loss_, "row_loss", true),
-          dx = array_arg(dx_, "dlogits", true);
+          dx = array_arg(dx_, "dlogits", true), stats = array_arg(stats_, "stats", true);
     check_logits(x);
     if (labels.dtype != DType::i32 && labels.dtype != DType::i64)
       throw py::type_error("argument 'labels' must have dtype int32 or int64, got " +
@@ -177,14 +216,19 @@ void bind_layers(py::module_& m) {
     expect_shape(loss, {x.dim(0)});
     expect_float32(dx);
     expect_same_shape(x, dx);
-    Launch l = launch_on({&x, &labels, &loss, &dx}, stream);
+    expect_dtype(stats, DType::f64);
+    expect_shape(stats, {3});
+    if (x.dim(0) < 1)
+      throw py::value_error("softmax_cross_entropy needs at least one row: the mean over an empty batch is undefined");
+    Launch l = launch_on({&x, &labels, &loss, &dx, &stats}, stream);
     if (labels.dtype == DType::i32)
       PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int32_t>(), loss.data<float>(),
-                   dx.data<float>(), x.dim(0), x.dim(1));
+                   dx.data<float>(), stats.data<double>(), x.dim(0), x.dim(1));
     else
       PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int64_t>(), loss.data<float>(),
-                   dx.data<float>(), x.dim(0), x.dim(1));
-  }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("dlogits"), py::arg("stream") = 0);
+                   dx.data<float>(), stats.data<double>(), x.dim(0), x.dim(1));
+  }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("dlogits"), py::arg("stats"),
+     py::arg("stream") = 0);
 
   // The generator behind dropout, for known-answer tests and for host code that
   // must reproduce a device stream.

@@ -9,7 +9,8 @@
 // down the channels at one (n, y, x) with a running window sum. The GPU holds a
 // chunk of channels in registers and sums each window directly (see
 // lrn_cuda.cu). Both build every value from the same per-element helpers
-// (lrn_denominator, lrn_output, lrn_ratio_value, lrn_input_grad).
+// (lrn_denominator, lrn_output, lrn_ratio_value, lrn_input_grad; the GPU's
+// backward calls their *_from_pow forms, which share one d^-beta per channel).
 #pragma once
 #include <cmath>
 
@@ -32,16 +33,20 @@ PYA_HD float lrn_square(float a) { return a * a; }
 // d = k + alpha * (window sum of squares).
 PYA_HD float lrn_denominator(float sum_sq, float alpha, float k) { return k + alpha * sum_sq; }
 
-// b = a * d^-beta.
-PYA_HD float lrn_output(float a, float d, float beta) { return a * lrn_pow_neg(d, beta); }
+// b = a * d^-beta, from p = d^-beta (lrn_pow_neg) when the caller also needs p.
+PYA_HD float lrn_output_from_pow(float a, float p) { return a * p; }
+PYA_HD float lrn_output(float a, float d, float beta) { return lrn_output_from_pow(a, lrn_pow_neg(d, beta)); }
 
 // The backward's per-channel ratio db[j] * b[j] / d[j].
 PYA_HD float lrn_ratio_value(float dy, float y, float d) { return dy * y / d; }
 
 // da[i] = db[i] * d[i]^-beta - 2 alpha beta a[i] * (window sum of ratios);
-// two_alpha_beta = 2 * alpha * beta, computed once by the caller.
+// two_alpha_beta = 2 * alpha * beta, computed once by the caller; p = d[i]^-beta.
+PYA_HD float lrn_input_grad_from_pow(float dy, float p, float a, float sum_ratio, float two_alpha_beta) {
+  return dy * p - two_alpha_beta * a * sum_ratio;
+}
 PYA_HD float lrn_input_grad(float dy, float d, float a, float sum_ratio, float beta, float two_alpha_beta) {
-  return dy * lrn_pow_neg(d, beta) - two_alpha_beta * a * sum_ratio;
+  return lrn_input_grad_from_pow(dy, lrn_pow_neg(d, beta), a, sum_ratio, two_alpha_beta);
 }
 
 // Sum of squares over channels [lo, hi] of one pixel (channel stride cs).
@@ -139,13 +144,17 @@ namespace cpu {
 // x, y: (N, C, HW) contiguous; size odd >= 1; k > 0.
 void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
                  Stream stream);
-// workspace: N*C*HW floats (the denominators).
+// Floats of workspace lrn_backward needs: N*C*HW (the denominators), on every path.
+inline int64_t lrn_workspace_floats(int64_t N, int C, int64_t HW, int /*size*/) { return N * C * HW; }
 void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,
                   int64_t HW, int size, float alpha, float beta, float k, Stream stream);
 }  // namespace cpu
 
 namespace cuda {
-// The backward uses the workspace only for window sizes above 7 or very large images.
+// Floats of workspace lrn_backward needs: 0 (the workspace may be null) on the chunked path, N*C*HW on the
+// per-pixel path (window sizes above 7, or images too large for the chunked kernels' int offsets). The
+// chunked path does not read y either.
+int64_t lrn_workspace_floats(int64_t N, int C, int64_t HW, int size);
 void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
                  Stream stream);
 void lrn_backward(const float* dy, const float* x, const float* y, float* dx, float* workspace, int64_t N, int C,

@@ -15,7 +15,10 @@
 //
 // The backward recomputes the denominators it needs from x (a halo of
 // 2 * half channels) instead of writing them to the workspace and reading them
-// back: the workspace is not used on this path.
+// back: the workspace is not used on this path. It does not read y either: the
+// ratio dy[j] * y[j] / d[j] takes y[j] = lrn_output(x[j], d[j]), recomputed
+// from the same x and the same d, in the same order as the forward kernel's, so
+// it is the forward's y bit for bit; the backward moves x, dy and dx only.
 //
 // Window sizes 1 to 7 have compiled kernels. Larger windows, and images too
 // large for 32-bit offsets within one image, take the one-thread-per-pixel
@@ -31,12 +34,16 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kForwardChunk = 32;  // channels per thread, forward
-constexpr int kBackwardChunk = 16;  // backward: 3 tensors' halos held in registers
+constexpr int kBackwardChunk = 16;  // backward: the x and dy halos held in registers
 // Blocks per SM the register allocation must allow. Measured on an H100 (lrn1,
 // lrn2 at batch 128): the forward at 4 (64 registers, no spills) reached 86% /
 // 83% of copy bandwidth, against 48% when the compiler took 146 registers (one
-// block); the backward needs ~118 registers for its 64 loads in flight, so 2
-// (1 for window 7, which would spill in 128).
+// block); the backward, then reading x, y and dy (64 loads in flight), took ~118
+// registers, so 2 (1 for window 7, which would spill in 128), and reached 60% /
+// 58% counting 4 tensors. Without y (44 loads in flight at window 5) ptxas
+// (CUDA 13.0, sm_80 and sm_90) gives window 5 128 registers, no spills, at chunk
+// 16; chunks 20, 24 and 32 spill under the 128-register cap, so 16 stays. Not
+// yet measured on the GPU without y.
 constexpr int kForwardMinBlocks = 4;
 constexpr int kBackwardMinBlocks = 2;
 constexpr int64_t kMaxGridY = 65535;
@@ -95,11 +102,10 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks)
 // i - H .. i + H, whose denominators need x on channels i - 2H .. i + 2H.
 template <int CH, int H>
 __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
-    lrn_backward_chunk_kernel(const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ y,
-                              float* __restrict__ dx, int C, int64_t HW, int64_t pixels, float alpha, float beta,
-                              float k) {
+    lrn_backward_chunk_kernel(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ dx, int C,
+                              int64_t HW, int64_t pixels, float alpha, float beta, float k) {
   constexpr int X = CH + 4 * H;  // x on channels c0 - 2H .. c0 + CH + 2H - 1
-  constexpr int R = CH + 2 * H;  // dy, y and the ratios on channels c0 - H .. c0 + CH + H - 1
+  constexpr int R = CH + 2 * H;  // dy and the ratios on channels c0 - H .. c0 + CH + H - 1
   const int c0 = blockIdx.x * CH;
   const int hw = static_cast<int>(HW);
   const float two_alpha_beta = 2.f * alpha * beta;
@@ -108,7 +114,7 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
     if (p >= pixels) break;
     int64_t off = pixel_offset(p, HW, C);
 
-    float a[X], g[R], b[R];
+    float a[X], g[R];
 #pragma unroll
     for (int t = 0; t < X; ++t) {
       int c = c0 - 2 * H + t;
@@ -117,13 +123,12 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
 #pragma unroll
     for (int t = 0; t < R; ++t) {
       int c = c0 - H + t;
-      bool in = c >= 0 && c < C;
-      g[t] = in ? dy[off + c * hw] : 0.f;
-      b[t] = in ? y[off + c * hw] : 0.f;
+      g[t] = (c >= 0 && c < C) ? dy[off + c * hw] : 0.f;
     }
-    // Ratios of channels c0 - H + t, and the chunk's own denominators. A
-    // channel outside [0, C) is in no window: its ratio is 0.
-    float r[R], d[CH];
+    // Ratios of channels c0 - H + t, and d^-beta of the chunk's own channels
+    // (one power per channel, shared by its y and its dx). A channel outside
+    // [0, C) is in no window: its ratio is 0.
+    float r[R], pw[CH];
 #pragma unroll
     for (int t = 0; t < R; ++t) {
       int c = c0 - H + t;
@@ -131,8 +136,9 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
 #pragma unroll
       for (int u = 0; u <= 2 * H; ++u) s += lrn_square(a[t + u]);
       float dt = lrn_denominator(s, alpha, k);
-      r[t] = (c >= 0 && c < C) ? lrn_ratio_value(g[t], b[t], dt) : 0.f;
-      if (t >= H && t < H + CH) d[t - H] = dt;
+      float pt = lrn_pow_neg(dt, beta);
+      r[t] = (c >= 0 && c < C) ? lrn_ratio_value(g[t], lrn_output_from_pow(a[t + H], pt), dt) : 0.f;
+      if (t >= H && t < H + CH) pw[t - H] = pt;
     }
 #pragma unroll
     for (int t = 0; t < CH; ++t) {
@@ -141,7 +147,7 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
         float s = 0.f;
 #pragma unroll
         for (int u = 0; u <= 2 * H; ++u) s += r[t + u];
-        dx[off + c * hw] = lrn_input_grad(g[t + H], d[t], a[t + 2 * H], s, beta, two_alpha_beta);
+        dx[off + c * hw] = lrn_input_grad_from_pow(g[t + H], pw[t], a[t + 2 * H], s, two_alpha_beta);
       }
     }
   }
@@ -193,13 +199,17 @@ void forward_chunks(const float* x, float* y, int C, int64_t HW, int64_t pixels,
 }
 
 template <int H>
-void backward_chunks(const float* dy, const float* x, const float* y, float* dx, int C, int64_t HW, int64_t pixels,
-                     float alpha, float beta, float k, Stream stream) {
+void backward_chunks(const float* dy, const float* x, float* dx, int C, int64_t HW, int64_t pixels, float alpha,
+                     float beta, float k, Stream stream) {
   lrn_backward_chunk_kernel<kBackwardChunk, H>
-      <<<chunk_grid(C, pixels, kBackwardChunk), kThreads, 0, stream>>>(dy, x, y, dx, C, HW, pixels, alpha, beta, k);
+      <<<chunk_grid(C, pixels, kBackwardChunk), kThreads, 0, stream>>>(dy, x, dx, C, HW, pixels, alpha, beta, k);
 }
 
 }  // namespace
+
+int64_t lrn_workspace_floats(int64_t N, int C, int64_t HW, int size) {
+  return use_chunks(C, HW, size / 2, kBackwardChunk) ? 0 : N * C * HW;
+}
 
 void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int size, float alpha, float beta, float k,
                  Stream stream) {
@@ -227,10 +237,10 @@ void lrn_backward(const float* dy, const float* x, const float* y, float* dx, fl
   int half = size / 2;
   if (use_chunks(C, HW, half, kBackwardChunk)) {
     switch (half) {
-      case 0: backward_chunks<0>(dy, x, y, dx, C, HW, pixels, alpha, beta, k, stream); break;
-      case 1: backward_chunks<1>(dy, x, y, dx, C, HW, pixels, alpha, beta, k, stream); break;
-      case 2: backward_chunks<2>(dy, x, y, dx, C, HW, pixels, alpha, beta, k, stream); break;
-      default: backward_chunks<3>(dy, x, y, dx, C, HW, pixels, alpha, beta, k, stream); break;
+      case 0: backward_chunks<0>(dy, x, dx, C, HW, pixels, alpha, beta, k, stream); break;
+      case 1: backward_chunks<1>(dy, x, dx, C, HW, pixels, alpha, beta, k, stream); break;
+      case 2: backward_chunks<2>(dy, x, dx, C, HW, pixels, alpha, beta, k, stream); break;
+      default: backward_chunks<3>(dy, x, dx, C, HW, pixels, alpha, beta, k, stream); break;
     }
   } else {
     lrn_backward_pixel_kernel<<<grid_for(pixels, kThreads), kThreads, 0, stream>>>(dy, x, y, dx, workspace, N, C, HW,

@@ -5,6 +5,7 @@
 //   dlogits = (p - onehot(label)) / N           (the gradient of the batch mean)
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "common.h"
 
@@ -39,23 +40,65 @@ PYA_HD float cross_entropy_row_loss(float m, float sum_exp, float label_logit) {
   return softmax_log(sum_exp) - (label_logit - m);
 }
 
+// The batch's loss from the row losses, in one fixed order on both backends (so the result does not depend
+// on scheduling, and the CPU and GPU sum the same terms the same way): kLossLanes partial sums in double,
+// lane l adding rows l, l + kLossLanes, l + 2 kLossLanes, ... in turn (cross_entropy_lane_sum), then a
+// pairwise tree over the lanes: for half = kLossLanes / 2, ..., 1: part[i] += part[i + half] for i < half.
+// The labels' minimum and maximum (for the range check) come from the same lanes.
+constexpr int kLossLanes = 256;
+
+struct LossLane {
+  double sum;
+  int64_t lo, hi;  // smallest and largest label of the lane's rows (INT64_MAX, INT64_MIN when it has none)
+};
+
+template <class Label>
+PYA_HD LossLane cross_entropy_lane(const float* row_loss, const Label* labels, int64_t N, int lane) {
+  LossLane r{0.0, INT64_MAX, INT64_MIN};
+  for (int64_t i = lane; i < N; i += kLossLanes) {
+    r.sum += static_cast<double>(row_loss[i]);
+    int64_t l = static_cast<int64_t>(labels[i]);
+    r.lo = l < r.lo ? l : r.lo;
+    r.hi = l > r.hi ? l : r.hi;
+  }
+  return r;
+}
+
+PYA_HD void cross_entropy_combine(LossLane& a, const LossLane& b) {
+  a.sum += b.sum;
+  a.lo = b.lo < a.lo ? b.lo : a.lo;
+  a.hi = b.hi > a.hi ? b.hi : a.hi;
+}
+
+// What softmax_cross_entropy hands back, as 3 doubles: the sum of the row losses (the caller divides by N:
+// a double division on the GPU would bring a slow-path call, and spills, into the finalize), and the smallest
+// and largest label (a label outside [0, K) is the caller's error to raise; its row's loss is NaN, so the
+// sum is too).
+PYA_HD void cross_entropy_stats(const LossLane& total, double* stats) {
+  stats[0] = total.sum;
+  stats[1] = static_cast<double>(total.lo);
+  stats[2] = static_cast<double>(total.hi);
+}
+
 namespace cpu {
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stream);
-// row_loss: N floats (the caller takes their mean). Labels must be in [0, K):
-// ops.softmax_cross_entropy checks them after the launch; an out-of-range label
-// here gives a NaN row loss and no one-hot term, never an out-of-bounds read.
-void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
-                           Stream stream);
-void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
-                           Stream stream);
+// One call: the rows (row_loss: N floats, the per-row losses; dx: the logits' gradient) and the batch's
+// stats (3 doubles, cross_entropy_stats: the loss sum and the label range). Labels must be in [0, K): ops.softmax_cross_entropy raises on
+// stats[1] < 0 or stats[2] >= K; an out-of-range label here gives a NaN row loss and no one-hot term,
+// never an out-of-bounds read. N >= 1.
+void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
+                           int64_t N, int64_t K, Stream stream);
+void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,
+                           int64_t N, int64_t K, Stream stream);
 }  // namespace cpu
 
 namespace cuda {
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stream);
-void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
-                           Stream stream);
-void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
-                           Stream stream);
+// Two launches on `stream`: the row kernel, then a one-block finalize writing stats (device memory).
+void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
+                           int64_t N, int64_t K, Stream stream);
+void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,
+                           int64_t N, int64_t K, Stream stream);
 }  // namespace cuda
 
 }  // namespace pya

@@ -17,8 +17,19 @@ RowStats row_stats(const float* x, int64_t K) {
   return {m, s};
 }
 
+// The batch's stats in softmax.h's fixed order (the GPU's finalize kernel adds the same terms the same way).
 template <class Label>
-void cross_entropy(const float* x, const Label* labels, float* row_loss, float* dx, int64_t N, int64_t K) {
+void finalize(const float* row_loss, const Label* labels, double* stats, int64_t N) {
+  LossLane part[kLossLanes];
+  for (int l = 0; l < kLossLanes; ++l) part[l] = cross_entropy_lane(row_loss, labels, N, l);
+  for (int half = kLossLanes / 2; half >= 1; half /= 2)
+    for (int i = 0; i < half; ++i) cross_entropy_combine(part[i], part[i + half]);
+  cross_entropy_stats(part[0], stats);
+}
+
+template <class Label>
+void cross_entropy(const float* x, const Label* labels, float* row_loss, float* dx, double* stats, int64_t N,
+                   int64_t K) {
   float inv_batch = 1.f / static_cast<float>(N);
 #pragma omp parallel for schedule(static) if (N * K > (1 << 15))
   for (int64_t r = 0; r < N; ++r) {
@@ -31,6 +42,7 @@ void cross_entropy(const float* x, const Label* labels, float* row_loss, float* 
     for (int64_t j = 0; j < K; ++j) dr[j] = cross_entropy_grad(softmax_exp(xr[j] - st.max) * inv_sum, j == label, inv_batch);
     row_loss[r] = valid ? cross_entropy_row_loss(st.max, st.sum_exp, xr[label]) : std::numeric_limits<float>::quiet_NaN();
   }
+  finalize(row_loss, labels, stats, N);
 }
 
 }  // namespace
@@ -44,14 +56,14 @@ void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream) {
   }
 }
 
-void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
-                           Stream) {
-  cross_entropy(x, labels, row_loss, dx, N, K);
+void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
+                           int64_t N, int64_t K, Stream) {
+  cross_entropy(x, labels, row_loss, dx, stats, N, K);
 }
 
-void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, int64_t N, int64_t K,
-                           Stream) {
-  cross_entropy(x, labels, row_loss, dx, N, K);
+void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,
+                           int64_t N, int64_t K, Stream) {
+  cross_entropy(x, labels, row_loss, dx, stats, N, K);
 }
 
 }  // namespace pya::cpu

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import pyalexnet
 from pyalexnet import ops
 
 from numerics import numeric_grad
@@ -166,6 +167,24 @@ def test_backward_shapes_must_match():
         ops.lrn_backward(x, x, np.ones((1, 4, 2, 2), np.float32))
     with pytest.raises(TypeError, match="'dy'"):
         ops.lrn_backward(np.ones((1, 3, 2, 2), np.int32), x, x)
+
+
+def test_workspace_sizes_come_from_the_backend():
+    from pyalexnet._backend import _C
+
+    # The CPU keeps the denominators; the CUDA backend needs them only on its per-pixel path (windows above 7).
+    assert _C.lrn_workspace_floats([2, 96, 5, 7], 5, False) == 2 * 96 * 35
+    if pyalexnet.backend_info()["built_with_cuda"]:
+        assert _C.lrn_workspace_floats([128, 96, 55, 55], 5, True) == 0
+        assert _C.lrn_workspace_floats([128, 256, 27, 27], 7, True) == 0
+        assert _C.lrn_workspace_floats([2, 40, 9, 9], 9, True) == 2 * 40 * 81
+    with pytest.raises(ValueError, match="odd"):
+        _C.lrn_workspace_floats([1, 3, 2, 2], 4, False)
+    x = np.ones((1, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="workspace' must hold 12 floats"):
+        _C.lrn_backward(x, x, x, np.empty_like(x), None, 5, 1e-4, 0.75, 2.0)
+    with pytest.raises(ValueError, match="workspace' must hold 12 floats"):
+        _C.lrn_backward(x, x, x, np.empty_like(x), np.empty(11, np.float32), 5, 1e-4, 0.75, 2.0)
 
 
 # --- GPU ---------------------------------------------------------------------------------------------------------

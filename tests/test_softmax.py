@@ -81,6 +81,21 @@ def test_nan_logits_give_nan_rows():
     assert np.all(np.isnan(p[0])) and np.all(np.isfinite(p[1]))
 
 
+def test_one_call_gives_row_losses_gradient_and_stats(rng):
+    from pyalexnet._backend import _C
+
+    x = (rng.standard_normal((300, 7)) * 3).astype(np.float32)
+    labels = rng.integers(0, 7, 300).astype(np.int32)
+    labels[5], labels[17] = 0, 6
+    row_loss, dx, stats = np.empty(300, np.float32), np.empty_like(x), np.empty(3, np.float64)
+    _C.softmax_cross_entropy(x, labels, row_loss, dx, stats)
+    # (sum of the row losses in the backends' fixed order, smallest label, largest label)
+    assert stats[0] == pytest.approx(float(row_loss.astype(np.float64).sum()), rel=1e-12)
+    assert tuple(stats[1:]) == (0.0, 6.0)
+    with pytest.raises(TypeError, match="'stats'"):
+        _C.softmax_cross_entropy(x, labels, row_loss, dx, np.empty(3, np.float32))
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 
@@ -119,7 +134,7 @@ def test_bad_logits():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", [(128, 1000), (3, 5), (1000, 37)])
+@pytest.mark.parametrize("shape", [(128, 1000), (3, 5), (1000, 37), (300, 1024), (4, 3000), (9, 1)])
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_gpu_matches_cpu(cp, rng, shape, dtype):
     x = (rng.standard_normal(shape) * 10).astype(np.float32)
@@ -134,7 +149,9 @@ def test_gpu_matches_cpu(cp, rng, shape, dtype):
 
 @pytest.mark.gpu
 def test_gpu_bad_labels(cp):
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="label 3 is out of range for 3 classes"):
         ops.softmax_cross_entropy(cp.zeros((2, 3), cp.float32), cp.asarray([0, 3]))
+    with pytest.raises(ValueError, match="label -1 is out of range for 3 classes"):
+        ops.softmax_cross_entropy(cp.zeros((300, 3), cp.float32), cp.asarray([0, -1] * 150, dtype=cp.int32))
     with pytest.raises(TypeError):
         ops.softmax_cross_entropy(cp.zeros((2, 3), cp.float32), np.array([0, 1]))

@@ -98,8 +98,11 @@ def lrn_backward(dy, x, y, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
     size, alpha, beta, k = _lrn_params(size, alpha, beta, k)
     with B.launch(dy, x, y) as l:
         dx = l.xp.empty_like(x)
-        denominators = l.xp.empty_like(x)  # recomputed by the kernel: the forward does not keep them
-        _C.lrn_backward(dy, x, y, dx, denominators, size, alpha, beta, k, l.stream)
+        # The denominators, where the backend's path keeps them (the CPU's; the GPU's for windows above 7):
+        # the CUDA path for the usual windows recomputes them in registers and needs none.
+        n = _C.lrn_workspace_floats(list(x.shape), size, l.device >= 0)
+        workspace = l.xp.empty(n, dtype=l.xp.float32) if n else None
+        _C.lrn_backward(dy, x, y, dx, workspace, size, alpha, beta, k, l.stream)
     return dx
 
 
@@ -228,12 +231,12 @@ def softmax_cross_entropy(logits, labels):
         labels = l.xp.ascontiguousarray(labels)
         row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
         dlogits = l.xp.empty_like(logits)
-        # The kernel never reads outside a row for a bad label (its row loss is NaN), so the label range
-        # is checked after it, read back with the loss: one transfer (on a GPU, one sync) for both.
-        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, l.stream)
-        xp = l.xp
-        loss_sum, lo, hi = B.to_host(xp.stack((row_loss.sum(dtype=xp.float64), labels.min().astype(xp.float64),
-                                                labels.max().astype(xp.float64)))).tolist()
+        stats = l.xp.empty(3, dtype=l.xp.float64)
+        # One call computes the rows and (on the GPU, in a finalize kernel) the loss sum and the labels'
+        # range. The kernels never read outside a row for a bad label (its row loss is NaN), so the range is
+        # checked after them, read back with the loss: one small transfer (on a GPU, one sync) for both.
+        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, l.stream)
+        loss_sum, lo, hi = B.to_host(stats).tolist()
     if lo < 0 or hi >= logits.shape[1]:
         bad = int(lo if lo < 0 else hi)
         raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "

@@ -1,0 +1,398 @@
+// Compares the emulated CUDA launchers of kernels/{lrn,pool,softmax}_cuda.cu (see run.sh) with the CPU backend.
+// Outputs and workspaces start as a NaN with a payload no computation makes (kPoison), so an element a kernel
+// never wrote fails the comparison. Pooling must match the CPU bit for bit; LRN and softmax within the
+// tolerances of the GPU parity tests (tests/test_lrn.py, tests/test_softmax.py).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "emu_prelude.h"
+#include "lrn.h"
+#include "pool.h"
+#include "softmax.h"
+
+using namespace pya;
+
+namespace {
+
+const uint32_t kPoisonBits = 0x7fc0beefu;
+float poison() {
+  float f;
+  std::memcpy(&f, &kPoisonBits, 4);
+  return f;
+}
+bool is_poison(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b == kPoisonBits;
+}
+std::vector<float> poisoned(size_t n) { return std::vector<float>(n, poison()); }
+uint32_t bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+
+Stream stream() { return emu_expected_stream; }
+int fails = 0;
+
+// got (the emulated GPU) against ref (the CPU): |got - ref| <= rtol |ref| + atol, NaN where ref is NaN,
+// never the poison. Prints the worst difference and how many elements are bit-identical.
+bool close(const char* what, const std::vector<float>& ref, const std::vector<float>& got, double rtol, double atol) {
+  size_t bad = 0, same = 0, first_bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    float r = ref[i], g = got[i];
+    bool ok;
+    if (is_poison(g)) ok = false;
+    else if (std::isnan(r)) ok = std::isnan(g);
+    else {
+      double d = std::fabs(double(g) - double(r));
+      ok = d <= rtol * std::fabs(r) + atol;  // false for a NaN g
+      if (std::isfinite(d)) worst = std::max(worst, d);
+    }
+    same += bits(r) == bits(g);
+    if (!ok && bad++ == 0) first_bad = i;
+  }
+  std::printf("   %-4s max diff %.2e, %zu/%zu bit-identical%s", what, worst, same, ref.size(), bad ? " FAIL" : "");
+  if (bad) std::printf(" (%zu bad, first at %zu: cpu %g gpu %g)", bad, first_bad, ref[first_bad], got[first_bad]);
+  std::printf("\n");
+  fails += bad != 0;
+  return bad == 0;
+}
+
+bool identical(const char* what, const std::vector<float>& ref, const std::vector<float>& got) {
+  size_t bad = 0, first_bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (bits(ref[i]) != bits(got[i]) && bad++ == 0) first_bad = i;
+  std::printf("   %-4s %s", what, bad ? "FAIL" : "bit-identical");
+  if (bad) std::printf(" (%zu differ, first at %zu: cpu %g gpu %g%s)", bad, first_bad, ref[first_bad], got[first_bad],
+                       is_poison(got[first_bad]) ? ", never written" : "");
+  std::printf("\n");
+  fails += bad != 0;
+  return bad == 0;
+}
+
+// For runs of a few blocks only (emu_run_block): every element the blocks wrote must match the CPU within the
+// tolerance, the others must still hold the poison; `must` lists elements that must have been written (the
+// largest offsets).
+bool written_match(const char* what, const std::vector<float>& ref, const std::vector<float>& got, double rtol,
+                   double atol, std::initializer_list<int64_t> must) {
+  int64_t written = 0, bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (is_poison(got[i])) continue;
+    ++written;
+    double d = std::fabs(double(got[i]) - double(ref[i]));
+    if (!(d <= rtol * std::fabs(ref[i]) + atol) && !(std::isnan(ref[i]) && std::isnan(got[i]))) ++bad;
+  }
+  for (int64_t i : must) bad += is_poison(got[i]);
+  std::printf("   %-4s %lld elements written by the blocks run%s\n", what, (long long)written, bad ? " FAIL" : ", all match");
+  fails += bad != 0;
+  return bad == 0;
+}
+
+bool first_and_last_y(dim3 b, dim3 g) { return b.y == 0 || b.y + 1 == g.y; }
+bool first_and_last_two_x(dim3 b, dim3 g) { return b.x < 2 || b.x + 2 >= g.x; }
+
+float max_abs(const std::vector<float>& v) {
+  float m = 0;
+  for (float f : v)
+    if (std::isfinite(f)) m = std::max(m, std::fabs(f));
+  return m;
+}
+
+std::mt19937 gen(12345);
+std::vector<float> normal(size_t n, float scale) {
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& e : v) e = nd(gen);
+  return v;
+}
+
+// ---- LRN --------------------------------------------------------------------------------------------------------
+
+struct LrnCase {
+  int64_t N;
+  int C;
+  int64_t H, W;
+  int size;
+  float alpha, beta, k, scale;
+  bool relu;
+};
+
+void check_lrn(const LrnCase& c) {
+  const int64_t HW = c.H * c.W, n = c.N * c.C * HW;
+  std::printf("lrn N=%lld C=%d %lldx%lld size %d alpha %g beta %g k %g\n", (long long)c.N, c.C, (long long)c.H,
+              (long long)c.W, c.size, c.alpha, c.beta, c.k);
+  std::vector<float> x = normal(n, c.scale), dy = normal(n, 1.f);
+  if (c.relu)
+    for (auto& e : x) e = std::max(e, 0.f);
+  std::vector<float> y_cpu = poisoned(n), y_gpu = poisoned(n);
+  cpu::lrn_forward(x.data(), y_cpu.data(), c.N, c.C, HW, c.size, c.alpha, c.beta, c.k, nullptr);
+  cuda::lrn_forward(x.data(), y_gpu.data(), c.N, c.C, HW, c.size, c.alpha, c.beta, c.k, stream());
+  close("y", y_cpu, y_gpu, 2e-6, 1e-7);
+
+  // Workspaces of exactly the size lrn_workspace_floats asks for (ASan sees an overrun). Where the GPU needs
+  // none it gets a null workspace and a poisoned y: that path must read neither.
+  std::vector<float> ws_cpu = poisoned(cpu::lrn_workspace_floats(c.N, c.C, HW, c.size)), dx_cpu = poisoned(n);
+  cpu::lrn_backward(dy.data(), x.data(), y_cpu.data(), dx_cpu.data(), ws_cpu.data(), c.N, c.C, HW, c.size, c.alpha,
+                    c.beta, c.k, nullptr);
+  const int64_t need = cuda::lrn_workspace_floats(c.N, c.C, HW, c.size);
+  std::vector<float> ws_gpu = poisoned(need), dx_gpu = poisoned(n), y_unread = poisoned(n);
+  cuda::lrn_backward(dy.data(), x.data(), need ? y_gpu.data() : y_unread.data(), dx_gpu.data(),
+                     need ? ws_gpu.data() : nullptr, c.N, c.C, HW, c.size, c.alpha, c.beta, c.k, stream());
+  std::printf("   (%s path)\n", need ? "per-pixel, y and workspace" : "chunked, without y or workspace");
+  close("dx", dx_cpu, dx_gpu, 1e-5, 2e-6 * max_abs(dx_cpu));
+}
+
+void lrn_checks() {
+  const float a = 1e-4f, b = 0.75f, k = 2.f;
+  const LrnCase cases[] = {
+      {2, 13, 3, 5, 5, a, b, k, 20, false},   {1, 1, 2, 2, 5, a, b, k, 20, false},
+      {3, 2, 7, 1, 3, 0.05f, 0.75f, 2, 1, false}, {1, 4, 1, 1, 1, 0.05f, 0.75f, 2, 1, false},
+      {2, 96, 55, 55, 5, a, b, k, 30, true},  // lrn1 at batch 2
+      {2, 256, 27, 27, 5, a, b, k, 30, true}, // lrn2 at batch 2
+      {1, 100, 7, 5, 1, 0.05f, 1.3f, 0.5f, 3, false}, {1, 100, 7, 5, 3, 0.05f, 1.3f, 0.5f, 3, false},
+      {1, 100, 7, 5, 5, 0.05f, 1.3f, 0.5f, 3, false}, {1, 100, 7, 5, 7, 0.05f, 1.3f, 0.5f, 3, false},
+      {2, 40, 9, 9, 9, 0.05f, 1.3f, 0.5f, 3, false},   // the per-pixel kernels (window above 7)
+      {1, 33, 17, 19, 11, 0.01f, 0.75f, 1, 3, false},
+      {3, 17, 16, 16, 5, 0.05f, 0.75f, 2, 3, false},  // 256 pixels: whole tiles
+      {1, 50, 15, 19, 7, 0.05f, 0.75f, 2, 3, false},  // C not a multiple of any chunk
+      {2, 12, 4, 4, 5, a, b, k, 1e6, false},
+  };
+  for (const auto& c : cases) check_lrn(c);
+
+  // More pixel tiles than a grid's y dimension holds (65535): block y = 0 also takes the last tile. Only the
+  // first and last rows of blocks run.
+  const int64_t HW = 65535LL * 256 + 200;  // 65536 tiles: block y = 0 takes tiles 0 and 65535 (partial)
+  for (int size : {3, 9}) {
+    std::printf("lrn N=1 C=2 1x%lld size %d (grid-stride over pixel tiles; first and last blocks)\n", (long long)HW,
+                size);
+    const int64_t n = 2 * HW;
+    std::vector<float> x = normal(n, 3.f), dy = normal(n, 1.f), y_cpu = poisoned(n), y_gpu = poisoned(n);
+    cpu::lrn_forward(x.data(), y_cpu.data(), 1, 2, HW, size, 0.05f, 0.75f, 2.f, nullptr);
+    emu_run_block = size == 3 ? first_and_last_y : first_and_last_two_x;
+    cuda::lrn_forward(x.data(), y_gpu.data(), 1, 2, HW, size, 0.05f, 0.75f, 2.f, stream());
+    written_match("y", y_cpu, y_gpu, 2e-6, 1e-7, {0, HW - 1, n - 1});
+    std::vector<float> ws = poisoned(n), dx_cpu = poisoned(n), dx_gpu = poisoned(n);
+    emu_run_block = nullptr;
+    cpu::lrn_backward(dy.data(), x.data(), y_cpu.data(), dx_cpu.data(), ws.data(), 1, 2, HW, size, 0.05f, 0.75f, 2.f,
+                      nullptr);
+    std::fill(ws.begin(), ws.end(), poison());
+    const bool chunked = cuda::lrn_workspace_floats(1, 2, HW, size) == 0;
+    emu_run_block = size == 3 ? first_and_last_y : first_and_last_two_x;
+    cuda::lrn_backward(dy.data(), x.data(), chunked ? y_gpu.data() : y_cpu.data(), dx_gpu.data(),
+                       chunked ? nullptr : ws.data(), 1, 2, HW, size, 0.05f, 0.75f, 2.f, stream());
+    emu_run_block = nullptr;
+    written_match("dx", dx_cpu, dx_gpu, 1e-5, 2e-6 * max_abs(dx_cpu), {0, HW - 1, n - 1});
+  }
+}
+
+// ---- max-pooling ------------------------------------------------------------------------------------------------
+
+struct PoolCase {
+  int64_t planes, H, W;
+  int size, stride;
+};
+
+// Values on a coarse grid (many ties: the first maximal element must win) and a few NaNs (they win, the first
+// of them, and propagate).
+std::vector<float> pool_input(size_t n) {
+  std::uniform_int_distribution<int> v(-6, 6), nan(0, 499);
+  std::vector<float> x(n);
+  for (auto& e : x) e = nan(gen) == 0 ? std::numeric_limits<float>::quiet_NaN() : 0.5f * float(v(gen));
+  return x;
+}
+
+void check_pool(const PoolCase& c) {
+  PoolGeometry g = pool_geometry(c.H, c.W, c.size, c.stride);
+  std::printf("pool planes=%lld %lldx%lld size %d stride %d -> %lldx%lld\n", (long long)c.planes, (long long)c.H,
+              (long long)c.W, c.size, c.stride, (long long)g.OH, (long long)g.OW);
+  const int64_t nin = c.planes * c.H * c.W, nout = c.planes * g.OH * g.OW;
+  std::vector<float> x = pool_input(nin), dy = normal(nout, 1.f);
+  std::vector<float> y_cpu = poisoned(nout), y_gpu = poisoned(nout);
+  cpu::max_pool_forward(x.data(), y_cpu.data(), c.planes, c.H, c.W, c.size, c.stride, nullptr);
+  cuda::max_pool_forward(x.data(), y_gpu.data(), c.planes, c.H, c.W, c.size, c.stride, stream());
+  identical("y", y_cpu, y_gpu);
+  std::vector<float> dx_cpu = poisoned(nin), dx_gpu = poisoned(nin);
+  cpu::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                         nullptr);
+  cuda::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                          stream());
+  identical("dx", dx_cpu, dx_gpu);
+}
+
+void pool_checks() {
+  const PoolCase cases[] = {
+      {1, 3, 3, 3, 2},      {5, 7, 7, 3, 2},       {7, 13, 13, 3, 2},    {3, 10, 11, 2, 2},
+      {4, 9, 9, 3, 1},      {2, 17, 23, 5, 3},     {1, 9, 9, 1, 1},      {2, 6, 6, 4, 4},
+      {192, 55, 55, 3, 2},  // pool1 at batch 2
+      {512, 27, 27, 3, 2},  // pool2 at batch 2
+      {512, 13, 13, 3, 2},  // pool5 at batch 2
+      {4096, 13, 13, 3, 2}, // pool5 at batch 16: several planes per block
+      {1000, 5, 5, 3, 2},   {1, 1200, 33, 3, 2},  // one tall plane: bands
+      {3, 40, 2000, 3, 2},  // wide planes: thin bands
+      {1, 7, 5000, 3, 2},   // too wide for a tile: the general kernels
+      {2, 30, 1500, 3, 2},  {1, 64, 64, 7, 3},
+  };
+  for (const auto& c : cases) check_pool(c);
+
+  // AlexNet's three poolings at batch 128 (the planner packs planes by the batch size): the first two and last
+  // two blocks of each launch, so the largest offsets are among those checked.
+  const PoolCase alexnet[] = {{128 * 96, 55, 55, 3, 2}, {128 * 256, 27, 27, 3, 2}, {128 * 256, 13, 13, 3, 2}};
+  for (const auto& c : alexnet) {
+    PoolGeometry g = pool_geometry(c.H, c.W, c.size, c.stride);
+    std::printf("pool planes=%lld %lldx%lld at batch 128 (first and last blocks)\n", (long long)c.planes,
+                (long long)c.H, (long long)c.W);
+    const int64_t nin = c.planes * c.H * c.W, nout = c.planes * g.OH * g.OW;
+    std::vector<float> x = pool_input(nin), dy = normal(nout, 1.f);
+    std::vector<float> y_cpu = poisoned(nout), y_gpu = poisoned(nout), dx_cpu = poisoned(nin), dx_gpu = poisoned(nin);
+    cpu::max_pool_forward(x.data(), y_cpu.data(), c.planes, c.H, c.W, c.size, c.stride, nullptr);
+    cpu::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                           nullptr);
+    emu_run_block = first_and_last_two_x;
+    cuda::max_pool_forward(x.data(), y_gpu.data(), c.planes, c.H, c.W, c.size, c.stride, stream());
+    cuda::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                            stream());
+    emu_run_block = nullptr;
+    written_match("y", y_cpu, y_gpu, 0, 0, {0, nout - 1});
+    written_match("dx", dx_cpu, dx_gpu, 0, 0, {0, nin - 1});
+  }
+}
+
+// ---- softmax ----------------------------------------------------------------------------------------------------
+
+template <class Label> void check_softmax(int64_t N, int64_t K, float scale, bool bad_label) {
+  std::printf("softmax %lldx%lld %s scale %g%s\n", (long long)N, (long long)K, sizeof(Label) == 4 ? "int32" : "int64",
+              scale, bad_label ? " with out-of-range labels" : "");
+  std::vector<float> x = normal(N * K, scale);
+  std::vector<Label> labels(N);
+  std::uniform_int_distribution<int64_t> lab(0, K - 1);
+  for (auto& l : labels) l = Label(lab(gen));
+  if (bad_label) {
+    labels[N / 2] = Label(K);
+    labels[0] = Label(-1);
+  }
+  std::vector<float> p_cpu = poisoned(N * K), p_gpu = poisoned(N * K);
+  cpu::softmax_forward(x.data(), p_cpu.data(), N, K, nullptr);
+  cuda::softmax_forward(x.data(), p_gpu.data(), N, K, stream());
+  close("p", p_cpu, p_gpu, 1e-5, 1e-9);
+  std::vector<float> loss_cpu = poisoned(N), loss_gpu = poisoned(N), dx_cpu = poisoned(N * K), dx_gpu = poisoned(N * K);
+  double stats_cpu[3], stats_gpu[3] = {NAN, NAN, NAN}, stats_ref[3];
+  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats_cpu, N, K, nullptr);
+  const long launches = emu_launches;
+  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats_gpu, N, K, stream());
+  if (emu_launches - launches != 2) {
+    std::printf("   softmax_cross_entropy made %ld launches, expected 2 (rows, finalize) FAIL\n", emu_launches - launches);
+    ++fails;
+  }
+  close("loss", loss_cpu, loss_gpu, 1e-5, 1e-6);
+  close("dx", dx_cpu, dx_gpu, 1e-5, 1e-9);
+  // The finalize adds the same terms in the same order as the CPU: from the GPU's row losses, the CPU's
+  // finalize must give the GPU's stats bit for bit (and the CPU's own stats must be close).
+  {  // softmax.h's fixed order, as softmax_cpu.cpp runs it, on the GPU's row losses
+    LossLane part[kLossLanes];
+    for (int l = 0; l < kLossLanes; ++l) part[l] = cross_entropy_lane(loss_gpu.data(), labels.data(), N, l);
+    for (int half = kLossLanes / 2; half >= 1; half /= 2)
+      for (int i = 0; i < half; ++i) cross_entropy_combine(part[i], part[i + half]);
+    cross_entropy_stats(part[0], stats_ref);
+  }
+  bool same = std::memcmp(stats_ref, stats_gpu, sizeof stats_ref) == 0;
+  bool near = bad_label ? std::isnan(stats_cpu[0]) && std::isnan(stats_gpu[0])
+                        : std::fabs(stats_cpu[0] - stats_gpu[0]) <= 1e-5 * std::max(1.0, std::fabs(stats_cpu[0]));
+  bool range = stats_cpu[1] == stats_gpu[1] && stats_cpu[2] == stats_gpu[2];
+  std::printf("   stats loss sum %.9g (cpu %.9g), labels [%g, %g]%s\n", stats_gpu[0], stats_cpu[0], stats_gpu[1],
+              stats_gpu[2], same && near && range ? "" : " FAIL");
+  fails += !(same && near && range);
+}
+
+void softmax_checks() {
+  check_softmax<int32_t>(1, 1, 3, false);
+  check_softmax<int64_t>(4, 10, 3, false);
+  check_softmax<int32_t>(128, 1000, 10, false);
+  check_softmax<int64_t>(128, 1000, 10, true);
+  check_softmax<int64_t>(5, 33, 3, false);
+  check_softmax<int32_t>(1000, 37, 3, true);
+  check_softmax<int32_t>(3, 3000, 3, false);
+  check_softmax<int64_t>(2, 1025, 1e30f, false);
+  check_softmax<int32_t>(9, 257, 1e4f, false);
+  check_softmax<int64_t>(300, 1024, 3, false);  // the widest row held in registers; more rows than lanes
+  check_softmax<int32_t>(7, 1, 3, true);
+  check_softmax<int64_t>(33, 65, 3, false);
+
+  // More rows than the grid holds warps (65535 * 16 blocks of 4): warps take a second row. Only the first and
+  // last two blocks of the row kernel run, the finalize (one block) too.
+  const int64_t N = 65535LL * 16 * 4 + 6, K = 3;
+  std::printf("softmax %lldx%lld (grid-stride over rows; first and last blocks)\n", (long long)N, (long long)K);
+  std::vector<float> x = normal(N * K, 3.f), loss_cpu = poisoned(N), loss_gpu = poisoned(N);
+  std::vector<float> dx_cpu = poisoned(N * K), dx_gpu = poisoned(N * K);
+  std::vector<int32_t> labels(N);
+  for (int64_t i = 0; i < N; ++i) labels[i] = int32_t(i % K);
+  double stats[3];
+  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats, N, K, nullptr);
+  emu_run_block = first_and_last_two_x;
+  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats, N, K, stream());
+  emu_run_block = nullptr;
+  written_match("loss", loss_cpu, loss_gpu, 1e-5, 1e-6, {0, N - 1});
+  written_match("dx", dx_cpu, dx_gpu, 1e-5, 1e-9, {0, N * K - 1});
+}
+
+// ---- launch configurations at AlexNet's shapes, batch 128, and at extreme ones ------------------------------
+
+void dry_runs() {
+  emu_dry_run = true;  // configurations and streams only: pointers are never touched
+  float* f = reinterpret_cast<float*>(std::uintptr_t(1) << 20);
+  auto lrn = [&](int64_t N, int C, int64_t HW, int size) {
+    cuda::lrn_forward(f, f, N, C, HW, size, 1e-4f, 0.75f, 2.f, stream());
+    cuda::lrn_backward(f, f, f, f, cuda::lrn_workspace_floats(N, C, HW, size) ? f : nullptr, N, C, HW, size, 1e-4f,
+                       0.75f, 2.f, stream());
+  };
+  if (cuda::lrn_workspace_floats(128, 96, 55 * 55, 5) != 0 || cuda::lrn_workspace_floats(128, 256, 27 * 27, 5) != 0 ||
+      cuda::lrn_workspace_floats(1, 3, int64_t(1) << 30, 5) != 3 * (int64_t(1) << 30) ||
+      cuda::lrn_workspace_floats(2, 5, 7, 9) != 70) {
+    std::printf("lrn_workspace_floats: unexpected sizes FAIL\n");
+    ++fails;
+  }
+  lrn(128, 96, 55 * 55, 5);
+  lrn(128, 256, 27 * 27, 5);
+  lrn(1, 3, int64_t(1) << 30, 5);    // too large for 32-bit in-image offsets: the per-pixel kernels
+  lrn(4096, 1, 1 << 20, 3);           // more pixel tiles than a grid dimension holds
+  lrn(1, 100000, 1, 7);
+  auto pool = [&](int64_t planes, int64_t H, int64_t W) {
+    cuda::max_pool_forward(f, f, planes, H, W, 3, 2, stream());
+    cuda::max_pool_backward(f, f, f, f, planes, H, W, 3, 2, stream());
+  };
+  pool(128 * 96, 55, 55);
+  pool(128 * 256, 27, 27);
+  pool(128 * 256, 13, 13);
+  pool(1, 100000, 3);
+  pool(1, 3, 100000);
+  pool(int64_t(1) << 28, 3, 3);
+  auto softmax = [&](int64_t N, int64_t K) {
+    const int32_t* l32 = reinterpret_cast<const int32_t*>(f);
+    const int64_t* l64 = reinterpret_cast<const int64_t*>(f);
+    cuda::softmax_forward(f, f, N, K, stream());
+    double* d = reinterpret_cast<double*>(f);
+    cuda::softmax_cross_entropy(f, l32, f, f, d, N, K, stream());
+    cuda::softmax_cross_entropy(f, l64, f, f, d, N, K, stream());
+  };
+  softmax(128, 1000);
+  softmax(1, 1 << 24);
+  softmax(int64_t(1) << 26, 2);
+  emu_dry_run = false;
+  std::printf("launch configurations ok (AlexNet at batch 128, extreme shapes)\n");
+}
+
+}  // namespace
+
+int main() {
+  emu_expected_stream = reinterpret_cast<Stream>(std::uintptr_t(0x5700));  // not the default stream
+  dry_runs();
+  lrn_checks();
+  pool_checks();
+  softmax_checks();
+  std::printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
+  return fails != 0;
+}

@@ -1,0 +1,222 @@
+// Stand-ins for the CUDA built-ins used by kernels/{lrn,pool,softmax}_cuda.cu, so that make_emu.py's
+// rewrite of them compiles as OpenMP C++ (see run.sh). Started from tests/conv_cuda_emulation/emu_prelude.h;
+// adds dynamic and per-block static shared memory, warp shuffles and __launch_bounds__ checks.
+//
+// A launch runs its blocks one after another; a block is an OpenMP team of blockDim.x threads, so
+// __syncthreads is an omp barrier. Warp-synchronous built-ins (__shfl_*_sync, __syncwarp) exchange
+// through a per-warp buffer between two per-warp barriers: valid when the 32 lanes of a warp (fewer in a
+// block's last, partial warp) all call them with the full mask, as the kernels here must; a lane that
+// never arrives (it left the loop or the kernel) makes the others fail after a timeout, not hang.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
+};
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+inline dim3 emu_block_idx, emu_grid_dim;
+#define blockIdx emu_block_idx
+#define gridDim emu_grid_dim
+#define threadIdx (dim3(unsigned(omp_get_thread_num())))
+#define blockDim (dim3(unsigned(omp_get_num_threads())))
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __syncthreads() _Pragma("omp barrier")
+#define CUDART_NAN_F std::numeric_limits<float>::quiet_NaN()
+#define CUDART_INF_F std::numeric_limits<float>::infinity()
+template <class T> T __ldg(const T* p) {
+  if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) {
+    std::fprintf(stderr, "misaligned __ldg of %zu bytes at %p\n", sizeof(T), static_cast<const void*>(p));
+    std::abort();
+  }
+  return *p;
+}
+using std::max;
+using std::min;
+#define PYA_CHECK_LAUNCH(x)
+#define PYA_CUDA_CHECK(x) (x)
+
+// Every launch must go to the stream the caller passed (compare_with_cpu.cpp passes a fake, non-default
+// one); a dry run only checks the launch configurations; emu_run_block, when set, picks which blocks run.
+inline pya::Stream emu_expected_stream = nullptr;
+inline bool emu_dry_run = false;
+inline bool (*emu_run_block)(dim3 block, dim3 grid) = nullptr;
+inline long emu_launches = 0;  // launches made (dry or not): lets a check count them
+[[noreturn]] inline void emu_fail(const char* what) {
+  std::fprintf(stderr, "EMULATION CHECK FAILED: %s\n", what);
+  std::fflush(stdout);
+  std::abort();
+}
+
+namespace pya {
+inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks > max_blocks) blocks = max_blocks;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned int>(blocks);
+}
+}  // namespace pya
+
+constexpr size_t kEmuSharedLimit = 48 * 1024;  // static + dynamic, per block, without an opt-in
+constexpr unsigned char kEmuPoisonByte = 0xff;  // a float of four of these is a NaN; an int is -1
+
+// ---- per-block state -----------------------------------------------------------------------------------------
+
+struct EmuWarp {
+  std::mutex m;
+  std::condition_variable cv;
+  int lanes = 32, arrived = 0;
+  unsigned generation = 0;
+  uint64_t value[32];
+};
+
+struct EmuBlock {
+  unsigned threads = 0;
+  std::unique_ptr<unsigned char[]> dynamic_smem;  // exactly the launch's size: ASan sees overruns
+  size_t dynamic_bytes = 0;
+  std::mutex static_mutex;
+  std::map<int, std::unique_ptr<unsigned char[]>> static_smem;  // one allocation per __shared__ declaration
+  size_t static_bytes = 0;
+  std::unique_ptr<EmuWarp[]> warps;
+};
+inline EmuBlock* emu_block = nullptr;
+
+inline void* emu_dynamic_smem() { return emu_block->dynamic_smem.get(); }
+
+// The buffer of __shared__ declaration `id` in the running block: allocated and poisoned by the first
+// thread that reaches the declaration, the same for every thread of the block.
+inline void* emu_static_smem(size_t bytes, int id) {
+  std::lock_guard<std::mutex> lock(emu_block->static_mutex);
+  auto& slot = emu_block->static_smem[id];
+  if (!slot) {
+    slot.reset(new unsigned char[bytes]);
+    std::memset(slot.get(), kEmuPoisonByte, bytes);
+    emu_block->static_bytes += bytes;
+    if (emu_block->static_bytes + emu_block->dynamic_bytes > kEmuSharedLimit)
+      emu_fail("static + dynamic shared memory over 48 KiB (the GPU needs an opt-in above that)");
+  }
+  return slot.get();
+}
+
+inline void emu_check_launch_bounds(int max_threads) {
+  if (int(blockDim.x) > max_threads) emu_fail("launch with more threads per block than the kernel's __launch_bounds__");
+}
+
+// ---- warp-synchronous built-ins -------------------------------------------------------------------------------
+
+inline int emu_lane() { return int(threadIdx.x) % 32; }
+inline EmuWarp& emu_warp() { return emu_block->warps[threadIdx.x / 32]; }
+
+inline void emu_warp_barrier() {
+  EmuWarp& w = emu_warp();
+  std::unique_lock<std::mutex> lock(w.m);
+  unsigned gen = w.generation;
+  if (++w.arrived == w.lanes) {
+    w.arrived = 0;
+    ++w.generation;
+    w.cv.notify_all();
+    return;
+  }
+  if (!w.cv.wait_for(lock, std::chrono::seconds(60), [&] { return w.generation != gen; }))
+    emu_fail("a warp-synchronous call (__shfl_*_sync, __syncwarp) was not reached by every lane of its warp");
+}
+
+inline void emu_check_mask(unsigned mask) {
+  unsigned lanes = unsigned(emu_warp().lanes);
+  unsigned full = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+  if (mask != full) emu_fail("warp-synchronous call with a partial mask (the emulation supports full warps only)");
+}
+
+template <class T> T emu_shfl(unsigned mask, T v, int src_lane) {
+  static_assert(sizeof(T) <= sizeof(uint64_t), "shuffle of a type wider than 8 bytes");
+  emu_check_mask(mask);
+  EmuWarp& w = emu_warp();
+  std::memcpy(&w.value[emu_lane()], &v, sizeof(T));
+  emu_warp_barrier();
+  T r;
+  std::memcpy(&r, &w.value[src_lane], sizeof(T));
+  emu_warp_barrier();  // nobody overwrites a value before every lane has read it
+  return r;
+}
+
+// width: a power of two <= 32, dividing the warp into segments of that many lanes (as on the GPU).
+template <class T> T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  int lane = emu_lane(), base = lane & ~(width - 1);
+  return emu_shfl(mask, v, base + (src & (width - 1)));
+}
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  int lane = emu_lane(), src = lane ^ lane_mask;
+  if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
+  if (src >= emu_warp().lanes) src = lane;  // a missing lane of a partial warp: the value is undefined on the GPU
+  return emu_shfl(mask, v, src);
+}
+template <class T> T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  int lane = emu_lane(), src = lane + int(delta);
+  if ((src & ~(width - 1)) != (lane & ~(width - 1)) || src >= emu_warp().lanes) src = lane;
+  return emu_shfl(mask, v, src);
+}
+template <class T> T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  int lane = emu_lane(), src = lane - int(delta);
+  if (src < 0 || (src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
+  return emu_shfl(mask, v, src);
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  emu_check_mask(mask);
+  emu_warp_barrier();
+}
+
+// ---- launches --------------------------------------------------------------------------------------------------
+
+template <class F> void emu_launch(dim3 grid, unsigned threads, size_t dynamic_smem, pya::Stream stream, F f) {
+  ++emu_launches;
+  // What the GPU would refuse (or run on the wrong stream), checked before anything runs.
+  if (stream != emu_expected_stream) emu_fail("kernel launched on a stream other than the caller's");
+  if (grid.x < 1 || grid.y < 1 || grid.z < 1) emu_fail("empty grid");
+  if (grid.x > 2147483647u || grid.y > 65535u || grid.z > 65535u) emu_fail("grid dimension over the CUDA limit");
+  if (threads < 1 || threads > 1024) emu_fail("block size over the CUDA limit");
+  if (dynamic_smem > kEmuSharedLimit) emu_fail("dynamic shared memory over 48 KiB: would need cudaFuncSetAttribute");
+  if (emu_dry_run) return;
+  emu_grid_dim = grid;
+  const unsigned nwarps = (threads + 31) / 32;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        emu_block_idx = dim3(x, y, z);
+        if (emu_run_block && !emu_run_block(emu_block_idx, grid)) continue;
+        EmuBlock block;
+        block.threads = threads;
+        block.dynamic_bytes = dynamic_smem;
+        block.dynamic_smem.reset(new unsigned char[dynamic_smem]);
+        std::memset(block.dynamic_smem.get(), kEmuPoisonByte, dynamic_smem);
+        block.warps.reset(new EmuWarp[nwarps]);
+        for (unsigned w = 0; w < nwarps; ++w) block.warps[w].lanes = int(std::min(32u, threads - 32 * w));
+        emu_block = &block;
+#pragma omp parallel num_threads(threads)
+        {
+          if (omp_get_num_threads() != int(threads)) std::abort();
+          f();
+        }
+        emu_block = nullptr;
+      }
+}
