@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OP_ROWS = ([f"conv{i}.{k}" for i in range(1, 6) for k in ("fwd", "dgrad", "wgrad")]
            + [f"lrn{i}.{k}" for i in (1, 2) for k in ("fwd", "bwd")]
            + [f"pool{i}.{k}" for i in (1, 2, 5) for k in ("fwd", "bwd")]
-           + ["relu1.fwd", "relu1.bwd", "dropout6.fwd", "dropout6.bwd", "softmax_xent.fwd+bwd"]
+           + ["relu1.fwd", "relu1.bwd", "dropout6.fwd", "dropout6.bwd", "softmax_xent.kernel", "softmax_xent.op"]
            + [f"fc{i}.{k}" for i in (6, 7, 8) for k in ("fwd", "bwd")] + ["sgd.all"])
 
 

@@ -38,21 +38,27 @@ class Ours:
     def to_primary(self, a):
         return a
 
-    # convolution
-    def conv_fwd(self, x, w, b, L: Conv):
-        return self.ops.conv2d(x, w, b, stride=L.stride, padding=L.pad, groups=L.groups)
+    # convolution; `algorithm` (None: the library's choice) forces one of ops.CONV_ALGORITHMS
+    def _conv_kw(self, L: Conv, algorithm):
+        kw = dict(stride=L.stride, padding=L.pad, groups=L.groups)
+        if algorithm is not None:
+            kw["algorithm"] = algorithm
+        return kw
+
+    def conv_fwd(self, x, w, b, L: Conv, algorithm=None):
+        return self.ops.conv2d(x, w, b, **self._conv_kw(L, algorithm))
 
     def conv_bwd(self, dy, x, w, L: Conv, *, need_dx=True, need_db=True):
         return self.ops.conv2d_backward(dy, x, w, stride=L.stride, padding=L.pad, groups=L.groups,
                                         need_dx=need_dx, need_db=need_db)
 
-    def conv_dgrad(self, dy, x, w, L: Conv):
+    def conv_dgrad(self, dy, x, w, L: Conv, algorithm=None):
         """The input gradient alone."""
-        return self.ops.conv2d_backward(dy, x, w, stride=L.stride, padding=L.pad, groups=L.groups,
+        return self.ops.conv2d_backward(dy, x, w, **self._conv_kw(L, algorithm),
                                         need_dx=True, need_dw=False, need_db=False)[0]
 
-    def conv_wgrad(self, dy, x, w, L: Conv):
-        return self.ops.conv2d_backward(dy, x, w, stride=L.stride, padding=L.pad, groups=L.groups,
+    def conv_wgrad(self, dy, x, w, L: Conv, algorithm=None):
+        return self.ops.conv2d_backward(dy, x, w, **self._conv_kw(L, algorithm),
                                         need_dx=False, need_db=False)[1]
 
     # element-wise and normalisation layers
@@ -92,6 +98,22 @@ class Ours:
 
     def xent(self, logits, labels):
         return self.ops.softmax_cross_entropy(logits, labels)
+
+    def xent_kernel(self, logits, labels):
+        """A call of the fused kernels alone, into buffers made once: ops.softmax_cross_entropy adds the
+        read-back of the loss and of the labels' range (one sync), which a kernel row should not time."""
+        from .. import _C, _backend
+
+        xp = self.xp
+        row_loss, dlogits = xp.empty(logits.shape[0], dtype=xp.float32), xp.empty_like(logits)
+        stats = xp.empty(3, dtype=xp.float64)
+        with _backend.launch(logits, labels) as l:
+            stream = l.stream
+
+        def call():
+            _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, stream)
+            return dlogits
+        return call
 
     def sgd(self, params, grads, vels, lr=0.01):
         for w, g, v in zip(params, grads, vels):
@@ -216,6 +238,9 @@ class Torch:
             loss = self.F.cross_entropy(xr, labels)
         (g,) = self.torch.autograd.grad(loss, xr)
         return loss.detach(), g
+
+    def xent_kernel(self, logits, labels):
+        return lambda: self.xent(logits, labels)[1]
 
     def sgd(self, params, grads, vels, lr=0.01):
         """torch.optim.SGD (its default multi-tensor path), with the gradients attached."""
@@ -365,6 +390,9 @@ class Numpy:
         d = e / s
         d[np.arange(n), labels] -= 1
         return loss, (d / n).astype(np.float32)
+
+    def xent_kernel(self, logits, labels):
+        return lambda: self.xent(logits, labels)[1]
 
     def sgd(self, params, grads, vels, lr=0.01):
         for w, g, v in zip(params, grads, vels):

@@ -13,11 +13,13 @@ def _ms(entry):
 
 def add_rates(results: list[dict], ceilings: dict, ref_names: list[str]) -> None:
     """Achieved rate as a fraction of the measured ceiling, and ours/reference ratios."""
+    by_name = {r["name"]: r for r in results}
     for r in results:
         ours = _ms(r["impl"].get("ours"))
         r["ratio"] = {}
+        refs = by_name.get(r.get("reference_row"), r)["impl"]   # a forced-algorithm row: its main row's
         for name in ref_names:
-            ref = _ms(r["impl"].get(name))
+            ref = _ms(refs.get(name))
             r["ratio"][name] = ours / ref if ours and ref else None
         for name, e in r["impl"].items():
             t = _ms(e)
@@ -111,11 +113,13 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     if gpu:
         head.append("targets")
     body = []
+    by_name = {r["name"]: r for r in doc["rows"]}
     for r in doc["rows"]:
         ours = r["impl"].get("ours")
         line = [r["name"], _fmt_ms(ours)]
+        ref_impl = by_name.get(r.get("reference_row"), r)["impl"]
         for ref in refs:
-            line += [_fmt_ms(r["impl"].get(ref)), _fmt_ratio(r["ratio"].get(ref))]
+            line += [_fmt_ms(ref_impl.get(ref)), _fmt_ratio(r["ratio"].get(ref))]
         rate, frac = _fmt_rate(r, ours)
         err = r.get("max_rel_error", {}).get("value")
         of_copy = (ours or {}).get("fraction_of_copy")
@@ -188,7 +192,9 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
           "Work is FLOPs for convolutions and "
           "matrix products, else the minimum bytes moved; `% ceiling` is the achieved rate over the ceiling above; "
           "`% same-size copy` is a device copy of the row's bytes (half read, half written) timed in the same "
-          "run, over our time: the memory-bound target.",
+          "run, over our time: the memory-bound target. Rows named `convN.pass algorithm` force one of our "
+          "convolution algorithms (the plain row is the library's own choice); their reference times are "
+          "the plain row's.",
           "", "## Training step", "", *_step_lines(doc)]
     notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
     if notes:

@@ -45,6 +45,9 @@ class Row:
     build: Callable[[object, dict], Callable[[], object]]   # (backend, its inputs) -> the timed call
     compare: bool = True       # outputs comparable across implementations (not dropout's masks)
     note: str = ""
+    # Set on the rows that time one of our conv algorithms forced: only ours runs, and its ratios use the
+    # references' times from the named row (same shapes, same run), so they are not timed twice.
+    reference_row: str | None = None
 
 
 def _numel(shape):
@@ -53,6 +56,15 @@ def _numel(shape):
 
 def _shape_str(shape):
     return "x".join(str(d) for d in shape)
+
+
+def _conv_algorithms(L: Conv) -> list[str]:
+    """The algorithms other than "auto" that pyalexnet has for this layer's shape (none where only one)."""
+    from .. import ops
+
+    names = [a for a in getattr(ops, "CONV_ALGORITHMS", ()) if a != "auto"]
+    winograd = L.r == 3 and L.stride == 1
+    return [a for a in names if a != "winograd" or winograd] if winograd else []
 
 
 def build_rows(n: int) -> list[Row]:
@@ -81,6 +93,18 @@ def build_rows(n: int) -> list[Row]:
                         lambda be, a, L=L: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L)))
         rows.append(Row(f"{L.name}.wgrad", "conv", desc, "compute", flops, bwd_in,
                         lambda be, a, L=L: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L)))
+        # Every algorithm the library has for this shape, forced, next to its own choice above: what the
+        # choice rule is tuned from.
+        for algo in _conv_algorithms(L):
+            rows.append(Row(f"{L.name}.fwd {algo}", "conv-algorithm", desc, "compute", flops, fwd_in,
+                            lambda be, a, L=L, algo=algo: lambda: be.conv_fwd(a["x"], a["w"], a["b"], L, algo),
+                            reference_row=f"{L.name}.fwd"))
+            rows.append(Row(f"{L.name}.dgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
+                            lambda be, a, L=L, algo=algo: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L, algo),
+                            reference_row=f"{L.name}.dgrad"))
+            rows.append(Row(f"{L.name}.wgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
+                            lambda be, a, L=L, algo=algo: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L, algo),
+                            reference_row=f"{L.name}.wgrad"))
 
     def fwd_bwd(prefix, group, shape, out_shape, fwd, bwd, fwd_bytes, bwd_bytes, compare=True, x_scale=1.0):
         def x_in(d):
@@ -101,13 +125,15 @@ def build_rows(n: int) -> list[Row]:
     # LRN after conv1 and conv2 (on ReLU outputs: scaled so the sum term matters).
     for i, name in ((1, "conv1"), (2, "conv2")):
         s = sh.conv_out[name]
+        # The backward must read x and dy and write dx: y = x * d^-beta follows from x (the CUDA kernel
+        # recomputes it rather than reading it).
         fwd_bwd(f"lrn{i}", "lrn", s, s, lambda be, x, keep: be.lrn_fwd(x, keep), lambda be, dy, c: be.lrn_bwd(dy, c),
-                2 * _numel(s) * F32, 4 * _numel(s) * F32, x_scale=10.0)
-    # Max-pooling in its three places; backward reads dy, x and y and writes dx.
+                2 * _numel(s) * F32, 3 * _numel(s) * F32, x_scale=10.0)
+    # Max-pooling in its three places; the backward must read x (each window's winner) and dy, and write dx.
     for i, name in ((1, "conv1"), (2, "conv2"), (5, "conv5")):
         s, p = sh.conv_out[name], sh.pool_out[name]
         fwd_bwd(f"pool{i}", "pool", s, p, lambda be, x, keep: be.pool_fwd(x, keep), lambda be, dy, c: be.pool_bwd(dy, c),
-                (_numel(s) + _numel(p)) * F32, 2 * (_numel(s) + _numel(p)) * F32)
+                (_numel(s) + _numel(p)) * F32, (2 * _numel(s) + _numel(p)) * F32)
     # ReLU at its largest (conv1's output).
     s = sh.conv_out["conv1"]
     fwd_bwd("relu1", "relu", s, s, lambda be, x, keep: be.relu_fwd(x, keep), lambda be, dy, c: be.relu_bwd(dy, c),
@@ -125,8 +151,16 @@ def build_rows(n: int) -> list[Row]:
         labels = be.labels(a["labels"])
         return lambda: be.xent(a["logits"], labels)[1]
 
-    rows.append(Row("softmax_xent.fwd+bwd", "softmax", f"{n}x{spec.NUM_CLASSES}", "memory",
-                    2 * n * spec.NUM_CLASSES * F32 + n * 4, xent_in, xent_build))
+    def xent_kernel_build(be, a):
+        return be.xent_kernel(a["logits"], be.labels(a["labels"]))
+
+    xent_bytes = 2 * n * spec.NUM_CLASSES * F32 + n * 4
+    rows.append(Row("softmax_xent.kernel", "softmax", f"{n}x{spec.NUM_CLASSES}", "memory", xent_bytes, xent_in,
+                    xent_kernel_build))
+    rows.append(Row("softmax_xent.op", "softmax-op", f"{n}x{spec.NUM_CLASSES}", "memory", xent_bytes, xent_in,
+                    xent_build, note="ops.softmax_cross_entropy: the kernels, then one read-back of the loss and "
+                    "the labels' range (a sync per call, so a bad label is a ValueError at the call); PyTorch's "
+                    "cross_entropy does not read back."))
 
     # Fully connected layers: y = x w^T + b; backward gives dx and dw (two products) and db.
     for name in ("fc6", "fc7", "fc8"):
@@ -192,9 +226,11 @@ def time_row(row: Row, backends, timer, drawer: Drawer, xp, verbose=False) -> di
     result = {"name": row.name, "group": row.group, "shape": row.shape, "bound": row.bound,
               "flops": row.work if row.bound == "compute" else None,
               "bytes": row.work if row.bound == "memory" else None,
-              "note": row.note, "impl": {}}
+              "note": row.note, "reference_row": row.reference_row, "impl": {}}
     first_out = {}
     for be in backends:
+        if row.reference_row and be.name != "ours":
+            continue
         entry: dict = {}
         try:
             with be.context():
