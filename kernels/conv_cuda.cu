@@ -35,10 +35,15 @@
 // dcol[CgRS x imgs*P*Q] = W^T * dy (a dense GEMM, no wasted taps) into the
 // workspace, a chunk of images at a time, then a gather that sums each input's
 // taps in (r, s) order (deterministic, no atomics).
+//
+// 3x3 stride-1 shapes with enough channels go through Winograd F(2x2, 3x3) instead
+// (ConvShape::algorithm, conv_winograd.h): transforms around 16*groups GEMMs done by the
+// same implicit_gemm_kernel (conv_winograd_cuda.h, included below).
 #include <algorithm>
 #include <atomic>
 
 #include "conv.h"
+#include "conv_winograd.h"
 #include "cuda_check.h"
 
 namespace pya::cuda {
@@ -580,8 +585,18 @@ void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
 bool aligned(const void* p, int bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
 
 }  // namespace
+}  // namespace pya::cuda
+
+#include "conv_winograd_cuda.h"  // uses implicit_gemm_kernel and the helpers above
+
+namespace pya::cuda {
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
+  if (pass != ConvPass::backward_bias && winograd::use_winograd(s)) {
+    if (const char* why = winograd::unsupported(s))
+      throw KernelError(std::string("conv2d: algorithm 'winograd' needs ") + why);
+    return winograd_plan(s, pass).workspace_floats;
+  }
   if (pass == ConvPass::backward_data) return data_plan(s).workspace_floats;
   if (pass != ConvPass::backward_filter || s.N == 0) return 0;
   const FilterPlan plan = filter_plan(s);
@@ -593,6 +608,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
   (void)workspace;
   check_workspace(s, ConvPass::forward, workspace_floats);
   if (s.N == 0) return;
+  if (winograd::use_winograd(s)) return winograd_conv(x, w, b, y, s, false, workspace, stream);
   ForwardProblem p{};
   p.x = x, p.w = w, p.bias = b, p.c = y;
   p.M = int(s.Kg()), p.Ncols = int(s.N * s.PQ()), p.Kdim = int(s.CRSg());
@@ -614,6 +630,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
     PYA_CUDA_CHECK(cudaMemsetAsync(dx, 0, sizeof(float) * s.N * s.C * s.HW(), stream));
     return;
   }
+  if (winograd::use_winograd(s)) return winograd_conv(dy, w, nullptr, dx, s, true, workspace, stream);
   const DataPlan plan = data_plan(s);
   if (plan.columns) {
     ColumnProblem p{};
@@ -656,6 +673,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     PYA_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * n_dw, stream));
     return;
   }
+  if (winograd::use_winograd(s)) return winograd_backward_filter(dy, x, dw, s, workspace, stream);
   const FilterPlan plan = filter_plan(s);
   FilterProblem p{};
   p.dy = dy, p.x = x, p.c = plan.slices > 1 ? workspace : dw;
