@@ -1,13 +1,16 @@
 // conv2d: every shape check has one home, conv_shape() below. Python asks
 // conv2d_shape() for the output shape and conv2d_workspace_size() for the
 // workspace, allocates both, and the launchers re-validate everything from the
-// arrays they are given before running.
+// arrays they are given before running. Every entry point takes algorithm="auto"
+// ("auto" | "direct" | "winograd", see kernels/conv_winograd.h); the workspace size
+// depends on it, so size and launch must name the same one.
 #include <pybind11/stl.h>
 
 #include <limits>
 #include <string>
 
 #include "../kernels/conv.h"
+#include "../kernels/conv_winograd.h"
 #include "array.h"
 #include "bind.h"
 
@@ -16,8 +19,16 @@ namespace {
 
 std::string dims(const std::vector<int64_t>& shape) { return shape_str(shape); }
 
+ConvAlgorithm parse_algorithm(const std::string& algorithm) {
+  if (algorithm == "auto") return ConvAlgorithm::automatic;
+  if (algorithm == "direct") return ConvAlgorithm::direct;
+  if (algorithm == "winograd") return ConvAlgorithm::winograd;
+  throw py::value_error("algorithm must be 'auto', 'direct' or 'winograd', got '" + algorithm + "'");
+}
+
 ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& w, int64_t stride, int64_t padding,
-                     int64_t groups) {
+                     int64_t groups, const std::string& algorithm = "auto") {
+  const ConvAlgorithm algo = parse_algorithm(algorithm);
   if (x.size() != 4)
     throw py::value_error("x must be 4-dimensional (N, C, H, W), got shape " + dims(x));
   if (w.size() != 4)
@@ -63,6 +74,14 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
   if (s.N * s.C * s.H * s.W > kMax || s.N * s.K * s.P * s.Q > kMax || s.K * s.CRSg() > kMax ||
       (s.H + 2 * padding) * (s.W + 2 * padding) > kMax)
     throw py::value_error("conv2d: tensors of 2^31 - 1024 or more elements are not supported; split the batch");
+  // The same refusal on both backends (the CPU backend ignores the algorithm), so code tested on the CPU
+  // does not fail later on a GPU.
+  s.algorithm = algo;
+  if (algo == ConvAlgorithm::winograd)
+    if (const char* why = winograd::unsupported(s))
+      throw py::value_error(std::string("algorithm='winograd' needs ") + why + " (got " + std::to_string(s.R) + "x" +
+                            std::to_string(s.S) + " filters, stride " + std::to_string(stride) + ", groups " +
+                            std::to_string(groups) + ")");
   return s;
 }
 
@@ -98,27 +117,32 @@ void expect_workspace(const Array& ws, const ConvShape& s, ConvPass pass) {
 
 void bind_conv(py::module_& m) {
   m.def("conv2d_shape", [](const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape, int64_t stride,
-                           int64_t padding, int64_t groups) {
-    return out_shape(conv_shape(x_shape, w_shape, stride, padding, groups));
+                           int64_t padding, int64_t groups, const std::string& algorithm) {
+    return out_shape(conv_shape(x_shape, w_shape, stride, padding, groups, algorithm));
   }, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("groups"),
-     "Validates a conv2d call and returns the output shape (N, K, P, Q).");
+     py::arg("algorithm") = "auto",
+     "Validates a conv2d call and returns the output shape (N, K, P, Q). algorithm: 'auto', 'direct' or "
+     "'winograd' (CUDA only; the CPU backend ignores it, but 'winograd' is refused for shapes it cannot do "
+     "on either backend).");
 
   m.def("conv2d_workspace_size", [](const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
-                                    int64_t stride, int64_t padding, int64_t groups, const std::string& pass, bool gpu) {
-    return workspace_floats(conv_shape(x_shape, w_shape, stride, padding, groups), parse_pass(pass), gpu);
+                                    int64_t stride, int64_t padding, int64_t groups, const std::string& pass, bool gpu,
+                                    const std::string& algorithm) {
+    return workspace_floats(conv_shape(x_shape, w_shape, stride, padding, groups, algorithm), parse_pass(pass), gpu);
   }, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("groups"),
-     py::arg("pass"), py::arg("gpu"),
-     "float32 elements of workspace that `pass` needs on the CPU (gpu=False) or CUDA (gpu=True) backend.");
+     py::arg("pass"), py::arg("gpu"), py::arg("algorithm") = "auto",
+     "float32 elements of workspace that `pass` needs on the CPU (gpu=False) or CUDA (gpu=True) backend, "
+     "computed with `algorithm` (the launch must name the same one).");
 
   m.def("conv2d_forward", [](py::handle x_, py::handle w_, py::handle b_, py::handle y_, py::handle ws_, int64_t stride,
-                             int64_t padding, int64_t groups, std::uintptr_t stream) {
+                             int64_t padding, int64_t groups, std::uintptr_t stream, const std::string& algorithm) {
     Array x = array_arg(x_, "x"), w = array_arg(w_, "w"), y = array_arg(y_, "y", true);
     Array ws = array_arg(ws_, "workspace", true);
     const bool has_b = !b_.is_none();
     Array b = has_b ? array_arg(b_, "b") : Array{};
     for (const Array* a : {&x, &w, &y}) expect_float32(*a);
     if (has_b) expect_float32(b);
-    ConvShape s = conv_shape(x.shape, w.shape, stride, padding, groups);
+    ConvShape s = conv_shape(x.shape, w.shape, stride, padding, groups, algorithm);
     if (has_b) expect_shape(b, {s.K});
     expect_shape(y, out_shape(s));
     expect_workspace(ws, s, ConvPass::forward);
@@ -126,35 +150,37 @@ void bind_conv(py::module_& m) {
     PYA_DISPATCH(l, conv2d_forward, x.data<float>(), w.data<float>(), has_b ? b.data<float>() : nullptr,
                  y.data<float>(), s, ws.data<float>(), ws.numel());
   }, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), py::arg("workspace"), py::arg("stride"),
-     py::arg("padding"), py::arg("groups"), py::arg("stream") = 0);
+     py::arg("padding"), py::arg("groups"), py::arg("stream") = 0, py::arg("algorithm") = "auto");
 
   m.def("conv2d_backward_data", [](py::handle dy_, py::handle w_, py::handle dx_, py::handle ws_, int64_t stride,
-                                   int64_t padding, int64_t groups, std::uintptr_t stream) {
+                                   int64_t padding, int64_t groups, std::uintptr_t stream,
+                                   const std::string& algorithm) {
     Array dy = array_arg(dy_, "dy"), w = array_arg(w_, "w"), dx = array_arg(dx_, "dx", true);
     Array ws = array_arg(ws_, "workspace", true);
     for (const Array* a : {&dy, &w, &dx}) expect_float32(*a);
-    ConvShape s = conv_shape(dx.shape, w.shape, stride, padding, groups);
+    ConvShape s = conv_shape(dx.shape, w.shape, stride, padding, groups, algorithm);
     expect_shape(dy, out_shape(s));
     expect_workspace(ws, s, ConvPass::backward_data);
     Launch l = launch_on({&dy, &w, &dx, &ws}, stream);
     PYA_DISPATCH(l, conv2d_backward_data, dy.data<float>(), w.data<float>(), dx.data<float>(), s, ws.data<float>(),
                  ws.numel());
   }, py::arg("dy"), py::arg("w"), py::arg("dx"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
-     py::arg("groups"), py::arg("stream") = 0);
+     py::arg("groups"), py::arg("stream") = 0, py::arg("algorithm") = "auto");
 
   m.def("conv2d_backward_filter", [](py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_, int64_t stride,
-                                     int64_t padding, int64_t groups, std::uintptr_t stream) {
+                                     int64_t padding, int64_t groups, std::uintptr_t stream,
+                                     const std::string& algorithm) {
     Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), dw = array_arg(dw_, "dw", true);
     Array ws = array_arg(ws_, "workspace", true);
     for (const Array* a : {&dy, &x, &dw}) expect_float32(*a);
-    ConvShape s = conv_shape(x.shape, dw.shape, stride, padding, groups);
+    ConvShape s = conv_shape(x.shape, dw.shape, stride, padding, groups, algorithm);
     expect_shape(dy, out_shape(s));
     expect_workspace(ws, s, ConvPass::backward_filter);
     Launch l = launch_on({&dy, &x, &dw, &ws}, stream);
     PYA_DISPATCH(l, conv2d_backward_filter, dy.data<float>(), x.data<float>(), dw.data<float>(), s, ws.data<float>(),
                  ws.numel());
   }, py::arg("dy"), py::arg("x"), py::arg("dw"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
-     py::arg("groups"), py::arg("stream") = 0);
+     py::arg("groups"), py::arg("stream") = 0, py::arg("algorithm") = "auto");
 
   m.def("conv2d_backward_bias", [](py::handle dy_, py::handle db_, py::handle ws_, std::uintptr_t stream) {
     Array dy = array_arg(dy_, "dy"), db = array_arg(db_, "db", true), ws = array_arg(ws_, "workspace", true);

@@ -8,16 +8,25 @@
 // Workspace: every launcher takes a caller-provided float workspace of at least
 // conv2d_workspace_floats(shape, pass) floats of the SAME backend (the CPU and
 // CUDA backends need different amounts; 0 is a valid size).
+//
+// Algorithm: ConvShape::algorithm picks how the CUDA backend computes a 3x3
+// stride-1 convolution (conv_winograd.h): `automatic` lets it choose from the
+// shape, `direct` forces the implicit GEMM, `winograd` forces Winograd
+// F(2x2, 3x3) (the bindings refuse it for shapes it cannot do). The CPU backend
+// ignores it. The workspace size follows the algorithm, so ask with the same shape.
 #pragma once
 #include "common.h"
 
 namespace pya {
+
+enum class ConvAlgorithm { automatic, direct, winograd };
 
 struct ConvShape {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
   int64_t K = 0, R = 0, S = 0;         // filters (each sees C/groups channels)
   int64_t P = 0, Q = 0;                // output rows and columns
   int64_t stride = 1, pad = 0, groups = 1;
+  ConvAlgorithm algorithm = ConvAlgorithm::automatic;  // CUDA only (see above)
 
   PYA_HD int64_t Cg() const { return C / groups; }  // input channels per group
   PYA_HD int64_t Kg() const { return K / groups; }  // filters per group

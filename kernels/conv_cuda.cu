@@ -35,10 +35,15 @@
 // dcol[CgRS x imgs*P*Q] = W^T * dy (a dense GEMM, no wasted taps) into the
 // workspace, a chunk of images at a time, then a gather that sums each input's
 // taps in (r, s) order (deterministic, no atomics).
+//
+// 3x3 stride-1 shapes with enough channels go through Winograd F(2x2, 3x3) instead
+// (ConvShape::algorithm, conv_winograd.h): transforms around 16*groups GEMMs done by the
+// same implicit_gemm_kernel (conv_winograd_cuda.h, included below).
 #include <algorithm>
 #include <atomic>
 
 #include "conv.h"
+#include "conv_winograd.h"
 #include "cuda_check.h"
 
 namespace pya::cuda {
@@ -52,8 +57,15 @@ constexpr int BK = 8;    // reduction depth per shared-memory stage
 constexpr int kTargetBlocks = 512;
 constexpr int kMaxSlices = 128;
 constexpr int kMinSliceDepth = 256;
-// Data gradient by columns: at most this many floats of columns per chunk of images (256 MB).
-constexpr int64_t kMaxColumnFloats = int64_t(1) << 26;
+// Data gradient by columns: at most this many floats of columns per chunk of images (32 MB), so the
+// columns the GEMM writes are still in L2 (50 MB on an H100, 40 on an A100) when the gather reads them:
+// conv1 at batch 128 has 560 MB of columns, which at one 256 MB chunk went to DRAM and back. But at least
+// enough images per chunk for kMinColumnBlocks GEMM blocks (counted with 128-row tiles, from the shape
+// alone): ~3 per SM of an H100 (2 fit at a time), so a chunk's GEMM still fills the GPU with more than one
+// wave. conv1: 7 images per chunk (29.6 MB, 498 blocks), 19 chunks. Chunking never changes the
+// arithmetic (each column is one GEMM element, each dx one gather), so results are the same bits.
+constexpr int64_t kMaxColumnFloats = int64_t(1) << 23;
+constexpr int64_t kMinColumnBlocks = 400;
 
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 
@@ -551,7 +563,11 @@ DataPlan data_plan(const ConvShape& s) {
   plan.columns = s.stride > 1 || s.Cg() < 32;
   if (!plan.columns || s.N == 0) return plan;
   const int64_t per_img = s.C * s.RS() * s.PQ();  // columns of one image, all groups
-  int64_t chunk = std::min<int64_t>(s.N, std::max<int64_t>(1, kMaxColumnFloats / std::max<int64_t>(per_img, 1)));
+  const int64_t row_tiles = s.groups * ((s.CRSg() + 127) / 128);
+  const int64_t min_cols = (kMinColumnBlocks + row_tiles - 1) / row_tiles * BN;
+  const int64_t min_imgs = (min_cols + s.PQ() - 1) / std::max<int64_t>(s.PQ(), 1);
+  int64_t chunk = std::max<int64_t>(kMaxColumnFloats / std::max<int64_t>(per_img, 1), min_imgs);
+  chunk = std::min<int64_t>(s.N, std::max<int64_t>(1, chunk));
   chunk = std::min<int64_t>(chunk, std::max<int64_t>(1, (int64_t(1) << 31) / (s.PQ() + 1)));  // GEMM columns fit int
   const int64_t chunks = (s.N + chunk - 1) / chunk;
   plan.imgs_per_chunk = (s.N + chunks - 1) / chunks;  // even chunks
@@ -569,8 +585,18 @@ void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
 bool aligned(const void* p, int bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
 
 }  // namespace
+}  // namespace pya::cuda
+
+#include "conv_winograd_cuda.h"  // uses implicit_gemm_kernel and the helpers above
+
+namespace pya::cuda {
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
+  if (pass != ConvPass::backward_bias && winograd::use_winograd(s)) {
+    if (const char* why = winograd::unsupported(s))
+      throw KernelError(std::string("conv2d: algorithm 'winograd' needs ") + why);
+    return winograd_plan(s, pass).workspace_floats;
+  }
   if (pass == ConvPass::backward_data) return data_plan(s).workspace_floats;
   if (pass != ConvPass::backward_filter || s.N == 0) return 0;
   const FilterPlan plan = filter_plan(s);
@@ -582,6 +608,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
   (void)workspace;
   check_workspace(s, ConvPass::forward, workspace_floats);
   if (s.N == 0) return;
+  if (winograd::use_winograd(s)) return winograd_conv(x, w, b, y, s, false, workspace, stream);
   ForwardProblem p{};
   p.x = x, p.w = w, p.bias = b, p.c = y;
   p.M = int(s.Kg()), p.Ncols = int(s.N * s.PQ()), p.Kdim = int(s.CRSg());
@@ -603,6 +630,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
     PYA_CUDA_CHECK(cudaMemsetAsync(dx, 0, sizeof(float) * s.N * s.C * s.HW(), stream));
     return;
   }
+  if (winograd::use_winograd(s)) return winograd_conv(dy, w, nullptr, dx, s, true, workspace, stream);
   const DataPlan plan = data_plan(s);
   if (plan.columns) {
     ColumnProblem p{};
@@ -645,6 +673,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     PYA_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * n_dw, stream));
     return;
   }
+  if (winograd::use_winograd(s)) return winograd_backward_filter(dy, x, dw, s, workspace, stream);
   const FilterPlan plan = filter_plan(s);
   FilterProblem p{};
   p.dy = dy, p.x = x, p.c = plan.slices > 1 ? workspace : dw;

@@ -292,6 +292,62 @@ def test_low_level_launchers_validate_outputs_and_workspace():
         _C.conv2d_workspace_size(x.shape, w.shape, 1, 0, 1, "sideways", False)
 
 
+# --- algorithm= ("auto" | "direct" | "winograd"): validated on both backends, ignored by the CPU one ---------
+
+
+@pytest.mark.parametrize("bad", ["Winograd", "fft", "", "gemm"])
+def test_unknown_algorithm_is_refused(bad):
+    x, w = _x(1, 3, 8, 8), _x(4, 3, 3, 3)
+    with pytest.raises(ValueError, match="algorithm must be 'auto', 'direct' or 'winograd'"):
+        ops.conv2d(x, w, padding=1, algorithm=bad)
+    with pytest.raises(ValueError, match="algorithm must be"):
+        ops.conv2d_backward(_x(1, 4, 8, 8), x, w, padding=1, algorithm=bad)
+    with pytest.raises(ValueError, match="algorithm must be"):
+        _C.conv2d_workspace_size(x.shape, w.shape, 1, 1, 1, "forward", False, algorithm=bad)
+
+
+def test_algorithm_must_be_a_string():
+    x, w = _x(1, 3, 8, 8), _x(4, 3, 3, 3)
+    for bad in (None, 1, b"winograd"):
+        with pytest.raises(TypeError, match="algorithm"):
+            ops.conv2d(x, w, algorithm=bad)
+        with pytest.raises(TypeError, match="algorithm"):
+            ops.conv2d_backward(_x(1, 4, 6, 6), x, w, algorithm=bad)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
+    ((1, 3, 8, 8), (4, 3, 5, 5), {"padding": 2}, "needs 3x3 filters"),
+    ((1, 3, 8, 8), (4, 3, 3, 1), {"padding": 1}, "needs 3x3 filters"),
+    ((1, 3, 9, 9), (4, 3, 3, 3), {"stride": 2}, "needs stride 1"),
+    ((1, 8192, 3, 3), (8192, 1, 3, 3), {"groups": 8192}, "at most 4095 groups"),
+])
+def test_winograd_is_refused_for_shapes_it_cannot_do(x_shape, w_shape, kwargs, match):
+    # The same ValueError on the CPU backend as on the GPU one, though the CPU ignores the algorithm.
+    x, w = _x(*x_shape), _x(*w_shape)
+    y = ops.conv2d(x, w, algorithm="direct", **kwargs)  # the shape itself is fine
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d(x, w, algorithm="winograd", **kwargs)
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d_backward(y, x, w, algorithm="winograd", **kwargs)
+    with pytest.raises(ValueError, match=match):
+        _C.conv2d_workspace_size(x_shape, w_shape, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                                 kwargs.get("groups", 1), "forward", False, algorithm="winograd")
+
+
+def test_cpu_backend_ignores_the_algorithm(rng):
+    x, w, b, hyper = case_arrays(rng, (2, 6, 9, 8, 4, 3, 3, 1, 1, 2))
+    y = ops.conv2d(x, w, b, **hyper)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = ops.conv2d_backward(dy, x, w, **hyper)
+    for algorithm in ("auto", "direct", "winograd"):
+        assert ops.conv2d(x, w, b, algorithm=algorithm, **hyper).tobytes() == y.tobytes()
+        for a, g in zip(ops.conv2d_backward(dy, x, w, algorithm=algorithm, **hyper), grads):
+            assert a.tobytes() == g.tobytes()
+        for p in ("forward", "backward_data", "backward_filter", "backward_bias"):
+            assert (_C.conv2d_workspace_size(x.shape, w.shape, 1, 1, 2, p, False, algorithm=algorithm)
+                    == _C.conv2d_workspace_size(x.shape, w.shape, 1, 1, 2, p, False))
+
+
 def test_tensors_too_big_for_32_bit_gpu_indices_are_refused():
     # The CUDA kernels' last tile computes int32 indices ~150 past a tensor's end (and FastDiv needs
     # them < 2^31), so tensors within 1024 elements of 2^31 are refused, not only those of 2^31 or more.
@@ -317,45 +373,113 @@ ODD = {"x".join(map(str, c)): ((c[0], c[1], c[2], c[3]), (c[4], c[1] // c[9], c[
        for c in CASES + [(3, 130, 9, 9, 200, 3, 3, 1, 1, 2), (1, 5, 40, 33, 129, 5, 3, 2, 1, 1)]}
 
 
+# Winograd-only shapes (3x3, stride 1): pads 0-3, odd and even sizes, tiny and non-multiple-of-4 channels.
+WINOGRAD_ODD = {"x".join(map(str, c)): ((c[0], c[1], c[2], c[3]), (c[4], c[1] // c[9], c[5], c[6]), c[7], c[8], c[9])
+                for c in [(3, 5, 8, 6, 7, 3, 3, 1, 0, 1), (1, 6, 9, 10, 10, 3, 3, 1, 2, 2), (3, 2, 3, 3, 1, 3, 3, 1, 1, 1),
+                          (1, 1, 1, 1, 1, 3, 3, 1, 1, 1), (1, 4, 4, 5, 4, 3, 3, 1, 3, 2), (3, 34, 13, 13, 36, 3, 3, 1, 1, 2),
+                          (2, 9, 13, 7, 66, 3, 3, 1, 0, 1)]}
+SHAPES = {**ALEXNET, **ODD, **WINOGRAD_ODD}
+
+
+def _winograd_can(name):
+    _, w_shape, stride, _, _ = SHAPES[name]
+    return w_shape[2:] == (3, 3) and stride == 1
+
+
+GPU_CASES = [(name, "auto") for name in list(ALEXNET) + list(ODD)] + [
+    (name, algorithm) for name in SHAPES for algorithm in ("direct", "winograd")
+    if algorithm == "direct" or _winograd_can(name)]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", list(ALEXNET) + list(ODD))
-def test_gpu_matches_cpu(cp, rng, name):
-    x_shape, w_shape, stride, padding, groups = {**ALEXNET, **ODD}[name]
+@pytest.mark.parametrize("name, algorithm", GPU_CASES, ids=lambda v: v)
+def test_gpu_matches_cpu(cp, rng, name, algorithm):
+    x_shape, w_shape, stride, padding, groups = SHAPES[name]
     hyper = dict(stride=stride, padding=padding, groups=groups)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
     y = ops.conv2d(x, w, b, **hyper)
-    y_gpu = ops.conv2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), **hyper)
+    y_gpu = ops.conv2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), algorithm=algorithm, **hyper)
     assert isinstance(y_gpu, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(y_gpu), y, rtol=1e-4, atol=1e-4)
+    y0_gpu = ops.conv2d(cp.asarray(x), cp.asarray(w), algorithm=algorithm, **hyper)  # no bias
+    np.testing.assert_allclose(cp.asnumpy(y0_gpu), y - b[None, :, None, None], rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     cpu = ops.conv2d_backward(dy, x, w, **hyper)
-    gpu = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), **hyper)
+    gpu = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), algorithm=algorithm, **hyper)
     scale = np.sqrt(y[:, 0].size)
     for name_, c, g in zip(("dx", "dw", "db"), cpu, gpu):
         np.testing.assert_allclose(cp.asnumpy(g), c, rtol=1e-4, atol=1e-5 * scale, err_msg=name_)
 
 
 @pytest.mark.gpu
-def test_gpu_matches_cpu_on_a_grid_that_takes_128_row_tiles(cp, rng):
+@pytest.mark.parametrize("algorithm", ["direct", "winograd"])
+def test_gpu_matches_cpu_on_a_grid_that_takes_128_row_tiles(cp, rng, algorithm):
     # At batch 2 the forward and data-gradient launchers pick 64-row tiles (the grid is under one wave);
     # conv3 at batch 64 fills ~2 waves of 128-row tiles on an H100, covering the other kernel variant.
     x = rng.standard_normal((64, 256, 13, 13)).astype(np.float32)
     w = (rng.standard_normal((384, 256, 3, 3)) / 48).astype(np.float32)
     y = ops.conv2d(x, w, padding=1)
-    np.testing.assert_allclose(cp.asnumpy(ops.conv2d(cp.asarray(x), cp.asarray(w), padding=1)), y, rtol=1e-4, atol=1e-4)
+    y_gpu = ops.conv2d(cp.asarray(x), cp.asarray(w), padding=1, algorithm=algorithm)
+    np.testing.assert_allclose(cp.asnumpy(y_gpu), y, rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx, _, _ = ops.conv2d_backward(dy, x, w, padding=1, need_db=False)
-    dx_gpu, _, _ = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), padding=1, need_db=False)
+    dx, dw, _ = ops.conv2d_backward(dy, x, w, padding=1, need_db=False)
+    dx_gpu, dw_gpu, _ = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), padding=1, need_db=False,
+                                            algorithm=algorithm)
     np.testing.assert_allclose(cp.asnumpy(dx_gpu), dx, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(cp.asnumpy(dw_gpu), dw, rtol=1e-4, atol=1e-5 * np.sqrt(dy[:, 0].size) * 10)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["conv2", "conv3"])
-def test_gpu_filter_gradient_is_bit_identical_across_runs(cp, rng, name):
+@pytest.mark.slow
+def test_gpu_winograd_at_batch_128_runs_in_several_chunks(cp, rng):
+    # conv4 at batch 128: Winograd's transformed planes exceed one chunk (2^26 floats), so every pass runs
+    # two chunks of 64 images (the filter gradient carries a running sum from one to the next).
+    x_shape, w_shape, stride, padding, groups = ALEXNET["conv4"]
+    x_shape = (128,) + x_shape[1:]
+    hyper = dict(stride=stride, padding=padding, groups=groups)
+    need = _C.conv2d_workspace_size(x_shape, w_shape, stride, padding, groups, "forward", True, algorithm="winograd")
+    assert need < 16 * (384 + 384) * 128 * 49  # less than one chunk of the whole batch
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / 40).astype(np.float32)
+    y = ops.conv2d(x, w, **hyper)
+    y_gpu = ops.conv2d(cp.asarray(x), cp.asarray(w), algorithm="winograd", **hyper)
+    np.testing.assert_allclose(cp.asnumpy(y_gpu), y, rtol=1e-4, atol=1e-4)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, _ = ops.conv2d_backward(dy, x, w, need_db=False, **hyper)
+    dx_gpu, dw_gpu, _ = ops.conv2d_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), need_db=False,
+                                            algorithm="winograd", **hyper)
+    np.testing.assert_allclose(cp.asnumpy(dx_gpu), dx, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(cp.asnumpy(dw_gpu), dw, rtol=1e-4, atol=1e-5 * np.sqrt(dy[:, 0].size) * 10)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, chosen", [("conv1", "direct"), ("conv2", "direct"), ("conv3", "winograd"),
+                                          ("conv4", "winograd"), ("conv5", "winograd")])
+def test_gpu_auto_picks_winograd_for_conv3_to_conv5(cp, rng, name, chosen):
+    # "auto" must give the bits of the algorithm the selection rule names (and the workspace it needs).
     x_shape, w_shape, stride, padding, groups = ALEXNET[name]
     hyper = dict(stride=stride, padding=padding, groups=groups)
+    x = cp.asarray(rng.standard_normal(x_shape).astype(np.float32))
+    w = cp.asarray((rng.standard_normal(w_shape) / 40).astype(np.float32))
+    y = ops.conv2d(x, w, **hyper)
+    assert cp.asnumpy(y).tobytes() == cp.asnumpy(ops.conv2d(x, w, algorithm=chosen, **hyper)).tobytes()
+    auto = ops.conv2d_backward(y, x, w, need_db=False, **hyper)[:2]
+    forced = ops.conv2d_backward(y, x, w, need_db=False, algorithm=chosen, **hyper)[:2]
+    for a, f in zip(auto, forced):
+        assert cp.asnumpy(a).tobytes() == cp.asnumpy(f).tobytes()
+    for p in ("forward", "backward_data", "backward_filter"):
+        assert (_C.conv2d_workspace_size(x_shape, w_shape, stride, padding, groups, p, True)
+                == _C.conv2d_workspace_size(x_shape, w_shape, stride, padding, groups, p, True, algorithm=chosen))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, algorithm", [("conv2", "direct"), ("conv3", "direct"), ("conv3", "winograd"),
+                                             ("conv4", "winograd")])
+def test_gpu_filter_gradient_is_bit_identical_across_runs(cp, rng, name, algorithm):
+    x_shape, w_shape, stride, padding, groups = ALEXNET[name]
+    hyper = dict(stride=stride, padding=padding, groups=groups, algorithm=algorithm)
     x = cp.asarray(rng.standard_normal(x_shape).astype(np.float32))
     w = cp.asarray(rng.standard_normal(w_shape).astype(np.float32))
     dy = ops.conv2d(x, w, **hyper)

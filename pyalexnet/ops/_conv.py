@@ -23,40 +23,60 @@ def _hyper(stride, padding, groups):
     return _int(stride, "stride"), _int(padding, "padding"), _int(groups, "groups")
 
 
-def _workspace(l, x_shape, w_shape, hyper, passes):
-    n = max(_C.conv2d_workspace_size(x_shape, w_shape, *hyper, p, l.device >= 0) for p in passes)
+def _algorithm(algorithm) -> str:
+    # The bindings check the name (and that "winograd" can do the shape) and raise ValueError.
+    if not isinstance(algorithm, str):
+        raise TypeError(f"algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
+    return algorithm
+
+
+def _workspace(l, x_shape, w_shape, hyper, passes, algorithm):
+    n = max(_C.conv2d_workspace_size(x_shape, w_shape, *hyper, p, l.device >= 0, algorithm=algorithm)
+            for p in passes)
     return l.xp.empty(max(n, 1), dtype=np.float32)
 
 
-def conv2d(x, w, b=None, *, stride=1, padding=0, groups=1):
+def conv2d(x, w, b=None, *, stride=1, padding=0, groups=1, algorithm="auto"):
     """y = conv(x, w) + b.
 
     x (N, C, H, W), w (K, C/groups, R, S), b (K,) or None; returns y (N, K, P, Q)
     with P = (H + 2*padding - R)//stride + 1 (Q likewise). Input channels and
     filters are split into `groups` independent groups (AlexNet's two towers are
     groups=2).
+
+    algorithm: how the CUDA backend computes it. "auto" (default) uses Winograd
+    F(2x2, 3x3) for 3x3 stride-1 convolutions with at least 128 channels and
+    filters per group (AlexNet's conv3-conv5), the direct implicit GEMM otherwise;
+    "direct" and "winograd" force one (ValueError where "winograd" cannot do the
+    shape: filters other than 3x3, stride > 1). Both are float32 throughout and
+    deterministic. The CPU backend accepts the argument, validates it the same
+    way, and ignores it.
     """
     hyper = _hyper(stride, padding, groups)
+    algorithm = _algorithm(algorithm)
     x, w = B.as_input(x, "x"), B.as_input(w, "w")
     b = None if b is None else B.as_input(b, "b")
-    out_shape = _C.conv2d_shape(x.shape, w.shape, *hyper)
+    out_shape = _C.conv2d_shape(x.shape, w.shape, *hyper, algorithm=algorithm)
     with B.launch(x, w, b) as l:
         y = l.xp.empty(tuple(out_shape), dtype=np.float32)
-        ws = _workspace(l, x.shape, w.shape, hyper, ("forward",))
-        _C.conv2d_forward(x, w, b, y, ws, *hyper, l.stream)
+        ws = _workspace(l, x.shape, w.shape, hyper, ("forward",), algorithm)
+        _C.conv2d_forward(x, w, b, y, ws, *hyper, l.stream, algorithm=algorithm)
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, need_dw=True, need_db=True):
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, need_dw=True, need_db=True,
+                    algorithm="auto"):
     """Gradients of sum(conv2d(x, w, b) * dy): returns (dx, dw, db).
 
     Each of dx, dw, db is None when its need_* flag is False (conv1's input needs
     no gradient; a benchmark of the input gradient needs no filter gradient). dw
     and db are deterministic: the same inputs give bit-identical results on every run.
+    algorithm: as for conv2d (dx and dw; db has one algorithm).
     """
     hyper = _hyper(stride, padding, groups)
+    algorithm = _algorithm(algorithm)
     dy, x, w = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(w, "w")
-    out = tuple(_C.conv2d_shape(x.shape, w.shape, *hyper))  # validates x, w and the hyperparameters
+    out = tuple(_C.conv2d_shape(x.shape, w.shape, *hyper, algorithm=algorithm))  # validates x, w, the rest
     if tuple(dy.shape) != out:
         raise ValueError(f"argument 'dy' must have shape {out} (the output of conv2d(x, w)), got {tuple(dy.shape)}")
     passes = tuple(p for p, need in (("backward_filter", need_dw), ("backward_data", need_dx),
@@ -65,13 +85,13 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, ne
     if not passes:
         return dx, dw, db
     with B.launch(dy, x, w) as l:
-        ws = _workspace(l, x.shape, w.shape, hyper, passes)
+        ws = _workspace(l, x.shape, w.shape, hyper, passes, algorithm)
         if need_dw:
             dw = l.xp.empty(w.shape, dtype=np.float32)
-            _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream)
+            _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream, algorithm=algorithm)
         if need_dx:
             dx = l.xp.empty(x.shape, dtype=np.float32)
-            _C.conv2d_backward_data(dy, w, dx, ws, *hyper, l.stream)
+            _C.conv2d_backward_data(dy, w, dx, ws, *hyper, l.stream, algorithm=algorithm)
         if need_db:
             db = l.xp.empty((w.shape[0],), dtype=np.float32)
             _C.conv2d_backward_bias(dy, db, ws, l.stream)

@@ -1,10 +1,12 @@
-// Compares the emulated CUDA conv launchers (see run.sh) with the CPU backend, and checks FastDiv.
+// Compares the emulated CUDA conv launchers (see run.sh), direct and Winograd, with the CPU backend and with
+// float64 direct sums, and checks FastDiv.
 #include <cstdio>
 #include <algorithm>
 #include <random>
 #include <vector>
 #include <cmath>
 #include "conv.h"
+#include "conv_winograd.h"
 #include "emu_prelude.h"
 using namespace pya;
 // Largest |a - b| (a the reference); infinite where b is not finite, so an output element the kernels never
@@ -18,6 +20,45 @@ static double maxdiff(const std::vector<float>& a, const std::vector<float>& b, 
   return m;
 }
 static int check_alexnet_batch128();
+static int check_determinism();
+// Every result, CPU and emulated GPU, direct and Winograd, must be this close to the float64 reference,
+// relative to the reference's largest magnitude (what was measured is printed at the end of the run).
+constexpr double kRelTol = 1e-5;
+static double maxdiff_ref(const std::vector<double>& a, const std::vector<float>& b, double& scale) {
+  double m = 0; scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(b[i])) return INFINITY;
+    m = std::max(m, std::fabs(a[i] - b[i])); scale = std::max(scale, std::fabs(a[i]));
+  }
+  return m;
+}
+// Direct float64 sums: y (with bias), dx, dw, db.
+static void reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                      const std::vector<float>& b, const std::vector<float>& dy, std::vector<double>& y,
+                      std::vector<double>& dx, std::vector<double>& dw, std::vector<double>& db) {
+  y.assign(dy.size(), 0); dx.assign(x.size(), 0); dw.assign(w.size(), 0); db.assign(s.K, 0);
+  const int64_t Cg = s.Cg(), Kg = s.Kg();
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t k = 0; k < s.K; ++k)
+      for (int64_t p = 0; p < s.P; ++p)
+        for (int64_t q = 0; q < s.Q; ++q) {
+          const int64_t yi = ((n * s.K + k) * s.P + p) * s.Q + q;
+          double sum = b[k];
+          const double g = dy[yi];
+          db[k] += g;
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t r = 0; r < s.R; ++r)
+              for (int64_t t = 0; t < s.S; ++t) {
+                const int64_t h = p * s.stride - s.pad + r, ww = q * s.stride - s.pad + t;
+                if (h < 0 || h >= s.H || ww < 0 || ww >= s.W) continue;
+                const int64_t xi = ((n * s.C + k / Kg * Cg + c) * s.H + h) * s.W + ww, wi = ((k * Cg + c) * s.R + r) * s.S + t;
+                sum += double(w[wi]) * x[xi];
+                dx[xi] += double(w[wi]) * g;
+                dw[wi] += g * x[xi];
+              }
+          y[yi] = sum;
+        }
+}
 int main(int argc, char** argv) {
   // FastDiv check
   for (uint32_t d : {1u, 2u, 3u, 5u, 7u, 9u, 25u, 121u, 169u, 729u, 3025u, 50176u, 1000003u}) {
@@ -40,7 +81,18 @@ int main(int argc, char** argv) {
     {1,5,40,33,129,5,3,2,1,1},   // 129 rows: two 128 tiles; several column tiles
     {3,16,27,27,32,5,5,1,2,2},   // conv2-like, many slices in dw
     {1,3,64,64,96,11,11,4,2,1},  // conv1-like
+    // 3x3 stride 1, for Winograd: pads 0-3 (3: the data gradient's padding 2 - pad is negative), H and W
+    // odd and even, 1x1 and 2x2 inputs, channel counts that are not multiples of 4, groups 1 and 2
+    {3,5,8,6,7,3,3,1,0,1},{1,6,9,10,10,3,3,1,2,2},{3,2,3,3,1,3,3,1,1,1},{1,1,1,1,1,3,3,1,1,1},
+    {2,1,2,5,3,3,3,1,1,1},{1,4,4,5,4,3,3,1,3,2},{3,34,13,13,36,3,3,1,1,2},{2,40,11,12,24,3,3,1,1,1},
+    {1,3,2,2,5,3,3,1,2,1},{2,9,13,7,66,3,3,1,0,1},
   };
+  // "auto" runs one of the other two (use_winograd decides; printed); the 1-image chunks run on device 0 only.
+  const ConvAlgorithm algorithms[] = {ConvAlgorithm::automatic, ConvAlgorithm::direct, ConvAlgorithm::winograd};
+  const char* algo_names[] = {"auto", "direct", "winograd", "winograd, 1-image chunks"};
+  // Largest error relative to the float64 reference's largest magnitude, per algorithm (index into
+  // algo_names; 4 = the CPU backend) and output (y, dx, dw, db).
+  double worst_rel[5][4] = {};
   for (int device : {0, 1})
   for (auto& c : cases) {
     emu_device = device;
@@ -48,39 +100,90 @@ int main(int argc, char** argv) {
     s.P = conv_out_size(s.H, s.R, s.stride, s.pad); s.Q = conv_out_size(s.W, s.S, s.stride, s.pad);
     std::vector<float> x(s.N*s.C*s.HW()), w(s.K*s.CRSg()), b(s.K), dy(s.N*s.K*s.PQ());
     for (auto* v : {&x, &w, &b, &dy}) for (auto& e : *v) e = nd(gen);
-    auto run = [&](bool gpu, std::vector<float>& y, std::vector<float>& dx, std::vector<float>& dw, std::vector<float>& db) {
-      y.assign(dy.size(), NAN); dx.assign(x.size(), NAN); dw.assign(w.size(), NAN); db.assign(s.K, NAN);
+    std::vector<double> ry, rdx, rdw, rdb;  // float64 direct sums
+    reference(s, x, w, b, dy, ry, rdx, rdw, rdb);
+    // Outputs: y (with bias), y without bias, dx, dw, db.
+    auto run = [&](bool gpu, std::vector<float>& y, std::vector<float>& y0, std::vector<float>& dx, std::vector<float>& dw, std::vector<float>& db) {
+      y.assign(dy.size(), NAN); y0.assign(dy.size(), NAN); dx.assign(x.size(), NAN); dw.assign(w.size(), NAN); db.assign(s.K, NAN);
       auto wsn = [&](ConvPass p) { return gpu ? cuda::conv2d_workspace_floats(s, p) : cpu::conv2d_workspace_floats(s, p); };
       int64_t n = std::max({wsn(ConvPass::forward), wsn(ConvPass::backward_data), wsn(ConvPass::backward_filter), int64_t(1)});
       std::vector<float> ws(n, NAN);
       if (gpu) {
         Stream st = emu_expected_stream;
         cuda::conv2d_forward(x.data(), w.data(), b.data(), y.data(), s, ws.data(), n, st);
+        std::fill(ws.begin(), ws.end(), NAN);  // each pass must write what it reads
+        cuda::conv2d_forward(x.data(), w.data(), nullptr, y0.data(), s, ws.data(), n, st);
+        std::fill(ws.begin(), ws.end(), NAN);
         cuda::conv2d_backward_data(dy.data(), w.data(), dx.data(), s, ws.data(), n, st);
+        std::fill(ws.begin(), ws.end(), NAN);
         cuda::conv2d_backward_filter(dy.data(), x.data(), dw.data(), s, ws.data(), n, st);
         cuda::conv2d_backward_bias(dy.data(), db.data(), s, ws.data(), n, st);
       } else {
         cpu::conv2d_forward(x.data(), w.data(), b.data(), y.data(), s, ws.data(), n, nullptr);
+        cpu::conv2d_forward(x.data(), w.data(), nullptr, y0.data(), s, ws.data(), n, nullptr);
         cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), s, ws.data(), n, nullptr);
         cpu::conv2d_backward_filter(dy.data(), x.data(), dw.data(), s, ws.data(), n, nullptr);
         cpu::conv2d_backward_bias(dy.data(), db.data(), s, ws.data(), n, nullptr);
       }
     };
-    std::vector<float> y1, dx1, dw1, db1, y2, dx2, dw2, db2;
-    run(false, y1, dx1, dw1, db1);
-    run(true, y2, dx2, dw2, db2);
-    const char* names[] = {"y", "dx", "dw", "db"};
-    std::vector<float>* A[] = {&y1, &dx1, &dw1, &db1}; std::vector<float>* B[] = {&y2, &dx2, &dw2, &db2};
-    printf("dev%d case %ld %ld %ld %ld %ld %ld %ld s%ld p%ld g%ld ws=%ld:", device, c[0],c[1],c[2],c[3],c[4],c[5],c[6],c[7],c[8],c[9], (long)cuda::conv2d_workspace_floats(s, ConvPass::backward_filter));
-    for (int i = 0; i < 4; ++i) {
-      double sc; double d = maxdiff(*A[i], *B[i], sc);  // A: the CPU reference; B: the emulated GPU, checked for NaN
-      bool bad = !(d <= 1e-4 * std::max(1.0, sc));
-      fails += bad;
-      printf(" %s %.2e%s", names[i], d, bad ? "(FAIL)" : "");
+    std::vector<double> ry0 = ry;
+    for (size_t i = 0; i < ry0.size(); ++i) ry0[i] -= b[i / s.PQ() % s.K];
+    const std::vector<double>* R[] = {&ry, &ry0, &rdx, &rdw, &rdb};
+    std::vector<float> cpu_out[5], gpu_out[5];
+    run(false, cpu_out[0], cpu_out[1], cpu_out[2], cpu_out[3], cpu_out[4]);
+    auto note_rel = [&](int algo, std::vector<float>* out) {
+      for (int i = 0; i < 5; ++i) {
+        double sc; const double d = maxdiff_ref(*R[i], out[i], sc);
+        double& wr = worst_rel[algo][i == 0 ? 0 : i - 1];
+        wr = std::max(wr, d / std::max(sc, 1e-30));
+      }
+    };
+    note_rel(4, cpu_out);
+    const bool wino_ok = winograd::unsupported(s) == nullptr;
+    const bool auto_winograd = winograd::use_winograd(s);  // s.algorithm is automatic here
+    for (int a = 1; a < (device == 0 ? 4 : 3); ++a) {
+      s.algorithm = algorithms[std::min(a, 2)];
+      if (a >= 2 && !wino_ok) {  // a forced Winograd it cannot do is refused, never attempted
+        int refused = 0;
+        for (int p = 0; p < 3; ++p)
+          try { cuda::conv2d_workspace_floats(s, ConvPass(p)); } catch (const KernelError&) { ++refused; }
+        std::vector<float> out(dy.size(), NAN);
+        try { cuda::conv2d_forward(x.data(), w.data(), b.data(), out.data(), s, nullptr, 0, emu_expected_stream); } catch (const KernelError&) { ++refused; }
+        if (refused != 4) { printf("dev%d case %ld..: forced winograd was not refused (FAIL)\n", device, c[0]); ++fails; }
+        break;
+      }
+      const int64_t saved_cap = winograd::kMaxChunkFloats;
+      if (a == 3)  // the smallest chunk one image fits: every pass runs one chunk per image
+        winograd::kMaxChunkFloats = 16 * (s.C + s.K) * winograd::round4(std::max(winograd::tiles_of(s.P, s.Q), winograd::tiles_of(s.H, s.W)));
+      run(true, gpu_out[0], gpu_out[1], gpu_out[2], gpu_out[3], gpu_out[4]);
+      int64_t chunks[3] = {0, 0, 0};
+      if (a >= 2)
+        for (int p = 0; p < 3; ++p) chunks[p] = cuda::winograd_plan(s, ConvPass(p)).chunks;
+      winograd::kMaxChunkFloats = saved_cap;
+      const char* names[] = {"y", "y(no bias)", "dx", "dw", "db"};
+      printf("dev%d case %ld %ld %ld %ld %ld %ld %ld s%ld p%ld g%ld %s%s", device, c[0],c[1],c[2],c[3],c[4],c[5],c[6],c[7],c[8],c[9],
+             algo_names[a], (a == 2) == auto_winograd ? " (= auto)" : "");
+      if (a == 3) printf(" (chunks %ld/%ld/%ld)", (long)chunks[0], (long)chunks[1], (long)chunks[2]);
+      printf(":");
+      for (int i = 0; i < 5; ++i) {
+        double sc; double d = maxdiff(cpu_out[i], gpu_out[i], sc);  // the CPU backend vs the emulated GPU, checked for NaN
+        bool bad = !(d <= 1e-4 * std::max(1.0, sc));
+        double rsc; const double rd = maxdiff_ref(*R[i], gpu_out[i], rsc);  // vs float64: the documented bound
+        if (!(rd <= kRelTol * std::max(rsc, 1e-30))) bad = true;
+        fails += bad;
+        printf(" %s %.2e%s", names[i], d, bad ? "(FAIL)" : "");
+      }
+      note_rel(a, gpu_out);
+      printf("\n");
+      fflush(stdout);
     }
-    printf("\n");
-    fflush(stdout);
+    s.algorithm = ConvAlgorithm::automatic;
   }
+  printf("largest error / largest |float64 reference| (y, dx, dw, db), over all cases:\n");
+  for (int a : {4, 1, 2, 3})
+    printf("  %-26s %.2e %.2e %.2e %.2e\n", a == 4 ? "CPU backend" : algo_names[a], worst_rel[a][0], worst_rel[a][1],
+           worst_rel[a][2], worst_rel[a][3]);
+  fails += check_determinism();
   fails += check_alexnet_batch128();
   printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
@@ -93,6 +196,43 @@ int main(int argc, char** argv) {
 // as a UBSan/ASan report when run.sh builds with sanitizers). Written outputs are checked against a direct
 // double-precision sum; unwritten ones stay NaN and are counted.
 // ---------------------------------------------------------------------------------------------------------
+// The same inputs give the same bits, run after run (Winograd's filter gradient with several slices and
+// several chunks of images, and the direct one).
+static int check_determinism() {
+  ConvShape s; s.N = 5; s.C = 6; s.H = 27; s.W = 26; s.K = 10; s.R = s.S = 3; s.stride = 1; s.pad = 1; s.groups = 2;
+  s.P = conv_out_size(s.H, 3, 1, 1); s.Q = conv_out_size(s.W, 3, 1, 1);
+  std::mt19937 gen(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(s.N * s.C * s.HW()), dy(s.N * s.K * s.PQ());
+  for (auto* v : {&x, &dy}) for (auto& e : *v) e = nd(gen);
+  int fails = 0;
+  for (ConvAlgorithm a : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+    s.algorithm = a;
+    const int64_t saved_cap = winograd::kMaxChunkFloats;
+    winograd::kMaxChunkFloats = 16 * (s.C + s.K) * 2 * winograd::round4(winograd::tiles_of(s.H, s.W));
+    const int64_t n = cuda::conv2d_workspace_floats(s, ConvPass::backward_filter);
+    std::vector<float> dw1(s.K * s.CRSg()), dw2(dw1.size()), ws(std::max<int64_t>(n, 1), NAN);
+    cuda::conv2d_backward_filter(dy.data(), x.data(), dw1.data(), s, ws.data(), n, emu_expected_stream);
+    std::fill(ws.begin(), ws.end(), -1.f);
+    cuda::conv2d_backward_filter(dy.data(), x.data(), dw2.data(), s, ws.data(), n, emu_expected_stream);
+    const bool same = std::memcmp(dw1.data(), dw2.data(), sizeof(float) * dw1.size()) == 0;
+    long slices = 0, chunks = 0;
+    if (a == ConvAlgorithm::winograd) {
+      const winograd::Plan plan = cuda::winograd_plan(s, ConvPass::backward_filter);
+      slices = long(plan.slices), chunks = long(plan.chunks);
+    }
+    winograd::kMaxChunkFloats = saved_cap;
+    if (a == ConvAlgorithm::direct)
+      printf("filter gradient bit-identical across runs (direct): %s\n", same ? "yes" : "NO (FAIL)");
+    else
+      printf("filter gradient bit-identical across runs (winograd, %ld slices, %ld chunks): %s\n", slices, chunks,
+             same ? "yes" : "NO (FAIL)");
+    fails += !same;
+    if (a == ConvAlgorithm::winograd && (slices < 2 || chunks < 2)) { printf("  expected several slices and chunks (FAIL)\n"); ++fails; }
+  }
+  return fails;
+}
+
 static ConvShape make_shape(long N, long C, long H, long W, long K, long R, long S, long stride, long pad, long groups) {
   ConvShape s; s.N=N; s.C=C; s.H=H; s.W=W; s.K=K; s.R=R; s.S=S; s.stride=stride; s.pad=pad; s.groups=groups;
   s.P = conv_out_size(H, R, stride, pad); s.Q = conv_out_size(W, S, stride, pad);
@@ -124,6 +264,142 @@ template <class Ref> static int compare_written(const char* what, const std::vec
          bad || written != expect ? " FAIL" : "");
   return bad || written != expect;
 }
+// Winograd at batch 128 (conv3-conv5, forced): the transform kernels run whole (grid-stride loops over
+// every tile; their grids are 1-D), the GEMMs only the blocks with the largest offsets: the first and last
+// column tiles (tiles t of each chunk of images), or for the filter gradient the last reduction slice. The
+// outputs of the other tiles read unwritten (NaN) workspace and stay NaN: compare_written counts them.
+static bool transforms_and_first_or_last_x(dim3 b, dim3 g) { return (g.y == 1 && g.z == 1) || b.x == 0 || b.x == g.x - 1; }
+// The filter gradient's GEMM runs once per chunk of images: only the last chunk's (whose partial sums the
+// workspace holds at the end) runs its last slice.
+static int emu_gemm_launches = 0, emu_gemm_launch_to_run = 0;
+static bool transforms_and_last_slice(dim3 b, dim3 g) {
+  if (g.y == 1 && g.z == 1) return true;
+  if (b.x == 0 && b.y == 0 && b.z == 0) ++emu_gemm_launches;
+  return emu_gemm_launches == emu_gemm_launch_to_run && b.z >= emu_last_z_from;
+}
+static int check_winograd_batch128(ConvShape s, int layer) {
+  s.algorithm = ConvAlgorithm::winograd;
+  const int64_t Cg = s.Cg(), Kg = s.Kg(), P = s.P, Q = s.Q, H = s.H, W = s.W, K = s.K, C = s.C, pad = s.pad;
+  printf("conv%d at batch 128, Winograd (largest offsets):\n", layer);
+  fflush(stdout);
+  std::vector<float> x(s.N * C * s.HW()), w(K * s.CRSg()), b(K), dy(s.N * K * s.PQ());
+  fill(x, 11), fill(w, 12), fill(b, 13), fill(dy, 14);
+  const Stream st = emu_expected_stream;
+  int fails = 0;
+  // Whether output (img, row, col) of a pass tiled by `plan` comes from a GEMM column tile that ran.
+  auto selected = [&](const winograd::Plan& plan, int64_t img, int64_t row, int64_t col) {
+    const int64_t chunk = img / plan.imgs_per_chunk, il = img % plan.imgs_per_chunk;
+    const int64_t T = std::min(plan.imgs_per_chunk, s.N - chunk * plan.imgs_per_chunk) * plan.tiles;
+    const int64_t t = il * plan.tiles + row / 2 * plan.tiles_q + col / 2;
+    return t < 128 || t >= (T - 1) / 128 * 128;
+  };
+  emu_run_block = transforms_and_first_or_last_x;
+  emu_grid_for_cap = 8;  // the transforms' grid-stride loops then go round many times
+  {
+    const winograd::Plan plan = cuda::winograd_plan(s, ConvPass::forward);
+    std::vector<float> y(dy.size(), NAN), ws(plan.workspace_floats, NAN);
+    cuda::conv2d_forward(x.data(), w.data(), b.data(), y.data(), s, ws.data(), int64_t(ws.size()), st);
+    int64_t expect = 0;
+    for (int64_t img = 0; img < s.N; ++img)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) expect += selected(plan, img, p, q) ? K : 0;
+    printf("  forward: %ld chunk(s) of %ld images\n", (long)plan.chunks, (long)plan.imgs_per_chunk);
+    fails += compare_written("y", y, expect, [&](int64_t i) {
+      const int64_t q = i % Q, p = i / Q % P, k = i / (P * Q) % K, img = i / (P * Q * K), g = k / Kg;
+      double sum = b[k];
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t r = 0; r < 3; ++r)
+          for (int64_t t = 0; t < 3; ++t) {
+            const int64_t h = p - pad + r, ww = q - pad + t;
+            if (h >= 0 && h < H && ww >= 0 && ww < W)
+              sum += double(w[((k * Cg + c) * 3 + r) * 3 + t]) * x[((img * C + g * Cg + c) * H + h) * W + ww];
+          }
+      return sum;
+    });
+  }
+  {
+    const winograd::Plan plan = cuda::winograd_plan(s, ConvPass::backward_data);
+    std::vector<float> dx(x.size(), NAN), ws(plan.workspace_floats, NAN);
+    cuda::conv2d_backward_data(dy.data(), w.data(), dx.data(), s, ws.data(), int64_t(ws.size()), st);
+    int64_t expect = 0;
+    for (int64_t img = 0; img < s.N; ++img)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t ww = 0; ww < W; ++ww) expect += selected(plan, img, h, ww) ? C : 0;
+    printf("  data gradient: %ld chunk(s) of %ld images\n", (long)plan.chunks, (long)plan.imgs_per_chunk);
+    fails += compare_written("dx", dx, expect, [&](int64_t i) {
+      const int64_t ww = i % W, h = i / W % H, c = i / (H * W) % C, img = i / (H * W * C), g = c / Cg;
+      double sum = 0;
+      for (int64_t k = g * Kg; k < (g + 1) * Kg; ++k)
+        for (int64_t r = 0; r < 3; ++r)
+          for (int64_t t = 0; t < 3; ++t) {
+            const int64_t p = h + pad - r, q = ww + pad - t;
+            if (p >= 0 && p < P && q >= 0 && q < Q)
+              sum += double(w[((k * Cg + c % Cg) * 3 + r) * 3 + t]) * dy[((img * K + k) * P + p) * Q + q];
+          }
+      return sum;
+    });
+  }
+  {  // filter gradient: the last slice's partial sums (Winograd domain, 16 per (k, c)) of the last chunk
+    const winograd::Plan plan = cuda::winograd_plan(s, ConvPass::backward_filter);
+    std::vector<float> dw(w.size(), NAN), ws(plan.workspace_floats, NAN);
+    emu_last_z_from = unsigned((plan.slices - 1) * 16 * s.groups);
+    emu_gemm_launches = 0, emu_gemm_launch_to_run = int(plan.chunks);
+    emu_run_block = transforms_and_last_slice;
+    cuda::conv2d_backward_filter(dy.data(), x.data(), dw.data(), s, ws.data(), int64_t(ws.size()), st);
+    const int64_t n = K * Cg;
+    const float* part = ws.data() + plan.partial + (plan.slices - 1) * 16 * n;
+    int64_t finite = 0;
+    for (int64_t i = 0; i < 16 * n; ++i) finite += std::isfinite(part[i]);
+    const int64_t img0 = (plan.chunks - 1) * plan.imgs_per_chunk, T = (s.N - img0) * plan.tiles;
+    const int64_t kb = (plan.slices - 1) * plan.k_per_slice;
+    // dw of the slice's tiles = G^T Dhat G (float64), against direct sums over those tiles.
+    double worst = 0;
+    int64_t bad = 0;
+    for (int64_t k : {int64_t(0), Kg - 1, K - 1})
+#pragma omp parallel for reduction(max : worst) reduction(+ : bad)
+      for (int64_t c = 0; c < Cg; ++c) {
+        double h[4][4], e[3][4], got[3][3];
+        for (int xi = 0; xi < 16; ++xi) h[xi / 4][xi % 4] = part[xi * n + k * Cg + c];
+        for (int j = 0; j < 4; ++j) {
+          e[0][j] = h[0][j] + 0.5 * (h[1][j] + h[2][j]);
+          e[1][j] = 0.5 * (h[1][j] - h[2][j]);
+          e[2][j] = 0.5 * (h[1][j] + h[2][j]) + h[3][j];
+        }
+        for (int r = 0; r < 3; ++r) {
+          got[r][0] = e[r][0] + 0.5 * (e[r][1] + e[r][2]);
+          got[r][1] = 0.5 * (e[r][1] - e[r][2]);
+          got[r][2] = 0.5 * (e[r][1] + e[r][2]) + e[r][3];
+        }
+        const int64_t g = k / Kg;
+        for (int r = 0; r < 3; ++r)
+          for (int t = 0; t < 3; ++t) {
+            double sum = 0;
+            for (int64_t tt = kb; tt < T; ++tt) {
+              const int64_t img = img0 + tt / plan.tiles, tp = tt % plan.tiles / plan.tiles_q, tq = tt % plan.tiles_q;
+              for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 2; ++j) {
+                  const int64_t p = 2 * tp + i, q = 2 * tq + j, hh = p - pad + r, ww = q - pad + t;
+                  if (p < P && q < Q && hh >= 0 && hh < H && ww >= 0 && ww < W)
+                    sum += double(dy[((img * K + k) * P + p) * Q + q]) * x[((img * C + g * Cg + c) * H + hh) * W + ww];
+                }
+            }
+            const double d = std::fabs(sum - got[r][t]);
+            worst = std::max(worst, d);
+            bad += !(d <= 1e-3 * std::max(1.0, std::fabs(sum)));
+          }
+      }
+    printf("  filter gradient: %ld chunk(s) of %ld images, %ld slices of %ld tiles\n", (long)plan.chunks,
+           (long)plan.imgs_per_chunk, (long)plan.slices, (long)plan.k_per_slice);
+    printf("  dw (last slice of the last chunk): %lld of %lld partial sums written, sampled max diff %.2e%s\n",
+           (long long)finite, (long long)(16 * n), worst, bad || finite != 16 * n ? " FAIL" : "");
+    fails += bad || finite != 16 * n;
+  }
+  emu_run_block = nullptr;
+  emu_grid_for_cap = 65535LL * 16;
+  fflush(stdout);
+  return fails;
+}
+
 static int check_alexnet_batch128() {
   const ConvShape shapes[] = {
       make_shape(128, 3, 224, 224, 96, 11, 11, 4, 2, 1), make_shape(128, 96, 27, 27, 256, 5, 5, 1, 2, 2),
@@ -150,11 +426,30 @@ static int check_alexnet_batch128() {
       attempt("backward_filter", [&] { cuda::conv2d_backward_filter(fake, fake, fake, s, fake, ws(ConvPass::backward_filter), st); });
       attempt("backward_bias", [&] { cuda::conv2d_backward_bias(fake, fake, s, fake, ws(ConvPass::backward_bias), st); });
     }
+  // Both algorithms forced, where Winograd applies (the calls above ran "auto").
+  for (int device : {0, 1})
+    for (ConvShape s : shapes)
+      for (ConvAlgorithm a : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+        if (a == ConvAlgorithm::winograd && winograd::unsupported(s)) continue;
+        emu_device = device;
+        s.algorithm = a;
+        float* fake = reinterpret_cast<float*>(std::uintptr_t(1) << 20);
+        const Stream st = emu_expected_stream;
+        auto ws = [&](ConvPass p) { return cuda::conv2d_workspace_floats(s, p); };
+        try {  // the direct path refuses more than 65535 groups, as above
+          cuda::conv2d_forward(fake, fake, fake, fake, s, fake, ws(ConvPass::forward), st);
+          cuda::conv2d_backward_data(fake, fake, fake, s, fake, ws(ConvPass::backward_data), st);
+          cuda::conv2d_backward_filter(fake, fake, fake, s, fake, ws(ConvPass::backward_filter), st);
+        } catch (const KernelError&) {
+          if (a == ConvAlgorithm::winograd || s.groups <= 65535) throw;
+        }
+      }
   emu_dry_run = false;
   printf("launch configurations ok (AlexNet batch 128 and odd shapes)\n");
   emu_device = 0;
   for (int layer = 0; layer < 5; ++layer) {
-    const ConvShape& s = shapes[layer];
+    ConvShape s = shapes[layer];
+    s.algorithm = ConvAlgorithm::direct;  // Winograd's blocks: check_winograd_batch128
     const int64_t Cg = s.Cg(), Kg = s.Kg(), R = s.R, S = s.S, P = s.P, Q = s.Q, H = s.H, W = s.W;
     const int64_t K = s.K, C = s.C, PQ = s.PQ(), HW = s.HW(), stride = s.stride, pad = s.pad;
     printf("conv%d at batch 128 (largest offsets):\n", layer + 1);
@@ -254,5 +549,6 @@ static int check_alexnet_batch128() {
     }
     fflush(stdout);
   }
+  for (int layer = 2; layer < 5; ++layer) fails += check_winograd_batch128(shapes[layer], layer + 1);
   return fails;
 }

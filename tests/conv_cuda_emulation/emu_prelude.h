@@ -46,10 +46,15 @@ inline int cudaMemsetAsync(void* p, int v, size_t n, pya::Stream stream) {
   if (!emu_dry_run) std::memset(p, v, n);
   return 0;
 }
+// Grid-stride kernels sized with grid_for get at most this many blocks: the batch-128 Winograd checks lower
+// it so their transforms (millions of elements, run whole) take a few blocks that loop, not ~10^4 blocks of
+// 256 OpenMP threads each.
+inline int64_t emu_grid_for_cap = 65535LL * 16;
 namespace pya {
 inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
   int64_t blocks = (n + threads - 1) / threads;
   if (blocks > max_blocks) blocks = max_blocks;
+  if (blocks > emu_grid_for_cap) blocks = emu_grid_for_cap;
   if (blocks < 1) blocks = 1;
   return static_cast<unsigned int>(blocks);
 }

@@ -1,7 +1,12 @@
 """Turns kernels/conv_cuda.cu into plain C++ that runs each CUDA block as 256 OpenMP threads (barrier = __syncthreads)."""
-import re, sys
+import os, re, sys
 src = open(sys.argv[1]).read()
 src = src.replace('#include "cuda_check.h"', '#include "emu_prelude.h"')
+# The Winograd kernels live in a header that only conv_cuda.cu includes: inline it so its launches are rewritten too.
+inc = '#include "conv_winograd_cuda.h"'
+assert src.count(inc) == 1, "conv_cuda.cu must include conv_winograd_cuda.h once"
+header = open(os.path.join(os.path.dirname(sys.argv[1]), "conv_winograd_cuda.h")).read()
+src = src.replace(inc, header.replace("#pragma once", "", 1))
 out, i = [], 0
 while True:
     j = src.find("<<<", i)
