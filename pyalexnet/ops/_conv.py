@@ -23,10 +23,14 @@ def _hyper(stride, padding, groups):
     return _int(stride, "stride"), _int(padding, "padding"), _int(groups, "groups")
 
 
+# The names `algorithm=` takes ("auto": the library's choice from the shape; the CPU backend has one).
+CONV_ALGORITHMS = ("auto", "direct", "winograd")
+
+
 def _algorithm(algorithm) -> str:
     # The bindings check the name (and that "winograd" can do the shape) and raise ValueError.
     if not isinstance(algorithm, str):
-        raise TypeError(f"algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
+        raise TypeError(f"algorithm must be one of {', '.join(map(repr, CONV_ALGORITHMS))}, got {algorithm!r}")
     return algorithm
 
 
