@@ -50,15 +50,6 @@ inline int cudaMemsetAsync(void* p, int v, size_t n, pya::Stream stream) {
 // it so their transforms (millions of elements, run whole) take a few blocks that loop, not ~10^4 blocks of
 // 256 OpenMP threads each.
 inline int64_t emu_grid_for_cap = 65535LL * 16;
-namespace pya {
-inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
-  int64_t blocks = (n + threads - 1) / threads;
-  if (blocks > max_blocks) blocks = max_blocks;
-  if (blocks > emu_grid_for_cap) blocks = emu_grid_for_cap;
-  if (blocks < 1) blocks = 1;
-  return static_cast<unsigned int>(blocks);
-}
-}
 template <class F> void emu_launch(dim3 grid, unsigned threads, size_t dynamic_smem, pya::Stream stream, F f) {
   // What the GPU would refuse (or run on the wrong stream), checked before anything runs.
   if (stream != emu_expected_stream) emu_fail("kernel launched on a stream other than the caller's");

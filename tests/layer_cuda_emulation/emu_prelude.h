@@ -69,14 +69,6 @@ inline long emu_launches = 0;  // launches made (dry or not): lets a check count
   std::abort();
 }
 
-namespace pya {
-inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
-  int64_t blocks = (n + threads - 1) / threads;
-  if (blocks > max_blocks) blocks = max_blocks;
-  if (blocks < 1) blocks = 1;
-  return static_cast<unsigned int>(blocks);
-}
-}  // namespace pya
 
 constexpr size_t kEmuSharedLimit = 48 * 1024;  // static + dynamic, per block, without an opt-in
 constexpr unsigned char kEmuPoisonByte = 0xff;  // a float of four of these is a NaN; an int is -1
