@@ -27,4 +27,13 @@ struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Blocks for a 1-D grid-stride launch over n elements, capped so the grid stays legal. Here rather than in
+// cuda_check.h so the CPU emulation of the CUDA kernels (tests/*_cuda_emulation) uses the same rule.
+inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks > max_blocks) blocks = max_blocks;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned int>(blocks);
+}
+
 }  // namespace pya

@@ -25,12 +25,3 @@ namespace pya {
 // After a <<<...>>> launch: catches bad configurations and earlier async faults.
 #define PYA_CHECK_LAUNCH(name) PYA_CUDA_CHECK(cudaGetLastError())
 
-namespace pya {
-// Blocks for a 1-D grid-stride launch over n elements, capped so the grid stays legal.
-inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
-  int64_t blocks = (n + threads - 1) / threads;
-  if (blocks > max_blocks) blocks = max_blocks;
-  if (blocks < 1) blocks = 1;
-  return static_cast<unsigned int>(blocks);
-}
-}  // namespace pya

@@ -17,6 +17,6 @@ python "$here/make_emu.py" "$root/kernels/conv_cuda.cu" "$tmp/conv_emu.cpp"
 # AddressSanitizer: an out-of-bounds read that a GPU might silently survive aborts here. UBSan: signed
 # (32-bit index) overflow and misaligned float4/float2 accesses abort too.
 g++ -std=c++17 -O2 -fopenmp -g -DPYA_CONV_EMULATION -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
-  -I"$root/kernels" -I"$here" "$here/compare_with_cpu.cpp" "$tmp/conv_emu.cpp" \
+  -I"$root/kernels" -I"$here" -I"$here/../cuda_emulation_common" "$here/compare_with_cpu.cpp" "$tmp/conv_emu.cpp" \
   "$root/kernels/conv_cpu.cpp" "$root/kernels/gemm_cpu.cpp" -o "$tmp/emu"
 GOMP_SPINCOUNT=0 ASAN_OPTIONS=detect_leaks=0 "$tmp/emu"

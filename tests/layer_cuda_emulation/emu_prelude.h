@@ -1,6 +1,7 @@
 // Stand-ins for the CUDA built-ins used by kernels/{lrn,pool,softmax}_cuda.cu, so that make_emu.py's
-// rewrite of them compiles as OpenMP C++ (see run.sh). Started from tests/conv_cuda_emulation/emu_prelude.h;
-// adds dynamic and per-block static shared memory, warp shuffles and __launch_bounds__ checks.
+// rewrite of them compiles as OpenMP C++ (see run.sh). The built-ins both harnesses share are in
+// tests/cuda_emulation_common/emu_builtins.h; this adds dynamic and per-block static shared memory, warp
+// shuffles and __launch_bounds__ checks.
 //
 // A launch runs its blocks one after another; a block is an OpenMP team of blockDim.x threads, so
 // __syncthreads is an omp barrier. Warp-synchronous built-ins (__shfl_*_sync, __syncwarp) exchange
@@ -8,75 +9,16 @@
 // block's last, partial warp) all call them with the full mask, as the kernels here must; a lane that
 // never arrives (it left the loop or the kernel) makes the others fail after a timeout, not hang.
 #pragma once
-#include <omp.h>
-
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <vector>
 
-#include "common.h"
+#include "emu_builtins.h"
 
-struct dim3 {
-  unsigned x, y, z;
-  dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
-};
-struct alignas(16) float4 { float x, y, z, w; };
-struct alignas(8) float2 { float x, y; };
-inline dim3 emu_block_idx, emu_grid_dim;
-#define blockIdx emu_block_idx
-#define gridDim emu_grid_dim
-#define threadIdx (dim3(unsigned(omp_get_thread_num())))
-#define blockDim (dim3(unsigned(omp_get_num_threads())))
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __syncthreads() _Pragma("omp barrier")
-#define CUDART_NAN_F std::numeric_limits<float>::quiet_NaN()
-#define CUDART_INF_F std::numeric_limits<float>::infinity()
-template <class T> T __ldg(const T* p) {
-  if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) {
-    std::fprintf(stderr, "misaligned __ldg of %zu bytes at %p\n", sizeof(T), static_cast<const void*>(p));
-    std::abort();
-  }
-  return *p;
-}
-using std::max;
-using std::min;
-#define PYA_CHECK_LAUNCH(x)
-#define PYA_CUDA_CHECK(x) (x)
-
-// Every launch must go to the stream the caller passed (compare_with_cpu.cpp passes a fake, non-default
-// one); a dry run only checks the launch configurations; emu_run_block, when set, picks which blocks run.
-inline pya::Stream emu_expected_stream = nullptr;
-inline bool emu_dry_run = false;
-inline bool (*emu_run_block)(dim3 block, dim3 grid) = nullptr;
 inline long emu_launches = 0;  // launches made (dry or not): lets a check count them
-[[noreturn]] inline void emu_fail(const char* what) {
-  std::fprintf(stderr, "EMULATION CHECK FAILED: %s\n", what);
-  std::fflush(stdout);
-  std::abort();
-}
-
-namespace pya {
-inline unsigned int grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
-  int64_t blocks = (n + threads - 1) / threads;
-  if (blocks > max_blocks) blocks = max_blocks;
-  if (blocks < 1) blocks = 1;
-  return static_cast<unsigned int>(blocks);
-}
-}  // namespace pya
 
 constexpr size_t kEmuSharedLimit = 48 * 1024;  // static + dynamic, per block, without an opt-in
 constexpr unsigned char kEmuPoisonByte = 0xff;  // a float of four of these is a NaN; an int is -1

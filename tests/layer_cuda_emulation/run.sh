@@ -15,7 +15,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 for k in lrn pool softmax; do python "$here/make_emu.py" "$root/kernels/${k}_cuda.cu" "$tmp/${k}_emu.cpp"; done
 flags=(-std=c++17 -O1 -fopenmp -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-       -Wall -Wextra -Wno-unknown-pragmas -I"$root/kernels" -I"$here")
+       -Wall -Wextra -Wno-unknown-pragmas -I"$root/kernels" -I"$here" -I"$here/../cuda_emulation_common")
 srcs=("$here/compare_with_cpu.cpp" "$tmp/lrn_emu.cpp" "$tmp/pool_emu.cpp" "$tmp/softmax_emu.cpp"
       "$root/kernels/lrn_cpu.cpp" "$root/kernels/pool_cpu.cpp" "$root/kernels/softmax_cpu.cpp")
 # Two compilers at a time (this machine's budget); each object on its own so that a failure names its file.
