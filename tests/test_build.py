@@ -81,3 +81,18 @@ def test_cmake_cuda_forced_on_without_nvcc_fails_clearly(tmp_path):
     r = _configure(tmp_path, {"PYALEXNET_CUDA": "ON"})
     assert r.returncode != 0
     assert "PYALEXNET_CUDA=ON but no CUDA compiler was found" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "PASSIVE"), ("active", "ACTIVE")])
+def test_openmp_threads_sleep_between_regions_unless_the_user_says_otherwise(user_value, expected):
+    # libgomp prints the wait policy it took (at _C's load) with OMP_DISPLAY_ENV.
+    if not pyalexnet.backend_info()["openmp"]:
+        pytest.skip("built without OpenMP")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OMP_DISPLAY_ENV"] = "true"
+    if user_value:
+        env["OMP_WAIT_POLICY"] = user_value
+    r = subprocess.run([sys.executable, "-c", "import pyalexnet"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"OMP_WAIT_POLICY = '{expected}'" in r.stdout + r.stderr
