@@ -20,20 +20,25 @@ struct PoolGeometry {
   int size, stride;
 };
 
+// Whether element v, visited after the window's best so far, replaces it: strictly greater keeps the first
+// of equal values; a NaN replaces a number once (so NaNs propagate, the first NaN winning).
+PYA_HD bool pool_beats(float v, float best) { return v > best || (v != v && best == best); }
+
 // Offset (dh * pitch + dw), from the window's top-left element `win` (rows
 // `pitch` apart), of the window's first maximal element in row-major order.
 // The one comparison rule of both backends: the CPU calls it on planes, the GPU
 // on planes or on shared-memory tiles (int offsets), with the same visiting order.
-template <class I>
-PYA_HD I pool_window_argmax(const float* win, I pitch, int size) {
+// `size` is an int, or on the CPU a std::integral_constant for the paper's 3x3
+// windows, so the loops unroll (same visits, same winner).
+template <class I, class Size = int>
+PYA_HD I pool_window_argmax(const float* win, I pitch, Size size) {
   I best_at = 0;
   float best = win[0];
   for (int dh = 0; dh < size; ++dh) {
     for (int dw = 0; dw < size; ++dw) {
       I at = dh * pitch + dw;
       float v = win[at];
-      // Strictly greater keeps the first of equal values; a NaN replaces a number once.
-      if (v > best || (v != v && best == best)) {
+      if (pool_beats(v, best)) {
         best = v;
         best_at = at;
       }
@@ -42,10 +47,15 @@ PYA_HD I pool_window_argmax(const float* win, I pitch, int size) {
   return best_at;
 }
 
-// Row-major index (within the plane) of the first maximal element of window (oh, ow).
-PYA_HD int64_t pool_argmax(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow) {
+// Row-major index (within the plane) of the first maximal element of window (oh, ow); `size` is g.size, as
+// an int or a compile-time constant (see pool_window_argmax).
+template <class Size>
+PYA_HD int64_t pool_argmax(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow, Size size) {
   int64_t top_left = oh * g.stride * g.W + ow * g.stride;
-  return top_left + pool_window_argmax<int64_t>(plane + top_left, g.W, g.size);
+  return top_left + pool_window_argmax<int64_t>(plane + top_left, g.W, size);
+}
+PYA_HD int64_t pool_argmax(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow) {
+  return pool_argmax(plane, g, oh, ow, g.size);
 }
 
 // First and last output index whose window covers input coordinate i (first > last: none).

@@ -2,41 +2,99 @@
 // integer division on the hot path).
 //
 // The backward is a scatter here, not the GPU's gather: each window, visited in
-// row-major order, adds its dy to its first maximal element (pool_argmax, the
+// row-major order, adds its dy to its first maximal element (pool_beats, the
 // rule both backends share). An input therefore receives exactly the additions
 // the gather makes, in the same order starting from zero, so the results are
 // bit-identical to the GPU's, at a quarter of the window scans.
+#include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "pool.h"
 
 namespace pya::cpu {
+namespace {
+
+constexpr int64_t kRowChunk = 256;  // windows of one output row scanned together
+
+// The winners of windows ow0 .. ow0 + n - 1 of output row oh: taps in row-major order outside, windows
+// inside, so the compiler vectorises across windows (a window's scan alone is a serial chain of compares).
+// Each window sees the same visits and the same pool_beats rule as pool_window_argmax: the same winner.
+// best[i]: the winner's value; tap[i]: its offset from the window's top-left element.
+template <class Size>
+void row_winners(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow0, int64_t n, Size size,
+                 float* best, int32_t* tap) {
+  const int64_t s = g.stride;
+  const float* top = plane + oh * s * g.W + ow0 * s;
+  for (int64_t i = 0; i < n; ++i) best[i] = top[i * s], tap[i] = 0;
+  for (int dh = 0; dh < size; ++dh)
+    for (int dw = 0; dw < size; ++dw) {
+      if (dh == 0 && dw == 0) continue;
+      const float* src = top + dh * g.W + dw;
+      const int32_t t = static_cast<int32_t>(dh * g.W + dw);
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = src[i * s];
+        const bool take = pool_beats(v, best[i]);
+        best[i] = take ? v : best[i];
+        tap[i] = take ? t : tap[i];
+      }
+    }
+}
+
+template <class Size>
+void forward_planes(const float* x, float* y, int64_t planes, const PoolGeometry& g, Size size) {
+  const int64_t in = g.H * g.W, out = g.OH * g.OW;
+#pragma omp parallel for schedule(static) if (planes * in > (1 << 15))
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * in;
+    float* yp = y + p * out;
+    int32_t tap[kRowChunk];
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow0 = 0; ow0 < g.OW; ow0 += kRowChunk)
+        row_winners(xp, g, oh, ow0, std::min(kRowChunk, g.OW - ow0), size, yp + oh * g.OW + ow0, tap);
+  }
+}
+
+template <class Size>
+void backward_planes(const float* dy, const float* x, float* dx, int64_t planes, const PoolGeometry& g, Size size) {
+  const int64_t in = g.H * g.W, out = g.OH * g.OW;
+#pragma omp parallel for schedule(static) if (planes * in > (1 << 15))
+  for (int64_t p = 0; p < planes; ++p) {
+    const float *xp = x + p * in, *dyp = dy + p * out;
+    float* dxp = dx + p * in;
+    std::memset(dxp, 0, sizeof(float) * in);
+    float best[kRowChunk];
+    int32_t tap[kRowChunk];
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow0 = 0; ow0 < g.OW; ow0 += kRowChunk) {
+        const int64_t n = std::min(kRowChunk, g.OW - ow0);
+        row_winners(xp, g, oh, ow0, n, size, best, tap);
+        float* top = dxp + oh * g.stride * g.W + ow0 * g.stride;
+        for (int64_t i = 0; i < n; ++i) top[i * g.stride + tap[i]] += dyp[oh * g.OW + ow0 + i];  // window order
+      }
+  }
+}
+
+using Paper3 = std::integral_constant<int, 3>;  // AlexNet's windows: a compile-time size unrolls the scan
+
+}  // namespace
 
 void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int size, int stride, Stream) {
   PoolGeometry g = pool_geometry(H, W, size, stride);
-  int64_t out = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (planes * H * W > (1 << 15))
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* xp = x + p * H * W;
-    float* yp = y + p * out;
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) yp[oh * g.OW + ow] = xp[pool_argmax(xp, g, oh, ow)];
-  }
+  if (size == 3)
+    forward_planes(x, y, planes, g, Paper3{});
+  else
+    forward_planes(x, y, planes, g, size);
 }
 
 void max_pool_backward(const float* dy, const float* x, const float* y, float* dx, int64_t planes, int64_t H,
                        int64_t W, int size, int stride, Stream) {
   (void)y;  // the scatter recomputes each window's argmax; y only serves the GPU's gather filter
   PoolGeometry g = pool_geometry(H, W, size, stride);
-  int64_t in = H * W, out = g.OH * g.OW;
-#pragma omp parallel for schedule(static) if (planes * in > (1 << 15))
-  for (int64_t p = 0; p < planes; ++p) {
-    const float *xp = x + p * in, *dyp = dy + p * out;
-    float* dxp = dx + p * in;
-    std::memset(dxp, 0, sizeof(float) * in);
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) dxp[pool_argmax(xp, g, oh, ow)] += dyp[oh * g.OW + ow];
-  }
+  if (size == 3)
+    backward_planes(dy, x, dx, planes, g, Paper3{});
+  else
+    backward_planes(dy, x, dx, planes, g, size);
 }
 
 }  // namespace pya::cpu

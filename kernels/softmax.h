@@ -83,9 +83,9 @@ PYA_HD void cross_entropy_stats(const LossLane& total, double* stats) {
 namespace cpu {
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stream);
 // One call: the rows (row_loss: N floats, the per-row losses; dx: the logits' gradient) and the batch's
-// stats (3 doubles, cross_entropy_stats: the loss sum and the label range). Labels must be in [0, K): ops.softmax_cross_entropy raises on
-// stats[1] < 0 or stats[2] >= K; an out-of-range label here gives a NaN row loss and no one-hot term,
-// never an out-of-bounds read. N >= 1.
+// stats (3 doubles, cross_entropy_stats: the loss sum and the label range). Labels must be in [0, K):
+// ops.softmax_cross_entropy raises on stats[1] < 0 or stats[2] >= K; an out-of-range label here gives a
+// NaN row loss and no one-hot term, never an out-of-bounds read. N >= 1.
 void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
                            int64_t N, int64_t K, Stream stream);
 void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,

@@ -56,6 +56,28 @@ def test_max_pool_backward_matches_numpy(rng, size, stride, H):
     np.testing.assert_allclose(dx, ref_pool_backward(dy, x, size, stride), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("size,stride", [(3, 2), (2, 1), (5, 3)])
+def test_rows_wider_than_the_cpu_scan_chunk_with_ties_and_nans(rng, size, stride):
+    # The CPU scans up to 256 windows of a row together: outputs on both sides of that boundary, ties
+    # (first maximal wins) and NaNs (the first NaN wins) must give the reference's winners.
+    x = np.round(rng.standard_normal((1, 2, 7, 900)), 1).astype(np.float32)
+    x.flat[rng.integers(0, x.size, 40)] = np.nan
+    y = ops.max_pool(x, size=size, stride=stride)
+    assert y.shape[3] > 256
+    np.testing.assert_array_equal(y, ref_pool(x, size, stride))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = ops.max_pool_backward(dy, x, y, size=size, stride=stride)
+    ref = np.zeros(x.shape, np.float64)
+    for i in range(y.shape[2]):
+        for j in range(y.shape[3]):
+            for c in range(2):
+                win = x[0, c, i * stride:i * stride + size, j * stride:j * stride + size]
+                nan = np.isnan(win)
+                a, b = np.unravel_index(np.argmax(nan) if nan.any() else np.argmax(win), win.shape)
+                ref[0, c, i * stride + a, j * stride + b] += dy[0, c, i, j]
+    np.testing.assert_allclose(dx, ref, rtol=1e-6, atol=1e-6)
+
+
 def test_max_pool_backward_matches_finite_differences(rng):
     # Distinct values spaced well beyond eps, so no window's max changes under the perturbation.
     x = (rng.permutation(2 * 2 * 7 * 7).reshape(2, 2, 7, 7) * 0.1).astype(np.float64)
