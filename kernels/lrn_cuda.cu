@@ -62,6 +62,27 @@ __device__ __forceinline__ int64_t pixel_offset(int64_t p, int64_t HW, int C) {
   return n * C * HW + hw;
 }
 
+// v[t] = channel c_first + t of the pixel at p (channel planes hw apart), 0 outside [0, C). Unrolled, so
+// every load is issued before any arithmetic waits on one.
+template <int N>
+__device__ __forceinline__ void load_channels(const float* __restrict__ p, int c_first, int C, int hw,
+                                              float (&v)[N]) {
+#pragma unroll
+  for (int t = 0; t < N; ++t) {
+    int c = c_first + t;
+    v[t] = (c >= 0 && c < C) ? p[c * hw] : 0.f;
+  }
+}
+
+// The window sum of squares of the 2H + 1 channels starting at v, in channel order (as lrn.h's direct sums).
+template <int H>
+__device__ __forceinline__ float window_square_sum(const float* v) {
+  float s = 0.f;
+#pragma unroll
+  for (int u = 0; u <= 2 * H; ++u) s += lrn_square(v[u]);
+  return s;
+}
+
 // blockIdx.x: the chunk (channels [blockIdx.x * CH, + CH)); blockIdx.y strides
 // over tiles of kThreads pixels. The launcher guarantees
 // (C + CH + 4 * H) * HW <= INT32_MAX, so in-image offsets fit an int.
@@ -80,20 +101,11 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks)
     float* yp = y + off;
 
     float v[W];
-#pragma unroll
-    for (int t = 0; t < W; ++t) {
-      int c = c0 - H + t;
-      v[t] = (c >= 0 && c < C) ? xp[c * hw] : 0.f;
-    }
+    load_channels(xp, c0 - H, C, hw, v);
 #pragma unroll
     for (int t = 0; t < CH; ++t) {
       int c = c0 + t;
-      if (c < C) {
-        float s = 0.f;
-#pragma unroll
-        for (int u = 0; u <= 2 * H; ++u) s += lrn_square(v[t + u]);
-        yp[c * hw] = lrn_output(v[t + H], lrn_denominator(s, alpha, k), beta);
-      }
+      if (c < C) yp[c * hw] = lrn_output(v[t + H], lrn_denominator(window_square_sum<H>(v + t), alpha, k), beta);
     }
   }
 }
@@ -115,16 +127,8 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
     int64_t off = pixel_offset(p, HW, C);
 
     float a[X], g[R];
-#pragma unroll
-    for (int t = 0; t < X; ++t) {
-      int c = c0 - 2 * H + t;
-      a[t] = (c >= 0 && c < C) ? x[off + c * hw] : 0.f;
-    }
-#pragma unroll
-    for (int t = 0; t < R; ++t) {
-      int c = c0 - H + t;
-      g[t] = (c >= 0 && c < C) ? dy[off + c * hw] : 0.f;
-    }
+    load_channels(x + off, c0 - 2 * H, C, hw, a);
+    load_channels(dy + off, c0 - H, C, hw, g);
     // Ratios of channels c0 - H + t, and d^-beta of the chunk's own channels
     // (one power per channel, shared by its y and its dx). A channel outside
     // [0, C) is in no window: its ratio is 0.
@@ -132,10 +136,7 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
 #pragma unroll
     for (int t = 0; t < R; ++t) {
       int c = c0 - H + t;
-      float s = 0.f;
-#pragma unroll
-      for (int u = 0; u <= 2 * H; ++u) s += lrn_square(a[t + u]);
-      float dt = lrn_denominator(s, alpha, k);
+      float dt = lrn_denominator(window_square_sum<H>(a + t), alpha, k);
       float pt = lrn_pow_neg(dt, beta);
       r[t] = (c >= 0 && c < C) ? lrn_ratio_value(g[t], lrn_output_from_pow(a[t + H], pt), dt) : 0.f;
       if (t >= H && t < H + CH) pw[t - H] = pt;
