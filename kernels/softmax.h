@@ -6,6 +6,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "common.h"
 
@@ -38,6 +39,13 @@ PYA_HD float cross_entropy_grad(float p, bool is_label, float inv_batch) {
 // The row loss from the row's max m, its sum of exp(x - m) and the label's logit.
 PYA_HD float cross_entropy_row_loss(float m, float sum_exp, float label_logit) {
   return softmax_log(sum_exp) - (label_logit - m);
+}
+
+// The loss of row xr (K logits) for `label`: NaN for a label outside [0, K), which reads nothing (the caller
+// raises on the label range afterwards; the NaN keeps the sum from looking valid meanwhile).
+PYA_HD float cross_entropy_row_loss(const float* xr, int64_t label, int64_t K, float m, float sum_exp) {
+  return (label >= 0 && label < K) ? cross_entropy_row_loss(m, sum_exp, xr[label])
+                                   : std::numeric_limits<float>::quiet_NaN();
 }
 
 // The batch's loss from the row losses, in one fixed order on both backends (so the result does not depend

@@ -106,8 +106,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     // The label's logit is read again (it is in cache); a bad label reads nothing.
     if (lane == 0)
-      row_loss[r] = (label >= 0 && label < K) ? cross_entropy_row_loss(row.max, row.sum_exp, xr[label])
-                                              : CUDART_NAN_F;
+      row_loss[r] = cross_entropy_row_loss(xr, label, K, row.max, row.sum_exp);
   }
 }
 
@@ -153,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t j = lane; j < K; j += 32)
       dx[r * K + j] = cross_entropy_grad(softmax_exp(xr[j] - st.max) * inv_sum, j == label, inv_batch);
     if (lane == 0)
-      row_loss[r] = (label >= 0 && label < K) ? cross_entropy_row_loss(st.max, st.sum_exp, xr[label]) : CUDART_NAN_F;
+      row_loss[r] = cross_entropy_row_loss(xr, label, K, st.max, st.sum_exp);
   }
 }
 
