@@ -1,4 +1,3 @@
-
 #include "softmax.h"
 
 namespace pya::cpu {
