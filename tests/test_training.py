@@ -7,6 +7,7 @@ import pytest
 
 import pyalexnet
 from pyalexnet import cli
+from pyalexnet._backend import to_host
 from pyalexnet.data import Dataset, Splits, compute_stats
 from pyalexnet.training import CHECKPOINT_NAME, HISTORY_NAME, TrainingDiverged, evaluate, load_checkpoint, train
 
@@ -48,7 +49,8 @@ def _train(splits, **kw):
 
 
 def _params(model):
-    return {k: np.array(v) for k, v in model.parameters().items()}
+    # load_checkpoint puts the model on a GPU where there is one, whatever device trained it
+    return {k: to_host(v) for k, v in model.parameters().items()}
 
 
 def test_resume_continues_exactly(splits, tmp_path):
@@ -89,8 +91,9 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
     assert t["schedule"] == {"kind": "steps", "lr": 0.003, "milestones": [10, 13]} and "random_state" in t
     assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left behind
     model, meta = load_checkpoint(tmp_path)
+    loaded = _params(model)
     for k, v in _params(result.model).items():
-        np.testing.assert_array_equal(np.asarray(model.parameters()[k]), v)
+        np.testing.assert_array_equal(loaded[k], v, err_msg=k)
     assert meta["mean_image"].shape == (IMAGE, IMAGE, 3)
     # the pictures for a person: conv1's filters and the curves, refreshed every epoch
     from PIL import Image
@@ -142,7 +145,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     assert exc.checkpoint is not None and "kept" in str(exc)
     model, meta = load_checkpoint(exc.checkpoint)
     assert meta["training"]["global_step"] == exc.global_step  # the last step whose loss was finite
-    assert all(np.isfinite(np.asarray(v)).all() for v in model.parameters().values())
+    assert all(np.isfinite(v).all() for v in _params(model).values())
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
