@@ -438,14 +438,14 @@ def test_gpu_matches_cpu_on_a_grid_that_takes_128_row_tiles(cp, rng, algorithm):
 
 @pytest.mark.gpu
 @pytest.mark.slow
-def test_gpu_winograd_at_batch_128_runs_in_several_chunks(cp, rng):
-    # conv4 at batch 128: Winograd's transformed planes exceed one chunk (2^26 floats), so every pass runs
-    # two chunks of 64 images (the filter gradient carries a running sum from one to the next).
+def test_gpu_winograd_runs_in_several_chunks(cp, rng):
+    # conv4 at batch 256: Winograd's transformed planes exceed one chunk (2^27 floats, 222 images), so every
+    # pass runs two chunks of 128 images (the filter gradient carries a running sum from one to the next).
     x_shape, w_shape, stride, padding, groups = ALEXNET["conv4"]
-    x_shape = (128,) + x_shape[1:]
+    x_shape = (256,) + x_shape[1:]
     hyper = dict(stride=stride, padding=padding, groups=groups)
     need = _C.conv2d_workspace_size(x_shape, w_shape, stride, padding, groups, "forward", True, algorithm="winograd")
-    assert need < 16 * (384 + 384) * 128 * 49  # less than one chunk of the whole batch
+    assert need < 16 * (384 + 384) * 256 * 49  # less than one chunk of the whole batch
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = (rng.standard_normal(w_shape) / 40).astype(np.float32)
     y = ops.conv2d(x, w, **hyper)
