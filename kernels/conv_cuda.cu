@@ -61,8 +61,8 @@ constexpr int kMinSliceDepth = 256;
 // enough images per chunk for kMinColumnBlocks GEMM blocks (counted with 128-row tiles, from the shape
 // alone). conv1 at batch 128 has 560 MB of columns: 3 chunks. Chunks small enough to stay in L2 (32 MB,
 // 19 chunks) were slower on an H100 (whole pass 1.65 ms against 1.40): the short GEMMs (reduction 96
-// deep) lose more to their partial last waves than the gather gains from L2. Chunking never changes the arithmetic
-// (each column is one GEMM element, each dx one gather), so results are the same bits.
+// deep) lose more to their partial last waves than the gather gains from L2. Chunking never changes
+// the arithmetic (each column is one GEMM element, each dx one gather), so results are the same bits.
 constexpr int64_t kMaxColumnFloats = int64_t(1) << 26;
 constexpr int64_t kMinColumnBlocks = 400;
 
