@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import collections
 
-import cupy as cp
-
 
 def main(argv=None) -> int:
     from pyalexnet.bench.backends import Ours
@@ -24,7 +22,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args(argv)
 
-    import torch
+    try:
+        import cupy as cp
+        import torch
+    except ImportError as exc:
+        raise SystemExit(f"profile_kernels needs CuPy and PyTorch with CUDA on a GPU machine: {exc}") from None
     from torch.profiler import ProfilerActivity, profile
 
     wanted = [s for s in args.only.split(",") if s]
