@@ -12,9 +12,11 @@
 // register-tile efficiency for every shape: it only changes how a tile's
 // operands are addressed.
 //
-// Kernel: 256 threads compute a BM x 128 tile of C (BM = 128, or 64 when the
-// row count fits 64-row tiles better, e.g. conv4's 192 filters per group); each
-// thread holds an 8x8 (or 4x8) accumulator tile in registers, split into 4-wide
+// Kernel: 256 threads compute a BM x BN tile of C (BM = 128, or 64 when the
+// row count fits 64-row tiles better, e.g. conv4's 192 filters per group; BN = 128,
+// or 192 with 64-row tiles when a filter gradient's few columns fit it better, e.g.
+// conv4's 192 channels per group); each thread holds an 8x8 (4x8, 4x12)
+// accumulator tile in registers, split into 4-wide
 // fragments 64 apart so its shared-memory reads are conflict-free float4s. The
 // reduction is walked 8 deep at a time through double-buffered shared memory:
 // the next slice's global loads are issued before the current slice's FMAs and
@@ -50,7 +52,7 @@ namespace pya::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int BN = 128;  // GEMM columns per block
+constexpr int BN = 128;  // GEMM columns per block (the usual tile; col_fragments says when 192)
 constexpr int BK = 8;    // reduction depth per shared-memory stage
 // Filter gradient: aim for this many blocks across all slices (fixed, so results
 // do not depend on the GPU), each slice at least kMinSliceDepth deep.
@@ -319,78 +321,95 @@ struct FilterProblem {
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// The kernel. grid = (ceil(Ncols/128), ceil(M/BM), groups * slices); slice s reduces over
-// [s*k_per_slice, min(Kdim, (s+1)*k_per_slice)).
+// The kernel. grid = (ceil(Ncols/BN), ceil(M/BM), groups * slices); slice s reduces over
+// [s*k_per_slice, min(Kdim, (s+1)*k_per_slice)). MF, NF: 64-row and 64-column fragments per tile.
 // ---------------------------------------------------------------------------------------------------------
 
-template <class Prob, int MF>
+template <class Prob, int MF, int NF>
 __global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob prob, int k_per_slice, int groups) {
-  constexpr int BM = 64 * MF;
+  static_assert(MF * NF <= 4, "8x8 accumulators per thread at most (two blocks per SM: 128 registers)");
+  constexpr int BM = 64 * MF, BNT = 64 * NF;
   constexpr int A_PER = BM * BK / kThreads;  // A elements each thread stages: 4 (BM=128) or 2 (BM=64)
   constexpr int A_KGROUPS = BK / A_PER;
+  // B: 128 columns are staged by all 256 threads, 4 elements each; 192 columns by the first 192
+  // threads, the whole depth of 8 each (the last 64 threads stage no B).
+  constexpr int B_STAGERS = NF == 3 ? BNT : kThreads;
+  constexpr int B_PER = BNT * BK / B_STAGERS;  // 4 or 8: whole float4 groups of load_b
+  static_assert(B_STAGERS <= kThreads && B_PER % 4 == 0, "unsupported column tile");
   constexpr int AS_STRIDE = BM + 4;  // padding: the transposing store below is conflict-free, rows stay 16B-aligned
   __shared__ __align__(16) float As[2][BK][AS_STRIDE];
-  __shared__ __align__(16) float Bs[2][BK][BN];
+  __shared__ __align__(16) float Bs[2][BK][BNT];
 
   const int tid = threadIdx.x;
   const int g = blockIdx.z % groups, slice = blockIdx.z / groups;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BNT;
   const int k_begin = slice * k_per_slice;
   const int k_end = min(prob.Kdim, k_begin + k_per_slice);
 
-  // Staging roles: A row a_m, reduction elements a_k..a_k+A_PER-1; B column b_n, elements b_k..b_k+3.
+  // Staging roles: A row a_m, reduction elements a_k..a_k+A_PER-1; B column b_n, elements b_k..b_k+B_PER-1.
   const int a_m = tid / A_KGROUPS, a_k = (tid % A_KGROUPS) * A_PER;
-  const int b_n = tid % BN, b_k = (tid / BN) * 4;
+  const bool b_stager = B_STAGERS == kThreads || tid < B_STAGERS;  // a constant true for 128 columns
+  const int b_n = tid % BNT, b_k = (tid / BNT) * B_PER;
   const auto arow = prob.a_row(g, m0 + a_m);
   const auto bcol = prob.b_col(g, n0 + b_n);
 
-  float ra[A_PER], rb[4];
+  float ra[A_PER], rb[B_PER / 4][4];  // B_PER consecutive reduction elements of column b_n, 4 per load_b
   prob.template load_a<A_PER>(arow, k_begin + a_k, k_end, ra);
-  prob.load_b(bcol, k_begin + b_k, k_end, rb);
+  if (b_stager) {
+#pragma unroll
+    for (int h = 0; h < B_PER / 4; ++h) prob.load_b(bcol, k_begin + b_k + 4 * h, k_end, rb[h]);
+  }
 #pragma unroll
   for (int j = 0; j < A_PER; ++j) As[0][a_k + j][a_m] = ra[j];
+  if (b_stager) {
 #pragma unroll
-  for (int j = 0; j < 4; ++j) Bs[0][b_k + j][b_n] = rb[j];
+    for (int j = 0; j < B_PER; ++j) Bs[0][b_k + j][b_n] = rb[j / 4][j % 4];
+  }
   __syncthreads();
 
   // Compute roles: rows f*64 + tm*4 + i, columns f*64 + tn*4 + j.
   const int tn = tid % 16, tm = tid / 16;
-  float acc[4 * MF][8];
+  float acc[4 * MF][4 * NF];
 #pragma unroll
   for (int i = 0; i < 4 * MF; ++i)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < 4 * NF; ++j) acc[i][j] = 0.f;
 
   int buf = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += BK) {
     const bool more = k0 + BK < k_end;
     if (more) {  // issue the next slice's global loads now; they land while we compute
       prob.template load_a<A_PER>(arow, k0 + BK + a_k, k_end, ra);
-      prob.load_b(bcol, k0 + BK + b_k, k_end, rb);
+      if (b_stager) {
+#pragma unroll
+        for (int h = 0; h < B_PER / 4; ++h) prob.load_b(bcol, k0 + BK + b_k + 4 * h, k_end, rb[h]);
+      }
     }
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
-      float a[4 * MF], b[8];
+      float a[4 * MF], b[4 * NF];
 #pragma unroll
       for (int f = 0; f < MF; ++f) {
         const float4 t = *reinterpret_cast<const float4*>(&As[buf][kk][f * 64 + tm * 4]);
         a[f * 4 + 0] = t.x, a[f * 4 + 1] = t.y, a[f * 4 + 2] = t.z, a[f * 4 + 3] = t.w;
       }
 #pragma unroll
-      for (int f = 0; f < 2; ++f) {
+      for (int f = 0; f < NF; ++f) {
         const float4 t = *reinterpret_cast<const float4*>(&Bs[buf][kk][f * 64 + tn * 4]);
         b[f * 4 + 0] = t.x, b[f * 4 + 1] = t.y, b[f * 4 + 2] = t.z, b[f * 4 + 3] = t.w;
       }
 #pragma unroll
       for (int i = 0; i < 4 * MF; ++i)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < 4 * NF; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     if (more) {  // the other buffer was last read before the previous __syncthreads
 #pragma unroll
       for (int j = 0; j < A_PER; ++j) As[buf ^ 1][a_k + j][a_m] = ra[j];
+      if (b_stager) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) Bs[buf ^ 1][b_k + j][b_n] = rb[j];
+        for (int j = 0; j < B_PER; ++j) Bs[buf ^ 1][b_k + j][b_n] = rb[j / 4][j % 4];
+      }
     }
     __syncthreads();
     buf ^= 1;
@@ -398,10 +417,10 @@ __global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob p
 
   // Column offsets are 32-bit (every tensor has < 2^31 elements), rows 64-bit (the filter-gradient
   // workspace holds `slices` copies of dw): this keeps the epilogue within the register budget.
-  int col[8];
-  bool col_ok[8];
+  int col[4 * NF];
+  bool col_ok[4 * NF];
 #pragma unroll
-  for (int f = 0; f < 2; ++f)
+  for (int f = 0; f < NF; ++f)
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int n = n0 + f * 64 + tn * 4 + j;
@@ -417,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob p
       const int64_t row = prob.c_row(g, slice, m);
       const float bias = prob.c_bias(g, m);
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 4 * NF; ++j)
         if (col_ok[j]) prob.c[row + col[j]] = acc[f * 4 + i][j] + bias;
     }
 }
@@ -456,18 +475,50 @@ int row_fragments_for_device(int64_t M, int64_t blocks_per_row_tile) {
   return cost(1) < cost(2) ? 1 : 2;
 }
 
+// 192-column tiles for the filter gradients (with 64-row tiles: 128 x 192 would not fit two blocks' registers)
+// when they pad the columns less than 128-column ones. Their columns are few (channels, or channels x taps),
+// so the padding shows: conv4's 192 channels per group filled 256 columns of two 128-column tiles, 25% of
+// the arithmetic wasted, and a 64 x 192 tile also reuses each shared-memory load more than a 64 x 128 one
+// (48 FMAs per 16 loads against 32 per 12). From the shape alone: the slicing (hence the bits) depends on it.
+constexpr bool kWideColumnTiles = true;
+
+int col_fragments(int64_t Ncols, int mf) {
+  if (!kWideColumnTiles || mf != 1) return 2;
+  const int64_t pad128 = (Ncols + 127) / 128 * 128, pad192 = (Ncols + 191) / 192 * 192;
+  return pad192 < pad128 ? 3 : 2;
+}
+
+template <class Prob>
+dim3 gemm_grid(const Prob& p, int64_t groups, int64_t slices, int mf, int nf) {
+  if (groups * slices > 65535) throw KernelError("conv2d: too many groups for one CUDA launch (at most 65535)");
+  const dim3 grid(unsigned((p.Ncols + 64 * nf - 1) / (64 * nf)), unsigned((p.M + 64 * mf - 1) / (64 * mf)),
+                  unsigned(groups * slices));
+  if (grid.y > 65535) throw KernelError("conv2d: too many channels per group for one CUDA launch");
+  return grid;
+}
+
+// 128-column tiles of 64 * mf rows.
 template <class Prob>
 void launch_implicit_gemm(const Prob& p, int64_t groups, int64_t slices, int64_t k_per_slice, int mf,
                           Stream stream) {
   if (p.M == 0 || p.Ncols == 0 || p.Kdim == 0) return;
-  if (groups * slices > 65535) throw KernelError("conv2d: too many groups for one CUDA launch (at most 65535)");
-  const dim3 grid(unsigned((p.Ncols + BN - 1) / BN), unsigned((p.M + 64 * mf - 1) / (64 * mf)),
-                  unsigned(groups * slices));
-  if (grid.y > 65535) throw KernelError("conv2d: too many channels per group for one CUDA launch");
+  const dim3 grid = gemm_grid(p, groups, slices, mf, 2);
   if (mf == 2)
-    implicit_gemm_kernel<Prob, 2><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
+    implicit_gemm_kernel<Prob, 2, 2><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
   else
-    implicit_gemm_kernel<Prob, 1><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
+    implicit_gemm_kernel<Prob, 1, 2><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
+  PYA_CHECK_LAUNCH("conv2d implicit GEMM");
+}
+
+// The filter gradients' GEMMs: tiles from the shape alone (row_fragments, col_fragments), as their plans
+// count them. Only these problems get the 192-column instantiation.
+template <class Prob>
+void launch_filter_gemm(const Prob& p, int64_t groups, int64_t slices, int64_t k_per_slice, Stream stream) {
+  const int mf = row_fragments(p.M);
+  if (col_fragments(p.Ncols, mf) == 2) return launch_implicit_gemm(p, groups, slices, k_per_slice, mf, stream);
+  if (p.M == 0 || p.Ncols == 0 || p.Kdim == 0) return;
+  implicit_gemm_kernel<Prob, 1, 3><<<gemm_grid(p, groups, slices, 1, 3), kThreads, 0, stream>>>(
+      p, int(k_per_slice), int(groups));
   PYA_CHECK_LAUNCH("conv2d implicit GEMM");
 }
 
@@ -479,8 +530,9 @@ struct FilterPlan {
 FilterPlan filter_plan(const ConvShape& s) {
   FilterPlan plan;
   const int64_t kdim = s.N * s.PQ();
-  const int64_t bm = 64 * row_fragments(s.Kg());
-  const int64_t blocks_per_slice = s.groups * ((s.Kg() + bm - 1) / bm) * ((s.CRSg() + BN - 1) / BN);
+  const int mf = row_fragments(s.Kg());
+  const int64_t bm = 64 * mf, bn = 64 * col_fragments(s.CRSg(), mf);
+  const int64_t blocks_per_slice = s.groups * ((s.Kg() + bm - 1) / bm) * ((s.CRSg() + bn - 1) / bn);
   int64_t slices = (kTargetBlocks + blocks_per_slice - 1) / blocks_per_slice;
   slices = std::min<int64_t>({slices, kMaxSlices, (kdim + kMinSliceDepth - 1) / kMinSliceDepth,
                               std::max<int64_t>(1, 65535 / s.groups)});
@@ -696,7 +748,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
   p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.P = int(s.P), p.Q = int(s.Q);
   p.PQ = int(s.PQ()), p.Cg = int(s.Cg()), p.Kg = int(s.Kg()), p.CRS = int(s.CRSg()), p.stride = int(s.stride), p.pad = int(s.pad);
   p.div_rs = FastDiv(s.RS()), p.div_s = FastDiv(s.S), p.div_pq = FastDiv(s.PQ()), p.div_q = FastDiv(s.Q);
-  launch_implicit_gemm(p, s.groups, plan.slices, plan.k_per_slice, row_fragments(p.M), stream);
+  launch_filter_gemm(p, s.groups, plan.slices, plan.k_per_slice, stream);
   if (plan.slices > 1) {
     sum_slices_kernel<<<grid_for(n_dw, kThreads), kThreads, 0, stream>>>(workspace, dw, n_dw, int(plan.slices));
     PYA_CHECK_LAUNCH("conv2d filter-gradient slice sum");

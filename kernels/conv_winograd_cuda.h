@@ -351,8 +351,9 @@ winograd::Plan winograd_plan(const ConvShape& s, ConvPass pass) {
   p.partial = p.m + 16 * s.K * p.Tld;
   // Like filter_plan: aim for kWinogradTargetBlocks blocks over all slices, each slice >= kMinSliceDepth tiles
   // deep; and the partial sums no bigger than a chunk.
-  const int64_t Z = 16 * s.groups, bm = 64 * row_fragments(s.Kg());
-  const int64_t blocks_per_slice = Z * ((s.Kg() + bm - 1) / bm) * ((s.Cg() + BN - 1) / BN);
+  const int mf = row_fragments(s.Kg());
+  const int64_t Z = 16 * s.groups, bm = 64 * mf, bn = 64 * col_fragments(s.Cg(), mf);
+  const int64_t blocks_per_slice = Z * ((s.Kg() + bm - 1) / bm) * ((s.Cg() + bn - 1) / bn);
   int64_t slices = (kWinogradTargetBlocks + blocks_per_slice - 1) / blocks_per_slice;
   slices = std::min<int64_t>({slices, kMaxSlices, (p.T + kMinSliceDepth - 1) / kMinSliceDepth, 65535 / Z,
                               winograd::kMaxChunkFloats / n_hat});
@@ -429,7 +430,7 @@ void winograd_backward_filter(const float* dy, const float* x, float* dw, const 
     p.M = int(s.Kg()), p.Ncols = int(s.Cg()), p.Kdim = int(T), p.Tld = int(plan.Tld), p.Z = int(Z);
     p.vector = aligned(V, 16) && aligned(D, 16);
     // The last chunk may be shorter: its trailing slices are empty and write zeros.
-    launch_implicit_gemm(p, Z, plan.slices, plan.k_per_slice, row_fragments(p.M), stream);
+    launch_filter_gemm(p, Z, plan.slices, plan.k_per_slice, stream);
     winograd_filter_grad_kernel<<<grid_for(n, kThreads), kThreads, 0, stream>>>(
         partial, acc, dw, int(n), int(plan.slices), chunk == 0, chunk == plan.chunks - 1);
     PYA_CHECK_LAUNCH("conv2d Winograd filter-gradient reduction");

@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
     {1,5,40,33,129,5,3,2,1,1},   // 129 rows: two 128 tiles; several column tiles
     {3,16,27,27,32,5,5,1,2,2},   // conv2-like, many slices in dw
     {1,3,64,64,96,11,11,4,2,1},  // conv1-like
+    // 64 x 192 filter-gradient tiles (col_fragments): direct (CRSg 1440) and Winograd (Cg 160) both use
+    // them; then partial ones, several row tiles: direct 180 of 192 columns, Winograd 150 of 192
+    {2,320,7,7,48,3,3,1,1,2},{1,20,6,6,140,3,3,1,1,1},{1,150,6,6,140,3,3,1,1,1},
     // 3x3 stride 1, for Winograd: pads 0-3 (3: the data gradient's padding 2 - pad is negative), H and W
     // odd and even, 1x1 and 2x2 inputs, channel counts that are not multiples of 4, groups 1 and 2
     {3,5,8,6,7,3,3,1,0,1},{1,6,9,10,10,3,3,1,2,2},{3,2,3,3,1,3,3,1,1,1},{1,1,1,1,1,3,3,1,1,1},
