@@ -408,7 +408,7 @@ namespace {
 
 // The forward, with (winner non-null) or without the winner bytes: the same plan and kernels either way.
 void forward(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W, int size, int stride,
-             Stream stream, const char* name) {
+             Stream stream) {
   PoolGeometry g = pool_geometry(H, W, size, stride);
   if (planes * g.OH * g.OW == 0) return;
   Plan pl = choose_plan(g, g.OH, planes, false, [&](int64_t band) { return forward_band(g, band); });
@@ -431,19 +431,19 @@ void forward(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t 
     else
       max_pool_forward_general<false><<<blocks, kThreads, 0, stream>>>(x, y, winner, planes, g);
   }
-  PYA_CHECK_LAUNCH(name);
+  PYA_CHECK_LAUNCH("max_pool_forward");
 }
 
 }  // namespace
 
 void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int size, int stride,
                       Stream stream) {
-  forward(x, y, nullptr, planes, H, W, size, stride, stream, "max_pool_forward");
+  forward(x, y, nullptr, planes, H, W, size, stride, stream);
 }
 
 void max_pool_forward_with_indices(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W,
                                    int size, int stride, Stream stream) {
-  forward(x, y, winner, planes, H, W, size, stride, stream, "max_pool_forward_with_indices");
+  forward(x, y, winner, planes, H, W, size, stride, stream);
 }
 
 void max_pool_backward_from_indices(const float* dy, const uint8_t* winner, float* dx, int64_t planes, int64_t H,
