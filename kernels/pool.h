@@ -12,11 +12,12 @@
 // gather), so CPU and GPU agree bit for bit.
 //
 // With stored winners: the forward can also write each window's winner as one
-// byte, its tap dh * size + dw (windows up to 16x16), and the backward then
-// gathers dy from those bytes instead of recomputing the argmax from x (a
-// training step has them from its forward; PyTorch keeps int64 indices). Each
-// input adds the same terms in the same order as above, so both backwards, and
-// both backends, agree bit for bit.
+// byte, its tap dh * size + dw (windows up to 16x16), and the backward then reads
+// dy and those bytes instead of recomputing the argmax from x (a training step has
+// them from its forward; PyTorch keeps int64 indices): again a gather on the GPU
+// (pool_grad_from_winners) and a scatter on the CPU (pool_tap_offset). Each input
+// adds the same terms in the same order as above, so both backwards, and both
+// backends, agree bit for bit.
 #pragma once
 #include "common.h"
 
@@ -130,19 +131,28 @@ PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const f
 
 // The gradient of input (h, w) of one plane from its windows' stored winner bytes (tap = dh * size + dw, at
 // [oh * OW + ow] like dy), given the windows oh0..oh1 x ow0..ow1 that cover it (pool_covering): the sum, in
-// row-major window order starting from zero, of dy over the windows whose winner is this input. The same
-// terms in the same order as pool_gather and the CPU's scatter, so the same bits. A byte that is no tap of
-// the window (>= size * size) matches no input: it is compared, never used as an offset. `size` and
-// `stride` are ints or compile-time constants (std::integral_constant on the CPU).
+// row-major window order starting from zero, of dy over the windows whose winner is this input: the GPU's
+// backward from stored winners. The same terms in the same order as pool_gather and as the CPU's scatters,
+// so the same bits. A byte that is no tap of the window (>= size * size) matches no input: it is compared,
+// never used as an offset.
+// Branch-free: ceil(size / stride) window rows and columns always (2 for the paper's 3/2; a fixed count when
+// `size` and `stride` are compile-time constants), those past oh1 or ow1 reading window (oh1, ow1), always in
+// bounds, and adding +0.f. That changes no bit: the sum starts at +0.f and
+// so is never -0.f, and x + 0.f == x for every other x.
 template <class I, class Size, class Stride>
 PYA_HD float pool_grad_from_winners(const uint8_t* winner, const float* dy, I OW, I oh0, I oh1, I ow0, I ow1, I h,
                                     I w, Size size, Stride stride) {
+  const int cover = (size + stride - 1) / stride;
   float grad = 0.f;
-  I row_tap = (h - oh0 * stride) * size;  // this input's dh * size in window row oh0
-  for (I oh = oh0; oh <= oh1; ++oh, row_tap -= stride * size) {
-    I tap = row_tap + (w - ow0 * stride);
-    for (I ow = ow0; ow <= ow1; ++ow, tap -= stride) {
-      if (I(winner[oh * OW + ow]) == tap) grad += dy[oh * OW + ow];
+  for (int a = 0; a < cover; ++a) {
+    const I oh = oh0 + a;
+    const I row_tap = (h - oh * stride) * size;  // this input's dh * size in window row oh
+    for (int b = 0; b < cover; ++b) {
+      const I ow = ow0 + b;
+      const bool covers = oh <= oh1 && ow <= ow1;
+      const I o = covers ? oh * OW + ow : oh1 * OW + ow1;
+      const bool wins = covers && I(winner[o]) == row_tap + (w - ow * stride);
+      grad += wins ? dy[o] : 0.f;
     }
   }
   return grad;
@@ -156,6 +166,13 @@ PYA_HD float pool_input_grad_from_winners(const uint8_t* winner, const float* dy
   pool_covering<I>(h, size, stride, OH, oh0, oh1);
   pool_covering<I>(w, size, stride, OW, ow0, ow1);
   return pool_grad_from_winners<I>(winner, dy, OW, oh0, oh1, ow0, ow1, h, w, size, stride);
+}
+
+// The offset, from its window's top-left element (rows `pitch` apart), of the input a winner byte names;
+// -1 for a byte that is no tap of the window (>= size * size). The CPU's scatter from the bytes uses it.
+template <class I, class Size>
+PYA_HD I pool_tap_offset(int tap, Size size, I pitch) {
+  return tap < size * size ? I(tap / size) * pitch + I(tap % size) : I(-1);
 }
 
 namespace cpu {
