@@ -25,8 +25,9 @@
 // winner byte, next to its y (consecutive threads, consecutive bytes); the backward
 // from them needs no x and no tile: one thread per input, a few inputs per thread
 // in a grid-stride loop (consecutive threads, consecutive dx), each gathering dy
-// over its covering windows whose byte names it (pool_grad_from_winners, the CPU's
-// rule). Neighbouring threads read the same few dy and bytes, which L1 serves.
+// over its covering windows whose byte names it (pool_grad_from_winners: the terms
+// and order of the CPU's scatter from the bytes, so the same bits). Neighbouring
+// threads read the same few dy and bytes, which L1 serves.
 #include <climits>
 
 #include "cuda_check.h"

@@ -145,11 +145,16 @@ def max_pool(x, *, size=3, stride=2, return_indices=False):
     return y, indices
 
 
+def _expect_array(a, name, what):
+    """TypeError unless `a` is a numpy array or a CuPy array (arrays the backward takes as they are)."""
+    cp = B.cupy_module() if B.is_gpu_array(a) else None
+    if not (isinstance(a, np.ndarray) or (cp is not None and isinstance(a, cp.ndarray))):
+        raise TypeError(f"argument '{name}' must be {what}, a numpy or CuPy array, got {type(a).__name__}")
+
+
 def _pool_indices(indices, dy, x_shape, out_shape):
-    """indices as a contiguous uint8 array on dy's backend, checked against the pooling's output shape."""
-    if not hasattr(indices, "dtype") or not hasattr(indices, "shape"):
-        raise TypeError(f"argument 'indices' must be the uint8 array max_pool(..., return_indices=True) returned, "
-                        f"got {type(indices).__name__}")
+    """indices, checked: uint8, the pooling's output shape, on dy's backend."""
+    _expect_array(indices, "indices", "the uint8 array max_pool(..., return_indices=True) returned")
     if str(indices.dtype) != "uint8":
         raise TypeError(f"argument 'indices' must have dtype uint8 (as max_pool(..., return_indices=True) returns "
                         f"it), got {indices.dtype}")
@@ -181,10 +186,7 @@ def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None):
             _C.max_pool_backward(dy, x, y, dx, size, stride, l.stream)
         return dx
     dy = B.as_input(dy, "dy")
-    cp = B.cupy_module() if B.is_gpu_array(x) else None
-    if not (isinstance(x, np.ndarray) or (cp is not None and isinstance(x, cp.ndarray))):
-        raise TypeError(f"argument 'x' must be the forward's input, a numpy or CuPy array (its shape is dx's), "
-                        f"got {type(x).__name__}")
+    _expect_array(x, "x", "the forward's input (its shape is dx's)")
     if B.is_gpu_array(x) != B.is_gpu_array(dy):
         raise TypeError("arguments 'dy' and 'x' must both be numpy arrays or both CuPy arrays")
     x_shape = tuple(int(d) for d in x.shape)
