@@ -66,6 +66,20 @@ PoolGeometry check_pool(const Array& x, int size, int stride) {
   return check_pool_shape(x.shape, x.name, size, stride);
 }
 
+// Stored winners are one byte per window: dh * size + dw must stay below 256.
+void check_indexed_size(int size) {
+  if (size > kPoolMaxIndexedSize)
+    throw py::value_error("pooling with stored indices needs size <= " + std::to_string(kPoolMaxIndexedSize) +
+                          " (each window's winner is stored in one byte, dh * size + dw < 256), got size " +
+                          std::to_string(size) + "; use the backward that recomputes the winners from x and y");
+}
+
+// The winner bytes of a pooling: uint8, the pooled output's shape.
+void check_indices(const Array& indices, const std::vector<int64_t>& out_shape) {
+  expect_dtype(indices, DType::u8);
+  expect_shape(indices, out_shape);
+}
+
 float check_dropout_p(double p) {
   if (!(p >= 0.0 && p < 1.0)) throw py::value_error("dropout p must be in [0, 1), got " + std::to_string(p));
   return static_cast<float>(1.0 / (1.0 - p));
@@ -165,6 +179,39 @@ void bind_layers(py::module_& m) {
                  x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
   }, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("size"), py::arg("stride"),
      py::arg("stream") = 0);
+
+  m.def("max_pool_forward_with_indices", [](py::handle x_, py::handle y_, py::handle indices_, int size, int stride,
+                                            std::uintptr_t stream) {
+    Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true), indices = array_arg(indices_, "indices", true);
+    PoolGeometry g = check_pool(x, size, stride);
+    check_indexed_size(size);
+    const std::vector<int64_t> out_shape{x.dim(0), x.dim(1), g.OH, g.OW};
+    expect_float32(y);
+    expect_shape(y, out_shape);
+    check_indices(indices, out_shape);
+    Launch l = launch_on({&x, &y, &indices}, stream);
+    PYA_DISPATCH(l, max_pool_forward_with_indices, x.data<float>(), y.data<float>(), indices.data<uint8_t>(),
+                 x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
+  }, py::arg("x"), py::arg("y"), py::arg("indices"), py::arg("size"), py::arg("stride"), py::arg("stream") = 0,
+     "max_pool_forward that also writes each window's winner, dh * size + dw of its first maximal element, "
+     "to the uint8 `indices` of y's shape (size <= 16).");
+
+  // dx's shape is the input's: it is the only thing the backward needs of x.
+  m.def("max_pool_backward_from_indices", [](py::handle dy_, py::handle indices_, py::handle dx_, int size,
+                                             int stride, std::uintptr_t stream) {
+    Array dy = array_arg(dy_, "dy"), indices = array_arg(indices_, "indices"), dx = array_arg(dx_, "dx", true);
+    expect_float32(dx);
+    PoolGeometry g = check_pool_shape(dx.shape, dx.name, size, stride);
+    check_indexed_size(size);
+    const std::vector<int64_t> out_shape{dx.dim(0), dx.dim(1), g.OH, g.OW};
+    expect_float32(dy);
+    expect_shape(dy, out_shape);
+    check_indices(indices, out_shape);
+    Launch l = launch_on({&dy, &indices, &dx}, stream);
+    PYA_DISPATCH(l, max_pool_backward_from_indices, dy.data<float>(), indices.data<uint8_t>(), dx.data<float>(),
+                 dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), size, stride);
+  }, py::arg("dy"), py::arg("indices"), py::arg("dx"), py::arg("size"), py::arg("stride"), py::arg("stream") = 0,
+     "dx of max-pooling from dy and the indices max_pool_forward_with_indices wrote; x is not read.");
 
   m.def("dropout_forward", [](py::handle x_, py::handle y_, py::handle mask_, uint64_t seed, double p,
                               std::uintptr_t stream) {

@@ -20,6 +20,14 @@
 // loop indices advance by carrying. Planes too wide for even a one-row band in
 // 48 KB (W beyond about 1300 backward, 4000 forward, for 3x3 windows, stride 2) or
 // too large for int offsets take the general one-thread-per-element kernels.
+//
+// With stored winners: the tiled (or general) forward also writes each window's
+// winner byte, next to its y (consecutive threads, consecutive bytes); the backward
+// from them needs no x and no tile: one thread per input, a few inputs per thread
+// in a grid-stride loop (consecutive threads, consecutive dx), each gathering dy
+// over its covering windows whose byte names it (pool_grad_from_winners: the terms
+// and order of the CPU's scatter from the bytes, so the same bits). Neighbouring
+// threads read the same few dy and bytes, which L1 serves.
 #include <climits>
 
 #include "cuda_check.h"
@@ -82,11 +90,12 @@ struct Tiling {
   __host__ __device__ int64_t iterations(int64_t planes) const { return whole ? (planes + count - 1) / count : planes * bands; }
 };
 
-// kSize: the window size when known at compile time (AlexNet's 3), else 0.
-template <int kSize>
+// kSize: the window size when known at compile time (AlexNet's 3), else 0. kWinners: also write each window's
+// winner byte (its tap dh * size + dw) to `winner`, laid out like y; the plain forward passes null.
+template <int kSize, bool kWinners>
 __global__ void __launch_bounds__(kThreads)
-    max_pool_forward_tiled(const float* __restrict__ x, float* __restrict__ y, int64_t planes, PoolGeometry g,
-                           Tiling t, int max_tile_rows) {
+    max_pool_forward_tiled(const float* __restrict__ x, float* __restrict__ y, uint8_t* __restrict__ winner,
+                           int64_t planes, PoolGeometry g, Tiling t, int max_tile_rows) {
   extern __shared__ float smem[];
   const int H = static_cast<int>(g.H), W = static_cast<int>(g.W);
   const int OH = static_cast<int>(g.OH), OW = static_cast<int>(g.OW);
@@ -125,7 +134,13 @@ __global__ void __launch_bounds__(kThreads)
     Walk it(OW);
     for (int o = threadIdx.x; o < orows * OW; o += kThreads, it.next(OW)) {
       const float* win = xs + win_row[it.row] + it.col * s;
-      yb[o] = win[pool_window_argmax<int>(win, W, size)];
+      if constexpr (kWinners) {
+        PoolWinner<int> best = pool_window_winner<int>(win, W, size);
+        yb[o] = win[best.at];
+        winner[y_at + o] = static_cast<uint8_t>(best.tap);
+      } else {
+        yb[o] = win[pool_window_argmax<int>(win, W, size)];
+      }
     }
     __syncthreads();  // the next iteration overwrites the tile and the table
   }
@@ -223,14 +238,22 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- general kernels (planes too wide for the tiles) -----------------------------------------------------------
 
-__global__ void max_pool_forward_general(const float* __restrict__ x, float* __restrict__ y, int64_t planes,
-                                         PoolGeometry g) {
+template <bool kWinners>
+__global__ void max_pool_forward_general(const float* __restrict__ x, float* __restrict__ y,
+                                         uint8_t* __restrict__ winner, int64_t planes, PoolGeometry g) {
   int64_t out = g.OH * g.OW, n = planes * out;
   int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     int64_t p = i / out, o = i % out;
     const float* xp = x + p * g.H * g.W;
-    y[i] = xp[pool_argmax(xp, g, o / g.OW, o % g.OW)];
+    if constexpr (kWinners) {
+      int64_t oh = o / g.OW, ow = o % g.OW, top_left = oh * g.stride * g.W + ow * g.stride;
+      PoolWinner<int64_t> best = pool_window_winner<int64_t>(xp + top_left, g.W, g.size);
+      y[i] = xp[top_left + best.at];
+      winner[i] = static_cast<uint8_t>(best.tap);
+    } else {
+      y[i] = xp[pool_argmax(xp, g, o / g.OW, o % g.OW)];
+    }
   }
 }
 
@@ -242,6 +265,48 @@ __global__ void max_pool_backward_general(const float* __restrict__ dy, const fl
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     int64_t p = i / in, e = i % in;
     dx[i] = pool_input_grad(x + p * in, y + p * out, dy + p * out, g, e / g.W, e % g.W);
+  }
+}
+
+// ---- backward from stored winners ------------------------------------------------------------------------------
+
+constexpr int kInputsPerThread = 4;  // grid-stride iterations per thread: the first one's divisions amortised
+
+// The grid's stride over the inputs, split into planes, rows and columns once on the host, so that each
+// thread carries its (plane, row, column) from one input to the next without dividing.
+struct GridStep {
+  int64_t inputs;  // blocks * kThreads
+  int64_t planes, rows, cols;
+};
+
+// I: the index type, int when every flat index (and one grid step past the last) fits, so the first
+// position's divisions and all the index math are 32-bit. kSize, kStride: the window's size and stride when
+// known at compile time (AlexNet's 3 and 2; the covering windows then divide by a constant), else 0.
+template <class I, int kSize, int kStride>
+__global__ void __launch_bounds__(kThreads)
+    max_pool_backward_from_winners(const float* __restrict__ dy, const uint8_t* __restrict__ winner,
+                                   float* __restrict__ dx, int64_t planes, PoolGeometry g, GridStep step) {
+  const I H = static_cast<I>(g.H), W = static_cast<I>(g.W), OH = static_cast<I>(g.OH), OW = static_cast<I>(g.OW);
+  const int size = kSize > 0 ? kSize : g.size, s = kStride > 0 ? kStride : g.stride;
+  const I in = H * W, out = OH * OW, n = static_cast<I>(planes) * in;
+  const I step_inputs = static_cast<I>(step.inputs), step_planes = static_cast<I>(step.planes);
+  const I step_rows = static_cast<I>(step.rows), step_cols = static_cast<I>(step.cols);
+  I i = static_cast<I>(blockIdx.x) * kThreads + static_cast<I>(threadIdx.x);
+  if (i >= n) return;
+  I p = i / in, e = i - p * in, h = e / W, w = e - h * W;
+  for (; i < n; i += step_inputs) {
+    dx[i] = pool_input_grad_from_winners<I>(winner + p * out, dy + p * out, OH, OW, h, w, size, s);
+    p += step_planes;
+    h += step_rows;
+    w += step_cols;
+    if (w >= W) {
+      w -= W;
+      ++h;
+    }
+    if (h >= H) {
+      h -= H;
+      ++p;
+    }
   }
 }
 
@@ -340,8 +405,11 @@ Plan choose_plan(const PoolGeometry& g, int64_t rows, int64_t planes, bool backw
 
 }  // namespace
 
-void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int size, int stride,
-                      Stream stream) {
+namespace {
+
+// The forward, with (winner non-null) or without the winner bytes: the same plan and kernels either way.
+void forward(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W, int size, int stride,
+             Stream stream) {
   PoolGeometry g = pool_geometry(H, W, size, stride);
   if (planes * g.OH * g.OW == 0) return;
   Plan pl = choose_plan(g, g.OH, planes, false, [&](int64_t band) { return forward_band(g, band); });
@@ -349,14 +417,56 @@ void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64
     unsigned int blocks = grid_for(pl.t.iterations(planes), 1);
     int tile_rows = static_cast<int>(pl.tile_rows);
     size_t smem = static_cast<size_t>(pl.smem);
-    if (size == 3)
-      max_pool_forward_tiled<3><<<blocks, kThreads, smem, stream>>>(x, y, planes, g, pl.t, tile_rows);
+    if (winner && size == 3)
+      max_pool_forward_tiled<3, true><<<blocks, kThreads, smem, stream>>>(x, y, winner, planes, g, pl.t, tile_rows);
+    else if (winner)
+      max_pool_forward_tiled<0, true><<<blocks, kThreads, smem, stream>>>(x, y, winner, planes, g, pl.t, tile_rows);
+    else if (size == 3)
+      max_pool_forward_tiled<3, false><<<blocks, kThreads, smem, stream>>>(x, y, winner, planes, g, pl.t, tile_rows);
     else
-      max_pool_forward_tiled<0><<<blocks, kThreads, smem, stream>>>(x, y, planes, g, pl.t, tile_rows);
+      max_pool_forward_tiled<0, false><<<blocks, kThreads, smem, stream>>>(x, y, winner, planes, g, pl.t, tile_rows);
   } else {
-    max_pool_forward_general<<<grid_for(planes * g.OH * g.OW, kThreads), kThreads, 0, stream>>>(x, y, planes, g);
+    unsigned int blocks = grid_for(planes * g.OH * g.OW, kThreads);
+    if (winner)
+      max_pool_forward_general<true><<<blocks, kThreads, 0, stream>>>(x, y, winner, planes, g);
+    else
+      max_pool_forward_general<false><<<blocks, kThreads, 0, stream>>>(x, y, winner, planes, g);
   }
   PYA_CHECK_LAUNCH("max_pool_forward");
+}
+
+}  // namespace
+
+void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int size, int stride,
+                      Stream stream) {
+  forward(x, y, nullptr, planes, H, W, size, stride, stream);
+}
+
+void max_pool_forward_with_indices(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W,
+                                   int size, int stride, Stream stream) {
+  forward(x, y, winner, planes, H, W, size, stride, stream);
+}
+
+void max_pool_backward_from_indices(const float* dy, const uint8_t* winner, float* dx, int64_t planes, int64_t H,
+                                    int64_t W, int size, int stride, Stream stream) {
+  PoolGeometry g = pool_geometry(H, W, size, stride);
+  const int64_t in = H * W, n = planes * in;
+  if (n == 0) return;
+  const unsigned int blocks = grid_for(n, kThreads * kInputsPerThread);
+  GridStep step;
+  step.inputs = int64_t(blocks) * kThreads;
+  step.planes = step.inputs / in;
+  const int64_t within = step.inputs - step.planes * in;
+  step.rows = within / W;
+  step.cols = within - step.rows * W;
+  const bool narrow = n <= INT_MAX - step.inputs;  // i + step never overflows an int
+  if (size == 3 && stride == 2 && narrow)
+    max_pool_backward_from_winners<int, 3, 2><<<blocks, kThreads, 0, stream>>>(dy, winner, dx, planes, g, step);
+  else if (narrow)
+    max_pool_backward_from_winners<int, 0, 0><<<blocks, kThreads, 0, stream>>>(dy, winner, dx, planes, g, step);
+  else
+    max_pool_backward_from_winners<int64_t, 0, 0><<<blocks, kThreads, 0, stream>>>(dy, winner, dx, planes, g, step);
+  PYA_CHECK_LAUNCH("max_pool_backward_from_indices");
 }
 
 void max_pool_backward(const float* dy, const float* x, const float* y, float* dx, int64_t planes, int64_t H,

@@ -201,6 +201,12 @@ def check_layers(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_
     layer("max_pool", lambda a: ops.max_pool(a["x"], size=3, stride=2),
           lambda r, a: {"x": ops.max_pool_backward(r, a["x"], ops.max_pool(a["x"], size=3, stride=2), size=3, stride=2)},
           dict(x=x), (2, 2, 3, 3), pattern=pool_route)
+    # The training path: the backward from the winners the forward stored.
+    layer("max_pool (stored indices)", lambda a: ops.max_pool(a["x"], size=3, stride=2),
+          lambda r, a: {"x": ops.max_pool_backward(r, a["x"], size=3, stride=2,
+                                                   indices=ops.max_pool(a["x"], size=3, stride=2,
+                                                                        return_indices=True)[1])},
+          dict(x=x), (2, 2, 3, 3), pattern=pool_route)
 
     x = randn(4, 6)
     layer("dropout (fixed mask)", lambda a: ops.dropout(a["x"], p=0.5, seed=7)[0],
@@ -227,13 +233,12 @@ def _network_pattern(model) -> list:
             continue
         if "relu" in c:
             out.append(B.to_host(c["relu"] > 0))
-        if "pool" in c:
-            xp = B.cupy_module() if B.is_gpu_array(c["pool"]) else np
+        if "pool_indices" in c:
+            # Each window's winner, as the forward stored it: a different winner means the step crossed a tie.
             with model.place_of(name + ".weight").active():
-                route = ops.max_pool_backward(xp.ones_like(c["pool"]), c["pool_x"], c["pool"], size=3, stride=2)
-                # Read back on the tower's stream, where route is computed: the caller's stream does not
-                # wait for the tower's (non-blocking) one.
-                out.append(B.to_host(route))
+                # Read back on the tower's stream, where the indices were computed: the caller's stream does
+                # not wait for the tower's (non-blocking) one.
+                out.append(B.to_host(c["pool_indices"]))
     return out
 
 

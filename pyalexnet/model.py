@@ -397,8 +397,10 @@ class AlexNet:
             c["lrn_x"], y = y, ops.lrn(y, **LRN)
             c["lrn"] = y
         if layer in _POOL_AFTER:
-            c["pool_x"], y = y, ops.max_pool(y, size=POOL_SIZE, stride=POOL_STRIDE)
-            c["pool"] = y
+            # The winners (one byte per output) rather than y: the backward gathers from them without
+            # recomputing the argmax. pool_x is the LRN's or ReLU's output, cached anyway: it gives dx's shape.
+            c["pool_x"] = y
+            y, c["pool_indices"] = ops.max_pool(y, size=POOL_SIZE, stride=POOL_STRIDE, return_indices=True)
         cache[name] = c
         return y
 
@@ -514,7 +516,8 @@ class AlexNet:
         name = layer + "ab"[t]
         c = self._cache[name]
         if layer in _POOL_AFTER:
-            dy = ops.max_pool_backward(dy, c["pool_x"], c["pool"], size=POOL_SIZE, stride=POOL_STRIDE)
+            dy = ops.max_pool_backward(dy, c["pool_x"], indices=c["pool_indices"], size=POOL_SIZE,
+                                       stride=POOL_STRIDE)
         if layer in _LRN_AFTER:
             dy = ops.lrn_backward(dy, c["lrn_x"], c["lrn"], **LRN)
         dy = ops.relu_backward(dy, c["relu"])
@@ -557,7 +560,7 @@ class AlexNet:
                     dxs[t] = self._fc_backward(t, layer, d[t])
             in_sizes = [cache[layer + "ab"[t]]["x"].shape[1] // 2 for t in (0, 1)]
             d = self._scatter(dxs, in_sizes)
-        c5 = self._cache["conv5a"]["pool"].shape
+        c5 = self._cache["conv5a"]["pool_indices"].shape  # pool5's output shape
         for t in (0, 1):
             with places[t].active():
                 d[t] = d[t].reshape(c5)

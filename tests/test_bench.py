@@ -15,12 +15,13 @@ from pyalexnet.bench import report, rows, spec
 ROOT = Path(__file__).resolve().parents[1]
 
 PASSES = ("fwd", "dgrad", "wgrad")
-# conv3-conv5 (3x3, stride 1) also time each algorithm forced, after the library's own choice.
+# conv3-conv5 (3x3, stride 1) also time each algorithm forced, after the library's own choice; each pooling
+# also times the backward that recomputes the winners, after the one from the stored indices.
 OP_ROWS = ([f"conv{i}.{k}" for i in (1, 2) for k in PASSES]
            + [row for i in (3, 4, 5) for row in [f"conv{i}.{k}" for k in PASSES]
               + [f"conv{i}.{k} {a}" for a in ("direct", "winograd") for k in PASSES]]
            + [f"lrn{i}.{k}" for i in (1, 2) for k in ("fwd", "bwd")]
-           + [f"pool{i}.{k}" for i in (1, 2, 5) for k in ("fwd", "bwd")]
+           + [f"pool{i}.{k}" for i in (1, 2, 5) for k in ("fwd", "bwd", "bwd recompute")]
            + ["relu1.fwd", "relu1.bwd", "dropout6.fwd", "dropout6.bwd", "softmax_xent.kernel", "softmax_xent.op"]
            + [f"fc{i}.{k}" for i in (6, 7, 8) for k in ("fwd", "bwd")] + ["sgd.all"])
 
@@ -52,8 +53,8 @@ def test_every_row_is_present_and_honest_about_availability(quick_run):
     by_name = {r["name"]: r for r in doc["rows"]}
     assert list(by_name) == OP_ROWS
     for r in doc["rows"]:
-        # The numpy reference and ours both run on every row; a forced-algorithm row runs only ours and
-        # takes the reference's time from its plain row.
+        # The numpy reference and ours both run on every row; a forced-algorithm row (or the pool backward
+        # that recomputes) runs only ours and takes the reference's time from its plain row.
         ref_row = by_name[r["reference_row"]] if r["reference_row"] else r
         assert r["reference_row"] is None or ("numpy" not in r["impl"] and r["name"].startswith(ref_row["name"] + " "))
         assert ref_row["impl"]["numpy"]["status"] == "ok", (r["name"], ref_row["impl"]["numpy"])
@@ -77,7 +78,8 @@ def test_only_filters_rows_and_skips_the_step(tmp_path):
                    "--out", str(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
-    assert [r["name"] for r in doc["rows"]] == ["pool5.fwd", "pool5.bwd", "relu1.fwd", "relu1.bwd"]
+    assert [r["name"] for r in doc["rows"]] == ["pool5.fwd", "pool5.bwd", "pool5.bwd recompute", "relu1.fwd",
+                                                "relu1.bwd"]
     assert doc["steps"] == []
 
 

@@ -76,12 +76,21 @@ class Ours:
     def lrn_bwd(self, dy, ctx):
         return self.ops.lrn_backward(dy, *ctx, **LRN)
 
+    # max-pooling as training runs it: the forward stores the winners (keep or not), the backward reads them
     def pool_fwd(self, x, keep=True):
-        y = self.ops.max_pool(x, **POOL)
-        return y, (x, y)
+        y, indices = self.ops.max_pool(x, **POOL, return_indices=True)
+        return y, (x, indices)
 
     def pool_bwd(self, dy, ctx):
-        return self.ops.max_pool_backward(dy, *ctx, **POOL)
+        x, indices = ctx
+        return self.ops.max_pool_backward(dy, x, indices=indices, **POOL)
+
+    # and the backward that recomputes each window's winner from x, given the plain forward's y
+    def pool_fwd_plain(self, x):
+        return self.ops.max_pool(x, **POOL)
+
+    def pool_bwd_recompute(self, dy, x, y):
+        return self.ops.max_pool_backward(dy, x, y, **POOL)
 
     def dropout_fwd(self, x, seed, keep=True):
         y, mask = self.ops.dropout(x, p=DROPOUT_P, seed=seed)

@@ -194,7 +194,9 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
           "`% same-size copy` is a device copy of the row's bytes (half read, half written) timed in the same "
           "run, over our time: the memory-bound target. Rows named `convN.pass algorithm` force one of our "
           "convolution algorithms (the plain row is the library's own choice); their reference times are "
-          "the plain row's.",
+          "the plain row's. Rows `poolN.fwd`/`poolN.bwd` time max-pooling as training runs it (the forward "
+          "stores each window's winner, the backward reads those instead of x); `poolN.bwd recompute` is our "
+          "backward that recomputes the winners from x, against the references' times of `poolN.bwd`.",
           "", "## Training step", "", *_step_lines(doc)]
     notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
     if notes:

@@ -45,8 +45,9 @@ class Row:
     build: Callable[[object, dict], Callable[[], object]]   # (backend, its inputs) -> the timed call
     compare: bool = True       # outputs comparable across implementations (not dropout's masks)
     note: str = ""
-    # Set on the rows that time one of our conv algorithms forced: only ours runs, and its ratios use the
-    # references' times from the named row (same shapes, same run), so they are not timed twice.
+    # Set on the rows that time one of our conv algorithms forced, or our pool backward that recomputes the
+    # winners: only ours runs, and its ratios use the references' times from the named row (same shapes,
+    # same run), so they are not timed twice.
     reference_row: str | None = None
 
 
@@ -129,11 +130,25 @@ def build_rows(n: int) -> list[Row]:
         # recomputes it rather than reading it).
         fwd_bwd(f"lrn{i}", "lrn", s, s, lambda be, x, keep: be.lrn_fwd(x, keep), lambda be, dy, c: be.lrn_bwd(dy, c),
                 2 * _numel(s) * F32, 3 * _numel(s) * F32, x_scale=10.0)
-    # Max-pooling in its three places; the backward must read x (each window's winner) and dy, and write dx.
+    # Max-pooling in its three places, as training runs it: the forward also stores each window's winner
+    # (one byte per output, PyTorch's own backend its int64 indices), so the backward reads dy and those bytes
+    # and writes dx, never x. The backward that recomputes the winners from x (reading x and dy, writing dx)
+    # follows as "poolN.bwd recompute", ours alone, against the references' times of the row above.
     for i, name in ((1, "conv1"), (2, "conv2"), (5, "conv5")):
         s, p = sh.conv_out[name], sh.pool_out[name]
         fwd_bwd(f"pool{i}", "pool", s, p, lambda be, x, keep: be.pool_fwd(x, keep), lambda be, dy, c: be.pool_bwd(dy, c),
-                (_numel(s) + _numel(p)) * F32, (2 * _numel(s) + _numel(p)) * F32)
+                (_numel(s) + _numel(p)) * F32 + _numel(p), (_numel(s) + _numel(p)) * F32 + _numel(p))
+
+        def recompute_in(d, s=s, p=p):
+            return {"x": d.normal(s), "dy": d.normal(p)}
+
+        def recompute_build(be, a):
+            y = be.pool_fwd_plain(a["x"])
+            return lambda: be.pool_bwd_recompute(a["dy"], a["x"], y)
+
+        rows.append(Row(f"pool{i}.bwd recompute", "pool-recompute", _shape_str(s), "memory",
+                        (2 * _numel(s) + _numel(p)) * F32, recompute_in, recompute_build,
+                        reference_row=f"pool{i}.bwd"))
     # ReLU at its largest (conv1's output).
     s = sh.conv_out["conv1"]
     fwd_bwd("relu1", "relu", s, s, lambda be, x, keep: be.relu_fwd(x, keep), lambda be, dy, c: be.relu_bwd(dy, c),

@@ -116,28 +116,90 @@ def _pool_params(size, stride):
     return int(size), int(stride)
 
 
-def max_pool(x, *, size=3, stride=2):
+_MAX_INDEXED_SIZE = 16  # one byte per window: size * size <= 256 taps
+
+
+def max_pool(x, *, size=3, stride=2, return_indices=False):
     """Max over size x size windows every `stride` pixels (overlapping when stride < size), no padding.
 
-    Output (N, C, floor((H - size)/stride) + 1, floor((W - size)/stride) + 1).
+    Output (N, C, floor((H - size)/stride) + 1, floor((W - size)/stride) + 1): y, or (y, indices) with
+    return_indices=True. indices is uint8 of y's shape: each window's winner, dh * size + dw of its first
+    maximal element in row-major order (a NaN counts as maximal, the first NaN winning). Pass it to
+    max_pool_backward (indices=...), which then needs neither y nor x's values. One byte per window, so
+    return_indices needs size <= 16. y is bit for bit the same either way.
     """
     x = B.as_input(x, "x")
     size, stride = _pool_params(size, stride)
     out_shape = _C.max_pool_output_shape(list(x.shape), size, stride)
+    if return_indices and size > _MAX_INDEXED_SIZE:
+        raise ValueError(f"max_pool(return_indices=True) needs size <= {_MAX_INDEXED_SIZE}: each window's winner "
+                         f"is stored in one byte (dh * size + dw < 256), got size {size}; call max_pool without "
+                         "return_indices and pass y to max_pool_backward instead")
     with B.launch(x) as l:
         y = l.xp.empty(out_shape, dtype=l.xp.float32)
-        _C.max_pool_forward(x, y, size, stride, l.stream)
-    return y
+        if not return_indices:
+            _C.max_pool_forward(x, y, size, stride, l.stream)
+            return y
+        indices = l.xp.empty(out_shape, dtype=l.xp.uint8)
+        _C.max_pool_forward_with_indices(x, y, indices, size, stride, l.stream)
+    return y, indices
 
 
-def max_pool_backward(dy, x, y, *, size=3, stride=2):
+def _expect_array(a, name, what):
+    """TypeError unless `a` is a numpy array or a CuPy array (arrays the backward takes as they are)."""
+    cp = B.cupy_module() if B.is_gpu_array(a) else None
+    if not (isinstance(a, np.ndarray) or (cp is not None and isinstance(a, cp.ndarray))):
+        raise TypeError(f"argument '{name}' must be {what}, a numpy or CuPy array, got {type(a).__name__}")
+
+
+def _pool_indices(indices, dy, x_shape, out_shape):
+    """indices, checked: uint8, the pooling's output shape, on dy's backend."""
+    _expect_array(indices, "indices", "the uint8 array max_pool(..., return_indices=True) returned")
+    if str(indices.dtype) != "uint8":
+        raise TypeError(f"argument 'indices' must have dtype uint8 (as max_pool(..., return_indices=True) returns "
+                        f"it), got {indices.dtype}")
+    if tuple(indices.shape) != out_shape:
+        raise ValueError(f"argument 'indices' must have shape {out_shape} (the pooled output of x {x_shape}), "
+                         f"got {_shape(indices)}")
+    if B.is_gpu_array(indices) != B.is_gpu_array(dy):
+        raise TypeError("arguments 'dy' and 'indices' must both be numpy arrays or both CuPy arrays")
+    return indices
+
+
+def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None):
     """dx of max_pool: each window's gradient goes to its first maximal element (row-major);
-    overlapping windows add up. y must be max_pool(x, size=size, stride=stride)."""
-    dy, x, y = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(y, "y")
+    overlapping windows add up.
+
+    Give exactly one of y and indices. With y = max_pool(x, size=size, stride=stride), the winners are
+    recomputed from x. With indices (from max_pool(x, ..., return_indices=True)), they are read from it
+    and x only gives dx's shape and backend: its values are not read. Both give the same bits.
+    """
+    if (y is None) == (indices is None):
+        raise TypeError("max_pool_backward needs exactly one of y (the forward's output: the winners are "
+                        "recomputed from x) and indices (max_pool(..., return_indices=True)'s), got "
+                        + ("both" if y is not None else "neither"))
     size, stride = _pool_params(size, stride)
-    with B.launch(dy, x, y) as l:
-        dx = l.xp.empty_like(x)
-        _C.max_pool_backward(dy, x, y, dx, size, stride, l.stream)
+    if indices is None:
+        dy, x, y = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(y, "y")
+        with B.launch(dy, x, y) as l:
+            dx = l.xp.empty_like(x)
+            _C.max_pool_backward(dy, x, y, dx, size, stride, l.stream)
+        return dx
+    dy = B.as_input(dy, "dy")
+    _expect_array(x, "x", "the forward's input (its shape is dx's)")
+    if B.is_gpu_array(x) != B.is_gpu_array(dy):
+        raise TypeError("arguments 'dy' and 'x' must both be numpy arrays or both CuPy arrays")
+    x_shape = tuple(int(d) for d in x.shape)
+    out_shape = tuple(_C.max_pool_output_shape(list(x_shape), size, stride))
+    indices = _pool_indices(indices, dy, x_shape, out_shape)
+    if tuple(dy.shape) != out_shape:
+        raise ValueError(f"argument 'dy' must have shape {out_shape} (the pooled output of x {x_shape}), "
+                         f"got {_shape(dy)}")
+    # x joins the launch for its device only (a CuPy x on another GPU is refused there); it is not read.
+    with B.launch(dy, indices, x) as l:
+        indices = l.xp.ascontiguousarray(indices)
+        dx = l.xp.empty(x_shape, dtype=l.xp.float32)
+        _C.max_pool_backward_from_indices(dy, indices, dx, size, stride, l.stream)
     return dx
 
 

@@ -1,6 +1,7 @@
 // Compares the emulated CUDA launchers of kernels/{lrn,pool,softmax}_cuda.cu (see run.sh) with the CPU backend.
 // Outputs and workspaces start as a NaN with a payload no computation makes (kPoison), so an element a kernel
-// never wrote fails the comparison. Pooling must match the CPU bit for bit; LRN and softmax within the
+// never wrote fails the comparison. Pooling (y, dx, and the stored winner bytes) must match the CPU bit for bit,
+// the backward from stored winners the recomputing one too; LRN and softmax within the
 // tolerances of the GPU parity tests (tests/test_lrn.py, tests/test_softmax.py).
 #include <cmath>
 #include <cstdio>
@@ -75,6 +76,20 @@ bool identical(const char* what, const std::vector<float>& ref, const std::vecto
   return bad == 0;
 }
 
+// Winner bytes: the GPU's must equal the CPU's. They start as kPoisonByte, which no window of fewer than 256
+// taps can hold; with 256 taps (size 16) an unwritten byte can pass here, but its y (poisoned too) cannot.
+const uint8_t kPoisonByte = 0xff;
+bool identical_bytes(const char* what, const std::vector<uint8_t>& ref, const std::vector<uint8_t>& got) {
+  size_t bad = 0, first_bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (ref[i] != got[i] && bad++ == 0) first_bad = i;
+  std::printf("   %-4s %s", what, bad ? "FAIL" : "identical");
+  if (bad) std::printf(" (%zu differ, first at %zu: cpu %d gpu %d)", bad, first_bad, ref[first_bad], got[first_bad]);
+  std::printf("\n");
+  fails += bad != 0;
+  return bad == 0;
+}
+
 // For runs of a few blocks only (emu_run_block): every element the blocks wrote must match the CPU within the
 // tolerance, the others must still hold the poison; `must` lists elements that must have been written (the
 // largest offsets).
@@ -89,6 +104,20 @@ bool written_match(const char* what, const std::vector<float>& ref, const std::v
   }
   for (int64_t i : must) bad += is_poison(got[i]);
   std::printf("   %-4s %lld elements written by the blocks run%s\n", what, (long long)written, bad ? " FAIL" : ", all match");
+  fails += bad != 0;
+  return bad == 0;
+}
+
+// The same for winner bytes, where the blocks run wrote y (each y and its byte are written together).
+bool written_bytes_match(const char* what, const std::vector<uint8_t>& ref, const std::vector<uint8_t>& got,
+                         const std::vector<float>& y_got) {
+  int64_t written = 0, bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (is_poison(y_got[i])) continue;
+    ++written;
+    bad += ref[i] != got[i];
+  }
+  std::printf("   %-4s %lld bytes beside the y written%s\n", what, (long long)written, bad ? " FAIL" : ", all match");
   fails += bad != 0;
   return bad == 0;
 }
@@ -212,6 +241,9 @@ void check_pool(const PoolCase& c) {
               (long long)c.W, c.size, c.stride, (long long)g.OH, (long long)g.OW);
   const int64_t nin = c.planes * c.H * c.W, nout = c.planes * g.OH * g.OW;
   std::vector<float> x = pool_input(nin), dy = normal(nout, 1.f);
+  // Some -0.f gradients: a sum starting from +0.f (and the GPU's gather from stored winners, which adds +0.f
+  // for windows it masks) must give +0.f where the CPU's scatter does.
+  for (int64_t i = 0; i < nout; i += 7) dy[i] = -0.f;
   std::vector<float> y_cpu = poisoned(nout), y_gpu = poisoned(nout);
   cpu::max_pool_forward(x.data(), y_cpu.data(), c.planes, c.H, c.W, c.size, c.stride, nullptr);
   cuda::max_pool_forward(x.data(), y_gpu.data(), c.planes, c.H, c.W, c.size, c.stride, stream());
@@ -222,6 +254,41 @@ void check_pool(const PoolCase& c) {
   cuda::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
                           stream());
   identical("dx", dx_cpu, dx_gpu);
+
+  // With stored winners: the same y, the same bytes on both backends, and from them the recompute's dx.
+  std::vector<float> yi_cpu = poisoned(nout), yi_gpu = poisoned(nout);
+  std::vector<uint8_t> win_cpu(nout, kPoisonByte), win_gpu(nout, kPoisonByte);
+  cpu::max_pool_forward_with_indices(x.data(), yi_cpu.data(), win_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                     nullptr);
+  cuda::max_pool_forward_with_indices(x.data(), yi_gpu.data(), win_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                      stream());
+  std::printf("  with indices (cpu: the CPU's against its plain path)\n");
+  identical("cpu y", y_cpu, yi_cpu);
+  identical("y", y_cpu, yi_gpu);
+  identical_bytes("win", win_cpu, win_gpu);
+  std::vector<float> dxi_cpu = poisoned(nin), dxi_gpu = poisoned(nin);
+  cpu::max_pool_backward_from_indices(dy.data(), win_cpu.data(), dxi_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                      nullptr);
+  cuda::max_pool_backward_from_indices(dy.data(), win_cpu.data(), dxi_gpu.data(), c.planes, c.H, c.W, c.size,
+                                       c.stride, stream());
+  identical("cpu dx", dx_cpu, dxi_cpu);
+  identical("dx", dx_cpu, dxi_gpu);
+
+  // Bytes that are no tap of their window (>= size * size) route nowhere: both backends agree, and read
+  // nothing out of bounds (ASan).
+  std::vector<uint8_t> junk = win_cpu;
+  std::uniform_int_distribution<int> byte(c.size * c.size, 255), pick(0, 3);
+  if (c.size * c.size <= 255)
+    for (auto& b : junk)
+      if (pick(gen) == 0) b = uint8_t(byte(gen));
+  std::fill(dxi_cpu.begin(), dxi_cpu.end(), poison());
+  std::fill(dxi_gpu.begin(), dxi_gpu.end(), poison());
+  cpu::max_pool_backward_from_indices(dy.data(), junk.data(), dxi_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                      nullptr);
+  cuda::max_pool_backward_from_indices(dy.data(), junk.data(), dxi_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                       stream());
+  std::printf("  from indices with out-of-window bytes\n");
+  identical("dx", dxi_cpu, dxi_gpu);
 }
 
 void pool_checks() {
@@ -236,6 +303,8 @@ void pool_checks() {
       {3, 40, 2000, 3, 2},  // wide planes: thin bands
       {1, 7, 5000, 3, 2},   // too wide for a tile: the general kernels
       {2, 30, 1500, 3, 2},  {1, 64, 64, 7, 3},
+      {2, 40, 37, 16, 16},  {1, 20, 21, 16, 3},  // the largest windows with stored winners: 256 taps
+      {3, 6, 9, 6, 6},      {2, 11, 40, 2, 1},
   };
   for (const auto& c : cases) check_pool(c);
 
@@ -252,13 +321,26 @@ void pool_checks() {
     cpu::max_pool_forward(x.data(), y_cpu.data(), c.planes, c.H, c.W, c.size, c.stride, nullptr);
     cpu::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
                            nullptr);
+    std::vector<float> yi_cpu = poisoned(nout), yi_gpu = poisoned(nout), dxi_gpu = poisoned(nin);
+    std::vector<uint8_t> win_cpu(nout, kPoisonByte), win_gpu(nout, kPoisonByte);
+    cpu::max_pool_forward_with_indices(x.data(), yi_cpu.data(), win_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                       nullptr);
     emu_run_block = first_and_last_two_x;
     cuda::max_pool_forward(x.data(), y_gpu.data(), c.planes, c.H, c.W, c.size, c.stride, stream());
     cuda::max_pool_backward(dy.data(), x.data(), y_cpu.data(), dx_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
                             stream());
+    cuda::max_pool_forward_with_indices(x.data(), yi_gpu.data(), win_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                        stream());
+    cuda::max_pool_backward_from_indices(dy.data(), win_cpu.data(), dxi_gpu.data(), c.planes, c.H, c.W, c.size,
+                                         c.stride, stream());
     emu_run_block = nullptr;
     written_match("y", y_cpu, y_gpu, 0, 0, {0, nout - 1});
     written_match("dx", dx_cpu, dx_gpu, 0, 0, {0, nin - 1});
+    std::printf("  with indices (cpu: the CPU's against its plain path)\n");
+    identical("cpu y", y_cpu, yi_cpu);
+    written_match("y", y_cpu, yi_gpu, 0, 0, {0, nout - 1});
+    written_bytes_match("win", win_cpu, win_gpu, yi_gpu);
+    written_match("dx", dx_cpu, dxi_gpu, 0, 0, {0, nin - 1});
   }
 }
 
@@ -361,8 +443,11 @@ void dry_runs() {
   lrn(4096, 1, 1 << 20, 3);           // more pixel tiles than a grid dimension holds
   lrn(1, 100000, 1, 7);
   auto pool = [&](int64_t planes, int64_t H, int64_t W) {
+    uint8_t* b = reinterpret_cast<uint8_t*>(f);
     cuda::max_pool_forward(f, f, planes, H, W, 3, 2, stream());
     cuda::max_pool_backward(f, f, f, f, planes, H, W, 3, 2, stream());
+    cuda::max_pool_forward_with_indices(f, f, b, planes, H, W, 3, 2, stream());
+    cuda::max_pool_backward_from_indices(f, b, f, planes, H, W, 3, 2, stream());
   };
   pool(128 * 96, 55, 55);
   pool(128 * 256, 27, 27);
