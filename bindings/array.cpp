@@ -16,6 +16,7 @@ const char* dtype_name(DType d) {
     case DType::i32: return "int32";
     case DType::i64: return "int64";
     case DType::u8: return "uint8";
+    case DType::u32: return "uint32";
     default: return "another dtype";
   }
 }
@@ -52,6 +53,7 @@ DType dtype_from_typestr(const std::string& t) {
   if (kind == 'i' && size == "4") return DType::i32;
   if (kind == 'i' && size == "8") return DType::i64;
   if (kind == 'u' && size == "1") return DType::u8;
+  if (kind == 'u' && size == "4") return DType::u32;
   return DType::other;
 }
 

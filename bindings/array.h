@@ -16,7 +16,7 @@ namespace py = pybind11;
 
 namespace pya {
 
-enum class DType { f32, f64, i32, i64, u8, other };
+enum class DType { f32, f64, i32, i64, u8, u32, other };
 const char* dtype_name(DType d);
 
 struct Array {

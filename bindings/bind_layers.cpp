@@ -249,11 +249,13 @@ void bind_layers(py::module_& m) {
   }, py::arg("logits"), py::arg("probabilities"), py::arg("stream") = 0);
 
   // One call: the per-row losses, dlogits, and stats = (sum of the row losses, smallest label, largest label) as 3 float64
-  // (on the GPU, written by a finalize kernel, so reading them back is one small copy).
+  // (on the GPU, written by the kernel's last block, so reading them back is one small copy). `counter`: one uint32
+  // on the arrays' device, 0 before the call and left at 0 (softmax.h); one per stream that may run such a call.
   m.def("softmax_cross_entropy", [](py::handle x_, py::handle labels_, py::handle loss_, py::handle dx_,
-                                    py::handle stats_, std::uintptr_t stream) {
+                                    py::handle stats_, py::handle counter_, std::uintptr_t stream) {
     Array x = array_arg(x_, "logits"), labels = array_arg(labels_, "labels"), loss = array_arg(loss_, "row_loss", true),
-          dx = array_arg(dx_, "dlogits", true), stats = array_arg(stats_, "stats", true);
+          dx = array_arg(dx_, "dlogits", true), stats = array_arg(stats_, "stats", true),
+          counter = array_arg(counter_, "counter", true);
     check_logits(x);
     if (labels.dtype != DType::i32 && labels.dtype != DType::i64)
       throw py::type_error("argument 'labels' must have dtype int32 or int64, got " +
@@ -265,17 +267,21 @@ void bind_layers(py::module_& m) {
     expect_same_shape(x, dx);
     expect_dtype(stats, DType::f64);
     expect_shape(stats, {3});
+    expect_dtype(counter, DType::u32);
+    if (counter.numel() != 1)
+      throw py::value_error("argument 'counter' must hold exactly one uint32 (zeroed once, reused by every call on "
+                            "its stream), got shape " + counter.shape_str());
     if (x.dim(0) < 1)
       throw py::value_error("softmax_cross_entropy needs at least one row: the mean over an empty batch is undefined");
-    Launch l = launch_on({&x, &labels, &loss, &dx, &stats}, stream);
+    Launch l = launch_on({&x, &labels, &loss, &dx, &stats, &counter}, stream);
     if (labels.dtype == DType::i32)
       PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int32_t>(), loss.data<float>(),
-                   dx.data<float>(), stats.data<double>(), x.dim(0), x.dim(1));
+                   dx.data<float>(), stats.data<double>(), counter.data<uint32_t>(), x.dim(0), x.dim(1));
     else
       PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int64_t>(), loss.data<float>(),
-                   dx.data<float>(), stats.data<double>(), x.dim(0), x.dim(1));
+                   dx.data<float>(), stats.data<double>(), counter.data<uint32_t>(), x.dim(0), x.dim(1));
   }, py::arg("logits"), py::arg("labels"), py::arg("row_loss"), py::arg("dlogits"), py::arg("stats"),
-     py::arg("stream") = 0);
+     py::arg("counter"), py::arg("stream") = 0);
 
   // The generator behind dropout, for known-answer tests and for host code that
   // must reproduce a device stream.

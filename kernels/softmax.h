@@ -60,15 +60,20 @@ struct LossLane {
   int64_t lo, hi;  // smallest and largest label of the lane's rows (INT64_MAX, INT64_MIN when it has none)
 };
 
+PYA_HD LossLane cross_entropy_lane_start() { return LossLane{0.0, INT64_MAX, INT64_MIN}; }
+
+// One row into its lane (the GPU's finalize loads the rows itself, from L2, and calls this in the same order).
+PYA_HD void cross_entropy_lane_add(LossLane& lane, float row_loss, int64_t label) {
+  lane.sum += static_cast<double>(row_loss);
+  lane.lo = label < lane.lo ? label : lane.lo;
+  lane.hi = label > lane.hi ? label : lane.hi;
+}
+
 template <class Label>
 PYA_HD LossLane cross_entropy_lane(const float* row_loss, const Label* labels, int64_t N, int lane) {
-  LossLane r{0.0, INT64_MAX, INT64_MIN};
-  for (int64_t i = lane; i < N; i += kLossLanes) {
-    r.sum += static_cast<double>(row_loss[i]);
-    int64_t l = static_cast<int64_t>(labels[i]);
-    r.lo = l < r.lo ? l : r.lo;
-    r.hi = l > r.hi ? l : r.hi;
-  }
+  LossLane r = cross_entropy_lane_start();
+  for (int64_t i = lane; i < N; i += kLossLanes)
+    cross_entropy_lane_add(r, row_loss[i], static_cast<int64_t>(labels[i]));
   return r;
 }
 
@@ -79,15 +84,19 @@ PYA_HD void cross_entropy_combine(LossLane& a, const LossLane& b) {
 }
 
 // What softmax_cross_entropy hands back, as 3 doubles: the sum of the row losses (the caller divides by N:
-// a double division on the GPU would bring a slow-path call, and spills, into the finalize), and the smallest
-// and largest label (a label outside [0, K) is the caller's error to raise; its row's loss is NaN, so the
-// sum is too).
+// a double division on the GPU would bring a slow-path call, and spills, into the kernel's last block), and
+// the smallest and largest label (a label outside [0, K) is the caller's error to raise; its row's loss is
+// NaN, so the sum is too).
 PYA_HD void cross_entropy_stats(const LossLane& total, double* stats) {
   stats[0] = total.sum;
   stats[1] = static_cast<double>(total.lo);
   stats[2] = static_cast<double>(total.hi);
 }
 
+// softmax_cross_entropy's `counter`: one uint32 in the backend's memory, 0 before the call and 0 after it.
+// The CUDA kernel's blocks take tickets from it so that the last block to finish sums the batch (in the one
+// launch); the CPU backend ignores it (the argument keeps the two signatures the same). Calls that may run
+// at the same time (two streams) need a counter each; calls on one stream may share one.
 namespace cpu {
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stream);
 // One call: the rows (row_loss: N floats, the per-row losses; dx: the logits' gradient) and the batch's
@@ -95,18 +104,19 @@ void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stre
 // ops.softmax_cross_entropy raises on stats[1] < 0 or stats[2] >= K; an out-of-range label here gives a
 // NaN row loss and no one-hot term, never an out-of-bounds read. N >= 1.
 void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
-                           int64_t N, int64_t K, Stream stream);
+                           uint32_t* counter, int64_t N, int64_t K, Stream stream);
 void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,
-                           int64_t N, int64_t K, Stream stream);
+                           uint32_t* counter, int64_t N, int64_t K, Stream stream);
 }  // namespace cpu
 
 namespace cuda {
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream stream);
-// Two launches on `stream`: the row kernel, then a one-block finalize writing stats (device memory).
+// One launch on `stream`: the rows, then (the grid's last block) stats, in device memory; `counter` is device
+// memory too.
 void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
-                           int64_t N, int64_t K, Stream stream);
+                           uint32_t* counter, int64_t N, int64_t K, Stream stream);
 void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,
-                           int64_t N, int64_t K, Stream stream);
+                           uint32_t* counter, int64_t N, int64_t K, Stream stream);
 }  // namespace cuda
 
 }  // namespace pya

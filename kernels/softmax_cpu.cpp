@@ -15,7 +15,7 @@ RowStats row_stats(const float* x, int64_t K) {
   return {m, s};
 }
 
-// The batch's stats in softmax.h's fixed order (the GPU's finalize kernel adds the same terms the same way).
+// The batch's stats in softmax.h's fixed order (the GPU kernel's last block adds the same terms the same way).
 template <class Label>
 void finalize(const float* row_loss, const Label* labels, double* stats, int64_t N) {
   LossLane part[kLossLanes];
@@ -54,12 +54,12 @@ void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream) {
 }
 
 void softmax_cross_entropy(const float* x, const int32_t* labels, float* row_loss, float* dx, double* stats,
-                           int64_t N, int64_t K, Stream) {
+                           uint32_t* /*counter: only the CUDA kernel needs it*/, int64_t N, int64_t K, Stream) {
   cross_entropy(x, labels, row_loss, dx, stats, N, K);
 }
 
 void softmax_cross_entropy(const float* x, const int64_t* labels, float* row_loss, float* dx, double* stats,
-                           int64_t N, int64_t K, Stream) {
+                           uint32_t* /*counter: only the CUDA kernel needs it*/, int64_t N, int64_t K, Stream) {
   cross_entropy(x, labels, row_loss, dx, stats, N, K);
 }
 

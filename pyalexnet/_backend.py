@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import threading
 from typing import Any, Iterator
 
 import numpy as np
@@ -31,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "install needs `pip install -e .` again after kernel changes)."
     ) from exc
 
-__all__ = ["backend_info", "cuda_available", "is_gpu_array", "as_input", "launch", "Launch"]
+__all__ = ["backend_info", "cuda_available", "is_gpu_array", "as_input", "launch", "Launch", "last_block_counter"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -193,3 +194,33 @@ def launch(*arrays) -> Iterator[Launch]:
     (dev,) = devices
     with cp.cuda.Device(dev):
         yield Launch(cp, cp.cuda.get_current_stream().ptr, dev)
+
+
+# softmax_cross_entropy's CUDA kernel counts its finished blocks on one uint32 in device memory: the block that
+# finishes last sums the batch, and its atomicInc wraps the count back to 0. A kernel that completes thus always
+# leaves its counter at 0, so zeroing it once, when it is made, is enough (no memset per call). Kernels on one
+# stream run one after another and can share a counter; kernels on two streams may overlap, and sharing one
+# would let a block of one call take another call's ticket: one counter per (device, stream). The per-thread
+# default stream (handle 2, cudaStreamPerThread) is another stream in every thread, so it is keyed by thread too.
+# The newest _MAX_COUNTERS are kept: a dropped counter goes back to CuPy's pool, which reuses memory in the order
+# of its stream only, so a kernel still using it is never overtaken.
+_PER_THREAD_STREAM = 2
+_MAX_COUNTERS = 64
+_counters: dict = {}
+_counters_lock = threading.Lock()
+
+
+def last_block_counter(l: Launch):
+    """The zeroed uint32 counter, shape (1,), of `l`'s device and stream (inside `launch`: a new one is zeroed on
+    that stream). The CPU backend takes one too, and ignores it."""
+    key = (l.device, l.stream, threading.get_ident() if l.stream == _PER_THREAD_STREAM else None)
+    counter = _counters.get(key)
+    if counter is None:
+        with _counters_lock:
+            counter = _counters.get(key)
+            if counter is None:
+                counter = l.xp.zeros(1, dtype=l.xp.uint32)
+                if len(_counters) >= _MAX_COUNTERS:
+                    _counters.pop(next(iter(_counters)))
+                _counters[key] = counter
+    return counter

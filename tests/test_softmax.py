@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
+from pyalexnet import _backend as B
 from pyalexnet import ops
+from pyalexnet._backend import _C
 
 from numerics import numeric_grad
 
@@ -18,6 +20,44 @@ def ref_loss(x, labels):
     m = x.max(axis=1, keepdims=True)
     lse = np.log(np.exp(x - m).sum(axis=1)) + m[:, 0]
     return float(np.mean(lse - x[np.arange(len(labels)), labels]))
+
+
+def fixed_order_sum(row_loss):
+    """The row losses' sum in softmax.h's fixed order, in float64 (Python floats): 256 lanes, lane l adding rows
+    l, l + 256, ... in turn, then a pairwise tree over the lanes. Both backends must give exactly this."""
+    lanes = 256
+    part = [0.0] * lanes
+    for lane in range(lanes):
+        for v in np.asarray(row_loss, np.float32)[lane::lanes].tolist():
+            part[lane] += v
+    half = lanes // 2
+    while half >= 1:
+        for i in range(half):
+            part[i] += part[i + half]
+        half //= 2
+    return part[0]
+
+
+def raw_cross_entropy(x, labels, counter=None):
+    """_C.softmax_cross_entropy into new buffers, on x's backend (the current stream on a GPU)."""
+    with B.launch(x, labels) as l:
+        row_loss, dx = l.xp.empty(x.shape[0], dtype=l.xp.float32), l.xp.empty_like(x)
+        stats = l.xp.full(3, np.nan, dtype=l.xp.float64)
+        if counter is None:
+            counter = B.last_block_counter(l)
+        _C.softmax_cross_entropy(x, labels, row_loss, dx, stats, counter, l.stream)
+    return row_loss, dx, stats
+
+
+def stream_counter(x):
+    """The cached counter of x's device and the current stream, read back (it must be 0 between calls)."""
+    with B.launch(x) as l:
+        return int(B.to_host(B.last_block_counter(l))[0])
+
+
+# Widths on both sides of the CUDA kernel's steps (float4 register rows up to 128, 256, 512, 1024 classes, float
+# ones up to 32, 64, ..., 1024, wider rows in three passes), K % 4 == 0 and not, AlexNet's 1000.
+WIDTHS = [1, 3, 4, 31, 32, 33, 64, 65, 127, 128, 129, 132, 256, 257, 260, 512, 516, 1000, 1023, 1024, 1025, 1028, 2048]
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (4, 10), (128, 1000), (3, 33)])
@@ -82,18 +122,66 @@ def test_nan_logits_give_nan_rows():
 
 
 def test_one_call_gives_row_losses_gradient_and_stats(rng):
-    from pyalexnet._backend import _C
-
     x = (rng.standard_normal((300, 7)) * 3).astype(np.float32)
     labels = rng.integers(0, 7, 300).astype(np.int32)
     labels[5], labels[17] = 0, 6
-    row_loss, dx, stats = np.empty(300, np.float32), np.empty_like(x), np.empty(3, np.float64)
-    _C.softmax_cross_entropy(x, labels, row_loss, dx, stats)
+    counter = np.zeros(1, np.uint32)
+    row_loss, dx, stats = raw_cross_entropy(x, labels, counter)
     # (sum of the row losses in the backends' fixed order, smallest label, largest label)
+    assert stats[0] == fixed_order_sum(row_loss)
     assert stats[0] == pytest.approx(float(row_loss.astype(np.float64).sum()), rel=1e-12)
     assert tuple(stats[1:]) == (0.0, 6.0)
+    assert counter[0] == 0  # the CPU backend takes the counter and leaves it alone
     with pytest.raises(TypeError, match="'stats'"):
-        _C.softmax_cross_entropy(x, labels, row_loss, dx, np.empty(3, np.float32))
+        _C.softmax_cross_entropy(x, labels, row_loss, dx, np.empty(3, np.float32), counter)
+
+
+@pytest.mark.parametrize("n", [1, 5, 300])
+@pytest.mark.parametrize("k", WIDTHS)
+def test_cross_entropy_widths_match_numpy_and_the_fixed_order(rng, n, k):
+    x = (rng.standard_normal((n, k)) * 5).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    row_loss, dx, stats = raw_cross_entropy(x, labels)
+    assert stats[0] == fixed_order_sum(row_loss)
+    loss, dx2 = ops.softmax_cross_entropy(x, labels)
+    assert loss == stats[0] / n and np.array_equal(dx, dx2)
+    assert abs(loss - ref_loss(x, labels)) <= 1e-5 * max(1.0, abs(loss))
+    np.testing.assert_allclose(dx, (ref_softmax(x) - np.eye(k)[labels]) / n, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(ops.softmax(x), ref_softmax(x), rtol=1e-5, atol=1e-7)
+
+
+def test_more_rows_than_a_grid_and_the_sums_lanes(rng):
+    n, k = 2 * 4096 + 3, 5  # the CUDA kernel's grid stops at 4096 blocks; the fixed order has 256 lanes
+    x = (rng.standard_normal((n, k)) * 3).astype(np.float32)
+    labels = (np.arange(n) % k).astype(np.int32)
+    row_loss, dx, stats = raw_cross_entropy(x, labels)
+    assert stats[0] == fixed_order_sum(row_loss) and tuple(stats[1:]) == (0.0, k - 1.0)
+    assert abs(stats[0] / n - ref_loss(x, labels)) <= 1e-5
+
+
+def test_counter_is_validated(rng):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    labels = np.zeros(4, np.int32)
+    out = np.empty(4, np.float32), np.empty_like(x), np.empty(3, np.float64)
+    with pytest.raises(TypeError, match="'counter' must have dtype uint32, got int32"):
+        _C.softmax_cross_entropy(x, labels, *out, np.zeros(1, np.int32))
+    with pytest.raises(ValueError, match="'counter' must hold exactly one uint32.*got shape \\(2,\\)"):
+        _C.softmax_cross_entropy(x, labels, *out, np.zeros(2, np.uint32))
+    with pytest.raises(ValueError, match="'counter' is written to but is read-only"):
+        ro = np.zeros(1, np.uint32)
+        ro.flags.writeable = False
+        _C.softmax_cross_entropy(x, labels, *out, ro)
+    with pytest.raises(TypeError, match="'counter' must be an array, got None"):
+        _C.softmax_cross_entropy(x, labels, *out, None)
+
+
+def test_a_call_after_bad_labels_is_right(rng):
+    x = rng.standard_normal((6, 9)).astype(np.float32)
+    labels = rng.integers(0, 9, 6)
+    with pytest.raises(ValueError, match="label 9 is out of range"):
+        ops.softmax_cross_entropy(x, np.where(np.arange(6) == 2, 9, labels))
+    loss, dx = ops.softmax_cross_entropy(x, labels)
+    assert abs(loss - ref_loss(x, labels)) <= 1e-5 * max(1.0, abs(loss))
 
 
 # --- bad input -----------------------------------------------------------------------------------------------
@@ -147,6 +235,58 @@ def test_gpu_matches_cpu(cp, rng, shape, dtype):
     np.testing.assert_allclose(cp.asnumpy(ops.softmax(cp.asarray(x))), ops.softmax(x), rtol=1e-5, atol=1e-9)
 
 
+# The GPU's row losses and dlogits differ from the CPU's in the last bits (CUDA's expf and logf, and a row's
+# sum taken in another order), so they are compared within a tolerance; the batch's sum, from the GPU's own row
+# losses, must be the fixed order's bit for bit, and every value the same from run to run.
+@pytest.mark.gpu
+@pytest.mark.parametrize("n, k", [(n, k) for n in (1, 128, 300) for k in WIDTHS]
+                         + [(2 * 4096 + 3, k) for k in (5, 32, 1000)])  # more rows than the grid's 4096 blocks
+def test_gpu_widths_match_cpu_and_the_fixed_order(cp, rng, n, k):
+    x = (rng.standard_normal((n, k)) * 5).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int32)
+    row_loss, dx, stats = raw_cross_entropy(x, labels)
+    xg, lg = cp.asarray(x), cp.asarray(labels)
+    first = [cp.asnumpy(a) for a in raw_cross_entropy(xg, lg)]
+    again = [cp.asnumpy(a) for a in raw_cross_entropy(xg, lg)]
+    for a, b in zip(first, again):
+        assert a.tobytes() == b.tobytes(), "the GPU must give the same bits on every run"
+    row_loss_g, dx_g, stats_g = first
+    assert stats_g[0] == fixed_order_sum(row_loss_g)
+    assert tuple(stats_g[1:]) == tuple(stats[1:])
+    assert stats_g[0] == pytest.approx(stats[0], rel=1e-5)
+    np.testing.assert_allclose(row_loss_g, row_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx_g, dx, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(cp.asnumpy(ops.softmax(xg)), ops.softmax(x), rtol=1e-5, atol=1e-9)
+    assert stream_counter(xg) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("k", [1000, 32])
+def test_gpu_misaligned_rows_take_the_float_path(cp, rng, k):
+    """K % 4 == 0 but a pointer 4 bytes past 16-byte alignment: the kernel must not read it as float4."""
+    n = 7
+    x = (rng.standard_normal((n, k)) * 5).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    row_loss, dx, stats = raw_cross_entropy(x, labels)
+    buf = cp.empty(n * k + 1, cp.float32)
+    xg = buf[1:].reshape(n, k)
+    xg[...] = cp.asarray(x)
+    dx_buf = cp.full(n * k + 1, cp.nan, cp.float32)
+    dx_g = dx_buf[1:].reshape(n, k)
+    row_loss_g, stats_g = cp.empty(n, cp.float32), cp.empty(3, cp.float64)
+    with B.launch(xg) as l:
+        counter = B.last_block_counter(l)
+    for x_in, dx_out in [(xg, cp.empty_like(xg)), (cp.asarray(x), dx_g), (xg, dx_g)]:
+        _C.softmax_cross_entropy(x_in, cp.asarray(labels), row_loss_g, dx_out, stats_g, counter,
+                                 cp.cuda.get_current_stream().ptr)
+        np.testing.assert_allclose(cp.asnumpy(dx_out), dx, rtol=1e-5, atol=1e-9)
+        assert float(stats_g[0]) == fixed_order_sum(cp.asnumpy(row_loss_g))
+    p_buf = cp.empty(n * k + 1, cp.float32)
+    _C.softmax_forward(xg, p_buf[1:].reshape(n, k), cp.cuda.get_current_stream().ptr)
+    np.testing.assert_allclose(cp.asnumpy(p_buf[1:]).reshape(n, k), ops.softmax(x), rtol=1e-5, atol=1e-9)
+    assert stream_counter(xg) == 0
+
+
 @pytest.mark.gpu
 def test_gpu_bad_labels(cp):
     with pytest.raises(ValueError, match="label 3 is out of range for 3 classes"):
@@ -155,3 +295,63 @@ def test_gpu_bad_labels(cp):
         ops.softmax_cross_entropy(cp.zeros((300, 3), cp.float32), cp.asarray([0, -1] * 150, dtype=cp.int32))
     with pytest.raises(TypeError):
         ops.softmax_cross_entropy(cp.zeros((2, 3), cp.float32), np.array([0, 1]))
+
+
+@pytest.mark.gpu
+def test_gpu_call_after_bad_labels_is_right(cp, rng):
+    """A call with bad labels still completes, so it leaves the stream's counter at 0 for the next one."""
+    x = (rng.standard_normal((128, 1000)) * 5).astype(np.float32)
+    labels = rng.integers(0, 1000, 128)
+    bad = labels.copy()
+    bad[77] = 1000
+    xg = cp.asarray(x)
+    with pytest.raises(ValueError, match="label 1000 is out of range"):
+        ops.softmax_cross_entropy(xg, cp.asarray(bad))
+    assert stream_counter(xg) == 0
+    loss, dx = ops.softmax_cross_entropy(xg, cp.asarray(labels))
+    assert loss == pytest.approx(ops.softmax_cross_entropy(x, labels)[0], rel=1e-5)
+    np.testing.assert_allclose(cp.asnumpy(dx), ops.softmax_cross_entropy(x, labels)[1], rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.gpu
+def test_gpu_counter_is_validated(cp):
+    x, labels = cp.zeros((4, 5), cp.float32), cp.zeros(4, cp.int32)
+    out = cp.empty(4, cp.float32), cp.empty_like(x), cp.empty(3, cp.float64)
+    with pytest.raises(TypeError, match="'counter'"):
+        _C.softmax_cross_entropy(x, labels, *out, np.zeros(1, np.uint32))  # a host counter for a GPU call
+    with pytest.raises(TypeError, match="'counter' must have dtype uint32"):
+        _C.softmax_cross_entropy(x, labels, *out, cp.zeros(1, cp.int64))
+
+
+@pytest.mark.gpu
+def test_gpu_two_streams_each_have_a_counter(cp, rng):
+    """Calls on two streams may overlap: each stream has its own counter, and both give the one-stream results."""
+    shapes = [(128, 1000), (4096 + 5, 10)]
+    cases = []
+    for n, k in shapes:
+        x = (rng.standard_normal((n, k)) * 5).astype(np.float32)
+        labels = rng.integers(0, k, n).astype(np.int32)
+        xg, lg = cp.asarray(x), cp.asarray(labels)
+        cases.append((xg, lg, [cp.asnumpy(a) for a in raw_cross_entropy(xg, lg)]))
+    streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
+    counters = []
+    for s in streams:
+        with s:
+            with B.launch(cases[0][0]) as l:
+                counters.append(B.last_block_counter(l))
+    assert counters[0].data.ptr != counters[1].data.ptr
+    cp.cuda.get_current_stream().synchronize()
+    outs = {}
+    for rep in range(20):  # back to back on both streams, no sync between: the kernels overlap
+        for i, s in enumerate(streams):
+            with s:
+                xg, lg, _ = cases[i]
+                outs[i, rep] = raw_cross_entropy(xg, lg)
+    for s in streams:
+        s.synchronize()
+    for (i, rep), got in outs.items():
+        for a, b in zip(got, cases[i][2]):
+            assert cp.asnumpy(a).tobytes() == b.tobytes()
+    for s in streams:
+        with s:
+            assert stream_counter(cases[0][0]) == 0

@@ -109,18 +109,19 @@ class Ours:
         return self.ops.softmax_cross_entropy(logits, labels)
 
     def xent_kernel(self, logits, labels):
-        """A call of the fused kernels alone, into buffers made once: ops.softmax_cross_entropy adds the
-        read-back of the loss and of the labels' range (one sync), which a kernel row should not time."""
+        """A call of the fused kernel alone, into buffers made once (and the stream's counter, zeroed once):
+        ops.softmax_cross_entropy adds the read-back of the loss and of the labels' range (one sync), which a
+        kernel row should not time."""
         from .. import _C, _backend
 
         xp = self.xp
         row_loss, dlogits = xp.empty(logits.shape[0], dtype=xp.float32), xp.empty_like(logits)
         stats = xp.empty(3, dtype=xp.float64)
         with _backend.launch(logits, labels) as l:
-            stream = l.stream
+            stream, counter = l.stream, _backend.last_block_counter(l)
 
         def call():
-            _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, stream)
+            _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, counter, stream)
             return dlogits
         return call
 

@@ -294,10 +294,10 @@ def softmax_cross_entropy(logits, labels):
         row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
         dlogits = l.xp.empty_like(logits)
         stats = l.xp.empty(3, dtype=l.xp.float64)
-        # One call computes the rows and (on the GPU, in a finalize kernel) the loss sum and the labels'
-        # range. The kernels never read outside a row for a bad label (its row loss is NaN), so the range is
-        # checked after them, read back with the loss: one small transfer (on a GPU, one sync) for both.
-        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, l.stream)
+        # One call computes the rows and (on the GPU, in the same kernel's last block) the loss sum and the
+        # labels' range. The kernel never reads outside a row for a bad label (its row loss is NaN), so the range
+        # is checked after it, read back with the loss: one small transfer (on a GPU, one sync) for both.
+        _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, B.last_block_counter(l), l.stream)
         loss_sum, lo, hi = B.to_host(stats).tolist()
     if lo < 0 or hi >= logits.shape[1]:
         bad = int(lo if lo < 0 else hi)

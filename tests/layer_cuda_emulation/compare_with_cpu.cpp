@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -346,44 +347,107 @@ void pool_checks() {
 
 // ---- softmax ----------------------------------------------------------------------------------------------------
 
-template <class Label> void check_softmax(int64_t N, int64_t K, float scale, bool bad_label) {
-  std::printf("softmax %lldx%lld %s scale %g%s\n", (long long)N, (long long)K, sizeof(Label) == 4 ? "int32" : "int64",
-              scale, bad_label ? " with out-of-range labels" : "");
-  std::vector<float> x = normal(N * K, scale);
+// n floats, 16-byte aligned or (misaligned) 4 bytes past that, poisoned; exactly n after data(), so ASan sees an
+// overrun. The CUDA launchers read and write rows as float4 only when both their pointers are aligned (and
+// K % 4 == 0); a float4 access at a misaligned address fails UBSan's alignment check.
+class FloatBuffer {
+ public:
+  FloatBuffer(int64_t n, bool misaligned) : n_(n), off_(misaligned ? 1 : 0) {
+    base_ = static_cast<float*>(::operator new[](sizeof(float) * size_t(n + off_), std::align_val_t(16)));
+    std::fill(base_, base_ + n + off_, poison());
+  }
+  FloatBuffer(int64_t n, bool misaligned, const std::vector<float>& v) : FloatBuffer(n, misaligned) {
+    std::copy(v.begin(), v.end(), data());
+  }
+  FloatBuffer(const FloatBuffer&) = delete;
+  FloatBuffer& operator=(const FloatBuffer&) = delete;
+  ~FloatBuffer() { ::operator delete[](base_, std::align_val_t(16)); }
+  float* data() { return base_ + off_; }
+  std::vector<float> values() const { return std::vector<float>(base_ + off_, base_ + off_ + n_); }
+
+ private:
+  float* base_;
+  int64_t n_, off_;
+};
+
+// One counter for every softmax_cross_entropy call, as the Python layer keeps one per stream: each call must
+// leave it at 0, bad labels or not, so each call checks the previous one too.
+uint32_t softmax_counter = 0;
+
+struct SoftmaxCase {
+  int64_t N, K;
+  float scale = 3;
+  bool bad_labels = false;     // labels -1 (row 0) and K (row N / 2)
+  bool misaligned_in = false;  // x one float past 16-byte alignment
+  bool misaligned_out = false; // p and dlogits one float past it
+  bool backwards = false;      // blocks run from the last to the first: block 0 draws the last ticket
+};
+
+// The stats softmax.h's fixed order (softmax_cpu.cpp's) gives from these row losses.
+template <class Label>
+void fixed_order_stats(const std::vector<float>& row_loss, const std::vector<Label>& labels, double* stats) {
+  LossLane part[kLossLanes];
+  for (int l = 0; l < kLossLanes; ++l)
+    part[l] = cross_entropy_lane(row_loss.data(), labels.data(), int64_t(labels.size()), l);
+  for (int half = kLossLanes / 2; half >= 1; half /= 2)
+    for (int i = 0; i < half; ++i) cross_entropy_combine(part[i], part[i + half]);
+  cross_entropy_stats(part[0], stats);
+}
+
+void expect_launches(const char* what, long before, long expected) {
+  if (emu_launches - before == expected) return;
+  std::printf("   %s made %ld launches, expected %ld FAIL\n", what, emu_launches - before, expected);
+  ++fails;
+}
+
+template <class Label> void check_softmax(const SoftmaxCase& c) {
+  const int64_t N = c.N, K = c.K;
+  std::printf("softmax %lldx%lld %s scale %g%s%s%s%s\n", (long long)N, (long long)K,
+              sizeof(Label) == 4 ? "int32" : "int64", c.scale, c.bad_labels ? ", out-of-range labels" : "",
+              c.misaligned_in ? ", x misaligned" : "", c.misaligned_out ? ", outputs misaligned" : "",
+              c.backwards ? ", blocks backwards" : "");
+  const std::vector<float> xv = normal(N * K, c.scale);
+  FloatBuffer x(N * K, c.misaligned_in, xv);
   std::vector<Label> labels(N);
   std::uniform_int_distribution<int64_t> lab(0, K - 1);
   for (auto& l : labels) l = Label(lab(gen));
-  if (bad_label) {
+  if (c.bad_labels) {
     labels[N / 2] = Label(K);
     labels[0] = Label(-1);
   }
-  std::vector<float> p_cpu = poisoned(N * K), p_gpu = poisoned(N * K);
-  cpu::softmax_forward(x.data(), p_cpu.data(), N, K, nullptr);
+  emu_blocks_backwards = c.backwards;
+
+  std::vector<float> p_cpu = poisoned(N * K);
+  FloatBuffer p_gpu(N * K, c.misaligned_out);
+  cpu::softmax_forward(xv.data(), p_cpu.data(), N, K, nullptr);
+  long before = emu_launches;
   cuda::softmax_forward(x.data(), p_gpu.data(), N, K, stream());
-  close("p", p_cpu, p_gpu, 1e-5, 1e-9);
-  std::vector<float> loss_cpu = poisoned(N), loss_gpu = poisoned(N), dx_cpu = poisoned(N * K), dx_gpu = poisoned(N * K);
+  expect_launches("softmax_forward", before, 1);
+  close("p", p_cpu, p_gpu.values(), 1e-5, 1e-9);
+
+  std::vector<float> loss_cpu = poisoned(N), loss_gpu = poisoned(N), dx_cpu = poisoned(N * K);
+  FloatBuffer dx_gpu(N * K, c.misaligned_out);
   double stats_cpu[3], stats_gpu[3] = {NAN, NAN, NAN}, stats_ref[3];
-  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats_cpu, N, K, nullptr);
-  const long launches = emu_launches;
-  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats_gpu, N, K, stream());
-  if (emu_launches - launches != 2) {
-    std::printf("   softmax_cross_entropy made %ld launches, expected 2 (rows, finalize) FAIL\n", emu_launches - launches);
+  cpu::softmax_cross_entropy(xv.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats_cpu, &softmax_counter,
+                             N, K, nullptr);
+  before = emu_launches;
+  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats_gpu, &softmax_counter, N,
+                              K, stream());
+  emu_blocks_backwards = false;
+  expect_launches("softmax_cross_entropy", before, 1);
+  if (softmax_counter != 0) {
+    std::printf("   counter left at %u, expected 0 FAIL\n", softmax_counter);
     ++fails;
+    softmax_counter = 0;
   }
   close("loss", loss_cpu, loss_gpu, 1e-5, 1e-6);
-  close("dx", dx_cpu, dx_gpu, 1e-5, 1e-9);
-  // The finalize adds the same terms in the same order as the CPU: from the GPU's row losses, the CPU's
-  // finalize must give the GPU's stats bit for bit (and the CPU's own stats must be close).
-  {  // softmax.h's fixed order, as softmax_cpu.cpp runs it, on the GPU's row losses
-    LossLane part[kLossLanes];
-    for (int l = 0; l < kLossLanes; ++l) part[l] = cross_entropy_lane(loss_gpu.data(), labels.data(), N, l);
-    for (int half = kLossLanes / 2; half >= 1; half /= 2)
-      for (int i = 0; i < half; ++i) cross_entropy_combine(part[i], part[i + half]);
-    cross_entropy_stats(part[0], stats_ref);
-  }
+  close("dx", dx_cpu, dx_gpu.values(), 1e-5, 1e-9);
+  // The last block adds the same terms in the same order as the CPU: from the GPU's row losses, the CPU's order
+  // must give the GPU's stats bit for bit (and the CPU's own stats must be close).
+  fixed_order_stats(loss_gpu, labels, stats_ref);
   bool same = std::memcmp(stats_ref, stats_gpu, sizeof stats_ref) == 0;
-  bool near = bad_label ? std::isnan(stats_cpu[0]) && std::isnan(stats_gpu[0])
-                        : std::fabs(stats_cpu[0] - stats_gpu[0]) <= 1e-5 * std::max(1.0, std::fabs(stats_cpu[0]));
+  bool near = c.bad_labels ? std::isnan(stats_cpu[0]) && std::isnan(stats_gpu[0])
+                           : std::fabs(stats_cpu[0] - stats_gpu[0]) <= 1e-5 * std::max(1.0, std::fabs(stats_cpu[0]));
   bool range = stats_cpu[1] == stats_gpu[1] && stats_cpu[2] == stats_gpu[2];
   std::printf("   stats loss sum %.9g (cpu %.9g), labels [%g, %g]%s\n", stats_gpu[0], stats_cpu[0], stats_gpu[1],
               stats_gpu[2], same && near && range ? "" : " FAIL");
@@ -391,34 +455,84 @@ template <class Label> void check_softmax(int64_t N, int64_t K, float scale, boo
 }
 
 void softmax_checks() {
-  check_softmax<int32_t>(1, 1, 3, false);
-  check_softmax<int64_t>(4, 10, 3, false);
-  check_softmax<int32_t>(128, 1000, 10, false);
-  check_softmax<int64_t>(128, 1000, 10, true);
-  check_softmax<int64_t>(5, 33, 3, false);
-  check_softmax<int32_t>(1000, 37, 3, true);
-  check_softmax<int32_t>(3, 3000, 3, false);
-  check_softmax<int64_t>(2, 1025, 1e30f, false);
-  check_softmax<int32_t>(9, 257, 1e4f, false);
-  check_softmax<int64_t>(300, 1024, 3, false);  // the widest row held in registers; more rows than lanes
-  check_softmax<int32_t>(7, 1, 3, true);
-  check_softmax<int64_t>(33, 65, 3, false);
+  // The row layouts: float4 register rows (K % 4 == 0, aligned) up to 128, 256, 512, 1024; float register rows up
+  // to 32, 64, 128, 256, 512, 1024; wider rows in three passes. Each width just below and above a step.
+  for (int64_t K : {4, 8, 124, 128, 132, 252, 256, 260, 508, 512, 516, 1000, 1020, 1024, 1028, 2048})
+    check_softmax<int32_t>({3, K});
+  for (int64_t K : {1, 2, 3, 10, 31, 32, 33, 63, 64, 65, 127, 129, 255, 257, 511, 513, 999, 1023, 1025, 3001})
+    check_softmax<int64_t>({3, K});
+  // AlexNet's batch, both label types, the float path when a pointer is misaligned, bad labels (the counter must
+  // still come back to 0, and the next call be right), and blocks in the other order.
+  check_softmax<int32_t>({128, 1000, 10});
+  check_softmax<int64_t>({128, 1000, 10, true});
+  check_softmax<int32_t>({128, 1000, 10, false, true, false});
+  check_softmax<int64_t>({128, 1000, 10, false, false, true});
+  check_softmax<int32_t>({128, 1000, 10, false, false, false, true});
+  check_softmax<int64_t>({1, 1, 3});
+  check_softmax<int32_t>({1, 1000, 3});
+  check_softmax<int32_t>({1, 5000, 3, true, false, false, true});
+  check_softmax<int64_t>({5, 33, 3});
+  check_softmax<int32_t>({300, 37, 3, true});
+  check_softmax<int64_t>({2, 1025, 1e30f});
+  check_softmax<int32_t>({9, 257, 1e4f});
+  check_softmax<int64_t>({300, 1024, 3});  // the widest row in registers; more rows than the sum's lanes
+  check_softmax<int32_t>({7, 1, 3, true});
+  check_softmax<int64_t>({33, 65, 3});
+}
 
-  // More rows than the grid holds warps (65535 * 16 blocks of 4): warps take a second row. Only the first and
-  // last two blocks of the row kernel run, the finalize (one block) too.
-  const int64_t N = 65535LL * 16 * 4 + 6, K = 3;
-  std::printf("softmax %lldx%lld (grid-stride over rows; first and last blocks)\n", (long long)N, (long long)K);
-  std::vector<float> x = normal(N * K, 3.f), loss_cpu = poisoned(N), loss_gpu = poisoned(N);
-  std::vector<float> dx_cpu = poisoned(N * K), dx_gpu = poisoned(N * K);
+// More rows than the grid has blocks (4096): blocks loop over rows. Running all 4096 blocks takes minutes here, so
+// only the first and last two run (block 1 takes the last row). With the counter at 0, none of them draws the
+// last ticket: the stats stay unwritten and the counter holds 4 (on the GPU every block runs, so it never stays
+// so). With the counter at 4092, the tickets the other blocks would have drawn, and their rows' losses in place
+// (the CPU's), the fourth block to run is the last and sums every row.
+void check_softmax_grid_stride() {
+  const int64_t N = 2 * 4096 + 2, K = 5;
+  std::printf("softmax %lldx%lld (blocks loop over rows; the first and last two of 4096 run)\n", (long long)N,
+              (long long)K);
+  const std::vector<float> x = normal(N * K, 3.f);
   std::vector<int32_t> labels(N);
   for (int64_t i = 0; i < N; ++i) labels[i] = int32_t(i % K);
-  double stats[3];
-  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats, N, K, nullptr);
+  std::vector<float> loss_cpu = poisoned(N), dx_cpu = poisoned(N * K), p_cpu = poisoned(N * K);
+  double stats_cpu[3];
+  cpu::softmax_forward(x.data(), p_cpu.data(), N, K, nullptr);
+  cpu::softmax_cross_entropy(x.data(), labels.data(), loss_cpu.data(), dx_cpu.data(), stats_cpu, &softmax_counter, N,
+                             K, nullptr);
   emu_run_block = first_and_last_two_x;
-  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats, N, K, stream());
+  std::vector<float> p_gpu = poisoned(N * K);
+  cuda::softmax_forward(x.data(), p_gpu.data(), N, K, stream());
+  written_match("p", p_cpu, p_gpu, 1e-5, 1e-9, {0, N * K - 1});
+
+  std::vector<float> loss_gpu = poisoned(N), dx_gpu = poisoned(N * K);
+  double stats_gpu[3] = {NAN, NAN, NAN};
+  cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats_gpu, &softmax_counter, N,
+                              K, stream());
+  const bool unwritten = std::isnan(stats_gpu[0]) && std::isnan(stats_gpu[1]) && std::isnan(stats_gpu[2]);
+  std::printf("   counter at 0: %u after, stats %s%s\n", softmax_counter, unwritten ? "unwritten" : "written",
+              softmax_counter == 4 && unwritten ? "" : " FAIL");
+  fails += !(softmax_counter == 4 && unwritten);
+
+  for (bool backwards : {false, true}) {
+    softmax_counter = 4096 - 4;
+    emu_blocks_backwards = backwards;
+    loss_gpu = loss_cpu;
+    dx_gpu = poisoned(N * K);
+    cuda::softmax_cross_entropy(x.data(), labels.data(), loss_gpu.data(), dx_gpu.data(), stats_gpu, &softmax_counter,
+                                N, K, stream());
+    emu_blocks_backwards = false;
+    double stats_ref[3];
+    fixed_order_stats(loss_gpu, labels, stats_ref);
+    const bool ok = softmax_counter == 0 && std::memcmp(stats_ref, stats_gpu, sizeof stats_ref) == 0 &&
+                    std::fabs(stats_cpu[0] - stats_gpu[0]) <= 1e-5 * std::fabs(stats_cpu[0]) &&
+                    stats_gpu[1] == 0 && stats_gpu[2] == double(K - 1);
+    std::printf("   counter at 4092%s: %u after, stats loss sum %.9g (cpu %.9g), labels [%g, %g]%s\n",
+                backwards ? ", blocks backwards" : "", softmax_counter, stats_gpu[0], stats_cpu[0], stats_gpu[1],
+                stats_gpu[2], ok ? "" : " FAIL");
+    fails += !ok;
+    close("loss", loss_cpu, loss_gpu, 1e-5, 1e-6);
+    written_match("dx", dx_cpu, dx_gpu, 1e-5, 1e-9, {0, N * K - 1});
+  }
   emu_run_block = nullptr;
-  written_match("loss", loss_cpu, loss_gpu, 1e-5, 1e-6, {0, N - 1});
-  written_match("dx", dx_cpu, dx_gpu, 1e-5, 1e-9, {0, N * K - 1});
+  softmax_counter = 0;
 }
 
 // ---- launch configurations at AlexNet's shapes, batch 128, and at extreme ones ------------------------------
@@ -460,8 +574,9 @@ void dry_runs() {
     const int64_t* l64 = reinterpret_cast<const int64_t*>(f);
     cuda::softmax_forward(f, f, N, K, stream());
     double* d = reinterpret_cast<double*>(f);
-    cuda::softmax_cross_entropy(f, l32, f, f, d, N, K, stream());
-    cuda::softmax_cross_entropy(f, l64, f, f, d, N, K, stream());
+    uint32_t* counter = reinterpret_cast<uint32_t*>(f);
+    cuda::softmax_cross_entropy(f, l32, f, f, d, counter, N, K, stream());
+    cuda::softmax_cross_entropy(f, l64, f, f, d, counter, N, K, stream());
   };
   softmax(128, 1000);
   softmax(1, 1 << 24);
@@ -478,6 +593,7 @@ int main() {
   lrn_checks();
   pool_checks();
   softmax_checks();
+  check_softmax_grid_stride();
   std::printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
 }

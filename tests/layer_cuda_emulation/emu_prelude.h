@@ -1,7 +1,7 @@
 // Stand-ins for the CUDA built-ins used by kernels/{lrn,pool,softmax}_cuda.cu, so that make_emu.py's
 // rewrite of them compiles as OpenMP C++ (see run.sh). The built-ins both harnesses share are in
 // tests/cuda_emulation_common/emu_builtins.h; this adds dynamic and per-block static shared memory, warp
-// shuffles and __launch_bounds__ checks.
+// shuffles, atomicInc, __threadfence, __ldcg and __launch_bounds__ checks.
 //
 // A launch runs its blocks one after another; a block is an OpenMP team of blockDim.x threads, so
 // __syncthreads is an omp barrier. Warp-synchronous built-ins (__shfl_*_sync, __syncwarp) exchange
@@ -19,6 +19,7 @@
 #include "emu_builtins.h"
 
 inline long emu_launches = 0;  // launches made (dry or not): lets a check count them
+inline bool emu_blocks_backwards = false;  // run blockIdx.x from the last to the first (the GPU's order is any)
 
 constexpr size_t kEmuSharedLimit = 48 * 1024;  // static + dynamic, per block, without an opt-in
 constexpr unsigned char kEmuPoisonByte = 0xff;  // a float of four of these is a NaN; an int is -1
@@ -128,6 +129,21 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   emu_warp_barrier();
 }
 
+// ---- global-memory atomics, fences and L2 loads ---------------------------------------------------------------
+// Blocks run one after another, so a kernel's "last block" (the one that draws the last ticket from a counter)
+// is the last to run, and a fence has nothing to order; what these check is the kernels' use of them: the
+// counter's wrap, and that loads bypassing L1 read what the other blocks wrote.
+
+inline unsigned int atomicInc(unsigned int* address, unsigned int limit) {  // CUDA's: old >= limit ? 0 : old + 1
+  unsigned int old = __atomic_load_n(address, __ATOMIC_SEQ_CST);
+  while (!__atomic_compare_exchange_n(address, &old, old >= limit ? 0u : old + 1u, false, __ATOMIC_SEQ_CST,
+                                      __ATOMIC_SEQ_CST)) {
+  }
+  return old;
+}
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+template <class T> T __ldcg(const T* p) { return __ldg(p); }  // with __ldg's alignment check
+
 // ---- launches --------------------------------------------------------------------------------------------------
 
 template <class F> void emu_launch(dim3 grid, unsigned threads, size_t dynamic_smem, pya::Stream stream, F f) {
@@ -144,7 +160,7 @@ template <class F> void emu_launch(dim3 grid, unsigned threads, size_t dynamic_s
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
-        emu_block_idx = dim3(x, y, z);
+        emu_block_idx = dim3(emu_blocks_backwards ? grid.x - 1 - x : x, y, z);
         if (emu_run_block && !emu_run_block(emu_block_idx, grid)) continue;
         EmuBlock block;
         block.threads = threads;
