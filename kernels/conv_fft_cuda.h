@@ -6,7 +6,7 @@
 // of direct arithmetic; at the H100's float32 peak that alone would take 0.86 ms, against cuDNN's 0.41 ms
 // (which uses an FFT). In the frequency domain it is one complex product per (image, filter, channel,
 // bin): 2 groups x 544 bins (L = 32) of 128x48 complex GEMMs over the 128 images, 6.8 GFLOP, plus
-// transforms that are cheap next to it (about 35 kFLOP per 27x27 plane) but memory-bound (the spectra are
+// transforms that are cheap next to it (about 30 kFLOP per 27x27 plane) but memory-bound (the spectra are
 // 1.5x the planes: bins*2 = 1088 floats per 729-float plane, written once and read once).
 //
 // Scheme (three kernels; per chunk of images the first two, then the third once):
@@ -27,8 +27,8 @@
 //       chunks it adds its result to the previous chunks' sum (chunk order): deterministic, no atomics.
 //   (c) fft_inverse_kernel<L>: dw[k][c][r][s] from DW, only the R x S lags that are outputs: separably,
 //       T[u][s] = sum_v w_v DW[u][v] e^{2 pi i v s' / L} (L*S*(L/2+1) complex multiply-adds per plane),
-//       then dw[r][s] = Re sum_u T[u][s] e^{2 pi i u r' / L} / L^2 (R*S*L): 12 kFLOP-ish per conv2 plane
-//       instead of 55 for a direct sum over the bins, from a twiddle table in shared memory. A block does
+//       then dw[r][s] = Re sum_u T[u][s] e^{2 pi i u r' / L} / L^2 (R*S*L): 25 kFLOP per conv2 plane
+//       instead of 54 for a direct sum over the bins, from a twiddle table in shared memory. A block does
 //       as many (k, c) planes as fit its 40 KB of shared memory and writes w's layout (K, C/groups, R, S).
 // Design choices: an FFT rather than direct DFTs in the transforms (a direct 32-point DFT of a plane costs
 // ~6x the FLOPs); radix 2 fully unrolled, so twiddles are compile-time constants (and the multiplies by
@@ -133,7 +133,21 @@ __global__ void __launch_bounds__(kFftForwardThreads, 3)
   const int img = int(blockIdx.x) / channel_blocks, ch0 = (int(blockIdx.x) % channel_blocks) * kPlanes;
   const int planes = min(kPlanes, channels - ch0), plane_size = rows * cols;
   const float* src = in + (int64_t(img) * channels + ch0) * plane_size;
-  for (int i = int(threadIdx.x); i < planes * plane_size; i += int(blockDim.x)) buf[i] = load(src + i);
+  // 8 independent loads per thread in flight before their stores (the kernel is memory-bound, ~5 warps a block).
+  const int total = planes * plane_size;
+  for (int i0 = int(threadIdx.x); i0 < total; i0 += 8 * int(blockDim.x)) {
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int i = i0 + j * int(blockDim.x);
+      v[j] = i < total ? load(src + i) : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int i = i0 + j * int(blockDim.x);
+      if (i < total) buf[i] = v[j];
+    }
+  }
   __syncthreads();
 
   // Rows: thread t transforms rows 2j and 2j + 1 (zero past the last) of plane p = t % planes.
@@ -183,19 +197,21 @@ __global__ void __launch_bounds__(kFftForwardThreads, 3)
   }
 }
 
-// The per-bin complex GEMMs: grid (groups * bins, ceil(Kg / 128), ceil(Cg / 48)), kFftGemmThreads threads.
-// dw_hat[bin][g*Kg + k][c] = (accumulate ? dw_hat[..] : 0) + sum_{n < imgs} conj(dyhat[g][bin][n][k]) *
-// xhat[g][bin][n][c], the sum in image order.
+// The per-bin complex GEMMs: dw_hat[bin][g*Kg + k][c] = (accumulate ? dw_hat[..] : 0) + sum_{n < imgs}
+// conj(dyhat[g][bin][n][k]) * xhat[g][bin][n][c], the sum in image order. A 1-D grid of groups * bins *
+// k_tiles * c_tiles blocks of kFftGemmThreads, the tiles of one (group, bin) consecutive: they run together
+// and share their operands through L2 (conv3: 3 x 6 tiles of 384 x 256 per bin).
 constexpr int kFftGemmThreads = 256;
 constexpr int kFftBM = 128, kFftBN = 48, kFftBK = 8;  // filters, channels, images per stage
 __global__ void __launch_bounds__(kFftGemmThreads, 2)
     fft_gemm_kernel(const float2* __restrict__ dyhat, const float2* __restrict__ xhat, float2* __restrict__ dw_hat,
-                    int imgs, int Kg, int Cg, int K, int bins, bool accumulate) {
+                    int imgs, int Kg, int Cg, int K, int bins, int k_tiles, int c_tiles, bool accumulate) {
   __shared__ __align__(16) float2 As[2][kFftBK][kFftBM];
   __shared__ __align__(16) float2 Bs[2][kFftBK][kFftBN];
   const int tid = int(threadIdx.x);
-  const int g = int(blockIdx.x) / bins, bin = int(blockIdx.x) % bins;
-  const int m0 = int(blockIdx.y) * kFftBM, n0 = int(blockIdx.z) * kFftBN;
+  const int c_tile = int(blockIdx.x) % c_tiles, rest = int(blockIdx.x) / c_tiles;
+  const int k_tile = rest % k_tiles, z = rest / k_tiles, g = z / bins, bin = z % bins;
+  const int m0 = k_tile * kFftBM, n0 = c_tile * kFftBN;
   const float2* A = dyhat + (g * bins + bin) * imgs * Kg;  // [image][k]
   const float2* B = xhat + (g * bins + bin) * imgs * Cg;   // [image][c]
 
@@ -355,10 +371,8 @@ void fft_backward_filter_sized(const float* dy, const float* x, float* dw, const
   float2* dyhat = reinterpret_cast<float2*>(ws + plan.dyhat);
   float2* dw_hat = reinterpret_cast<float2*>(ws + plan.dw_hat);
   const int64_t x_blocks = (s.C + kPlanes - 1) / kPlanes, dy_blocks = (s.K + kPlanes - 1) / kPlanes;
-  const dim3 gemm_grid(unsigned(s.groups * plan.bins), unsigned((s.Kg() + kFftBM - 1) / kFftBM),
-                       unsigned((s.Cg() + kFftBN - 1) / kFftBN));
-  if (gemm_grid.y > 65535 || gemm_grid.z > 65535)
-    throw KernelError("conv2d: too many filters or channels per group for the FFT filter gradient");
+  const int64_t k_tiles = (s.Kg() + kFftBM - 1) / kFftBM, c_tiles = (s.Cg() + kFftBN - 1) / kFftBN;
+  const int64_t gemm_blocks = s.groups * plan.bins * k_tiles * c_tiles;  // <= bins * K * Cg < 2^27
   for (int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
     const int64_t img0 = chunk * plan.imgs_per_chunk, imgs = std::min(plan.imgs_per_chunk, s.N - img0);
     fft_forward_kernel<L><<<unsigned(imgs * x_blocks), kFftForwardThreads, 0, stream>>>(
@@ -367,8 +381,9 @@ void fft_backward_filter_sized(const float* dy, const float* x, float* dw, const
     fft_forward_kernel<L><<<unsigned(imgs * dy_blocks), kFftForwardThreads, 0, stream>>>(
         dy + img0 * s.K * s.PQ(), dyhat, int(s.K), int(s.P), int(s.Q), int(s.Kg()), int(imgs), int(dy_blocks));
     PYA_CHECK_LAUNCH("conv2d FFT of dy");
-    fft_gemm_kernel<<<gemm_grid, kFftGemmThreads, 0, stream>>>(dyhat, xhat, dw_hat, int(imgs), int(s.Kg()),
-                                                                int(s.Cg()), int(s.K), int(plan.bins), chunk > 0);
+    fft_gemm_kernel<<<unsigned(gemm_blocks), kFftGemmThreads, 0, stream>>>(
+        dyhat, xhat, dw_hat, int(imgs), int(s.Kg()), int(s.Cg()), int(s.K), int(plan.bins), int(k_tiles),
+        int(c_tiles), chunk > 0);
     PYA_CHECK_LAUNCH("conv2d FFT filter-gradient products");
   }
   const int64_t planes = s.K * s.Cg();

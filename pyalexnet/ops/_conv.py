@@ -82,7 +82,8 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, ne
     with FFTs (stride 1, padded planes at most 32x32, any filter size and groups;
     ValueError otherwise) and dx with what "auto" picks; "auto" never picks the
     FFT yet. Its float32 error is relative to the whole correlation's scale
-    (a few 1e-6 of max |dw| for random inputs) rather than to each element.
+    (under 5e-7 of max |dw| on random inputs, in the CPU emulation of the CUDA
+    kernels) rather than to each element.
     """
     hyper = _hyper(stride, padding, groups)
     algorithm = _algorithm(algorithm)
