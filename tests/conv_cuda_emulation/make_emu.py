@@ -1,4 +1,5 @@
-"""Turns kernels/conv_cuda.cu into plain C++ that runs each CUDA block as blockDim OpenMP threads (barrier = __syncthreads)."""
+"""Turns kernels/conv_cuda.cu into plain C++ that runs each CUDA block as blockDim OpenMP threads
+(barrier = __syncthreads)."""
 import os, re, sys
 src = open(sys.argv[1]).read()
 src = src.replace('#include "cuda_check.h"', '#include "emu_prelude.h"')
