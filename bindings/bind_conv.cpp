@@ -2,14 +2,16 @@
 // conv2d_shape() for the output shape and conv2d_workspace_size() for the
 // workspace, allocates both, and the launchers re-validate everything from the
 // arrays they are given before running. Every entry point takes algorithm="auto"
-// ("auto" | "direct" | "winograd", see kernels/conv_winograd.h); the workspace size
-// depends on it, so size and launch must name the same one.
+// ("auto" | "direct" | "winograd" | "fft", see kernels/conv_winograd.h and
+// kernels/conv_fft.h); the workspace size depends on it, so size and launch must
+// name the same one.
 #include <pybind11/stl.h>
 
 #include <limits>
 #include <string>
 
 #include "../kernels/conv.h"
+#include "../kernels/conv_fft.h"
 #include "../kernels/conv_winograd.h"
 #include "array.h"
 #include "bind.h"
@@ -23,7 +25,8 @@ ConvAlgorithm parse_algorithm(const std::string& algorithm) {
   if (algorithm == "auto") return ConvAlgorithm::automatic;
   if (algorithm == "direct") return ConvAlgorithm::direct;
   if (algorithm == "winograd") return ConvAlgorithm::winograd;
-  throw py::value_error("algorithm must be 'auto', 'direct' or 'winograd', got '" + algorithm + "'");
+  if (algorithm == "fft") return ConvAlgorithm::fft;
+  throw py::value_error("algorithm must be 'auto', 'direct', 'winograd' or 'fft', got '" + algorithm + "'");
 }
 
 ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& w, int64_t stride, int64_t padding,
@@ -82,6 +85,13 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
       throw py::value_error(std::string("algorithm='winograd' needs ") + why + " (got " + std::to_string(s.R) + "x" +
                             std::to_string(s.S) + " filters, stride " + std::to_string(stride) + ", groups " +
                             std::to_string(groups) + ")");
+  // "fft" only changes the filter gradient, but is refused for every pass of a shape it cannot do, so that
+  // one algorithm named for a whole backward (dx and dw) fails early and the same way everywhere.
+  if (algo == ConvAlgorithm::fft)
+    if (const char* why = fft::unsupported(s))
+      throw py::value_error(std::string("algorithm='fft' needs ") + why + "; got stride " + std::to_string(stride) +
+                            " and a " + std::to_string(s.H + 2 * padding) + "x" + std::to_string(s.W + 2 * padding) +
+                            " padded input (use 'auto' or 'direct')");
   return s;
 }
 
@@ -121,9 +131,9 @@ void bind_conv(py::module_& m) {
     return out_shape(conv_shape(x_shape, w_shape, stride, padding, groups, algorithm));
   }, py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("groups"),
      py::arg("algorithm") = "auto",
-     "Validates a conv2d call and returns the output shape (N, K, P, Q). algorithm: 'auto', 'direct' or "
-     "'winograd' (CUDA only; the CPU backend ignores it, but 'winograd' is refused for shapes it cannot do "
-     "on either backend).");
+     "Validates a conv2d call and returns the output shape (N, K, P, Q). algorithm: 'auto', 'direct', "
+     "'winograd' or 'fft' (CUDA only; the CPU backend ignores it, but 'winograd' and 'fft' are refused for "
+     "shapes they cannot do on either backend; 'fft' changes only the filter gradient).");
 
   m.def("conv2d_workspace_size", [](const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
                                     int64_t stride, int64_t padding, int64_t groups, const std::string& pass, bool gpu,

@@ -12,14 +12,17 @@
 // Algorithm: ConvShape::algorithm picks how the CUDA backend computes a 3x3
 // stride-1 convolution (conv_winograd.h): `automatic` lets it choose from the
 // shape, `direct` forces the implicit GEMM, `winograd` forces Winograd
-// F(2x2, 3x3) (the bindings refuse it for shapes it cannot do). The CPU backend
+// F(2x2, 3x3) (the bindings refuse it for shapes it cannot do). `fft` forces the
+// FFT filter gradient for stride-1 shapes whose padded planes fit 32x32
+// (conv_fft.h); the forward and data-gradient passes then run what `automatic`
+// picks, so one algorithm can be named for a whole backward. The CPU backend
 // ignores it. The workspace size follows the algorithm, so ask with the same shape.
 #pragma once
 #include "common.h"
 
 namespace pya {
 
-enum class ConvAlgorithm { automatic, direct, winograd };
+enum class ConvAlgorithm { automatic, direct, winograd, fft };
 
 struct ConvShape {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input

@@ -41,10 +41,14 @@
 // 3x3 stride-1 shapes with enough channels go through Winograd F(2x2, 3x3) instead
 // (ConvShape::algorithm, conv_winograd.h): transforms around 16*groups GEMMs done by the
 // same implicit_gemm_kernel (conv_winograd_cuda.h, included below).
+//
+// A forced algorithm "fft" computes the filter gradient of stride-1 shapes on planes up to 32x32
+// with FFTs and per-bin complex GEMMs of its own (conv_fft.h, conv_fft_cuda.h, included below).
 #include <algorithm>
 #include <atomic>
 
 #include "conv.h"
+#include "conv_fft.h"
 #include "conv_winograd.h"
 #include "cuda_check.h"
 
@@ -655,10 +659,15 @@ bool aligned(const void* p, int bytes) { return reinterpret_cast<std::uintptr_t>
 }  // namespace pya::cuda
 
 #include "conv_winograd_cuda.h"  // uses implicit_gemm_kernel and the helpers above
+#include "conv_fft_cuda.h"       // uses load() above
 
 namespace pya::cuda {
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
+  if (fft::use_fft(s, pass)) {
+    check_fft(s);
+    return fft::plan(s).workspace_floats;
+  }
   if (pass != ConvPass::backward_bias && winograd::use_winograd(s)) {
     if (const char* why = winograd::unsupported(s))
       throw KernelError(std::string("conv2d: algorithm 'winograd' needs ") + why);
@@ -740,6 +749,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     PYA_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * n_dw, stream));
     return;
   }
+  if (fft::use_fft(s, ConvPass::backward_filter)) return fft_backward_filter(dy, x, dw, s, workspace, stream);
   if (winograd::use_winograd(s)) return winograd_backward_filter(dy, x, dw, s, workspace, stream);
   const FilterPlan plan = filter_plan(s);
   FilterProblem p{};

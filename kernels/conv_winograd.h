@@ -100,6 +100,7 @@ inline bool use_winograd(const ConvShape& s) {
     case ConvAlgorithm::direct: return false;
     case ConvAlgorithm::winograd: return true;
     case ConvAlgorithm::automatic: break;
+    case ConvAlgorithm::fft: break;  // only the filter gradient has an FFT path (conv_fft.h): the rest is "auto"'s
   }
   return unsupported(s) == nullptr && s.Cg() >= kAutoMinChannels && s.Kg() >= kAutoMinChannels &&
          9 * s.PQ() >= 24 * tiles_of(s.P, s.Q);

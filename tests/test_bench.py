@@ -15,11 +15,12 @@ from pyalexnet.bench import report, rows, spec
 ROOT = Path(__file__).resolve().parents[1]
 
 PASSES = ("fwd", "dgrad", "wgrad")
-# conv3-conv5 (3x3, stride 1) also time each algorithm forced, after the library's own choice; each pooling
-# also times the backward that recomputes the winners, after the one from the stored indices.
-OP_ROWS = ([f"conv{i}.{k}" for i in (1, 2) for k in PASSES]
+# conv3-conv5 (3x3, stride 1) also time each algorithm forced, after the library's own choice; conv2-conv5
+# (stride 1, padded planes up to 32x32) the FFT filter gradient; each pooling also times the backward that
+# recomputes the winners, after the one from the stored indices.
+OP_ROWS = ([f"conv1.{k}" for k in PASSES] + [f"conv2.{k}" for k in PASSES] + ["conv2.wgrad fft"]
            + [row for i in (3, 4, 5) for row in [f"conv{i}.{k}" for k in PASSES]
-              + [f"conv{i}.{k} {a}" for a in ("direct", "winograd") for k in PASSES]]
+              + [f"conv{i}.{k} {a}" for a in ("direct", "winograd") for k in PASSES] + [f"conv{i}.wgrad fft"]]
            + [f"lrn{i}.{k}" for i in (1, 2) for k in ("fwd", "bwd")]
            + [f"pool{i}.{k}" for i in (1, 2, 5) for k in ("fwd", "bwd", "bwd recompute")]
            + ["relu1.fwd", "relu1.bwd", "dropout6.fwd", "dropout6.bwd", "softmax_xent.kernel", "softmax_xent.op"]

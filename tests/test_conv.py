@@ -297,13 +297,13 @@ def test_low_level_launchers_validate_outputs_and_workspace():
         _C.conv2d_workspace_size(x.shape, w.shape, 1, 0, 1, "sideways", False)
 
 
-# --- algorithm= ("auto" | "direct" | "winograd"): validated on both backends, ignored by the CPU one ---------
+# --- algorithm= ("auto" | "direct" | "winograd" | "fft"): validated on both backends, ignored by the CPU one ---
 
 
-@pytest.mark.parametrize("bad", ["Winograd", "fft", "", "gemm"])
+@pytest.mark.parametrize("bad", ["Winograd", "FFT", "", "gemm"])
 def test_unknown_algorithm_is_refused(bad):
     x, w = _x(1, 3, 8, 8), _x(4, 3, 3, 3)
-    with pytest.raises(ValueError, match="algorithm must be 'auto', 'direct' or 'winograd'"):
+    with pytest.raises(ValueError, match="algorithm must be 'auto', 'direct', 'winograd' or 'fft'"):
         ops.conv2d(x, w, padding=1, algorithm=bad)
     with pytest.raises(ValueError, match="algorithm must be"):
         ops.conv2d_backward(_x(1, 4, 8, 8), x, w, padding=1, algorithm=bad)
@@ -344,13 +344,117 @@ def test_cpu_backend_ignores_the_algorithm(rng):
     y = ops.conv2d(x, w, b, **hyper)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     grads = ops.conv2d_backward(dy, x, w, **hyper)
-    for algorithm in ("auto", "direct", "winograd"):
+    for algorithm in ("auto", "direct", "winograd", "fft"):
         assert ops.conv2d(x, w, b, algorithm=algorithm, **hyper).tobytes() == y.tobytes()
         for a, g in zip(ops.conv2d_backward(dy, x, w, algorithm=algorithm, **hyper), grads):
             assert a.tobytes() == g.tobytes()
         for p in ("forward", "backward_data", "backward_filter", "backward_bias"):
             assert (_C.conv2d_workspace_size(x.shape, w.shape, 1, 1, 2, p, False, algorithm=algorithm)
                     == _C.conv2d_workspace_size(x.shape, w.shape, 1, 1, 2, p, False))
+
+
+# --- algorithm="fft": the filter gradient by FFTs (kernels/conv_fft.h) ---------------------------------------
+# The numpy prototype below is the reference of the CUDA path's conventions: transform size, bin order, layouts
+# Xhat[g][bin][n][c] / DYhat[g][bin][n][k] / DW[bin][K][Cg], conj(DYhat) * Xhat, two real rows per complex
+# FFT, and the partial inverse at lags (r - pad, s - pad) mod L over the half spectrum.
+
+
+def fft_transform_size(H, W, padding):
+    return 16 if max(H, W) + 2 * padding <= 16 else 32
+
+
+def fft_half_spectra(planes, L):
+    """planes (M, rows, cols) real, at the origin of an L x L grid -> (M, L * (L//2 + 1)) bins u*(L//2+1) + v:
+    rows two at a time as one complex FFT (z = a + ib), split by Hermitian symmetry, then the columns."""
+    M, rows, cols = planes.shape
+    half = L // 2 + 1
+    spec = np.zeros((M, L, half), complex)
+    v = np.arange(half)
+    for j in range(0, rows, 2):
+        z = np.zeros((M, L), complex)
+        z[:, :cols] = planes[:, j]
+        if j + 1 < rows:
+            z[:, :cols] += 1j * planes[:, j + 1]
+        Z = np.fft.fft(z, axis=-1)
+        Zv, Zm = Z[:, v], np.conj(Z[:, (L - v) % L])
+        spec[:, j] = (Zv + Zm) / 2
+        if j + 1 < rows:
+            spec[:, j + 1] = (Zv - Zm) / 2j
+    return np.fft.fft(spec, axis=1).reshape(M, L * half)
+
+
+def fft_filter_gradient_prototype(dy, x, R, S, padding, groups):
+    dy, x = np.asarray(dy, np.float64), np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    K = dy.shape[1]
+    Cg, Kg = C // groups, K // groups
+    L = fft_transform_size(H, W, padding)
+    half = L // 2 + 1
+    X = fft_half_spectra(x.reshape(N * C, H, W), L).reshape(N, groups, Cg, -1)
+    D = fft_half_spectra(dy.reshape(N * K, *dy.shape[2:]), L).reshape(N, groups, Kg, -1)
+    xhat, dyhat = X.transpose(1, 3, 0, 2), D.transpose(1, 3, 0, 2)  # [g][bin][n][c], [g][bin][n][k]
+    dw_hat = np.einsum("gbnk,gbnc->bgkc", np.conj(dyhat), xhat).reshape(L, half, K, Cg)  # [bin][K][Cg]
+    weight = np.full(half, 2.0)
+    weight[0] = weight[-1] = 1.0  # v = 0 and L/2 stand for themselves; the others also for their conjugates
+    u, v = np.arange(L)[:, None], np.arange(half)[None, :]
+    dw = np.zeros((K, Cg, R, S))
+    for r in range(R):
+        for s in range(S):
+            lag_r, lag_s = (r - padding) % L, (s - padding) % L
+            e = np.exp(2j * np.pi * (u * lag_r + v * lag_s) / L) * weight / L**2
+            dw[:, :, r, s] = np.einsum("uvkc,uv->kc", dw_hat, e).real
+    return dw
+
+
+# (N, C, H, W, K, R, S, padding, groups): stride 1, padded planes up to 32x32
+FFT_CASES = [
+    (2, 6, 27, 27, 8, 5, 5, 2, 2),    # conv2-like, L = 32
+    (1, 3, 7, 9, 4, 3, 5, 1, 1),      # R != S
+    (3, 4, 13, 13, 6, 3, 3, 1, 2),    # conv3-like, L = 16
+    (2, 5, 6, 5, 3, 7, 7, 3, 1),      # 7x7
+    (1, 2, 32, 30, 2, 1, 1, 0, 1),    # 32 rows
+    (1, 2, 5, 5, 2, 1, 1, 13, 1),     # padding 13: 31x31 dy
+    (2, 4, 9, 9, 4, 2, 3, 3, 4),      # groups 4
+    (1, 1, 17, 9, 3, 1, 3, 0, 1),     # L = 32 from the rows alone
+]
+
+
+@pytest.mark.parametrize("case", FFT_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_fft_prototype_matches_direct_sums(rng, case):
+    N, C, H, W, K, R, S, padding, groups = case
+    x = rng.standard_normal((N, C, H, W))
+    dy = rng.standard_normal((N, K, H + 2 * padding - R + 1, W + 2 * padding - S + 1))
+    w = np.zeros((K, C // groups, R, S))
+    _, dw, _ = ref_conv2d_backward(dy, x, w, 1, padding, groups)
+    np.testing.assert_allclose(fft_filter_gradient_prototype(dy, x, R, S, padding, groups), dw, rtol=0,
+                               atol=1e-12 * np.abs(dw).max())
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
+    ((1, 3, 9, 9), (4, 3, 3, 3), {"stride": 2, "padding": 1}, "needs stride 1"),
+    ((1, 3, 40, 40), (4, 3, 3, 3), {"padding": 1}, "padded input planes of at most 32x32"),
+    ((1, 3, 30, 30), (4, 3, 5, 5), {"padding": 2}, "padded input planes of at most 32x32"),  # 34 > 32
+    ((1, 3, 8, 33), (4, 3, 1, 1), {}, "padded input planes of at most 32x32"),
+])
+def test_fft_is_refused_for_shapes_it_cannot_do(x_shape, w_shape, kwargs, match):
+    # On every pass (one algorithm names a whole backward) and on the CPU backend, which ignores the algorithm.
+    x, w = _x(*x_shape), _x(*w_shape)
+    y = ops.conv2d(x, w, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d_backward(y, x, w, algorithm="fft", **kwargs)
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d_backward(y, x, w, algorithm="fft", need_dx=False, need_db=False, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d(x, w, algorithm="fft", **kwargs)
+    with pytest.raises(ValueError, match=match):
+        _C.conv2d_workspace_size(x_shape, w_shape, kwargs.get("stride", 1), kwargs.get("padding", 0), 1,
+                                 "backward_filter", False, algorithm="fft")
+
+
+def test_fft_accepts_the_largest_planes_and_any_filter():
+    assert list(_C.conv2d_shape((1, 2, 28, 32), (3, 2, 7, 1), 1, 0, 1, algorithm="fft")) == [1, 3, 22, 32]
+    assert list(_C.conv2d_shape((1, 2, 16, 16), (3, 2, 16, 16), 1, 8, 1, algorithm="fft")) == [1, 3, 17, 17]
+    assert list(_C.conv2d_shape((2, 96, 27, 27), (256, 48, 5, 5), 1, 2, 2, algorithm="fft")) == [2, 256, 27, 27]
 
 
 def test_tensors_too_big_for_32_bit_gpu_indices_are_refused():
@@ -484,7 +588,7 @@ def test_gpu_auto_picks_winograd_for_conv3_to_conv5(cp, rng, name, chosen):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name, algorithm", [("conv2", "direct"), ("conv3", "direct"), ("conv3", "winograd"),
-                                             ("conv4", "winograd")])
+                                             ("conv4", "winograd"), ("conv2", "fft"), ("conv4", "fft")])
 def test_gpu_filter_gradient_is_bit_identical_across_runs(cp, rng, name, algorithm):
     x_shape, w_shape, stride, padding, groups = ALEXNET[name]
     hyper = dict(stride=stride, padding=padding, groups=groups, algorithm=algorithm)
@@ -506,3 +610,108 @@ def test_gpu_need_dx_false_and_mixed_devices(cp, rng):
     assert dx is None and db is None and isinstance(dw, cp.ndarray)
     with pytest.raises(TypeError):
         ops.conv2d(x, cp.asnumpy(w))
+
+
+# --- GPU: the FFT filter gradient (algorithm="fft") against the CPU backend ------------------------------------
+# Tolerance relative to max |dw|, not per element: a float32 FFT's rounding errors are spread over every bin
+# and come back into each output lag in proportion to the whole correlation's energy (growing ~log2 L), so
+# small elements of dw carry the same absolute error as large ones. The CPU emulation of these kernels measured
+# <= 4.2e-7 of max |dw| (tests/conv_cuda_emulation); 1e-5 leaves ~25x for the GPU's fused multiply-adds and the
+# CPU reference's own float32 error.
+FFT_REL_TOL = 1e-5
+
+
+def _assert_fft_close(got, want):
+    np.testing.assert_allclose(got, want, rtol=0, atol=FFT_REL_TOL * float(np.abs(want).max()))
+
+
+FFT_GPU_SHAPES = {  # x shape, w shape, padding, groups; stride 1
+    "conv2": ((2, 96, 27, 27), (256, 48, 5, 5), 2, 2),
+    "conv2-batch4": ((4, 96, 27, 27), (256, 48, 5, 5), 2, 2),
+    "conv3": ((2, 256, 13, 13), (384, 256, 3, 3), 1, 1),
+    "conv4": ((3, 384, 13, 13), (384, 192, 3, 3), 1, 2),
+    "conv5": ((2, 384, 13, 13), (256, 192, 3, 3), 1, 2),
+    "3x5-one-image": ((1, 3, 7, 9), (4, 3, 3, 5), 1, 1),
+    "1x1-groups4": ((2, 4, 16, 13), (8, 1, 1, 1), 0, 4),
+    "7x7-odd-counts": ((2, 5, 6, 5), (7, 5, 7, 7), 3, 1),
+    "2x3-groups3": ((2, 9, 12, 14), (6, 3, 2, 3), 1, 3),
+    "partial-gemm-tiles": ((3, 130, 9, 9), (200, 65, 3, 3), 1, 2),
+    "300-filters": ((2, 20, 12, 12), (300, 20, 3, 3), 1, 1),
+    "17-images": ((17, 3, 4, 4), (5, 3, 3, 3), 1, 1),
+    "32x32": ((2, 3, 32, 32), (4, 3, 3, 3), 0, 1),
+    "9x9": ((2, 16, 8, 8), (16, 16, 9, 9), 4, 1),
+    "padding13": ((1, 2, 5, 5), (2, 2, 1, 1), 13, 1),
+    "L32-from-rows": ((1, 2, 17, 9), (3, 2, 1, 3), 0, 1),
+    "1x1x1": ((1, 1, 1, 1), (1, 1, 1, 1), 0, 1),
+}
+
+
+def _fft_case(rng, name):
+    x_shape, w_shape, padding, groups = FFT_GPU_SHAPES[name]
+    hyper = dict(padding=padding, groups=groups)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    dy = rng.standard_normal(_C.conv2d_shape(x_shape, w_shape, 1, padding, groups)).astype(np.float32)
+    return x, w, dy, hyper
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", list(FFT_GPU_SHAPES))
+def test_gpu_fft_filter_gradient_matches_cpu(cp, rng, name):
+    x, w, dy, hyper = _fft_case(rng, name)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    gx, gw, gdy = cp.asarray(x), cp.asarray(w), cp.asarray(dy)
+    fdx, fdw, fdb = ops.conv2d_backward(gdy, gx, gw, algorithm="fft", **hyper)
+    _assert_fft_close(cp.asnumpy(fdw), dw)
+    # dx and db under "fft" are "auto"'s, bit for bit.
+    adx, _, adb = ops.conv2d_backward(gdy, gx, gw, need_dw=False, **hyper)
+    assert cp.asnumpy(fdx).tobytes() == cp.asnumpy(adx).tobytes()
+    assert cp.asnumpy(fdb).tobytes() == cp.asnumpy(adb).tobytes()
+    np.testing.assert_allclose(cp.asnumpy(fdx), dx, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_gpu_fft_forward_is_autos(cp, rng):
+    x, w, _, hyper = _fft_case(rng, "conv2")
+    b = rng.standard_normal(w.shape[0]).astype(np.float32)
+    gx, gw, gb = cp.asarray(x), cp.asarray(w), cp.asarray(b)
+    y_fft = ops.conv2d(gx, gw, gb, algorithm="fft", **hyper)
+    assert cp.asnumpy(y_fft).tobytes() == cp.asnumpy(ops.conv2d(gx, gw, gb, **hyper)).tobytes()
+    for p in ("forward", "backward_data"):
+        args = (x.shape, w.shape, 1, hyper["padding"], hyper["groups"], p, True)
+        assert _C.conv2d_workspace_size(*args, algorithm="fft") == _C.conv2d_workspace_size(*args)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((1, 3, 9, 9), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((1, 3, 40, 40), (4, 3, 3, 3), {"padding": 1}),
+])
+def test_gpu_fft_is_refused_for_shapes_it_cannot_do(cp, x_shape, w_shape, kwargs):
+    x, w = cp.asarray(_x(*x_shape)), cp.asarray(_x(*w_shape))
+    y = ops.conv2d(x, w, **kwargs)
+    with pytest.raises(ValueError, match="algorithm='fft' needs"):
+        ops.conv2d_backward(y, x, w, algorithm="fft", **kwargs)
+    with pytest.raises(ValueError, match="algorithm='fft' needs"):
+        _C.conv2d_workspace_size(x_shape, w_shape, kwargs.get("stride", 1), kwargs["padding"], 1,
+                                 "backward_filter", True, algorithm="fft")
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_fft_runs_in_several_chunks(cp, rng):
+    # 1088 bins' worth of spectra per (image, channel or filter) at L = 32: 1024 channels + filters hold 120
+    # images per chunk (2^27 floats), so batch 128 runs two chunks of 64 (DW summed in chunk order).
+    x_shape, w_shape, padding, groups = (128, 512, 24, 24), (512, 16, 3, 3), 1, 32
+    need = _C.conv2d_workspace_size(x_shape, w_shape, 1, padding, groups, "backward_filter", True, algorithm="fft")
+    assert need < 2 * 544 * (512 + 512) * 128  # less than the spectra of the whole batch
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / 12).astype(np.float32)
+    dy = rng.standard_normal(_C.conv2d_shape(x_shape, w_shape, 1, padding, groups)).astype(np.float32)
+    hyper = dict(padding=padding, groups=groups)
+    _, dw, _ = ops.conv2d_backward(dy, x, w, need_dx=False, need_db=False, **hyper)
+    gdy, gx, gw = cp.asarray(dy), cp.asarray(x), cp.asarray(w)
+    _, fdw, _ = ops.conv2d_backward(gdy, gx, gw, need_dx=False, need_db=False, algorithm="fft", **hyper)
+    _assert_fft_close(cp.asnumpy(fdw), dw)
+    _, fdw2, _ = ops.conv2d_backward(gdy, gx, gw, need_dx=False, need_db=False, algorithm="fft", **hyper)
+    assert cp.asnumpy(fdw).tobytes() == cp.asnumpy(fdw2).tobytes()

@@ -2,7 +2,8 @@
 tiling and reduction logic that runs without a GPU. Each run.sh compiles the real .cu sources as OpenMP
 C++ (each block as blockDim threads; __syncthreads an OpenMP barrier; the layer harness also emulates
 dynamic shared memory and warp shuffles) under ASan/UBSan, and prints ALL OK when every case matches.
-  conv_cuda_emulation:  conv_cuda.cu, direct and Winograd, odd shapes and batch-128 AlexNet blocks
+  conv_cuda_emulation:  conv_cuda.cu, direct, Winograd and the FFT filter gradient, odd shapes and batch-128
+                        AlexNet blocks
   layer_cuda_emulation: lrn_cuda.cu, pool_cuda.cu, softmax_cuda.cu"""
 import os
 import shutil

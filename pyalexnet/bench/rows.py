@@ -59,13 +59,25 @@ def _shape_str(shape):
     return "x".join(str(d) for d in shape)
 
 
-def _conv_algorithms(L: Conv) -> list[str]:
-    """The algorithms other than "auto" that pyalexnet has for this layer's shape (none where only one)."""
+def _conv_algorithms(L: Conv, x_shape) -> list[tuple[str, tuple[str, ...]]]:
+    """(algorithm, the passes it changes) for each algorithm other than "auto" that pyalexnet has for this
+    layer's shape (none where only one): "direct" and "winograd" where Winograd applies (3x3, stride 1),
+    "fft" (filter gradient only) wherever the library accepts it (stride 1, padded planes up to 32x32)."""
     from .. import ops
 
     names = [a for a in getattr(ops, "CONV_ALGORITHMS", ()) if a != "auto"]
-    winograd = L.r == 3 and L.stride == 1
-    return [a for a in names if a != "winograd" or winograd] if winograd else []
+    out = []
+    if L.r == 3 and L.stride == 1:
+        out += [(a, ("fwd", "dgrad", "wgrad")) for a in names if a in ("direct", "winograd")]
+    if "fft" in names:
+        from .._backend import _C
+
+        try:
+            _C.conv2d_shape(tuple(x_shape), L.weight_shape(), L.stride, L.pad, L.groups, algorithm="fft")
+            out.append(("fft", ("wgrad",)))
+        except ValueError:  # conv1: stride 4, 228x228 padded
+            pass
+    return out
 
 
 def build_rows(n: int) -> list[Row]:
@@ -95,17 +107,20 @@ def build_rows(n: int) -> list[Row]:
         rows.append(Row(f"{L.name}.wgrad", "conv", desc, "compute", flops, bwd_in,
                         lambda be, a, L=L: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L)))
         # Every algorithm the library has for this shape, forced, next to its own choice above: what the
-        # choice rule is tuned from.
-        for algo in _conv_algorithms(L):
-            rows.append(Row(f"{L.name}.fwd {algo}", "conv-algorithm", desc, "compute", flops, fwd_in,
-                            lambda be, a, L=L, algo=algo: lambda: be.conv_fwd(a["x"], a["w"], a["b"], L, algo),
-                            reference_row=f"{L.name}.fwd"))
-            rows.append(Row(f"{L.name}.dgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
-                            lambda be, a, L=L, algo=algo: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L, algo),
-                            reference_row=f"{L.name}.dgrad"))
-            rows.append(Row(f"{L.name}.wgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
-                            lambda be, a, L=L, algo=algo: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L, algo),
-                            reference_row=f"{L.name}.wgrad"))
+        # choice rule is tuned from (only the passes an algorithm changes: "fft" is a filter gradient).
+        for algo, passes in _conv_algorithms(L, xs):
+            if "fwd" in passes:
+                rows.append(Row(f"{L.name}.fwd {algo}", "conv-algorithm", desc, "compute", flops, fwd_in,
+                                lambda be, a, L=L, algo=algo: lambda: be.conv_fwd(a["x"], a["w"], a["b"], L, algo),
+                                reference_row=f"{L.name}.fwd"))
+            if "dgrad" in passes:
+                rows.append(Row(f"{L.name}.dgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
+                                lambda be, a, L=L, algo=algo: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L, algo),
+                                reference_row=f"{L.name}.dgrad"))
+            if "wgrad" in passes:
+                rows.append(Row(f"{L.name}.wgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
+                                lambda be, a, L=L, algo=algo: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L, algo),
+                                reference_row=f"{L.name}.wgrad"))
 
     def fwd_bwd(prefix, group, shape, out_shape, fwd, bwd, fwd_bytes, bwd_bytes, compare=True, x_scale=1.0):
         def x_in(d):

@@ -1,5 +1,5 @@
-// Compares the emulated CUDA conv launchers (see run.sh), direct and Winograd, with the CPU backend and with
-// float64 direct sums, and checks FastDiv.
+// Compares the emulated CUDA conv launchers (see run.sh), direct, Winograd and the FFT filter gradient, with the
+// CPU backend and with float64 direct sums, and checks FastDiv.
 #include <cstdio>
 #include <algorithm>
 #include <random>
@@ -7,6 +7,7 @@
 #include <cmath>
 #include "conv.h"
 #include "conv_winograd.h"
+#include "conv_fft.h"
 #include "emu_prelude.h"
 using namespace pya;
 // Largest |a - b| (a the reference); infinite where b is not finite, so an output element the kernels never
@@ -21,6 +22,7 @@ static double maxdiff(const std::vector<float>& a, const std::vector<float>& b, 
 }
 static int check_alexnet_batch128();
 static int check_determinism();
+static int check_fft();
 // Every result, CPU and emulated GPU, direct and Winograd, must be this close to the float64 reference,
 // relative to the reference's largest magnitude (what was measured is printed at the end of the run).
 constexpr double kRelTol = 1e-5;
@@ -60,6 +62,13 @@ static void reference(const ConvShape& s, const std::vector<float>& x, const std
         }
 }
 int main(int argc, char** argv) {
+  // "fft" as the only argument runs only the FFT filter-gradient checks (quicker, while working on them).
+  if (argc == 2 && std::string(argv[1]) == "fft") {
+    emu_expected_stream = reinterpret_cast<Stream>(std::uintptr_t(0x5700));
+    const int fails = check_fft();
+    printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
+    return fails != 0;
+  }
   // FastDiv check
   for (uint32_t d : {1u, 2u, 3u, 5u, 7u, 9u, 25u, 121u, 169u, 729u, 3025u, 50176u, 1000003u}) {
     FastDiv f(d);
@@ -187,6 +196,7 @@ int main(int argc, char** argv) {
     printf("  %-26s %.2e %.2e %.2e %.2e\n", a == 4 ? "CPU backend" : algo_names[a], worst_rel[a][0], worst_rel[a][1],
            worst_rel[a][2], worst_rel[a][3]);
   fails += check_determinism();
+  fails += check_fft();
   fails += check_alexnet_batch128();
   printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
@@ -403,6 +413,120 @@ static int check_winograd_batch128(ConvShape s, int layer) {
   return fails;
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// The FFT filter gradient (algorithm "fft"): odd shapes (R != S, 1x1 to 9x9, channel and filter counts that are
+// not multiples of 4 or of the GEMM tiles, groups 1-4, L = 16 and 32, one image, image counts that are not
+// multiples of the GEMM's 8-image stages, huge padding), conv2's own shape, several chunks of images (the cap
+// lowered), bit-identical reruns, refusals, and "fft" leaving the forward and data gradient to "auto".
+// ---------------------------------------------------------------------------------------------------------
+// Largest |error| / largest |float64 reference| the FFT filter gradient may have. Float32 FFTs err relative to
+// the energy of the whole L x L correlation (each output mixes every bin), growing like log2(L); measured
+// (printed below) at <= 3.2e-7 on these random inputs, so 5e-6 leaves a margin of 15x.
+constexpr double kFftRelTol = 5e-6;
+static int check_fft() {
+  printf("FFT filter gradient:\n");
+  // N, C, H, W, K, R, S, pad, groups, chunk (0: the default cap; c: a cap of c images per chunk)
+  const long cases[][10] = {
+      {2, 96, 27, 27, 256, 5, 5, 2, 2, 0},  // conv2 (L = 32, one 128x48 GEMM tile per bin and group)
+      {1, 3, 7, 9, 4, 3, 5, 1, 1, 0},       // R != S, one image, L = 16
+      {3, 6, 13, 13, 10, 3, 3, 1, 2, 0},    // conv3-5 like, 5 filters per group
+      {2, 5, 6, 5, 7, 7, 7, 3, 1, 0},       // 7x7, odd counts
+      {2, 4, 16, 13, 8, 1, 1, 0, 4, 0},     // 1x1, groups 4, odd width
+      {2, 9, 12, 14, 6, 2, 3, 1, 3, 0},     // groups 3, padded width exactly 16
+      {1, 2, 17, 9, 3, 1, 3, 0, 1, 0},      // 17 rows: L = 32 though the width fits 16
+      {1, 2, 5, 5, 2, 1, 1, 13, 1, 0},      // padding 13: dy is 31x31, most of it sees only padding
+      {5, 8, 16, 16, 12, 5, 3, 0, 2, 2},    // padded side exactly 16; 3 chunks (2, 2, 1 images)
+      {3, 130, 9, 9, 200, 3, 3, 1, 2, 0},   // 100 filters and 65 channels per group: partial 128x48 tiles
+      {2, 20, 12, 12, 300, 3, 3, 1, 1, 1},  // 3 filter tiles; one chunk per image
+      {17, 3, 4, 4, 5, 3, 3, 1, 1, 0},      // 17 images: a partial 8-image GEMM stage
+      {1, 1, 1, 1, 1, 1, 1, 0, 1, 0},
+      {2, 3, 32, 32, 4, 3, 3, 0, 1, 0},     // 32 rows: every row of the grid holds data
+      {2, 16, 8, 8, 16, 9, 9, 4, 1, 0},     // 9x9 filters
+      {5, 3, 27, 27, 4, 5, 5, 2, 1, 3},     // conv2's planes, 2 chunks (3, 2)
+  };
+  std::mt19937 gen(3);
+  std::normal_distribution<float> nd;
+  const Stream st = emu_expected_stream;
+  int fails = 0;
+  double worst[2] = {0, 0};  // L = 16, 32
+  for (const auto& c : cases) {
+    ConvShape s = make_shape(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 1, c[7], c[8]);
+    s.algorithm = ConvAlgorithm::fft;
+    if (const char* why = fft::unsupported(s)) { printf("  case %ld..: refused (%s) (FAIL)\n", c[0], why); ++fails; continue; }
+    std::vector<float> x(s.N * s.C * s.HW()), w(s.K * s.CRSg()), b(s.K), dy(s.N * s.K * s.PQ());
+    for (auto* v : {&x, &w, &b, &dy}) for (auto& e : *v) e = nd(gen);
+    std::vector<double> ry, rdx, rdw, rdb;
+    reference(s, x, w, b, dy, ry, rdx, rdw, rdb);
+    const int64_t saved_cap = fft::kMaxChunkFloats;
+    const int64_t bins = fft::bins_of(fft::transform_size(s));
+    if (c[9]) fft::kMaxChunkFloats = 2 * bins * (s.C + s.K) * c[9];
+    const fft::Plan plan = fft::plan(s);
+    const int64_t n = cuda::conv2d_workspace_floats(s, ConvPass::backward_filter);
+    if (n != plan.workspace_floats) { printf("  workspace %ld != plan %ld (FAIL)\n", (long)n, (long)plan.workspace_floats); ++fails; }
+    std::vector<float> ws(std::max<int64_t>(n, 1), NAN), dw(w.size(), NAN), dw2(w.size(), NAN);
+    cuda::conv2d_backward_filter(dy.data(), x.data(), dw.data(), s, ws.data(), n, st);
+    std::fill(ws.begin(), ws.end(), -7.f);  // a rerun must not depend on the workspace's old contents
+    cuda::conv2d_backward_filter(dy.data(), x.data(), dw2.data(), s, ws.data(), n, st);
+    fft::kMaxChunkFloats = saved_cap;
+    std::vector<float> cpu_dw(w.size(), NAN);
+    {
+      ConvShape sc = s;
+      sc.algorithm = ConvAlgorithm::automatic;
+      const int64_t m = std::max<int64_t>(cpu::conv2d_workspace_floats(sc, ConvPass::backward_filter), 1);
+      std::vector<float> cws(m);
+      cpu::conv2d_backward_filter(dy.data(), x.data(), cpu_dw.data(), sc, cws.data(), m, nullptr);
+    }
+    double sc_ref, sc_cpu;
+    const double d_ref = maxdiff_ref(rdw, dw, sc_ref), d_cpu = maxdiff(cpu_dw, dw, sc_cpu);
+    const double rel = d_ref / std::max(sc_ref, 1e-30), rel_cpu = d_cpu / std::max(sc_cpu, 1e-30);
+    const bool same = std::memcmp(dw.data(), dw2.data(), sizeof(float) * dw.size()) == 0;
+    const bool bad = !(rel <= kFftRelTol) || !(rel_cpu <= kFftRelTol) || !same || plan.chunks < (c[9] ? 2 : 1);
+    worst[plan.L == 32] = std::max(worst[plan.L == 32], rel);
+    printf("  case %ld %ld %ld %ld %ld %ld %ld p%ld g%ld: L=%ld, %ld chunk(s) of %ld, %ld planes/inverse block: "
+           "vs float64 %.2e, vs CPU %.2e (relative), rerun %s%s\n", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+           c[8], (long)plan.L, (long)plan.chunks, (long)plan.imgs_per_chunk, (long)plan.planes_per_block, rel, rel_cpu,
+           same ? "same bits" : "DIFFERENT", bad ? " (FAIL)" : "");
+    fails += bad;
+    fflush(stdout);
+  }
+  printf("  largest error / largest |float64 reference|: L=16 %.2e, L=32 %.2e (tolerance %.0e)\n", worst[0], worst[1],
+         kFftRelTol);
+  {  // "fft" on the forward and the data gradient: what "auto" does, bit for bit, with the same workspace
+    ConvShape s = make_shape(2, 6, 13, 13, 8, 3, 3, 1, 1, 2);
+    std::vector<float> x(s.N * s.C * s.HW()), w(s.K * s.CRSg()), b(s.K), dy(s.N * s.K * s.PQ());
+    for (auto* v : {&x, &w, &b, &dy}) for (auto& e : *v) e = nd(gen);
+    std::vector<float> out[2][2];
+    for (int a = 0; a < 2; ++a) {
+      s.algorithm = a ? ConvAlgorithm::fft : ConvAlgorithm::automatic;
+      const int64_t nf = cuda::conv2d_workspace_floats(s, ConvPass::forward), nd_ = cuda::conv2d_workspace_floats(s, ConvPass::backward_data);
+      std::vector<float> ws(std::max<int64_t>({nf, nd_, 1}), NAN);
+      out[a][0].assign(dy.size(), NAN), out[a][1].assign(x.size(), NAN);
+      cuda::conv2d_forward(x.data(), w.data(), b.data(), out[a][0].data(), s, ws.data(), nf, st);
+      cuda::conv2d_backward_data(dy.data(), w.data(), out[a][1].data(), s, ws.data(), nd_, st);
+    }
+    const bool same = out[0][0] == out[1][0] && out[0][1] == out[1][1];
+    printf("  forward and data gradient under \"fft\" = \"auto\": %s\n", same ? "yes" : "NO (FAIL)");
+    fails += !same;
+  }
+  {  // refused: stride 2, a 40x40 plane, a 30x30 plane with padding 2 (34 > 32); the launcher too
+    const ConvShape bad[] = {make_shape(1, 3, 9, 9, 4, 3, 3, 2, 1, 1), make_shape(1, 3, 40, 40, 4, 3, 3, 1, 1, 1),
+                             make_shape(1, 3, 30, 30, 4, 5, 5, 1, 2, 1)};
+    for (ConvShape s : bad) {
+      s.algorithm = ConvAlgorithm::fft;
+      int refused = 0;
+      try { cuda::conv2d_workspace_floats(s, ConvPass::backward_filter); } catch (const KernelError&) { ++refused; }
+      std::vector<float> dw(s.K * s.CRSg(), NAN);
+      try { cuda::conv2d_backward_filter(nullptr, nullptr, dw.data(), s, nullptr, 1 << 30, st); } catch (const KernelError&) { ++refused; }
+      const bool ok = refused == 2 && fft::unsupported(s) != nullptr;
+      printf("  refused %ldx%ld stride %ld padding %ld: %s\n", (long)s.H, (long)s.W, (long)s.stride, (long)s.pad,
+             ok ? "yes" : "NO (FAIL)");
+      fails += !ok;
+    }
+  }
+  return fails;
+}
+
 static int check_alexnet_batch128() {
   const ConvShape shapes[] = {
       make_shape(128, 3, 224, 224, 96, 11, 11, 4, 2, 1), make_shape(128, 96, 27, 27, 256, 5, 5, 1, 2, 2),
@@ -429,23 +553,36 @@ static int check_alexnet_batch128() {
       attempt("backward_filter", [&] { cuda::conv2d_backward_filter(fake, fake, fake, s, fake, ws(ConvPass::backward_filter), st); });
       attempt("backward_bias", [&] { cuda::conv2d_backward_bias(fake, fake, s, fake, ws(ConvPass::backward_bias), st); });
     }
-  // Both algorithms forced, where Winograd applies (the calls above ran "auto").
+  // Every algorithm forced, where it applies (the calls above ran "auto"). conv2 at batch 128 runs the FFT filter
+  // gradient in one chunk (the spectra of the 128 images take 196 MB).
+  {
+    ConvShape s = shapes[1];
+    s.algorithm = ConvAlgorithm::fft;
+    const fft::Plan plan = fft::plan(s);
+    if (plan.chunks != 1 || plan.L != 32) { printf("conv2 FFT plan: %ld chunks, L=%ld (FAIL)\n", (long)plan.chunks, (long)plan.L); ++fails; }
+  }
   for (int device : {0, 1})
     for (ConvShape s : shapes)
-      for (ConvAlgorithm a : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+      for (ConvAlgorithm a : {ConvAlgorithm::direct, ConvAlgorithm::winograd, ConvAlgorithm::fft}) {
         if (a == ConvAlgorithm::winograd && winograd::unsupported(s)) continue;
+        if (a == ConvAlgorithm::fft && fft::unsupported(s)) continue;
         emu_device = device;
         s.algorithm = a;
         float* fake = reinterpret_cast<float*>(std::uintptr_t(1) << 20);
         const Stream st = emu_expected_stream;
         auto ws = [&](ConvPass p) { return cuda::conv2d_workspace_floats(s, p); };
-        try {  // the direct path refuses more than 65535 groups, as above
+        // The direct path refuses more than 65535 groups, as above ("fft" runs it for the forward and the data
+        // gradient); the FFT filter gradient's grids take any group count.
+        const bool direct_refuses = a != ConvAlgorithm::winograd && s.groups > 65535;
+        try {
           cuda::conv2d_forward(fake, fake, fake, fake, s, fake, ws(ConvPass::forward), st);
           cuda::conv2d_backward_data(fake, fake, fake, s, fake, ws(ConvPass::backward_data), st);
           cuda::conv2d_backward_filter(fake, fake, fake, s, fake, ws(ConvPass::backward_filter), st);
         } catch (const KernelError&) {
-          if (a == ConvAlgorithm::winograd || s.groups <= 65535) throw;
+          if (!direct_refuses) throw;
         }
+        if (a == ConvAlgorithm::fft && direct_refuses)
+          cuda::conv2d_backward_filter(fake, fake, fake, s, fake, ws(ConvPass::backward_filter), st);
       }
   emu_dry_run = false;
   printf("launch configurations ok (AlexNet batch 128 and odd shapes)\n");

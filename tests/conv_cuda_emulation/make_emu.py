@@ -1,12 +1,15 @@
-"""Turns kernels/conv_cuda.cu into plain C++ that runs each CUDA block as 256 OpenMP threads (barrier = __syncthreads)."""
+"""Turns kernels/conv_cuda.cu into plain C++ that runs each CUDA block as blockDim OpenMP threads
+(barrier = __syncthreads)."""
 import os, re, sys
 src = open(sys.argv[1]).read()
 src = src.replace('#include "cuda_check.h"', '#include "emu_prelude.h"')
-# The Winograd kernels live in a header that only conv_cuda.cu includes: inline it so its launches are rewritten too.
-inc = '#include "conv_winograd_cuda.h"'
-assert src.count(inc) == 1, "conv_cuda.cu must include conv_winograd_cuda.h once"
-header = open(os.path.join(os.path.dirname(sys.argv[1]), "conv_winograd_cuda.h")).read()
-src = src.replace(inc, header.replace("#pragma once", "", 1))
+# The Winograd and FFT kernels live in headers that only conv_cuda.cu includes: inline them so their launches are
+# rewritten too.
+for name in ("conv_winograd_cuda.h", "conv_fft_cuda.h"):
+    inc = f'#include "{name}"'
+    assert src.count(inc) == 1, f"conv_cuda.cu must include {name} once"
+    header = open(os.path.join(os.path.dirname(sys.argv[1]), name)).read()
+    src = src.replace(inc, header.replace("#pragma once", "", 1))
 # Grid-stride launches go through the prelude's emu_grid_for, which the big-shape checks can cap.
 src = re.sub(r"\bgrid_for\(", "emu_grid_for(", src)
 out, i = [], 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs kernels/conv_cuda.cu WITHOUT a GPU: each CUDA block becomes 256 OpenMP threads
+# Runs kernels/conv_cuda.cu WITHOUT a GPU: each CUDA block becomes blockDim OpenMP threads
 # (__syncthreads = omp barrier, __shared__ = static), and the results of the CUDA
 # launchers (tiling, FastDiv, slicing, epilogues, bias) are compared with the CPU
 # backend on odd shapes, outputs and workspace poisoned with NaN. It also checks every
@@ -7,7 +7,8 @@
 # AlexNet's layers at batch 128, and runs under ASan/UBSan (out-of-bounds reads,
 # index overflow, misaligned vector accesses). It cannot catch races finer than a
 # barrier or register/occupancy limits.
-# Takes about a minute on 2 cores. Usage: tests/conv_cuda_emulation/run.sh
+# The kernels use no warp shuffles (this harness has none). Takes several minutes on 2 cores.
+# Usage: tests/conv_cuda_emulation/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
