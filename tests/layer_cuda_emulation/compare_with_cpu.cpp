@@ -267,11 +267,17 @@ void check_pool(const PoolCase& c) {
   identical("cpu y", y_cpu, yi_cpu);
   identical("y", y_cpu, yi_gpu);
   identical_bytes("win", win_cpu, win_gpu);
-  std::vector<float> dxi_cpu = poisoned(nin), dxi_gpu = poisoned(nin);
-  cpu::max_pool_backward_from_indices(dy.data(), win_cpu.data(), dxi_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
-                                      nullptr);
-  cuda::max_pool_backward_from_indices(dy.data(), win_cpu.data(), dxi_gpu.data(), c.planes, c.H, c.W, c.size,
-                                       c.stride, stream());
+  std::vector<float> dxi_cpu(nin), dxi_gpu(nin);
+  // Both backwards from the bytes `win`, into poisoned outputs.
+  auto from_indices = [&](const std::vector<uint8_t>& win) {
+    std::fill(dxi_cpu.begin(), dxi_cpu.end(), poison());
+    std::fill(dxi_gpu.begin(), dxi_gpu.end(), poison());
+    cpu::max_pool_backward_from_indices(dy.data(), win.data(), dxi_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                        nullptr);
+    cuda::max_pool_backward_from_indices(dy.data(), win.data(), dxi_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
+                                         stream());
+  };
+  from_indices(win_cpu);
   identical("cpu dx", dx_cpu, dxi_cpu);
   identical("dx", dx_cpu, dxi_gpu);
 
@@ -282,12 +288,7 @@ void check_pool(const PoolCase& c) {
   if (c.size * c.size <= 255)
     for (auto& b : junk)
       if (pick(gen) == 0) b = uint8_t(byte(gen));
-  std::fill(dxi_cpu.begin(), dxi_cpu.end(), poison());
-  std::fill(dxi_gpu.begin(), dxi_gpu.end(), poison());
-  cpu::max_pool_backward_from_indices(dy.data(), junk.data(), dxi_cpu.data(), c.planes, c.H, c.W, c.size, c.stride,
-                                      nullptr);
-  cuda::max_pool_backward_from_indices(dy.data(), junk.data(), dxi_gpu.data(), c.planes, c.H, c.W, c.size, c.stride,
-                                       stream());
+  from_indices(junk);
   std::printf("  from indices with out-of-window bytes\n");
   identical("dx", dxi_cpu, dxi_gpu);
 }
