@@ -100,27 +100,22 @@ def build_rows(n: int) -> list[Row]:
         def bwd_in(d, xs=xs, ys=ys, L=L):
             return {"dy": d.normal(ys), "x": d.normal(xs), "w": d.normal(L.weight_shape(), 0.01)}
 
-        rows.append(Row(f"{L.name}.fwd", "conv", desc, "compute", flops, fwd_in,
-                        lambda be, a, L=L: lambda: be.conv_fwd(a["x"], a["w"], a["b"], L)))
-        rows.append(Row(f"{L.name}.dgrad", "conv", desc, "compute", flops, bwd_in,
-                        lambda be, a, L=L: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L)))
-        rows.append(Row(f"{L.name}.wgrad", "conv", desc, "compute", flops, bwd_in,
-                        lambda be, a, L=L: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L)))
+        calls = {  # pass -> (its inputs, its call; an algorithm, when one is given, forces ours)
+            "fwd": (fwd_in, lambda be, a, *algo, L=L: be.conv_fwd(a["x"], a["w"], a["b"], L, *algo)),
+            "dgrad": (bwd_in, lambda be, a, *algo, L=L: be.conv_dgrad(a["dy"], a["x"], a["w"], L, *algo)),
+            "wgrad": (bwd_in, lambda be, a, *algo, L=L: be.conv_wgrad(a["dy"], a["x"], a["w"], L, *algo)),
+        }
+        for pas, (inputs, call) in calls.items():
+            rows.append(Row(f"{L.name}.{pas}", "conv", desc, "compute", flops, inputs,
+                            lambda be, a, call=call: lambda: call(be, a)))
         # Every algorithm the library has for this shape, forced, next to its own choice above: what the
         # choice rule is tuned from (only the passes an algorithm changes: "fft" is a filter gradient).
         for algo, passes in _conv_algorithms(L, xs):
-            if "fwd" in passes:
-                rows.append(Row(f"{L.name}.fwd {algo}", "conv-algorithm", desc, "compute", flops, fwd_in,
-                                lambda be, a, L=L, algo=algo: lambda: be.conv_fwd(a["x"], a["w"], a["b"], L, algo),
-                                reference_row=f"{L.name}.fwd"))
-            if "dgrad" in passes:
-                rows.append(Row(f"{L.name}.dgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
-                                lambda be, a, L=L, algo=algo: lambda: be.conv_dgrad(a["dy"], a["x"], a["w"], L, algo),
-                                reference_row=f"{L.name}.dgrad"))
-            if "wgrad" in passes:
-                rows.append(Row(f"{L.name}.wgrad {algo}", "conv-algorithm", desc, "compute", flops, bwd_in,
-                                lambda be, a, L=L, algo=algo: lambda: be.conv_wgrad(a["dy"], a["x"], a["w"], L, algo),
-                                reference_row=f"{L.name}.wgrad"))
+            for pas in passes:
+                inputs, call = calls[pas]
+                rows.append(Row(f"{L.name}.{pas} {algo}", "conv-algorithm", desc, "compute", flops, inputs,
+                                lambda be, a, call=call, algo=algo: lambda: call(be, a, algo),
+                                reference_row=f"{L.name}.{pas}"))
 
     def fwd_bwd(prefix, group, shape, out_shape, fwd, bwd, fwd_bytes, bwd_bytes, compare=True, x_scale=1.0):
         def x_in(d):
