@@ -111,23 +111,24 @@ void backward_planes_from_winners(const float* dy, const uint8_t* winner, float*
 
 using Paper3 = std::integral_constant<int, 3>;  // AlexNet's windows: a compile-time size unrolls the scan
 
-}  // namespace
-
-void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int size, int stride, Stream) {
-  PoolGeometry g = pool_geometry(H, W, size, stride);
-  if (size == 3)
-    forward_planes(x, y, nullptr, planes, g, Paper3{});
-  else
-    forward_planes(x, y, nullptr, planes, g, size);
-}
-
-void max_pool_forward_with_indices(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W,
-                                   int size, int stride, Stream) {
+// The forward, with (winner non-null) or without the winner bytes.
+void forward(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W, int size, int stride) {
   PoolGeometry g = pool_geometry(H, W, size, stride);
   if (size == 3)
     forward_planes(x, y, winner, planes, g, Paper3{});
   else
     forward_planes(x, y, winner, planes, g, size);
+}
+
+}  // namespace
+
+void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int size, int stride, Stream) {
+  forward(x, y, nullptr, planes, H, W, size, stride);
+}
+
+void max_pool_forward_with_indices(const float* x, float* y, uint8_t* winner, int64_t planes, int64_t H, int64_t W,
+                                   int size, int stride, Stream) {
+  forward(x, y, winner, planes, H, W, size, stride);
 }
 
 void max_pool_backward_from_indices(const float* dy, const uint8_t* winner, float* dx, int64_t planes, int64_t H,
