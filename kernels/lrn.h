@@ -18,14 +18,34 @@
 
 namespace pya {
 
-// d^-beta through exp2/log2 of the denominator (d >= k > 0): no overflow for
-// large d, where d^beta itself could overflow before the division.
-PYA_HD float lrn_pow_neg(float d, float beta) {
+// d^-beta for d >= k > 0. The paper's beta = 3/4 goes through reciprocal square roots: d^-3/4 = r * (r * rsqrt(r))
+// with r = d^-1/2, each factor within float range for every finite d and the result a few ulp from exact; on the
+// GPU that is two hardware instructions where log2f alone is a ~28-instruction software routine, the largest cost
+// of the LRN kernels. d = inf (an overflowed square) gives 0, as exp2(-inf) does: r = 0, and the max keeps the
+// second root finite (0 * rsqrt(0) would be NaN) without a branch. Other betas: exp2/log2 of d, no
+// overflow for large d where d^beta itself could overflow before the division. Both backends choose by the same
+// test (lrn_beta_is_three_quarters), so they use the same formula for the same beta.
+PYA_HD float lrn_rsqrt(float v) {
+#if defined(__CUDA_ARCH__)
+  return rsqrtf(v);
+#else
+  return 1.f / std::sqrt(v);
+#endif
+}
+PYA_HD bool lrn_beta_is_three_quarters(float beta) { return beta == 0.75f; }
+PYA_HD float lrn_pow_neg_three_quarters(float d) {
+  float r = lrn_rsqrt(d);
+  return r * (r * lrn_rsqrt(fmaxf(r, 1.17549435e-38f)));  // FLT_MIN: r >= 5e-20 for every finite d
+}
+PYA_HD float lrn_pow_neg_general(float d, float beta) {
 #if defined(__CUDA_ARCH__)
   return exp2f(-beta * log2f(d));
 #else
   return std::exp2(-beta * std::log2(d));
 #endif
+}
+PYA_HD float lrn_pow_neg(float d, float beta) {
+  return lrn_beta_is_three_quarters(beta) ? lrn_pow_neg_three_quarters(d) : lrn_pow_neg_general(d, beta);
 }
 
 PYA_HD float lrn_square(float a) { return a * a; }
@@ -39,6 +59,18 @@ PYA_HD float lrn_output(float a, float d, float beta) { return lrn_output_from_p
 
 // The backward's per-channel ratio db[j] * b[j] / d[j].
 PYA_HD float lrn_ratio_value(float dy, float y, float d) { return dy * y / d; }
+
+// The same ratio from a and p = d^-beta, b = a * p as the forward makes it. On the GPU the division is the
+// hardware's approximate one (within 2 ulp, and 0 for d beyond 2^126, where the exact ratio is below 2^-126 *
+// |db * b| anyway): IEEE division's slow-path call splits each channel of an unrolled kernel into its own basic
+// block, which keeps the scheduler from overlapping one channel's log/exp/divide chain with the next one's.
+PYA_HD float lrn_ratio_from_pow(float dy, float a, float p, float d) {
+#if defined(__CUDA_ARCH__)
+  return __fdividef(dy * lrn_output_from_pow(a, p), d);
+#else
+  return lrn_ratio_value(dy, lrn_output_from_pow(a, p), d);
+#endif
+}
 
 // da[i] = db[i] * d[i]^-beta - 2 alpha beta a[i] * (window sum of ratios);
 // two_alpha_beta = 2 * alpha * beta, computed once by the caller; p = d[i]^-beta.

@@ -38,12 +38,15 @@ constexpr int kBackwardChunk = 16;  // backward: the x and dy halos held in regi
 // Blocks per SM the register allocation must allow. Measured on an H100 (lrn1,
 // lrn2 at batch 128): the forward at 4 (64 registers, no spills) reached 86% /
 // 83% of copy bandwidth, against 48% when the compiler took 146 registers (one
-// block); the backward, then reading x, y and dy (64 loads in flight), took ~118
-// registers, so 2 (1 for window 7, which would spill in 128), and reached 60% /
-// 58% counting 4 tensors. Without y (44 loads in flight at window 5) ptxas
-// (CUDA 13.0, sm_80 and sm_90) gives window 5 128 registers, no spills, at chunk
-// 16; chunks 20, 24 and 32 spill under the 128-register cap, so 16 stays. Not
-// yet measured on the GPU without y.
+// block); the backward at 2, reading x and dy (44 loads in flight at window 5),
+// reached 65% / 65% (session 4). Its SASS then held ~170 instructions per output
+// (at 16 warps per SM that is about as long to issue as its bytes take to move):
+// log2f is a ~28-instruction software routine per channel, and each IEEE
+// division's slow-path branch cut the unrolled channels into basic blocks. Now
+// (not yet timed on a GPU): the paper's beta = 3/4 takes two reciprocal roots and
+// the ratio an approximate division, ~98 instructions per output (ptxas, CUDA 13.0,
+// sm_90: window 5 at 128 registers, no spills; other betas spill 36 bytes there,
+// a path off the paper's constants). Chunks 20, 24 and 32 spill, so 16 stays.
 constexpr int kForwardMinBlocks = 4;
 constexpr int kBackwardMinBlocks = 2;
 constexpr int64_t kMaxGridY = 65535;
@@ -75,18 +78,27 @@ __device__ __forceinline__ void load_channels(const float* __restrict__ p, int c
 }
 
 // The window sum of squares of the 2H + 1 channels starting at v, in channel order (as lrn.h's direct sums).
+// (Starting from the first square rather than 0 + it: the same bits, as squares are never -0; one add fewer.)
 template <int H>
 __device__ __forceinline__ float window_square_sum(const float* v) {
-  float s = 0.f;
+  float s = lrn_square(v[0]);
 #pragma unroll
-  for (int u = 0; u <= 2 * H; ++u) s += lrn_square(v[u]);
+  for (int u = 1; u <= 2 * H; ++u) s += lrn_square(v[u]);
   return s;
+}
+
+// d^-beta by the formula lrn_pow_neg would choose for this beta, chosen at compile time (a runtime test would
+// split the unrolled channel loops into basic blocks).
+template <bool kThreeQuarters>
+__device__ __forceinline__ float pow_neg(float d, float beta) {
+  return kThreeQuarters ? lrn_pow_neg_three_quarters(d) : lrn_pow_neg_general(d, beta);
 }
 
 // blockIdx.x: the chunk (channels [blockIdx.x * CH, + CH)); blockIdx.y strides
 // over tiles of kThreads pixels. The launcher guarantees
 // (C + CH + 4 * H) * HW <= INT32_MAX, so in-image offsets fit an int.
-template <int CH, int H>
+// kThreeQuarters: beta == 3/4 (lrn_beta_is_three_quarters).
+template <int CH, int H, bool kThreeQuarters>
 __global__ void __launch_bounds__(kThreads, kForwardMinBlocks)
     lrn_forward_chunk_kernel(const float* __restrict__ x, float* __restrict__ y, int C, int64_t HW, int64_t pixels,
                              float alpha, float beta, float k) {
@@ -105,14 +117,17 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks)
 #pragma unroll
     for (int t = 0; t < CH; ++t) {
       int c = c0 + t;
-      if (c < C) yp[c * hw] = lrn_output(v[t + H], lrn_denominator(window_square_sum<H>(v + t), alpha, k), beta);
+      if (c < C) {
+        float d = lrn_denominator(window_square_sum<H>(v + t), alpha, k);
+        yp[c * hw] = lrn_output_from_pow(v[t + H], pow_neg<kThreeQuarters>(d, beta));
+      }
     }
   }
 }
 
 // One fused pass: for the chunk's outputs i it needs the ratios of channels
 // i - H .. i + H, whose denominators need x on channels i - 2H .. i + 2H.
-template <int CH, int H>
+template <int CH, int H, bool kThreeQuarters>
 __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
     lrn_backward_chunk_kernel(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ dx, int C,
                               int64_t HW, int64_t pixels, float alpha, float beta, float k) {
@@ -131,14 +146,17 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
     load_channels(dy + off, c0 - H, C, hw, g);
     // Ratios of channels c0 - H + t, and d^-beta of the chunk's own channels
     // (one power per channel, shared by its y and its dx). A channel outside
-    // [0, C) is in no window: its ratio is 0.
+    // [0, C) is in no window: its ratio must be 0, and is, with no test (which
+    // would make a branch per channel): its x and dy were loaded as 0, so the
+    // ratio is 0 * (0 * p) / d = 0 for any d >= k (+inf included). Only a NaN d
+    // could break that, from a NaN or inf x in the chunk's edge channels, and those
+    // make the same outputs NaN through their own ratios anyway.
     float r[R], pw[CH];
 #pragma unroll
     for (int t = 0; t < R; ++t) {
-      int c = c0 - H + t;
       float dt = lrn_denominator(window_square_sum<H>(a + t), alpha, k);
-      float pt = lrn_pow_neg(dt, beta);
-      r[t] = (c >= 0 && c < C) ? lrn_ratio_value(g[t], lrn_output_from_pow(a[t + H], pt), dt) : 0.f;
+      float pt = pow_neg<kThreeQuarters>(dt, beta);
+      r[t] = lrn_ratio_from_pow(g[t], a[t + H], pt, dt);
       if (t >= H && t < H + CH) pw[t - H] = pt;
     }
 #pragma unroll
@@ -195,15 +213,23 @@ dim3 chunk_grid(int C, int64_t pixels, int chunk) {
 template <int H>
 void forward_chunks(const float* x, float* y, int C, int64_t HW, int64_t pixels, float alpha, float beta, float k,
                     Stream stream) {
-  lrn_forward_chunk_kernel<kForwardChunk, H>
-      <<<chunk_grid(C, pixels, kForwardChunk), kThreads, 0, stream>>>(x, y, C, HW, pixels, alpha, beta, k);
+  dim3 grid = chunk_grid(C, pixels, kForwardChunk);
+  if (lrn_beta_is_three_quarters(beta))
+    lrn_forward_chunk_kernel<kForwardChunk, H, true><<<grid, kThreads, 0, stream>>>(x, y, C, HW, pixels, alpha, beta, k);
+  else
+    lrn_forward_chunk_kernel<kForwardChunk, H, false><<<grid, kThreads, 0, stream>>>(x, y, C, HW, pixels, alpha, beta, k);
 }
 
 template <int H>
 void backward_chunks(const float* dy, const float* x, float* dx, int C, int64_t HW, int64_t pixels, float alpha,
                      float beta, float k, Stream stream) {
-  lrn_backward_chunk_kernel<kBackwardChunk, H>
-      <<<chunk_grid(C, pixels, kBackwardChunk), kThreads, 0, stream>>>(dy, x, dx, C, HW, pixels, alpha, beta, k);
+  dim3 grid = chunk_grid(C, pixels, kBackwardChunk);
+  if (lrn_beta_is_three_quarters(beta))
+    lrn_backward_chunk_kernel<kBackwardChunk, H, true>
+        <<<grid, kThreads, 0, stream>>>(dy, x, dx, C, HW, pixels, alpha, beta, k);
+  else
+    lrn_backward_chunk_kernel<kBackwardChunk, H, false>
+        <<<grid, kThreads, 0, stream>>>(dy, x, dx, C, HW, pixels, alpha, beta, k);
 }
 
 }  // namespace

@@ -120,6 +120,15 @@ def test_many_channels_at_other_parameters_stay_accurate(rng):
     np.testing.assert_allclose(dx, ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())
 
 
+# The paper's exponent goes through reciprocal square roots: a few ulp at any magnitude. Other exponents go
+# through exp2(-beta * log2 d), whose rounding grows with |log2 d| (about 6e-6 relative at d = 1e29).
+@pytest.mark.parametrize("beta,rtol", [(0.75, 1e-6), (0.7499999, 1e-5)])
+def test_power_is_accurate_over_every_magnitude_of_the_denominator(rng, beta, rtol):
+    # One channel, so d = 2 + 1e-4 * x^2 runs from 2 to 1e33 across the pixels (x^2 stays finite).
+    x = (10.0 ** rng.uniform(-3, 18.5, size=(1, 1, 50, 40))).astype(np.float32)
+    np.testing.assert_allclose(ops.lrn(x, beta=beta), ref_lrn(x, beta=beta), rtol=rtol, atol=0)
+
+
 def test_empty_input():
     x = np.zeros((0, 4, 3, 3), np.float32)
     assert ops.lrn(x).shape == x.shape
@@ -209,6 +218,24 @@ def test_gpu_lrn_large_activations(cp, rng):
     x = (np.abs(rng.standard_normal((2, 12, 4, 4))) * 1e6).astype(np.float32)
     yg = ops.lrn(cp.asarray(x))
     np.testing.assert_allclose(cp.asnumpy(yg), ref_lrn(x), rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("beta", [0.75, 1.3])  # the two ways the kernels take a power
+def test_gpu_lrn_overflowing_squares_match_cpu(cp, rng, beta):
+    # Squares that overflow (d = inf) in the first, a middle and the last channel of a chunk, next to ordinary
+    # values: both backends give the same finite outputs and gradients (y = 0 where d is inf).
+    x = np.abs(rng.standard_normal((2, 40, 3, 5))).astype(np.float32)
+    x[0, [0, 16, 17, 31, 32, 39], 1, 2] = 3e19
+    x[1, :, 0, 0] = 1e19 * np.arange(1, 41, dtype=np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = ops.lrn(x, beta=beta)
+    dx = ops.lrn_backward(dy, x, y, beta=beta)
+    yg = ops.lrn(cp.asarray(x), beta=beta)
+    dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg, beta=beta)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.gpu
