@@ -138,7 +138,10 @@ PYA_HD float pool_input_grad(const float* x_plane, const float* y_plane, const f
 // Branch-free: ceil(size / stride) window rows and columns always (2 for the paper's 3/2; a fixed count when
 // `size` and `stride` are compile-time constants), those past oh1 or ow1 reading window (oh1, ow1), always in
 // bounds, and adding +0.f. That changes no bit: the sum starts at +0.f and
-// so is never -0.f, and x + 0.f == x for every other x.
+// so is never -0.f, and x + 0.f == x for every other x. Every byte and dy is read whether it is used or not,
+// and the tests combine with & rather than &&: a load under a condition cannot be hoisted, so `covers &&
+// winner[o]` and `wins ? dy[o] : 0` compiled to a branch around each load, 8 dependent round trips in turn
+// per input, where unconditional reads put all 8 in flight at once.
 template <class I, class Size, class Stride>
 PYA_HD float pool_grad_from_winners(const uint8_t* winner, const float* dy, I OW, I oh0, I oh1, I ow0, I ow1, I h,
                                     I w, Size size, Stride stride) {
@@ -151,8 +154,10 @@ PYA_HD float pool_grad_from_winners(const uint8_t* winner, const float* dy, I OW
       const I ow = ow0 + b;
       const bool covers = oh <= oh1 && ow <= ow1;
       const I o = covers ? oh * OW + ow : oh1 * OW + ow1;
-      const bool wins = covers && I(winner[o]) == row_tap + (w - ow * stride);
-      grad += wins ? dy[o] : 0.f;
+      const I tap = winner[o];
+      const float g = dy[o];
+      const bool wins = covers & (tap == row_tap + (w - ow * stride));
+      grad += wins ? g : 0.f;
     }
   }
   return grad;
