@@ -58,7 +58,7 @@ __device__ __forceinline__ float warp_sum(float s) {
 template <int V, int W>
 struct RegisterRow {
   static_assert(W == 1 || W == 4, "rows are read as floats or as float4");
-  float v[V * W];  // after load: exp(x - max), 0 past the end of the row
+  float v[V * W];  // after load: exp(x - max), 0 past the end of the row (the -inf padding's exp)
   float max, sum_exp;
 
   __device__ __forceinline__ static int element(int lane, int i) { return W * (lane + 32 * i); }
@@ -83,10 +83,14 @@ struct RegisterRow {
 #pragma unroll
     for (int e = 1; e < V * W; ++e) m = nan_max(m, v[e]);
     max = warp_max(m);
+    // Every element's exp, with no test for the padding past the row: a test compiled to a branch around
+    // each exp (one basic block per element, the 32 exps in turn). The padding's -inf gives exp(-inf) = 0
+    // exactly whenever the row's sum is not NaN anyway (only max = -inf makes -inf - max NaN, and then the
+    // row's own -inf logits give NaN too), and s + 0 == s: the same bits as skipping it.
     float s = 0.f;
 #pragma unroll
     for (int e = 0; e < V * W; ++e) {
-      v[e] = element(lane, e / W) < k ? softmax_exp(v[e] - max) : 0.f;
+      v[e] = softmax_exp(v[e] - max);
       s += v[e];
     }
     sum_exp = warp_sum(s);

@@ -235,6 +235,24 @@ def test_gpu_matches_cpu(cp, rng, shape, dtype):
     np.testing.assert_allclose(cp.asnumpy(ops.softmax(cp.asarray(x))), ops.softmax(x), rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("k", [2, 33, 250, 1000, 1001, 1024])  # padded register rows (float4 and float), and none
+def test_gpu_infinite_logits_match_cpu(cp, rng, k):
+    # Rows padded with -inf past their end must still sum exactly their own terms: a -inf logit gives p = 0, a row
+    # of -inf or one holding +inf gives NaN, on both backends.
+    x = rng.standard_normal((4, k)).astype(np.float32)
+    x[0, 1 % k] = -np.inf
+    x[1] = -np.inf
+    x[2, k // 2] = np.inf
+    labels = np.zeros(4, np.int64)
+    row_loss, dx, _ = raw_cross_entropy(x, labels)
+    row_loss_g, dx_g, _ = (cp.asnumpy(a) for a in raw_cross_entropy(cp.asarray(x), cp.asarray(labels)))
+    np.testing.assert_allclose(row_loss_g, row_loss, rtol=1e-5, atol=1e-6)  # NaN where NaN, inf where inf
+    np.testing.assert_allclose(dx_g, dx, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(cp.asnumpy(ops.softmax(cp.asarray(x))), ops.softmax(x), rtol=1e-5, atol=1e-9)
+    assert np.isnan(ops.softmax(x)[1]).all() and np.isnan(ops.softmax(x)[2]).all()
+
+
 # The GPU's row losses and dlogits differ from the CPU's in the last bits (CUDA's expf and logf, and a row's
 # sum taken in another order), so they are compared within a tolerance; the batch's sum, from the GPU's own row
 # losses, must be the fixed order's bit for bit, and every value the same from run to run.

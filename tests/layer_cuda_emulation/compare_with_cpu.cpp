@@ -40,7 +40,8 @@ uint32_t bits(float f) {
 Stream stream() { return emu_expected_stream; }
 int fails = 0;
 
-// got (the emulated GPU) against ref (the CPU): |got - ref| <= rtol |ref| + atol, NaN where ref is NaN,
+// got (the emulated GPU) against ref (the CPU): |got - ref| <= rtol |ref| + atol, NaN where ref is NaN, the same
+// infinity where it is infinite,
 // never the poison. Prints the worst difference and how many elements are bit-identical.
 bool close(const char* what, const std::vector<float>& ref, const std::vector<float>& got, double rtol, double atol) {
   size_t bad = 0, same = 0, first_bad = 0;
@@ -50,6 +51,7 @@ bool close(const char* what, const std::vector<float>& ref, const std::vector<fl
     bool ok;
     if (is_poison(g)) ok = false;
     else if (std::isnan(r)) ok = std::isnan(g);
+    else if (std::isinf(r)) ok = g == r;  // the same infinity (|inf - inf| would be NaN)
     else {
       double d = std::fabs(double(g) - double(r));
       ok = d <= rtol * std::fabs(r) + atol;  // false for a NaN g
@@ -382,6 +384,7 @@ struct SoftmaxCase {
   bool misaligned_in = false;  // x one float past 16-byte alignment
   bool misaligned_out = false; // p and dlogits one float past it
   bool backwards = false;      // blocks run from the last to the first: block 0 draws the last ticket
+  bool infinities = false;     // row 0: one -inf; row 1: all -inf (a NaN row); row 2: one +inf (a NaN row)
 };
 
 // The stats softmax.h's fixed order (softmax_cpu.cpp's) gives from these row losses.
@@ -403,11 +406,16 @@ void expect_launches(const char* what, long before, long expected) {
 
 template <class Label> void check_softmax(const SoftmaxCase& c) {
   const int64_t N = c.N, K = c.K;
-  std::printf("softmax %lldx%lld %s scale %g%s%s%s%s\n", (long long)N, (long long)K,
+  std::printf("softmax %lldx%lld %s scale %g%s%s%s%s%s\n", (long long)N, (long long)K,
               sizeof(Label) == 4 ? "int32" : "int64", c.scale, c.bad_labels ? ", out-of-range labels" : "",
               c.misaligned_in ? ", x misaligned" : "", c.misaligned_out ? ", outputs misaligned" : "",
-              c.backwards ? ", blocks backwards" : "");
-  const std::vector<float> xv = normal(N * K, c.scale);
+              c.backwards ? ", blocks backwards" : "", c.infinities ? ", infinite logits" : "");
+  std::vector<float> xv = normal(N * K, c.scale);
+  if (c.infinities) {  // the register rows' -inf padding must still add exactly 0 to every row's sum
+    xv[1 % K] = -INFINITY;
+    for (int64_t j = 0; j < K; ++j) xv[K + j] = -INFINITY;
+    xv[2 * K + K / 2] = INFINITY;
+  }
   FloatBuffer x(N * K, c.misaligned_in, xv);
   std::vector<Label> labels(N);
   std::uniform_int_distribution<int64_t> lab(0, K - 1);
@@ -447,7 +455,7 @@ template <class Label> void check_softmax(const SoftmaxCase& c) {
   // must give the GPU's stats bit for bit (and the CPU's own stats must be close).
   fixed_order_stats(loss_gpu, labels, stats_ref);
   bool same = std::memcmp(stats_ref, stats_gpu, sizeof stats_ref) == 0;
-  bool near = c.bad_labels ? std::isnan(stats_cpu[0]) && std::isnan(stats_gpu[0])
+  bool near = c.bad_labels || c.infinities ? std::isnan(stats_cpu[0]) && std::isnan(stats_gpu[0])
                            : std::fabs(stats_cpu[0] - stats_gpu[0]) <= 1e-5 * std::max(1.0, std::fabs(stats_cpu[0]));
   bool range = stats_cpu[1] == stats_gpu[1] && stats_cpu[2] == stats_gpu[2];
   std::printf("   stats loss sum %.9g (cpu %.9g), labels [%g, %g]%s\n", stats_gpu[0], stats_cpu[0], stats_gpu[1],
@@ -478,6 +486,9 @@ void softmax_checks() {
   check_softmax<int32_t>({9, 257, 1e4f});
   check_softmax<int64_t>({300, 1024, 3});  // the widest row in registers; more rows than the sum's lanes
   check_softmax<int32_t>({7, 1, 3, true});
+  // Infinite logits at widths with padding in every register-row layout (float4 and float) and none.
+  for (int64_t K : {2, 33, 250, 1000, 1001, 1024})
+    check_softmax<int64_t>({4, K, 3, false, false, false, false, true});
   check_softmax<int64_t>({33, 65, 3});
 }
 
