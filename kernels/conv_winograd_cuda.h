@@ -180,12 +180,16 @@ __global__ void winograd_filter_grad_kernel(const float* __restrict__ partial, f
                                             float* __restrict__ dw, int n, int slices, bool first, bool last) {
   const int grid_stride = int(gridDim.x) * int(blockDim.x);
   for (int i = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x); i < n; i += grid_stride) {
+    // Slices outside, the 16 points inside (unrolled): each slice's 16 loads are in flight together, one round
+    // trip per slice. Points outside, as this was, made a runtime loop per point whose loads the compiler could
+    // not overlap with the next point's: 16 x slices/4 round trips in turn. Each point still adds the running
+    // sum, then slice 0, 1, ...: the same bits.
     float h[4][4];
 #pragma unroll
-    for (int xi = 0; xi < 16; ++xi) {
-      float sum = first ? 0.f : acc[int64_t(xi) * n + i];
-      for (int s = 0; s < slices; ++s) sum += partial[(int64_t(s) * 16 + xi) * n + i];
-      h[xi / 4][xi % 4] = sum;
+    for (int xi = 0; xi < 16; ++xi) h[xi / 4][xi % 4] = first ? 0.f : acc[int64_t(xi) * n + i];
+    for (int s = 0; s < slices; ++s) {
+#pragma unroll
+      for (int xi = 0; xi < 16; ++xi) h[xi / 4][xi % 4] += partial[(int64_t(s) * 16 + xi) * n + i];
     }
     if (!last) {
 #pragma unroll
