@@ -164,11 +164,20 @@ __device__ __forceinline__ void cross_entropy_batch_stats(const float* row_loss,
 #pragma unroll
   for (int a = 0; a < kLanesPerThread; ++a) part[a] = cross_entropy_lane_start();
   for (int64_t base = 0; base < N; base += kLossLanes) {
+    // All of this round's loads first, then the additions: with each load next to its addition, the compiler
+    // (which keeps the __ldcg loads in order) issued each only after the previous one's value was used, 8
+    // L2 round trips in turn on the kernel's critical path. The additions keep their order: the same bits.
+    float loss[kLanesPerThread];
+    int64_t label[kLanesPerThread];
 #pragma unroll
     for (int a = 0; a < kLanesPerThread; ++a) {
       const int64_t i = base + lane + kWarp * a;
-      if (i < N) cross_entropy_lane_add(part[a], __ldcg(row_loss + i), static_cast<int64_t>(labels[i]));
+      loss[a] = i < N ? __ldcg(row_loss + i) : 0.f;
+      label[a] = i < N ? static_cast<int64_t>(labels[i]) : 0;
     }
+#pragma unroll
+    for (int a = 0; a < kLanesPerThread; ++a)
+      if (base + lane + kWarp * a < N) cross_entropy_lane_add(part[a], loss[a], label[a]);
   }
 #pragma unroll
   for (int h = kLanesPerThread / 2; h >= 1; h /= 2)
