@@ -311,6 +311,7 @@ __global__ void __launch_bounds__(kFftGemmThreads, 2)
 // dw[plane][r][s] for planes [blockIdx.x * per_block, ...) of `planes` (= K * Cg, w's (k, c) order) from
 // dw_hat[bin][plane]: see (c) above. kFftInverseThreads threads; smem holds per_block planes (fft::plan).
 constexpr int kFftInverseThreads = 256;
+constexpr int kInverseLoadsInFlight = 8;
 template <int L>
 __global__ void __launch_bounds__(kFftInverseThreads)
     fft_inverse_kernel(const float2* __restrict__ dw_hat, float* __restrict__ dw, int planes, int per_block, int R,
@@ -324,11 +325,23 @@ __global__ void __launch_bounds__(kFftInverseThreads)
   float2* partial = buf + n * kBins;   // [p][u][s]
   if (tid < L) twiddle[tid] = float2{cos_32nds(tid * (32 / L)), sin_32nds(tid * (32 / L))};
   constexpr float kScale = 1.f / (L * L);  // a power of two: exact
-  for (int i = tid; i < n * kBins; i += threads) {
-    const int p = i % n, bin = i / n, v = bin % kHalf;
-    const float w = (v == 0 || v == L / 2) ? kScale : 2.f * kScale;
-    const float2 d = __ldg(dw_hat + bin * planes + p0 + p);
-    spec[p * kBins + bin] = float2{d.x * w, d.y * w};
+  // kInverseLoadsInFlight loads per thread issued before any is stored: one load per iteration, stored before
+  // the next, made each of a block's ~15 iterations a round trip to memory in turn.
+  for (int base = tid; base < n * kBins; base += kInverseLoadsInFlight * threads) {
+    float2 d[kInverseLoadsInFlight];
+#pragma unroll
+    for (int j = 0; j < kInverseLoadsInFlight; ++j) {
+      const int i = base + j * threads;
+      d[j] = i < n * kBins ? __ldg(dw_hat + (i / n) * planes + p0 + i % n) : float2{0.f, 0.f};
+    }
+#pragma unroll
+    for (int j = 0; j < kInverseLoadsInFlight; ++j) {
+      const int i = base + j * threads;
+      if (i >= n * kBins) break;
+      const int p = i % n, bin = i / n, v = bin % kHalf;
+      const float w = (v == 0 || v == L / 2) ? kScale : 2.f * kScale;
+      spec[p * kBins + bin] = float2{d[j].x * w, d[j].y * w};
+    }
   }
   __syncthreads();
   for (int i = tid; i < n * L * S; i += threads) {  // T[p][u][s] = sum_v spec[p][u][v] e^{2 pi i v s' / L}
