@@ -526,6 +526,26 @@ def test_gpu_matches_cpu(cp, rng, name, algorithm):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
+    ((128, 3, 227, 227), (96, 3, 11, 11), 4, 0),   # conv1: 11 splits of each filter's 387,200 values
+    ((128, 256, 13, 13), (384, 256, 3, 3), 1, 1),  # conv3: 3 splits, 169 pixels per image (< one block's 256)
+    ((2, 5, 9, 9), (7, 5, 3, 3), 1, 1),            # one split: db written directly
+])
+def test_gpu_bias_gradient_splits_match_float64_and_repeat(cp, rng, x_shape, w_shape, stride, padding):
+    # The bias gradient splits each filter's values over several blocks and adds the splits in order; only dy
+    # matters, so x and w are zeros.
+    hyper = dict(stride=stride, padding=padding)
+    x, w = cp.zeros(x_shape, cp.float32), cp.zeros(w_shape, cp.float32)
+    P = (x_shape[2] + 2 * padding - w_shape[2]) // stride + 1
+    dy = rng.standard_normal((x_shape[0], w_shape[0], P, P)).astype(np.float32)
+    db = [cp.asnumpy(ops.conv2d_backward(cp.asarray(dy), x, w, need_dx=False, need_dw=False, **hyper)[2])
+          for _ in range(2)]
+    assert db[0].tobytes() == db[1].tobytes(), "the bias gradient must give the same bits on every run"
+    ref = dy.astype(np.float64).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(db[0], ref, rtol=1e-5, atol=1e-6 * np.sqrt(dy[:, 0].size))
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("algorithm", ["direct", "winograd"])
 def test_gpu_matches_cpu_on_a_grid_that_takes_128_row_tiles(cp, rng, algorithm):
     # At batch 2 the forward and data-gradient launchers pick 64-row tiles (the grid is under one wave);

@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
     auto run = [&](bool gpu, std::vector<float>& y, std::vector<float>& y0, std::vector<float>& dx, std::vector<float>& dw, std::vector<float>& db) {
       y.assign(dy.size(), NAN); y0.assign(dy.size(), NAN); dx.assign(x.size(), NAN); dw.assign(w.size(), NAN); db.assign(s.K, NAN);
       auto wsn = [&](ConvPass p) { return gpu ? cuda::conv2d_workspace_floats(s, p) : cpu::conv2d_workspace_floats(s, p); };
-      int64_t n = std::max({wsn(ConvPass::forward), wsn(ConvPass::backward_data), wsn(ConvPass::backward_filter), int64_t(1)});
+      int64_t n = std::max({wsn(ConvPass::forward), wsn(ConvPass::backward_data), wsn(ConvPass::backward_filter),
+                            wsn(ConvPass::backward_bias), int64_t(1)});
       std::vector<float> ws(n, NAN);
       if (gpu) {
         Stream st = emu_expected_stream;
@@ -677,9 +678,12 @@ static int check_alexnet_batch128() {
       });
     }
     emu_run_block = nullptr;
-    {  // bias gradient: all of it (one block per filter)
+    {  // bias gradient: all of it (blocks of filters x splits of the images' pixels, then the splits' sum)
       std::vector<float> db(K, NAN);
-      cuda::conv2d_backward_bias(dy.data(), db.data(), s, nullptr, 0, st);
+      const int64_t need = cuda::conv2d_workspace_floats(s, ConvPass::backward_bias);
+      std::vector<float> ws(need, NAN);
+      printf("  bias gradient: %lld split(s) per filter\n", (long long)(need / K > 0 ? need / K : 1));
+      cuda::conv2d_backward_bias(dy.data(), db.data(), s, need ? ws.data() : nullptr, need, st);
       fails += compare_written("db", db, K, [&](int64_t k) {
         double sum = 0;
         for (int64_t img = 0; img < s.N; ++img)
