@@ -592,7 +592,8 @@ __global__ void col2im_gather_kernel(const float* __restrict__ col, float* __res
   }
 }
 
-// dw[i] = sum over slices, in slice order (deterministic).
+// out[i] = sum over slices s of partial[s * n + i], in slice order (deterministic): the filter gradient's split-K
+// slices, and the bias gradient's splits.
 __global__ void sum_slices_kernel(const float* __restrict__ partial, float* __restrict__ out, int64_t n,
                                   int slices) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -606,7 +607,7 @@ __global__ void sum_slices_kernel(const float* __restrict__ partial, float* __re
 // db[k] = sum of dy over images and pixels. Blocks (k, split): split `split` of channel k's N*PQ values, a
 // contiguous range of the flattened (image, pixel) order; each thread sums its elements (kThreads apart) in
 // increasing order, kBiasLoads loads in flight before it adds them, then the block adds its threads in a fixed
-// tree; with several splits a second kernel adds the splits in order. The splits come from the shape alone
+// tree; with several splits sum_slices_kernel adds them in order. The splits come from the shape alone
 // (bias_plan), so the bits do not depend on the device or the run. This replaced one block per channel with one
 // load in flight per thread (each load waited for the previous one's addition): on an H100 about 1.2 ms of a
 // 21.7 ms training step (the conv backward segments less their passes), for 332 MB that a copy moves in ~0.11 ms.
@@ -627,7 +628,7 @@ BiasPlan bias_plan(const ConvShape& s) {
   return plan;
 }
 
-// out[k * gridDim.y + split]: the split's sum (with one split, out is db).
+// out[split * K + k]: the split's sum (with one split, out is db), the layout sum_slices_kernel adds in order.
 __global__ void __launch_bounds__(kThreads)
     bias_grad_kernel(const float* __restrict__ dy, float* __restrict__ out, int64_t K, int64_t PQ, int64_t total,
                      int64_t per_split) {
@@ -661,18 +662,7 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
     __syncthreads();
   }
-  if (threadIdx.x == 0) out[k * gridDim.y + split] = partial[0];
-}
-
-// db[k] = the splits' sums of channel k, added in split order.
-__global__ void bias_split_sum_kernel(const float* __restrict__ split_sums, float* __restrict__ db, int64_t K,
-                                      int64_t splits) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < K; k += stride) {
-    float sum = 0.f;
-    for (int64_t i = 0; i < splits; ++i) sum += split_sums[k * splits + i];
-    db[k] = sum;
-  }
+  if (threadIdx.x == 0) out[split * K + k] = partial[0];
 }
 
 // How the data gradient is computed (from the shape only): by columns, in chunks of images, or directly.
@@ -832,7 +822,7 @@ void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*
                                                   plan.per_split);
   PYA_CHECK_LAUNCH("conv2d bias gradient");
   if (plan.splits > 1) {
-    bias_split_sum_kernel<<<grid_for(s.K, kThreads), kThreads, 0, stream>>>(workspace, db, s.K, plan.splits);
+    sum_slices_kernel<<<grid_for(s.K, kThreads), kThreads, 0, stream>>>(workspace, db, s.K, int(plan.splits));
     PYA_CHECK_LAUNCH("conv2d bias gradient split sum");
   }
 }
