@@ -609,8 +609,9 @@ __global__ void sum_slices_kernel(const float* __restrict__ partial, float* __re
 // increasing order, kBiasLoads loads in flight before it adds them, then the block adds its threads in a fixed
 // tree; with several splits sum_slices_kernel adds them in order. The splits come from the shape alone
 // (bias_plan), so the bits do not depend on the device or the run. This replaced one block per channel with one
-// load in flight per thread (each load waited for the previous one's addition): on an H100 about 1.2 ms of a
-// 21.7 ms training step (the conv backward segments less their passes), for 332 MB that a copy moves in ~0.11 ms.
+// load in flight per thread (each load waited for the previous one's addition), which cost about 1.2 ms of an
+// H100's 21.7 ms training step (inferred: the conv backward segments less their timed passes) for 332 MB that a
+// copy moves in ~0.11 ms. Not yet timed on a GPU.
 constexpr int kBiasLoads = 8;
 constexpr int64_t kBiasTargetBlocks = 1024;  // about 8 blocks of kThreads per SM on 132 SMs
 
