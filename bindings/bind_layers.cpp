@@ -66,16 +66,16 @@ PoolGeometry check_pool(const Array& x, int size, int stride) {
   return check_pool_shape(x.shape, x.name, size, stride);
 }
 
-// Stored winners are one byte per window: dh * size + dw must stay below 256.
-void check_indexed_size(int size) {
+// An indexed pooling's pooled-shape arrays, (N, C, OH, OW): `pooled` (y or dy, float32) and the winner bytes
+// (uint8). Stored winners are one byte per window: dh * size + dw must stay below 256.
+void check_indexed(const Array& pooled, const Array& indices, int64_t N, int64_t C, const PoolGeometry& g, int size) {
   if (size > kPoolMaxIndexedSize)
     throw py::value_error("pooling with stored indices needs size <= " + std::to_string(kPoolMaxIndexedSize) +
                           " (each window's winner is stored in one byte, dh * size + dw < 256), got size " +
                           std::to_string(size) + "; use the backward that recomputes the winners from x and y");
-}
-
-// The winner bytes of a pooling: uint8, the pooled output's shape.
-void check_indices(const Array& indices, const std::vector<int64_t>& out_shape) {
+  const std::vector<int64_t> out_shape{N, C, g.OH, g.OW};
+  expect_float32(pooled);
+  expect_shape(pooled, out_shape);
   expect_dtype(indices, DType::u8);
   expect_shape(indices, out_shape);
 }
@@ -184,11 +184,7 @@ void bind_layers(py::module_& m) {
                                             std::uintptr_t stream) {
     Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true), indices = array_arg(indices_, "indices", true);
     PoolGeometry g = check_pool(x, size, stride);
-    check_indexed_size(size);
-    const std::vector<int64_t> out_shape{x.dim(0), x.dim(1), g.OH, g.OW};
-    expect_float32(y);
-    expect_shape(y, out_shape);
-    check_indices(indices, out_shape);
+    check_indexed(y, indices, x.dim(0), x.dim(1), g, size);
     Launch l = launch_on({&x, &y, &indices}, stream);
     PYA_DISPATCH(l, max_pool_forward_with_indices, x.data<float>(), y.data<float>(), indices.data<uint8_t>(),
                  x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
@@ -202,11 +198,7 @@ void bind_layers(py::module_& m) {
     Array dy = array_arg(dy_, "dy"), indices = array_arg(indices_, "indices"), dx = array_arg(dx_, "dx", true);
     expect_float32(dx);
     PoolGeometry g = check_pool_shape(dx.shape, dx.name, size, stride);
-    check_indexed_size(size);
-    const std::vector<int64_t> out_shape{dx.dim(0), dx.dim(1), g.OH, g.OW};
-    expect_float32(dy);
-    expect_shape(dy, out_shape);
-    check_indices(indices, out_shape);
+    check_indexed(dy, indices, dx.dim(0), dx.dim(1), g, size);
     Launch l = launch_on({&dy, &indices, &dx}, stream);
     PYA_DISPATCH(l, max_pool_backward_from_indices, dy.data<float>(), indices.data<uint8_t>(), dx.data<float>(),
                  dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), size, stride);
