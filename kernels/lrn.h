@@ -44,8 +44,14 @@ PYA_HD float lrn_pow_neg_general(float d, float beta) {
   return std::exp2(-beta * std::log2(d));
 #endif
 }
+// The formula chosen at compile time (the GPU kernels are templates on it: a runtime test would split their
+// unrolled channel loops into basic blocks), and at run time from beta.
+template <bool kThreeQuarters>
+PYA_HD float lrn_pow_neg_with(float d, float beta) {
+  return kThreeQuarters ? lrn_pow_neg_three_quarters(d) : lrn_pow_neg_general(d, beta);
+}
 PYA_HD float lrn_pow_neg(float d, float beta) {
-  return lrn_beta_is_three_quarters(beta) ? lrn_pow_neg_three_quarters(d) : lrn_pow_neg_general(d, beta);
+  return lrn_beta_is_three_quarters(beta) ? lrn_pow_neg_with<true>(d, beta) : lrn_pow_neg_with<false>(d, beta);
 }
 
 PYA_HD float lrn_square(float a) { return a * a; }

@@ -87,13 +87,6 @@ __device__ __forceinline__ float window_square_sum(const float* v) {
   return s;
 }
 
-// d^-beta by the formula lrn_pow_neg would choose for this beta, chosen at compile time (a runtime test would
-// split the unrolled channel loops into basic blocks).
-template <bool kThreeQuarters>
-__device__ __forceinline__ float pow_neg(float d, float beta) {
-  return kThreeQuarters ? lrn_pow_neg_three_quarters(d) : lrn_pow_neg_general(d, beta);
-}
-
 // blockIdx.x: the chunk (channels [blockIdx.x * CH, + CH)); blockIdx.y strides
 // over tiles of kThreads pixels. The launcher guarantees
 // (C + CH + 4 * H) * HW <= INT32_MAX, so in-image offsets fit an int.
@@ -119,7 +112,7 @@ __global__ void __launch_bounds__(kThreads, kForwardMinBlocks)
       int c = c0 + t;
       if (c < C) {
         float d = lrn_denominator(window_square_sum<H>(v + t), alpha, k);
-        yp[c * hw] = lrn_output_from_pow(v[t + H], pow_neg<kThreeQuarters>(d, beta));
+        yp[c * hw] = lrn_output_from_pow(v[t + H], lrn_pow_neg_with<kThreeQuarters>(d, beta));
       }
     }
   }
@@ -155,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
 #pragma unroll
     for (int t = 0; t < R; ++t) {
       float dt = lrn_denominator(window_square_sum<H>(a + t), alpha, k);
-      float pt = pow_neg<kThreeQuarters>(dt, beta);
+      float pt = lrn_pow_neg_with<kThreeQuarters>(dt, beta);
       r[t] = lrn_ratio_from_pow(g[t], a[t + H], pt, dt);
       if (t >= H && t < H + CH) pw[t - H] = pt;
     }
