@@ -4,13 +4,26 @@
 // reduction is walked in KC slices: the A block (MC x KC) is packed into MR-row
 // panels that stay in L2, the B block (KC x NC) into NR-column panels; the
 // micro-kernel multiplies one MR x KC panel by one KC x NR panel, holding the
-// MR x NR result in registers (6 x 16 floats = 12 AVX2 or 6 AVX-512 registers).
+// MR x NR result in registers.
+//
+// The register tile follows the vector ISA the CPU kernels are compiled for: a
+// fused multiply-add has a latency of about 4 cycles and two issue each cycle, so
+// at least 8 independent accumulators keep the FMA units busy, and more hide the
+// loads. AVX-512 (32 registers): 8 x 48 = 24 zmm accumulators, 3 loads of B and 8
+// broadcasts of A per 24 FMAs; the former 6 x 16 tile had 6 zmm accumulators and
+// reached 55% of one Zen 5 core's FMA peak, this one 78-87% (MC 192 instead of
+// 96 also packs each B block once, not twice, for AlexNet's 96-192 filters).
+// AVX2 (16 registers): 6 x 16 = 12 ymm accumulators, the classic Haswell tile.
+// The sums do not depend on the tile: each element of C is one FMA chain over a
+// KC slice in k order, added to C slice by slice, so every ISA with FMA gives the
+// same bits, and KC (not the tile) is what fixes them.
 #include "gemm_cpu.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -19,14 +32,23 @@
 namespace pya::cpu {
 namespace {
 
-constexpr int MR = 6;
-constexpr int NR = 16;
-constexpr int64_t MC = 96;   // multiple of MR; MC x KC floats = 96 KiB, L2-resident
-constexpr int64_t KC = 256;
-constexpr int64_t NC = 256;  // multiple of NR; kept modest so narrow problems still split into tiles
+#if defined(__AVX512F__)
+constexpr int VW = 16, MR = 8, NV = 3;  // floats per vector register, tile rows, vectors per tile row
+#elif defined(__AVX__)
+constexpr int VW = 8, MR = 6, NV = 2;
+#elif defined(__aarch64__)
+constexpr int VW = 4, MR = 8, NV = 3;  // 32 NEON registers
+#else
+constexpr int VW = 4, MR = 4, NV = 3;  // SSE2's 16 registers
+#endif
+constexpr int NR = VW * NV;
+constexpr int64_t MC = 192;  // multiple of MR; MC x KC floats = 192 KiB, L2-resident
+constexpr int64_t KC = 256;  // fixes the bits (see above): changing it changes every result in the last place
+constexpr int64_t NC = NR * (288 / NR);  // multiple of NR; kept modest so narrow problems still split into tiles
+static_assert(MC % MR == 0 && NC % NR == 0, "tiles are whole panels");
 
-// GCC lowers this to whatever the -march offers (2 x ymm on AVX2, 1 x zmm on AVX-512).
-typedef float vf __attribute__((vector_size(NR * sizeof(float))));
+// One vector register; GCC lowers arithmetic on it to the -march's instructions.
+typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 
 // Packing buffers: one pair per thread, allocated on a thread's first GEMM and
 // reused (a cache of fixed size, not a per-call allocation).
@@ -96,35 +118,41 @@ void pack_b(int64_t kc, int64_t nc, const float* B, int64_t rs, int64_t cs, floa
 // C[0:mr, 0:nr] (+)= Ap (MR x kc panel) * Bp (kc x NR panel).
 void micro_kernel(int64_t kc, const float* __restrict__ Ap, const float* __restrict__ Bp, float* __restrict__ C,
                   int64_t ldc, bool accumulate, int64_t mr, int64_t nr) {
-  vf c0 = {}, c1 = {}, c2 = {}, c3 = {}, c4 = {}, c5 = {};
+  vf c[MR][NV];  // fully unrolled below, so these live in registers
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) c[i][v] = vf{};
   for (int64_t k = 0; k < kc; ++k) {
-    const vf b = *reinterpret_cast<const vf*>(Bp + k * NR);
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = *reinterpret_cast<const vf*>(Bp + k * NR + v * VW);
     const float* a = Ap + k * MR;
-    c0 += a[0] * b;
-    c1 += a[1] * b;
-    c2 += a[2] * b;
-    c3 += a[3] * b;
-    c4 += a[4] * b;
-    c5 += a[5] * b;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[i][v] += a[i] * b[v];
   }
-  const vf rows[MR] = {c0, c1, c2, c3, c4, c5};
   if (mr == MR && nr == NR) {
-    for (int i = 0; i < MR; ++i) {
-      vf out = rows[i];
-      if (accumulate) {
-        vf old;
-        std::memcpy(&old, C + i * ldc, sizeof(vf));
-        out += old;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        vf out = c[i][v];
+        if (accumulate) {
+          vf old;
+          std::memcpy(&old, C + i * ldc + v * VW, sizeof(vf));
+          out += old;
+        }
+        std::memcpy(C + i * ldc + v * VW, &out, sizeof(vf));
       }
-      std::memcpy(C + i * ldc, &out, sizeof(vf));
-    }
     return;
   }
   for (int64_t i = 0; i < mr; ++i) {
-    float tmp[NR];
-    std::memcpy(tmp, &rows[i], sizeof(vf));
-    float* c = C + i * ldc;
-    for (int64_t j = 0; j < nr; ++j) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
+    float row[NR];
+    std::memcpy(row, c[i], sizeof(row));
+    float* out = C + i * ldc;
+    for (int64_t j = 0; j < nr; ++j) out[j] = accumulate ? out[j] + row[j] : row[j];
   }
 }
 
@@ -145,6 +173,17 @@ void gemm_tile(int64_t i0, int64_t j0, int64_t mc, int64_t nc, int64_t Kd, const
       }
     }
   }
+}
+
+// Columns of C the busiest thread computes when `threads` threads take C's tiles (m_tiles row tiles x
+// column tiles of nc, the last narrower) in sgemm's order, each the next tile as it comes free: the
+// greedy that schedule(dynamic) follows when tiles cost in proportion to their width.
+int64_t busiest_thread_columns(int64_t m_tiles, int64_t N, int64_t nc, int64_t threads) {
+  const int64_t n_tiles = (N + nc - 1) / nc, last = N - (n_tiles - 1) * nc;
+  std::vector<int64_t> load(static_cast<size_t>(threads), 0);
+  for (int64_t t = 0; t < m_tiles * n_tiles; ++t)
+    *std::min_element(load.begin(), load.end()) += t / m_tiles == n_tiles - 1 ? last : nc;
+  return *std::max_element(load.begin(), load.end());
 }
 
 }  // namespace
@@ -168,14 +207,20 @@ void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64
   const int64_t m_tiles = (M + MC - 1) / MC;
   const int64_t threads_here = cpu_threads_available();
   const bool parallel = threads_here > 1 && M * N * Kd > (int64_t(1) << 18);
-  // Narrow C (the filter gradient of a layer with few channels: a long reduction into a small result)
-  // would give fewer tiles than threads; split its columns finer, down to one NR panel per tile. This
-  // changes which thread computes an element, never the order it is summed in.
-  int64_t nc_block = NC;
+  // C's column tiles are chosen so the threads finish together: conv2's per-group forward, 128 x 729 in
+  // 288-column tiles, was 3 tiles on 2 threads (one core idle a third of the time), and narrow C (the
+  // filter gradient of a layer with few channels: a long reduction into a small result) may give fewer
+  // tiles than threads. Where there are few tiles, narrower ones (whole NR panels, at most NC) are tried
+  // and the one whose busiest thread has the fewest columns wins, ties to the wider tile (fewer repacks of
+  // A). This changes which thread computes an element, never the order it is summed in.
   const int64_t threads = parallel ? threads_here : 1;
-  if (m_tiles * ((N + NC - 1) / NC) < threads) {
-    const int64_t per_thread = (N + (threads + m_tiles - 1) / m_tiles - 1) / ((threads + m_tiles - 1) / m_tiles);
-    nc_block = std::min<int64_t>(NC, std::max<int64_t>(NR, (per_thread + NR - 1) / NR * NR));
+  int64_t nc_block = NC;
+  if (threads > 1 && m_tiles * ((N + NC - 1) / NC) < 4 * threads) {
+    int64_t best = busiest_thread_columns(m_tiles, N, nc_block, threads);
+    for (int64_t nc = NC - NR; nc >= NR; nc -= NR) {
+      const int64_t cost = busiest_thread_columns(m_tiles, N, nc, threads);
+      if (cost < best) best = cost, nc_block = nc;
+    }
   }
   const int64_t n_tiles = (N + nc_block - 1) / nc_block;
   const int64_t tiles = m_tiles * n_tiles;
