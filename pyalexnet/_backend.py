@@ -14,14 +14,19 @@ import os
 import threading
 from typing import Any, Iterator
 
-import numpy as np
-
-# OpenMP threads that finish a parallel region sleep at once instead of spinning (libgomp's default spins
-# for a while, and reads this once, when _C first loads it). Measured on 2 cores, a small-preset CPU step:
-# 117 ms spinning, 91 ms passive (the spinning threads took the cores numpy's BLAS wanted for fc6-fc8);
-# with two other busy processes, 892 ms against 257. The paper preset's long regions: no difference.
-# A value you set yourself is kept.
+# Threads that finish their work sleep at once instead of spinning, in both thread pools a CPU step
+# uses: ours (OpenMP) and numpy's BLAS (OpenBLAS, fc6-fc8). Each pool's spinning threads take the cores
+# the other wants next. A value you set yourself is kept.
+# - libgomp reads OMP_WAIT_POLICY once, when _C first loads it. Measured on 2 cores, a small-preset step:
+#   117 ms spinning, 91 ms passive; with two other busy processes, 892 ms against 257.
+# - OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when numpy loads it, so only where pyalexnet is imported
+#   before numpy (the pyalexnet command always is); its default spins 2^28 cycles (~0.1 s of a core) after
+#   every product. Measured on 2 cores (Zen 5), batch 8: paper-network step 284-292 ms spinning, 223-240 ms
+#   with 2^4; small preset 21.7-25.3 ms, 16.1 ms; fc6-fc8 themselves unchanged.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402  (after the variable OpenBLAS reads when numpy loads it)
 
 try:
     from . import _C

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pyalexnet
@@ -96,3 +97,42 @@ def test_openmp_threads_sleep_between_regions_unless_the_user_says_otherwise(use
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert f"OMP_WAIT_POLICY = '{expected}'" in r.stdout + r.stderr
+
+
+# A product on numpy's BLAS, then the CPU time the process burns while its main thread sleeps: the BLAS
+# threads' spinning, which takes the cores the next convolution wants.
+_BLAS_SPIN_PROBE = """
+import time
+{first}
+import numpy as np
+a = np.ones((1024, 1024), np.float32)
+for _ in range(3):
+    a @ a
+c0 = time.process_time()
+time.sleep(0.3)
+print("spin_ms", (time.process_time() - c0) * 1e3)
+"""
+
+
+def _blas_spin_ms(first_import, env):
+    r = subprocess.run([sys.executable, "-c", _BLAS_SPIN_PROBE.format(first=first_import)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.split("spin_ms")[1])
+
+
+def test_numpy_blas_threads_sleep_after_a_product_when_pyalexnet_is_imported_first():
+    # OpenBLAS's threads spin ~0.1 s of a core each after every product unless OPENBLAS_THREAD_TIMEOUT,
+    # read when numpy loads it, says otherwise; pyalexnet sets it (a user's own value is kept).
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    if "openblas" not in blas.lower():
+        pytest.skip(f"numpy's BLAS is {blas}, not OpenBLAS")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: OpenBLAS runs no extra threads")
+    if _blas_spin_ms("", env) < 30:
+        pytest.skip("this OpenBLAS does not spin after a product even with numpy alone")
+    assert _blas_spin_ms("import pyalexnet", env) < 15
+    kept = subprocess.run([sys.executable, "-c", "import os, pyalexnet; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"],
+                          env={**env, "OPENBLAS_THREAD_TIMEOUT": "20"}, capture_output=True, text=True, timeout=120)
+    assert kept.stdout.strip() == "20", kept.stderr
