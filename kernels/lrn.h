@@ -32,10 +32,20 @@ PYA_HD float lrn_rsqrt(float v) {
   return 1.f / std::sqrt(v);
 #endif
 }
+// max(v, m) for m > 0, and m for a NaN v (so the product it feeds stays NaN through its other factors). On the
+// host a select (one maxss), not fmaxf: with no -ffast-math GCC calls libm's fmaxf for its NaN rules, a call
+// per element that kept the CPU loops from vectorising. fmaxf returns m for a NaN v too: the same bits.
+PYA_HD float lrn_at_least(float v, float m) {
+#if defined(__CUDA_ARCH__)
+  return fmaxf(v, m);
+#else
+  return v > m ? v : m;
+#endif
+}
 PYA_HD bool lrn_beta_is_three_quarters(float beta) { return beta == 0.75f; }
 PYA_HD float lrn_pow_neg_three_quarters(float d) {
   float r = lrn_rsqrt(d);
-  return r * (r * lrn_rsqrt(fmaxf(r, 1.17549435e-38f)));  // FLT_MIN: r >= 5e-20 for every finite d
+  return r * (r * lrn_rsqrt(lrn_at_least(r, 1.17549435e-38f)));  // FLT_MIN: r >= 5e-20 for every finite d
 }
 PYA_HD float lrn_pow_neg_general(float d, float beta) {
 #if defined(__CUDA_ARCH__)
