@@ -8,6 +8,7 @@
 
 #ifdef PYA_WITH_CUDA
 #include "../kernels/cuda_check.h"
+#include "../kernels/gemm_cpu.h"
 #endif
 
 namespace pya {
@@ -36,6 +37,12 @@ py::dict build_info() {
   d["openmp"] = true;
 #else
   d["openmp"] = false;
+#endif
+  d["cpu_simd"] = std::string(pya::cpu::sgemm_simd());
+#ifdef PYA_MARCH_NATIVE
+  d["march_native"] = true;
+#else
+  d["march_native"] = false;
 #endif
   return d;
 }

@@ -34,12 +34,19 @@ namespace {
 
 #if defined(__AVX512F__)
 constexpr int VW = 16, MR = 8, NV = 3;  // floats per vector register, tile rows, vectors per tile row
+constexpr const char* kSimd = "avx512";
 #elif defined(__AVX__)
 constexpr int VW = 8, MR = 6, NV = 2;
+constexpr const char* kSimd = "avx2";  // AVX without AVX2 has the same 8-float registers
 #elif defined(__aarch64__)
 constexpr int VW = 4, MR = 8, NV = 3;  // 32 NEON registers
-#else
+constexpr const char* kSimd = "neon";
+#elif defined(__SSE2__)
 constexpr int VW = 4, MR = 4, NV = 3;  // SSE2's 16 registers
+constexpr const char* kSimd = "sse2";
+#else
+constexpr int VW = 4, MR = 4, NV = 3;  // whatever the compiler makes of 4-float vectors
+constexpr const char* kSimd = "scalar";
 #endif
 constexpr int NR = VW * NV;
 constexpr int64_t MC = 192;  // multiple of MR; MC x KC floats = 192 KiB, L2-resident
@@ -187,6 +194,8 @@ int64_t busiest_thread_columns(int64_t m_tiles, int64_t N, int64_t nc, int64_t t
 }
 
 }  // namespace
+
+const char* sgemm_simd() { return kSimd; }
 
 int64_t cpu_threads_available() {
 #ifdef _OPENMP

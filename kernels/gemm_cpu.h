@@ -22,6 +22,10 @@ namespace pya::cpu {
 void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t b_rs,
            int64_t b_cs, float* C, int64_t ldc, bool accumulate);
 
+// The vector instruction set sgemm's register tile was compiled for ("avx512", "avx2", "neon", "sse2" or
+// "scalar"): what -march (PYALEXNET_NATIVE) gave the build, shown by `pyalexnet info`.
+const char* sgemm_simd();
+
 // Threads a parallel region started here would get: 1 inside an active
 // OpenMP region (nested regions run serially), else omp_get_max_threads().
 int64_t cpu_threads_available();

@@ -84,6 +84,7 @@ def _info() -> dict:
         "cuda_runtime_version": None,
         "cuda_driver_version": None,
         "openmp": build["openmp"],
+        "cpu_simd": build["cpu_simd"],
         "cpu_threads": os.cpu_count(),
         "cupy": None,
         "gpus": [],
@@ -123,7 +124,8 @@ def backend_info() -> dict:
     """What this install can run on, and why no GPU is used when none is.
 
     Keys: version, built_with_cuda, cuda_build_version, cuda_architectures,
-    cuda_runtime_version, cuda_driver_version, openmp, cpu_threads, cupy, gpus
+    cuda_runtime_version, cuda_driver_version, openmp, cpu_simd (the vector instructions the CPU
+    convolutions' GEMM was compiled for: avx512, avx2, neon, sse2 or scalar), cpu_threads, cupy, gpus
     (index, name, compute_capability, memory_gib, multiprocessors) and reason
     (None when the GPU backend is usable).
     """

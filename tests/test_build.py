@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_backend_info_keys_and_types():
     info = pyalexnet.backend_info()
     for key in ("version", "built_with_cuda", "cuda_build_version", "cuda_runtime_version", "cuda_driver_version",
-                "cuda_architectures", "openmp", "cpu_threads", "cupy", "gpus", "reason"):
+                "cuda_architectures", "openmp", "cpu_simd", "cpu_threads", "cupy", "gpus", "reason"):
         assert key in info, key
     assert info["version"] == pyalexnet.__version__
     assert isinstance(info["built_with_cuda"], bool)
@@ -26,6 +26,20 @@ def test_backend_info_keys_and_types():
         assert info["cuda_build_version"] and info["cuda_architectures"]
     for g in info["gpus"]:
         assert {"index", "name", "compute_capability", "memory_gib"} <= set(g)
+
+
+def test_cpu_simd_names_the_gemm_tile_this_build_has():
+    simd = pyalexnet.backend_info()["cpu_simd"]
+    assert simd in ("avx512", "avx2", "neon", "sse2", "scalar")
+    # A -march=native build (PYALEXNET_NATIVE, the default) on a CPU with AVX-512 or AVX2 has that tile.
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if _C.build_info()["march_native"]:
+        if " avx512f" in flags:
+            assert simd == "avx512"
+        elif " avx2" in flags:
+            assert simd == "avx2"
+    from pyalexnet.commands.info import format_info
+    assert f"{simd.upper()} GEMM" in format_info(pyalexnet.backend_info())
 
 
 def test_cuda_available_agrees_with_reason():
