@@ -60,6 +60,32 @@ def test_bad_shapes():
         ops.linear(np.ones((2, 3), np.int64), w)
 
 
+def test_dw_out_receives_the_same_weight_gradient(rng):
+    x = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((5, 18)).astype(np.float32)
+    dy = rng.standard_normal((6, 5)).astype(np.float32)
+    want = ops.linear_backward(dy, x, w)
+    out = np.full(w.shape, np.nan, np.float32)  # whatever it held is overwritten, not added to
+    got = ops.linear_backward(dy, x, w, dw_out=out)
+    assert got[1] is out
+    for g, c in zip(got, want):
+        assert g.tobytes() == c.tobytes()
+
+
+def test_bad_dw_out_is_a_clear_error(rng):
+    x, w, dy = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32), np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"'dw_out' must be a C-contiguous float32 array of w's shape \(4, 3\)"):
+        ops.linear_backward(dy, x, w, dw_out=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError, match="'dw_out'.*float64"):
+        ops.linear_backward(dy, x, w, dw_out=np.empty((4, 3), np.float64))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        ops.linear_backward(dy, x, w, dw_out=np.empty((3, 4), np.float32).T)
+    with pytest.raises(TypeError, match="'dw_out' must be a numpy.ndarray"):
+        ops.linear_backward(dy, x, w, dw_out=[[0.0] * 3] * 4)
+    with pytest.raises(ValueError, match="must not share memory"):
+        ops.linear_backward(dy, x, w, dw_out=w)
+
+
 @pytest.mark.gpu
 def test_gpu_linear_matches_cpu(cp, rng):
     x = rng.standard_normal((16, 9216)).astype(np.float32)
@@ -71,3 +97,9 @@ def test_gpu_linear_matches_cpu(cp, rng):
     np.testing.assert_allclose(cp.asnumpy(y), ops.linear(x, w, b), rtol=1e-4, atol=1e-4)
     for g, c in zip(ops.linear_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w)), ops.linear_backward(dy, x, w)):
         np.testing.assert_allclose(cp.asnumpy(g), c, rtol=1e-4, atol=1e-3)
+    out = cp.full(w.shape, cp.nan, cp.float32)
+    _, dw, _ = ops.linear_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), dw_out=out)
+    assert dw is out
+    np.testing.assert_allclose(cp.asnumpy(dw), ops.linear_backward(dy, x, w)[1], rtol=1e-4, atol=1e-3)
+    with pytest.raises(TypeError, match="'dw_out' must be a cupy.ndarray"):
+        ops.linear_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), dw_out=np.empty(w.shape, np.float32))

@@ -143,6 +143,28 @@ def test_backward_fills_every_gradient(rng):
     assert np.abs(g["conv1a.weight"]).max() > 0 and np.abs(g["fc8.weight"]).max() > 0
 
 
+def test_cpu_backward_reuses_the_fully_connected_weight_gradients(rng):
+    # Two steps on one model: the second writes its fc weight gradients into the first's arrays (no fresh
+    # 75 MB allocation per step in the paper network) and gets what a fresh model gets, bit for bit.
+    x = [rng.standard_normal((2, 3, 15, 15)).astype(np.float32) for _ in range(2)]
+    labels = np.array([1, 3])
+    m = AlexNet(5, preset="tiny", devices="cpu", init="he", seed=4)
+    first = None
+    for i in range(2):
+        _, d = ops.softmax_cross_entropy(m.forward(x[i], train=True, step=i), labels)
+        m.backward(d)
+        if first is None:
+            first = m.gradients()
+    second = m.gradients()
+    fresh = AlexNet(5, preset="tiny", devices="cpu", init="he", seed=4)
+    _, d = ops.softmax_cross_entropy(fresh.forward(x[1], train=True, step=1), labels)
+    fresh.backward(d)
+    for k, g in second.items():
+        assert g.tobytes() == fresh.gradients()[k].tobytes(), k
+        if k.startswith("fc") and k.endswith(".weight"):
+            assert g is first[k], k
+
+
 def test_whole_tiny_network_matches_finite_differences():
     from pyalexnet.gradcheck import check_network
 
