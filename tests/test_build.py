@@ -86,6 +86,24 @@ def test_cmake_configures_cpu_only_without_nvcc(tmp_path):
     assert "nvcc not found: building the CPU backend only" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
+def test_cpu_only_build_compiles_and_reports_itself(tmp_path):
+    # The CI build has nvcc, so code only a build without CUDA compiles (bindings behind #ifdef
+    # PYA_WITH_CUDA) is built here: once broken by an include placed inside that #ifdef.
+    r = _configure(tmp_path, {"PYALEXNET_CUDA": "OFF"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    built = subprocess.run([shutil.which("cmake"), "--build", ".", "--parallel"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=1200)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    (module,) = tmp_path.glob("_C*.so")
+    probe = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('_C', sys.argv[1]); "
+             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); i = m.build_info(); "
+             "print(i['built_with_cuda'], i['cpu_simd'])")
+    r = subprocess.run([sys.executable, "-c", probe, str(module)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "False" and r.stdout.split()[1] in ("avx512", "avx2", "neon", "sse2", "scalar")
+
+
 def test_cmake_cuda_switched_off(tmp_path):
     r = _configure(tmp_path, {"PYALEXNET_CUDA": "OFF"}, path_without_nvcc=False)
     assert r.returncode == 0, r.stdout + r.stderr
