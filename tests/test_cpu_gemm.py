@@ -35,7 +35,7 @@ def _variants():
         yield pytest.param(["-march=x86-64"], id="sse2")
 
 
-@pytest.mark.parametrize("flags", _variants())
+@pytest.mark.parametrize("flags", list(_variants()))
 def test_sgemm_gives_the_promised_bits_for_every_tile_edge(flags, tmp_path):
     if shutil.which("g++") is None:
         pytest.skip("g++ not found")
