@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pyalexnet import cli
@@ -132,3 +133,15 @@ def test_targets_pass_and_fail_on_thresholds():
     assert verdict[("pool1.fwd", "no slower than PyTorch")] is True
     assert verdict[("relu1.fwd", ">= 70% of a same-size copy")] is None  # no copy measured: no verdict
     assert rs[0]["impl"]["ours"]["fraction_of_peak"] == pytest.approx(1 / 3)
+
+
+def test_cpu_fp32_ceiling_is_the_faster_of_numpy_and_our_own_gemm():
+    # numpy's BLAS may be held to older kernels; our SGEMM (a 1x1 conv2d) counts too, so no conv row reads
+    # above 100% of a ceiling only because the reference GEMM was slow.
+    from pyalexnet.bench.timing import CpuTimer, measure_ceilings
+
+    c = measure_ceilings(CpuTimer(repeats=2, warmup=1, budget_s=2), np, quick=True)
+    cand = c["fp32_candidates"]
+    assert set(cand) == {"numpy", "pyalexnet"} and min(cand.values()) > 0
+    assert c["fp32_flops_per_s"] == max(cand.values())
+    assert ("pyalexnet's SGEMM" in c["fp32_how"]) == (cand["pyalexnet"] > cand["numpy"])

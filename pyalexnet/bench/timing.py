@@ -185,14 +185,35 @@ def measure_ceilings(timer: CpuTimer, xp, *, quick: bool, free_bytes: int | None
         xp.matmul(a, b, out=c)
     mm()
     t_mm = timer.measure(mm)
-    del a, b, c
+    del c
+    fp32 = {"fp32_flops_per_s": 2 * n ** 3 / (t_mm["median_ms"] * 1e-3),
+            "fp32_how": f"{'cupy (cuBLAS SGEMM)' if timer.kind == 'cuda' else 'numpy (BLAS)'} matmul "
+                        f"{n}x{n}x{n} float32",
+            "fp32_timing": t_mm}
+    if timer.kind != "cuda":
+        # On a CPU numpy's BLAS is not always the fastest GEMM here (an OpenBLAS held to older kernels, say):
+        # pyalexnet's own SGEMM, as a 1x1 convolution of the same size, counts too, and the faster one is the
+        # ceiling, so no row reads above 100% of it for want of a better reference.
+        from .. import ops
+
+        x, w = a.reshape(1, n, n // 32, 32), b.reshape(n, n, 1, 1)
+
+        def own():
+            ops.conv2d(x, w)
+        own()
+        t_own = timer.measure(own)
+        own_rate = 2 * n ** 3 / (t_own["median_ms"] * 1e-3)
+        fp32["fp32_candidates"] = {"numpy": fp32["fp32_flops_per_s"], "pyalexnet": own_rate}
+        if own_rate > fp32["fp32_flops_per_s"]:
+            fp32.update(fp32_flops_per_s=own_rate, fp32_timing=t_own,
+                        fp32_how=f"pyalexnet's SGEMM (a 1x1 conv2d, {n}x{n}x{n}), faster than numpy's "
+                                 f"{fp32['fp32_flops_per_s'] / 1e12:.2f} TFLOP/s matmul")
+    del a, b
     return {
         "bandwidth_bytes_per_s": 2 * copy_bytes / (t_copy["median_ms"] * 1e-3),
         "bandwidth_how": how + " (read + write counted)",
         "bandwidth_timing": t_copy,
-        "fp32_flops_per_s": 2 * n ** 3 / (t_mm["median_ms"] * 1e-3),
-        "fp32_how": f"{'cupy (cuBLAS SGEMM)' if timer.kind == 'cuda' else 'numpy (BLAS)'} matmul {n}x{n}x{n} float32",
-        "fp32_timing": t_mm,
+        **fp32,
     }
 
 
