@@ -13,6 +13,7 @@
 // backward calls their *_from_pow forms, which share one d^-beta per channel).
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #include "common.h"
 
@@ -62,6 +63,16 @@ PYA_HD float lrn_pow_neg_with(float d, float beta) {
 }
 PYA_HD float lrn_pow_neg(float d, float beta) {
   return lrn_beta_is_three_quarters(beta) ? lrn_pow_neg_with<true>(d, beta) : lrn_pow_neg_with<false>(d, beta);
+}
+// Host code: calls f(std::bool_constant<beta is 3/4>{}), so code whose loops must not test beta takes the
+// formula at compile time: the GPU launchers as their kernels' template parameter, the CPU's pixel loops
+// (GCC does not vectorise a loop with a branch in it).
+template <class F>
+void with_lrn_formula(float beta, F&& f) {
+  if (lrn_beta_is_three_quarters(beta))
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 PYA_HD float lrn_square(float a) { return a * a; }

@@ -21,16 +21,6 @@ void plane_denominators(const float* a, float* acc, int lo, int hi, int64_t HW, 
   for (int64_t p = 0; p < HW; ++p) acc[p] = lrn_denominator(acc[p], alpha, k);
 }
 
-// Runs body(pow), pow(d) = d^-beta with the formula fixed at compile time: the pixel loops inside have no
-// branch on beta (GCC does not vectorise a loop with one; the general formula's exp2/log2 stay libm calls).
-template <class Body>
-void with_pow_neg(float beta, Body body) {
-  if (lrn_beta_is_three_quarters(beta))
-    body([beta](float d) { return lrn_pow_neg_with<true>(d, beta); });
-  else
-    body([beta](float d) { return lrn_pow_neg_with<false>(d, beta); });
-}
-
 }  // namespace
 
 // Windows up to 2 * kLrnDirectHalf + 1: one (image, channel) plane per iteration. Longer windows: one pixel
@@ -49,8 +39,10 @@ void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int siz
       window(c, C, half, lo, hi);
       plane_denominators(xn, yp, lo, hi, HW, alpha, k);  // y holds d until it is overwritten
       const float* xp = x + pl * HW;
-      with_pow_neg(beta, [&](auto pow_neg) {
-        for (int64_t p = 0; p < HW; ++p) yp[p] = lrn_output_from_pow(xp[p], pow_neg(yp[p]));
+      with_lrn_formula(beta, [&](auto three_quarters) {
+        constexpr bool kThreeQuarters = decltype(three_quarters)::value;
+        for (int64_t p = 0; p < HW; ++p)
+          yp[p] = lrn_output_from_pow(xp[p], lrn_pow_neg_with<kThreeQuarters>(yp[p], beta));
       });
     }
     return;
@@ -94,9 +86,11 @@ void lrn_backward(const float* dy, const float* x, const float* y, float* dx, fl
           for (int64_t p = 0; p < HW; ++p) dxp[p] += lrn_ratio_value(dyj[p], yj[p], dj[p]);
         }
         const float *dyp = dy + pl * HW, *xp = x + pl * HW, *dp = d + pl * HW;
-        with_pow_neg(beta, [&](auto pow_neg) {
+        with_lrn_formula(beta, [&](auto three_quarters) {
+          constexpr bool kThreeQuarters = decltype(three_quarters)::value;
           for (int64_t p = 0; p < HW; ++p)
-            dxp[p] = lrn_input_grad_from_pow(dyp[p], pow_neg(dp[p]), xp[p], dxp[p], two_alpha_beta);
+            dxp[p] = lrn_input_grad_from_pow(dyp[p], lrn_pow_neg_with<kThreeQuarters>(dp[p], beta), xp[p], dxp[p],
+                                             two_alpha_beta);
         });
       }
     }

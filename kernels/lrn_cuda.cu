@@ -206,23 +206,21 @@ dim3 chunk_grid(int C, int64_t pixels, int chunk) {
 template <int H>
 void forward_chunks(const float* x, float* y, int C, int64_t HW, int64_t pixels, float alpha, float beta, float k,
                     Stream stream) {
-  dim3 grid = chunk_grid(C, pixels, kForwardChunk);
-  if (lrn_beta_is_three_quarters(beta))
-    lrn_forward_chunk_kernel<kForwardChunk, H, true><<<grid, kThreads, 0, stream>>>(x, y, C, HW, pixels, alpha, beta, k);
-  else
-    lrn_forward_chunk_kernel<kForwardChunk, H, false><<<grid, kThreads, 0, stream>>>(x, y, C, HW, pixels, alpha, beta, k);
+  const dim3 grid = chunk_grid(C, pixels, kForwardChunk);
+  with_lrn_formula(beta, [&](auto three_quarters) {
+    lrn_forward_chunk_kernel<kForwardChunk, H, decltype(three_quarters)::value>
+        <<<grid, kThreads, 0, stream>>>(x, y, C, HW, pixels, alpha, beta, k);
+  });
 }
 
 template <int H>
 void backward_chunks(const float* dy, const float* x, float* dx, int C, int64_t HW, int64_t pixels, float alpha,
                      float beta, float k, Stream stream) {
-  dim3 grid = chunk_grid(C, pixels, kBackwardChunk);
-  if (lrn_beta_is_three_quarters(beta))
-    lrn_backward_chunk_kernel<kBackwardChunk, H, true>
+  const dim3 grid = chunk_grid(C, pixels, kBackwardChunk);
+  with_lrn_formula(beta, [&](auto three_quarters) {
+    lrn_backward_chunk_kernel<kBackwardChunk, H, decltype(three_quarters)::value>
         <<<grid, kThreads, 0, stream>>>(dy, x, dx, C, HW, pixels, alpha, beta, k);
-  else
-    lrn_backward_chunk_kernel<kBackwardChunk, H, false>
-        <<<grid, kThreads, 0, stream>>>(dy, x, dx, C, HW, pixels, alpha, beta, k);
+  });
 }
 
 }  // namespace
