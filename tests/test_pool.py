@@ -57,19 +57,30 @@ def test_max_pool_backward_matches_numpy(rng, size, stride, H):
     np.testing.assert_allclose(dx, ref_pool_backward(dy, x, size, stride), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("size,stride", [(3, 2), (2, 1), (5, 3)])
-def test_rows_wider_than_the_cpu_scan_chunk_with_ties_and_nans(rng, size, stride):
-    # The CPU scans up to 256 windows of a row together: outputs on both sides of that boundary, ties
-    # (first maximal wins) and NaNs (the first NaN wins) must give the reference's winners.
-    x = np.round(rng.standard_normal((1, 2, 7, 900)), 1).astype(np.float32)
-    x.flat[rng.integers(0, x.size, 40)] = np.nan
+# The CPU finds winners in bands of 8192 floats: groups of whole planes when a plane fits (several planes per
+# band, the last group shorter), else bands of rows of one plane, else (size rows wider than a band) each
+# window's own scan. Shapes (N, C, H, W) that take each path, with windows whose side is a compile-time
+# constant there (2 to 5) and one that is not (7).
+CPU_BAND_CASES = [((3, 7, 13, 13), 3, 2), ((1, 2, 7, 900), 3, 2), ((1, 2, 100, 101), 3, 2), ((1, 1, 90, 97), 2, 1),
+                  ((1, 1, 81, 110), 5, 3), ((1, 2, 60, 150), 7, 2), ((1, 2, 7, 3000), 3, 2), ((1, 1, 5, 5000), 2, 1),
+                  ((2, 1, 9, 1300), 7, 3)]
+
+
+@pytest.mark.parametrize("shape,size,stride", CPU_BAND_CASES)
+def test_every_cpu_band_path_with_ties_and_nans(rng, shape, size, stride):
+    # Ties (the first maximal element wins) and NaNs (the first NaN wins) on both sides of every band boundary.
+    x = np.round(rng.standard_normal(shape), 1).astype(np.float32)
+    x.flat[rng.integers(0, x.size, x.size // 100 + 1)] = np.nan
     y = ops.max_pool(x, size=size, stride=stride)
-    assert y.shape[3] > 256
     np.testing.assert_array_equal(y, ref_pool(x, size, stride))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = ops.max_pool_backward(dy, x, y, size=size, stride=stride)
     # np.argmax (the reference's rule) also returns the first NaN of a window.
     np.testing.assert_allclose(dx, ref_pool_backward(dy, x, size, stride), rtol=1e-6, atol=1e-6)
+    y2, idx = ops.max_pool(x, size=size, stride=stride, return_indices=True)
+    np.testing.assert_array_equal(idx, ref_pool_indices(x, size, stride))
+    np.testing.assert_array_equal(bits(y2), bits(y))
+    np.testing.assert_array_equal(bits(ops.max_pool_backward(dy, x, indices=idx, size=size, stride=stride)), bits(dx))
 
 
 def test_max_pool_backward_matches_finite_differences(rng):
@@ -221,16 +232,6 @@ def test_backward_from_indices_reads_only_the_shape_of_x(rng):
     # Other values, another float dtype, another memory order: the same dx.
     for other in (np.full(x.shape, np.nan, np.float32), x.astype(np.float64), np.asfortranarray(x)):
         np.testing.assert_array_equal(bits(ops.max_pool_backward(dy, other, indices=idx)), bits(want))
-
-
-def test_wide_rows_with_indices(rng):
-    # Rows wider than the CPU's 256-window scan chunk.
-    x = hard_pool_input(rng, (1, 2, 7, 900))
-    y, idx = ops.max_pool(x, return_indices=True)
-    assert y.shape[3] > 256
-    np.testing.assert_array_equal(idx, ref_pool_indices(x))
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    np.testing.assert_array_equal(bits(ops.max_pool_backward(dy, x, indices=idx)), bits(ops.max_pool_backward(dy, x, y)))
 
 
 def test_ties_and_nans_with_indices():
