@@ -76,6 +76,10 @@ CASES = [
     (4, 6, 15, 15, 10, 3, 3, 1, 1, 2),
     (1, 1, 1, 1, 1, 1, 1, 1, 0, 1),
     (2, 3, 6, 5, 2, 2, 2, 4, 1, 1),       # stride larger than the filter: skipped pixels get zero gradient
+    # Rows that line up (stride 1, Q == W): the CPU moves each tap's rows as one flat run.
+    (2, 3, 9, 8, 4, 5, 3, 1, 1, 1),       # 5x3, padding 1: Q == W but P == H - 2
+    (4, 8, 12, 12, 16, 5, 5, 1, 2, 2),    # "same" 5x5, enough work for one image per thread
+    (1, 2, 3, 2, 3, 5, 5, 1, 2, 1),       # wider than the input: some taps see only padding
 ]
 
 
