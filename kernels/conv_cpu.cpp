@@ -68,49 +68,50 @@ void valid_range(int64_t out, int64_t in, int64_t tap, int64_t stride, int64_t p
 bool rows_line_up(const ConvShape& s) { return s.stride == 1 && s.Q == s.W; }
 
 // col[(c*R + r)*S + s][i*PQ + p*Q + q] = x[n0+i, g*Cg + c, p*st - pad + r, q*st - pad + s] (0 in the padding).
+// Threads take rows (c, r, s); a row's ranges and offsets serve all its images.
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
-  const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ;
-  const FastDiv div_rs(s.RS()), div_s(s.S);
+  const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ, image = s.C * s.HW();
   const bool flat = rows_line_up(s);
-#pragma omp parallel for collapse(2) schedule(static) if (worth_forking(rows * ld))
+#pragma omp parallel for schedule(static) if (rows > 1 && worth_forking(rows * ld))
   for (int64_t row = 0; row < rows; ++row) {
-    for (int64_t i = 0; i < nb; ++i) {
-      uint32_t c, rs, r, t;
-      div_rs.divmod(static_cast<uint32_t>(row), c, rs);
-      div_s.divmod(rs, r, t);
-      const float* plane = x + ((n0 + i) * s.C + g * s.Cg() + c) * s.HW();
-      float* dst = col + row * ld + i * PQ;
-      int64_t q_lo, q_hi;
-      valid_range(s.Q, s.W, t, s.stride, s.pad, q_lo, q_hi);
-      if (flat) {
-        int64_t p_lo, p_hi;
-        valid_range(s.P, s.H, r, 1, s.pad, p_lo, p_hi);
-        if (p_lo >= p_hi || q_lo >= q_hi) {
-          std::memset(dst, 0, sizeof(float) * PQ);
-          continue;
-        }
-        // dst[j] = plane[j + shift] from the first valid element to the last: every read inside the plane.
-        const int64_t shift = (int64_t(r) - s.pad) * s.W + (int64_t(t) - s.pad);
-        const int64_t first = p_lo * s.Q + q_lo, last = (p_hi - 1) * s.Q + q_hi;
-        std::memset(dst, 0, sizeof(float) * first);
+    const int64_t c = row / s.RS(), r = row % s.RS() / s.S, t = row % s.S;
+    int64_t p_lo, p_hi, q_lo, q_hi;
+    valid_range(s.P, s.H, r, s.stride, s.pad, p_lo, p_hi);
+    valid_range(s.Q, s.W, t, s.stride, s.pad, q_lo, q_hi);
+    if (q_lo >= q_hi) p_hi = p_lo;  // no element of this row lies in the input
+    const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
+    if (flat) {
+      // dst[j] = plane[j + shift] from the first valid element to the last (every read inside the plane),
+      // zeros around; the run also copies neighbouring rows' elements into the columns that lie in the
+      // padding, which are then zeroed.
+      const int64_t shift = (r - s.pad) * s.W + (t - s.pad);
+      const int64_t first = p_lo < p_hi ? p_lo * s.Q + q_lo : PQ, last = p_lo < p_hi ? (p_hi - 1) * s.Q + q_hi : PQ;
+      const bool ragged = q_lo > 0 || q_hi < s.Q;
+      for (int64_t i = 0; i < nb; ++i) {
+        const float* plane = planes + i * image;
+        float* dst = col + row * ld + i * PQ;
+        for (int64_t j = 0; j < first; ++j) dst[j] = 0.f;
         for (int64_t j = first; j < last; ++j) dst[j] = plane[j + shift];
-        std::memset(dst + last, 0, sizeof(float) * (PQ - last));
-        // The run also copied, into the columns that lie in the padding, the neighbouring rows' elements.
-        for (int64_t p = p_lo; p < p_hi; ++p) {
-          for (int64_t q = 0; q < q_lo; ++q) dst[p * s.Q + q] = 0.f;
-          for (int64_t q = q_hi; q < s.Q; ++q) dst[p * s.Q + q] = 0.f;
-        }
-        continue;
+        for (int64_t j = last; j < PQ; ++j) dst[j] = 0.f;
+        if (ragged)
+          for (int64_t p = p_lo; p < p_hi; ++p) {
+            for (int64_t q = 0; q < q_lo; ++q) dst[p * s.Q + q] = 0.f;
+            for (int64_t q = q_hi; q < s.Q; ++q) dst[p * s.Q + q] = 0.f;
+          }
       }
+      continue;
+    }
+    // Index arithmetic, not a pointer to before the row: w0 is negative in the padding.
+    const int64_t w0 = conv_in_coord(0, t, s.stride, s.pad);
+    for (int64_t i = 0; i < nb; ++i) {
+      const float* plane = planes + i * image;
+      float* dst = col + row * ld + i * PQ;
       for (int64_t p = 0; p < s.P; ++p, dst += s.Q) {
-        const int64_t h = conv_in_coord(p, r, s.stride, s.pad);
-        if (h < 0 || h >= s.H || q_lo >= q_hi) {
+        if (p < p_lo || p >= p_hi) {
           std::memset(dst, 0, sizeof(float) * s.Q);
           continue;
         }
-        // Index arithmetic, not a pointer to before the row: w0 is negative in the padding.
-        const float* src = plane + h * s.W;
-        const int64_t w0 = conv_in_coord(0, t, s.stride, s.pad);
+        const float* src = plane + conv_in_coord(p, r, s.stride, s.pad) * s.W;
         for (int64_t q = 0; q < q_lo; ++q) dst[q] = 0.f;
         if (s.stride == 1) {
           for (int64_t q = q_lo; q < q_hi; ++q) dst[q] = src[w0 + q];

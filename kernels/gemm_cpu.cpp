@@ -122,29 +122,32 @@ void pack_b(int64_t kc, int64_t nc, const float* B, int64_t rs, int64_t cs, floa
   }
 }
 
-// C[0:mr, 0:nr] (+)= Ap (MR x kc panel) * Bp (kc x NR panel).
+// C[0:mr, 0:nr] (+)= Ap (MR x kc panel) * the first NVK vectors of columns of Bp (kc x NR panel), nr <=
+// NVK * VW. A panel's last few columns take a narrower tile (NVK < NV): the small preset's 7x7 maps give
+// 49-column products, whose second panel has one column, a whole tile's work for 1/48 of it at NV.
+template <int NVK>
 void micro_kernel(int64_t kc, const float* __restrict__ Ap, const float* __restrict__ Bp, float* __restrict__ C,
                   int64_t ldc, bool accumulate, int64_t mr, int64_t nr) {
-  vf c[MR][NV];  // fully unrolled below, so these live in registers
+  vf c[MR][NVK];  // fully unrolled below, so these live in registers
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) c[i][v] = vf{};
+    for (int v = 0; v < NVK; ++v) c[i][v] = vf{};
   for (int64_t k = 0; k < kc; ++k) {
-    vf b[NV];
+    vf b[NVK];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = *reinterpret_cast<const vf*>(Bp + k * NR + v * VW);
+    for (int v = 0; v < NVK; ++v) b[v] = *reinterpret_cast<const vf*>(Bp + k * NR + v * VW);
     const float* a = Ap + k * MR;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) c[i][v] += a[i] * b[v];
+      for (int v = 0; v < NVK; ++v) c[i][v] += a[i] * b[v];
   }
-  if (mr == MR && nr == NR) {
+  if (mr == MR && nr == NVK * VW) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
+      for (int v = 0; v < NVK; ++v) {
         vf out = c[i][v];
         if (accumulate) {
           vf old;
@@ -156,7 +159,7 @@ void micro_kernel(int64_t kc, const float* __restrict__ Ap, const float* __restr
     return;
   }
   for (int64_t i = 0; i < mr; ++i) {
-    float row[NR];
+    float row[NVK * VW];
     std::memcpy(row, c[i], sizeof(row));
     float* out = C + i * ldc;
     for (int64_t j = 0; j < nr; ++j) out[j] = accumulate ? out[j] + row[j] : row[j];
@@ -174,9 +177,10 @@ void gemm_tile(int64_t i0, int64_t j0, int64_t mc, int64_t nc, int64_t Kd, const
     for (int64_t jr = 0; jr < nc; jr += NR) {
       const float* Bp = buf.b + (jr / NR) * kc * NR;
       const int64_t nr = nc - jr < NR ? nc - jr : NR;
+      const auto micro = nr <= VW ? micro_kernel<1> : nr <= 2 * VW ? micro_kernel<NV < 2 ? NV : 2> : micro_kernel<NV>;
       for (int64_t ir = 0; ir < mc; ir += MR) {
         const int64_t mr = mc - ir < MR ? mc - ir : MR;
-        micro_kernel(kc, buf.a + (ir / MR) * kc * MR, Bp, C + (i0 + ir) * ldc + j0 + jr, ldc, acc, mr, nr);
+        micro(kc, buf.a + (ir / MR) * kc * MR, Bp, C + (i0 + ir) * ldc + j0 + jr, ldc, acc, mr, nr);
       }
     }
   }
