@@ -50,8 +50,8 @@ enum class ConvPass { forward, backward_data, backward_filter, backward_bias };
 // Division by a run-time constant with a multiply-high and a shift (Granlund and
 // Montgomery), for 0 <= n < 2^31 and 1 <= d < 2^31. The GPU kernels decompose
 // GEMM indices into (channel, row, column) this way every tile, where a real
-// integer division would cost tens of instructions; the CPU im2col uses the same
-// helper so the CPU tests exercise it.
+// integer division would cost tens of instructions. The CUDA emulation
+// (tests/conv_cuda_emulation) checks it against plain division on the CPU.
 struct FastDiv {
   uint32_t d = 1, mul = 0, shift = 0;
   FastDiv() = default;
