@@ -97,35 +97,53 @@ void for_tap_rows(const ConvShape& s, int64_t rows, bool parallel, const F& f) {
 // spent half of a forward in im2col's per-row bookkeeping.
 bool rows_line_up(const ConvShape& s) { return s.stride == 1 && s.Q == s.W; }
 
+// Where tap (r, t) meets the input, for any image: output rows p_lo .. p_hi - 1 and columns q_lo .. q_hi - 1
+// (no rows when none of its elements does). Where rows line up, the tap's row of P*Q elements is
+// plane[j + shift] from `first` (the first element inside the input) to `last` (one past the last).
+struct TapRange {
+  int64_t p_lo, p_hi, q_lo, q_hi, shift, first, last;
+};
+
+TapRange tap_range(const ConvShape& s, int64_t r, int64_t t) {
+  TapRange a;
+  valid_range(s.P, s.H, r, s.stride, s.pad, a.p_lo, a.p_hi);
+  valid_range(s.Q, s.W, t, s.stride, s.pad, a.q_lo, a.q_hi);
+  if (a.q_lo >= a.q_hi) a.p_hi = a.p_lo;
+  a.shift = (r - s.pad) * s.W + (t - s.pad);
+  const bool any = a.p_lo < a.p_hi;
+  a.first = any ? a.p_lo * s.Q + a.q_lo : s.PQ();
+  a.last = any ? (a.p_hi - 1) * s.Q + a.q_hi : s.PQ();
+  return a;
+}
+
+// A flat run between `first` and `last` also covers, in rows p_lo .. p_hi - 1, the columns that lie in the
+// padding (the neighbouring rows' elements): zeroes them in a tap's row.
+void zero_padding_columns(float* row, const ConvShape& s, const TapRange& a) {
+  if (a.q_lo == 0 && a.q_hi == s.Q) return;
+  for (int64_t p = a.p_lo; p < a.p_hi; ++p) {
+    for (int64_t q = 0; q < a.q_lo; ++q) row[p * s.Q + q] = 0.f;
+    for (int64_t q = a.q_hi; q < s.Q; ++q) row[p * s.Q + q] = 0.f;
+  }
+}
+
 // col[(c*R + r)*S + s][i*PQ + p*Q + q] = x[n0+i, g*Cg + c, p*st - pad + r, q*st - pad + s] (0 in the padding).
 // Threads take rows (c, r, s); a row's ranges and offsets serve all its images.
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ, image = s.C * s.HW();
   const bool flat = rows_line_up(s);
   for_tap_rows(s, rows, rows > 1 && worth_forking(rows * ld), [&](int64_t row, int64_t c, int64_t r, int64_t t) {
-    int64_t p_lo, p_hi, q_lo, q_hi;
-    valid_range(s.P, s.H, r, s.stride, s.pad, p_lo, p_hi);
-    valid_range(s.Q, s.W, t, s.stride, s.pad, q_lo, q_hi);
-    if (q_lo >= q_hi) p_hi = p_lo;  // no element of this row lies in the input
+    const TapRange a = tap_range(s, r, t);
     const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
     if (flat) {
-      // dst[j] = plane[j + shift] from the first valid element to the last (every read inside the plane),
-      // zeros around; the run also copies neighbouring rows' elements into the columns that lie in the
-      // padding, which are then zeroed.
-      const int64_t shift = (r - s.pad) * s.W + (t - s.pad);
-      const int64_t first = p_lo < p_hi ? p_lo * s.Q + q_lo : PQ, last = p_lo < p_hi ? (p_hi - 1) * s.Q + q_hi : PQ;
-      const bool ragged = q_lo > 0 || q_hi < s.Q;
+      // The run from the first element inside the input to the last (every read inside the plane), zeros
+      // around it and in the padding columns it crossed.
       for (int64_t i = 0; i < nb; ++i) {
         const float* plane = planes + i * image;
         float* dst = col + row * ld + i * PQ;
-        for (int64_t j = 0; j < first; ++j) dst[j] = 0.f;
-        for (int64_t j = first; j < last; ++j) dst[j] = plane[j + shift];
-        for (int64_t j = last; j < PQ; ++j) dst[j] = 0.f;
-        if (ragged)
-          for (int64_t p = p_lo; p < p_hi; ++p) {
-            for (int64_t q = 0; q < q_lo; ++q) dst[p * s.Q + q] = 0.f;
-            for (int64_t q = q_hi; q < s.Q; ++q) dst[p * s.Q + q] = 0.f;
-          }
+        for (int64_t j = 0; j < a.first; ++j) dst[j] = 0.f;
+        for (int64_t j = a.first; j < a.last; ++j) dst[j] = plane[j + a.shift];
+        for (int64_t j = a.last; j < PQ; ++j) dst[j] = 0.f;
+        zero_padding_columns(dst, s, a);
       }
       return;
     }
@@ -135,18 +153,18 @@ void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t 
       const float* plane = planes + i * image;
       float* dst = col + row * ld + i * PQ;
       for (int64_t p = 0; p < s.P; ++p, dst += s.Q) {
-        if (p < p_lo || p >= p_hi) {
+        if (p < a.p_lo || p >= a.p_hi) {
           std::memset(dst, 0, sizeof(float) * s.Q);
           continue;
         }
         const float* src = plane + conv_in_coord(p, r, s.stride, s.pad) * s.W;
-        for (int64_t q = 0; q < q_lo; ++q) dst[q] = 0.f;
+        for (int64_t q = 0; q < a.q_lo; ++q) dst[q] = 0.f;
         if (s.stride == 1) {
-          for (int64_t q = q_lo; q < q_hi; ++q) dst[q] = src[w0 + q];
+          for (int64_t q = a.q_lo; q < a.q_hi; ++q) dst[q] = src[w0 + q];
         } else {
-          for (int64_t q = q_lo; q < q_hi; ++q) dst[q] = src[w0 + q * s.stride];
+          for (int64_t q = a.q_lo; q < a.q_hi; ++q) dst[q] = src[w0 + q * s.stride];
         }
-        for (int64_t q = q_hi; q < s.Q; ++q) dst[q] = 0.f;
+        for (int64_t q = a.q_hi; q < s.Q; ++q) dst[q] = 0.f;
       }
     }
   });
@@ -168,28 +186,17 @@ void col2im(float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, f
       for (int64_t r = 0; r < s.R; ++r) {
         for (int64_t t = 0; t < s.S; ++t) {
           float* src = col + ((c * s.R + r) * s.S + t) * ld + i * PQ;
-          int64_t q_lo, q_hi;
-          valid_range(s.Q, s.W, t, s.stride, s.pad, q_lo, q_hi);
+          const TapRange a = tap_range(s, r, t);
           if (flat) {
-            int64_t p_lo, p_hi;
-            valid_range(s.P, s.H, r, 1, s.pad, p_lo, p_hi);
-            if (p_lo >= p_hi || q_lo >= q_hi) continue;
-            for (int64_t p = p_lo; p < p_hi; ++p) {
-              for (int64_t q = 0; q < q_lo; ++q) src[p * s.Q + q] = 0.f;
-              for (int64_t q = q_hi; q < s.Q; ++q) src[p * s.Q + q] = 0.f;
-            }
-            const int64_t shift = (r - s.pad) * s.W + (t - s.pad);
-            const int64_t first = p_lo * s.Q + q_lo, last = (p_hi - 1) * s.Q + q_hi;
-            for (int64_t j = first; j < last; ++j) plane[j + shift] += src[j];
+            zero_padding_columns(src, s, a);
+            for (int64_t j = a.first; j < a.last; ++j) plane[j + a.shift] += src[j];
             continue;
           }
-          for (int64_t p = 0; p < s.P; ++p) {
-            const int64_t h = conv_in_coord(p, r, s.stride, s.pad);
-            if (h < 0 || h >= s.H) continue;
-            float* dst = plane + h * s.W;
-            const int64_t w0 = conv_in_coord(0, t, s.stride, s.pad);
+          const int64_t w0 = conv_in_coord(0, t, s.stride, s.pad);
+          for (int64_t p = a.p_lo; p < a.p_hi; ++p) {
+            float* dst = plane + conv_in_coord(p, r, s.stride, s.pad) * s.W;
             const float* row = src + p * s.Q;
-            for (int64_t q = q_lo; q < q_hi; ++q) dst[w0 + q * s.stride] += row[q];
+            for (int64_t q = a.q_lo; q < a.q_hi; ++q) dst[w0 + q * s.stride] += row[q];
           }
         }
       }
