@@ -25,12 +25,11 @@
 // GPU's gather from the bytes, so the same bits again. (A gather per input, the GPU's shape, measured
 // 2.5-4x slower here than even the recomputing scatter: several compares per input against one add per
 // window.)
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 
+#include "gemm_cpu.h"  // cpu_threads_available
 #include "pool.h"
 
 namespace pya::cpu {
@@ -112,7 +111,7 @@ void for_each_window_row(const float* x, int64_t planes, const PoolGeometry& g, 
   const int64_t in = g.H * g.W, s = g.stride;
   const bool parallel = planes * in > (1 << 15);
   if (in <= kBandFloats) {  // groups of whole planes, enough groups to share among the threads
-    const int64_t threads = parallel ? omp_get_max_threads() : 1;
+    const int64_t threads = parallel ? cpu_threads_available() : 1;
     const int64_t group = std::max<int64_t>(1, std::min(kBandFloats / in, (planes + 4 * threads - 1) / (4 * threads)));
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t p0 = 0; p0 < planes; p0 += group) {
