@@ -17,7 +17,8 @@ for k in lrn pool softmax; do python "$here/make_emu.py" "$root/kernels/${k}_cud
 flags=(-std=c++17 -O1 -fopenmp -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
        -Wall -Wextra -Wno-unknown-pragmas -I"$root/kernels" -I"$here" -I"$here/../cuda_emulation_common")
 srcs=("$here/compare_with_cpu.cpp" "$tmp/lrn_emu.cpp" "$tmp/pool_emu.cpp" "$tmp/softmax_emu.cpp"
-      "$root/kernels/lrn_cpu.cpp" "$root/kernels/pool_cpu.cpp" "$root/kernels/softmax_cpu.cpp")
+      "$root/kernels/lrn_cpu.cpp" "$root/kernels/pool_cpu.cpp" "$root/kernels/softmax_cpu.cpp"
+      "$root/kernels/gemm_cpu.cpp")  # pool_cpu asks it for cpu_threads_available
 # Two compilers at a time (this machine's budget); each object on its own so that a failure names its file.
 objs=()
 pids=()
