@@ -50,7 +50,7 @@ constexpr const char* kSimd = "scalar";
 #endif
 constexpr int NR = VW * NV;
 constexpr int64_t MC = 192;  // multiple of MR; MC x KC floats = 192 KiB, L2-resident
-constexpr int64_t KC = 256;  // fixes the bits (see above): changing it changes every result in the last place
+constexpr int64_t KC = kSgemmSlice;  // fixes the bits (see above and gemm_cpu.h)
 constexpr int64_t NC = NR * (288 / NR);  // multiple of NR; kept modest so narrow problems still split into tiles
 static_assert(MC % MR == 0 && NC % NR == 0, "tiles are whole panels");
 
@@ -101,6 +101,54 @@ void pack_a(int64_t mc, int64_t kc, const float* A, int64_t rs, int64_t cs, floa
   }
 }
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define PYA_HAVE_SHUFFLEVECTOR 1
+#endif
+#endif
+
+#ifdef PYA_HAVE_SHUFFLEVECTOR
+// B stored by columns (the filter gradient's col^T): its panels are a transpose. Storing one float at a time
+// into NR-strided slots took 14% of a filter gradient; T x T blocks transposed in registers store whole
+// vectors. dst[k*NR + j] = src[j*cs + k] for j, k < T (T = 4 or 8; GCC and Clang lower the shuffles to
+// the -march's instructions).
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+template <int T>
+inline void transpose_block(const float* src, int64_t cs, float* dst);
+template <>
+inline void transpose_block<4>(const float* src, int64_t cs, float* dst) {
+  v4f r[4];
+  for (int j = 0; j < 4; ++j) std::memcpy(&r[j], src + j * cs, sizeof(v4f));
+  const v4f t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5), t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+  const v4f t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5), t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+  const v4f o[4] = {__builtin_shufflevector(t0, t2, 0, 1, 4, 5), __builtin_shufflevector(t0, t2, 2, 3, 6, 7),
+                    __builtin_shufflevector(t1, t3, 0, 1, 4, 5), __builtin_shufflevector(t1, t3, 2, 3, 6, 7)};
+  for (int k = 0; k < 4; ++k) std::memcpy(dst + k * NR, &o[k], sizeof(v4f));
+}
+template <>
+inline void transpose_block<8>(const float* src, int64_t cs, float* dst) {
+  v8f r[8], t[8], u[8];
+  for (int j = 0; j < 8; ++j) std::memcpy(&r[j], src + j * cs, sizeof(v8f));
+  for (int j = 0; j < 8; j += 2) {
+    t[j] = __builtin_shufflevector(r[j], r[j + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[j + 1] = __builtin_shufflevector(r[j], r[j + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int h = 0; h < 8; h += 4) {
+    u[h] = __builtin_shufflevector(t[h], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[h + 1] = __builtin_shufflevector(t[h], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const v8f lo = __builtin_shufflevector(u[k], u[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    const v8f hi = __builtin_shufflevector(u[k], u[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    std::memcpy(dst + k * NR, &lo, sizeof(v8f));
+    std::memcpy(dst + (k + 4) * NR, &hi, sizeof(v8f));
+  }
+}
+#endif
+
 // B block (kc x nc) -> panels of NR columns: dst[(panel*kc + k)*NR + j], zero-padded columns.
 void pack_b(int64_t kc, int64_t nc, const float* B, int64_t rs, int64_t cs, float* dst) {
   for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += kc * NR) {
@@ -114,6 +162,17 @@ void pack_b(int64_t kc, int64_t nc, const float* B, int64_t rs, int64_t cs, floa
         for (int64_t j = 0; j < nr; ++j) dst[k * NR + j] = src[j];
       }
     } else {
+#ifdef PYA_HAVE_SHUFFLEVECTOR
+      constexpr int T = NR % 8 == 0 ? 8 : 4;
+      if (rs == 1 && nr == NR) {  // whole T x T blocks, then the last kc % T rows
+        const int64_t kt = kc / T * T;
+        for (int64_t j = 0; j < NR; j += T)
+          for (int64_t k = 0; k < kt; k += T) transpose_block<T>(B + (j0 + j) * cs + k, cs, dst + k * NR + j);
+        for (int64_t j = 0; j < NR; ++j)
+          for (int64_t k = kt; k < kc; ++k) dst[k * NR + j] = B[(j0 + j) * cs + k];
+        continue;
+      }
+#endif
       for (int64_t j = 0; j < nr; ++j) {
         const float* src = B + (j0 + j) * cs;
         for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k * rs];

@@ -19,6 +19,15 @@ namespace pya::cpu {
 // order, so the result does not depend on the number of threads and is
 // bit-identical from run to run. Runs single-threaded when called from inside
 // an OpenMP parallel region.
+//
+// The order: each element is one fused multiply-add chain over every slice of
+// kSgemmSlice consecutive k (from +0, in k order), added to C slice by slice.
+// So a product cut into calls at multiples of kSgemmSlice along k (each call
+// after the first accumulating), or cut anywhere along M or N, gives the same
+// bits as one call: conv_cpu.cpp cuts its im2col products into blocks that stay
+// in cache this way.
+constexpr int64_t kSgemmSlice = 256;  // changing it changes every result in the last place
+
 void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t b_rs,
            int64_t b_cs, float* C, int64_t ldc, bool accumulate);
 

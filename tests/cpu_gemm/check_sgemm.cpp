@@ -1,7 +1,7 @@
 // kernels/gemm_cpu.cpp's sgemm against the sums it promises, bit for bit: each element of C is one
 // fused multiply-add chain over a KC-long slice of k in order, starting from +0, added to C slice by
 // slice (a plain multiply and add where the ISA has no FMA). Shapes straddle every blocking edge of every
-// ISA's tile (MR 4/6/8, NR 12/16/48, MC 192, NC up to 288, KC 256), all four operand layouts, C with a
+// ISA's tile (MR 4/6/8, NR 12/16/48, MC 192, NC up to 288, the 256-long slice), all four operand layouts, C with a
 // row stride wider than N (the gap must stay untouched), accumulate or not, and 1, 2 and 3 threads and a
 // call from inside a parallel region (same bits whatever the split).
 // Built and run by tests/test_cpu_gemm.py, once per instruction set; prints ALL OK.
@@ -17,7 +17,7 @@
 
 namespace {
 
-constexpr int64_t kSlice = 256;  // gemm_cpu.cpp's KC
+constexpr int64_t kSlice = pya::cpu::kSgemmSlice;  // the slice gemm_cpu.h promises
 
 float multiply_add(float a, float b, float c) {
 #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
