@@ -66,9 +66,21 @@ void valid_range(int64_t out, int64_t in, int64_t tap, int64_t stride, int64_t p
   if (hi < lo) hi = lo;
 }
 
-// Calls f(row, c, r, t) for the im2col rows row = (c*R + r)*S + t in [0, rows), shared among the threads in
-// contiguous ranges when `parallel`, each range walked with no division per row (im2col of one image's
-// 7x7 maps spent more on a row's divisions than on copying its 49 floats).
+// Calls f(row, c, r, t) for the im2col rows row = (c*R + r)*S + t in [begin, end) in order, with no division
+// per row (im2col of one image's 7x7 maps spent more on a row's divisions than on copying its 49 floats).
+template <class F>
+void walk_tap_rows(const ConvShape& s, int64_t begin, int64_t end, const F& f) {
+  int64_t c = begin / s.RS(), r = begin % s.RS() / s.S, t = begin % s.S;
+  for (int64_t row = begin; row < end; ++row) {
+    f(row, c, r, t);
+    if (++t == s.S) {
+      t = 0;
+      if (++r == s.R) r = 0, ++c;
+    }
+  }
+}
+
+// walk_tap_rows over [0, rows), shared among the threads in contiguous ranges when `parallel`.
 template <class F>
 void for_tap_rows(const ConvShape& s, int64_t rows, bool parallel, const F& f) {
 #pragma omp parallel if (parallel)
@@ -78,15 +90,7 @@ void for_tap_rows(const ConvShape& s, int64_t rows, bool parallel, const F& f) {
 #else
     const int64_t threads = 1, id = 0;
 #endif
-    const int64_t begin = rows * id / threads, end = rows * (id + 1) / threads;
-    int64_t c = begin / s.RS(), r = begin % s.RS() / s.S, t = begin % s.S;
-    for (int64_t row = begin; row < end; ++row) {
-      f(row, c, r, t);
-      if (++t == s.S) {
-        t = 0;
-        if (++r == s.R) r = 0, ++c;
-      }
-    }
+    walk_tap_rows(s, rows * id / threads, rows * (id + 1) / threads, f);
   }
 }
 
@@ -116,13 +120,62 @@ TapRange tap_range(const ConvShape& s, int64_t r, int64_t t) {
   return a;
 }
 
+// Columns k0 .. k1 - 1 of an im2col row (a block of output positions p*Q + q), and the output rows they
+// touch: worked out once per block, not per row.
+struct ColumnRange {
+  int64_t k0, k1, p_first, p_last;
+};
+
+ColumnRange whole_row(const ConvShape& s) { return {0, s.PQ(), 0, s.P - 1}; }
+ColumnRange column_range(const ConvShape& s, int64_t k0, int64_t count) {
+  return {k0, k0 + count, k0 / s.Q, (k0 + count - 1) / s.Q};
+}
+
 // A flat run between `first` and `last` also covers, in rows p_lo .. p_hi - 1, the columns that lie in the
-// padding (the neighbouring rows' elements): zeroes them in a tap's row.
-void zero_padding_columns(float* row, const ConvShape& s, const TapRange& a) {
+// padding (the neighbouring rows' elements): zeroes those of columns k0 .. k1 - 1 in a tap's row (element j
+// at row[j - k0]).
+void zero_padding_columns(float* row, const ConvShape& s, const TapRange& a, const ColumnRange& cols) {
   if (a.q_lo == 0 && a.q_hi == s.Q) return;
-  for (int64_t p = a.p_lo; p < a.p_hi; ++p) {
-    for (int64_t q = 0; q < a.q_lo; ++q) row[p * s.Q + q] = 0.f;
-    for (int64_t q = a.q_hi; q < s.Q; ++q) row[p * s.Q + q] = 0.f;
+  const int64_t Q = s.Q, p_end = std::min(a.p_hi, cols.p_last + 1);
+  for (int64_t p = std::max(a.p_lo, cols.p_first); p < p_end; ++p) {
+    for (int64_t j = std::max(cols.k0, p * Q); j < std::min(cols.k1, p * Q + a.q_lo); ++j) row[j - cols.k0] = 0.f;
+    for (int64_t j = std::max(cols.k0, p * Q + a.q_hi); j < std::min(cols.k1, p * Q + Q); ++j) row[j - cols.k0] = 0.f;
+  }
+}
+
+// Columns `cols` of image n's im2col row for tap (c, r, t), `plane` its channel c:
+//   dst[j - k0] = x[n, g*Cg + c, p*st - pad + r, q*st - pad + t] at j = p*Q + q (0 in the padding).
+void im2col_row(const float* plane, const ConvShape& s, int64_t r, int64_t t, const TapRange& a,
+                const ColumnRange& cols, float* dst) {
+  const int64_t k0 = cols.k0, k1 = cols.k1, Q = s.Q;
+  if (rows_line_up(s)) {
+    // The run from the first element inside the input to the last (every read inside the plane), zeros
+    // around it and in the padding columns it crossed.
+    const int64_t z1 = std::clamp(a.first, k0, k1), z2 = std::clamp(a.last, z1, k1);
+    for (int64_t j = k0; j < z1; ++j) dst[j - k0] = 0.f;
+    for (int64_t j = z1; j < z2; ++j) dst[j - k0] = plane[j + a.shift];
+    for (int64_t j = z2; j < k1; ++j) dst[j - k0] = 0.f;
+    zero_padding_columns(dst, s, a, cols);
+    return;
+  }
+  // Index arithmetic, not a pointer to before the row: w0 is negative in the padding.
+  const int64_t w0 = conv_in_coord(0, t, s.stride, s.pad);
+  for (int64_t p = cols.p_first; p <= cols.p_last; ++p) {
+    const int64_t qb = std::max<int64_t>(0, k0 - p * Q), qe = std::min(Q, k1 - p * Q);
+    float* d = dst + (p * Q - k0);  // d[q] is column p*Q + q, for q in [qb, qe)
+    if (p < a.p_lo || p >= a.p_hi) {
+      for (int64_t q = qb; q < qe; ++q) d[q] = 0.f;
+      continue;
+    }
+    const float* src = plane + conv_in_coord(p, r, s.stride, s.pad) * s.W;
+    const int64_t lo = std::clamp(a.q_lo, qb, qe), hi = std::clamp(a.q_hi, lo, qe);
+    for (int64_t q = qb; q < lo; ++q) d[q] = 0.f;
+    if (s.stride == 1) {
+      for (int64_t q = lo; q < hi; ++q) d[q] = src[w0 + q];
+    } else {
+      for (int64_t q = lo; q < hi; ++q) d[q] = src[w0 + q * s.stride];
+    }
+    for (int64_t q = hi; q < qe; ++q) d[q] = 0.f;
   }
 }
 
@@ -130,43 +183,21 @@ void zero_padding_columns(float* row, const ConvShape& s, const TapRange& a) {
 // Threads take rows (c, r, s); a row's ranges and offsets serve all its images.
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ, image = s.C * s.HW();
-  const bool flat = rows_line_up(s);
+  const ColumnRange cols = whole_row(s);
   for_tap_rows(s, rows, rows > 1 && worth_forking(rows * ld), [&](int64_t row, int64_t c, int64_t r, int64_t t) {
     const TapRange a = tap_range(s, r, t);
     const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
-    if (flat) {
-      // The run from the first element inside the input to the last (every read inside the plane), zeros
-      // around it and in the padding columns it crossed.
-      for (int64_t i = 0; i < nb; ++i) {
-        const float* plane = planes + i * image;
-        float* dst = col + row * ld + i * PQ;
-        for (int64_t j = 0; j < a.first; ++j) dst[j] = 0.f;
-        for (int64_t j = a.first; j < a.last; ++j) dst[j] = plane[j + a.shift];
-        for (int64_t j = a.last; j < PQ; ++j) dst[j] = 0.f;
-        zero_padding_columns(dst, s, a);
-      }
-      return;
-    }
-    // Index arithmetic, not a pointer to before the row: w0 is negative in the padding.
-    const int64_t w0 = conv_in_coord(0, t, s.stride, s.pad);
-    for (int64_t i = 0; i < nb; ++i) {
-      const float* plane = planes + i * image;
-      float* dst = col + row * ld + i * PQ;
-      for (int64_t p = 0; p < s.P; ++p, dst += s.Q) {
-        if (p < a.p_lo || p >= a.p_hi) {
-          std::memset(dst, 0, sizeof(float) * s.Q);
-          continue;
-        }
-        const float* src = plane + conv_in_coord(p, r, s.stride, s.pad) * s.W;
-        for (int64_t q = 0; q < a.q_lo; ++q) dst[q] = 0.f;
-        if (s.stride == 1) {
-          for (int64_t q = a.q_lo; q < a.q_hi; ++q) dst[q] = src[w0 + q];
-        } else {
-          for (int64_t q = a.q_lo; q < a.q_hi; ++q) dst[q] = src[w0 + q * s.stride];
-        }
-        for (int64_t q = a.q_hi; q < s.Q; ++q) dst[q] = 0.f;
-      }
-    }
+    for (int64_t i = 0; i < nb; ++i) im2col_row(planes + i * image, s, r, t, a, cols, col + row * ld + i * PQ);
+  });
+}
+
+// A block of image n's im2col, small enough to stay in cache between im2col and the GEMM that reads it:
+// rows row0 .. row0 + rows - 1 and columns `cols`, at dst[(row - row0) * (k1 - k0) + j - k0].
+void im2col_block(const float* x, const ConvShape& s, int64_t n, int64_t g, int64_t row0, int64_t rows,
+                  const ColumnRange& cols, float* dst) {
+  const float* planes = x + (n * s.C + g * s.Cg()) * s.HW();
+  walk_tap_rows(s, row0, row0 + rows, [&](int64_t row, int64_t c, int64_t r, int64_t t) {
+    im2col_row(planes + c * s.HW(), s, r, t, tap_range(s, r, t), cols, dst + (row - row0) * (cols.k1 - cols.k0));
   });
 }
 
@@ -188,7 +219,7 @@ void col2im(float* col, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, f
           float* src = col + ((c * s.R + r) * s.S + t) * ld + i * PQ;
           const TapRange a = tap_range(s, r, t);
           if (flat) {
-            zero_padding_columns(src, s, a);
+            zero_padding_columns(src, s, a, whole_row(s));
             for (int64_t j = a.first; j < a.last; ++j) plane[j + a.shift] += src[j];
             continue;
           }
@@ -228,23 +259,43 @@ void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
                       std::to_string(conv2d_workspace_floats(s, pass)) + ")");
 }
 
+// The per-image forward and the filter gradient cut each image's im2col into blocks that stay in L2 from
+// im2col to the GEMM that reads them: a whole image's (conv2: 1200 x 729 floats, 3.5 MB) went out to L3
+// and back, and its packing then cost as much as im2col itself. sgemm sums each element of C on its own,
+// over kSgemmSlice-long slices of the reduction, so blocks cut anywhere across the reduction and at slice
+// multiples along it give the same bits as one product (gemm_cpu.h).
+constexpr int64_t kBlockCols = 288;  // forward: output positions per block (a multiple of every ISA's NR)
+constexpr int64_t kBlockRows = 288;  // filter gradient: im2col rows (filter taps) per block
+
+int64_t forward_block_floats(const ConvShape& s) {
+  return std::min(s.CRSg(), kSgemmSlice) * std::min(s.PQ(), kBlockCols);
+}
+int64_t filter_block_floats(const ConvShape& s) {
+  return std::min(s.CRSg(), kBlockRows) * std::min(s.PQ(), kSgemmSlice);
+}
+
+// One thread's buffer on the per-image path: a forward block, or one image's whole dcol (col2im reads it).
+int64_t per_image_floats(const ConvShape& s, ConvPass pass) {
+  return pass == ConvPass::forward ? forward_block_floats(s) : s.CRSg() * s.PQ();
+}
+
 // Threads for the per-image path (0: use the batched one): enough work to be worth a parallel region,
-// enough (image, group) pairs to keep every thread busy, and a workspace with one im2col buffer per thread.
-int64_t per_image_threads(const ConvShape& s, int64_t workspace_floats) {
+// enough (image, group) pairs to keep every thread busy, and a workspace with one buffer per thread.
+int64_t per_image_threads(const ConvShape& s, ConvPass pass, int64_t workspace_floats) {
   if (s.N * s.K * s.CRSg() * s.PQ() < (int64_t(1) << 20)) return 0;
   const int64_t threads =
-      std::min(cpu_threads_available(), workspace_floats / std::max<int64_t>(1, s.CRSg() * s.PQ()));
+      std::min(cpu_threads_available(), workspace_floats / std::max<int64_t>(1, per_image_floats(s, pass)));
   return threads >= 2 && s.N * s.groups >= 2 * threads ? threads : 0;
 }
 
 // Filter gradient: images are dealt round-robin to this many partial sums (from the shape alone, so the
-// summation order never depends on the thread count), each with its own im2col buffer and a private dW;
+// summation order never depends on the thread count), each with its own im2col block and a private dW;
 // the slots run in parallel with no barrier until the final, fixed-order sum of the slots.
 constexpr int64_t kMaxFilterSlots = 8;
 constexpr int64_t kFilterBudgetFloats = int64_t(1) << 23;  // 32 MiB
 
 int64_t filter_slots(const ConvShape& s) {
-  const int64_t per_slot = s.K * s.CRSg() + s.CRSg() * s.PQ();
+  const int64_t per_slot = s.K * s.CRSg() + filter_block_floats(s);
   return std::max<int64_t>(1, std::min<int64_t>({s.N, kMaxFilterSlots, kFilterBudgetFloats / per_slot}));
 }
 
@@ -254,27 +305,34 @@ int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
   if (pass == ConvPass::backward_bias || s.N == 0) return 0;
   if (pass == ConvPass::backward_filter) {
     const int64_t slots = filter_slots(s);
-    return slots * s.CRSg() * s.PQ() + (slots > 1 ? slots * s.K * s.CRSg() : 0);
+    return slots * filter_block_floats(s) + (slots > 1 ? slots * s.K * s.CRSg() : 0);
   }
   const int64_t batched = (s.CRSg() + s.Kg()) * chunk_images(s) * s.PQ();
-  return std::max(batched, cpu_threads_available() * s.CRSg() * s.PQ());
+  return std::max(batched, cpu_threads_available() * per_image_floats(s, pass));
 }
 
 void conv2d_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& s, float* workspace,
                     int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::forward, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
-  if (const int64_t threads = per_image_threads(s, workspace_floats)) {
+  if (const int64_t threads = per_image_threads(s, ConvPass::forward, workspace_floats)) {
     const int64_t PQ = s.PQ();
 #pragma omp parallel num_threads(threads)
     {
-      float* col = workspace + thread_index() * CRS * PQ;
+      float* col = workspace + thread_index() * forward_block_floats(s);
 #pragma omp for schedule(dynamic)
       for (int64_t item = 0; item < s.N * s.groups; ++item) {
         const int64_t n = item / s.groups, g = item % s.groups;
         float* out = y + (n * s.K + g * Kg) * PQ;
-        im2col(x, s, n, 1, g, col);
-        sgemm(Kg, PQ, CRS, w + g * Kg * CRS, CRS, 1, col, PQ, 1, out, PQ, false);
+        for (int64_t j0 = 0; j0 < PQ; j0 += kBlockCols) {
+          const ColumnRange cols = column_range(s, j0, std::min(kBlockCols, PQ - j0));
+          const int64_t nc = cols.k1 - cols.k0;
+          for (int64_t k0 = 0; k0 < CRS; k0 += kSgemmSlice) {
+            const int64_t kc = std::min(kSgemmSlice, CRS - k0);
+            im2col_block(x, s, n, g, k0, kc, cols, col);
+            sgemm(Kg, nc, kc, w + g * Kg * CRS + k0, CRS, 1, col, nc, 1, out + j0, PQ, k0 > 0);
+          }
+        }
         if (b)
           for (int64_t k = 0; k < Kg; ++k)
             for (int64_t j = 0; j < PQ; ++j) out[k * PQ + j] += b[g * Kg + k];
@@ -298,11 +356,11 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
                           int64_t workspace_floats, Stream) {
   check_workspace(s, ConvPass::backward_data, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
-  if (const int64_t threads = per_image_threads(s, workspace_floats)) {
+  if (const int64_t threads = per_image_threads(s, ConvPass::backward_data, workspace_floats)) {
     const int64_t PQ = s.PQ();
 #pragma omp parallel num_threads(threads)
     {
-      float* col = workspace + thread_index() * CRS * PQ;
+      float* col = workspace + thread_index() * per_image_floats(s, ConvPass::backward_data);
 #pragma omp for schedule(dynamic)
       for (int64_t item = 0; item < s.N * s.groups; ++item) {
         const int64_t n = item / s.groups, g = item % s.groups;
@@ -332,17 +390,26 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     std::memset(dw, 0, sizeof(float) * n_dw);
     return;
   }
-  const int64_t slots = filter_slots(s);
-  float* partial = workspace + slots * CRS * PQ;  // slot t's sum at partial + t*n_dw (dw itself for one slot)
+  const int64_t slots = filter_slots(s), block = filter_block_floats(s);
+  float* partial = workspace + slots * block;  // slot t's sum at partial + t*n_dw (dw itself for one slot)
   const bool parallel = slots > 1 && s.N * s.K * CRS * PQ >= (int64_t(1) << 20) && cpu_threads_available() > 1;
 #pragma omp parallel for schedule(dynamic) if (parallel)
   for (int64_t slot = 0; slot < slots; ++slot) {
-    float* col = workspace + slot * CRS * PQ;
+    float* col = workspace + slot * block;
     float* sum = slots > 1 ? partial + slot * n_dw : dw;
     for (int64_t n = slot; n < s.N; n += slots) {
       for (int64_t g = 0; g < s.groups; ++g) {
-        im2col(x, s, n, 1, g, col);
-        sgemm(Kg, CRS, PQ, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, 1, PQ, sum + g * Kg * CRS, CRS, n != slot);
+        const float* dy_g = dy + (n * s.K + g * Kg) * PQ;
+        // Taps j0 .. j0 + nc - 1 of dW_g, over output positions k0 .. k0 + kc - 1 (one slice of the sum).
+        for (int64_t j0 = 0; j0 < CRS; j0 += kBlockRows) {
+          const int64_t nc = std::min(kBlockRows, CRS - j0);
+          for (int64_t k0 = 0; k0 < PQ; k0 += kSgemmSlice) {
+            const ColumnRange cols = column_range(s, k0, std::min(kSgemmSlice, PQ - k0));
+            const int64_t kc = cols.k1 - cols.k0;
+            im2col_block(x, s, n, g, j0, nc, cols, col);
+            sgemm(Kg, nc, kc, dy_g + k0, PQ, 1, col, 1, kc, sum + g * Kg * CRS + j0, CRS, n != slot || k0 > 0);
+          }
+        }
       }
     }
   }

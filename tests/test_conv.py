@@ -130,6 +130,31 @@ def test_large_shape_spans_several_workspace_chunks_and_gemm_blocks(rng):
     assert_close(db, db_ref, 5 * 56 * 56)
 
 
+# The CPU backend cuts each image's im2col into blocks that stay in cache (kernels/conv_cpu.cpp: 256 taps x
+# 288 output positions in the forward, 288 taps x 256 positions in the filter gradient). These shapes have
+# 300 taps per group and 575 positions, so blocks end partway along both, and inside an output row; stride
+# 1 with Q == W (taps moved as flat runs) and stride 2 (row by row).
+BLOCK_EDGE_CASES = [
+    (4, 24, 25, 23, 16, 5, 5, 1, 2, 2),
+    (4, 24, 51, 47, 16, 5, 5, 2, 1, 2),
+]
+
+
+@pytest.mark.parametrize("case", BLOCK_EDGE_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_cpu_im2col_blocks_that_end_anywhere(rng, case):
+    x, w, b, hyper = case_arrays(rng, case)
+    y = ops.conv2d(x, w, b, **hyper)
+    assert_close(y, ref_conv2d(x, w, b, **hyper), w[0].size)
+    for n in range(len(x)):  # a lone image takes the unblocked path: the blocks must not change a bit
+        assert ops.conv2d(x[n:n + 1], w, b, **hyper).tobytes() == y[n:n + 1].tobytes()
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    dx_ref, dw_ref, db_ref = ref_conv2d_backward(dy, x, w, **hyper)
+    assert_close(dx, dx_ref, w.shape[0] // hyper["groups"] * 25)
+    assert_close(dw, dw_ref, dy[:, 0].size)
+    assert_close(db, db_ref, dy[:, 0].size)
+
+
 def test_cpu_workspace_is_bounded():
     # AlexNet conv2 at batch 128: im2col for the whole batch would be 1200 x 93312 floats (448 MB).
     # The forward keeps one image's columns per OpenMP thread (16 threads on the GPU machine), so the
