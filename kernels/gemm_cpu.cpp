@@ -4,7 +4,11 @@
 // reduction is walked in KC slices: the A block (MC x KC) is packed into MR-row
 // panels that stay in L2, the B block (KC x NC) into NR-column panels; the
 // micro-kernel multiplies one MR x KC panel by one KC x NR panel, holding the
-// MR x NR result in registers.
+// MR x NR result in registers. A call on one thread (the CPU convolutions' per-
+// image GEMMs run inside their own parallel region) takes C's column tiles at
+// full height instead and packs each B block once for all MC row blocks (BLIS's
+// loop order): the input gradient's col = W^T dy has up to 12 row blocks, which
+// had each packed the same block of dy again. Loop order never changes a sum.
 //
 // The register tile follows the vector ISA the CPU kernels are compiled for: a
 // fused multiply-add has a latency of about 4 cycles and two issue each cycle, so
@@ -225,21 +229,25 @@ void micro_kernel(int64_t kc, const float* __restrict__ Ap, const float* __restr
   }
 }
 
+// C[i0:i0+mc, j0:j0+nc]; mc may exceed MC (one B block serves every row block).
 void gemm_tile(int64_t i0, int64_t j0, int64_t mc, int64_t nc, int64_t Kd, const float* A, int64_t a_rs, int64_t a_cs,
                const float* B, int64_t b_rs, int64_t b_cs, float* C, int64_t ldc, bool accumulate) {
   PackBuffers& buf = pack_buffers();
   for (int64_t k0 = 0; k0 < Kd; k0 += KC) {
     const int64_t kc = Kd - k0 < KC ? Kd - k0 : KC;
-    pack_a(mc, kc, A + i0 * a_rs + k0 * a_cs, a_rs, a_cs, buf.a);
     pack_b(kc, nc, B + k0 * b_rs + j0 * b_cs, b_rs, b_cs, buf.b);
     const bool acc = accumulate || k0 > 0;
-    for (int64_t jr = 0; jr < nc; jr += NR) {
-      const float* Bp = buf.b + (jr / NR) * kc * NR;
-      const int64_t nr = nc - jr < NR ? nc - jr : NR;
-      const auto micro = nr <= VW ? micro_kernel<1> : nr <= 2 * VW ? micro_kernel<NV < 2 ? NV : 2> : micro_kernel<NV>;
-      for (int64_t ir = 0; ir < mc; ir += MR) {
-        const int64_t mr = mc - ir < MR ? mc - ir : MR;
-        micro(kc, buf.a + (ir / MR) * kc * MR, Bp, C + (i0 + ir) * ldc + j0 + jr, ldc, acc, mr, nr);
+    for (int64_t ic = i0; ic < i0 + mc; ic += MC) {
+      const int64_t mcb = i0 + mc - ic < MC ? i0 + mc - ic : MC;
+      pack_a(mcb, kc, A + ic * a_rs + k0 * a_cs, a_rs, a_cs, buf.a);
+      for (int64_t jr = 0; jr < nc; jr += NR) {
+        const float* Bp = buf.b + (jr / NR) * kc * NR;
+        const int64_t nr = nc - jr < NR ? nc - jr : NR;
+        const auto micro = nr <= VW ? micro_kernel<1> : nr <= 2 * VW ? micro_kernel<NV < 2 ? NV : 2> : micro_kernel<NV>;
+        for (int64_t ir = 0; ir < mcb; ir += MR) {
+          const int64_t mr = mcb - ir < MR ? mcb - ir : MR;
+          micro(kc, buf.a + (ir / MR) * kc * MR, Bp, C + (ic + ir) * ldc + j0 + jr, ldc, acc, mr, nr);
+        }
       }
     }
   }
@@ -296,7 +304,12 @@ void sgemm(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t a_rs, int64
   }
   const int64_t n_tiles = (N + nc_block - 1) / nc_block;
   const int64_t tiles = m_tiles * n_tiles;
-#pragma omp parallel for schedule(dynamic) if (parallel && tiles > 1)
+  if (!parallel || tiles == 1) {  // one thread: B packed once per slice, A once per column tile
+    for (int64_t j0 = 0; j0 < N; j0 += nc_block)
+      gemm_tile(0, j0, M, N - j0 < nc_block ? N - j0 : nc_block, Kd, A, a_rs, a_cs, B, b_rs, b_cs, C, ldc, accumulate);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t i0 = (t % m_tiles) * MC, j0 = (t / m_tiles) * nc_block;
     const int64_t mc = M - i0 < MC ? M - i0 : MC, nc = N - j0 < nc_block ? N - j0 : nc_block;
