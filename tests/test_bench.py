@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pyalexnet
 from pyalexnet import cli
 from pyalexnet.bench import report, rows, spec
 
@@ -47,6 +48,7 @@ def test_quick_cpu_run_writes_json_and_markdown(quick_run):
     assert doc["ceilings"]["bandwidth_bytes_per_s"] > 0 and doc["ceilings"]["fp32_flops_per_s"] > 0
     md = (out / "bench_cpu_quick.md").read_text()
     assert "| row |" in md and "conv3.wgrad" in md and "Training step" in md
+    assert f"CPU kernels built for {pyalexnet.backend_info()['cpu_simd']}" in md
 
 
 def test_every_row_is_present_and_honest_about_availability(quick_run):

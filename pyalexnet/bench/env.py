@@ -77,6 +77,8 @@ def environment(device: str, torch=None, cp=None) -> dict:
         "pyalexnet": info["version"],
         "pyalexnet_commit": git_commit(),
         "pyalexnet_openmp": info["openmp"],
+        "pyalexnet_cpu_simd": info["cpu_simd"],  # the CPU kernels' ISA: AVX-512 vs AVX2 is ~2x in the GEMM
+        "pyalexnet_cpu_threads": info["cpu_threads"],
         "pyalexnet_built_with_cuda": info["built_with_cuda"],
         "pyalexnet_cuda_build": info["cuda_build_version"],
         "cuda_runtime": info["cuda_runtime_version"],

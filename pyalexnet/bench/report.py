@@ -184,6 +184,8 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
           f"Date: {env['date_utc']}, pyalexnet {env['pyalexnet']} ({env.get('pyalexnet_commit') or 'no git'}), "
           f"numpy {env['numpy']}, PyTorch {env.get('torch') or 'not installed'}, CuPy {env.get('cupy') or '-'}, "
           f"CUDA runtime {env.get('cuda_runtime') or '-'}, driver {env.get('cuda_driver') or '-'}.  ",
+          *([f"CPU kernels built for {env['pyalexnet_cpu_simd']}, {env.get('pyalexnet_cpu_threads')} threads.  "]
+            if cfg["device"] == "cpu" and env.get("pyalexnet_cpu_simd") else []),
           f"Batch {cfg['batch']}; times are medians of up to {cfg['repeats']} repeats after warm-up "
           + ("(CUDA events, L2 flushed before each repeat)." if cfg["device"] == "cuda" else "(time.perf_counter)."),
           f"References: " + ", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items()) + ".",
