@@ -87,6 +87,32 @@ def test_only_filters_rows_and_skips_the_step(tmp_path):
     assert doc["steps"] == []
 
 
+def _torch_installed():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("reference", ["auto", "numpy", "torch"])
+def test_cpu_references_are_numpy_and_torch_when_installed(reference, tmp_path):
+    """The issue's CPU comparison: numpy's im2col + matmul always, PyTorch's CPU build too when installed."""
+    if reference == "torch" and not _torch_installed():
+        with pytest.raises(ValueError, match="PyTorch is not installed"):
+            cli.main(["bench", "--quick", "--device", "cpu", "--reference", "torch", "--out", str(tmp_path)])
+        return
+    rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", reference, "--only", "conv5.fwd,relu",
+                   "--no-chart", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    want = {"auto": (["torch_cpu"] if _torch_installed() else []) + ["numpy"], "numpy": ["numpy"],
+            "torch": ["torch_cpu"]}[reference]
+    assert doc["config"]["references"] == want
+    conv = next(r for r in doc["rows"] if r["name"] == "conv5.fwd")
+    assert set(want) <= set(conv["impl"])
+
+
 def test_python_m_benchmarks_help_and_bad_device():
     r = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)

@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 5 on cuda, 1 on cpu)")
     p.add_argument("--step-repeats", type=int, default=None, help="timed training steps (default 20 on cuda, 3 on cpu)")
     p.add_argument("--reference", choices=["auto", "torch", "numpy"], default="auto",
-                   help="the CPU reference: PyTorch when installed (auto), or force one")
+                   help="the CPU references: PyTorch (when installed) and numpy's im2col + matmul (auto), "
+                        "or only one")
     p.add_argument("--out", default="benchmarks/results", help="folder for bench_<device>.{json,md,png}")
     p.add_argument("--quick", action="store_true", help="CI-sized: batch 1, one repeat, small ceilings (seconds, not figures)")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -82,7 +83,9 @@ def run(args) -> int:
     else:
         cp, xp = None, np
         timer = CpuTimer(repeats=repeats, warmup=warmup, budget_s=budget)
-        refs = [Torch("cpu")] if torch is not None and args.reference != "numpy" else [Numpy()]
+        # The CPU comparison: im2col + numpy matmul always, PyTorch's CPU build as well when installed.
+        refs = ([Torch("cpu")] if torch is not None and args.reference != "numpy" else []) + \
+               ([Numpy()] if args.reference != "torch" else [])
     ours = Ours(xp)
     backends = [ours, *refs]
     env = environment(device, torch, cp)
