@@ -19,7 +19,7 @@ void dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, uint64_
 }
 
 void dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float scale, Stream) {
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+#pragma omp parallel for simd schedule(static) if (parallel : n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) dx[i] = dropout_apply(dy[i], mask[i], scale);
 }
 
