@@ -75,6 +75,40 @@ def test_every_row_is_present_and_honest_about_availability(quick_run):
     assert steps["step.paper"]["runs"]["numpy (ops, per layer)"]["status"] == "ok"
     segs = [s["name"] for s in steps["step.paper"]["runs"]["numpy (ops, per layer)"]["segments"]]
     assert segs[0] == "conv1 fwd" and segs[-1] == "sgd update" and "fc8 bwd" in segs
+    small = steps["step.small"]
+    assert small["runs"]["ours (pyalexnet.AlexNet)"]["status"] == "ok"
+    assert small["floor"]["flops"] == spec.step_flops(1, *spec.preset_stages("small"))
+    assert set(small["floor"]["gap"]) == set(small["runs"])
+
+
+@pytest.mark.parametrize("preset", ["paper", "small", "tiny"])
+def test_preset_stages_are_the_models_network(preset):
+    """The references' small-preset step runs the network pyalexnet.AlexNet builds: the same parameter
+    shapes, both towers of a layer as one (grouped) layer."""
+    from pyalexnet.model import parameter_shapes
+
+    stages, image = spec.preset_stages(preset, num_classes=10)
+    model = parameter_shapes(10, preset=preset)
+    for (name, w, b) in spec.parameter_shapes(stages):
+        towers = [model[f"{name}{t}.weight"] for t in "ab"] if f"{name}a.weight" in model else [model[name + ".weight"]]
+        assert w[0] == sum(t[0] for t in towers) and all(w[1:] == t[1:] for t in towers), (name, w, towers)
+        assert b == (w[0],)
+    assert spec.parameter_count(stages) == sum(int(np.prod(v)) for v in model.values())
+    assert image[1] == image[2] == pyalexnet.AlexNet(10, devices="cpu", preset=preset).input_size
+    if preset == "paper":
+        assert spec.preset_stages(preset) == (spec.PAPER, spec.IMAGE)
+
+
+def test_small_step_is_timed_for_pytorch_too_when_installed(tmp_path):
+    if not _torch_installed():
+        pytest.skip("PyTorch is not installed")
+    rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", "torch", "--only", "step", "--no-chart",
+                   "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    small = {s["name"]: s for s in doc["steps"]}["step.small"]
+    assert small["runs"]["torch_cpu (nn.Module + autograd)"]["status"] == "ok", small["runs"]
+    assert "32x32 crops" in small["title"]
 
 
 def test_only_filters_rows_and_skips_the_step(tmp_path):

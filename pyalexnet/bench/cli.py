@@ -18,9 +18,11 @@ from .timing import CpuTimer, GpuTimer, measure_ceilings, nominal_fp32_peak
 DESCRIPTION = """\
 Times every AlexNet op (conv1..conv5 forward, input and filter gradients, LRN, max-pooling, ReLU,
 dropout, softmax cross-entropy, fc6..fc8, the SGD update over 61M parameters) and a whole training
-step, for pyalexnet and a reference on the same device and the same inputs: PyTorch/cuDNN (float32
-and its default TF32) on a GPU; PyTorch's CPU build, else numpy, on a CPU. Writes a table, a JSON
-file and a markdown summary (and a PNG chart when matplotlib is installed) under --out."""
+step, for pyalexnet and references on the same device and the same inputs: PyTorch/cuDNN (float32
+and its default TF32) on a GPU; on a CPU, numpy (im2col + matmul) and PyTorch's CPU build when it is
+installed, and the small preset's training step too (the network `pyalexnet train` trains by
+default). Writes a table, a JSON file and a markdown summary (and a PNG chart when matplotlib is
+installed) under --out."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _selected(name: str, only: list[str] | None) -> bool:
     return only is None or any(o in name for o in only)
+
+
+def _step_floor(flops, runs, ceilings) -> dict:
+    """A step's arithmetic floor (its FLOPs at the measured fp32 ceiling) and each run's multiple of it."""
+    floor = {"flops": flops, "floor_ms": flops / ceilings["fp32_flops_per_s"] * 1e3}
+    if ceilings.get("nominal_fp32_flops_per_s"):
+        floor["nominal_floor_ms"] = flops / ceilings["nominal_fp32_flops_per_s"] * 1e3
+    floor["gap"] = {k: v["median_ms"] / floor["floor_ms"] for k, v in runs.items() if v.get("status") == "ok"}
+    return floor
 
 
 def _import_torch():
@@ -123,17 +134,21 @@ def run(args) -> int:
         for ref in refs:
             if isinstance(ref, Torch):
                 runs[f"{ref.name} (nn.Module + autograd)"] = step.run_torch_autograd(ref, timer, drawer, n, **kw)
-        flops = spec.step_flops(n)
-        floor = {"flops": flops, "floor_ms": flops / ceilings["fp32_flops_per_s"] * 1e3}
-        if ceilings.get("nominal_fp32_flops_per_s"):
-            floor["nominal_floor_ms"] = flops / ceilings["nominal_fp32_flops_per_s"] * 1e3
-        floor["gap"] = {k: v["median_ms"] / floor["floor_ms"] for k, v in runs.items() if v.get("status") == "ok"}
         steps.append({"name": "step.paper", "title": "Training step, the paper's network (60,965,224 parameters)",
-                      "batch": n, "runs": runs, "floor": floor})
+                      "batch": n, "runs": runs, "floor": _step_floor(spec.step_flops(n), runs, ceilings)})
         if not gpu:
-            small = step.run_model(timer, drawer, xp, n, device, preset="small", **kw)
-            steps.append({"name": "step.small", "title": "Training step, pyalexnet.AlexNet preset 'small'",
-                          "batch": n, "runs": {"ours (pyalexnet.AlexNet)": small}})
+            # The network `pyalexnet train` trains by default: what a laptop user waits for.
+            stages, image = spec.preset_stages("small")
+            runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="small", **kw)}
+            for ref in refs:
+                if isinstance(ref, Torch):
+                    runs[f"{ref.name} (nn.Module + autograd)"] = step.run_torch_autograd(
+                        ref, timer, drawer, n, stages=stages, image=image, **kw)
+            steps.append({"name": "step.small",
+                          "title": f"Training step, preset 'small' ({spec.parameter_count(stages):,} parameters, "
+                                   f"{image[1]}x{image[2]} crops)",
+                          "batch": n, "runs": runs,
+                          "floor": _step_floor(spec.step_flops(n, stages, image), runs, ceilings)})
         for sname, name, e in ((s["name"], k, v) for s in steps for k, v in s["runs"].items()):
             print(f"  {sname} {name}: " + (f"{e['median_ms']:.2f} ms, {e['images_per_s']:.1f} images/s"
                                         if e.get("status") == "ok" else f"{e['status']} ({e.get('error', '')})"), flush=True)

@@ -83,9 +83,30 @@ class Shapes:
     pool_out: dict = field(default_factory=dict)   # conv name -> pooled shape
 
 
-def shapes(n: int, stages=PAPER) -> Shapes:
+def preset_stages(preset: str, num_classes: int = NUM_CLASSES):
+    """(stages, image shape) of one of pyalexnet.AlexNet's presets at its default crop size, in PAPER's
+    form: each layer's two towers as one layer, grouped where a tower sees only its own maps. Read from
+    the model's own table, so a reference runs the very network `pyalexnet train` trains."""
+    from .. import model as M
+
+    cfg = M._preset_config(preset, None)
+    sizes = M._spatial_sizes(cfg)
+    stages, c = [], 3
+    for name in M._CONVS:
+        f, r, stride, pad = cfg[name]
+        groups = 1 if name == M._CONVS[0] or name in M._EXCHANGE_BEFORE else 2
+        stages.append(Stage(Conv(name, c, 2 * f, r, stride, pad, groups), lrn=name in M._LRN_AFTER,
+                            pool=name in M._POOL_AFTER))
+        c = 2 * f
+    fin, fc = c * sizes[M._CONVS[-1]] ** 2, 2 * cfg["fc"]
+    stages += [Stage(Linear("fc6", fin, fc), dropout=True), Stage(Linear("fc7", fc, fc), dropout=True),
+               Stage(Linear("fc8", fc, num_classes), relu=False)]
+    return tuple(stages), (3, cfg["input_size"], cfg["input_size"])
+
+
+def shapes(n: int, stages=PAPER, image=IMAGE) -> Shapes:
     s = Shapes(n)
-    c, hw = IMAGE[0], IMAGE[1]
+    c, hw = image[0], image[1]
     for st in stages:
         L = st.layer
         if isinstance(L, Conv):
@@ -121,10 +142,10 @@ def parameter_count(stages=PAPER) -> int:
     return total
 
 
-def step_flops(n: int, stages=PAPER) -> int:
+def step_flops(n: int, stages=PAPER, image=IMAGE) -> int:
     """FLOPs (2 per multiply-add) of one training step's convolutions and matrix products:
     forward, input gradient (except the image's, which training never needs) and weight gradient."""
-    sh = shapes(n, stages)
+    sh = shapes(n, stages, image)
     total = 0
     for i, st in enumerate(stages):
         L = st.layer

@@ -106,12 +106,12 @@ def _guard(fn):
         return {"status": "error", "error": _short(exc)}
 
 
-def run_composed(be, timer, drawer, n, *, repeats, warmup, stages=spec.PAPER) -> dict:
+def run_composed(be, timer, drawer, n, *, repeats, warmup, stages=spec.PAPER, image=spec.IMAGE) -> dict:
     def go():
         with be.context():
             params = [be.asarray(p) for p in _draw_params(drawer, stages)]
             vels = [be.copy(p) * 0 for p in params]
-            x = be.asarray(drawer.normal((n, *spec.IMAGE)))
+            x = be.asarray(drawer.normal((n, *image)))
             labels = be.labels(drawer.labels(n, spec.NUM_CLASSES))
             step = lambda mark: composed_step(be, params, vels, x, labels, mark, stages)   # noqa: E731
             for _ in range(warmup):
@@ -145,13 +145,13 @@ def torch_module(torch, stages=spec.PAPER):
     return nn.Sequential(*layers)
 
 
-def run_torch_autograd(be, timer, drawer, n, *, repeats, warmup, stages=spec.PAPER) -> dict:
+def run_torch_autograd(be, timer, drawer, n, *, repeats, warmup, stages=spec.PAPER, image=spec.IMAGE) -> dict:
     def go():
         torch, F = be.torch, be.F
         with be.context():
             model = torch_module(torch, stages).to("cuda" if be.device == "cuda" else "cpu").train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-            x = be.asarray(drawer.normal((n, *spec.IMAGE)))
+            x = be.asarray(drawer.normal((n, *image)))
             labels = be.labels(drawer.labels(n, spec.NUM_CLASSES))
 
             def step(mark):
