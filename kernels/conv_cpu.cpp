@@ -6,7 +6,8 @@
 // Two ways to spread them over threads:
 //  - per image: forward and data gradient with enough (image, group) pairs give each pair to one thread,
 //    with its own im2col buffer, and write straight into y / dx. No barrier between im2col, GEMM and
-//    col2im: on a busy machine each barrier can wait a whole time slice for a descheduled thread.
+//    col2im: on a busy machine each barrier can wait a whole time slice for a descheduled thread. Small
+//    maps (7x7) go a few images to a pair, side by side in one product (images_per_item).
 //  - batched: otherwise (few images, e.g. one) a chunk of nb images becomes one wide GEMM (cols =
 //    nb*P*Q) run in parallel; Y_g / dY_g are staged in the workspace because their columns are not
 //    evenly strided in NCHW. Chunks keep the workspace bounded.
@@ -181,13 +182,29 @@ void im2col_row(const float* plane, const ConvShape& s, int64_t r, int64_t t, co
 
 // col[(c*R + r)*S + s][i*PQ + p*Q + q] = x[n0+i, g*Cg + c, p*st - pad + r, q*st - pad + s] (0 in the padding).
 // Threads take rows (c, r, s); a row's ranges and offsets serve all its images.
-void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
-  const int64_t rows = s.CRSg(), PQ = s.PQ(), ld = nb * PQ, image = s.C * s.HW();
+// Row `row` = tap (c, r, t) of images n0 .. n0 + nb - 1, image i's columns at dst[i*PQ ..].
+void im2col_images_row(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, int64_t c, int64_t r,
+                       int64_t t, float* dst) {
+  const int64_t PQ = s.PQ(), image = s.C * s.HW();
+  const TapRange a = tap_range(s, r, t);
   const ColumnRange cols = whole_row(s);
+  const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
+  for (int64_t i = 0; i < nb; ++i) im2col_row(planes + i * image, s, r, t, a, cols, dst + i * PQ);
+}
+
+void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
+  const int64_t rows = s.CRSg(), ld = nb * s.PQ();
   for_tap_rows(s, rows, rows > 1 && worth_forking(rows * ld), [&](int64_t row, int64_t c, int64_t r, int64_t t) {
-    const TapRange a = tap_range(s, r, t);
-    const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
-    for (int64_t i = 0; i < nb; ++i) im2col_row(planes + i * image, s, r, t, a, cols, col + row * ld + i * PQ);
+    im2col_images_row(x, s, n0, nb, g, c, r, t, col + row * ld);
+  });
+}
+
+// Rows row0 .. row0 + rows - 1 of images n0 .. n0 + nb - 1 (one thread): col[(row - row0)*nb*PQ + i*PQ + j].
+void im2col_images_block(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, int64_t row0,
+                         int64_t rows, float* col) {
+  const int64_t ld = nb * s.PQ();
+  walk_tap_rows(s, row0, row0 + rows, [&](int64_t row, int64_t c, int64_t r, int64_t t) {
+    im2col_images_row(x, s, n0, nb, g, c, r, t, col + (row - row0) * ld);
   });
 }
 
@@ -270,13 +287,43 @@ constexpr int64_t kBlockRows = 288;  // filter gradient: im2col rows (filter tap
 int64_t forward_block_floats(const ConvShape& s) {
   return std::min(s.CRSg(), kSgemmSlice) * std::min(s.PQ(), kBlockCols);
 }
+// Filter gradient: images whose positions, side by side, fit one kSgemmSlice of the reduction go together
+// (from the shape alone, so the sums never depend on the thread count): the small preset's 7x7 maps made
+// a 49-long reduction per image, which read and wrote all of dW once per 49 positions and transposed col
+// in 49-row panels with a ragged last block; five images make one 245-long sum.
+int64_t filter_images_per_item(const ConvShape& s) {
+  return 2 * s.PQ() > kSgemmSlice ? 1 : std::max<int64_t>(1, std::min(s.N, kSgemmSlice / s.PQ()));
+}
+
+// One slot's buffer: an im2col block (and the items' staged dY when they hold several images).
 int64_t filter_block_floats(const ConvShape& s) {
+  const int64_t nb = filter_images_per_item(s);
+  if (nb > 1) return (std::min(s.CRSg(), kBlockRows) + s.Kg()) * nb * s.PQ();
   return std::min(s.CRSg(), kBlockRows) * std::min(s.PQ(), kSgemmSlice);
 }
 
-// One thread's buffer on the per-image path: a forward block, or one image's whole dcol (col2im reads it).
+// Images per item on the per-image path. Small maps are taken several images at a time, as one product
+// nb*P*Q columns wide staged in the workspace: one image of the small preset's 7x7 maps made a 49-column
+// product, whose last column took a whole register tile, and packed the filters (A) again for 49 columns
+// of work. As many images as fill a block, in a number of items that the threads share evenly. Only
+// which thread computes a column changes, and each column's sum is the same: the same bits. Depends on
+// cpu_threads_available(), so call it (and per_image_floats) outside the parallel region.
+int64_t images_per_item(const ConvShape& s) {
+  const int64_t PQ = s.PQ();
+  if (2 * PQ > kBlockCols || s.N < 2) return 1;
+  const int64_t threads = cpu_threads_available();
+  int64_t items = (s.N + kBlockCols / PQ - 1) / (kBlockCols / PQ);  // per group
+  while ((items * s.groups) % threads != 0 && items < s.N) ++items;
+  return (s.N + items - 1) / items;
+}
+
+// One thread's buffer on the per-image path: a forward block (and its staged output for several images),
+// or the items' whole dcol (col2im reads it; and the staged dY for several images).
 int64_t per_image_floats(const ConvShape& s, ConvPass pass) {
-  return pass == ConvPass::forward ? forward_block_floats(s) : s.CRSg() * s.PQ();
+  const int64_t nb = images_per_item(s), staged = nb > 1 ? s.Kg() * nb * s.PQ() : 0;
+  if (pass == ConvPass::forward)
+    return (nb > 1 ? std::min(s.CRSg(), kSgemmSlice) * nb * s.PQ() : forward_block_floats(s)) + staged;
+  return s.CRSg() * nb * s.PQ() + staged;
 }
 
 // Threads for the per-image path (0: use the batched one): enough work to be worth a parallel region,
@@ -294,9 +341,14 @@ int64_t per_image_threads(const ConvShape& s, ConvPass pass, int64_t workspace_f
 constexpr int64_t kMaxFilterSlots = 8;
 constexpr int64_t kFilterBudgetFloats = int64_t(1) << 23;  // 32 MiB
 
+int64_t filter_items(const ConvShape& s) {
+  const int64_t nb = filter_images_per_item(s);
+  return (s.N + nb - 1) / nb;
+}
+
 int64_t filter_slots(const ConvShape& s) {
   const int64_t per_slot = s.K * s.CRSg() + filter_block_floats(s);
-  return std::max<int64_t>(1, std::min<int64_t>({s.N, kMaxFilterSlots, kFilterBudgetFloats / per_slot}));
+  return std::max<int64_t>(1, std::min<int64_t>({filter_items(s), kMaxFilterSlots, kFilterBudgetFloats / per_slot}));
 }
 
 }  // namespace
@@ -316,13 +368,25 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
   check_workspace(s, ConvPass::forward, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
   if (const int64_t threads = per_image_threads(s, ConvPass::forward, workspace_floats)) {
-    const int64_t PQ = s.PQ();
+    const int64_t PQ = s.PQ(), nb = images_per_item(s), items = (s.N + nb - 1) / nb * s.groups;
+    const int64_t per_thread = per_image_floats(s, ConvPass::forward);  // not inside: it would see 1 thread
 #pragma omp parallel num_threads(threads)
     {
-      float* col = workspace + thread_index() * forward_block_floats(s);
+      float* col = workspace + thread_index() * per_thread;
 #pragma omp for schedule(dynamic)
-      for (int64_t item = 0; item < s.N * s.groups; ++item) {
-        const int64_t n = item / s.groups, g = item % s.groups;
+      for (int64_t item = 0; item < items; ++item) {
+        const int64_t n = item / s.groups * nb, g = item % s.groups;
+        if (nb > 1) {  // images n .. n + m - 1 side by side, staged after the im2col block
+          const int64_t m = std::min(nb, s.N - n), ld = m * PQ;
+          float* stage = col + std::min(CRS, kSgemmSlice) * nb * PQ;
+          for (int64_t k0 = 0; k0 < CRS; k0 += kSgemmSlice) {
+            const int64_t kc = std::min(kSgemmSlice, CRS - k0);
+            im2col_images_block(x, s, n, m, g, k0, kc, col);
+            sgemm(Kg, ld, kc, w + g * Kg * CRS + k0, CRS, 1, col, ld, 1, stage, ld, k0 > 0);
+          }
+          copy_group_maps(s, n, m, g, stage, y, false, b);
+          continue;
+        }
         float* out = y + (n * s.K + g * Kg) * PQ;
         for (int64_t j0 = 0; j0 < PQ; j0 += kBlockCols) {
           const ColumnRange cols = column_range(s, j0, std::min(kBlockCols, PQ - j0));
@@ -357,13 +421,22 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
   check_workspace(s, ConvPass::backward_data, workspace_floats);
   const int64_t nb_max = chunk_images(s), CRS = s.CRSg(), Kg = s.Kg();
   if (const int64_t threads = per_image_threads(s, ConvPass::backward_data, workspace_floats)) {
-    const int64_t PQ = s.PQ();
+    const int64_t PQ = s.PQ(), nb = images_per_item(s), items = (s.N + nb - 1) / nb * s.groups;
+    const int64_t per_thread = per_image_floats(s, ConvPass::backward_data);  // not inside: 1 thread
 #pragma omp parallel num_threads(threads)
     {
-      float* col = workspace + thread_index() * per_image_floats(s, ConvPass::backward_data);
+      float* col = workspace + thread_index() * per_thread;
 #pragma omp for schedule(dynamic)
-      for (int64_t item = 0; item < s.N * s.groups; ++item) {
-        const int64_t n = item / s.groups, g = item % s.groups;
+      for (int64_t item = 0; item < items; ++item) {
+        const int64_t n = item / s.groups * nb, g = item % s.groups;
+        if (nb > 1) {  // images n .. n + m - 1 side by side: dY staged after dcol
+          const int64_t m = std::min(nb, s.N - n), ld = m * PQ;
+          float* stage = col + CRS * nb * PQ;
+          copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
+          sgemm(CRS, ld, Kg, w + g * Kg * CRS, 1, CRS, stage, ld, 1, col, ld, false);
+          col2im(col, s, n, m, g, dx);
+          continue;
+        }
         sgemm(CRS, PQ, Kg, w + g * Kg * CRS, 1, CRS, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, PQ, false);
         col2im(col, s, n, 1, g, dx);
       }
@@ -391,12 +464,28 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     return;
   }
   const int64_t slots = filter_slots(s), block = filter_block_floats(s);
+  const int64_t nb = filter_images_per_item(s), items = filter_items(s);
   float* partial = workspace + slots * block;  // slot t's sum at partial + t*n_dw (dw itself for one slot)
   const bool parallel = slots > 1 && s.N * s.K * CRS * PQ >= (int64_t(1) << 20) && cpu_threads_available() > 1;
 #pragma omp parallel for schedule(dynamic) if (parallel)
   for (int64_t slot = 0; slot < slots; ++slot) {
     float* col = workspace + slot * block;
     float* sum = slots > 1 ? partial + slot * n_dw : dw;
+    if (nb > 1) {  // items of nb images: dY staged after the im2col block, one slice of the reduction each
+      float* stage = col + std::min(CRS, kBlockRows) * nb * PQ;
+      for (int64_t item = slot; item < items; item += slots) {
+        const int64_t n = item * nb, m = std::min(nb, s.N - n), ld = m * PQ;
+        for (int64_t g = 0; g < s.groups; ++g) {
+          copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
+          for (int64_t j0 = 0; j0 < CRS; j0 += kBlockRows) {
+            const int64_t nc = std::min(kBlockRows, CRS - j0);
+            im2col_images_block(x, s, n, m, g, j0, nc, col);
+            sgemm(Kg, nc, ld, stage, ld, 1, col, 1, ld, sum + g * Kg * CRS + j0, CRS, item != slot);
+          }
+        }
+      }
+      continue;
+    }
     for (int64_t n = slot; n < s.N; n += slots) {
       for (int64_t g = 0; g < s.groups; ++g) {
         const float* dy_g = dy + (n * s.K + g * Kg) * PQ;

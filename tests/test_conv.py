@@ -197,16 +197,94 @@ def test_cpu_filter_gradient_is_bit_identical_across_runs(rng):
     assert db1.tobytes() == db2.tobytes()
 
 
-def test_batch_gives_the_same_bits_as_single_images(rng):
-    # With several threads a batch runs one image per thread, a lone image as parallel GEMMs over a wider
-    # split: the summation order is the same, so the bits must be too.
-    x, w, b, hyper = case_arrays(rng, (6, 16, 24, 24, 32, 3, 5, 2, 2, 2))  # above the per-image work threshold
+# Above the per-image path's work threshold. The first runs one image per thread; the others have maps small
+# enough that several images share one product (kernels/conv_cpu.cpp, images_per_item): 13 images in items
+# of 4, 4, 4 and 1 (7x7, as the small preset's conv3-5); 9 images of 6x6 maps, grouped, stride 2.
+BATCH_CASES = [(6, 16, 24, 24, 32, 3, 5, 2, 2, 2), (13, 32, 7, 7, 48, 3, 3, 1, 1, 1), (9, 32, 11, 11, 64, 3, 3, 2, 1, 2)]
+
+
+@pytest.mark.parametrize("case", BATCH_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_batch_gives_the_same_bits_as_single_images(rng, case):
+    # With several threads a batch runs one image (or a few small ones) per thread, a lone image as parallel
+    # GEMMs over a wider split: the summation order is the same, so the bits must be too.
+    x, w, b, hyper = case_arrays(rng, case)
     y = ops.conv2d(x, w, b, **hyper)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx, _, _ = ops.conv2d_backward(dy, x, w, **hyper)
+    assert_close(y, ref_conv2d(x, w, b, **hyper), w[0].size)
+    assert_close(dx, ref_conv2d_backward(dy, x, w, **hyper)[0], w.shape[0] // hyper["groups"] * w[0, 0].size)
     for n in range(len(x)):
         assert ops.conv2d(x[n:n + 1], w, b, **hyper).tobytes() == y[n:n + 1].tobytes()
         assert ops.conv2d_backward(dy[n:n + 1], x[n:n + 1], w, **hyper)[0].tobytes() == dx[n:n + 1].tobytes()
+
+
+@pytest.mark.parametrize("case", BATCH_CASES[1:] + [(45, 8, 7, 7, 16, 3, 3, 1, 1, 1)], ids=lambda c: "x".join(map(str, c)))
+def test_cpu_filter_gradient_of_several_images_per_product(rng, case):
+    # Maps this small go several images to one product in the filter gradient too (images_per_item's
+    # twin, filter_images_per_item): 13 images of 7x7 in items of 5, 5 and 3, 576 taps in blocks of 288;
+    # 45 images in 9 items, more than the 8 partial sums, so a sum takes two items.
+    x, w, _, hyper = case_arrays(rng, case, bias=False)
+    dy = rng.standard_normal(ops.conv2d(x, w, **hyper).shape).astype(np.float32)
+    _, dw, _ = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    assert_close(dw, ref_conv2d_backward(dy, x, w, **hyper)[1], dy[:, 0].size)
+    for n in (1, 4, 6):  # fewer images than one item, and items cut short
+        _, dw_n, _ = ops.conv2d_backward(dy[:n], x[:n], w, need_dx=False, **hyper)
+        assert_close(dw_n, ref_conv2d_backward(dy[:n], x[:n], w, **hyper)[1], dy[:n, 0].size)
+
+
+_THREADS_PROBE = """
+import hashlib, numpy as np
+from pyalexnet import ops
+rng = np.random.default_rng(5)
+for case in {cases!r}:
+    N, C, H, W, K, R, S, stride, pad, groups = case
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C // groups, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    y = ops.conv2d(x, w, b, stride=stride, padding=pad, groups=groups)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = ops.conv2d_backward(dy, x, w, stride=stride, padding=pad, groups=groups)
+    print(hashlib.sha256(b"".join(a.tobytes() for a in (y, *grads))).hexdigest())
+"""
+
+
+def test_cpu_results_do_not_depend_on_the_thread_count():
+    # How the work is cut (images per product, filter-gradient slots, GEMM tiles) may follow the thread
+    # count; the order each element is summed in must not.
+    import subprocess
+    import sys
+
+    cases = BATCH_CASES + [(3, 24, 27, 27, 64, 5, 5, 1, 2, 2), (1, 3, 35, 35, 16, 11, 11, 4, 2, 1)]
+    out = {}
+    for threads in (1, 2, 3):
+        r = subprocess.run([sys.executable, "-c", _THREADS_PROBE.format(cases=cases)], capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": str(threads)}, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out[threads] = r.stdout.split()
+        assert len(out[threads]) == len(cases)
+    assert out[1] == out[2] == out[3]
+
+
+def test_cpu_passes_stay_inside_their_workspace_at_any_thread_count(tmp_path):
+    """tests/cpu_conv/check_workspace.cpp under AddressSanitizer: every pass on an exactly sized workspace at
+    1, 2 and 3 threads, on the small preset's shapes and odd batches of small maps, bit-identical across
+    thread counts."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found")
+    root = Path(__file__).resolve().parent.parent
+    exe = tmp_path / "check_workspace"
+    build = subprocess.run(["g++", "-std=c++17", "-O1", "-g", "-fopenmp", "-march=native", "-fsanitize=address,undefined",
+                            "-fno-sanitize-recover=all", f"-I{root / 'kernels'}", str(root / "tests/cpu_conv/check_workspace.cpp"),
+                            str(root / "kernels/conv_cpu.cpp"), str(root / "kernels/gemm_cpu.cpp"), "-o", str(exe)],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-4000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_WAIT_POLICY": "passive", "ASAN_OPTIONS": "detect_leaks=0"})
+    assert r.returncode == 0 and "ALL OK" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
 
 
 def test_need_dx_and_need_db_skip_those_outputs(rng):
