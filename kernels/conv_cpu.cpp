@@ -219,45 +219,36 @@ void im2col_row(const float* plane, const ConvShape& s, int64_t r, int64_t t, co
   }
 }
 
+// Row `row` = tap (c, r, t) of images n0 .. n0 + nb - 1, columns `cols` of each: image i's at
+// dst[i*(k1 - k0) ..].
+void im2col_images_row(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, int64_t c, int64_t r,
+                       int64_t t, const ColumnRange& cols, float* dst, const PaddingMasks& masks) {
+  const int64_t width = cols.k1 - cols.k0, image = s.C * s.HW();
+  const TapRange a = tap_range(s, r, t);
+  const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
+  for (int64_t i = 0; i < nb; ++i) im2col_row(planes + i * image, s, r, t, a, cols, dst + i * width, masks.row(t));
+}
+
 // col[(c*R + r)*S + s][i*PQ + p*Q + q] = x[n0+i, g*Cg + c, p*st - pad + r, q*st - pad + s] (0 in the padding).
 // Threads take rows (c, r, s); a row's ranges and offsets serve all its images.
-// Row `row` = tap (c, r, t) of images n0 .. n0 + nb - 1, image i's columns at dst[i*PQ ..].
-void im2col_images_row(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, int64_t c, int64_t r,
-                       int64_t t, float* dst, const PaddingMasks& masks) {
-  const int64_t PQ = s.PQ(), image = s.C * s.HW();
-  const TapRange a = tap_range(s, r, t);
-  const ColumnRange cols = whole_row(s);
-  const float* planes = x + (n0 * s.C + g * s.Cg() + c) * s.HW();  // image n0 + i's plane at + i * image
-  for (int64_t i = 0; i < nb; ++i) im2col_row(planes + i * image, s, r, t, a, cols, dst + i * PQ, masks.row(t));
-}
-
 void im2col(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, float* col) {
   const int64_t rows = s.CRSg(), ld = nb * s.PQ();
-  const PaddingMasks masks(s, whole_row(s));
+  const ColumnRange cols = whole_row(s);
+  const PaddingMasks masks(s, cols);
   for_tap_rows(s, rows, rows > 1 && worth_forking(rows * ld), [&](int64_t row, int64_t c, int64_t r, int64_t t) {
-    im2col_images_row(x, s, n0, nb, g, c, r, t, col + row * ld, masks);
+    im2col_images_row(x, s, n0, nb, g, c, r, t, cols, col + row * ld, masks);
   });
 }
 
-// Rows row0 .. row0 + rows - 1 of images n0 .. n0 + nb - 1 (one thread): col[(row - row0)*nb*PQ + i*PQ + j].
-void im2col_images_block(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, int64_t row0,
-                         int64_t rows, float* col) {
-  const int64_t ld = nb * s.PQ();
-  const PaddingMasks masks(s, whole_row(s));
-  walk_tap_rows(s, row0, row0 + rows, [&](int64_t row, int64_t c, int64_t r, int64_t t) {
-    im2col_images_row(x, s, n0, nb, g, c, r, t, col + (row - row0) * ld, masks);
-  });
-}
-
-// A block of image n's im2col, small enough to stay in cache between im2col and the GEMM that reads it:
-// rows row0 .. row0 + rows - 1 and columns `cols`, at dst[(row - row0) * (k1 - k0) + j - k0].
-void im2col_block(const float* x, const ConvShape& s, int64_t n, int64_t g, int64_t row0, int64_t rows,
+// A block of im2col small enough to stay in cache between im2col and the GEMM that reads it (one thread):
+// rows row0 .. row0 + rows - 1, columns `cols` of images n0 .. n0 + nb - 1, at
+// dst[(row - row0)*nb*(k1 - k0) + i*(k1 - k0) + j - k0].
+void im2col_block(const float* x, const ConvShape& s, int64_t n0, int64_t nb, int64_t g, int64_t row0, int64_t rows,
                   const ColumnRange& cols, float* dst) {
-  const float* planes = x + (n * s.C + g * s.Cg()) * s.HW();
+  const int64_t ld = nb * (cols.k1 - cols.k0);
   const PaddingMasks masks(s, cols);
   walk_tap_rows(s, row0, row0 + rows, [&](int64_t row, int64_t c, int64_t r, int64_t t) {
-    im2col_row(planes + c * s.HW(), s, r, t, tap_range(s, r, t), cols, dst + (row - row0) * (cols.k1 - cols.k0),
-               masks.row(t));
+    im2col_images_row(x, s, n0, nb, g, c, r, t, cols, dst + (row - row0) * ld, masks);
   });
 }
 
@@ -436,7 +427,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
           float* stage = col + std::min(CRS, kSgemmSlice) * nb * PQ;
           for (int64_t k0 = 0; k0 < CRS; k0 += kSgemmSlice) {
             const int64_t kc = std::min(kSgemmSlice, CRS - k0);
-            im2col_images_block(x, s, n, m, g, k0, kc, col);
+            im2col_block(x, s, n, m, g, k0, kc, whole_row(s), col);
             sgemm(Kg, ld, kc, w + g * Kg * CRS + k0, CRS, 1, col, ld, 1, stage, ld, k0 > 0);
           }
           copy_group_maps(s, n, m, g, stage, y, false, b);
@@ -448,7 +439,7 @@ void conv2d_forward(const float* x, const float* w, const float* b, float* y, co
           const int64_t nc = cols.k1 - cols.k0;
           for (int64_t k0 = 0; k0 < CRS; k0 += kSgemmSlice) {
             const int64_t kc = std::min(kSgemmSlice, CRS - k0);
-            im2col_block(x, s, n, g, k0, kc, cols, col);
+            im2col_block(x, s, n, 1, g, k0, kc, cols, col);
             sgemm(Kg, nc, kc, w + g * Kg * CRS + k0, CRS, 1, col, nc, 1, out + j0, PQ, k0 > 0);
           }
         }
@@ -534,7 +525,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
           copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
           for (int64_t j0 = 0; j0 < CRS; j0 += kBlockRows) {
             const int64_t nc = std::min(kBlockRows, CRS - j0);
-            im2col_images_block(x, s, n, m, g, j0, nc, col);
+            im2col_block(x, s, n, m, g, j0, nc, whole_row(s), col);
             sgemm(Kg, nc, ld, stage, ld, 1, col, 1, ld, sum + g * Kg * CRS + j0, CRS, item != slot);
           }
         }
@@ -550,7 +541,7 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
           for (int64_t k0 = 0; k0 < PQ; k0 += kSgemmSlice) {
             const ColumnRange cols = column_range(s, k0, std::min(kSgemmSlice, PQ - k0));
             const int64_t kc = cols.k1 - cols.k0;
-            im2col_block(x, s, n, g, j0, nc, cols, col);
+            im2col_block(x, s, n, 1, g, j0, nc, cols, col);
             sgemm(Kg, nc, kc, dy_g + k0, PQ, 1, col, 1, kc, sum + g * Kg * CRS + j0, CRS, n != slot || k0 > 0);
           }
         }
