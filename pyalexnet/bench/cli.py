@@ -56,6 +56,12 @@ def _step_floor(flops, runs, ceilings) -> dict:
     return floor
 
 
+def _torch_autograd_runs(refs, timer, drawer, n, kw) -> dict:
+    """PyTorch's nn.Module + autograd step for each PyTorch reference, by run name."""
+    return {f"{ref.name} (nn.Module + autograd)": step.run_torch_autograd(ref, timer, drawer, n, **kw)
+            for ref in refs if isinstance(ref, Torch)}
+
+
 def _import_torch():
     try:
         import torch
@@ -131,19 +137,14 @@ def run(args) -> int:
                 "ours (ops, per layer)": step.run_composed(ours, timer, drawer, n, **kw)}
         if refs:
             runs[f"{refs[0].name} (ops, per layer)"] = step.run_composed(refs[0], timer, drawer, n, **kw)
-        for ref in refs:
-            if isinstance(ref, Torch):
-                runs[f"{ref.name} (nn.Module + autograd)"] = step.run_torch_autograd(ref, timer, drawer, n, **kw)
+        runs.update(_torch_autograd_runs(refs, timer, drawer, n, kw))
         steps.append({"name": "step.paper", "title": "Training step, the paper's network (60,965,224 parameters)",
                       "batch": n, "runs": runs, "floor": _step_floor(spec.step_flops(n), runs, ceilings)})
         if not gpu:
             # The network `pyalexnet train` trains by default: what a laptop user waits for.
             stages, image = spec.preset_stages("small")
             runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="small", **kw)}
-            for ref in refs:
-                if isinstance(ref, Torch):
-                    runs[f"{ref.name} (nn.Module + autograd)"] = step.run_torch_autograd(
-                        ref, timer, drawer, n, stages=stages, image=image, **kw)
+            runs.update(_torch_autograd_runs(refs, timer, drawer, n, dict(kw, stages=stages, image=image)))
             steps.append({"name": "step.small",
                           "title": f"Training step, preset 'small' ({spec.parameter_count(stages):,} parameters, "
                                    f"{image[1]}x{image[2]} crops)",
