@@ -4,7 +4,9 @@
 
 namespace pya {
 
-PYA_HD float relu_value(float x) { return x > 0.f ? x : 0.f; }
+// A NaN passes through, as numpy's maximum and PyTorch's relu let it: mapped to 0, a NaN weight or
+// activation vanished here and training ran on with a finite loss. Negatives and -0 give +0.
+PYA_HD float relu_value(float x) { return x <= 0.f ? 0.f : x; }
 // Gradient passes where the forward output was positive (ReLU at 0 has gradient 0).
 PYA_HD float relu_grad(float dy, float y) { return y > 0.f ? dy : 0.f; }
 

@@ -9,7 +9,7 @@ from numerics import numeric_grad
 
 
 def ref_relu(x):
-    return np.where(x > 0, x, 0).astype(x.dtype)
+    return np.where(np.isnan(x) | (x > 0), x, 0).astype(x.dtype)  # numpy's maximum(x, 0), but +0 for -0
 
 
 def ref_sgd(w, dw, v, lr, momentum, weight_decay):
@@ -41,6 +41,17 @@ def test_relu_backward_matches_numpy_exactly(rng, shape):
 def test_relu_zero_gives_zero_gradient():
     dx = ops.relu_backward(np.ones(3, np.float32), ops.relu(np.array([0.0, -0.0, 1e-30], np.float32)))
     np.testing.assert_array_equal(dx, [0, 0, 1])
+
+
+SPECIAL = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 3.0, -3.0], np.float32)
+
+
+def test_relu_lets_nan_through():
+    # Mapped to 0, a NaN activation (a NaN weight upstream) vanished and training ran on with a finite loss.
+    y = ops.relu(SPECIAL)
+    np.testing.assert_array_equal(y, np.array([np.nan, np.nan, np.inf, 0, 0, 0, 1e-45, 0, 3, 0], np.float32))
+    assert not np.signbit(y[4:6]).any()  # -0 gives +0
+    np.testing.assert_array_equal(ops.relu_backward(np.ones_like(SPECIAL), y), [0, 0, 1, 0, 0, 0, 1, 0, 1, 0])
 
 
 def test_relu_backward_matches_finite_differences(rng):
@@ -179,6 +190,16 @@ def test_gpu_relu_matches_cpu(cp, rng, shape):
     np.testing.assert_array_equal(cp.asnumpy(y), ops.relu(x))
     dx = ops.relu_backward(cp.asarray(dy), y)
     np.testing.assert_array_equal(cp.asnumpy(dx), ops.relu_backward(dy, ops.relu(x)))
+
+
+@pytest.mark.gpu
+def test_gpu_relu_special_values_match_cpu(cp):
+    x = np.tile(SPECIAL, 1000)  # the vectorised body and the tail
+    y = ops.relu(cp.asarray(x))
+    np.testing.assert_array_equal(cp.asnumpy(y), ops.relu(x))
+    assert (np.signbit(cp.asnumpy(y)) == np.signbit(ops.relu(x))).all()
+    dy = np.ones_like(x)
+    np.testing.assert_array_equal(cp.asnumpy(ops.relu_backward(cp.asarray(dy), y)), ops.relu_backward(dy, ops.relu(x)))
 
 
 @pytest.mark.gpu

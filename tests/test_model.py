@@ -116,6 +116,18 @@ def test_features_and_predict(rng):
     np.testing.assert_allclose(prob, ops.softmax(m.forward(x)), rtol=1e-5, atol=1e-7)
 
 
+def test_a_nan_weight_reaches_the_logits(rng):
+    # So a step that leaves a NaN in the filters gives a NaN loss next, and training stops (TrainingDiverged)
+    # instead of running on: ReLU once mapped NaN to 0 and hid a NaN conv1 filter from every later layer.
+    m = AlexNet(6, preset="small", devices="cpu", seed=0)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    assert np.isfinite(m.forward(x)).all()
+    params = {k: v.copy() for k, v in m.parameters().items()}
+    params["conv1a.weight"][0, 0, 0, 0] = np.nan
+    m.load_parameters(params)
+    assert np.isnan(m.forward(x)).all()
+
+
 def test_dropout_masks_follow_seed_and_step(rng):
     m = AlexNet(5, preset="tiny", devices="cpu", init="he")
     x = rng.standard_normal((4, 3, 15, 15)).astype(np.float32)

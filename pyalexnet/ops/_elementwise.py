@@ -8,7 +8,7 @@ from .._backend import _C
 
 
 def relu(x):
-    """max(0, x), element-wise."""
+    """max(0, x), element-wise; a NaN passes through (as numpy's maximum and PyTorch's relu), -0 gives +0."""
     x = B.as_input(x, "x")
     with B.launch(x) as l:
         y = l.xp.empty_like(x)
