@@ -1,4 +1,6 @@
 """relu, relu_backward and sgd_update against plain numpy, on the CPU and (where present) the GPU."""
+import re
+
 import numpy as np
 import pytest
 
@@ -145,6 +147,24 @@ def test_sgd_refuses_what_it_cannot_update_in_place():
         ops.sgd_update(np.ones(3, np.float32), np.ones(3), np.zeros(3, np.float32), lr=float("nan"))
 
 
+def test_sgd_refuses_arrays_that_share_memory():
+    # Element by element in place, an overlap reads what the update has already written: a wrong step, no error.
+    buf = np.zeros(8, np.float32)
+    w, v, dw = np.ones(8, np.float32), np.zeros(8, np.float32), np.ones(8, np.float32)
+    with pytest.raises(ValueError, match="'v' must not share memory with 'w'"):
+        ops.sgd_update(w, dw, w, lr=0.1)
+    with pytest.raises(ValueError, match="'v' must not share memory with 'w'"):
+        ops.sgd_update(buf[:6], dw[:6], buf[2:], lr=0.1)
+    with pytest.raises(ValueError, match="'dw' must not share memory with 'w'"):
+        ops.sgd_update(w, w, v, lr=0.1)
+    with pytest.raises(ValueError, match="'dw' must not share memory with 'v'"):
+        ops.sgd_update(w, v, v, lr=0.1)
+    np.testing.assert_array_equal(w, 1)  # nothing written
+    np.testing.assert_array_equal(v, 0)
+    ops.sgd_update(buf[:4], dw[:4], buf[4:], lr=0.1)  # two halves of one buffer do not overlap
+    np.testing.assert_allclose(buf, [-0.1] * 4 + [-0.1] * 4)
+
+
 def test_bindings_validate_outputs_too():
     x = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="'x'.*'y'"):
@@ -153,6 +173,19 @@ def test_bindings_validate_outputs_too():
         _C.relu_forward(x, np.empty((2, 3)))
     with pytest.raises(TypeError, match="'x' must be a numpy.ndarray or a CUDA array"):
         _C.relu_forward([1.0], np.empty(1, np.float32))
+
+
+def test_bindings_read_the_dtype_and_byte_order():
+    # The bindings spell a numpy dtype from its descriptor (kind, size, byte order): float32 in the machine's
+    # order is taken, byte-swapped float32 never reinterpreted, and messages name what came.
+    x = np.array([-1.0, 2.0], np.float32)
+    swapped = x.astype(x.dtype.newbyteorder())
+    with pytest.raises(TypeError, match=re.escape(f"'x' must have dtype float32, got {swapped.dtype.str}")):
+        _C.relu_forward(swapped, np.empty(2, np.float32))
+    np.testing.assert_array_equal(ops.relu(swapped), [0, 2])  # the Python layer converts it
+    for dtype, name in ((np.float16, "<f2"), (np.bool_, "|b1"), (np.uint8, "uint8"), (np.int64, "int64")):
+        with pytest.raises(TypeError, match=re.escape(f"'x' must have dtype float32, got {name}")):
+            _C.relu_forward(np.zeros(2, dtype), np.empty(2, np.float32))
 
 
 class FakeGpuArray:
@@ -212,6 +245,18 @@ def test_gpu_sgd_matches_cpu(cp, rng):
         ops.sgd_update(wg, dwg, vg, lr=0.01)
     np.testing.assert_allclose(cp.asnumpy(wg), w, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(cp.asnumpy(vg), v, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_sgd_refuses_arrays_that_share_memory(cp):
+    w, v = cp.ones(8, cp.float32), cp.zeros(8, cp.float32)
+    with pytest.raises(ValueError, match="'v' must not share memory with 'w'"):
+        ops.sgd_update(w, cp.ones(8, cp.float32), w, lr=0.1)
+    with pytest.raises(ValueError, match="'dw' must not share memory with 'v'"):
+        ops.sgd_update(w, v, v, lr=0.1)
+    buf = cp.zeros(8, cp.float32)
+    ops.sgd_update(buf[:4], cp.ones(4, cp.float32), buf[4:], lr=0.1)
+    np.testing.assert_allclose(cp.asnumpy(buf), [-0.1] * 8)
 
 
 @pytest.mark.gpu

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import _backend as B
 from .._backend import _C
 
@@ -34,11 +36,18 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
     for name, a in (("w", w), ("v", v)):
         if not (B.is_gpu_array(a) or hasattr(a, "__array_interface__")):
             raise TypeError(f"argument '{name}' is updated in place and must be a numpy or CuPy array, got {type(a).__name__}")
-        if str(a.dtype) != "float32":
+        if a.dtype != np.float32:
             raise TypeError(f"argument '{name}' is updated in place and must be float32, got {a.dtype}")
     for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
         if not math.isfinite(float(value)):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     dw = B.as_input(dw, "dw")
+    xp = B.cupy_module() if B.is_gpu_array(w) else np
+    # Updated in place element by element: w and v in one buffer, or dw inside either, would read values the
+    # update has already written (no error, a wrong step).
+    arrays = {"w": w, "dw": dw, "v": v}
+    for a, b in (("v", "w"), ("dw", "w"), ("dw", "v")):
+        if type(arrays[a]) is type(arrays[b]) and xp.may_share_memory(arrays[a], arrays[b]):
+            raise ValueError(f"argument '{a}' must not share memory with '{b}': sgd_update writes w and v in place")
     with B.launch(w, dw, v) as l:
         _C.sgd_update(w, dw, v, float(lr), float(momentum), float(weight_decay), l.stream)

@@ -70,7 +70,7 @@ def linear_backward(dy, x, w, *, dw_out=None):
         if type(dw_out) is not type(w):
             raise TypeError(f"argument 'dw_out' must be a {type(w).__module__}.{type(w).__name__} like w, "
                             f"got {type(dw_out).__name__}")
-        if str(dw_out.dtype) != "float32" or tuple(dw_out.shape) != tuple(w.shape) or not dw_out.flags.c_contiguous:
+        if dw_out.dtype != np.float32 or tuple(dw_out.shape) != tuple(w.shape) or not dw_out.flags.c_contiguous:
             raise ValueError(f"argument 'dw_out' must be a C-contiguous float32 array of w's shape {_shape(w)}, "
                              f"got {dw_out.dtype} {_shape(dw_out)}"
                              + ("" if dw_out.flags.c_contiguous else " (not C-contiguous)"))
@@ -171,7 +171,7 @@ def _expect_array(a, name, what):
 def _pool_indices(indices, dy, x_shape, out_shape):
     """indices, checked: uint8, the pooling's output shape, on dy's backend."""
     _expect_array(indices, "indices", "the uint8 array max_pool(..., return_indices=True) returned")
-    if str(indices.dtype) != "uint8":
+    if indices.dtype != np.uint8:
         raise TypeError(f"argument 'indices' must have dtype uint8 (as max_pool(..., return_indices=True) returns "
                         f"it), got {indices.dtype}")
     if tuple(indices.shape) != out_shape:
@@ -254,7 +254,7 @@ def dropout_backward(dy, mask, *, p=0.5):
     """dx of dropout: dy / (1-p) where mask is nonzero, 0 elsewhere. mask: the uint8 mask dropout returned."""
     p = _dropout_p(p)
     dy = B.as_input(dy, "dy")
-    if mask is None or not hasattr(mask, "dtype") or str(mask.dtype) != "uint8":
+    if mask is None or not hasattr(mask, "dtype") or mask.dtype != np.uint8:
         raise TypeError(f"argument 'mask' must be the uint8 mask returned by dropout, got "
                         f"{getattr(mask, 'dtype', type(mask).__name__)}")
     with B.launch(dy, mask) as l:
