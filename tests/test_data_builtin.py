@@ -14,6 +14,17 @@ def test_generation_is_deterministic():
     assert not np.array_equal(a_img, c_img)
 
 
+def test_generation_does_not_depend_on_the_chunk_size(monkeypatch):
+    # generate() works through the images a chunk at a time: any chunk size gives the same data set.
+    from pyalexnet.data import _builtin
+    whole = generate(300, seed=5)
+    for chunk in (1, 7, 128, 299):
+        monkeypatch.setattr(_builtin, "_CHUNK", chunk)
+        got = generate(300, seed=5)
+        np.testing.assert_array_equal(got[0], whole[0])
+        np.testing.assert_array_equal(got[1], whole[1])
+
+
 def test_splits_shape_balance_and_cache():
     s = load_dataset("builtin")
     assert s is not None and load_dataset(None).train.images is s.train.images  # generated once per process

@@ -19,6 +19,7 @@ CROP_SIZE = 32
 TRAIN_SIZE = 5000
 VAL_SIZE = 1000
 _SEED = 20121203  # fixed: "builtin" is one data set, the same on every machine
+_CHUNK = 128  # images generated together (their float64 temporaries stay in cache)
 
 
 def _shape_masks(labels, u, v, freq, phase):
@@ -66,19 +67,25 @@ def generate(n: int, seed: int, size: int = IMAGE_SIZE):
     gradient = rng.uniform(-40, 40, (n, 2, 3))  # background brightness change across the image, per channel
 
     grid = (np.arange(size, dtype=np.float32) + 0.5)
-    r_ = radius[:, None, None].astype(np.float32)
-    v = (grid[None, :, None] - cy[:, None, None].astype(np.float32)) / r_
-    u = (grid[None, None, :] - cx[:, None, None].astype(np.float32)) / r_
-    u, v = np.broadcast_arrays(u, v)
-    f3 = lambda a: a[:, None, None].astype(np.float32)  # noqa: E731
-    mask = _shape_masks(labels, u, v, f3(freq), f3(phase))
-
     t = (grid / size - 0.5).astype(np.float32)
-    background = (bg[:, None, None, :].astype(np.float32) + t[None, :, None, None] * gradient[:, None, None, 0, :]
-                  + t[None, None, :, None] * gradient[:, None, None, 1, :].astype(np.float32))
-    images = np.where(mask[..., None], fg[:, None, None, :].astype(np.float32), background)
-    images += 8 * rng.standard_normal(images.shape, dtype=np.float32)
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8), labels
+    f3 = lambda a: a[:, None, None].astype(np.float32)  # noqa: E731
+    images = np.empty((n, size, size, 3), np.uint8)
+    # A chunk of images at a time, each step as for all at once (the same bits; the noise is drawn in the
+    # same order): whole-set float64 temporaries of n*size*size*3 went through memory five times, 4.5 s
+    # of the 5000 training images' 4.8.
+    for i in range(0, n, _CHUNK):
+        k = slice(i, min(n, i + _CHUNK))
+        r_ = radius[k, None, None].astype(np.float32)
+        v = (grid[None, :, None] - cy[k, None, None].astype(np.float32)) / r_
+        u = (grid[None, None, :] - cx[k, None, None].astype(np.float32)) / r_
+        u, v = np.broadcast_arrays(u, v)
+        mask = _shape_masks(labels[k], u, v, f3(freq[k]), f3(phase[k]))
+        background = (bg[k, None, None, :].astype(np.float32) + t[None, :, None, None] * gradient[k, None, None, 0, :]
+                      + t[None, None, :, None] * gradient[k, None, None, 1, :].astype(np.float32))
+        chunk = np.where(mask[..., None], fg[k, None, None, :].astype(np.float32), background)
+        chunk += 8 * rng.standard_normal(chunk.shape, dtype=np.float32)
+        images[k] = np.clip(np.rint(chunk), 0, 255)
+    return images, labels
 
 
 @functools.lru_cache(maxsize=2)
