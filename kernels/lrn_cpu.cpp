@@ -1,4 +1,5 @@
 #include "lrn.h"
+#include "cpu_parallel.h"
 
 namespace pya::cpu {
 namespace {
@@ -30,7 +31,7 @@ void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int siz
   const int half = size / 2;
   if (half <= kLrnDirectHalf) {
     const int64_t planes = N * C;
-#pragma omp parallel for schedule(static) if (planes * HW > (1 << 15))
+#pragma omp parallel for schedule(static) if (planes * HW > kComputeParallelMin)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const int c = int(pl % C);
       const float* xn = x + (pl - c) * HW;  // image pl / C, channel 0
@@ -48,7 +49,7 @@ void lrn_forward(const float* x, float* y, int64_t N, int C, int64_t HW, int siz
     return;
   }
   const int64_t pixels = N * HW;
-#pragma omp parallel for schedule(static) if (pixels * C > (1 << 15))
+#pragma omp parallel for schedule(static) if (pixels * C > kComputeParallelMin)
   for (int64_t p = 0; p < pixels; ++p) {
     const int64_t off = (p / HW) * C * HW + p % HW;
     lrn_forward_pixel(x + off, y + off, C, HW, half, alpha, beta, k);
@@ -63,7 +64,7 @@ void lrn_backward(const float* dy, const float* x, const float* y, float* dx, fl
   if (half <= kLrnDirectHalf) {
     const int64_t planes = N * C;
     const float two_alpha_beta = 2.f * alpha * beta;
-#pragma omp parallel if (planes * HW > (1 << 15))
+#pragma omp parallel if (planes * HW > kComputeParallelMin)
     {
 #pragma omp for schedule(static)
       for (int64_t pl = 0; pl < planes; ++pl) {
@@ -97,7 +98,7 @@ void lrn_backward(const float* dy, const float* x, const float* y, float* dx, fl
     return;
   }
   const int64_t pixels = N * HW;
-#pragma omp parallel for schedule(static) if (pixels * C > (1 << 15))
+#pragma omp parallel for schedule(static) if (pixels * C > kComputeParallelMin)
   for (int64_t p = 0; p < pixels; ++p) {
     const int64_t off = (p / HW) * C * HW + p % HW;
     lrn_denominators(x + off, d + off, C, HW, half, alpha, k);

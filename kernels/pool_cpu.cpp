@@ -29,6 +29,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "cpu_parallel.h"
 #include "gemm_cpu.h"  // cpu_threads_available
 #include "pool.h"
 
@@ -109,7 +110,7 @@ template <class Size, class Visit>
 void for_each_window_row(const float* x, int64_t planes, const PoolGeometry& g, Size size, int64_t tap_pitch,
                          const Visit& visit) {
   const int64_t in = g.H * g.W, s = g.stride;
-  const bool parallel = planes * in > (1 << 15);
+  const bool parallel = planes * in > kComputeParallelMin;
   if (in <= kBandFloats) {  // groups of whole planes, enough groups to share among the threads
     const int64_t threads = parallel ? cpu_threads_available() : 1;
     const int64_t group = std::max<int64_t>(1, std::min(kBandFloats / in, (planes + 4 * threads - 1) / (4 * threads)));
@@ -222,7 +223,7 @@ void max_pool_backward_from_indices(const float* dy, const uint8_t* winner, floa
   int64_t offset_of[256];
   for (int tap = 0; tap < 256; ++tap) offset_of[tap] = pool_tap_offset<int64_t>(tap, size, W);
   const int64_t in = H * W, out = g.OH * g.OW, s = stride;
-#pragma omp parallel for schedule(static) if (planes * in > (1 << 15))
+#pragma omp parallel for schedule(static) if (planes * in > kStreamParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
     const uint8_t* wp = winner + p * out;
     const float* dyp = dy + p * out;

@@ -1,4 +1,5 @@
 #include "softmax.h"
+#include "cpu_parallel.h"
 
 namespace pya::cpu {
 namespace {
@@ -29,7 +30,7 @@ template <class Label>
 void cross_entropy(const float* x, const Label* labels, float* row_loss, float* dx, double* stats, int64_t N,
                    int64_t K) {
   float inv_batch = 1.f / static_cast<float>(N);
-#pragma omp parallel for schedule(static) if (N * K > (1 << 15))
+#pragma omp parallel for schedule(static) if (N * K > kComputeParallelMin)
   for (int64_t r = 0; r < N; ++r) {
     const float* xr = x + r * K;
     float* dr = dx + r * K;
@@ -45,7 +46,7 @@ void cross_entropy(const float* x, const Label* labels, float* row_loss, float* 
 }  // namespace
 
 void softmax_forward(const float* x, float* p, int64_t N, int64_t K, Stream) {
-#pragma omp parallel for schedule(static) if (N * K > (1 << 15))
+#pragma omp parallel for schedule(static) if (N * K > kComputeParallelMin)
   for (int64_t r = 0; r < N; ++r) {
     RowStats st = row_stats(x + r * K, K);
     float inv_sum = 1.f / st.sum_exp;
