@@ -316,6 +316,16 @@ void copy_group_maps(const ConvShape& s, int64_t n0, int64_t nb, int64_t g, cons
   }
 }
 
+// dx of images n0 .. n0 + nb - 1 in group g, as one product: their dY_g staged side by side in `stage`
+// (Kg x nb*PQ), dcol = W_g^T dY_g in `col` (CRgS x nb*PQ), then col2im. Both paths of the data gradient.
+void data_gradient_of_images(const float* dy, const float* w, float* dx, const ConvShape& s, int64_t n0, int64_t nb,
+                             int64_t g, float* col, float* stage) {
+  const int64_t CRS = s.CRSg(), Kg = s.Kg(), ld = nb * s.PQ();
+  copy_group_maps(s, n0, nb, g, dy, stage, true, nullptr);
+  sgemm(CRS, ld, Kg, w + g * Kg * CRS, 1, CRS, stage, ld, 1, col, ld, false);
+  col2im(col, s, n0, nb, g, dx);
+}
+
 void check_workspace(const ConvShape& s, ConvPass pass, int64_t have) {
   if (have < conv2d_workspace_floats(s, pass))
     throw KernelError("conv2d: workspace too small (" + std::to_string(have) + " floats, need " +
@@ -476,11 +486,7 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
       for (int64_t item = 0; item < items; ++item) {
         const int64_t n = item / s.groups * nb, g = item % s.groups;
         if (nb > 1) {  // images n .. n + m - 1 side by side: dY staged after dcol
-          const int64_t m = std::min(nb, s.N - n), ld = m * PQ;
-          float* stage = col + CRS * nb * PQ;
-          copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
-          sgemm(CRS, ld, Kg, w + g * Kg * CRS, 1, CRS, stage, ld, 1, col, ld, false);
-          col2im(col, s, n, m, g, dx);
+          data_gradient_of_images(dy, w, dx, s, n, std::min(nb, s.N - n), g, col, col + CRS * nb * PQ);
           continue;
         }
         sgemm(CRS, PQ, Kg, w + g * Kg * CRS, 1, CRS, dy + (n * s.K + g * Kg) * PQ, PQ, 1, col, PQ, false);
@@ -490,14 +496,9 @@ void conv2d_backward_data(const float* dy, const float* w, float* dx, const Conv
     return;
   }
   for (int64_t n0 = 0; n0 < s.N; n0 += nb_max) {
-    const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * s.PQ();
-    float* col = workspace;
-    float* stage = workspace + CRS * ld;
-    for (int64_t g = 0; g < s.groups; ++g) {
-      copy_group_maps(s, n0, nb, g, dy, stage, true, nullptr);
-      sgemm(CRS, ld, Kg, w + g * Kg * CRS, 1, CRS, stage, ld, 1, col, ld, false);
-      col2im(col, s, n0, nb, g, dx);
-    }
+    const int64_t nb = std::min(nb_max, s.N - n0);
+    for (int64_t g = 0; g < s.groups; ++g)
+      data_gradient_of_images(dy, w, dx, s, n0, nb, g, workspace, workspace + CRS * nb * s.PQ());
   }
 }
 
