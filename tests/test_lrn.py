@@ -69,6 +69,16 @@ def test_lrn_backward_matches_the_formula_and_finite_differences(rng, size, C):
     np.testing.assert_allclose(dx, numeric, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_lrn_backward_on_larger_planes(rng, beta):
+    # The other backward tests use planes of a few pixels: here 37 x 29 (the vectorised loops' bodies and tails).
+    params = dict(size=5, alpha=0.01, beta=beta, k=2.0)
+    x = (rng.standard_normal((3, 6, 37, 29)) * 5).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx = ops.lrn_backward(dy, x, ops.lrn(x, **params), **params)
+    np.testing.assert_allclose(dx, ref_lrn_backward(dy, x, **params), rtol=2e-5, atol=2e-5)
+
+
 def test_lrn_backward_at_the_paper_defaults(rng):
     x = (rng.standard_normal((2, 16, 3, 3)) * 30).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
