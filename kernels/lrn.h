@@ -45,17 +45,8 @@ PYA_HD float lrn_at_least(float v, float m) {
 }
 PYA_HD bool lrn_beta_is_three_quarters(float beta) { return beta == 0.75f; }
 PYA_HD float lrn_pow_neg_three_quarters(float d) {
-#if defined(__CUDA_ARCH__)
   float r = lrn_rsqrt(d);
   return r * (r * lrn_rsqrt(lrn_at_least(r, 1.17549435e-38f)));  // FLT_MIN: r >= 5e-20 for every finite d
-#else
-  // The host has no fast reciprocal square root (without -ffast-math), so the form above cost two square
-  // roots and two divisions. 1 / d^3/4 with d^3/4 = sqrt(d) * sqrt(sqrt(d)) <= 1e29 for every finite d takes
-  // one division (the small preset's LRN forward 145 -> 124 us), rounds four times instead of six, and gives
-  // 0 for d = inf and NaN for NaN, as the form above does.
-  const float s = std::sqrt(d);
-  return 1.f / (s * std::sqrt(s));
-#endif
 }
 PYA_HD float lrn_pow_neg_general(float d, float beta) {
 #if defined(__CUDA_ARCH__)
