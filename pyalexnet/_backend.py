@@ -99,6 +99,15 @@ def is_gpu_array(x: Any) -> bool:
     return hasattr(x, "__cuda_array_interface__")
 
 
+def may_share_memory(a: Any, b: Any) -> bool:
+    """Whether two numpy arrays, or two CuPy arrays, might overlap. False for arrays of two kinds (the launch
+    refuses those) and for GPU arrays that are not CuPy's."""
+    if type(a) is not type(b):
+        return False
+    xp = np if isinstance(a, np.ndarray) else cupy_module()
+    return xp is not None and bool(xp.may_share_memory(a, b))
+
+
 def to_host(a: Any) -> np.ndarray:
     """`a` as a numpy array: copied from the GPU (synchronising) for CuPy, else as it is."""
     return cupy_module().asnumpy(a) if is_gpu_array(a) else np.asarray(a)

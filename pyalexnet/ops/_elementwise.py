@@ -46,9 +46,7 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
     # update has already written (no error, a wrong step). Arrays of two kinds are refused by launch below.
     arrays = {"w": w, "dw": dw, "v": v}
     for a, b in (("v", "w"), ("dw", "w"), ("dw", "v")):
-        x, y = arrays[a], arrays[b]
-        xp = np if isinstance(x, np.ndarray) else B.cupy_module()
-        if type(x) is type(y) and xp is not None and xp.may_share_memory(x, y):
+        if B.may_share_memory(arrays[a], arrays[b]):
             raise ValueError(f"argument '{a}' must not share memory with '{b}': sgd_update writes w and v in place")
     with B.launch(w, dw, v) as l:
         _C.sgd_update(w, dw, v, float(lr), float(momentum), float(weight_decay), l.stream)

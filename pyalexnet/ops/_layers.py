@@ -74,8 +74,7 @@ def linear_backward(dy, x, w, *, dw_out=None):
             raise ValueError(f"argument 'dw_out' must be a C-contiguous float32 array of w's shape {_shape(w)}, "
                              f"got {dw_out.dtype} {_shape(dw_out)}"
                              + ("" if dw_out.flags.c_contiguous else " (not C-contiguous)"))
-        xp = B.cupy_module() if B.is_gpu_array(w) else np
-        if any(xp.may_share_memory(dw_out, a) for a in (dy, x, w)):
+        if any(B.may_share_memory(dw_out, a) for a in (dy, x, w)):
             raise ValueError("argument 'dw_out' must not share memory with dy, x or w")
     with B.launch(dy, x, w, dw_out) as l:
         dx = l.xp.matmul(dy, w).reshape(x.shape)
