@@ -7,12 +7,11 @@ seen or GPU facts are asked for, so numpy-only users never pay for it.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import os
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 # Threads that finish their work sleep at once instead of spinning, in both thread pools a CPU step
 # uses: ours (OpenMP) and numpy's BLAS (OpenBLAS, fc6-fc8). Each pool's spinning threads take the cores
@@ -225,27 +224,48 @@ def as_input(x: Any, name: str, dtype=np.float32):
 
 
 class Launch:
-    """Where one op call runs: `xp` allocates outputs, `stream` goes to _C."""
+    """Where one op call runs: `xp` allocates outputs, `stream` goes to _C. A CPU Launch is its own
+    context manager (nothing to enter); a GPU one enters its device."""
 
-    __slots__ = ("xp", "stream", "device")
+    __slots__ = ("xp", "stream", "device", "_device_context")
 
-    def __init__(self, xp, stream: int, device: int) -> None:
+    def __init__(self, xp, stream: int | None, device: int, device_context=None) -> None:
         self.xp = xp
         self.stream = stream
         self.device = device
+        self._device_context = device_context
+
+    def __enter__(self) -> "Launch":
+        if self._device_context is not None:
+            self._device_context.__enter__()
+            self.stream = self.xp.cuda.get_current_stream().ptr  # the device's current stream, read inside it
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._device_context is not None:
+            self._device_context.__exit__(*exc)
 
 
-@contextlib.contextmanager
-def launch(*arrays) -> Iterator[Launch]:
-    """Chooses the backend from the arrays and, for GPU arrays, enters their device.
+# Every CPU op shares this one: nothing in it changes. A plain object instead of a generator context manager
+# keeps the per-op cost in Python small (measured: `with launch(x, y)` of two numpy arrays 4.1 -> 0.9 us;
+# ops.relu of 10 elements 9.5-11 -> 5.5-8 us on a loaded host).
+_CPU_LAUNCH = Launch(np, 0, -1)
+
+
+def launch(*arrays) -> Launch:
+    """Chooses the backend from the arrays; `with launch(...) as l:` enters the GPU arrays' device.
 
     Mixing numpy and GPU arrays is a TypeError and arrays on two GPUs a
     ValueError (the bindings check again before launching).
     """
+    for a in arrays:
+        if a is not None and type(a) is not np.ndarray:
+            break
+    else:
+        return _CPU_LAUNCH  # the common case, checked first and cheaply: numpy arrays only
     gpu = [is_gpu_array(a) for a in arrays if a is not None]
     if not any(gpu):
-        yield Launch(np, 0, -1)
-        return
+        return _CPU_LAUNCH
     if not all(gpu):
         raise TypeError("all array arguments must be numpy arrays, or all CuPy arrays on one GPU; got a mix")
     cp = cupy_module()
@@ -253,8 +273,7 @@ def launch(*arrays) -> Iterator[Launch]:
     if len(devices) > 1:
         raise ValueError(f"array arguments are on different GPUs {sorted(devices)}; copy them to one device")
     (dev,) = devices
-    with cp.cuda.Device(dev):
-        yield Launch(cp, cp.cuda.get_current_stream().ptr, dev)
+    return Launch(cp, None, dev, cp.cuda.Device(dev))
 
 
 # softmax_cross_entropy's CUDA kernel counts its finished blocks on one uint32 in device memory: the block that

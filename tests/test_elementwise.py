@@ -210,6 +210,19 @@ def test_numpy_mixed_with_a_gpu_array_is_a_type_error():
         _C.relu_forward(np.ones(4, np.float32), FakeGpuArray(4))
 
 
+def test_launch_picks_the_backend_from_the_arrays(tmp_path):
+    from pyalexnet import _backend as B
+
+    mm = np.memmap(tmp_path / "a", np.float32, "w+", shape=(4,))  # an ndarray subclass is still numpy
+    for arrays in [(np.ones(4, np.float32),), (None, np.ones(2, np.float32)), (mm,), ()]:
+        with B.launch(*arrays) as l:
+            assert l.xp is np and l.stream == 0 and l.device == -1
+    for arrays in [(np.ones(4, np.float32), FakeGpuArray(4)), (FakeGpuArray(4), None, np.ones(4, np.float32))]:
+        with pytest.raises(TypeError, match="mix"):
+            with B.launch(*arrays):
+                pass
+
+
 # --- GPU: the CUDA backend against the CPU backend ------------------------------------------------------
 
 
