@@ -40,6 +40,11 @@ if python3 -c "import pyalexnet, sys; sys.exit(0 if pyalexnet.cuda_available() e
   step check-tests 150 bash scripts/gpu_check.sh "$work/check" tests
   step bench 150 bash benchmarks/run_gpu.sh "$work/bench" --repeats 20 --step-repeats 5
   step train 90 python3 -m pyalexnet train --device cuda --checkpoint-dir "$work/train"
+  # Where a small-preset GPU step spends its time in Python (session 4's H100 trained it at only 8-14 ms a
+  # step at batch 32, for kernels of microseconds): the top of the profile goes into the summary.
+  step profile 60 python3 -m cProfile -o "$work/train_gpu.prof" -m pyalexnet train --device cuda --steps 300 --quiet
+  python3 -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('tottime').print_stats(25)" \
+    "$work/train_gpu.prof" > "$work/profile_top.txt" 2>&1 && grep -A32 "ncalls" "$work/profile_top.txt" >> "$summary"
   step data 70 python3 -m pyalexnet.data.bench --out "$work/data"
   step memcheck 150 bash scripts/gpu_check.sh "$work/check" memcheck
   step racecheck 400 bash scripts/gpu_check.sh "$work/check" racecheck
