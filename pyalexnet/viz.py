@@ -56,6 +56,52 @@ def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:
     return [(float(h["epoch"]), float(h[key])) for h in history if h.get(key) is not None]
 
 
+def _lr_cuts(history: Sequence[dict]) -> list:
+    """The epochs whose learning rate is below the previous epoch's."""
+    return [h["epoch"] for prev, h in zip(history, history[1:]) if h.get("lr") and prev.get("lr") and h["lr"] < prev["lr"]]
+
+
+def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr_cuts=()) -> None:
+    """One chart in `box` (left, top, right, bottom): each of `lines` (label, [(epoch, value)], colour) as
+    a line with dots and a legend entry; values clipped to value_range, epochs ticked, lr cuts marked."""
+    left, top, right, bottom = box
+    (lo, hi), (e_lo, e_hi) = value_range, epoch_range
+    draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
+    draw.text((left, top - 22), title, fill=(0, 0, 0), font=font)
+
+    def to_xy(e, v):
+        x = left + (e - e_lo) / (e_hi - e_lo) * (right - left)
+        y = bottom - (min(max(v, lo), hi) - lo) / (hi - lo) * (bottom - top)
+        return x, y
+
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        v = lo + frac * (hi - lo)
+        _, y = to_xy(e_lo, v)
+        draw.line([left - 4, y, left, y], fill=(0, 0, 0))
+        draw.text((left - 45, y - 6), f"{v:.3g}", fill=(0, 0, 0), font=font)
+    ticks = range(math.ceil(e_lo), math.floor(e_hi) + 1)
+    for e in ticks:
+        x, _ = to_xy(e, lo)
+        draw.line([x, bottom, x, bottom + 4], fill=(0, 0, 0))
+        if len(ticks) <= 21 or e % max(1, len(ticks) // 10) == 0:
+            draw.text((x - 3, bottom + 6), str(e), fill=(0, 0, 0), font=font)
+    draw.text(((left + right) // 2 - 15, bottom + 22), "epoch", fill=(0, 0, 0), font=font)
+    for e in sorted(set(lr_cuts)):
+        x, _ = to_xy(e, lo)
+        draw.line([x, top, x, bottom], fill=(150, 150, 150))
+        draw.text((x + 2, bottom - 14), "lr/10", fill=(120, 120, 120), font=font)
+    legend_w = 8 + 6 * max([len(label) for label, _, _ in lines] + [0])
+    for i, (label, points, colour) in enumerate(lines):
+        pts = [to_xy(e, v) for e, v in points if math.isfinite(v)]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        for x, y in pts:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        y = top + 12 + 14 * i
+        draw.line([right - legend_w - 25, y, right - legend_w - 5, y], fill=colour, width=2)
+        draw.text((right - legend_w, y - 6), label, fill=(0, 0, 0), font=font)
+
+
 def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420)) -> Image.Image:
     """Training curves from train()'s history: top-1 error (train and validation) and loss per epoch,
     with the epochs where the learning rate was divided marked."""
@@ -65,49 +111,42 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420))
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    panels = [("top-1 error", [("train", "train_top1", (31, 119, 180)), ("validation", "val_top1", (214, 39, 40))],
-               (0.0, 1.0)),
-              ("loss", [("train", "train_loss", (31, 119, 180)), ("validation", "val_loss", (214, 39, 40))], None)]
     epochs = [float(h["epoch"]) for h in history]
-    e_lo, e_hi = min(epochs + [0.0]), max(epochs + [1.0])
-    lr_cuts = [h["epoch"] for prev, h in zip(history, history[1:]) if h.get("lr") and prev.get("lr")
-               and h["lr"] < prev["lr"]]
-    panel_w = width // len(panels)
-    for p, (title, lines, fixed) in enumerate(panels):
-        left, top, right, bottom = p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45
-        values = [v for _, key, _ in lines for _, v in _series(history, key) if math.isfinite(v)]
-        lo, hi = fixed if fixed else (0.0, max(values + [1e-6]) * 1.05)
-        draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
-        draw.text((left, 8), title, fill=(0, 0, 0), font=font)
+    epoch_range = (min(epochs + [0.0]), max(epochs + [1.0]))
+    panel_w = width // 2
+    for p, (title, keys) in enumerate([("top-1 error", ("train_top1", "val_top1")), ("loss", ("train_loss", "val_loss"))]):
+        lines = [(label, _series(history, key), colour)
+                 for label, key, colour in zip(("train", "validation"), keys, ((31, 119, 180), (214, 39, 40)))]
+        values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
+        value_range = (0.0, 1.0) if p == 0 else (0.0, max(values + [1e-6]) * 1.05)
+        _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), title, lines,
+                    value_range, epoch_range, _lr_cuts(history))
+    return img
 
-        def to_xy(e, v):
-            x = left + (e - e_lo) / (e_hi - e_lo) * (right - left)
-            y = bottom - (min(max(v, lo), hi) - lo) / (hi - lo) * (bottom - top)
-            return x, y
 
-        for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-            v = lo + frac * (hi - lo)
-            _, y = to_xy(e_lo, v)
-            draw.line([left - 4, y, left, y], fill=(0, 0, 0))
-            draw.text((left - 45, y - 6), f"{v:.3g}", fill=(0, 0, 0), font=font)
-        for e in sorted(set(int(x) for x in epochs)):
-            x, _ = to_xy(e, lo)
-            draw.line([x, bottom, x, bottom + 4], fill=(0, 0, 0))
-            if len(epochs) <= 20 or e % max(1, len(epochs) // 10) == 0:
-                draw.text((x - 3, bottom + 6), str(e), fill=(0, 0, 0), font=font)
-        draw.text(((left + right) // 2 - 15, bottom + 22), "epoch", fill=(0, 0, 0), font=font)
-        for e in lr_cuts:
-            x, _ = to_xy(e, lo)
-            draw.line([x, top, x, bottom], fill=(150, 150, 150))
-            draw.text((x + 2, top + 2), "lr/10", fill=(120, 120, 120), font=font)
-        for i, (label, key, colour) in enumerate(lines):
-            pts = [to_xy(e, v) for e, v in _series(history, key) if math.isfinite(v)]
-            if len(pts) > 1:
-                draw.line(pts, fill=colour, width=2)
-            for x, y in pts:
-                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-            draw.line([right - 90, top + 12 + 14 * i, right - 70, top + 12 + 14 * i], fill=colour, width=2)
-            draw.text((right - 65, top + 6 + 14 * i), label, fill=(0, 0, 0), font=font)
+# Distinct colours for up to 10 runs (matplotlib's tab10), then repeated.
+_RUN_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validation top-1 error",
+               size: tuple[int, int] = (700, 440)) -> Image.Image:
+    """Several runs' histories in one chart, one line each: {label: history}. The epochs where any run
+    divided its learning rate are marked."""
+    if not histories or not any(histories.values()):
+        raise ValueError("no histories to draw: train at least one epoch")
+    width, height = size
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    epochs = [float(h["epoch"]) for hist in histories.values() for h in hist]
+    lines = [(label, _series(hist, key), _RUN_COLOURS[i % len(_RUN_COLOURS)])
+             for i, (label, hist) in enumerate(histories.items())]
+    values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
+    value_range = (0.0, 1.0) if key.endswith(("top1", "top5")) else (0.0, max(values + [1e-6]) * 1.05)
+    cuts = [e for hist in histories.values() for e in _lr_cuts(hist)]
+    _draw_panel(draw, font, (50, 30, width - 15, height - 45), title, lines, value_range,
+                (min(epochs + [0.0]), max(epochs + [1.0])), cuts)
     return img
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pyalexnet import AlexNet
-from pyalexnet.viz import curves_image, filters_image
+from pyalexnet.viz import curves_image, filters_image, runs_image
 
 
 @pytest.fixture
@@ -50,3 +50,18 @@ def test_curves_draw_both_series_and_mark_lr_cuts():
 def test_curves_need_a_history():
     with pytest.raises(ValueError, match="history is empty"):
         curves_image([])
+
+
+def test_runs_draw_one_line_per_run_and_mark_every_runs_lr_cuts():
+    def history(cut, slope):
+        return [dict(epoch=e, lr=0.01 if e < cut else 0.001, val_top1=1 - slope * e) for e in range(1, 6)]
+
+    img = np.asarray(runs_image({"seed 0": history(3, 0.15), "seed 1": history(4, 0.1)}, size=(500, 300)))
+    assert img.shape == (300, 500, 3)
+    blue = ((img[..., 0] == 31) & (img[..., 1] == 119) & (img[..., 2] == 180)).sum()  # first run's colour
+    orange = ((img[..., 0] == 255) & (img[..., 1] == 127) & (img[..., 2] == 14)).sum()  # second run's
+    assert blue > 50 and orange > 50
+    grey_columns = np.flatnonzero(((img[..., 0] == 150) & (img[..., 1] == 150) & (img[..., 2] == 150)).sum(0) > 100)
+    assert len(grey_columns) == 2  # cuts at epochs 3 and 4
+    with pytest.raises(ValueError, match="no histories"):
+        runs_image({})

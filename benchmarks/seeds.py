@@ -1,0 +1,149 @@
+"""How far a training recipe's result depends on its seed: the same `pyalexnet train` for several seeds.
+
+A recipe can look good on the one seed it was tuned on and fail on another, or on another machine whose
+rounding differs in the last place (a different BLAS thread count or CPU is enough to change every later
+bit). This runs the command once per seed and writes, into --out:
+
+    seeds.md    a table: each seed's ten-crop top-1 error and its validation error per epoch
+    seeds.json  the same, with every history row and the command
+    seeds.png   validation top-1 error per epoch, one line per seed
+
+Usage (the arguments after -- go to `pyalexnet train`):
+
+    python3 -m benchmarks.seeds --seeds 0-7 --jobs 2 --out benchmarks/results/seeds_small_cpu [-- --lr 0.005]
+
+With --jobs N > 1 each run gets cores/N threads (OMP_NUM_THREADS and OPENBLAS_NUM_THREADS), which
+changes the fully connected layers' rounding from a one-job run: compare recipes run with the same --jobs.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_TEN_CROP = re.compile(r"ten-crop.*?top-1 error ([0-9.]+), top-5 error ([0-9.]+)")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-3,7" -> [0, 1, 2, 3, 7]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            seeds += list(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds must be like 0-7 or 0,2,5, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got {text!r}")
+    return sorted(set(seeds))
+
+
+def run_one(seed: int, train_args: list[str], work: Path, threads: int | None) -> dict:
+    """One `pyalexnet train --seed SEED` in a subprocess; its history and ten-crop errors."""
+    history = work / f"history_seed{seed}.jsonl"
+    cmd = [sys.executable, "-m", "pyalexnet", "train", "--quiet", "--seed", str(seed), "--history", str(history),
+           *train_args]
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
+    m = _TEN_CROP.search(proc.stdout)
+    return dict(seed=seed, returncode=proc.returncode, seconds=round(seconds, 1), history=rows,
+                top1=float(m.group(1)) if m else None, top5=float(m.group(2)) if m else None,
+                error=None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1])
+
+
+def _percent(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
+    from pyalexnet.viz import runs_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "seeds.json").write_text(json.dumps(dict(meta, runs=runs), indent=1) + "\n")
+    finished = sorted(r["top1"] for r in runs if r["top1"] is not None)
+    lines = [f"# `pyalexnet train {' '.join(meta['train_args'])}` for {len(runs)} seeds", "",
+             f"{meta['date']}, code {meta['commit']}, {meta['machine']}, {meta['jobs']} runs at a time "
+             f"({meta['threads_per_run'] or 'default'} threads each).", ""]
+    if finished:
+        lines += [f"Ten-crop top-1 error: median {_percent(finished[len(finished) // 2])}, worst "
+                  f"{_percent(finished[-1])}, best {_percent(finished[0])}; "
+                  f"{sum(e > 0.05 for e in finished)} of {len(runs)} runs above 5%.", ""]
+    epochs = max((len(r["history"]) for r in runs), default=0)
+    lines += ["| seed | ten-crop top-1 | top-5 | minutes | validation top-1 per epoch (%; * = lr below the first epoch's) |",
+              "|---|---|---|---|---|"]
+    for r in runs:
+        first_lr = r["history"][0]["lr"] if r["history"] else None
+        curve = " ".join(f"{100 * h['val_top1']:.0f}{'*' if h['lr'] < first_lr else ''}" for h in r["history"])
+        status = "" if r["error"] is None else f" (failed: {r['error']})"
+        lines.append(f"| {r['seed']} | {_percent(r['top1'])}{status} | {_percent(r['top5'])} | "
+                     f"{r['seconds'] / 60:.1f} | {curve} |")
+    (out / "seeds.md").write_text("\n".join(lines) + "\n")
+    written = [out / "seeds.md", out / "seeds.json"]
+    histories = {f"seed {r['seed']}: {_percent(r['top1'])}": r["history"] for r in runs if r["history"]}
+    if histories and epochs:
+        runs_image(histories, title=f"validation top-1 error, {len(runs)} seeds").save(out / "seeds.png")
+        written.append(out / "seeds.png")
+    return written
+
+
+def _commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True)
+        return rev.stdout.strip() + ("+modified" if dirty.stdout.strip() else "") if rev.returncode == 0 else "?"
+    except OSError:
+        return "?"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(prog="python3 -m benchmarks.seeds", description=__doc__.splitlines()[0],
+                                 epilog="Arguments after -- go to `pyalexnet train` (not --seed, --history, --quiet).")
+    ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 0,3,5 (default: 0-7)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
+    ap.add_argument("--out", required=True, type=Path, help="folder for seeds.md, seeds.json and seeds.png")
+    args = ap.parse_args(own)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
+    for flag in ("--seed", "--history", "--quiet", "--checkpoint-dir", "--resume"):
+        if any(a == flag or a.startswith(flag + "=") for a in train_args):
+            ap.error(f"{flag} is set by this script for each run; leave it out of the arguments after --")
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads, commit=_commit(),
+                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp, cf.ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_one, s, train_args, Path(tmp), threads): s for s in args.seeds}
+        for done, fut in enumerate(cf.as_completed(futures), 1):
+            r = fut.result()
+            runs.append(r)
+            print(f"[{done}/{len(futures)}] seed {r['seed']}: ten-crop top-1 error {_percent(r['top1'])}"
+                  f"{'' if r['error'] is None else ' (failed: ' + r['error'] + ')'}, {r['seconds'] / 60:.1f} min",
+                  flush=True)
+    runs.sort(key=lambda r: r["seed"])
+    for path in write_report(runs, meta, args.out):
+        print(path)
+    return 0 if all(r["error"] is None for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

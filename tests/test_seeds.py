@@ -1,0 +1,53 @@
+"""benchmarks/seeds.py: one `pyalexnet train` per seed, a table, the histories and a picture."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_files import cifar_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _seeds(*args):
+    return subprocess.run([sys.executable, "-m", "benchmarks.seeds", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_runs_every_seed_and_writes_the_table_the_histories_and_the_picture(tmp_path):
+    cifar_folder(tmp_path / "c", np.random.default_rng(0), per_batch=8)
+    out = tmp_path / "out"
+    p = _seeds("--seeds", "0,1", "--jobs", "2", "--out", str(out), "--",
+               "--data", f"cifar10:{tmp_path / 'c'}", "--epochs", "2", "--batch-size", "8", "--workers", "0")
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "seeds.json").read_text())
+    assert [r["seed"] for r in report["runs"]] == [0, 1] and report["threads_per_run"] >= 1
+    for r in report["runs"]:
+        assert r["error"] is None and 0 <= r["top1"] <= 1 and [h["epoch"] for h in r["history"]] == [1, 2]
+    # different seeds, different runs (weights, order, augmentation)
+    assert report["runs"][0]["history"][0]["train_loss"] != report["runs"][1]["history"][0]["train_loss"]
+    table = (out / "seeds.md").read_text()
+    assert "| 0 |" in table and "| 1 |" in table and "--epochs 2" in table
+    assert Image.open(out / "seeds.png").size == (700, 440)
+
+
+def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):
+    p = _seeds("--seeds", "3", "--out", str(tmp_path / "out"), "--", "--data", str(tmp_path / "no-such-folder"))
+    assert p.returncode == 1
+    report = json.loads((tmp_path / "out" / "seeds.json").read_text())
+    assert report["runs"][0]["error"] and report["runs"][0]["top1"] is None
+    assert "failed" in (tmp_path / "out" / "seeds.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "x"], "seeds must be like"),
+    (["--seeds", "0", "--", "--seed", "4"], "--seed is set by this script"),
+    (["--seeds", "0", "--jobs", "0"], "--jobs must be at least 1"),
+])
+def test_bad_arguments_are_refused(tmp_path, args, message):
+    p = _seeds("--out", str(tmp_path), *args)
+    assert p.returncode == 2 and message in p.stderr
