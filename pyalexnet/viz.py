@@ -58,7 +58,8 @@ def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:
 
 def _lr_cuts(history: Sequence[dict]) -> list:
     """The epochs whose learning rate is below the previous epoch's."""
-    return [h["epoch"] for prev, h in zip(history, history[1:]) if h.get("lr") and prev.get("lr") and h["lr"] < prev["lr"]]
+    return [h["epoch"] for prev, h in zip(history, history[1:])
+            if h.get("lr") and prev.get("lr") and h["lr"] < prev["lr"]]
 
 
 def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr_cuts=()) -> None:
@@ -114,7 +115,8 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420))
     epochs = [float(h["epoch"]) for h in history]
     epoch_range = (min(epochs + [0.0]), max(epochs + [1.0]))
     panel_w = width // 2
-    for p, (title, keys) in enumerate([("top-1 error", ("train_top1", "val_top1")), ("loss", ("train_loss", "val_loss"))]):
+    panels = [("top-1 error", ("train_top1", "val_top1")), ("loss", ("train_loss", "val_loss"))]
+    for p, (title, keys) in enumerate(panels):
         lines = [(label, _series(history, key), colour)
                  for label, key, colour in zip(("train", "validation"), keys, ((31, 119, 180), (214, 39, 40)))]
         values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]

@@ -46,7 +46,8 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 90 for the paper's "
                    "network, 15 for the small one)")
     p.add_argument("--batch-size", type=int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.01; 0.005 for the small network)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate (default: 0.01; 0.005 for the small network)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default: 0.0005)")
     p.add_argument("--schedule", type=_schedule, default=None,
