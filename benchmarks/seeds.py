@@ -139,8 +139,9 @@ def main(argv=None) -> int:
             print(f"[{done}/{len(futures)}] seed {r['seed']}: ten-crop top-1 error {_percent(r['top1'])}"
                   f"{'' if r['error'] is None else ' (failed: ' + r['error'] + ')'}, {r['seconds'] / 60:.1f} min",
                   flush=True)
-    runs.sort(key=lambda r: r["seed"])
-    for path in write_report(runs, meta, args.out):
+            runs.sort(key=lambda r: r["seed"])
+            written = write_report(runs, meta, args.out)  # after every run: a stopped study keeps what it has
+    for path in written:
         print(path)
     return 0 if all(r["error"] is None for r in runs) else 1
 
