@@ -12,6 +12,7 @@ Usage (the arguments after -- go to `pyalexnet train`):
 
     python3 -m benchmarks.seeds --seeds 0-7 --jobs 2 --out benchmarks/results/seeds_small_cpu [-- --lr 0.005]
 
+--resume keeps the finished runs of an earlier call with the same --out and runs the seeds it lacks.
 With --jobs N > 1 each run gets cores/N threads (OMP_NUM_THREADS and OPENBLAS_NUM_THREADS), which
 changes the fully connected layers' rounding from a one-job run: compare recipes run with the same --jobs.
 """
@@ -76,7 +77,8 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
     (out / "seeds.json").write_text(json.dumps(dict(meta, runs=runs), indent=1) + "\n")
     finished = sorted(r["top1"] for r in runs if r["top1"] is not None)
     lines = [f"# `pyalexnet train {' '.join(meta['train_args'])}` for {len(runs)} seeds", "",
-             f"{meta['date']}, code {meta['commit']}, {meta['machine']}, {meta['jobs']} runs at a time "
+             f"{meta['date']}, code {', '.join(sorted({r.get('commit', meta['commit']) for r in runs}))}, "
+             f"{meta['machine']}, {meta['jobs']} runs at a time "
              f"({meta['threads_per_run'] or 'default'} threads each).", ""]
     if finished:
         lines += [f"Ten-crop top-1 error: median {_percent(finished[len(finished) // 2])}, worst "
@@ -111,6 +113,20 @@ def _commit() -> str:
         return "?"
 
 
+def _finished_runs(out: Path, meta: dict) -> list[dict]:
+    """The runs without error in out/seeds.json, when they were made with meta's train arguments and threads."""
+    path = out / "seeds.json"
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    for key in ("train_args", "threads_per_run"):
+        if old.get(key) != meta[key]:
+            raise SystemExit(f"--resume: {path} was made with {key} {old.get(key)!r}, not {meta[key]!r}; "
+                             "use another --out or the same arguments")
+    return [dict(r, commit=r.get("commit", old.get("commit"))) for r in old["runs"]
+            if r["error"] is None and r["seed"] in meta["seeds"]]
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -120,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 0,3,5 (default: 0-7)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
     ap.add_argument("--out", required=True, type=Path, help="folder for seeds.md, seeds.json and seeds.png")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the finished runs of --out's seeds.json (same train arguments and threads); run the rest")
     args = ap.parse_args(own)
     if args.jobs < 1:
         ap.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -130,11 +148,15 @@ def main(argv=None) -> int:
     meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads, commit=_commit(),
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    runs = []
+    runs = _finished_runs(args.out, meta) if args.resume else []
+    todo = [s for s in args.seeds if s not in {r["seed"] for r in runs}]
+    if runs:
+        print(f"kept from {args.out / 'seeds.json'}: seeds {', '.join(str(r['seed']) for r in runs)}", flush=True)
+    written = write_report(runs, meta, args.out) if runs else []
     with tempfile.TemporaryDirectory() as tmp, cf.ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_one, s, train_args, Path(tmp), threads): s for s in args.seeds}
+        futures = {pool.submit(run_one, s, train_args, Path(tmp), threads): s for s in todo}
         for done, fut in enumerate(cf.as_completed(futures), 1):
-            r = fut.result()
+            r = dict(fut.result(), commit=meta["commit"])
             runs.append(r)
             print(f"[{done}/{len(futures)}] seed {r['seed']}: ten-crop top-1 error {_percent(r['top1'])}"
                   f"{'' if r['error'] is None else ' (failed: ' + r['error'] + ')'}, {r['seconds'] / 60:.1f} min",

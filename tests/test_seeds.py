@@ -35,6 +35,20 @@ def test_runs_every_seed_and_writes_the_table_the_histories_and_the_picture(tmp_
     assert Image.open(out / "seeds.png").size == (700, 440)
 
 
+def test_resume_keeps_the_finished_runs_and_runs_the_rest(tmp_path):
+    cifar_folder(tmp_path / "c", np.random.default_rng(0), per_batch=8)
+    out, train = tmp_path / "out", ["--data", f"cifar10:{tmp_path / 'c'}", "--epochs", "1", "--batch-size", "8"]
+    assert _seeds("--seeds", "0", "--out", str(out), "--", *train).returncode == 0
+    first = json.loads((out / "seeds.json").read_text())["runs"][0]
+    p = _seeds("--seeds", "0-1", "--resume", "--out", str(out), "--", *train)
+    assert p.returncode == 0, p.stderr
+    assert "kept from" in p.stdout and "[1/1] seed 1" in p.stdout
+    runs = json.loads((out / "seeds.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and runs[0]["history"] == first["history"]
+    p = _seeds("--seeds", "0-1", "--resume", "--out", str(out), "--", *train, "--lr", "0.1")
+    assert p.returncode != 0 and "was made with train_args" in p.stderr
+
+
 def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):
     p = _seeds("--seeds", "3", "--out", str(tmp_path / "out"), "--", "--data", str(tmp_path / "no-such-folder"))
     assert p.returncode == 1
