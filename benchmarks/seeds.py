@@ -76,10 +76,10 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "seeds.json").write_text(json.dumps(dict(meta, runs=runs), indent=1) + "\n")
     finished = sorted(r["top1"] for r in runs if r["top1"] is not None)
-    lines = [f"# `pyalexnet train {' '.join(meta['train_args'])}` for {len(runs)} seeds", "",
+    lines = [f"# `{' '.join(['pyalexnet train', *meta['train_args']])}` for {len(runs)} seeds", "",
              f"{meta['date']}, code {', '.join(sorted({r.get('commit', meta['commit']) for r in runs}))}, "
              f"{meta['machine']}, {meta['jobs']} runs at a time "
-             f"({meta['threads_per_run'] or 'default'} threads each).", ""]
+             f"({meta['threads_per_run'] or 'the default'} thread(s) each).", ""]
     if finished:
         lines += [f"Ten-crop top-1 error: median {_percent(finished[len(finished) // 2])}, worst "
                   f"{_percent(finished[-1])}, best {_percent(finished[0])}; "
