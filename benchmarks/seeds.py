@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser(prog="python3 -m benchmarks.seeds", description=__doc__.splitlines()[0],
-                                 epilog="Arguments after -- go to `pyalexnet train` (not --seed, --history, --quiet).")
+                                 epilog="Arguments after -- go to `pyalexnet train` (not --seed, --history, --quiet, "
+                                        "--checkpoint-dir or --resume: set per run, or not per study).")
     ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 0,3,5 (default: 0-7)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
     ap.add_argument("--out", required=True, type=Path, help="folder for seeds.md, seeds.json and seeds.png")
