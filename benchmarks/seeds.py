@@ -23,13 +23,14 @@ import concurrent.futures as cf
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pyalexnet.bench.env import cpu_model, git_commit
 
 _TEN_CROP = re.compile(r"ten-crop.*?top-1 error ([0-9.]+), top-5 error ([0-9.]+)")
 
@@ -102,17 +103,6 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
     return written
 
 
-def _commit() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True)
-        return rev.stdout.strip() + ("+modified" if dirty.stdout.strip() else "") if rev.returncode == 0 else "?"
-    except OSError:
-        return "?"
-
-
 def _finished_runs(out: Path, meta: dict) -> list[dict]:
     """The runs without error in out/seeds.json, when they were made with meta's train arguments and threads."""
     path = out / "seeds.json"
@@ -146,9 +136,10 @@ def main(argv=None) -> int:
         if any(a == flag or a.startswith(flag + "=") for a in train_args):
             ap.error(f"{flag} is set by this script for each run; leave it out of the arguments after --")
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads, commit=_commit(),
+    meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads,
+                commit=git_commit() or "?",
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+                machine=f"{cpu_model()}, {os.cpu_count()} CPUs")
     runs = _finished_runs(args.out, meta) if args.resume else []
     todo = [s for s in args.seeds if s not in {r["seed"] for r in runs}]
     if runs:
