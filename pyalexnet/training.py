@@ -231,20 +231,25 @@ def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
 
 
 def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: int = 128, mean_image=None,
-             split: str = "val") -> dict:
+             split: str = "val", progress: bool | None = None, seed: int = 0, val_fraction: float = 0.1) -> dict:
     """Top-1 and top-5 error rates (fractions) of `model` on the data set's test split: its official one
     where it has one (CIFAR-10, Fashion-MNIST, the built-in set, a folder's val/), else the held-out one.
 
     ten_crop=True averages the softmax over the paper's ten patches (four corners, centre and their
     reflections); False uses the centre crop. mean_image defaults to the data set's training mean.
+    progress: a tqdm bar over the images (default: only on a terminal).
+    seed, val_fraction: for an image folder without val/, which images are held out: pass the training
+      run's (train()'s seed and val_fraction), or the test may include images the model trained on.
     Returns {"top1", "top5", "loss" (centre-crop or ten-crop mean cross-entropy), "images"}.
     """
+    from tqdm.auto import tqdm
+
     from . import data as D
 
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
     _check_positive_int(batch_size, "batch_size")
-    splits = _load_data(data)
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction)
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:
         raise ValueError(f"the model takes {model.input_size}x{model.input_size} crops but this data set gives "
@@ -257,29 +262,36 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
         raise ValueError(f"the data set's {split} split is empty")
     top1 = top5 = 0
     loss = 0.0
-    for i in range(0, n, batch_size):
-        images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
-        if ten_crop:
-            crops = D.ten_crops(np.asarray(images), splits.crop_size, mean)
-            probs = sum(B.to_host(model.predict(c)).astype(np.float64) for c in crops) / len(crops)
-        else:
-            probs = B.to_host(model.predict(D.center_crop(np.asarray(images), splits.crop_size, mean))).astype(np.float64)
-        e1, e5 = _errors(probs, labels)
-        top1, top5 = top1 + e1, top5 + e5
-        loss -= float(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).sum())
+    with tqdm(total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img",
+              disable=not _progress_enabled(progress), dynamic_ncols=True, file=sys.stderr) as bar:
+        for i in range(0, n, batch_size):
+            images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
+            if ten_crop:
+                crops = D.ten_crops(np.asarray(images), splits.crop_size, mean)
+                probs = sum(B.to_host(model.predict(c)).astype(np.float64) for c in crops) / len(crops)
+            else:
+                probs = B.to_host(model.predict(D.center_crop(np.asarray(images), splits.crop_size,
+                                                              mean))).astype(np.float64)
+            e1, e5 = _errors(probs, labels)
+            top1, top5 = top1 + e1, top5 + e5
+            loss -= float(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).sum())
+            bar.update(len(labels))
     return {"top1": top1 / n, "top5": top5 / n, "loss": loss / n, "images": n}
 
 
-def _validate(model: AlexNet, loader) -> dict:
-    """Centre-crop loss and errors over a (non-training) loader: the per-epoch validation figures."""
+def _validate(model: AlexNet, loader, bar) -> dict:
+    """Centre-crop loss and errors over a (non-training) loader: the per-epoch validation figures.
+    `bar` (a tqdm bar over the images, closed here) shows its progress."""
     n = top1 = top5 = 0
     loss = 0.0
-    for x, y in loader:
-        logits = model.forward(x, train=False)
-        yl = _labels_for(logits, y)
-        batch_loss, _ = ops.softmax_cross_entropy(logits, yl)
-        e1, e5 = _errors(logits, np.asarray(y))
-        n, top1, top5, loss = n + len(y), top1 + e1, top5 + e5, loss + batch_loss * len(y)
+    with bar:
+        for x, y in loader:
+            logits = model.forward(x, train=False)
+            yl = _labels_for(logits, y)
+            batch_loss, _ = ops.softmax_cross_entropy(logits, yl)
+            e1, e5 = _errors(logits, np.asarray(y))
+            n, top1, top5, loss = n + len(y), top1 + e1, top5 + e5, loss + batch_loss * len(y)
+            bar.update(len(y))
     if n == 0:
         return {"val_loss": None, "val_top1": None, "val_top5": None}
     return {"val_loss": loss / n, "val_top1": top1 / n, "val_top5": top5 / n}
@@ -295,7 +307,9 @@ def _labels_for(logits, y):
 # ----- training ----------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class TrainResult:
-    """What train() returns: the trained model, one dict per epoch, and where things were written."""
+    """What train() returns: the trained model, one dict per epoch, where things were written, and the
+    data set it trained on (pyalexnet.data.Splits: evaluate(result.model, result.data) tests on the very
+    images it held out)."""
 
     model: AlexNet
     history: list
@@ -303,6 +317,7 @@ class TrainResult:
     history_path: str | None
     mean_image: np.ndarray
     classes: list
+    data: Any = None
 
     @property
     def final(self) -> dict:
@@ -466,7 +481,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             return
         save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
             training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
-                          batch_size=batch_size, epochs=epochs, lr=sched.lr, momentum=momentum,
+                          batch_size=batch_size, val_fraction=val_fraction, epochs=epochs, lr=sched.lr,
+                          momentum=momentum,
                           weight_decay=weight_decay, schedule=sched.state(), running=running, history=hist,
                           # Every source of randomness is a pure function of these (see the module docstring).
                           random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
@@ -537,7 +553,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             checkpoint()
             break
         # --- end of an epoch: validation, schedule, history, checkpoint ---
-        val = _validate(model, val_loader)
+        val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
+                                                unit="img", disable=not show, leave=False, dynamic_ncols=True,
+                                                file=sys.stderr))
         row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
                    train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
                    train_top5=running["top5"] / running["images"], **val,
@@ -560,4 +578,4 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             save_training_pictures(model, hist, checkpoint_dir)
         if stop_after_steps and steps_this_call >= stop_after_steps:
             break
-    return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes))
+    return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes), splits)

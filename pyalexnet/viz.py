@@ -1,5 +1,6 @@
 """Pictures a person would rather look at than read: conv1's filters (the paper's Figure 3, one row of
-filters per tower) and the training curves. Pillow only, so they work on any install."""
+filters per tower), the training curves, and test images with the model's top-5 guesses and their
+nearest training images by fc7 features (the paper's Figure 4). Pillow only, so they work on any install."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,8 @@ from . import _backend as B
 
 FILTERS_NAME = "conv1_filters.png"
 CURVES_NAME = "curves.png"
+PREDICTIONS_NAME = "predictions.png"
+NEIGHBOURS_NAME = "neighbours.png"
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
@@ -168,3 +171,181 @@ def save_training_pictures(model, history: Sequence[dict], directory) -> list[Pa
         curves_image(history).save(path)
         written.append(path)
     return written
+
+
+# ----- the paper's Figure 4: top-5 guesses and nearest neighbours by fc7 features -----------------------
+# The true class's bar red, the others blue, both light enough for black text over them.
+_BAR_RIGHT, _BAR_WRONG = (250, 140, 135), (158, 202, 225)
+_MATCH, _MISMATCH = (44, 160, 44), (214, 39, 40)
+
+
+def _tile(image, size: int) -> Image.Image:
+    """An (H, W, 3) uint8 image as a size x size tile: pixels repeated when enlarging, smoothed when shrinking."""
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
+    return img.resize((size, size), Image.NEAREST if size >= max(image.shape[:2]) else Image.BILINEAR)
+
+
+def _fit(draw, font, text: str, width: float) -> str:
+    """text, cut with "..." to fit `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int = 5, tile: int = 112,
+                      per_row: int = 4) -> Image.Image:
+    """The paper's Figure 4 (left): each image with its true class written under it and the model's
+    `top` most probable classes as bars as long as their probability; the true class's bar is red
+    when it is among them, the others light blue.
+
+    images: uint8 (N, H, W, 3) as shown; labels (N,); probs (N, num_classes) with rows summing to 1.
+    """
+    images, labels, probs = np.asarray(images), np.asarray(labels), np.asarray(probs, np.float64)
+    if images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
+        raise ValueError(f"images must be (N, H, W, 3) with N >= 1, got shape {images.shape}")
+    if labels.shape != (len(images),) or probs.ndim != 2 or probs.shape[0] != len(images):
+        raise ValueError(f"{len(images)} images need labels (N,) and probs (N, classes); got {labels.shape} "
+                         f"and {probs.shape}")
+    if probs.shape[1] != len(classes):
+        raise ValueError(f"probs has {probs.shape[1]} classes, the class list {len(classes)}")
+    top = min(top, probs.shape[1])
+    font = ImageFont.load_default()
+    line = 14
+    panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 1) + 12
+    per_row = min(per_row, len(images))
+    rows = math.ceil(len(images) / per_row)
+    img = Image.new("RGB", (per_row * panel_w, rows * panel_h), "white")
+    draw = ImageDraw.Draw(img)
+    bar_w = panel_w - 16
+    for i in range(len(images)):
+        x0, y0 = (i % per_row) * panel_w + 8, (i // per_row) * panel_h + 6
+        img.paste(_tile(images[i], tile), (x0 + (bar_w - tile) // 2, y0))
+        y = y0 + tile + 4
+        name = _fit(draw, font, str(classes[int(labels[i])]), bar_w)
+        draw.text((x0 + (bar_w - draw.textlength(name, font=font)) / 2, y), name, fill=(0, 0, 0), font=font)
+        y += line + 4
+        # The most probable first; equal probabilities in class order, so the picture is reproducible.
+        for c in np.argsort(-probs[i], kind="stable")[:top]:
+            length = int(round(float(np.clip(probs[i, c], 0.0, 1.0)) * bar_w))
+            if length > 0:
+                draw.rectangle([x0, y, x0 + length - 1, y + line - 3],
+                               fill=_BAR_RIGHT if c == labels[i] else _BAR_WRONG)
+            pct = f"{100 * probs[i, c]:.0f}%"
+            pct_w = draw.textlength(pct, font=font)
+            draw.text((x0 + bar_w - pct_w, y), pct, fill=(0, 0, 0), font=font)
+            draw.text((x0 + 2, y), _fit(draw, font, str(classes[int(c)]), bar_w - pct_w - 8), fill=(0, 0, 0),
+                      font=font)
+            y += line
+    return img
+
+
+def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64) -> Image.Image:
+    """The paper's Figure 4 (right): one row per query image (first column, after a gap) followed by its
+    nearest images, nearest first. same_class (Q, K) of bools, when given, frames each neighbour green
+    where it has the query's class and red where it does not.
+
+    queries: uint8 (Q, H, W, 3); neighbours: uint8 (Q, K, H', W', 3).
+    """
+    queries, neighbours = np.asarray(queries), np.asarray(neighbours)
+    if queries.ndim != 4 or neighbours.ndim != 5 or neighbours.shape[0] != queries.shape[0] or len(queries) == 0:
+        raise ValueError(f"queries must be (Q, H, W, 3) and neighbours (Q, K, H, W, 3) with Q >= 1; got "
+                         f"{queries.shape} and {neighbours.shape}")
+    q, k = neighbours.shape[:2]
+    if same_class is not None:
+        same_class = np.asarray(same_class, bool)
+        if same_class.shape != (q, k):
+            raise ValueError(f"same_class must have shape {(q, k)}, got {same_class.shape}")
+    gap, frame, query_gap, header = 6, 3, 16, 20
+    cell = tile + 2 * frame + gap
+    img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + cell * q), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    draw.text((gap, 4), "test", fill=(0, 0, 0), font=font)
+    caption = "nearest training images by fc7 distance" + (
+        " (green: same class, red: another)" if same_class is not None else "")
+    draw.text((gap + cell + query_gap, 4), _fit(draw, font, caption, cell * k - gap), fill=(0, 0, 0), font=font)
+    for r in range(q):
+        y = header + gap + r * cell
+        img.paste(_tile(queries[r], tile), (gap + frame, y + frame))
+        for j in range(k):
+            x = gap + cell * (j + 1) + query_gap
+            if same_class is not None:
+                draw.rectangle([x, y, x + tile + 2 * frame - 1, y + tile + 2 * frame - 1],
+                               fill=_MATCH if same_class[r, j] else _MISMATCH)
+            img.paste(_tile(neighbours[r, j], tile), (x + frame, y + frame))
+    return img
+
+
+def nearest_neighbours(query_features, pool_features, k: int) -> np.ndarray:
+    """Indices (Q, k) of the k pool rows nearest to each query row in Euclidean distance, nearest first
+    (ties: the lower index first). Computed in float64."""
+    qf = np.asarray(query_features, np.float64).reshape(len(query_features), -1)
+    pf = np.asarray(pool_features, np.float64).reshape(len(pool_features), -1)
+    if qf.shape[1] != pf.shape[1]:
+        raise ValueError(f"query features have {qf.shape[1]} values, pool features {pf.shape[1]}")
+    if not 1 <= k <= len(pf):
+        raise ValueError(f"k must be between 1 and the pool's {len(pf)} images, got {k}")
+    d2 = (qf * qf).sum(1)[:, None] + (pf * pf).sum(1)[None, :] - 2.0 * qf @ pf.T
+    return np.argsort(np.maximum(d2, 0.0), axis=1, kind="stable")[:, :k]
+
+
+def _centre(images, crop: int) -> np.ndarray:
+    """The centre crop of uint8 (N, H, W, 3) images, as the network sees them at test time (mean not subtracted)."""
+    h, w = images.shape[1:3]
+    t, l = (h - crop) // 2, (w - crop) // 2
+    return np.asarray(images[:, t:t + crop, l:l + crop])
+
+
+def _fc7(model, images, index, crop: int, mean, batch_size: int) -> np.ndarray:
+    """fc7 features of images[index] (centre crops), read `batch_size` images at a time (a store's images
+    stay on disk until needed)."""
+    from . import data as D
+
+    return np.concatenate([B.to_host(model.features(D.center_crop(np.asarray(images[index[i:i + batch_size]]),
+                                                                  crop, mean)))
+                           for i in range(0, len(index), batch_size)]).astype(np.float64)
+
+
+def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6, pool: int = 2000,
+                  seed: int = 0, batch_size: int = 128) -> dict:
+    """The paper's Figure 4 for `model` on a data set (pyalexnet.data.Splits): {"predictions": image,
+    "neighbours": image, "agreement": the fraction of neighbours with their query's class, "test_index":
+    the test images shown, "neighbour_index": (queries, neighbours) training indices, nearest first}.
+
+    `count` test images (a fixed random sample, by `seed`) with their top-5 guesses on the centre crop,
+    and the first min(count, 5) of them with the `neighbours` training images (searched among a fixed
+    random sample of `pool`) whose fc7 activations are nearest.
+    """
+    from . import data as D
+
+    for value, name in ((count, "count"), (neighbours, "neighbours"), (pool, "pool"), (batch_size, "batch_size")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if model.input_size != splits.crop_size or model.num_classes != splits.num_classes:
+        raise ValueError(f"the model ({model.input_size} px, {model.num_classes} classes) does not fit the data set "
+                         f"({splits.crop_size} px, {splits.num_classes} classes)")
+    test, train = splits.val, splits.train
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError("the data set needs both test and training images for these pictures")
+    rng = np.random.default_rng(seed)
+    crop = splits.crop_size
+    mean = splits.mean_image if mean_image is None else mean_image
+    picks = np.sort(rng.choice(len(test), min(count, len(test)), replace=False))
+    images = np.asarray(test.images[picks])
+    probs = B.to_host(model.predict(D.center_crop(images, crop, mean)))
+    shown = _centre(images, crop)
+    predictions = predictions_image(shown, test.labels[picks], probs, splits.classes)
+
+    queries = picks[:min(5, len(picks))]
+    candidates = np.sort(rng.choice(len(train), min(pool, len(train)), replace=False))
+    k = min(neighbours, len(candidates))
+    near = candidates[nearest_neighbours(_fc7(model, test.images, queries, crop, mean, batch_size),
+                                         _fc7(model, train.images, candidates, crop, mean, batch_size), k)]
+    same = train.labels[near] == test.labels[queries][:, None]
+    found = np.stack([_centre(np.asarray(train.images[row]), crop) for row in near])
+    return {"predictions": predictions,
+            "neighbours": neighbours_image(_centre(np.asarray(test.images[queries]), crop), found, same_class=same),
+            "agreement": float(same.mean()), "test_index": picks, "neighbour_index": near}
+

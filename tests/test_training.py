@@ -88,6 +88,8 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
         assert {"param/conv1a.weight", "velocity/fc8.bias", "data/mean_image"} <= set(z.files)
     t = meta["training"]
     assert t["epoch"] == 1 and t["step_in_epoch"] == 0 and t["global_step"] == len(splits.train) // 8
+    assert (t["seed"], t["val_fraction"]) == (0, 0.1)  # what chose a folder's held-out images
+    assert result.data is splits  # evaluate(result.model, result.data) tests on the held-out images
     assert t["schedule"] == {"kind": "steps", "lr": 0.003, "milestones": [10, 13]} and "random_state" in t
     assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left behind
     model, meta = load_checkpoint(tmp_path)
@@ -185,6 +187,47 @@ def test_cli_train_and_eval_on_builtin(tmp_path, capsys):
     assert cli.main(["eval", str(tmp_path), "--center-crop", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 1000 and 0 <= result["top1"] <= 1 and result["data"] == "builtin"
+
+
+def test_progress_bars_cover_validation_and_evaluation(splits, capsys):
+    result = _train(splits, epochs=1, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1:" in err and "epoch 1/1 validation:" in err and "0/16 [" in err  # cleared when done
+    evaluate(result.model, splits, progress=True)
+    err = capsys.readouterr().err
+    assert "ten-crop test" in err and "16/16" in err
+    evaluate(result.model, splits, ten_crop=False, progress=False)
+    _train(splits, epochs=1, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tmp_path, capsys, monkeypatch):
+    import pyalexnet.data
+
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", seed=3, val_fraction=0.25)
+    asked = []
+
+    def load_dataset(spec, **kwargs):  # stands for a folder without val/: its split follows seed and fraction
+        asked.append((spec, kwargs))
+        return splits
+
+    monkeypatch.setattr(pyalexnet.data, "load_dataset", load_dataset)
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", "some/folder", "--json", "--pictures", "--quiet"]) == 0
+    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25})]
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == len(splits.val) and 0 <= result["neighbour_agreement"] <= 1
+    assert result["pictures"] == [str(tmp_path / "run" / "predictions.png"), str(tmp_path / "run" / "neighbours.png")]
+    from PIL import Image
+
+    for path in result["pictures"]:
+        with Image.open(path) as im:
+            assert im.size[0] > 300 and im.size[1] > 150
+    # Into another folder, and said in words without --json.
+    assert cli.main(["eval", str(tmp_path / "run" / CHECKPOINT_NAME), "--pictures", str(tmp_path / "pics"),
+                     "--center-crop", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "predictions.png" in out and "share their test image's class" in out
+    assert (tmp_path / "pics" / "neighbours.png").exists()
 
 
 def test_cli_errors_are_one_line(capsys):

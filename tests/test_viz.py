@@ -65,3 +65,119 @@ def test_runs_draw_one_line_per_run_and_mark_every_runs_lr_cuts():
     assert len(grey_columns) == 2  # cuts at epochs 3 and 4
     with pytest.raises(ValueError, match="no histories"):
         runs_image({})
+
+
+# ----- the paper's Figure 4 ---------------------------------------------------------------------------
+from pyalexnet.data import Dataset, Splits, compute_stats  # noqa: E402
+from pyalexnet.viz import figure4_pictures, nearest_neighbours, neighbours_image, predictions_image  # noqa: E402
+
+RED, BLUE, GREEN = (214, 39, 40), (158, 202, 225), (44, 160, 44)  # neighbours' frames; prediction bars:
+BAR_RED = (250, 140, 135)
+
+
+def _count(img, colour):
+    return int((img == np.array(colour, np.uint8)).all(axis=2).sum())
+
+
+def _columns(img, colour):
+    return int((img == np.array(colour, np.uint8)).all(axis=2).any(axis=0).sum())
+
+
+def test_predictions_draw_the_true_class_red_as_long_as_its_probability():
+    classes = [f"class {c}" for c in range(10)]
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    probs = np.full((2, 10), 0.0)
+    probs[0, 3], probs[0, 1], probs[0, 7] = 0.6, 0.3, 0.1  # the true class (3) first
+    probs[1, :5] = 0.2                                       # the true class (9) not among the top 5
+    img = np.asarray(predictions_image(images, np.array([3, 9]), probs, classes, tile=32, per_row=2))
+    panel_w = 150 + 16
+    assert img.shape[1] == 2 * panel_w
+    first, second = img[:, :panel_w], img[:, panel_w:]
+    # 60% of the 150-pixel bar is red; text over the bar leaves some red in every column it covers.
+    assert 88 <= _columns(first, BAR_RED) <= 90
+    assert 44 <= _columns(first, BLUE) <= 45  # the longest blue bar: class 1 at 30%
+    assert _count(second, BAR_RED) == 0 and 29 <= _columns(second, BLUE) <= 30
+
+
+def test_predictions_refuse_mismatched_inputs():
+    with pytest.raises(ValueError, match="probs has 3 classes, the class list 2"):
+        predictions_image(np.zeros((1, 4, 4, 3), np.uint8), np.array([0]), np.full((1, 3), 1 / 3), ["a", "b"])
+    with pytest.raises(ValueError, match="images must be"):
+        predictions_image(np.zeros((4, 4, 3), np.uint8), np.array([0]), np.ones((1, 1)), ["a"])
+    with pytest.raises(ValueError, match="need labels"):
+        predictions_image(np.zeros((2, 4, 4, 3), np.uint8), np.array([0]), np.ones((2, 1)), ["a"])
+
+
+def test_nearest_neighbours_match_a_direct_search(rng):
+    q, p = rng.standard_normal((5, 7)), rng.standard_normal((40, 7))
+    p[11] = p[3]  # a tie: the lower index comes first
+    q[2] = p[3] + 1e-9
+    got = nearest_neighbours(q, p, 4)
+    d = ((q[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(got[[0, 1, 3, 4]], np.argsort(d, axis=1, kind="stable")[[0, 1, 3, 4], :4])
+    assert list(got[2, :2]) == [3, 11]
+    with pytest.raises(ValueError, match="k must be between 1 and the pool's 40"):
+        nearest_neighbours(q, p, 41)
+    with pytest.raises(ValueError, match="query features have 7 values, pool features 6"):
+        nearest_neighbours(q, p[:, :6], 1)
+
+
+def test_neighbours_are_framed_green_for_the_query_class_and_red_otherwise():
+    queries = np.full((1, 6, 6, 3), 255, np.uint8)
+    found = np.full((1, 2, 6, 6, 3), 255, np.uint8)
+    img = np.asarray(neighbours_image(queries, found, same_class=[[True, False]], tile=12))
+    assert _count(img, GREEN) == _count(img, RED) == (12 + 6) ** 2 - 12 ** 2
+    green_x = np.nonzero((img == np.array(GREEN, np.uint8)).all(axis=2).any(axis=0))[0]
+    red_x = np.nonzero((img == np.array(RED, np.uint8)).all(axis=2).any(axis=0))[0]
+    assert green_x.max() < red_x.min()  # nearest first, left to right
+    with pytest.raises(ValueError, match="same_class must have shape"):
+        neighbours_image(queries, found, same_class=[[True]])
+
+
+def _figure4_splits():
+    rng = np.random.default_rng(5)
+    labels = np.arange(40) % 4
+    images = rng.integers(0, 256, (40, 18, 18, 3)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 4:14, 4:14, c % 3] = 255
+    train_ds = Dataset(images, labels, ["r", "g", "b", "r2"])
+    # The test images are copies of training images 7, 20, 33, 38: each is its own nearest neighbour.
+    copies = np.array([7, 20, 33, 38])
+    val_ds = Dataset(images[copies], labels[copies], train_ds.classes)
+    mean, eigvals, eigvecs = compute_stats(images)
+    return Splits(train_ds, val_ds, train_ds.classes, 18, 16, mean, eigvals, eigvecs, "copies"), copies
+
+
+def test_figure4_finds_a_test_images_copy_among_the_training_images():
+    splits, copies = _figure4_splits()
+    model = AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1)
+    out = figure4_pictures(model, splits, count=8, neighbours=3)
+    np.testing.assert_array_equal(out["test_index"], np.arange(4))  # all four, in order
+    assert out["neighbour_index"].shape == (4, 3)
+    np.testing.assert_array_equal(out["neighbour_index"][:, 0], copies)
+    assert 0.25 <= out["agreement"] <= 1.0
+    pred, near = np.asarray(out["predictions"]), np.asarray(out["neighbours"])
+    assert pred.shape[1] == 4 * (150 + 16) and near.shape[0] > 4 * 64
+    # A pool smaller than the training set is a fixed sample of it, found again with the same seed.
+    a = figure4_pictures(model, splits, neighbours=2, pool=10, seed=3)["neighbour_index"]
+    b = figure4_pictures(model, splits, neighbours=2, pool=10, seed=3)["neighbour_index"]
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) <= 10
+
+
+def test_figure4_refuses_a_model_for_other_data():
+    splits, _ = _figure4_splits()
+    with pytest.raises(ValueError, match="does not fit the data set"):
+        figure4_pictures(AlexNet(5, preset="small", input_size=16, devices="cpu"), splits)
+    with pytest.raises(ValueError, match="count must be a positive integer"):
+        figure4_pictures(AlexNet(4, preset="small", input_size=16, devices="cpu"), splits, count=0)
+
+
+@pytest.mark.gpu
+def test_figure4_on_a_gpu_finds_the_same_copies(cp):
+    splits, copies = _figure4_splits()
+    cpu = figure4_pictures(AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1), splits, neighbours=3)
+    gpu = figure4_pictures(AlexNet(4, preset="small", input_size=16, devices="cuda:0", seed=1), splits, neighbours=3)
+    np.testing.assert_array_equal(gpu["test_index"], cpu["test_index"])
+    np.testing.assert_array_equal(gpu["neighbour_index"][:, 0], copies)
+    assert np.asarray(gpu["predictions"]).shape == np.asarray(cpu["predictions"]).shape

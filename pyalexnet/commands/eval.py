@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 HELP = "evaluate a checkpoint: top-1 and top-5 error on a data set (the paper's ten-crop test)"
 DESCRIPTION = """\
@@ -10,12 +11,18 @@ official one: CIFAR-10's test_batch, Fashion-MNIST's t10k, the built-in set's, a
 held-out share). The softmax is averaged over ten patches (four corners, the centre and their
 reflections) as in the paper, or taken on the centre crop with --center-crop. The training set's mean
 image stored in the checkpoint is subtracted.
+
+--pictures also draws the paper's Figure 4: predictions.png (eight test images, each with its true
+class and the model's five most probable classes as bars, the true one red) and neighbours.png (five
+of them, each followed by the six training images whose fc7 activations are nearest; green frames
+share the test image's class). It prints the fraction of those neighbours that share it.
 """
 EPILOG = """\
 examples:
   pyalexnet eval runs/a                         # the checkpoint in runs/a, on the data it was trained on
   pyalexnet eval runs/a/checkpoint.npz --data builtin --center-crop
   pyalexnet eval runs/imagenet --data ~/imagenet-store --device cuda --json
+  pyalexnet eval runs/a --pictures              # also predictions.png and neighbours.png in runs/a
 """
 
 
@@ -28,21 +35,44 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass (default: 128)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--pictures", nargs="?", const="", default=None, metavar="DIR",
+                   help="also draw the paper's Figure 4 (predictions.png, neighbours.png) into DIR "
+                        "(default: the checkpoint's folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
+    from ..data import load_dataset
     from ..training import _resolve_devices
+    from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures
 
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     data = args.data or meta.get("data") or "builtin"
-    result = evaluate(model, data, ten_crop=not args.center_crop, batch_size=args.batch_size,
-                      mean_image=meta.get("mean_image"))
+    # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
+    # same ones here, or the test would include images the model trained on.
+    t = meta.get("training", {})
+    splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1))
+    result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
+                      mean_image=meta.get("mean_image"), progress=False if args.quiet else None)
     result = dict(result, data=data, ten_crop=not args.center_crop)
+    if args.pictures is not None:
+        ckpt = Path(args.checkpoint)
+        where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
+        where.mkdir(parents=True, exist_ok=True)
+        pictures = figure4_pictures(model, splits, mean_image=meta.get("mean_image"), batch_size=args.batch_size)
+        result["pictures"] = [str(where / PREDICTIONS_NAME), str(where / NEIGHBOURS_NAME)]
+        pictures["predictions"].save(result["pictures"][0])
+        pictures["neighbours"].save(result["pictures"][1])
+        result["neighbour_agreement"] = pictures["agreement"]
     if args.json:
         print(json.dumps(result))
     else:
         how = "centre crop" if args.center_crop else "ten-crop"
         print(f"{data} ({how}, {result['images']} images): top-1 error {result['top1']:.4f}, "
               f"top-5 error {result['top5']:.4f}")
+        if args.pictures is not None:
+            print(f"wrote {result['pictures'][0]} and {result['pictures'][1]}; "
+                  f"{100 * result['neighbour_agreement']:.0f}% of the nearest training images share their "
+                  f"test image's class")
     return 0

@@ -91,7 +91,8 @@ def run(args) -> int:
     except TrainingDiverged as exc:
         print(f"pyalexnet train: training diverged: {exc}", file=sys.stderr)
         return 3
-    final = evaluate(result.model, args.data, ten_crop=not args.no_ten_crop, mean_image=result.mean_image)
+    final = evaluate(result.model, result.data, ten_crop=not args.no_ten_crop, mean_image=result.mean_image,
+                     progress=False if args.quiet else None)
     how = "centre crop" if args.no_ten_crop else "ten-crop"
     chance = 1 - 1 / result.model.num_classes
     print(f"validation ({how}, {final['images']} images): top-1 error {final['top1']:.3f}, "
@@ -106,4 +107,5 @@ def run(args) -> int:
         for name, what in ((CURVES_NAME, "training curves"), (FILTERS_NAME, "conv1 filters, tower a above tower b")):
             if (folder / name).exists():
                 print(f"{what}: {folder / name}")
+        print(f"top-5 guesses and nearest neighbours (the paper's Figure 4): pyalexnet eval {folder} --pictures")
     return 0
