@@ -453,9 +453,13 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              f"{m['input_size']} px, not this run's {model.preset} / {model.num_classes} / "
                              f"{model.input_size}")
         t = meta["training"]
-        if (t["seed"], t["batch_size"]) != (seed, batch_size):
-            raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']}; "
-                             f"resume with the same values (got seed={seed} batch_size={batch_size})")
+        # val_fraction (with the seed) picks a folder's held-out images: another would move images between
+        # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.
+        written = (t["seed"], t["batch_size"], t.get("val_fraction", val_fraction))
+        if written != (seed, batch_size, val_fraction):
+            raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']} "
+                             f"val_fraction={written[2]}; resume with the same values (got seed={seed} "
+                             f"batch_size={batch_size} val_fraction={val_fraction})")
         model.load_parameters(params)
         for name, v in vels.items():
             place = model.place_of(name)

@@ -81,6 +81,15 @@ def test_resume_mid_epoch_continues_exactly(splits, tmp_path):
         np.testing.assert_array_equal(v, _params(resumed.model)[k], err_msg=k)
 
 
+def test_resume_refuses_another_seed_batch_or_held_out_fraction(splits, tmp_path):
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, stop_after_steps=2)
+    for kwargs in (dict(seed=1), dict(batch_size=4), dict(val_fraction=0.2)):
+        with pytest.raises(ValueError, match="was written by a run with seed=0 batch_size=8 val_fraction=0.1; "
+                                             "resume with the same values"):
+            _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True).history[0]["epoch"] == 1
+
+
 def test_checkpoint_contents_and_loading(splits, tmp_path):
     result = _train(splits, epochs=1, checkpoint_dir=tmp_path)
     with np.load(tmp_path / CHECKPOINT_NAME, allow_pickle=False) as z:
