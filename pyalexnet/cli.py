@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, NotImplementedError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, NotImplementedError, MemoryError) as exc:
         # Errors a user can act on: one clear line, not a traceback.
         print(f"pyalexnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

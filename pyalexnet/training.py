@@ -213,12 +213,12 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
 
 
 # ----- evaluation --------------------------------------------------------------------------------------
-def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1):
+def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool | None = None):
     from . import data as D
 
     if isinstance(data, D.Splits):
         return data
-    return D.load_dataset(data, seed=seed, val_fraction=val_fraction)
+    return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress)
 
 
 def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
@@ -249,7 +249,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
     _check_positive_int(batch_size, "batch_size")
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction)
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress)
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:
         raise ValueError(f"the model takes {model.input_size}x{model.input_size} crops but this data set gives "
@@ -376,7 +376,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     checkpoint_dir: where checkpoint.npz (after every epoch, and every `checkpoint_every` steps) and
       history.jsonl go. resume=True continues from checkpoint_dir's checkpoint exactly where it stopped.
     history: a JSON-lines path for the per-epoch figures (default checkpoint_dir/history.jsonl).
-    progress: a tqdm bar per epoch (default: only on a terminal). verbose: a summary line per epoch.
+    progress: tqdm bars for decoding an image folder, each epoch and its validation (default: only on a
+      terminal). verbose: a summary line per epoch.
     stop_after_steps: stop (after checkpointing) once this many steps have run in this call (tests,
       time-boxed runs); resume=True picks up from there.
 
@@ -402,7 +403,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     devices = parse_devices(_resolve_devices(device)) if model is None else model.devices
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction)
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress)
     if len(splits.val) == 0:
         raise ValueError("the data set has no validation images (the plateau schedule and the history need them)")
 

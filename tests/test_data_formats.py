@@ -42,6 +42,36 @@ def test_image_folder_with_held_out_split(tmp_path, rng, ext):
     assert not np.array_equal(other.val.images, s.val.images) or not np.array_equal(other.val.labels, s.val.labels)
 
 
+def test_image_folder_decoding_shows_progress(tmp_path, rng, capsys):
+    image_folder(tmp_path / "d", rng, per_class=5)
+    quiet = load_dataset(str(tmp_path / "d"), image_size=16, progress=False)
+    assert capsys.readouterr().err == ""
+    shown = load_dataset(str(tmp_path / "d"), image_size=16, progress=True, workers=3)
+    err = capsys.readouterr().err
+    assert "decoding training images" in err and "12/12" in err and "decoding validation images" in err
+    np.testing.assert_array_equal(shown.train.images, quiet.train.images)  # threads keep the file order
+
+
+def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, rng, monkeypatch, capsys):
+    from pyalexnet import cli
+    from pyalexnet.data import _datasets, _folder
+
+    image_folder(tmp_path / "d", rng, per_class=5)
+    monkeypatch.setattr(_datasets, "available_memory", lambda: 15 * 256 * 256 * 3)  # 15 images' worth
+    monkeypatch.setattr(_folder, "decode_many", lambda *a, **k: pytest.fail("decoded anyway"))
+    with pytest.raises(MemoryError, match=r"the 15 images of .* at 256x256 needs 2.8 MiB, more than the 2.8 MiB.*pyalexnet prepare"):
+        load_dataset(str(tmp_path / "d"))
+    assert cli.main(["train", "--data", str(tmp_path / "d"), "--quiet"]) == 2
+    assert "pyalexnet train: error: decoding the 15 images" in capsys.readouterr().err
+
+
+def test_available_memory_reads_the_kernels_figure():
+    from pyalexnet.data._datasets import available_memory
+
+    free = available_memory()
+    assert free is None or 2**20 < free < 2**50
+
+
 def test_image_folder_train_val_layout(tmp_path, rng):
     image_folder(tmp_path / "d" / "train", rng, classes=("a", "b"), per_class=3, ext=".jpg")
     image_folder(tmp_path / "d" / "val", rng, classes=("b",), per_class=2, ext=".png")

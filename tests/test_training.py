@@ -222,7 +222,7 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
 
     monkeypatch.setattr(pyalexnet.data, "load_dataset", load_dataset)
     assert cli.main(["eval", str(tmp_path / "run"), "--data", "some/folder", "--json", "--pictures", "--quiet"]) == 0
-    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25})]
+    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25, "progress": False})]
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == len(splits.val) and 0 <= result["neighbour_agreement"] <= 1
     assert result["pictures"] == [str(tmp_path / "run" / "predictions.png"), str(tmp_path / "run" / "neighbours.png")]

@@ -52,7 +52,8 @@ def run(args) -> int:
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
     # same ones here, or the test would include images the model trained on.
     t = meta.get("training", {})
-    splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1))
+    splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
+                          progress=False if args.quiet else None)
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
                       mean_image=meta.get("mean_image"), progress=False if args.quiet else None)
     result = dict(result, data=data, ten_crop=not args.center_crop)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,34 @@ def _splits_from_arrays(train, val, classes, source, crop_size=None, skipped=(()
                   eigvecs, source)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says can be had without swapping (Linux's MemAvailable), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_fits_in_memory(path, n: int, image_size: int) -> None:
+    """Refuses, before hours of decoding, a folder whose decoded images would not fit in memory."""
+    need, free = n * image_size * image_size * 3, available_memory()
+
+    def size(b):
+        return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"
+
+    if free is not None and need > 0.8 * free:
+        raise MemoryError(
+            f"decoding the {n} images of {path} at {image_size}x{image_size} needs {size(need)}, more than the "
+            f"{size(free)} of memory free here can hold. Decode them once into a memory-mapped store and train "
+            f"from that: pyalexnet prepare {path} STORE, then --data STORE")
+
+
 def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int = 256,
-                 workers: int | None = None) -> Splits:
+                 workers: int | None = None, progress: bool | None = None) -> Splits:
     """Loads a data set as Splits.
 
     spec: None or "builtin" (synthetic, 40x40, crop 32, made in the package) | "fashion-mnist" (Debian's
@@ -104,7 +131,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     (the folder of data_batch_1..5 and test_batch) | a folder root/<class>/<image> (or root/train and
     root/val; otherwise `val_fraction` of each class, chosen by `seed`, is held out), decoded with Pillow
     to `image_size` (shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
-    Folders are decoded into memory by `workers` threads: prepare big ones once instead.
+    Folders are decoded into memory by `workers` threads, with a progress bar (progress: default only on
+    a terminal); one that would not fit in memory is a MemoryError at once: prepare big ones instead.
     """
     spec = "builtin" if spec is None else spec
     if isinstance(spec, Path):
@@ -132,7 +160,11 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     if _store.is_store(path):
         return _store.open_store(path)
     classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)
+    _check_fits_in_memory(path, len(train_files) + len(val_files), image_size)
     w = workers or _folder.default_workers()
-    *train, train_skipped = _folder.decode_many(train_files, image_size, workers=w)
-    *val, val_skipped = _folder.decode_many(val_files, image_size, workers=w)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    *train, train_skipped = _folder.decode_many(train_files, image_size, workers=w, progress=show,
+                                                desc="decoding training images")
+    *val, val_skipped = _folder.decode_many(val_files, image_size, workers=w, progress=show,
+                                            desc="decoding validation images")
     return _splits_from_arrays(train, val, classes, str(path), skipped=(train_skipped, val_skipped))
