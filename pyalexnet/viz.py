@@ -291,6 +291,32 @@ def nearest_neighbours(query_features, pool_features, k: int) -> np.ndarray:
     return np.argsort(np.maximum(d2, 0.0), axis=1, kind="stable")[:, :k]
 
 
+# ImageNet's files of readable class names, looked for in the data folder.
+CLASS_NAME_FILES = ("synset_words.txt", "LOC_synset_mapping.txt", "words.txt")
+
+
+def read_class_names(path, classes: Sequence[str]) -> list[str]:
+    """Readable names for `classes` from a file of lines "ID name[, other names]" (ImageNet's
+    synset_words.txt, LOC_synset_mapping.txt or words.txt): a class whose ID is there takes the first
+    name, the others keep their own."""
+    names = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            parts = line.split(None, 1)  # the ID, then the names, after a space or a tab
+            if len(parts) == 2 and parts[1].split(",")[0].strip():
+                names.setdefault(parts[0], parts[1].split(",")[0].strip())
+    return [names.get(str(c), str(c)) for c in classes]
+
+
+def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
+    """read_class_names from the first of CLASS_NAME_FILES in `folder`, or None."""
+    for name in CLASS_NAME_FILES:
+        path = Path(folder) / name
+        if path.is_file():
+            return read_class_names(path, classes)
+    return None
+
+
 def _centre(images, crop: int) -> np.ndarray:
     """The centre crop of uint8 (N, H, W, 3) images, as the network sees them at test time (mean not subtracted)."""
     h, w = images.shape[1:3]
@@ -309,14 +335,15 @@ def _fc7(model, images, index, crop: int, mean, batch_size: int) -> np.ndarray:
 
 
 def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6, pool: int = 2000,
-                  seed: int = 0, batch_size: int = 128) -> dict:
+                     seed: int = 0, batch_size: int = 128, class_names: Sequence[str] | None = None) -> dict:
     """The paper's Figure 4 for `model` on a data set (pyalexnet.data.Splits): {"predictions": image,
     "neighbours": image, "agreement": the fraction of neighbours with their query's class, "test_index":
     the test images shown, "neighbour_index": (queries, neighbours) training indices, nearest first}.
 
     `count` test images (a fixed random sample, by `seed`) with their top-5 guesses on the centre crop,
     and the first min(count, 5) of them with the `neighbours` training images (searched among a fixed
-    random sample of `pool`) whose fc7 activations are nearest.
+    random sample of `pool`) whose fc7 activations are nearest. class_names: what to write for each
+    class (default: the data set's class names; see read_class_names for ImageNet's IDs).
     """
     from . import data as D
 
@@ -336,7 +363,9 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     images = np.asarray(test.images[picks])
     probs = B.to_host(model.predict(D.center_crop(images, crop, mean)))
     shown = _centre(images, crop)
-    predictions = predictions_image(shown, test.labels[picks], probs, splits.classes)
+    if class_names is not None and len(class_names) != splits.num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names for {splits.num_classes} classes")
+    predictions = predictions_image(shown, test.labels[picks], probs, class_names or splits.classes)
 
     queries = picks[:min(5, len(picks))]
     candidates = np.sort(rng.choice(len(train), min(pool, len(train)), replace=False))

@@ -237,6 +237,15 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
     out = capsys.readouterr().out
     assert "predictions.png" in out and "share their test image's class" in out
     assert (tmp_path / "pics" / "neighbours.png").exists()
+    # Readable names from a file of "ID name" lines (ImageNet's synset_words.txt); a missing one is one line.
+    before = (tmp_path / "pics" / "predictions.png").read_bytes()
+    (tmp_path / "names.txt").write_text("top the square on top\nbottom the square below\n")
+    assert cli.main(["eval", str(tmp_path / "run"), "--pictures", str(tmp_path / "pics"), "--center-crop", "--quiet",
+                     "--class-names", str(tmp_path / "names.txt")]) == 0
+    assert (tmp_path / "pics" / "predictions.png").read_bytes() != before
+    capsys.readouterr()
+    assert cli.main(["eval", str(tmp_path / "run"), "--pictures", "--quiet", "--class-names", "nope.txt"]) == 2
+    assert "--class-names: nope.txt does not exist" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(capsys):

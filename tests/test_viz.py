@@ -181,3 +181,25 @@ def test_figure4_on_a_gpu_finds_the_same_copies(cp):
     np.testing.assert_array_equal(gpu["test_index"], cpu["test_index"])
     np.testing.assert_array_equal(gpu["neighbour_index"][:, 0], copies)
     assert np.asarray(gpu["predictions"]).shape == np.asarray(cpu["predictions"]).shape
+
+
+def test_class_names_come_from_imagenets_files(tmp_path):
+    from pyalexnet.viz import find_class_names, read_class_names
+
+    classes = ["n01440764", "n01443537", "n99999999"]
+    (tmp_path / "synset_words.txt").write_text("n01440764 tench, Tinca tinca\nn01443537\tgoldfish, Carassius auratus\n"
+                                               "n00000001 \n")
+    assert read_class_names(tmp_path / "synset_words.txt", classes) == ["tench", "goldfish", "n99999999"]
+    assert find_class_names(tmp_path, classes) == ["tench", "goldfish", "n99999999"]
+    assert find_class_names(tmp_path / "nothing-here", classes) is None
+
+
+def test_figure4_writes_the_names_it_is_given():
+    splits, _ = _figure4_splits()
+    model = AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1)
+    plain = np.asarray(figure4_pictures(model, splits, neighbours=1)["predictions"])
+    named = np.asarray(figure4_pictures(model, splits, neighbours=1,
+                                        class_names=["red", "green", "blue", "red again"])["predictions"])
+    assert plain.shape == named.shape and not np.array_equal(plain, named)
+    with pytest.raises(ValueError, match="class_names has 2 names for 4 classes"):
+        figure4_pictures(model, splits, class_names=["a", "b"])

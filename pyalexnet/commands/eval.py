@@ -38,6 +38,10 @@ def add_arguments(p) -> None:
     p.add_argument("--pictures", nargs="?", const="", default=None, metavar="DIR",
                    help="also draw the paper's Figure 4 (predictions.png, neighbours.png) into DIR "
                         "(default: the checkpoint's folder)")
+    p.add_argument("--class-names", default=None, metavar="FILE",
+                   help="readable class names for --pictures: lines 'ID name, ...' such as ImageNet's "
+                        "synset_words.txt (default: synset_words.txt, LOC_synset_mapping.txt or words.txt in "
+                        "the data folder, if there is one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -45,8 +49,10 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import load_dataset
     from ..training import _resolve_devices
-    from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures
+    from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures, find_class_names, read_class_names
 
+    if args.class_names and not Path(args.class_names).is_file():  # before a long evaluation, not after
+        raise FileNotFoundError(f"--class-names: {args.class_names} does not exist")
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     data = args.data or meta.get("data") or "builtin"
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
@@ -54,6 +60,10 @@ def run(args) -> int:
     t = meta.get("training", {})
     splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
                           progress=False if args.quiet else None)
+    if args.class_names:
+        names = read_class_names(args.class_names, splits.classes)
+    else:
+        names = find_class_names(data, splits.classes) if Path(data).is_dir() else None
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
                       mean_image=meta.get("mean_image"), progress=False if args.quiet else None)
     result = dict(result, data=data, ten_crop=not args.center_crop)
@@ -61,7 +71,8 @@ def run(args) -> int:
         ckpt = Path(args.checkpoint)
         where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
         where.mkdir(parents=True, exist_ok=True)
-        pictures = figure4_pictures(model, splits, mean_image=meta.get("mean_image"), batch_size=args.batch_size)
+        pictures = figure4_pictures(model, splits, mean_image=meta.get("mean_image"), batch_size=args.batch_size,
+                                    class_names=names)
         result["pictures"] = [str(where / PREDICTIONS_NAME), str(where / NEIGHBOURS_NAME)]
         pictures["predictions"].save(result["pictures"][0])
         pictures["neighbours"].save(result["pictures"][1])
