@@ -99,11 +99,12 @@ class PlateauSchedule:
 
     def state(self) -> dict:
         return dict(kind=self.kind, lr=self.lr, best=None if math.isinf(self.best) else self.best,
-                    bad_epochs=self.bad_epochs, reductions=self.reductions)
+                    bad_epochs=self.bad_epochs, reductions=self.reductions, patience=self.patience)
 
     def load_state(self, s: dict) -> None:
         self.lr, self.bad_epochs, self.reductions = float(s["lr"]), int(s["bad_epochs"]), int(s["reductions"])
         self.best = math.inf if s["best"] is None else float(s["best"])
+        self.patience = int(s.get("patience", self.patience))
 
 
 class StepSchedule:
@@ -124,10 +125,12 @@ class StepSchedule:
         return self.at_epoch_start(epoch + 1)
 
     def state(self) -> dict:
-        return dict(kind=self.kind, lr=self.lr, milestones=self.milestones)
+        return dict(kind=self.kind, lr=self.lr, milestones=self.milestones, base=self.base)
 
     def load_state(self, s: dict) -> None:
         self.lr = float(s["lr"])
+        self.milestones = [int(e) for e in s.get("milestones", self.milestones)]
+        self.base = float(s.get("base", self.base))
 
 
 def _make_schedule(schedule, lr: float, patience: int):
@@ -144,6 +147,45 @@ def _make_schedule(schedule, lr: float, patience: int):
     if any(e < 1 for e in epochs):
         raise ValueError(f"schedule epochs must be >= 1 (the epoch at whose start the lr is divided by 10), got {epochs}")
     return StepSchedule(lr, epochs)
+
+
+def _schedule_name(state: dict) -> str:
+    if state["kind"] == "plateau":
+        return "plateau"
+    return ",".join(str(e) for e in state.get("milestones", [])) or "constant"
+
+
+def _resumed_schedule(t: dict, sched, given: dict, *, lr: float, patience: int, epoch: int, ckpt_path):
+    """(schedule, base_lr, note) for a run resumed from a checkpoint's training metadata `t`.
+
+    The checkpoint's schedule goes on (its kind, milestones, patience and where it stands); a different
+    explicit schedule is refused. An explicit lr other than the one the run started at sets the rate from
+    now on (plateau) or the rate the milestones divide (steps), and `note` says so; the same lr as the
+    run started with (the same command again, with --resume) changes nothing, so it continues exactly.
+    """
+    saved = t["schedule"]
+    if given["schedule"] and _schedule_name(saved) != _schedule_name(sched.state()):
+        raise ValueError(f"{ckpt_path} was trained with the {_schedule_name(saved)} schedule, not "
+                         f"{_schedule_name(sched.state())}: resume without a schedule (the run's goes on) or "
+                         "with the same one")
+    if saved["kind"] == "plateau":
+        sched = PlateauSchedule(saved["lr"], patience=int(saved.get("patience", patience)))
+    else:
+        sched = StepSchedule(saved.get("base", lr), saved.get("milestones", []))
+    sched.load_state(saved)
+    if given["patience"] and isinstance(sched, PlateauSchedule):
+        sched.patience = patience
+    base_lr = float(t.get("base_lr", lr))
+    if not given["lr"] or "base_lr" not in t or lr == base_lr:
+        return sched, base_lr, ""
+    before = sched.lr
+    if isinstance(sched, PlateauSchedule):
+        sched.lr = lr
+    else:
+        sched.base = lr
+        sched.at_epoch_start(epoch)
+    return sched, lr, (f"lr {sched.lr:g} from now on (it was {before:g}; the run started at {base_lr:g}"
+                       + (f", now {lr:g} before the schedule's divisions" if sched.lr != lr else "") + ")")
 
 
 # ----- checkpoints -------------------------------------------------------------------------------------
@@ -421,9 +463,11 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              f"{splits.crop_size}x{splits.crop_size}")
         if model.num_classes != splits.num_classes:
             raise ValueError(f"the model has {model.num_classes} classes but the data set has {splits.num_classes}")
+    given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None)
     epochs = epochs or d["epochs"]
     batch_size = batch_size or d["batch_size"]
     lr = float(lr if lr is not None else d["lr"])
+    base_lr = lr  # the rate the run started at (a resumed run's is in its checkpoint)
     patience = patience or d["patience"]
     sched = _make_schedule(d["schedule"] if schedule is None else schedule, lr, patience)
     loader_device = model.devices[0]
@@ -469,10 +513,12 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         model.step = int(m["step"])
         epoch, step_in_epoch, global_step = int(t["epoch"]), int(t["step_in_epoch"]), int(t["global_step"])
         running = dict(t["running"])
-        sched.load_state(t["schedule"])
+        sched, base_lr, lr_note = _resumed_schedule(t, sched, given, lr=lr, patience=patience, epoch=epoch,
+                                                    ckpt_path=ckpt_path)
         hist = list(t["history"])
         if verbose:
-            print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}", file=sys.stderr)
+            print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
+                  + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
     elif resume and verbose:
         print(f"no checkpoint in {checkpoint_dir} yet: starting from scratch", file=sys.stderr)
     if history_path is not None:
@@ -487,7 +533,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
             training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
                           batch_size=batch_size, val_fraction=val_fraction, epochs=epochs, lr=sched.lr,
-                          momentum=momentum,
+                          base_lr=base_lr, momentum=momentum,
                           weight_decay=weight_decay, schedule=sched.state(), running=running, history=hist,
                           # Every source of randomness is a pure function of these (see the module docstring).
                           random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),

@@ -90,6 +90,32 @@ def test_resume_refuses_another_seed_batch_or_held_out_fraction(splits, tmp_path
     assert _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True).history[0]["epoch"] == 1
 
 
+def test_resume_keeps_the_runs_schedule(splits, tmp_path):
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule=[1])  # lr / 10 at the start of the second epoch
+    # Without a schedule, the run's goes on (not the preset's default, which would keep 0.003 here).
+    assert [h["lr"] for h in _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True).history] == \
+        [0.003, pytest.approx(0.0003)]
+    with pytest.raises(ValueError, match="was trained with the 1 schedule, not plateau: resume without a schedule"):
+        _train(splits, epochs=3, checkpoint_dir=tmp_path, resume=True, schedule="plateau")
+
+
+def test_resume_with_another_lr_takes_it_from_then_on(splits, tmp_path, capsys):
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "plateau", schedule="plateau")
+    result = _train(splits, epochs=2, checkpoint_dir=tmp_path / "plateau", resume=True, lr=0.001, verbose=True)
+    assert [h["lr"] for h in result.history] == [0.003, 0.001]
+    assert "lr 0.001 from now on (it was 0.003; the run started at 0.003)" in capsys.readouterr().err
+    # The same command again continues that run exactly: 0.001 is now the rate it was given.
+    _train(splits, epochs=3, checkpoint_dir=tmp_path / "plateau", resume=True, lr=0.001, verbose=True)
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "from now on" not in err
+    _, meta = load_checkpoint(tmp_path / "plateau")
+    assert meta["training"]["base_lr"] == 0.001
+    # With milestones, a new lr is the rate they divide.
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "steps", schedule=[1])
+    result = _train(splits, epochs=2, checkpoint_dir=tmp_path / "steps", resume=True, lr=0.01)
+    assert result.history[1]["lr"] == pytest.approx(0.001)
+
+
 def test_checkpoint_contents_and_loading(splits, tmp_path):
     result = _train(splits, epochs=1, checkpoint_dir=tmp_path)
     with np.load(tmp_path / CHECKPOINT_NAME, allow_pickle=False) as z:
@@ -99,7 +125,8 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
     assert t["epoch"] == 1 and t["step_in_epoch"] == 0 and t["global_step"] == len(splits.train) // 8
     assert (t["seed"], t["val_fraction"]) == (0, 0.1)  # what chose a folder's held-out images
     assert result.data is splits  # evaluate(result.model, result.data) tests on the held-out images
-    assert t["schedule"] == {"kind": "steps", "lr": 0.003, "milestones": [10, 13]} and "random_state" in t
+    assert t["schedule"] == {"kind": "steps", "lr": 0.003, "milestones": [10, 13], "base": 0.003} and "random_state" in t
+    assert t["base_lr"] == 0.003
     assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left behind
     model, meta = load_checkpoint(tmp_path)
     loaded = _params(model)

@@ -64,7 +64,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the data order, augmentation and dropout")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="write DIR/checkpoint.npz after every epoch and DIR/history.jsonl")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint, with its schedule; an --lr "
+                   "other than the run's starting rate sets the rate from then on")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps within an epoch")
     p.add_argument("--history", default=None, metavar="FILE", help="per-epoch figures as JSON lines (default: "
