@@ -222,18 +222,22 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     return str(path)
 
 
-def _read_checkpoint(path) -> tuple[dict, dict, dict, np.ndarray | None]:
+def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict, np.ndarray | None]:
+    """(meta, parameters, velocities, mean image) from a checkpoint file or folder; meta_only reads the
+    metadata alone (an npz's arrays load only when asked for)."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    params, velocities, mean = {}, {}, None
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
-            velocities = {k[9:]: z[k] for k in z.files if k.startswith("velocity/")}
-            mean = z["data/mean_image"] if "data/mean_image" in z.files else None
+            if not meta_only:
+                params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
+                velocities = {k[9:]: z[k] for k in z.files if k.startswith("velocity/")}
+                mean = z["data/mean_image"] if "data/mean_image" in z.files else None
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path} is not a readable pyalexnet checkpoint: {exc}") from exc
     if meta.get("format") != CHECKPOINT_FORMAT:
@@ -398,9 +402,10 @@ def _progress_enabled(progress) -> bool:
 
 
 def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None, batch_size: int | None = None,
-          lr: float | None = None, momentum: float = 0.9, weight_decay: float = 5e-4, schedule=None,
-          patience: int | None = None, device="auto", seed: int = 0, checkpoint_dir=None, resume: bool = False,
-          history=None, init=None, preset: str | None = None, workers: int = 2, val_fraction: float = 0.1,
+          lr: float | None = None, momentum: float | None = None, weight_decay: float | None = None, schedule=None,
+          patience: int | None = None, device="auto", seed: int | None = None, checkpoint_dir=None,
+          resume: bool = False, history=None, init=None, preset: str | None = None, workers: int = 2,
+          val_fraction: float | None = None,
           checkpoint_every: int | None = None, progress: bool | None = None, verbose: bool = True,
           stop_after_steps: int | None = None) -> TrainResult:
     """Trains AlexNet with the paper's SGD: v = momentum*v - weight_decay*lr*w - lr*grad; w += v.
@@ -417,6 +422,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     device: "auto" (every GPU there is, else the CPU), "cpu", "cuda", "cuda:0", "cuda:0,cuda:1".
     checkpoint_dir: where checkpoint.npz (after every epoch, and every `checkpoint_every` steps) and
       history.jsonl go. resume=True continues from checkpoint_dir's checkpoint exactly where it stopped.
+      What a resumed run's call leaves out (None) is the run's own: data, seed, batch_size, val_fraction,
+      epochs, momentum, weight_decay, the schedule and where it stands (see _resumed_schedule for lr).
+    seed: the weights, the data order, augmentation, dropout and a folder's held-out images (default 0).
+    val_fraction: the share of each class an image folder without val/ holds out (default 0.1).
     history: a JSON-lines path for the per-epoch figures (default checkpoint_dir/history.jsonl).
     progress: tqdm bars for decoding an image folder, each epoch and its validation (default: only on a
       terminal). verbose: a summary line per epoch.
@@ -428,8 +437,28 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     from tqdm.auto import tqdm
 
     # --- arguments ---
-    momentum = _check_number(momentum, "momentum", low=0.0, high=1.0)
-    weight_decay = _check_number(weight_decay, "weight_decay", low=0.0)
+    # What the caller left out (None) a resumed run takes from its checkpoint, a new one from the defaults.
+    given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
+    ckpt_path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir is not None else None
+    if resume and Path(ckpt_path).exists():
+        saved = _read_checkpoint(ckpt_path, meta_only=True)[0]
+        t = saved["training"]
+        if data is None:
+            data = saved.get("data") or None
+            if data is None:
+                raise ValueError(f"{ckpt_path} does not say which data set it was trained on: pass it again")
+        seed = t["seed"] if seed is None else seed
+        batch_size = batch_size or t["batch_size"]
+        val_fraction = t.get("val_fraction", 0.1) if val_fraction is None else val_fraction
+        epochs = epochs or t["epochs"]  # say --epochs 20 at the start, then a plain --resume
+        momentum = t["momentum"] if momentum is None else momentum
+        weight_decay = t["weight_decay"] if weight_decay is None else weight_decay
+    seed = 0 if seed is None else seed
+    val_fraction = 0.1 if val_fraction is None else val_fraction
+    momentum = _check_number(0.9 if momentum is None else momentum, "momentum", low=0.0, high=1.0)
+    weight_decay = _check_number(5e-4 if weight_decay is None else weight_decay, "weight_decay", low=0.0)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if model is not None and not isinstance(model, AlexNet):
@@ -440,8 +469,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             _check_positive_int(value, name)
     if lr is not None:
         _check_number(lr, "lr", low=0.0, low_ok=False)
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     devices = parse_devices(_resolve_devices(device)) if model is None else model.devices
@@ -463,7 +490,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              f"{splits.crop_size}x{splits.crop_size}")
         if model.num_classes != splits.num_classes:
             raise ValueError(f"the model has {model.num_classes} classes but the data set has {splits.num_classes}")
-    given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None)
     epochs = epochs or d["epochs"]
     batch_size = batch_size or d["batch_size"]
     lr = float(lr if lr is not None else d["lr"])
@@ -482,7 +508,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         with model.place_of(name).active():
             velocities[name] = model.place_of(name).xp.zeros_like(p)
 
-    ckpt_path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir is not None else None
     history_path = history if history is not None else (
         str(Path(checkpoint_dir) / HISTORY_NAME) if checkpoint_dir is not None else None)
 

@@ -90,6 +90,31 @@ def test_resume_refuses_another_seed_batch_or_held_out_fraction(splits, tmp_path
     assert _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True).history[0]["epoch"] == 1
 
 
+def test_a_plain_resume_is_the_run_itself(splits, tmp_path):
+    recipe = dict(seed=2, batch_size=4, momentum=0.8, weight_decay=1e-3, schedule="constant", epochs=2)
+    straight = _train(splits, **recipe)
+    _train(splits, checkpoint_dir=tmp_path, stop_after_steps=5, **recipe)
+    # Nothing but the data and the checkpoint: seed, batch, momentum, decay, schedule and epochs are the run's.
+    resumed = train(splits, checkpoint_dir=tmp_path, resume=True, device="cpu", workers=0, verbose=False)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    for k, v in _params(straight.model).items():
+        np.testing.assert_array_equal(v, _params(resumed.model)[k], err_msg=k)
+
+
+def test_cli_resume_finds_the_runs_data_in_its_checkpoint(tmp_path, capsys):
+    from data_files import cifar_folder
+
+    cifar_folder(tmp_path / "c", np.random.default_rng(0), per_batch=8)
+    common = ["--checkpoint-dir", str(tmp_path / "run"), "--quiet", "--no-ten-crop", "--device", "cpu", "--workers", "0"]
+    assert cli.main(["train", "--data", f"cifar10:{tmp_path / 'c'}", "--batch-size", "8", "--seed", "4",
+                     "--steps", "2"] + common) == 0
+    # Before, a plain --resume took the builtin set (and seed 0) and refused the checkpoint.
+    assert cli.main(["train", "--resume", "--steps", "1"] + common) == 0
+    _, meta = load_checkpoint(tmp_path / "run")
+    t = meta["training"]
+    assert meta["data"] == f"cifar10:{tmp_path / 'c'}" and (t["seed"], t["batch_size"], t["global_step"]) == (4, 8, 3)
+
+
 def test_resume_keeps_the_runs_schedule(splits, tmp_path):
     _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule=[1])  # lr / 10 at the start of the second epoch
     # Without a schedule, the run's goes on (not the preset's default, which would keep 0.003 here).

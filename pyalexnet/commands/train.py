@@ -41,15 +41,17 @@ def _schedule(text: str):
 
 def add_arguments(p) -> None:
     p.epilog = EPILOG
-    p.add_argument("--data", default="builtin", metavar="SPEC",
-                   help="the data set: builtin, fashion-mnist, cifar10:PATH, a folder or a store (default: builtin)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="the data set: builtin, fashion-mnist, cifar10:PATH, a folder or a store (default: builtin; "
+                        "a resumed run's own)")
     p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 90 for the paper's "
                    "network, 15 for the small one)")
     p.add_argument("--batch-size", type=int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate (default: 0.01; 0.005 for the small network)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default: 0.0005)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9; a resumed run's own)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay (default: 0.0005; a resumed run's own)")
     p.add_argument("--schedule", type=_schedule, default=None,
                    help="'plateau' (lr / 10 when validation error stops improving, at most 3 times), "
                         "'constant', or epochs (0-based) at whose start lr is divided by 10, e.g. 30,60,80 "
@@ -61,7 +63,8 @@ def add_arguments(p) -> None:
                    help="initialisation: paper (N(0,0.01), bias 1), caffe (bias 0.1), he (default: per preset)")
     p.add_argument("--device", default="auto",
                    help="auto (every GPU, else the CPU), cpu, cuda, cuda:0, or cuda:0,cuda:1 (one tower per GPU)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the weights, the data order, augmentation and dropout")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seeds the weights, the data order, augmentation and dropout (default: 0; a resumed run's own)")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="write DIR/checkpoint.npz after every epoch and DIR/history.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint, with its schedule; an --lr "
@@ -73,8 +76,9 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="stop after N SGD steps (a quick try-out; --resume continues the run)")
     p.add_argument("--workers", type=int, default=2, help="data loader threads (default: 2)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of each class held out for validation in a folder without val/ (default: 0.1)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of each class held out for validation in a folder without val/ (default: 0.1; a "
+                        "resumed run's own)")
     p.add_argument("--no-ten-crop", action="store_true", help="final evaluation on the centre crop only")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
