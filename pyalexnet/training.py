@@ -422,8 +422,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     device: "auto" (every GPU there is, else the CPU), "cpu", "cuda", "cuda:0", "cuda:0,cuda:1".
     checkpoint_dir: where checkpoint.npz (after every epoch, and every `checkpoint_every` steps) and
       history.jsonl go. resume=True continues from checkpoint_dir's checkpoint exactly where it stopped.
-      What a resumed run's call leaves out (None) is the run's own: data, seed, batch_size, val_fraction,
-      epochs, momentum, weight_decay, the schedule and where it stands (see _resumed_schedule for lr).
+      What a resumed run's call leaves out (None) is the run's own: data, preset, init, seed, batch_size,
+      val_fraction, epochs, momentum, weight_decay, the schedule and where it stands (see
+      _resumed_schedule for lr).
     seed: the weights, the data order, augmentation, dropout and a folder's held-out images (default 0).
     val_fraction: the share of each class an image folder without val/ holds out (default 0.1).
     history: a JSON-lines path for the per-epoch figures (default checkpoint_dir/history.jsonl).
@@ -450,6 +451,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             if data is None:
                 raise ValueError(f"{ckpt_path} does not say which data set it was trained on: pass it again")
         seed = t["seed"] if seed is None else seed
+        if model is None:
+            preset = preset or saved["model"]["preset"]
+            init = init or saved["model"]["init"]
         batch_size = batch_size or t["batch_size"]
         val_fraction = t.get("val_fraction", 0.1) if val_fraction is None else val_fraction
         epochs = epochs or t["epochs"]  # say --epochs 20 at the start, then a plain --resume

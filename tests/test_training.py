@@ -90,12 +90,17 @@ def test_resume_refuses_another_seed_batch_or_held_out_fraction(splits, tmp_path
     assert _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True).history[0]["epoch"] == 1
 
 
-def test_a_plain_resume_is_the_run_itself(splits, tmp_path):
+def test_a_plain_resume_is_the_run_itself(splits, tmp_path, monkeypatch):
     recipe = dict(seed=2, batch_size=4, momentum=0.8, weight_decay=1e-3, schedule="constant", epochs=2)
     straight = _train(splits, **recipe)
     _train(splits, checkpoint_dir=tmp_path, stop_after_steps=5, **recipe)
-    # Nothing but the data and the checkpoint: seed, batch, momentum, decay, schedule and epochs are the run's.
+    # Nothing but the data and the checkpoint: the preset (small, where a threshold of 8 px would give these
+    # 16 px crops "paper"), seed, batch, momentum, decay, schedule and epochs are the run's.
+    import pyalexnet.training
+
+    monkeypatch.setattr(pyalexnet.training, "SMALL_PRESET_BELOW", 8)
     resumed = train(splits, checkpoint_dir=tmp_path, resume=True, device="cpu", workers=0, verbose=False)
+    assert resumed.model.preset == "small"
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
     for k, v in _params(straight.model).items():
         np.testing.assert_array_equal(v, _params(resumed.model)[k], err_msg=k)
