@@ -291,32 +291,6 @@ def nearest_neighbours(query_features, pool_features, k: int) -> np.ndarray:
     return np.argsort(np.maximum(d2, 0.0), axis=1, kind="stable")[:, :k]
 
 
-# ImageNet's files of readable class names, looked for in the data folder.
-CLASS_NAME_FILES = ("synset_words.txt", "LOC_synset_mapping.txt", "words.txt")
-
-
-def read_class_names(path, classes: Sequence[str]) -> list[str]:
-    """Readable names for `classes` from a file of lines "ID name[, other names]" (ImageNet's
-    synset_words.txt, LOC_synset_mapping.txt or words.txt): a class whose ID is there takes the first
-    name, the others keep their own."""
-    names = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            parts = line.split(None, 1)  # the ID, then the names, after a space or a tab
-            if len(parts) == 2 and parts[1].split(",")[0].strip():
-                names.setdefault(parts[0], parts[1].split(",")[0].strip())
-    return [names.get(str(c), str(c)) for c in classes]
-
-
-def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
-    """read_class_names from the first of CLASS_NAME_FILES in `folder`, or None."""
-    for name in CLASS_NAME_FILES:
-        path = Path(folder) / name
-        if path.is_file():
-            return read_class_names(path, classes)
-    return None
-
-
 def _centre(images, crop: int) -> np.ndarray:
     """The centre crop of uint8 (N, H, W, 3) images, as the network sees them at test time (mean not subtracted)."""
     h, w = images.shape[1:3]

@@ -35,6 +35,16 @@ def test_round_trip_equals_decoding_directly(folder, tmp_path):
     assert (dst / "train_images.u8").stat().st_size == len(stored.train) * 16 * 16 * 3
 
 
+def test_a_class_names_file_travels_into_the_store(folder, tmp_path):
+    from pyalexnet.data import find_class_names
+
+    (folder / "synset_words.txt").write_text("ant formica, the ant\nbee apis\n")
+    dst = prepare(folder, tmp_path / "store", image_size=16, quiet=True)
+    stored = load_dataset(str(dst))
+    assert stored.classes == ["ant", "bee", "cow"]  # the file is not a class
+    assert find_class_names(dst, stored.classes) == ["formica", "apis", "cow"]
+
+
 def test_train_val_layout_and_corrupt_files(tmp_path, rng):
     image_folder(tmp_path / "src" / "train", rng, classes=("a", "b"), per_class=4)
     image_folder(tmp_path / "src" / "val", rng, classes=("a", "b"), per_class=2, ext=".jpg")

@@ -184,7 +184,7 @@ def test_figure4_on_a_gpu_finds_the_same_copies(cp):
 
 
 def test_class_names_come_from_imagenets_files(tmp_path):
-    from pyalexnet.viz import find_class_names, read_class_names
+    from pyalexnet.data import find_class_names, read_class_names
 
     classes = ["n01440764", "n01443537", "n99999999"]
     (tmp_path / "synset_words.txt").write_text("n01440764 tench, Tinca tinca\nn01443537\tgoldfish, Carassius auratus\n"

@@ -41,15 +41,15 @@ def add_arguments(p) -> None:
     p.add_argument("--class-names", default=None, metavar="FILE",
                    help="readable class names for --pictures: lines 'ID name, ...' such as ImageNet's "
                         "synset_words.txt (default: synset_words.txt, LOC_synset_mapping.txt or words.txt in "
-                        "the data folder, if there is one)")
+                        "the data folder or store, if there is one; prepare copies it into the store)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
-    from ..data import load_dataset
+    from ..data import find_class_names, load_dataset, read_class_names
     from ..training import _resolve_devices
-    from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures, find_class_names, read_class_names
+    from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures
 
     if args.class_names and not Path(args.class_names).is_file():  # before a long evaluation, not after
         raise FileNotFoundError(f"--class-names: {args.class_names} does not exist")

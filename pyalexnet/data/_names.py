@@ -1,0 +1,31 @@
+"""Readable class names for data sets whose classes are IDs (ImageNet's folders are WordNet IDs such as
+n01440764): read from the name files ImageNet ships, which `pyalexnet prepare` copies into its store."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+# ImageNet's files of readable class names, looked for in the data folder.
+CLASS_NAME_FILES = ("synset_words.txt", "LOC_synset_mapping.txt", "words.txt")
+
+
+def read_class_names(path, classes: Sequence[str]) -> list[str]:
+    """Readable names for `classes` from a file of lines "ID name[, other names]" (ImageNet's
+    synset_words.txt, LOC_synset_mapping.txt or words.txt): a class whose ID is there takes the first
+    name, the others keep their own."""
+    names = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            parts = line.split(None, 1)  # the ID, then the names, after a space or a tab
+            if len(parts) == 2 and parts[1].split(",")[0].strip():
+                names.setdefault(parts[0], parts[1].split(",")[0].strip())
+    return [names.get(str(c), str(c)) for c in classes]
+
+
+def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
+    """read_class_names from the first of CLASS_NAME_FILES in `folder`, or None."""
+    for name in CLASS_NAME_FILES:
+        path = Path(folder) / name
+        if path.is_file():
+            return read_class_names(path, classes)
+    return None
