@@ -407,7 +407,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
           resume: bool = False, history=None, init=None, preset: str | None = None, workers: int = 2,
           val_fraction: float | None = None,
           checkpoint_every: int | None = None, progress: bool | None = None, verbose: bool = True,
-          stop_after_steps: int | None = None) -> TrainResult:
+          stop_after_steps: int | None = None, overwrite: bool = False) -> TrainResult:
     """Trains AlexNet with the paper's SGD: v = momentum*v - weight_decay*lr*w - lr*grad; w += v.
 
     data: None or "builtin" (the built-in synthetic set), "fashion-mnist", "cifar10:PATH", an image folder
@@ -422,6 +422,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     device: "auto" (every GPU there is, else the CPU), "cpu", "cuda", "cuda:0", "cuda:0,cuda:1".
     checkpoint_dir: where checkpoint.npz (after every epoch, and every `checkpoint_every` steps) and
       history.jsonl go. resume=True continues from checkpoint_dir's checkpoint exactly where it stopped.
+      A folder that already holds a checkpoint is refused unless resume=True or overwrite=True (a new run
+      over it), so a forgotten --resume never replaces days of training.
       What a resumed run's call leaves out (None) is the run's own: data, preset, init, seed, batch_size,
       val_fraction, epochs, momentum, weight_decay, the schedule and where it stands (see
       _resumed_schedule for lr).
@@ -443,6 +445,14 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
     ckpt_path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir is not None else None
+    if resume and overwrite:
+        raise ValueError("resume=True continues the run in checkpoint_dir and overwrite=True replaces it: pick one")
+    if ckpt_path is not None and not resume and not overwrite and Path(ckpt_path).exists():
+        t = _read_checkpoint(ckpt_path, meta_only=True)[0].get("training", {})
+        where = (f" (after epoch {t['epoch']} of {t['epochs']}, step {t['step_in_epoch']})"
+                 if {"epoch", "epochs", "step_in_epoch"} <= set(t) else "")
+        raise ValueError(f"{checkpoint_dir} already holds a run{where}: --resume (resume=True) continues it, "
+                         f"--overwrite (overwrite=True) starts a new one over it, or choose another folder")
     if resume and Path(ckpt_path).exists():
         saved = _read_checkpoint(ckpt_path, meta_only=True)[0]
         t = saved["training"]

@@ -120,6 +120,20 @@ def test_cli_resume_finds_the_runs_data_in_its_checkpoint(tmp_path, capsys):
     assert meta["data"] == f"cifar10:{tmp_path / 'c'}" and (t["seed"], t["batch_size"], t["global_step"]) == (4, 8, 3)
 
 
+def test_a_folder_holding_a_run_is_not_trained_over_by_mistake(splits, tmp_path, capsys):
+    _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    before = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_NAME, HISTORY_NAME)}
+    with pytest.raises(ValueError, match=r"already holds a run \(after epoch 1 of 1, step 0\): --resume"):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before  # nothing touched
+    with pytest.raises(ValueError, match="pick one"):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True, overwrite=True)
+    fresh = _train(splits, epochs=1, checkpoint_dir=tmp_path, overwrite=True, seed=1)
+    assert len(fresh.history) == 1 and load_checkpoint(tmp_path)[1]["training"]["seed"] == 1
+    assert cli.main(["train", "--data", "builtin", "--checkpoint-dir", str(tmp_path), "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
 def test_resume_keeps_the_runs_schedule(splits, tmp_path):
     _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule=[1])  # lr / 10 at the start of the second epoch
     # Without a schedule, the run's goes on (not the preset's default, which would keep 0.003 here).

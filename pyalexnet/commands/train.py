@@ -69,6 +69,8 @@ def add_arguments(p) -> None:
                    help="write DIR/checkpoint.npz after every epoch and DIR/history.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint, with its schedule; an --lr "
                    "other than the run's starting rate sets the rate from then on")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --checkpoint-dir that already holds one (else refused)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps within an epoch")
     p.add_argument("--history", default=None, metavar="FILE", help="per-epoch figures as JSON lines (default: "
@@ -90,7 +92,8 @@ def run(args) -> int:
         result = train(args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience,
                        preset=args.preset, init=args.init, device=args.device, seed=args.seed,
-                       checkpoint_dir=args.checkpoint_dir, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                       checkpoint_dir=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
+                       checkpoint_every=args.checkpoint_every,
                        history=args.history, workers=args.workers, stop_after_steps=args.steps, val_fraction=args.val_fraction,
                        progress=False if args.quiet else None, verbose=not args.quiet)
     except TrainingDiverged as exc:
