@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, NotImplementedError, MemoryError) as exc:
         # Errors a user can act on: one clear line, not a traceback.

@@ -10,13 +10,16 @@ if it had never stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import numbers
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -147,6 +150,45 @@ def _make_schedule(schedule, lr: float, patience: int):
     if any(e < 1 for e in epochs):
         raise ValueError(f"schedule epochs must be >= 1 (the epoch at whose start the lr is divided by 10), got {epochs}")
     return StepSchedule(lr, epochs)
+
+
+class _StopRequest:
+    """True once Ctrl-C asked a training run to stop."""
+
+    def __init__(self) -> None:
+        self.asked = False
+
+    def __bool__(self) -> bool:
+        return self.asked
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(*, enabled: bool):
+    """Within, a first Ctrl-C asks the run to stop at the end of its step (so it can write a checkpoint that
+    --resume continues: a step cut in half would leave the weights half updated); a second stops at once.
+    Only where there is a checkpoint to write, and only in the main thread (where signals arrive)."""
+    request = _StopRequest()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def ask(signum, frame):
+        if request.asked:
+            raise KeyboardInterrupt
+        request.asked = True
+        print("\nstopping at the end of this step to write a checkpoint (Ctrl-C again stops at once, losing the "
+              "steps since the last one)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_message(ckpt_path, epoch: int, step: int, steps_per_epoch: int) -> str:
+    return (f"stopped at epoch {epoch + 1}, step {step} of {steps_per_epoch}; {ckpt_path} holds it: "
+            f"--resume (resume=True) continues from there")
 
 
 def _schedule_name(state: dict) -> str:
@@ -587,85 +629,91 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
     steps_this_call = 0
     show = _progress_enabled(progress)
-    while epoch < epochs:
-        lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
-        loader.set_epoch(epoch)
-        bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not show,
-                   leave=True, dynamic_ncols=True, file=sys.stderr)
-        t_epoch = time.perf_counter()
-        batches = loader.iter_from(step_in_epoch)
-        stopped = False
-        try:
-            for x, y in batches:
-                logits = model.forward(x, train=True, step=global_step)
-                yl = _labels_for(logits, y)
-                loss, dlogits = ops.softmax_cross_entropy(logits, yl)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"the training loss became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1} of "
-                        f"{steps_per_epoch} (global step {global_step + 1}) with lr {lr_now:g}; "
-                        + (f"the last good checkpoint, {ckpt_path}, is kept. " if ckpt_path and Path(ckpt_path).exists()
-                           else "no checkpoint was written. ")
-                        + "Try a smaller learning rate.",
-                        epoch=epoch, step=step_in_epoch, global_step=global_step, loss=loss,
-                        checkpoint=ckpt_path if ckpt_path and Path(ckpt_path).exists() else None)
-                model.backward(dlogits)
-                grads = model.gradients()
-                for name, w in model.parameters().items():
-                    ops.sgd_update(w, grads[name], velocities[name], lr=lr_now, momentum=momentum,
-                                   weight_decay=weight_decay)
-                e1, e5 = _errors(logits, np.asarray(y))
-                running["loss"] += loss * len(y)
-                running["top1"] += e1
-                running["top5"] += e5
-                running["images"] += len(y)
-                step_in_epoch += 1
-                global_step += 1
-                steps_this_call += 1
-                model.step = global_step
-                elapsed = running["seconds"] + time.perf_counter() - t_epoch
-                bar.set_postfix(loss=f"{running['loss'] / running['images']:.3f}",
-                                err=f"{running['top1'] / running['images']:.3f}", lr=f"{lr_now:g}",
-                                img_s=f"{running['images'] / max(elapsed, 1e-9):.0f}", refresh=False)
-                bar.update(1)
-                if checkpoint_every and step_in_epoch % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
-                    running["seconds"] = elapsed
-                    t_epoch = time.perf_counter()
-                    checkpoint()
-                if stop_after_steps and steps_this_call >= stop_after_steps and step_in_epoch < steps_per_epoch:
-                    stopped = True
-                    break
-        finally:
-            batches.close()
-            bar.close()
-        running["seconds"] += time.perf_counter() - t_epoch
-        if stopped:
+    with _stop_on_interrupt(enabled=ckpt_path is not None) as interrupted:
+        while epoch < epochs:
+            lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
+            loader.set_epoch(epoch)
+            bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not show,
+                       leave=True, dynamic_ncols=True, file=sys.stderr)
+            t_epoch = time.perf_counter()
+            batches = loader.iter_from(step_in_epoch)
+            stopped = False
+            try:
+                for x, y in batches:
+                    logits = model.forward(x, train=True, step=global_step)
+                    yl = _labels_for(logits, y)
+                    loss, dlogits = ops.softmax_cross_entropy(logits, yl)
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"the training loss became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1} of "
+                            f"{steps_per_epoch} (global step {global_step + 1}) with lr {lr_now:g}; "
+                            + (f"the last good checkpoint, {ckpt_path}, is kept. " if ckpt_path and Path(ckpt_path).exists()
+                               else "no checkpoint was written. ")
+                            + "Try a smaller learning rate.",
+                            epoch=epoch, step=step_in_epoch, global_step=global_step, loss=loss,
+                            checkpoint=ckpt_path if ckpt_path and Path(ckpt_path).exists() else None)
+                    model.backward(dlogits)
+                    grads = model.gradients()
+                    for name, w in model.parameters().items():
+                        ops.sgd_update(w, grads[name], velocities[name], lr=lr_now, momentum=momentum,
+                                       weight_decay=weight_decay)
+                    e1, e5 = _errors(logits, np.asarray(y))
+                    running["loss"] += loss * len(y)
+                    running["top1"] += e1
+                    running["top5"] += e5
+                    running["images"] += len(y)
+                    step_in_epoch += 1
+                    global_step += 1
+                    steps_this_call += 1
+                    model.step = global_step
+                    elapsed = running["seconds"] + time.perf_counter() - t_epoch
+                    bar.set_postfix(loss=f"{running['loss'] / running['images']:.3f}",
+                                    err=f"{running['top1'] / running['images']:.3f}", lr=f"{lr_now:g}",
+                                    img_s=f"{running['images'] / max(elapsed, 1e-9):.0f}", refresh=False)
+                    bar.update(1)
+                    if checkpoint_every and step_in_epoch % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
+                        running["seconds"] = elapsed
+                        t_epoch = time.perf_counter()
+                        checkpoint()
+                    if (stop_after_steps and steps_this_call >= stop_after_steps or interrupted) \
+                            and step_in_epoch < steps_per_epoch:
+                        stopped = True
+                        break
+            finally:
+                batches.close()
+                bar.close()
+            running["seconds"] += time.perf_counter() - t_epoch
+            if stopped:
+                checkpoint()
+                if interrupted:
+                    raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
+                break
+            # --- end of an epoch: validation, schedule, history, checkpoint ---
+            val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
+                                                    unit="img", disable=not show, leave=False, dynamic_ncols=True,
+                                                    file=sys.stderr))
+            row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
+                       train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
+                       train_top5=running["top5"] / running["images"], **val,
+                       images_per_s=running["images"] / max(running["seconds"], 1e-9), seconds=running["seconds"])
+            hist.append(row)
+            sched.after_epoch(epoch, val["val_top1"])
+            if history_path is not None:
+                with open(history_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            if verbose:
+                msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
+                       f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f} top-5 {row['val_top5']:.3f} | "
+                       f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
+                (tqdm.write if show else print)(msg, file=sys.stderr)
+            epoch += 1
+            step_in_epoch = 0
+            running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
             checkpoint()
-            break
-        # --- end of an epoch: validation, schedule, history, checkpoint ---
-        val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
-                                                unit="img", disable=not show, leave=False, dynamic_ncols=True,
-                                                file=sys.stderr))
-        row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
-                   train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
-                   train_top5=running["top5"] / running["images"], **val,
-                   images_per_s=running["images"] / max(running["seconds"], 1e-9), seconds=running["seconds"])
-        hist.append(row)
-        sched.after_epoch(epoch, val["val_top1"])
-        if history_path is not None:
-            with open(history_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-        if verbose:
-            msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
-                   f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f} top-5 {row['val_top5']:.3f} | "
-                   f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
-            (tqdm.write if show else print)(msg, file=sys.stderr)
-        epoch += 1
-        step_in_epoch = 0
-        running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
-        checkpoint()
-        if checkpoint_dir is not None:
-            save_training_pictures(model, hist, checkpoint_dir)
-        if stop_after_steps and steps_this_call >= stop_after_steps:
-            break
+            if checkpoint_dir is not None:
+                save_training_pictures(model, hist, checkpoint_dir)
+            if interrupted and epoch < epochs:
+                raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch))
+            if stop_after_steps and steps_this_call >= stop_after_steps:
+                break
     return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes), splits)

@@ -134,6 +134,65 @@ def test_a_folder_holding_a_run_is_not_trained_over_by_mistake(splits, tmp_path,
     assert "already holds a run" in capsys.readouterr().err
 
 
+def _ctrl_c_at_update(monkeypatch, *at):
+    """Sends this process SIGINT (Ctrl-C) from inside the listed calls of ops.sgd_update (1-based)."""
+    import os
+    import signal
+
+    import pyalexnet.ops
+
+    real, calls = pyalexnet.ops.sgd_update, []
+
+    def sgd_update(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pyalexnet.ops, "sgd_update", sgd_update)
+
+
+def test_ctrl_c_stops_at_the_steps_end_with_a_checkpoint_resume_continues(splits, tmp_path, monkeypatch):
+    import signal
+
+    straight = _train(splits, epochs=2)
+    n_params = len(straight.model.parameters())
+    before = signal.getsignal(signal.SIGINT)
+    _ctrl_c_at_update(monkeypatch, 3 * n_params + 2)  # inside the fourth step's updates
+    with pytest.raises(KeyboardInterrupt, match=r"stopped at epoch 1, step 4 of 6; .* --resume"):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert load_checkpoint(tmp_path)[1]["training"]["global_step"] == 4  # the whole fourth step, no half
+    monkeypatch.undo()
+    resumed = _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    for k, v in _params(straight.model).items():
+        np.testing.assert_array_equal(v, _params(resumed.model)[k], err_msg=k)
+
+
+def test_ctrl_c_in_an_epochs_last_step_lets_it_finish(splits, tmp_path, monkeypatch):
+    model = _train(splits, epochs=1, stop_after_steps=1).model
+    _ctrl_c_at_update(monkeypatch, 5 * len(model.parameters()) + 1)  # the sixth and last step of epoch 1
+    with pytest.raises(KeyboardInterrupt, match=r"stopped at epoch 2, step 0 of 6"):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path)
+    rows = [json.loads(line) for line in open(tmp_path / HISTORY_NAME)]
+    assert [r["epoch"] for r in rows] == [1]  # validated and written before stopping
+
+
+def test_cli_says_where_ctrl_c_stopped_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    _ctrl_c_at_update(monkeypatch, 1)
+    assert cli.main(["train", "--checkpoint-dir", str(tmp_path), "--quiet", "--device", "cpu", "--workers", "0"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: stopped at epoch 1, step 1 of" in err and "--resume" in err
+
+
+def test_a_second_ctrl_c_stops_at_once(splits, tmp_path, monkeypatch):
+    _ctrl_c_at_update(monkeypatch, 2, 3)
+    with pytest.raises(KeyboardInterrupt) as info:
+        _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    assert str(info.value) == "" and not (tmp_path / CHECKPOINT_NAME).exists()
+
+
 def test_resume_keeps_the_runs_schedule(splits, tmp_path):
     _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule=[1])  # lr / 10 at the start of the second epoch
     # Without a schedule, the run's goes on (not the preset's default, which would keep 0.003 here).
