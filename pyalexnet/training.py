@@ -465,7 +465,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     checkpoint_dir: where checkpoint.npz (after every epoch, and every `checkpoint_every` steps) and
       history.jsonl go. resume=True continues from checkpoint_dir's checkpoint exactly where it stopped.
       A folder that already holds a checkpoint is refused unless resume=True or overwrite=True (a new run
-      over it), so a forgotten --resume never replaces days of training.
+      over it), so a forgotten --resume never replaces days of training. With a checkpoint_dir, Ctrl-C
+      stops at the end of the step, writes a checkpoint and raises KeyboardInterrupt (twice: at once).
       What a resumed run's call leaves out (None) is the run's own: data, preset, init, seed, batch_size,
       val_fraction, epochs, momentum, weight_decay, the schedule and where it stands (see
       _resumed_schedule for lr).
