@@ -372,9 +372,16 @@ class AlexNet:
     def _check_input(self, x):
         shape = tuple(getattr(x, "shape", np.shape(x)))
         s = self.input_size
+        how = ("pyalexnet.data.center_crop(images, crop_size, mean_image) makes them from uint8 (N, H, W, 3) "
+               "images, as training saw them")
         if len(shape) != 4 or shape[1] != 3 or shape[2] != s or shape[3] != s:
             raise ValueError(f"argument 'x' must be NCHW images of shape (N, 3, {s}, {s}) for this model "
-                             f"(preset {self.preset!r}), got {shape}")
+                             f"(preset {self.preset!r}), got {shape}" + ("; " + how if len(shape) == 4 else ""))
+        dtype = np.dtype(getattr(x, "dtype", np.float32))
+        if dtype.kind not in "f":
+            # Raw pixels (uint8) would pass as numbers without the training mean subtracted: wrong answers.
+            raise TypeError(f"argument 'x' must be floating point pixels minus the training mean image, got {dtype}; "
+                            + how)
         if shape[0] == 0:
             raise ValueError("argument 'x' is an empty batch")
 

@@ -200,6 +200,13 @@ def test_bad_arguments_are_clear():
     m = AlexNet(10, preset="tiny", devices="cpu")
     with pytest.raises(ValueError, match=r"\(N, 3, 15, 15\)"):
         m.forward(np.zeros((2, 3, 16, 16), np.float32))
+    # Raw pixels, either layout, would be wrong answers: both name the function that prepares them.
+    with pytest.raises(ValueError, match=r"got \(2, 15, 15, 3\); pyalexnet.data.center_crop"):
+        m.predict(np.zeros((2, 15, 15, 3), np.uint8))
+    with pytest.raises(TypeError, match="floating point pixels minus the training mean image, got uint8"):
+        m.predict(np.zeros((2, 3, 15, 15), np.uint8))
+    with pytest.raises(TypeError, match="got int64"):
+        m.forward(np.zeros((2, 3, 15, 15), np.int64))
     with pytest.raises(ValueError, match="shape"):
         m.load_parameters({k: np.zeros((1,), np.float32) for k in m.parameters()})
     if not pyalexnet.cuda_available():
