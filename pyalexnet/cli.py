@@ -8,7 +8,7 @@ import importlib.util
 import sys
 
 # In the order `pyalexnet --help` lists them.
-COMMANDS = ["train", "eval", "prepare", "gradcheck", "bench", "info"]
+COMMANDS = ["train", "eval", "predict", "prepare", "gradcheck", "bench", "info"]
 
 
 def _available():

@@ -375,7 +375,39 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
     assert (tmp_path / "pics" / "predictions.png").read_bytes() != before
     capsys.readouterr()
     assert cli.main(["eval", str(tmp_path / "run"), "--pictures", "--quiet", "--class-names", "nope.txt"]) == 2
-    assert "--class-names: nope.txt does not exist" in capsys.readouterr().err
+    assert "class names file nope.txt does not exist" in capsys.readouterr().err
+
+
+def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path, capsys):
+    from PIL import Image
+
+    from pyalexnet.data import ten_crops
+
+    result = _train(splits, epochs=3, checkpoint_dir=tmp_path / "run")
+    paths = []
+    for i in (0, 5):
+        paths.append(str(tmp_path / f"val{i}.png"))
+        Image.fromarray(splits.val.images[i]).save(paths[-1])
+    (tmp_path / "broken.jpg").write_text("not an image")
+    assert cli.main(["predict", str(tmp_path / "run"), *paths, "--json", "--top", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["image"] for r in rows] == paths
+    for i, row in zip((0, 5), rows):
+        # The same numbers as the model's ten-crop softmax of that test image, most probable first.
+        crops = ten_crops(splits.val.images[i:i + 1], CROP, result.mean_image)
+        probs = sum(to_host(result.model.predict(c))[0].astype(np.float64) for c in crops) / 10
+        order = np.argsort(-probs, kind="stable")[:4]
+        assert [t["class"] for t in row["top"]] == [splits.classes[c] for c in order]
+        np.testing.assert_allclose([t["probability"] for t in row["top"]], probs[order], rtol=1e-6)
+    # Words, names from a file, and a broken file reported and skipped with exit status 1.
+    (tmp_path / "names.txt").write_text("top square-on-top\nvertical upright-bar\n")
+    assert cli.main(["predict", str(tmp_path / "run"), paths[0], str(tmp_path / "broken.jpg"), "--top", "4",
+                     "--center-crop", "--class-names", str(tmp_path / "names.txt")]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{paths[0]}: ") and "square-on-top" in out and "upright-bar" in out and "%" in out
+    assert "cannot read" in err and "broken.jpg" in err
+    assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--top", "0"]) == 2
+    assert "--top must be at least 1" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(capsys):

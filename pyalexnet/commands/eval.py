@@ -47,12 +47,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
-    from ..data import find_class_names, load_dataset, read_class_names
+    from ..data import class_names_for, load_dataset
     from ..training import _resolve_devices
     from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures
 
     if args.class_names and not Path(args.class_names).is_file():  # before a long evaluation, not after
-        raise FileNotFoundError(f"--class-names: {args.class_names} does not exist")
+        raise FileNotFoundError(f"class names file {args.class_names} does not exist")
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     data = args.data or meta.get("data") or "builtin"
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
@@ -60,10 +60,7 @@ def run(args) -> int:
     t = meta.get("training", {})
     splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
                           progress=False if args.quiet else None)
-    if args.class_names:
-        names = read_class_names(args.class_names, splits.classes)
-    else:
-        names = find_class_names(data, splits.classes) if Path(data).is_dir() else None
+    names = class_names_for(splits.classes, names_file=args.class_names, data=data)
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
                       mean_image=meta.get("mean_image"), progress=False if args.quiet else None)
     result = dict(result, data=data, ten_crop=not args.center_crop)

@@ -1,0 +1,71 @@
+"""pyalexnet predict: a trained checkpoint's top-5 classes for image files."""
+from __future__ import annotations
+
+import json
+import sys
+
+HELP = "classify image files with a trained checkpoint: its five most probable classes for each"
+DESCRIPTION = """\
+Classify image files with a checkpoint written by `pyalexnet train --checkpoint-dir DIR`. Each image is
+prepared as the training images were (shorter side resized to the training images' size, centre crop,
+the training set's mean image subtracted) and the softmax is averaged over the paper's ten patches (or
+taken on the centre crop with --center-crop). Unreadable files are reported and skipped (exit status 1).
+"""
+EPILOG = """\
+examples:
+  pyalexnet predict runs/a photo.jpg
+  pyalexnet predict runs/imagenet ~/Pictures/*.jpg --top 3 --class-names ~/imagenet/synset_words.txt
+  pyalexnet predict runs/a photo.jpg --json
+"""
+
+
+def add_arguments(p) -> None:
+    p.epilog = EPILOG
+    p.add_argument("checkpoint", help="a checkpoint file (checkpoint.npz) or the folder holding one")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    p.add_argument("--top", type=int, default=5, help="classes to show per image (default: 5)")
+    p.add_argument("--center-crop", action="store_true", help="the centre crop only, not the ten-crop average")
+    p.add_argument("--class-names", default=None, metavar="FILE",
+                   help="readable class names: lines 'ID name, ...' such as ImageNet's synset_words.txt "
+                        "(default: such a file in the data folder or store the checkpoint was trained on)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from .. import _backend as B
+    from .. import load_checkpoint
+    from ..data import center_crop, class_names_for, ten_crops
+    from ..data._folder import _decode_or_none
+    from ..training import _resolve_devices
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
+    mean = meta.get("mean_image")
+    if mean is None:
+        raise ValueError(f"{args.checkpoint} has no training mean image to subtract: it was not written by train()")
+    classes = meta.get("classes") or [str(c) for c in range(model.num_classes)]
+    names = class_names_for(classes, names_file=args.class_names, data=meta.get("data"))
+    size, crop = mean.shape[0], model.input_size
+    failed = 0
+    for path in args.images:
+        image, error = _decode_or_none(path, size)
+        if image is None:
+            print(f"pyalexnet predict: cannot read {path}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        batch = image[None]
+        if args.center_crop:
+            probs = B.to_host(model.predict(center_crop(batch, crop, mean)))[0].astype(np.float64)
+        else:
+            probs = sum(B.to_host(model.predict(c))[0].astype(np.float64) for c in ten_crops(batch, crop, mean)) / 10
+        best = np.argsort(-probs, kind="stable")[:args.top]
+        if args.json:
+            print(json.dumps({"image": path, "top": [{"class": str(classes[c]), "name": names[c],
+                                                      "probability": float(probs[c])} for c in best]}))
+        else:
+            print(f"{path}: " + ", ".join(f"{names[c]} {100 * probs[c]:.1f}%" for c in best))
+    return 1 if failed else 0
