@@ -392,6 +392,12 @@ def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path,
     assert cli.main(["predict", str(tmp_path / "run"), *paths, "--json", "--top", "4"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["image"] for r in rows] == paths
+    assert cli.main(["predict", str(tmp_path / "run"), *paths, "--json", "--top", "4", "--batch-size", "1"]) == 0
+    one_by_one = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The same answers a batch at a time (numpy's BLAS may round the fully connected layers differently).
+    assert [[t["class"] for t in r["top"]] for r in one_by_one] == [[t["class"] for t in r["top"]] for r in rows]
+    np.testing.assert_allclose([[t["probability"] for t in r["top"]] for r in one_by_one],
+                               [[t["probability"] for t in r["top"]] for r in rows], rtol=1e-5)
     for i, row in zip((0, 5), rows):
         # The same numbers as the model's ten-crop softmax of that test image, most probable first.
         crops = ten_crops(splits.val.images[i:i + 1], CROP, result.mean_image)
@@ -408,6 +414,8 @@ def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path,
     assert "cannot read" in err and "broken.jpg" in err
     assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--top", "0"]) == 2
     assert "--top must be at least 1" in capsys.readouterr().err
+    assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(capsys):

@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--class-names", default=None, metavar="FILE",
                    help="readable class names: lines 'ID name, ...' such as ImageNet's synset_words.txt "
                         "(default: such a file in the data folder or store the checkpoint was trained on)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
 
@@ -43,6 +44,8 @@ def run(args) -> int:
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     mean = meta.get("mean_image")
     if mean is None:
@@ -51,21 +54,28 @@ def run(args) -> int:
     names = class_names_for(classes, names_file=args.class_names, data=meta.get("data"))
     size, crop = mean.shape[0], model.input_size
     failed = 0
-    for path in args.images:
-        image, error = _decode_or_none(path, size)
-        if image is None:
-            print(f"pyalexnet predict: cannot read {path}: {error}", file=sys.stderr)
-            failed += 1
+    for start in range(0, len(args.images), args.batch_size):  # a batch of images per forward pass
+        paths, images = [], []
+        for path in args.images[start:start + args.batch_size]:
+            image, error = _decode_or_none(path, size)
+            if image is None:
+                print(f"pyalexnet predict: cannot read {path}: {error}", file=sys.stderr)
+                failed += 1
+            else:
+                paths.append(path)
+                images.append(image)
+        if not images:
             continue
-        batch = image[None]
+        batch = np.stack(images)
         if args.center_crop:
-            probs = B.to_host(model.predict(center_crop(batch, crop, mean)))[0].astype(np.float64)
+            probs = B.to_host(model.predict(center_crop(batch, crop, mean))).astype(np.float64)
         else:
-            probs = sum(B.to_host(model.predict(c))[0].astype(np.float64) for c in ten_crops(batch, crop, mean)) / 10
-        best = np.argsort(-probs, kind="stable")[:args.top]
-        if args.json:
-            print(json.dumps({"image": path, "top": [{"class": str(classes[c]), "name": names[c],
-                                                      "probability": float(probs[c])} for c in best]}))
-        else:
-            print(f"{path}: " + ", ".join(f"{names[c]} {100 * probs[c]:.1f}%" for c in best))
+            probs = sum(B.to_host(model.predict(c)).astype(np.float64) for c in ten_crops(batch, crop, mean)) / 10
+        for path, p in zip(paths, probs):
+            best = np.argsort(-p, kind="stable")[:args.top]
+            if args.json:
+                print(json.dumps({"image": path, "top": [{"class": str(classes[c]), "name": names[c],
+                                                          "probability": float(p[c])} for c in best]}))
+            else:
+                print(f"{path}: " + ", ".join(f"{names[c]} {100 * p[c]:.1f}%" for c in best))
     return 1 if failed else 0
