@@ -490,14 +490,14 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     ckpt_path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir is not None else None
     if resume and overwrite:
         raise ValueError("resume=True continues the run in checkpoint_dir and overwrite=True replaces it: pick one")
-    if ckpt_path is not None and not resume and not overwrite and Path(ckpt_path).exists():
-        t = _read_checkpoint(ckpt_path, meta_only=True)[0].get("training", {})
+    saved = _read_checkpoint(ckpt_path, meta_only=True)[0] if ckpt_path and Path(ckpt_path).exists() else None
+    if saved is not None and not resume and not overwrite:
+        t = saved.get("training", {})
         where = (f" (after epoch {t['epoch']} of {t['epochs']}, step {t['step_in_epoch']})"
                  if {"epoch", "epochs", "step_in_epoch"} <= set(t) else "")
         raise ValueError(f"{checkpoint_dir} already holds a run{where}: --resume (resume=True) continues it, "
                          f"--overwrite (overwrite=True) starts a new one over it, or choose another folder")
-    if resume and Path(ckpt_path).exists():
-        saved = _read_checkpoint(ckpt_path, meta_only=True)[0]
+    if saved is not None and resume:
         t = saved["training"]
         if data is None:
             data = saved.get("data") or None
