@@ -72,6 +72,49 @@ def test_available_memory_reads_the_kernels_figure():
     assert free is None or 2**20 < free < 2**50
 
 
+def _kaggle_imagenet(top, rng):
+    """Kaggle's ImageNet download: ILSVRC/Data/CLS-LOC/{train/<wnid>/, val/<flat images>} and, three levels
+    above, LOC_val_solution.csv and LOC_synset_mapping.txt."""
+    root = top / "ILSVRC" / "Data" / "CLS-LOC"
+    image_folder(root / "train", rng, classes=("n01440764", "n01443537"), per_class=3)
+    truth = {"ILSVRC2012_val_00000001": "n01443537", "ILSVRC2012_val_00000002": "n01440764",
+             "ILSVRC2012_val_00000003": "n01443537"}
+    for name in truth:
+        write_image(root / "val" / name, rng, ext=".JPEG")
+    (top / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "".join(
+        f"{name},{wnid} 10 20 30 40 {wnid} 1 2 3 4\n" for name, wnid in truth.items()))
+    (top / "LOC_synset_mapping.txt").write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius\n")
+    return root, truth
+
+
+def test_imagenets_flat_val_folder_is_labelled_from_kaggles_csv(tmp_path, rng):
+    from pyalexnet.data import find_class_names
+
+    root, truth = _kaggle_imagenet(tmp_path / "kaggle", rng)
+    s = load_dataset(str(root), image_size=16)
+    assert s.classes == ["n01440764", "n01443537"] and len(s.train) == 6
+    assert [s.classes[label] for label in s.val.labels] == list(truth.values())  # file order, their classes
+    np.testing.assert_array_equal(s.val.images[0], decode_image(str(root / "val" / "ILSVRC2012_val_00000001.JPEG"),
+                                                                16))
+    assert find_class_names(root, s.classes) == ["tench", "goldfish"]
+
+
+def test_a_flat_val_folder_with_val_labels_txt_and_its_errors(tmp_path, rng):
+    image_folder(tmp_path / "d" / "train", rng, classes=("cat", "dog"), per_class=2)
+    for i in range(3):
+        write_image(tmp_path / "d" / "val" / f"v{i}", rng)
+    with pytest.raises(ValueError, match=r"holds 3 images but no class folders .* LOC_val_solution.csv"):
+        load_dataset(str(tmp_path / "d"), image_size=16)
+    (tmp_path / "d" / "val_labels.txt").write_text("v0.png dog\nv1 cat\n")
+    with pytest.raises(ValueError, match=r"gives no class for 1 of the 3 images .* e.g. v2.png"):
+        load_dataset(str(tmp_path / "d"), image_size=16)
+    (tmp_path / "d" / "val_labels.txt").write_text("v0.png dog\nv1 cat\nv2 eel\n")
+    with pytest.raises(ValueError, match=r"names classes that .*train lacks: \['eel'\]"):
+        load_dataset(str(tmp_path / "d"), image_size=16)
+    (tmp_path / "d" / "val_labels.txt").write_text("v0.png dog\nv1 cat\nv2 dog\n")
+    assert load_dataset(str(tmp_path / "d"), image_size=16).val.labels.tolist() == [1, 0, 1]
+
+
 def test_image_folder_train_val_layout(tmp_path, rng):
     image_folder(tmp_path / "d" / "train", rng, classes=("a", "b"), per_class=3, ext=".jpg")
     image_folder(tmp_path / "d" / "val", rng, classes=("b",), per_class=2, ext=".png")

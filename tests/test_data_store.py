@@ -45,6 +45,19 @@ def test_a_class_names_file_travels_into_the_store(folder, tmp_path):
     assert find_class_names(dst, stored.classes) == ["formica", "apis", "cow"]
 
 
+def test_a_kaggle_imagenet_folder_prepares_with_its_labels_and_names(tmp_path, rng):
+    from test_data_formats import _kaggle_imagenet
+
+    from pyalexnet.data import find_class_names
+
+    root, truth = _kaggle_imagenet(tmp_path / "kaggle", rng)
+    dst = prepare(root, tmp_path / "store", image_size=16, quiet=True)
+    stored = load_dataset(str(dst))
+    assert [stored.classes[label] for label in stored.val.labels] == list(truth.values())
+    assert (dst / "LOC_synset_mapping.txt").exists()  # found three levels above the source
+    assert find_class_names(tmp_path / "store", stored.classes) == ["tench", "goldfish"]
+
+
 def test_train_val_layout_and_corrupt_files(tmp_path, rng):
     image_folder(tmp_path / "src" / "train", rng, classes=("a", "b"), per_class=4)
     image_folder(tmp_path / "src" / "val", rng, classes=("a", "b"), per_class=2, ext=".jpg")

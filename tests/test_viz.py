@@ -187,11 +187,14 @@ def test_class_names_come_from_imagenets_files(tmp_path):
     from pyalexnet.data import find_class_names, read_class_names
 
     classes = ["n01440764", "n01443537", "n99999999"]
-    (tmp_path / "synset_words.txt").write_text("n01440764 tench, Tinca tinca\nn01443537\tgoldfish, Carassius auratus\n"
-                                               "n00000001 \n")
-    assert read_class_names(tmp_path / "synset_words.txt", classes) == ["tench", "goldfish", "n99999999"]
-    assert find_class_names(tmp_path, classes) == ["tench", "goldfish", "n99999999"]
-    assert find_class_names(tmp_path / "nothing-here", classes) is None
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    names = tmp_path / "a" / "synset_words.txt"
+    names.write_text("n01440764 tench, Tinca tinca\nn01443537\tgoldfish, Carassius auratus\nn00000001 \n")
+    assert read_class_names(names, classes) == ["tench", "goldfish", "n99999999"]
+    assert find_class_names(tmp_path / "a", classes) == ["tench", "goldfish", "n99999999"]
+    assert find_class_names(tmp_path / "a" / "b" / "c", classes) == ["tench", "goldfish", "n99999999"]  # from above
+    assert find_class_names(tmp_path / "other", classes) is None
 
 
 def test_figure4_writes_the_names_it_is_given():

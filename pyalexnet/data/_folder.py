@@ -40,11 +40,55 @@ def has_split_layout(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "val").is_dir()
 
 
+# Labels for a val/ folder of images without class folders (ImageNet's own layout), looked for in root and
+# the folders above it: Kaggle's LOC_val_solution.csv ("ImageId,PredictionString" rows whose string starts
+# with the class), or val_labels.txt (lines "FILE CLASS", FILE with or without its extension).
+VAL_LABEL_FILES = ("LOC_val_solution.csv", "val_labels.txt")
+
+
+def _read_val_labels(path: Path) -> dict[str, str]:
+    labels = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f):
+            if path.suffix == ".csv":
+                if i == 0 and line.startswith("ImageId"):
+                    continue
+                name, _, rest = line.partition(",")
+            else:
+                name, _, rest = line.strip().partition(" ")
+            if rest.split():
+                labels[Path(name.strip()).stem] = rest.split()[0]
+    return labels
+
+
+def _flat_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
+    """(path, label) for root/val/<image> files, labelled by a VAL_LABEL_FILES file; a clear error without one."""
+    from ._names import find_upwards
+
+    files = sorted(p for p in (root / "val").iterdir() if _is_image(p))
+    where = find_upwards(root, VAL_LABEL_FILES)
+    if where is None:
+        raise ValueError(
+            f"{root / 'val'} holds {len(files)} images but no class folders (ImageNet's own layout). Put Kaggle's "
+            f"LOC_val_solution.csv or a val_labels.txt (lines 'FILE CLASS') in {root} or a folder above it, or "
+            f"sort the images into {root / 'val'}/<class>/")
+    labels, index = _read_val_labels(where), {c: i for i, c in enumerate(classes)}
+    missing = [p.name for p in files if p.stem not in labels]
+    if missing:
+        raise ValueError(f"{where} gives no class for {len(missing)} of the {len(files)} images in {root / 'val'}, "
+                         f"e.g. {missing[0]}")
+    unknown = sorted({labels[p.stem] for p in files} - set(index))
+    if unknown:
+        raise ValueError(f"{where} names classes that {root / 'train'} lacks: {unknown[:5]}")
+    return [(str(p), index[labels[p.stem]]) for p in files]
+
+
 def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
     """classes, train [(path, label)], val [(path, label)] of an ImageNet-style folder.
 
-    With root/train and root/val the split is theirs (val's classes must be train's). Otherwise a
-    stratified `val_fraction` of each class, chosen by `seed`, is held out.
+    With root/train and root/val the split is theirs (val's classes must be train's; val's images may also
+    lie directly in val/, labelled by a VAL_LABEL_FILES file). Otherwise a stratified `val_fraction` of each
+    class, chosen by `seed`, is held out.
     """
     root = Path(root)
     if not root.exists():
@@ -59,6 +103,8 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         if extra:
             raise ValueError(f"{root / 'val'} has class folders that train lacks: {extra[:5]}")
         train = _files_by_class(root / "train", classes)
+        if not _class_dirs(root / "val") and any(_is_image(p) for p in (root / "val").iterdir()):
+            return classes, train, _flat_val(root, classes)
         val_classes = [c for c in classes if (root / "val" / c).is_dir()]
         val = [(f, classes.index(val_classes[l])) for f, l in _files_by_class(root / "val", val_classes)]
         return classes, train, val

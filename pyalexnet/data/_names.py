@@ -5,8 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-# ImageNet's files of readable class names, looked for in the data folder.
+# ImageNet's files of readable class names, looked for in the data folder and the folders above it (Kaggle's
+# LOC_synset_mapping.txt sits three levels above ILSVRC/Data/CLS-LOC).
 CLASS_NAME_FILES = ("synset_words.txt", "LOC_synset_mapping.txt", "words.txt")
+LEVELS_UP = 3
+
+
+def find_upwards(folder, names: Sequence[str], levels: int = LEVELS_UP) -> Path | None:
+    """The first file named one of `names` in `folder` or in up to `levels` folders above it, nearest first."""
+    folder = Path(folder).resolve()
+    for d in [folder, *folder.parents][:levels + 1]:
+        for name in names:
+            if (d / name).is_file():
+                return d / name
+    return None
 
 
 def read_class_names(path, classes: Sequence[str]) -> list[str]:
@@ -23,12 +35,9 @@ def read_class_names(path, classes: Sequence[str]) -> list[str]:
 
 
 def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
-    """read_class_names from the first of CLASS_NAME_FILES in `folder`, or None."""
-    for name in CLASS_NAME_FILES:
-        path = Path(folder) / name
-        if path.is_file():
-            return read_class_names(path, classes)
-    return None
+    """read_class_names from the first of CLASS_NAME_FILES in `folder` or above it (find_upwards), or None."""
+    path = find_upwards(folder, CLASS_NAME_FILES)
+    return read_class_names(path, classes) if path is not None else None
 
 
 def class_names_for(classes: Sequence[str], *, names_file=None, data=None) -> list[str]:

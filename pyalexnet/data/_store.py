@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _folder
-from ._names import CLASS_NAME_FILES
+from ._names import CLASS_NAME_FILES, find_upwards
 from ._stats import RunningStats
 
 FORMAT = "pyalexnet-store"
@@ -129,9 +129,9 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
     mean_image, eigvals, eigvecs = progress["stats"].finalize()
     np.savez(dst / "stats.tmp.npz", mean_image=mean_image, eigvals=eigvals, eigvecs=eigvecs)
     os.replace(dst / "stats.tmp.npz", dst / "stats.npz")
-    for name in CLASS_NAME_FILES:  # readable names for the class IDs travel with the images
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    names = find_upwards(src, CLASS_NAME_FILES)
+    if names is not None:  # readable names for the class IDs travel with the images
+        shutil.copyfile(names, dst / names.name)
     meta["complete"] = True
     _write_json(meta_path, meta)
     (dst / "progress.npz").unlink(missing_ok=True)
