@@ -309,7 +309,8 @@ def _fc7(model, images, index, crop: int, mean, batch_size: int) -> np.ndarray:
 
 
 def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6, pool: int = 2000,
-                     seed: int = 0, batch_size: int = 128, class_names: Sequence[str] | None = None) -> dict:
+                     seed: int = 0, batch_size: int = 128, class_names: Sequence[str] | None = None,
+                     mistakes: bool = False) -> dict:
     """The paper's Figure 4 for `model` on a data set (pyalexnet.data.Splits): {"predictions": image,
     "neighbours": image, "agreement": the fraction of neighbours with their query's class, "test_index":
     the test images shown, "neighbour_index": (queries, neighbours) training indices, nearest first}.
@@ -318,6 +319,9 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     and the first min(count, 5) of them with the `neighbours` training images (searched among a fixed
     random sample of `pool`) whose fc7 activations are nearest. class_names: what to write for each
     class (default: the data set's class names; see read_class_names for ImageNet's IDs).
+    mistakes=True draws the test images from those whose centre crop the model gets wrong (top-1) among
+    a fixed random sample of `pool` test images, and adds "mistakes": how many it found there, and
+    "searched": how many it looked at (with none wrong, the sample is drawn from all of them).
     """
     from . import data as D
 
@@ -333,7 +337,16 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     rng = np.random.default_rng(seed)
     crop = splits.crop_size
     mean = splits.mean_image if mean_image is None else mean_image
-    picks = np.sort(rng.choice(len(test), min(count, len(test)), replace=False))
+    among, extra = np.arange(len(test)), {}
+    if mistakes:
+        searched = np.sort(rng.choice(len(test), min(pool, len(test)), replace=False))
+        guesses = np.concatenate([B.to_host(model.predict(D.center_crop(np.asarray(test.images[searched[i:i + batch_size]]),
+                                                                        crop, mean))).argmax(1)
+                                  for i in range(0, len(searched), batch_size)])
+        wrong = searched[guesses != test.labels[searched]]
+        extra = {"mistakes": int(len(wrong)), "searched": int(len(searched))}
+        among = wrong if len(wrong) else among
+    picks = np.sort(rng.choice(among, min(count, len(among)), replace=False))
     images = np.asarray(test.images[picks])
     probs = B.to_host(model.predict(D.center_crop(images, crop, mean)))
     shown = _centre(images, crop)
@@ -350,5 +363,5 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     found = np.stack([_centre(np.asarray(train.images[row]), crop) for row in near])
     return {"predictions": predictions,
             "neighbours": neighbours_image(_centre(np.asarray(test.images[queries]), crop), found, same_class=same),
-            "agreement": float(same.mean()), "test_index": picks, "neighbour_index": near}
+            "agreement": float(same.mean()), "test_index": picks, "neighbour_index": near, **extra}
 

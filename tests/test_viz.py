@@ -165,6 +165,24 @@ def test_figure4_finds_a_test_images_copy_among_the_training_images():
     assert len(np.unique(a)) <= 10
 
 
+def test_figure4_can_show_the_models_mistakes():
+    from pyalexnet.data import center_crop
+
+    splits, _ = _figure4_splits()
+    model = AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1)
+    guess = model.predict(center_crop(splits.val.images, 16, splits.mean_image)).argmax(1)
+    wrong = np.nonzero(guess != splits.val.labels)[0]
+    assert 0 < len(wrong) < 4  # an untrained model: some right, some wrong
+    out = figure4_pictures(model, splits, neighbours=1, mistakes=True)
+    assert (out["mistakes"], out["searched"]) == (len(wrong), 4)
+    np.testing.assert_array_equal(out["test_index"], wrong)
+    # A test set it gets all right (labels set to its own guesses): nothing to show but a sample.
+    right = Splits(splits.train, Dataset(splits.val.images, guess, splits.classes), splits.classes, 18, 16,
+                   splits.mean_image, splits.eigvals, splits.eigvecs, "guessed")
+    out = figure4_pictures(model, right, neighbours=1, mistakes=True)
+    assert out["mistakes"] == 0 and len(out["test_index"]) == 4
+
+
 def test_figure4_refuses_a_model_for_other_data():
     splits, _ = _figure4_splits()
     with pytest.raises(ValueError, match="does not fit the data set"):

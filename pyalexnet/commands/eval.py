@@ -38,6 +38,9 @@ def add_arguments(p) -> None:
     p.add_argument("--pictures", nargs="?", const="", default=None, metavar="DIR",
                    help="also draw the paper's Figure 4 (predictions.png, neighbours.png) into DIR "
                         "(default: the checkpoint's folder)")
+    p.add_argument("--mistakes", action="store_true",
+                   help="with --pictures: show test images the model gets wrong (centre crop, top-1), drawn "
+                        "from 2000 of them")
     p.add_argument("--class-names", default=None, metavar="FILE",
                    help="readable class names for --pictures: lines 'ID name, ...' such as ImageNet's "
                         "synset_words.txt (default: synset_words.txt, LOC_synset_mapping.txt or words.txt in "
@@ -51,6 +54,8 @@ def run(args) -> int:
     from ..training import _resolve_devices
     from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures
 
+    if args.mistakes and args.pictures is None:
+        raise ValueError("--mistakes chooses the images --pictures draws: pass --pictures too")
     if args.class_names and not Path(args.class_names).is_file():  # before a long evaluation, not after
         raise FileNotFoundError(f"class names file {args.class_names} does not exist")
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
@@ -69,7 +74,9 @@ def run(args) -> int:
         where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
         where.mkdir(parents=True, exist_ok=True)
         pictures = figure4_pictures(model, splits, mean_image=meta.get("mean_image"), batch_size=args.batch_size,
-                                    class_names=names)
+                                    class_names=names, mistakes=args.mistakes)
+        if args.mistakes:
+            result["mistakes_shown_from"] = {k: pictures[k] for k in ("mistakes", "searched")}
         result["pictures"] = [str(where / PREDICTIONS_NAME), str(where / NEIGHBOURS_NAME)]
         pictures["predictions"].save(result["pictures"][0])
         pictures["neighbours"].save(result["pictures"][1])
@@ -80,6 +87,10 @@ def run(args) -> int:
         how = "centre crop" if args.center_crop else "ten-crop"
         print(f"{data} ({how}, {result['images']} images): top-1 error {result['top1']:.4f}, "
               f"top-5 error {result['top5']:.4f}")
+        if args.mistakes:
+            m = result["mistakes_shown_from"]
+            print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"
+                  if m["mistakes"] else f"no mistakes among {m['searched']} test images: the pictures show a sample")
         if args.pictures is not None:
             print(f"wrote {result['pictures'][0]} and {result['pictures'][1]}; "
                   f"{100 * result['neighbour_agreement']:.0f}% of the nearest training images share their "
