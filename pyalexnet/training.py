@@ -355,8 +355,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
         for i in range(0, n, batch_size):
             images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
             if ten_crop:
-                crops = D.ten_crops(np.asarray(images), splits.crop_size, mean)
-                probs = sum(B.to_host(model.predict(c)).astype(np.float64) for c in crops) / len(crops)
+                images = np.asarray(images)  # one patch at a time: a tenth of the memory of all ten
+                probs = sum(B.to_host(model.predict(D.ten_crops(images, splits.crop_size, mean, patch=k)))
+                            .astype(np.float64) for k in range(10)) / 10
             else:
                 probs = B.to_host(model.predict(D.center_crop(np.asarray(images), splits.crop_size,
                                                               mean))).astype(np.float64)

@@ -75,6 +75,9 @@ def test_center_crop_and_ten_crops_geometry(batch):
         top, left = corners[k % 5]
         ref = ref_augment(images, mean, c, range(6), [[top, left]] * 6, [k >= 5] * 6, np.zeros((6, 3)))
         np.testing.assert_array_equal(tc[k], ref, err_msg=f"crop {k}")
+        np.testing.assert_array_equal(ten_crops(images, c, mean, patch=k), ref, err_msg=f"patch {k} alone")
+    with pytest.raises(ValueError, match="patch must be 0..9"):
+        ten_crops(images, c, mean, patch=10)
     np.testing.assert_array_equal(tc[4], cc)
     np.testing.assert_array_equal(tc[5], tc[0][..., ::-1])
 
