@@ -40,6 +40,7 @@ if python3 -c "import pyalexnet, sys; sys.exit(0 if pyalexnet.cuda_available() e
   step check-tests 150 bash scripts/gpu_check.sh "$work/check" tests
   step bench 150 bash benchmarks/run_gpu.sh "$work/bench" --repeats 20 --step-repeats 5
   step train 90 python3 -m pyalexnet train --device cuda --checkpoint-dir "$work/train"
+  step pictures 30 python3 -m pyalexnet eval "$work/train" --device cuda --pictures --quiet
   # Where a small-preset GPU step spends its time in Python (session 4's H100 trained it at only 8-14 ms a
   # step at batch 32, for kernels of microseconds): the top of the profile goes into the summary.
   step profile 60 python3 -m cProfile -o "$work/train_gpu.prof" -m pyalexnet train --device cuda --steps 300 --quiet
