@@ -319,7 +319,8 @@ def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
 
 
 def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: int = 128, mean_image=None,
-             split: str = "val", progress: bool | None = None, seed: int = 0, val_fraction: float = 0.1) -> dict:
+             split: str = "val", progress: bool | None = None, seed: int = 0, val_fraction: float = 0.1,
+             return_predictions: bool = False) -> dict:
     """Top-1 and top-5 error rates (fractions) of `model` on the data set's test split: its official one
     where it has one (CIFAR-10, Fashion-MNIST, the built-in set, a folder's val/), else the held-out one.
 
@@ -328,7 +329,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     progress: a tqdm bar over the images (default: only on a terminal).
     seed, val_fraction: for an image folder without val/, which images are held out: pass the training
       run's (train()'s seed and val_fraction), or the test may include images the model trained on.
-    Returns {"top1", "top5", "loss" (centre-crop or ten-crop mean cross-entropy), "images"}.
+    Returns {"top1", "top5", "loss" (centre-crop or ten-crop mean cross-entropy), "images"}, and with
+    return_predictions=True "predictions": each test image's most probable class, int64 (images,).
     """
     from tqdm.auto import tqdm
 
@@ -350,6 +352,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
         raise ValueError(f"the data set's {split} split is empty")
     top1 = top5 = 0
     loss = 0.0
+    predictions = []
     with tqdm(total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img",
               disable=not _progress_enabled(progress), dynamic_ncols=True, file=sys.stderr) as bar:
         for i in range(0, n, batch_size):
@@ -364,8 +367,13 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
             e1, e5 = _errors(probs, labels)
             top1, top5 = top1 + e1, top5 + e5
             loss -= float(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).sum())
+            if return_predictions:
+                predictions.append(probs.argmax(1))
             bar.update(len(labels))
-    return {"top1": top1 / n, "top5": top5 / n, "loss": loss / n, "images": n}
+    result = {"top1": top1 / n, "top5": top5 / n, "loss": loss / n, "images": n}
+    if return_predictions:
+        result["predictions"] = np.concatenate(predictions).astype(np.int64)
+    return result
 
 
 def _validate(model: AlexNet, loader, bar) -> dict:

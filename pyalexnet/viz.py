@@ -16,6 +16,8 @@ FILTERS_NAME = "conv1_filters.png"
 CURVES_NAME = "curves.png"
 PREDICTIONS_NAME = "predictions.png"
 NEIGHBOURS_NAME = "neighbours.png"
+CONFUSION_NAME = "confusion.png"
+CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
@@ -365,3 +367,47 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
             "neighbours": neighbours_image(_centre(np.asarray(test.images[queries]), crop), found, same_class=same),
             "agreement": float(same.mean()), "test_index": picks, "neighbour_index": near, **extra}
 
+
+
+def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 34) -> Image.Image:
+    """The confusion matrix: row = true class, column = the model's top-1 class, each cell shaded by its
+    share of its row (white 0, dark blue 1) with its count written in; the diagonal is what it got right.
+    Up to CONFUSION_MAX_CLASSES classes."""
+    labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
+    k = len(classes)
+    if not 1 <= k <= CONFUSION_MAX_CLASSES:
+        raise ValueError(f"a confusion matrix of {k} classes is not drawn (at most {CONFUSION_MAX_CLASSES})")
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must be equal 1-d shapes")
+    if len(labels) and (min(labels.min(), predictions.min()) < 0 or max(labels.max(), predictions.max()) >= k):
+        raise ValueError(f"labels and predictions must be class indices in 0..{k - 1}")
+    counts = np.zeros((k, k), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    names = [_fit(probe, font, str(c), 130) for c in classes]
+    margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
+    top = 20 + margin + 4  # a title line, the column names standing upright, a gap
+    img = Image.new("RGB", (margin + k * cell + 10, top + k * cell + 10), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((4, 4), "true class (rows), predicted class (columns)", fill=(0, 0, 0), font=font)
+    # Column names: written across a (margin x k*cell) strip, then turned to read upwards from the matrix.
+    strip = Image.new("RGB", (margin, k * cell), "white")
+    sd = ImageDraw.Draw(strip)
+    for i, name in enumerate(names):
+        sd.text((6, i * cell + cell // 2 - 6), name, fill=(0, 0, 0), font=font)
+        draw.text((margin - 6 - draw.textlength(name, font=font), top + i * cell + cell // 2 - 6), name,
+                  fill=(0, 0, 0), font=font)
+    img.paste(strip.rotate(90, expand=True), (margin, 20))
+    for i in range(k):
+        for j in range(k):
+            v = share[i, j]
+            colour = tuple(int(round(255 - v * (255 - c))) for c in (8, 48, 107))
+            x, y = margin + j * cell, top + i * cell
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour, outline=(220, 220, 220))
+            if counts[i, j]:
+                text = str(counts[i, j])
+                draw.text((x + (cell - draw.textlength(text, font=font)) / 2, y + cell // 2 - 6), text,
+                          fill=(255, 255, 255) if v > 0.5 else (0, 0, 0), font=font)
+    return img

@@ -224,3 +224,25 @@ def test_figure4_writes_the_names_it_is_given():
     assert plain.shape == named.shape and not np.array_equal(plain, named)
     with pytest.raises(ValueError, match="class_names has 2 names for 4 classes"):
         figure4_pictures(model, splits, class_names=["a", "b"])
+
+
+def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
+    from pyalexnet.viz import confusion_image
+
+    # Class 0: once right, once taken for class 1; class 1: always right; class 2: never seen.
+    img = np.asarray(confusion_image([0, 0, 1], [0, 1, 1], ["a", "b", "c"], cell=30))
+    h, w, _ = img.shape
+    top, left = h - 10 - 3 * 30, w - 10 - 3 * 30  # the matrix sits in the bottom right corner
+
+    def corner(i, j):  # a pixel inside cell (i, j), clear of its outline and its count
+        return tuple(img[top + i * 30 + 3, left + j * 30 + 3])
+
+    dark, half = (8, 48, 107), tuple(int(round(255 - 0.5 * (255 - c))) for c in (8, 48, 107))
+    assert corner(1, 1) == dark and corner(0, 0) == half and corner(0, 1) == half
+    assert corner(1, 0) == corner(2, 2) == (255, 255, 255)
+    with pytest.raises(ValueError, match="at most 40"):
+        confusion_image([0], [0], [str(c) for c in range(41)])
+    with pytest.raises(ValueError, match="class indices in 0..2"):
+        confusion_image([0, 3], [0, 1], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="must be equal 1-d shapes"):
+        confusion_image([0, 1], [0], ["a", "b"])

@@ -15,7 +15,8 @@ image stored in the checkpoint is subtracted.
 --pictures also draws the paper's Figure 4: predictions.png (eight test images, each with its true
 class and the model's five most probable classes as bars, the true one red) and neighbours.png (five
 of them, each followed by the six training images whose fc7 activations are nearest; green frames
-share the test image's class). It prints the fraction of those neighbours that share it.
+share the test image's class). It prints the fraction of those neighbours that share it. For up to 40
+classes it also draws confusion.png: the test images' true classes against the model's top-1 ones.
 """
 EPILOG = """\
 examples:
@@ -36,8 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--pictures", nargs="?", const="", default=None, metavar="DIR",
-                   help="also draw the paper's Figure 4 (predictions.png, neighbours.png) into DIR "
-                        "(default: the checkpoint's folder)")
+                   help="also draw the paper's Figure 4 (predictions.png, neighbours.png) and, for up to 40 "
+                        "classes, confusion.png into DIR (default: the checkpoint's folder)")
     p.add_argument("--mistakes", action="store_true",
                    help="with --pictures: show test images the model gets wrong (centre crop, top-1), drawn "
                         "from 2000 of them")
@@ -52,7 +53,8 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, load_dataset
     from ..training import _resolve_devices
-    from ..viz import NEIGHBOURS_NAME, PREDICTIONS_NAME, figure4_pictures
+    from ..viz import (CONFUSION_MAX_CLASSES, CONFUSION_NAME, NEIGHBOURS_NAME, PREDICTIONS_NAME, confusion_image,
+                       figure4_pictures)
 
     if args.mistakes and args.pictures is None:
         raise ValueError("--mistakes chooses the images --pictures draws: pass --pictures too")
@@ -66,8 +68,11 @@ def run(args) -> int:
     splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
                           progress=False if args.quiet else None)
     names = class_names_for(splits.classes, names_file=args.class_names, data=data)
+    confusion = args.pictures is not None and splits.num_classes <= CONFUSION_MAX_CLASSES
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
-                      mean_image=meta.get("mean_image"), progress=False if args.quiet else None)
+                      mean_image=meta.get("mean_image"), progress=False if args.quiet else None,
+                      return_predictions=confusion)
+    predictions = result.pop("predictions", None)
     result = dict(result, data=data, ten_crop=not args.center_crop)
     if args.pictures is not None:
         ckpt = Path(args.checkpoint)
@@ -81,6 +86,9 @@ def run(args) -> int:
         pictures["predictions"].save(result["pictures"][0])
         pictures["neighbours"].save(result["pictures"][1])
         result["neighbour_agreement"] = pictures["agreement"]
+        if confusion:
+            result["pictures"].append(str(where / CONFUSION_NAME))
+            confusion_image(splits.val.labels, predictions, names).save(result["pictures"][-1])
     if args.json:
         print(json.dumps(result))
     else:
@@ -92,7 +100,7 @@ def run(args) -> int:
             print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"
                   if m["mistakes"] else f"no mistakes among {m['searched']} test images: the pictures show a sample")
         if args.pictures is not None:
-            print(f"wrote {result['pictures'][0]} and {result['pictures'][1]}; "
+            print(f"wrote {', '.join(result['pictures'])}; "
                   f"{100 * result['neighbour_agreement']:.0f}% of the nearest training images share their "
                   f"test image's class")
     return 0
