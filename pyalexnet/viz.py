@@ -411,3 +411,22 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
                 draw.text((x + (cell - draw.textlength(text, font=font)) / 2, y + cell // 2 - 6), text,
                           fill=(255, 255, 255) if v > 0.5 else (0, 0, 0), font=font)
     return img
+
+
+def save_test_pictures(model, splits, directory, *, predictions=None, class_names: Sequence[str] | None = None,
+                       **figure4) -> dict:
+    """Writes predictions.png and neighbours.png (figure4_pictures, which takes the other keywords) and,
+    given `predictions` (each test image's top-1 class, as evaluate(return_predictions=True) gives them)
+    for up to CONFUSION_MAX_CLASSES classes, confusion.png into `directory`. Returns figure4_pictures'
+    numbers ("agreement", and with mistakes=True "mistakes" and "searched") and "paths", the files written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pictures = figure4_pictures(model, splits, class_names=class_names, **figure4)
+    paths = [directory / PREDICTIONS_NAME, directory / NEIGHBOURS_NAME]
+    pictures["predictions"].save(paths[0])
+    pictures["neighbours"].save(paths[1])
+    if predictions is not None and splits.num_classes <= CONFUSION_MAX_CLASSES:
+        paths.append(directory / CONFUSION_NAME)
+        confusion_image(splits.val.labels, predictions, class_names or splits.classes).save(paths[-1])
+    numbers = {k: v for k, v in pictures.items() if k in ("agreement", "mistakes", "searched")}
+    return dict(numbers, paths=[str(p) for p in paths])

@@ -325,6 +325,9 @@ def test_cli_train_and_eval_on_builtin(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "top-1 error" in out and str(tmp_path) in out
+    # With a checkpoint folder, the test pictures are drawn there too (10 classes: the confusion matrix).
+    for name in ("predictions.png", "neighbours.png", "confusion.png"):
+        assert (tmp_path / name).exists() and str(tmp_path / name) in out, name
     assert cli.main(["eval", str(tmp_path), "--center-crop", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 1000 and 0 <= result["top1"] <= 1 and result["data"] == "builtin"

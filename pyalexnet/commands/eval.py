@@ -53,8 +53,7 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, load_dataset
     from ..training import _resolve_devices
-    from ..viz import (CONFUSION_MAX_CLASSES, CONFUSION_NAME, NEIGHBOURS_NAME, PREDICTIONS_NAME, confusion_image,
-                       figure4_pictures)
+    from ..viz import CONFUSION_MAX_CLASSES, save_test_pictures
 
     if args.mistakes and args.pictures is None:
         raise ValueError("--mistakes chooses the images --pictures draws: pass --pictures too")
@@ -77,18 +76,12 @@ def run(args) -> int:
     if args.pictures is not None:
         ckpt = Path(args.checkpoint)
         where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
-        where.mkdir(parents=True, exist_ok=True)
-        pictures = figure4_pictures(model, splits, mean_image=meta.get("mean_image"), batch_size=args.batch_size,
-                                    class_names=names, mistakes=args.mistakes)
+        pictures = save_test_pictures(model, splits, where, predictions=predictions, class_names=names,
+                                      mean_image=meta.get("mean_image"), batch_size=args.batch_size,
+                                      mistakes=args.mistakes)
         if args.mistakes:
             result["mistakes_shown_from"] = {k: pictures[k] for k in ("mistakes", "searched")}
-        result["pictures"] = [str(where / PREDICTIONS_NAME), str(where / NEIGHBOURS_NAME)]
-        pictures["predictions"].save(result["pictures"][0])
-        pictures["neighbours"].save(result["pictures"][1])
-        result["neighbour_agreement"] = pictures["agreement"]
-        if confusion:
-            result["pictures"].append(str(where / CONFUSION_NAME))
-            confusion_image(splits.val.labels, predictions, names).save(result["pictures"][-1])
+        result["pictures"], result["neighbour_agreement"] = pictures["paths"], pictures["agreement"]
     if args.json:
         print(json.dumps(result))
     else:

@@ -99,8 +99,11 @@ def run(args) -> int:
     except TrainingDiverged as exc:
         print(f"pyalexnet train: training diverged: {exc}", file=sys.stderr)
         return 3
+    from ..viz import CONFUSION_MAX_CLASSES, CURVES_NAME, FILTERS_NAME, save_test_pictures
+
     final = evaluate(result.model, result.data, ten_crop=not args.no_ten_crop, mean_image=result.mean_image,
-                     progress=False if args.quiet else None)
+                     progress=False if args.quiet else None,
+                     return_predictions=bool(result.checkpoint) and result.data.num_classes <= CONFUSION_MAX_CLASSES)
     how = "centre crop" if args.no_ten_crop else "ten-crop"
     chance = 1 - 1 / result.model.num_classes
     print(f"validation ({how}, {final['images']} images): top-1 error {final['top1']:.3f}, "
@@ -108,12 +111,17 @@ def run(args) -> int:
     if result.checkpoint:
         from pathlib import Path
 
-        from ..viz import CURVES_NAME, FILTERS_NAME
+        from ..data import class_names_for
 
         folder = Path(result.checkpoint).parent
         print(f"checkpoint: {result.checkpoint}")
         for name, what in ((CURVES_NAME, "training curves"), (FILTERS_NAME, "conv1 filters, tower a above tower b")):
             if (folder / name).exists():
                 print(f"{what}: {folder / name}")
-        print(f"top-5 guesses and nearest neighbours (the paper's Figure 4): pyalexnet eval {folder} --pictures")
+        pictures = save_test_pictures(result.model, result.data, folder, predictions=final.get("predictions"),
+                                      mean_image=result.mean_image,
+                                      class_names=class_names_for(result.data.classes, data=result.data.source))
+        print(f"test images, top-5 guesses, nearest training images (the paper's Figure 4)"
+              + (" and the confusion matrix" if len(pictures["paths"]) > 2 else "") + ": "
+              + ", ".join(pictures["paths"]) + f"; its mistakes instead: pyalexnet eval {folder} --pictures --mistakes")
     return 0
