@@ -31,8 +31,8 @@ from . import ops
 from .model import AlexNet, parse_devices
 from .viz import save_training_pictures
 
-__all__ = ["train", "evaluate", "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint",
-           "PlateauSchedule", "StepSchedule", "CHECKPOINT_NAME", "HISTORY_NAME", "defaults_for"]
+__all__ = ["train", "evaluate", "ten_crop_probabilities", "TrainResult", "TrainingDiverged", "load_checkpoint",
+           "save_checkpoint", "PlateauSchedule", "StepSchedule", "CHECKPOINT_NAME", "HISTORY_NAME", "defaults_for"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 HISTORY_NAME = "history.jsonl"
@@ -318,6 +318,19 @@ def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
     return int((top1 != labels).sum()), int((~(top5 == labels[:, None]).any(axis=1)).sum())
 
 
+def ten_crop_probabilities(model: AlexNet, images, mean_image, *, ten_crop: bool = True) -> np.ndarray:
+    """float64 (N, classes) on the host: the softmax of uint8 (N, H, W, 3) images as the paper tested them,
+    averaged over its ten patches (made one at a time: a tenth of the memory of all ten) or of the centre
+    crop alone."""
+    from . import data as D
+
+    images, crop = np.asarray(images), model.input_size
+    if not ten_crop:
+        return B.to_host(model.predict(D.center_crop(images, crop, mean_image))).astype(np.float64)
+    return sum(B.to_host(model.predict(D.ten_crops(images, crop, mean_image, patch=k))).astype(np.float64)
+               for k in range(10)) / 10
+
+
 def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: int = 128, mean_image=None,
              split: str = "val", progress: bool | None = None, seed: int = 0, val_fraction: float = 0.1,
              return_predictions: bool = False) -> dict:
@@ -333,8 +346,6 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     return_predictions=True "predictions": each test image's most probable class, int64 (images,).
     """
     from tqdm.auto import tqdm
-
-    from . import data as D
 
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
@@ -357,13 +368,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
               disable=not _progress_enabled(progress), dynamic_ncols=True, file=sys.stderr) as bar:
         for i in range(0, n, batch_size):
             images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
-            if ten_crop:
-                images = np.asarray(images)  # one patch at a time: a tenth of the memory of all ten
-                probs = sum(B.to_host(model.predict(D.ten_crops(images, splits.crop_size, mean, patch=k)))
-                            .astype(np.float64) for k in range(10)) / 10
-            else:
-                probs = B.to_host(model.predict(D.center_crop(np.asarray(images), splits.crop_size,
-                                                              mean))).astype(np.float64)
+            probs = ten_crop_probabilities(model, images, mean, ten_crop=ten_crop)
             e1, e5 = _errors(probs, labels)
             top1, top5 = top1 + e1, top5 + e5
             loss -= float(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30)).sum())

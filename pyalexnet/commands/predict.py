@@ -36,11 +36,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from .. import _backend as B
     from .. import load_checkpoint
-    from ..data import center_crop, class_names_for, ten_crops
+    from ..data import class_names_for
     from ..data._folder import _decode_or_none
-    from ..training import _resolve_devices
+    from ..training import _resolve_devices, ten_crop_probabilities
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
@@ -52,7 +51,7 @@ def run(args) -> int:
         raise ValueError(f"{args.checkpoint} has no training mean image to subtract: it was not written by train()")
     classes = meta.get("classes") or [str(c) for c in range(model.num_classes)]
     names = class_names_for(classes, names_file=args.class_names, data=meta.get("data"))
-    size, crop = mean.shape[0], model.input_size
+    size = mean.shape[0]
     failed = 0
     for start in range(0, len(args.images), args.batch_size):  # a batch of images per forward pass
         paths, images = [], []
@@ -66,11 +65,7 @@ def run(args) -> int:
                 images.append(image)
         if not images:
             continue
-        batch = np.stack(images)
-        if args.center_crop:
-            probs = B.to_host(model.predict(center_crop(batch, crop, mean))).astype(np.float64)
-        else:
-            probs = sum(B.to_host(model.predict(c)).astype(np.float64) for c in ten_crops(batch, crop, mean)) / 10
+        probs = ten_crop_probabilities(model, np.stack(images), mean, ten_crop=not args.center_crop)
         for path, p in zip(paths, probs):
             best = np.argsort(-p, kind="stable")[:args.top]
             if args.json:
