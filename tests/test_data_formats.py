@@ -111,7 +111,7 @@ def test_a_flat_val_folder_with_val_labels_txt_and_its_errors(tmp_path, rng):
     (tmp_path / "d" / "val_labels.txt").write_text("v0.png dog\nv1 cat\nv2 eel\n")
     with pytest.raises(ValueError, match=r"names classes that .*train lacks: \['eel'\]"):
         load_dataset(str(tmp_path / "d"), image_size=16)
-    (tmp_path / "d" / "val_labels.txt").write_text("v0.png dog\nv1 cat\nv2 dog\n")
+    (tmp_path / "d" / "val_labels.txt").write_text("v0.png dog\nv1\tcat\n\nv2 dog\n")  # a tab, a blank line
     assert load_dataset(str(tmp_path / "d"), image_size=16).val.labels.tolist() == [1, 0, 1]
 
 

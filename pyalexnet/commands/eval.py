@@ -52,13 +52,14 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, load_dataset
+    from ..data._names import check_names_file
     from ..training import _resolve_devices
     from ..viz import CONFUSION_MAX_CLASSES, save_test_pictures
 
     if args.mistakes and args.pictures is None:
         raise ValueError("--mistakes chooses the images --pictures draws: pass --pictures too")
-    if args.class_names and not Path(args.class_names).is_file():  # before a long evaluation, not after
-        raise FileNotFoundError(f"class names file {args.class_names} does not exist")
+    if args.class_names:
+        check_names_file(args.class_names)  # before loading the data, which can take long
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     data = args.data or meta.get("data") or "builtin"
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the

@@ -47,15 +47,14 @@ VAL_LABEL_FILES = ("LOC_val_solution.csv", "val_labels.txt")
 
 
 def _read_val_labels(path: Path) -> dict[str, str]:
+    """{file name without its extension: class} from a VAL_LABEL_FILES file."""
     labels = {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for i, line in enumerate(f):
-            if path.suffix == ".csv":
-                if i == 0 and line.startswith("ImageId"):
-                    continue
-                name, _, rest = line.partition(",")
-            else:
-                name, _, rest = line.strip().partition(" ")
+            if path.suffix == ".csv" and i == 0 and line.startswith("ImageId"):
+                continue
+            # The CSV's name ends at its comma; val_labels.txt's at a space or a tab.
+            name, rest = ((line.split(",", 1) if path.suffix == ".csv" else line.split(None, 1)) + ["", ""])[:2]
             if rest.split():
                 labels[Path(name.strip()).stem] = rest.split()[0]
     return labels

@@ -40,13 +40,18 @@ def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
     return read_class_names(path, classes) if path is not None else None
 
 
+def check_names_file(path):
+    """`path`, or FileNotFoundError when it is not a file (callers check early, before long work)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"class names file {path} does not exist")
+    return path
+
+
 def class_names_for(classes: Sequence[str], *, names_file=None, data=None) -> list[str]:
     """What to call `classes`: read from `names_file` when given (a missing one is FileNotFoundError), else
     from a name file in the data folder or store `data` (a path) when it has one, else the classes as they are."""
     if names_file:
-        if not Path(names_file).is_file():
-            raise FileNotFoundError(f"class names file {names_file} does not exist")
-        return read_class_names(names_file, classes)
+        return read_class_names(check_names_file(names_file), classes)
     if data and Path(str(data)).is_dir():
         return find_class_names(data, classes) or [str(c) for c in classes]
     return [str(c) for c in classes]
