@@ -300,14 +300,13 @@ def _centre(images, crop: int) -> np.ndarray:
     return np.asarray(images[:, t:t + crop, l:l + crop])
 
 
-def _fc7(model, images, index, crop: int, mean, batch_size: int) -> np.ndarray:
-    """fc7 features of images[index] (centre crops), read `batch_size` images at a time (a store's images
-    stay on disk until needed)."""
+def _centre_crops_through(fn, images, index, crop: int, mean, batch_size: int) -> np.ndarray:
+    """fn (model.features or model.predict) of the centre crops of images[index], on the host, read
+    `batch_size` images at a time (a store's images stay on disk until needed)."""
     from . import data as D
 
-    return np.concatenate([B.to_host(model.features(D.center_crop(np.asarray(images[index[i:i + batch_size]]),
-                                                                  crop, mean)))
-                           for i in range(0, len(index), batch_size)]).astype(np.float64)
+    return np.concatenate([B.to_host(fn(D.center_crop(np.asarray(images[index[i:i + batch_size]]), crop, mean)))
+                           for i in range(0, len(index), batch_size)])
 
 
 def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6, pool: int = 2000,
@@ -342,9 +341,7 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     among, extra = np.arange(len(test)), {}
     if mistakes:
         searched = np.sort(rng.choice(len(test), min(pool, len(test)), replace=False))
-        guesses = np.concatenate([B.to_host(model.predict(D.center_crop(np.asarray(test.images[searched[i:i + batch_size]]),
-                                                                        crop, mean))).argmax(1)
-                                  for i in range(0, len(searched), batch_size)])
+        guesses = _centre_crops_through(model.predict, test.images, searched, crop, mean, batch_size).argmax(1)
         wrong = searched[guesses != test.labels[searched]]
         extra = {"mistakes": int(len(wrong)), "searched": int(len(searched))}
         among = wrong if len(wrong) else among
@@ -359,8 +356,9 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     queries = picks[:min(5, len(picks))]
     candidates = np.sort(rng.choice(len(train), min(pool, len(train)), replace=False))
     k = min(neighbours, len(candidates))
-    near = candidates[nearest_neighbours(_fc7(model, test.images, queries, crop, mean, batch_size),
-                                         _fc7(model, train.images, candidates, crop, mean, batch_size), k)]
+    near = candidates[nearest_neighbours(
+        _centre_crops_through(model.features, test.images, queries, crop, mean, batch_size),
+        _centre_crops_through(model.features, train.images, candidates, crop, mean, batch_size), k)]
     same = train.labels[near] == test.labels[queries][:, None]
     found = np.stack([_centre(np.asarray(train.images[row]), crop) for row in near])
     return {"predictions": predictions,
