@@ -301,12 +301,13 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
 
 
 # ----- evaluation --------------------------------------------------------------------------------------
-def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool | None = None):
+def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool | None = None,
+               train_sample: int | None = None):
     from . import data as D
 
     if isinstance(data, D.Splits):
         return data
-    return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress)
+    return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress, train_sample=train_sample)
 
 
 def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
@@ -338,7 +339,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     where it has one (CIFAR-10, Fashion-MNIST, the built-in set, a folder's val/), else the held-out one.
 
     ten_crop=True averages the softmax over the paper's ten patches (four corners, centre and their
-    reflections); False uses the centre crop. mean_image defaults to the data set's training mean.
+    reflections); False uses the centre crop. mean_image defaults to the data set's training mean; given
+    it (a checkpoint's, load_checkpoint's metadata["mean_image"]), an image folder's training images are
+    not decoded (but for a small sample), only its test images.
     progress: a tqdm bar over the images (default: only on a terminal).
     seed, val_fraction: for an image folder without val/, which images are held out: pass the training
       run's (train()'s seed and val_fraction), or the test may include images the model trained on.
@@ -350,7 +353,10 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
     _check_positive_int(batch_size, "batch_size")
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress)
+    from .viz import NEIGHBOUR_POOL
+
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress,
+                        train_sample=None if mean_image is None or split == "train" else NEIGHBOUR_POOL)
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:
         raise ValueError(f"the model takes {model.input_size}x{model.input_size} crops but this data set gives "

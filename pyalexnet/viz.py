@@ -18,6 +18,7 @@ PREDICTIONS_NAME = "predictions.png"
 NEIGHBOURS_NAME = "neighbours.png"
 CONFUSION_NAME = "confusion.png"
 CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
+NEIGHBOUR_POOL = 2000  # training images figure4_pictures searches for neighbours (and test images for mistakes)
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
@@ -309,9 +310,9 @@ def _centre_crops_through(fn, images, index, crop: int, mean, batch_size: int) -
                            for i in range(0, len(index), batch_size)])
 
 
-def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6, pool: int = 2000,
-                     seed: int = 0, batch_size: int = 128, class_names: Sequence[str] | None = None,
-                     mistakes: bool = False) -> dict:
+def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6,
+                     pool: int = NEIGHBOUR_POOL, seed: int = 0, batch_size: int = 128,
+                     class_names: Sequence[str] | None = None, mistakes: bool = False) -> dict:
     """The paper's Figure 4 for `model` on a data set (pyalexnet.data.Splits): {"predictions": image,
     "neighbours": image, "agreement": the fraction of neighbours with their query's class, "test_index":
     the test images shown, "neighbour_index": (queries, neighbours) training indices, nearest first}.

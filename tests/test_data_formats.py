@@ -65,6 +65,28 @@ def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, rng, m
     assert "pyalexnet train: error: decoding the 15 images" in capsys.readouterr().err
 
 
+def test_a_folder_can_give_a_sample_of_its_training_images(tmp_path, rng):
+    from pyalexnet.data._folder import list_folder
+
+    image_folder(tmp_path / "d", rng, per_class=6)
+    full = load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.25, seed=5)
+    few = load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.25, seed=5, train_sample=4)
+    # The held-out images are the same; the training ones are 4 of the run's, in file order.
+    np.testing.assert_array_equal(few.val.images, full.val.images)
+    np.testing.assert_array_equal(few.val.labels, full.val.labels)
+    _, train_files, _ = list_folder(tmp_path / "d", val_fraction=0.25, seed=5)
+    rows = [full.train.images.tolist().index(img.tolist()) for img in few.train.images]
+    assert len(rows) == 4 and rows == sorted(rows) and len(set(rows)) == 4
+    np.testing.assert_array_equal(few.train.labels, full.train.labels[rows])
+    np.testing.assert_allclose(few.mean_image, few.train.images.mean(axis=0), rtol=1e-5)
+    # As many as there are, or more: all of them.
+    every = load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.25, seed=5, train_sample=len(train_files))
+    np.testing.assert_array_equal(every.train.images, full.train.images)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="train_sample must be a positive integer"):
+            load_dataset(str(tmp_path / "d"), image_size=16, train_sample=bad)
+
+
 def test_available_memory_reads_the_kernels_figure():
     from pyalexnet.data._datasets import available_memory
 

@@ -357,7 +357,7 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
 
     monkeypatch.setattr(pyalexnet.data, "load_dataset", load_dataset)
     assert cli.main(["eval", str(tmp_path / "run"), "--data", "some/folder", "--json", "--pictures", "--quiet"]) == 0
-    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25, "progress": False})]
+    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25, "progress": False, "train_sample": 2000})]
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == len(splits.val) and 0 <= result["neighbour_agreement"] <= 1
     assert result["pictures"] == [str(tmp_path / "run" / name) for name in
@@ -388,6 +388,42 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
     capsys.readouterr()
     assert cli.main(["eval", str(tmp_path / "run"), "--pictures", "--quiet", "--class-names", "nope.txt"]) == 2
     assert "class names file nope.txt does not exist" in capsys.readouterr().err
+
+
+def test_eval_on_a_folder_decodes_its_test_images_not_its_training_set(tmp_path, rng, capsys, monkeypatch):
+    """ImageNet's training folder would need 250 GB decoded: eval (and evaluate given the training mean)
+    decodes the test images and only the pictures' sample of training images."""
+    from data_files import image_folder
+
+    import pyalexnet.viz
+    from pyalexnet.data import _datasets, _folder
+    from pyalexnet.training import save_checkpoint
+
+    for split, n in (("train", 7), ("val", 2)):
+        image_folder(tmp_path / "d" / split, rng, classes=("a", "b"), per_class=n)
+    model = pyalexnet.AlexNet(2, preset="small", input_size=224, seed=0)
+    mean = np.full((256, 256, 3), 120.0, np.float32)
+    save_checkpoint(tmp_path / "run" / CHECKPOINT_NAME, model, mean_image=mean, meta={"data": str(tmp_path / "d")})
+    decoded = []
+    decode = _folder.decode_image
+    monkeypatch.setattr(_folder, "decode_image", lambda path, size: decoded.append(path) or decode(path, size))
+    monkeypatch.setattr(pyalexnet.viz, "NEIGHBOUR_POOL", 3)
+    # Memory for the 4 test images and 3 training ones, not for all 18.
+    monkeypatch.setattr(_datasets, "available_memory", lambda: int(10 * 256 * 256 * 3 / 0.8))
+    assert cli.main(["eval", str(tmp_path / "run"), "--json", "--quiet", "--center-crop",
+                     "--pictures", str(tmp_path / "pics")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 4 and (tmp_path / "pics" / "neighbours.png").exists()
+    assert sum("/train/" in p for p in decoded) == 3 and sum("/val/" in p for p in decoded) == 4
+    # evaluate() given the checkpoint's mean: the same figures from the same test images.
+    decoded.clear()
+    again = evaluate(model, str(tmp_path / "d"), mean_image=mean, ten_crop=False, progress=False)
+    assert sum("/train/" in p for p in decoded) == 3
+    assert {k: again[k] for k in ("top1", "top5", "images")} == {k: result[k] for k in ("top1", "top5", "images")}
+    np.testing.assert_allclose(again["loss"], result["loss"], rtol=1e-6)
+    # Without a mean it needs the whole training set's, which does not fit here: the clear refusal.
+    with pytest.raises(MemoryError, match="pyalexnet prepare"):
+        evaluate(model, str(tmp_path / "d"), ten_crop=False, progress=False)
 
 
 def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path, capsys):

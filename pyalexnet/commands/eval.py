@@ -54,7 +54,7 @@ def run(args) -> int:
     from ..data import class_names_for, load_dataset
     from ..data._names import check_names_file
     from ..training import _resolve_devices
-    from ..viz import CONFUSION_MAX_CLASSES, save_test_pictures
+    from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
         raise ValueError("--mistakes chooses the images --pictures draws: pass --pictures too")
@@ -63,10 +63,11 @@ def run(args) -> int:
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     data = args.data or meta.get("data") or "builtin"
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
-    # same ones here, or the test would include images the model trained on.
+    # same ones here, or the test would include images the model trained on. Of a folder's training
+    # images only the pictures' sample is decoded: ImageNet's would take 250 GB and hours.
     t = meta.get("training", {})
     splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
-                          progress=False if args.quiet else None)
+                          progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL)
     names = class_names_for(splits.classes, names_file=args.class_names, data=data)
     confusion = args.pictures is not None and splits.num_classes <= CONFUSION_MAX_CLASSES
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,

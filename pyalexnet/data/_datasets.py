@@ -123,7 +123,7 @@ def _check_fits_in_memory(path, n: int, image_size: int) -> None:
 
 
 def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int = 256,
-                 workers: int | None = None, progress: bool | None = None) -> Splits:
+                 workers: int | None = None, progress: bool | None = None, train_sample: int | None = None) -> Splits:
     """Loads a data set as Splits.
 
     spec: None or "builtin" (synthetic, 40x40, crop 32, made in the package) | "fashion-mnist" (Debian's
@@ -133,7 +133,14 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     to `image_size` (shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
     Folders are decoded into memory by `workers` threads, with a progress bar (progress: default only on
     a terminal); one that would not fit in memory is a MemoryError at once: prepare big ones instead.
+    train_sample: for a folder, decode only this many of its training images (a fixed random sample, by
+    `seed`), and take the mean image and colour statistics from them: what testing a model needs (its
+    checkpoint holds the training mean), without decoding a training set that may not fit in memory.
+    Other sources are read whole (they are small, or memory-mapped).
     """
+    if train_sample is not None and (isinstance(train_sample, bool) or not isinstance(train_sample, (int, np.integer))
+                                     or train_sample < 1):
+        raise ValueError(f"train_sample must be a positive integer or None, got {train_sample!r}")
     spec = "builtin" if spec is None else spec
     if isinstance(spec, Path):
         spec = str(spec)
@@ -160,6 +167,9 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     if _store.is_store(path):
         return _store.open_store(path)
     classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)
+    if train_sample is not None and train_sample < len(train_files):
+        keep = np.sort(np.random.default_rng(seed).choice(len(train_files), train_sample, replace=False))
+        train_files = [train_files[i] for i in keep]
     _check_fits_in_memory(path, len(train_files) + len(val_files), image_size)
     w = workers or _folder.default_workers()
     show = sys.stderr.isatty() if progress is None else bool(progress)
