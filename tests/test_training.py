@@ -460,6 +460,22 @@ def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path,
     out, err = capsys.readouterr()
     assert out.startswith(f"{paths[0]}: ") and "square-on-top" in out and "upright-bar" in out and "%" in out
     assert "cannot read" in err and "broken.jpg" in err
+    # A folder: its images (in sub-folders too, by name); one without any is said and counts as a failure.
+    (tmp_path / "photos" / "more").mkdir(parents=True)
+    Image.fromarray(splits.val.images[5]).save(tmp_path / "photos" / "b.png")
+    Image.fromarray(splits.val.images[0]).save(tmp_path / "photos" / "more" / "a.png")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["predict", str(tmp_path / "run"), str(tmp_path / "photos"), "--json", "--top", "4"]) == 0
+    in_folder = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["image"] for r in in_folder] == [str(tmp_path / "photos" / "b.png"), str(tmp_path / "photos" / "more" / "a.png")]
+    for row, same in zip(in_folder, (rows[1], rows[0])):  # the same answers as those files by name
+        assert [t["class"] for t in row["top"]] == [t["class"] for t in same["top"]]
+        np.testing.assert_allclose([t["probability"] for t in row["top"]],
+                                   [t["probability"] for t in same["top"]], rtol=1e-5)
+    assert cli.main(["predict", str(tmp_path / "run"), str(tmp_path / "empty"), paths[0]]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{paths[0]}: ") and f"{tmp_path / 'empty'} holds no image files" in err
     assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--top", "0"]) == 2
     assert "--top must be at least 1" in capsys.readouterr().err
     assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--batch-size", "0"]) == 2

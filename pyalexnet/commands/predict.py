@@ -9,20 +9,22 @@ DESCRIPTION = """\
 Classify image files with a checkpoint written by `pyalexnet train --checkpoint-dir DIR`. Each image is
 prepared as the training images were (shorter side resized to the training images' size, centre crop,
 the training set's mean image subtracted) and the softmax is averaged over the paper's ten patches (or
-taken on the centre crop with --center-crop). Unreadable files are reported and skipped (exit status 1).
+taken on the centre crop with --center-crop). A folder stands for the image files in it and its
+sub-folders, in name order. Unreadable files are reported and skipped (exit status 1).
 """
 EPILOG = """\
 examples:
   pyalexnet predict runs/a photo.jpg
   pyalexnet predict runs/imagenet ~/Pictures/*.jpg --top 3 --class-names ~/imagenet/synset_words.txt
   pyalexnet predict runs/a photo.jpg --json
+  pyalexnet predict runs/a ~/holiday/                # every image in the folder
 """
 
 
 def add_arguments(p) -> None:
     p.epilog = EPILOG
     p.add_argument("checkpoint", help="a checkpoint file (checkpoint.npz) or the folder holding one")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads) or folders of them")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (default: 5)")
     p.add_argument("--center-crop", action="store_true", help="the centre crop only, not the ten-crop average")
     p.add_argument("--class-names", default=None, metavar="FILE",
@@ -52,10 +54,10 @@ def run(args) -> int:
     classes = meta.get("classes") or [str(c) for c in range(model.num_classes)]
     names = class_names_for(classes, names_file=args.class_names, data=meta.get("data"))
     size = mean.shape[0]
-    failed = 0
-    for start in range(0, len(args.images), args.batch_size):  # a batch of images per forward pass
+    files, failed = _image_files(args.images)
+    for start in range(0, len(files), args.batch_size):  # a batch of images per forward pass
         paths, images = [], []
-        for path in args.images[start:start + args.batch_size]:
+        for path in files[start:start + args.batch_size]:
             image, error = _decode_or_none(path, size)
             if image is None:
                 print(f"pyalexnet predict: cannot read {path}: {error}", file=sys.stderr)
@@ -74,3 +76,24 @@ def run(args) -> int:
             else:
                 print(f"{path}: " + ", ".join(f"{names[c]} {100 * p[c]:.1f}%" for c in best))
     return 1 if failed else 0
+
+
+def _image_files(arguments) -> tuple[list[str], int]:
+    """The files to classify: each argument, or a folder's image files (recursively, sorted); and how many
+    arguments gave none (a folder without images, said on stderr)."""
+    from pathlib import Path
+
+    from ..data._folder import IMAGE_EXTENSIONS, _is_image
+
+    files, empty = [], 0
+    for argument in arguments:
+        if not Path(argument).is_dir():
+            files.append(argument)
+            continue
+        found = sorted(str(p) for p in Path(argument).rglob("*") if _is_image(p))
+        if not found:
+            print(f"pyalexnet predict: {argument} holds no image files (looked for "
+                  f"{', '.join(sorted(IMAGE_EXTENSIONS))})", file=sys.stderr)
+            empty += 1
+        files += found
+    return files, empty
