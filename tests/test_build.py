@@ -61,8 +61,8 @@ def test_module_has_the_elementwise_kernels():
         assert hasattr(_C, name)
 
 
-def _configure(tmp_path, env_overrides, path_without_nvcc=True):
-    """Runs CMake's configure step only (no compile) and returns the completed process."""
+def _configure(tmp_path, env_overrides, path_without_nvcc=True, source=ROOT):
+    """Runs CMake's configure step only (no compile) of `source` and returns the completed process."""
     pytest.importorskip("pybind11")
     cmake = shutil.which("cmake")
     if cmake is None:
@@ -75,7 +75,7 @@ def _configure(tmp_path, env_overrides, path_without_nvcc=True):
         keep = [p for p in env.get("PATH", "").split(os.pathsep) if not (Path(p) / "nvcc").exists()]
         keep.append(str(Path(cmake).parent))
         env["PATH"] = os.pathsep.join(keep)
-    args = [cmake, str(ROOT), f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}"]
+    args = [cmake, str(source), f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}"]
     args += [f"-D{k}={v}" for k, v in env_overrides.items()]
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
@@ -102,6 +102,38 @@ def test_cpu_only_build_compiles_and_reports_itself(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe, str(module)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == "False" and r.stdout.split()[1] in ("avx512", "avx2", "neon", "sse2", "scalar")
+
+
+def test_the_source_distribution_holds_what_the_build_needs(tmp_path):
+    # pip builds the extension from the sdist (what a package index serves where no wheel fits), so every
+    # file CMake compiles must be in it. Without MANIFEST.in it held the Python files alone and
+    # `pip install pyalexnet-0.1.0.tar.gz` failed: "does not appear to contain CMakeLists.txt".
+    import tarfile
+
+    # From a copy without this checkout's build products: setuptools also packs whatever an old
+    # pyalexnet.egg-info/SOURCES.txt lists, which would hide a missing MANIFEST.in line.
+    junk = shutil.ignore_patterns(".git", "*.egg-info", "build", "__pycache__", "*.so", ".pytest_cache", "wt")
+    shutil.copytree(ROOT, tmp_path / "checkout", ignore=junk)
+    r = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                        "build_meta.build_sdist(sys.argv[1])", str(tmp_path / "dist")],
+                       cwd=tmp_path / "checkout", capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (sdist,) = (tmp_path / "dist").glob("pyalexnet-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(tmp_path / "unpacked", **kwargs)
+    wanted = {"CMakeLists.txt", "setup.py", "pyproject.toml", "README.md"}
+    for folder in ("kernels", "bindings", "tests", "pyalexnet"):
+        wanted |= {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".so")}
+    assert sorted(wanted - names) == []
+    assert not [n for n in names if n.endswith(".so") or "__pycache__" in n]  # no build of this machine's
+    # CMake finds every source it lists in the unpacked sdist (a missing one fails the configure step).
+    (tmp_path / "build").mkdir()
+    (source,) = (tmp_path / "unpacked").iterdir()
+    r = _configure(tmp_path / "build", {"PYALEXNET_CUDA": "OFF"}, source=source)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def test_cmake_cuda_switched_off(tmp_path):
