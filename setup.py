@@ -89,4 +89,7 @@ def _drop_stale_cache(build_temp: Path, tools: dict) -> None:
             return
 
 
-setup(ext_modules=[CMakeExtension("pyalexnet._C")], cmdclass={"build_ext": CMakeBuild})
+# license= here, not in pyproject.toml: its TOML-table form warns from setuptools 77 on and is to stop building
+# after 2027-02-18, and the SPDX string that replaces it fails before 77 (the GPU machines build with
+# --no-build-isolation against whatever setuptools they have). This form gives "License: MIT" on both.
+setup(ext_modules=[CMakeExtension("pyalexnet._C")], cmdclass={"build_ext": CMakeBuild}, license="MIT")

@@ -127,7 +127,11 @@ def test_the_source_distribution_holds_what_the_build_needs(tmp_path):
     for folder in ("kernels", "bindings", "tests", "pyalexnet"):
         wanted |= {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".so")}
+    wanted.add("LICENSE")
     assert sorted(wanted - names) == []
+    # The licence, without setuptools' warning that `project.license` as a table stops building in 2027.
+    (info,) = (tmp_path / "unpacked").glob("*/PKG-INFO")
+    assert "License: MIT" in info.read_text().splitlines() and "project.license" not in r.stderr
     assert not [n for n in names if n.endswith(".so") or "__pycache__" in n]  # no build of this machine's
     # CMake finds every source it lists in the unpacked sdist (a missing one fails the configure step).
     (tmp_path / "build").mkdir()
