@@ -7,6 +7,7 @@
 // name the same one.
 #include <pybind11/stl.h>
 
+#include <initializer_list>
 #include <limits>
 #include <string>
 
@@ -73,9 +74,16 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
   // The GPU kernels index with 32-bit integers (and FastDiv needs n < 2^31). Their last tile computes
   // indices up to ~150 past a tensor's end (columns rounded up to 128, reduction read 16+ ahead), so
   // leave room: a tensor just under 2^31 elements would overflow int there.
+  // Products in long double: padding and stride up to 2^31 make int64 products of four sizes wrap (a
+  // padding of 2^31 - 1 once passed this check with a wrapped padded plane).
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max() - 1024;
-  if (s.N * s.C * s.H * s.W > kMax || s.N * s.K * s.P * s.Q > kMax || s.K * s.CRSg() > kMax ||
-      (s.H + 2 * padding) * (s.W + 2 * padding) > kMax)
+  const auto over = [](std::initializer_list<int64_t> sizes) {
+    long double product = 1;
+    for (int64_t v : sizes) product *= static_cast<long double>(v);
+    return product > static_cast<long double>(kMax);
+  };
+  if (over({s.N, s.C, s.H, s.W}) || over({s.N, s.K, s.P, s.Q}) || over({s.K, s.Cg(), s.R, s.S}) ||
+      over({s.H + 2 * padding, s.W + 2 * padding}))
     throw py::value_error("conv2d: tensors of 2^31 - 1024 or more elements are not supported; split the batch");
   // The same refusal on both backends (the CPU backend ignores the algorithm), so code tested on the CPU
   // does not fail later on a GPU.

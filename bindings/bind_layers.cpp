@@ -3,6 +3,7 @@
 #include <climits>
 #include <array>
 #include <cmath>
+#include <sstream>
 #include <vector>
 
 #include <pybind11/stl.h>
@@ -18,8 +19,16 @@
 namespace pya {
 namespace {
 
+// A number as Python would print it (std::to_string's fixed 6 decimals wrote 1e-50 as 0.000000).
+std::string number(double v) {
+  std::ostringstream out;
+  out.precision(9);
+  out << v;
+  return out.str();
+}
+
 void expect_finite(double v, const char* name) {
-  if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number, got " + std::to_string(v));
+  if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number, got " + number(v));
 }
 
 int64_t lrn_workspace(int64_t N, int C, int64_t HW, int size, bool gpu) {
@@ -42,8 +51,8 @@ void check_lrn_params(const Array& x, int size, float alpha, float beta, float k
   expect_finite(beta, "beta");
   expect_finite(k, "k");
   if (!(k > 0.f)) throw py::value_error("k must be > 0 (the denominator k + alpha*sum must stay positive), got " +
-                                       std::to_string(k));
-  if (alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + std::to_string(alpha));
+                                       number(k));
+  if (alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + number(alpha));
   if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
 }
 
@@ -81,7 +90,7 @@ void check_indexed(const Array& pooled, const Array& indices, int64_t N, int64_t
 }
 
 float check_dropout_p(double p) {
-  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("dropout p must be in [0, 1), got " + std::to_string(p));
+  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("dropout p must be in [0, 1), got " + number(p));
   return static_cast<float>(1.0 / (1.0 - p));
 }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
+import numbers
 import os
 import threading
 from typing import Any
@@ -195,6 +197,39 @@ def cuda_available() -> bool:
 _FLOAT_KINDS = "f"
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def real_number(value: Any, name: str, *, finite: bool = True) -> float:
+    """A hyper-parameter the kernels take as float32, as a Python float: a real number (a 0-d numeric array
+    too; not a bool, a string or several values) whose float32 value is finite (finite=False: the caller
+    checks a range that excludes NaN and inf itself). TypeError / ValueError naming it otherwise: lr=1e300
+    passed a float64 finiteness check and put NaN into every weight."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if finite and (not math.isfinite(v) or abs(v) > FLOAT32_MAX):
+        raise ValueError(f"{name} must be a finite number" + ("" if not math.isfinite(v) else
+                         f" (float32 reaches {FLOAT32_MAX:.4g})") + f", got {value!r}")
+    return v
+
+
+def integer(value: Any, name: str, *, low: int | None = None, high: int = 2**31 - 1) -> int:
+    """An integer hyper-parameter (a bool, a float or a string refused with TypeError, numpy integers
+    accepted) in [low, high], else ValueError naming it: a size of 2**31 reached pybind11 as an
+    'incompatible function arguments' error quoting the whole input array."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    if v > high:
+        raise ValueError(f"{name} must be " + ("< 2^31" if high == 2**31 - 1 else f"<= {high}") + f", got {v}")
+    return v
+
+
 def as_input(x: Any, name: str, dtype=np.float32):
     """`x` as a C-contiguous array of `dtype` on its own device.
 
@@ -220,7 +255,8 @@ def as_input(x: Any, name: str, dtype=np.float32):
         if want.kind in "iu" and x.dtype.kind not in "iu":
             raise TypeError(f"argument '{name}' must be an integer array, got dtype {x.dtype}")
         x = x.astype(want)
-    return xp.ascontiguousarray(x)
+    # (ascontiguousarray would make a 0-d array 1-d: relu of a scalar came back with shape (1,))
+    return x if x.flags.c_contiguous else xp.ascontiguousarray(x)
 
 
 class Launch:

@@ -64,6 +64,15 @@ class _Device:
 ROUNDING_ULPS = 16  # float32 ulps of the loss's magnitude that round-off may move it by
 
 
+def _check_settings(points, tol, eps=1e-2) -> tuple[int, float, float]:
+    """points >= 1, tol and eps > 0 (points=0 or tol=NaN reported every check as a FAIL with NaN errors)."""
+    points = B.integer(points, "points", low=1)
+    tol, eps = B.real_number(tol, "tol"), B.real_number(eps, "eps")
+    if tol <= 0 or eps <= 0:
+        raise ValueError(f"tol and eps must be > 0, got tol={tol!r}, eps={eps!r}")
+    return points, tol, eps
+
+
 def _errors(analytic, numeric, noise, scale: float, tol: float) -> tuple[float, float]:
     """(max relative error, max error / allowed error) over the points."""
     floor = max(1e-2 * scale, 1e-30)
@@ -85,6 +94,7 @@ def check_function(name: str, loss: Callable[[dict], tuple[float, float]], analy
     random; all if fewer), skipping at most 4*points. eps: the step relative to the tensor's root mean
     square (and to the element when that is larger).
     """
+    points, tol, eps = _check_settings(points, tol, eps)
     rng = np.random.default_rng(seed)
     base = pattern(inputs) if pattern else None
     # Largest step first (round-off matters least); smaller ones only where the step crosses a kink.
@@ -148,6 +158,7 @@ def _dot(y, r) -> tuple[float, float]:
 
 def check_layers(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_TOL, seed: int = 0) -> list[CheckResult]:
     """Every layer type's backward against central differences, on small random shapes."""
+    _check_settings(points, tol)
     dev = _Device(device)
     rng = np.random.default_rng(seed)
 
@@ -246,6 +257,7 @@ def check_network(device: str = "cpu", *, points: int = 6, tol: float = DEFAULT_
                   batch: int = 3) -> list[CheckResult]:
     """Gradients of a tiny two-tower AlexNet (both towers on `device`, dropout on with fixed masks)
     w.r.t. every parameter, against central differences of sum(logits * r)."""
+    _check_settings(points, tol)
     from .model import AlexNet
 
     dev = _Device(device)

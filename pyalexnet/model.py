@@ -119,6 +119,15 @@ def parameter_shapes(num_classes: int = 1000, *, preset: str = "paper", input_si
     return shapes
 
 
+def _as_array(x, what: str = "argument 'x'"):
+    """x itself if it is a numpy or CuPy array, else numpy's array of it (a nested list); None refused."""
+    if x is None:
+        raise TypeError(f"{what} must be an array, got None")
+    if hasattr(x, "__cuda_array_interface__") or isinstance(x, np.ndarray):
+        return x
+    return np.asarray(x)
+
+
 def parse_devices(devices) -> tuple[str, str]:
     """Normalises a placement: None (all GPUs that exist, else the CPU), "cpu", "cuda", "cuda:N",
     or a pair such as ("cuda:0", "cuda:1")."""
@@ -255,6 +264,9 @@ def _resolve_init(init) -> dict[str, Any]:
             raise ValueError(f"init accepts the keys 'std' and 'bias', got {sorted(unknown)}")
         out = dict(INITS["paper"])
         out.update(init)
+        if out["std"] != "he" and B.real_number(out["std"], "init std") < 0:  # NaN weights, else
+            raise ValueError(f"init std must be >= 0 or 'he', got {out['std']!r}")
+        B.real_number(out["bias"], "init bias")
         return out
     raise TypeError(f"init must be a name ({sorted(INITS)}) or a dict(std=..., bias=...), got {type(init).__name__}")
 
@@ -341,15 +353,19 @@ class AlexNet:
         return self._places[self._tower_of[name.rsplit(".", 1)[0]]]
 
     def load_parameters(self, params: Mapping[str, Any]) -> None:
-        """Copies arrays (numpy or CuPy, any device) into the parameters, checking names and shapes."""
+        """Copies arrays (numpy or CuPy, any device) into the parameters, checking names, shapes and dtypes
+        (floating point) of all of them before it changes any: a bad one leaves the model as it was."""
         missing = set(self._params) - set(params)
         extra = set(params) - set(self._params)
         if missing or extra:
             raise ValueError(f"parameters do not match this model: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        params = {name: _as_array(value, f"parameter {name}") for name, value in params.items()}
         for name, value in params.items():
             if tuple(value.shape) != tuple(self._params[name].shape):
                 raise ValueError(f"parameter {name}: shape {tuple(value.shape)} does not match the model's "
                                  f"{tuple(self._params[name].shape)}")
+            if value.dtype.kind != "f":
+                raise TypeError(f"parameter {name} must be a floating-point array, got dtype {value.dtype}")
         for name, value in params.items():
             place = self.place_of(name)
             # take() and the copy run on the tower's stream: it must first wait for the caller's work
@@ -370,7 +386,9 @@ class AlexNet:
 
     # ----- the forward pass ----------------------------------------------------------------------
     def _check_input(self, x):
-        shape = tuple(getattr(x, "shape", np.shape(x)))
+        """x checked, as an array (a nested list becomes a numpy one, so its dtype is checked too)."""
+        x = _as_array(x)
+        shape = tuple(x.shape)
         s = self.input_size
         how = ("pyalexnet.data.center_crop(images, crop_size, mean_image) makes them from uint8 (N, H, W, 3) "
                "images, as training saw them")
@@ -384,6 +402,7 @@ class AlexNet:
                             + how)
         if shape[0] == 0:
             raise ValueError("argument 'x' is an empty batch")
+        return x
 
     def _dropout_seed(self, step: int, layer: str, tower: int) -> int:
         # Seeds derived from (model seed, step, layer, tower): reproducible on any device and on resume.
@@ -424,13 +443,15 @@ class AlexNet:
         return y
 
     def _run(self, x, *, train: bool, step: int | None, until_fc7: bool = False):
-        self._check_input(x)
+        x = self._check_input(x)
         places = self._places
         for p in places:
             p.after_caller()
         if train:
             if step is None:
                 step, self.step = self.step, self.step + 1
+            else:  # the dropout masks' seed: 1.5 or -1 failed inside numpy's SeedSequence
+                step = B.integer(step, "step", low=0, high=2**63 - 1)
         cache: dict[str, Any] = {"train": train}
         h = [places[t].take(x) for t in (0, 1)]
         if self.config["input_scale"] != 1.0:
@@ -491,7 +512,7 @@ class AlexNet:
         return out
 
     def _batched(self, fn, x, batch_size: int):
-        self._check_input(x)
+        x = self._check_input(x)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         parts = [fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
@@ -527,7 +548,7 @@ class AlexNet:
         c = self._cache[name]
         if layer in _POOL_AFTER:
             dy = ops.max_pool_backward(dy, c["pool_x"], indices=c["pool_indices"], size=POOL_SIZE,
-                                       stride=POOL_STRIDE)
+                                       stride=POOL_STRIDE, check_indices=False)  # its own forward's
         if layer in _LRN_AFTER:
             dy = ops.lrn_backward(dy, c["lrn_x"], c["lrn"], **LRN)
         dy = ops.relu_backward(dy, c["relu"])
@@ -560,6 +581,7 @@ class AlexNet:
         if self._cache is None:
             raise RuntimeError("backward() needs a forward(x, train=True) first (eval-mode forwards keep nothing)")
         cache, places = self._cache, self._places
+        dlogits = _as_array(dlogits)
         n = cache["fc8"]["x"].shape[0]
         if tuple(dlogits.shape) != (n, self.num_classes):
             raise ValueError(f"argument 'dlogits' must have shape {(n, self.num_classes)}, got {tuple(dlogits.shape)}")

@@ -360,6 +360,10 @@ def _x(*shape):
     ((1, 3, 8, 8), (2, 3, 3, 3), {"groups": 0}, "groups must be >= 1"),
     ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 2**32}, "stride must be < 2"),  # crashed the CUDA data gradient
     ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": 2**31}, "padding must be < 2"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"stride": 2**70}, r"stride must be < 2\^31"),  # was pybind11's quote of x
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"groups": -2**64}, "groups must be >= 1"),
+    # The padded plane's size wrapped in int64 and passed the 32-bit guard.
+    ((1, 3, 8, 8), (2, 3, 3, 3), {"padding": 2**31 - 1, "stride": 2**31 - 1}, r"2\^31 - 1024 or more elements"),
     ((1, 3, 8, 8), (2, 3, 0, 3), {}, "at least one"),
 ])
 def test_bad_shapes_and_hyperparameters_raise(x_shape, w_shape, kwargs, match):

@@ -137,6 +137,13 @@ def test_bad_inputs_are_clear_errors(batch):
         augment(images, 5, mean, index=[6])
     with pytest.raises(ValueError, match="flips"):
         augment(images, 5, mean, index=[0], flips=[2])
+    # Values the cast to int32 / uint8 would wrap into valid ones (a crop at (0, 1), a flip) are refused.
+    with pytest.raises(ValueError, match="argument 'offsets' holds 4294967297, outside int32"):
+        augment(images, 5, mean, index=[0], offsets=np.array([[2**32, 2**32 + 1]]))
+    with pytest.raises(ValueError, match="argument 'flips' holds 257, outside uint8"):
+        augment(images, 5, mean, index=[0], flips=np.array([257]))
+    with pytest.raises(ValueError, match="argument 'index' holds 18446744073709551615, outside int64"):
+        augment(images, 5, mean, index=np.array([2**64 - 1], np.uint64))
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         augment(images[..., :2], 5, mean)
 

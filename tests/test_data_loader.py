@@ -151,6 +151,17 @@ def test_bad_arguments(data):
         Loader(ds, 4, **dict(kw, eigvals=None))
     with pytest.raises(ValueError, match="device"):
         Loader(ds, 4, device="tpu", **kw)
+    for kwargs, exc, match in [(dict(batch_size=1.5), TypeError, "batch_size must be an integer"),  # was 1
+                               (dict(batch_size=4, workers=None), TypeError, "workers must be an integer"),
+                               (dict(batch_size=4, crop_size=3.9), TypeError, "crop_size must be an integer"),
+                               (dict(batch_size=4, epoch=-1), ValueError, "epoch must be >= 0")]:
+        with pytest.raises(exc, match=match):
+            Loader(ds, **dict(kw, **kwargs))
+    for std in (float("nan"), float("inf")):  # every batch came out NaN
+        with pytest.raises(ValueError, match="pca_std must be a finite number"):
+            Loader(ds, 4, **dict(kw, pca_std=std))
+    with pytest.raises(TypeError, match="labels must be integers, got dtype float64"):  # 1.7 became class 1
+        Dataset(ds.images[:2], np.array([0.9, 1.7]), ds.classes)
 
 
 @pytest.mark.gpu

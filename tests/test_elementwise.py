@@ -147,6 +147,29 @@ def test_sgd_refuses_what_it_cannot_update_in_place():
         ops.sgd_update(np.ones(3, np.float32), np.ones(3), np.zeros(3, np.float32), lr=float("nan"))
 
 
+def test_sgd_hyperparameters_must_be_real_numbers_finite_in_float32():
+    w, dw = np.ones((3, 4), np.float32), np.ones((3, 4), np.float32)
+    v = np.zeros_like(w)
+    for kwargs, exc, match in [(dict(lr=1e300), ValueError, r"lr must be a finite number \(float32"),  # NaN in w
+                               (dict(lr=0.1, momentum=1e39), ValueError, "momentum must be a finite number"),
+                               (dict(lr=0.1, weight_decay=float("nan")), ValueError, "weight_decay must be a finite"),
+                               (dict(lr=None), TypeError, "lr must be a real number, got None"),
+                               (dict(lr="0.1"), TypeError, "lr must be a real number, got '0.1'"),
+                               (dict(lr=np.array([0.1, 0.2])), TypeError, "lr must be a real number"),
+                               (dict(lr=True), TypeError, "lr must be a real number")]:
+        with pytest.raises(exc, match=match):
+            ops.sgd_update(w, dw, v, **kwargs)
+    assert (w == 1).all() and (v == 0).all()
+    ops.sgd_update(w, dw, v, lr=np.float32(0.5), momentum=np.array(0.0), weight_decay=0)  # numpy numbers too
+    np.testing.assert_array_equal(w, 0.5)
+
+
+def test_a_zero_dimensional_input_keeps_its_shape():
+    y = ops.relu(np.float32(-3))  # came back with shape (1,)
+    assert y.shape == () and y == 0
+    assert ops.relu_backward(np.float32(2), np.float32(1)).shape == ()
+
+
 def test_sgd_refuses_arrays_that_share_memory():
     # Element by element in place, an overlap reads what the update has already written: a wrong step, no error.
     buf = np.zeros(8, np.float32)

@@ -65,6 +65,17 @@ def test_cli_gradcheck_cpu(capsys):
     assert "gradient checks passed on the cpu backend" in out
 
 
+@pytest.mark.parametrize("kwargs, exc, match", [(dict(points=0), ValueError, "points must be >= 1"),
+                                                 (dict(points=2.5), TypeError, "points must be an integer"),
+                                                 (dict(tol=float("nan")), ValueError, "tol must be a finite"),
+                                                 (dict(tol=0.0), ValueError, "tol and eps must be > 0")])
+def test_settings_that_would_fail_every_check_are_refused(kwargs, exc, match):
+    # points=0 and tol=NaN reported every check as FAIL with NaN errors.
+    for check in (check_layers, pyalexnet.gradcheck.check_network):
+        with pytest.raises(exc, match=match):
+            check("cpu", **kwargs)
+
+
 def test_cli_gradcheck_bad_arguments(capsys):
     assert cli.main(["gradcheck", "--points", "0"]) == 2
     assert "--points" in capsys.readouterr().err

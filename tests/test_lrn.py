@@ -170,6 +170,15 @@ def test_bad_parameters():
         ops.lrn(x, beta=float("inf"))
     with pytest.raises(TypeError, match="size must be an int"):
         ops.lrn(x, size=5.0)
+    # Values float32 or int32 cannot hold: named, not passed on as 0, inf or a pybind11 error quoting x.
+    with pytest.raises(ValueError, match=r"k must be > 0 .*float32\), got 1e-50"):
+        ops.lrn(x, k=1e-50)
+    with pytest.raises(ValueError, match=r"alpha must be a finite number \(float32 reaches .*\), got 1e\+300"):
+        ops.lrn(x, alpha=1e300)
+    with pytest.raises(ValueError, match=r"LRN size must be < 2\^31, got 2147483649"):
+        ops.lrn(x, size=2**31 + 1)
+    with pytest.raises(TypeError, match="alpha must be a real number, got None"):
+        ops.lrn_backward(x, x, x, alpha=None)
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 2), (1, 3, 2, 2, 1), (5,)])

@@ -209,6 +209,36 @@ def test_bad_arguments_are_clear():
         m.forward(np.zeros((2, 3, 15, 15), np.int64))
     with pytest.raises(ValueError, match="shape"):
         m.load_parameters({k: np.zeros((1,), np.float32) for k in m.parameters()})
+    # Integer pixels in a nested list are integer pixels too; lists of floats are taken.
+    with pytest.raises(TypeError, match="got int64"):
+        m.forward(np.zeros((2, 3, 15, 15), np.uint8).tolist())
+    assert m.predict(np.zeros((2, 3, 15, 15)).tolist()).shape == (2, 10)
+    for step, exc in ((1.5, TypeError), (-1, ValueError)):  # the dropout masks' seed
+        with pytest.raises(exc, match="step must be"):
+            m.forward(np.zeros((2, 3, 15, 15), np.float32), train=True, step=step)
+    with pytest.raises(TypeError, match="argument 'x' must be an array, got None"):
+        m.predict(None)
+    for init in (dict(std=float("nan")), dict(std=-1.0), dict(bias=float("inf"))):  # NaN weights and logits
+        with pytest.raises(ValueError, match="init (std|bias)"):
+            AlexNet(10, preset="tiny", devices="cpu", init=init)
+
+
+def test_load_parameters_checks_every_array_before_changing_any():
+    m = AlexNet(10, preset="tiny", devices="cpu", seed=0)
+    before = {k: np.array(v) for k, v in m.parameters().items()}
+    good = {k: np.full(v.shape, 0.5, np.float32) for k, v in before.items()}
+    last = list(good)[-1]
+    for value, exc, match in [(np.array(["a"] * before[last].size).reshape(before[last].shape), TypeError,
+                               "must be a floating-point array, got dtype <U1"),
+                              (np.zeros(before[last].shape, np.int64), TypeError, "got dtype int64"),  # was cast
+                              (np.zeros(before[last].shape, np.complex64), TypeError, "complex64"),
+                              (None, TypeError, f"parameter {last} must be an array, got None")]:
+        with pytest.raises(exc, match=match):
+            m.load_parameters(dict(good, **{last: value}))
+        for k, v in m.parameters().items():  # the earlier arrays were written before the bad one was found
+            np.testing.assert_array_equal(v, before[k])
+    m.load_parameters(dict(good, **{last: before[last].astype(np.float64).tolist()}))  # a list of floats is fine
+    assert (m.parameters()[list(good)[0]] == 0.5).all()
     if not pyalexnet.cuda_available():
         with pytest.raises(ValueError, match="GPU backend"):
             AlexNet(10, preset="tiny", devices="cuda:0")

@@ -253,7 +253,11 @@ def test_indices_that_name_no_tap_route_nowhere(rng):
     bad = idx.copy()
     bad[0, 0] = 255  # >= size * size: compared, never used as an offset
     bad[0, 1, 0, 0] = 9
-    dx = ops.max_pool_backward(dy, x, indices=bad)
+    # Said by default (a gradient dropped without a word is a wrong answer)...
+    with pytest.raises(ValueError, match=r"'indices' holds winner 255, outside a 3x3 window \(0..8\)"):
+        ops.max_pool_backward(dy, x, indices=bad)
+    # ...and unchecked (as AlexNet's backward passes its own forward's), the kernel reads no element for them.
+    dx = ops.max_pool_backward(dy, x, indices=bad, check_indices=False)
     assert not dx[0, 0].any()
     np.testing.assert_allclose(dx[0, 1], ref_pool_backward_from_indices(dy, idx, x.shape)[0, 1]
                                - (np.arange(81).reshape(9, 9) == idx[0, 1, 0, 0] // 3 * 9 + idx[0, 1, 0, 0] % 3))
@@ -336,6 +340,8 @@ def test_bad_indices():
     (dict(size=3, stride=0), "stride must be >= 1"),
     (dict(size=2, stride=3), "must be >= stride"),
     (dict(size=6, stride=2), "larger than the input"),
+    (dict(size=2**31), r"pooling size must be < 2\^31"),  # was pybind11's error quoting the whole input
+    (dict(size=3, stride=-2**63 - 1), "pooling stride must be >= 1"),
 ])
 def test_bad_geometry(kwargs, match):
     with pytest.raises(ValueError, match=match):

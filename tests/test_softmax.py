@@ -193,6 +193,22 @@ def test_out_of_range_labels(labels):
         ops.softmax_cross_entropy(np.zeros((2, 3), np.float32), np.array(labels))
 
 
+@pytest.mark.parametrize("labels, bad", [(np.array([2**64 - 1, 1], np.uint64), 2**64 - 1),  # was "label -1"
+                                         (np.array([2**53 + 1, 0]), 2**53 + 1),  # was rounded to 2**53
+                                         (np.array([1, 2**63 + 1], np.uint64), 2**63 + 1)])
+def test_an_out_of_range_label_is_named_exactly(labels, bad):
+    with pytest.raises(ValueError, match=f"label {bad} is out of range for 3 classes"):
+        ops.softmax_cross_entropy(np.zeros((2, 3), np.float32), labels)
+
+
+def test_labels_of_any_integer_dtype_and_byte_order():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    want = ops.softmax_cross_entropy(x, np.array([2, 0]))
+    for dtype in (">i8", ">i4", "<u2", np.uint64, np.int8):  # big-endian int64 was refused with a dtype error
+        loss, dx = ops.softmax_cross_entropy(x, np.array([2, 0]).astype(dtype))
+        assert loss == want[0] and np.array_equal(dx, want[1])
+
+
 @pytest.mark.parametrize("labels", [np.array([0, 1, 2]), np.array([0]), np.array([[0, 1]])])
 def test_labels_of_the_wrong_length(labels):
     with pytest.raises(ValueError, match="'labels' must have shape \\(2,\\)"):

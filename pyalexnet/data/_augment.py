@@ -39,7 +39,7 @@ def augment(images, crop_size: int, mean_image, *, offsets=None, flips=None, lig
     if images.ndim != 4 or images.shape[3] != 3:
         raise ValueError(f"argument 'images' must be (N, H, W, 3), got shape {tuple(images.shape)}")
     num, height, width = images.shape[:3]
-    crop = int(crop_size)
+    crop = B.integer(crop_size, "crop_size")  # 3.9 was cut to 3
     if not 1 <= crop <= min(height, width):
         raise ValueError(f"crop_size {crop} must be between 1 and the image size {height}x{width}")
     index = np.arange(num, dtype=np.int64) if index is None else _host(index, np.int64, "index")
@@ -80,10 +80,15 @@ def _check_mean(mean_image, height, width):
 
 
 def _host(a, dtype, name):
-    a = B.to_host(a)
-    if a.dtype.kind not in ("f" if np.dtype(dtype).kind == "f" else "iub"):
-        raise TypeError(f"argument '{name}' must be {np.dtype(dtype).name}-compatible, got {a.dtype}")
-    return np.ascontiguousarray(a, dtype)
+    a, want = B.to_host(a), np.dtype(dtype)
+    if a.dtype.kind not in ("f" if want.kind == "f" else "iub"):
+        raise TypeError(f"argument '{name}' must be {want.name}-compatible, got {a.dtype}")
+    if want.kind in "iu" and a.dtype != want and a.size:
+        # Checked before the cast, which would wrap an offset of 2**32 to 0 and a flip of 257 to 1.
+        lo, hi, limits = int(a.min()), int(a.max()), np.iinfo(want)
+        if lo < limits.min or hi > limits.max:
+            raise ValueError(f"argument '{name}' holds {lo if lo < limits.min else hi}, outside {want.name}")
+    return np.ascontiguousarray(a, want)
 
 
 def center_crop(images, crop_size: int, mean_image):
@@ -102,6 +107,7 @@ def ten_crops(images, crop_size: int, mean_image, *, patch: int | None = None):
     if not 1 <= c <= min(height, width):
         raise ValueError(f"crop_size {c} must be between 1 and the image size {height}x{width}")
     corners = [(0, 0), (0, width - c), (height - c, 0), (height - c, width - c), ((height - c) // 2, (width - c) // 2)]
+    patch = None if patch is None else B.integer(patch, "patch")  # True was patch 1
     patches = range(10) if patch is None else [patch]
     if patch is not None and patch not in range(10):
         raise ValueError(f"patch must be 0..9, got {patch!r}")

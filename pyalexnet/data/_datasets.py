@@ -21,7 +21,10 @@ class Dataset:
         images = np.asarray(images) if not isinstance(images, np.memmap) else images
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-        labels = np.asarray(labels, np.int64)
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu" and labels.size:  # a cast would truncate 1.7 to 1 without a word
+            raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
         if labels.shape != (len(images),):
             raise ValueError(f"{len(images)} images but labels of shape {labels.shape}")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):

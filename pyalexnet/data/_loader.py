@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .. import _backend as B
 from . import _augment
 
 
@@ -34,13 +35,11 @@ class Loader:
                  eigvecs=None, seed: int = 0, epoch: int = 0, shuffle: bool | None = None,
                  drop_last: bool | None = None, workers: int = 2, device: str = "cpu", pca_std: float = 0.1,
                  flip: bool = True, start_step: int = 0, prefetch: int | None = None) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if int(seed) < 0 or int(epoch) < 0:
-            raise ValueError(f"seed and epoch must be non-negative, got seed={seed}, epoch={epoch}")
-        if workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
-        if pca_std < 0:
+        # Integers (1.5 images a batch was cut to 1; workers=None failed deep inside with a comparison).
+        batch_size, crop_size = B.integer(batch_size, "batch_size", low=1), B.integer(crop_size, "crop_size")
+        seed, epoch = B.integer(seed, "seed", low=0, high=2**63 - 1), B.integer(epoch, "epoch", low=0)
+        workers = B.integer(workers, "workers", low=0)
+        if B.real_number(pca_std, "pca_std") < 0:  # NaN or inf would make every batch NaN
             raise ValueError(f"pca_std must be >= 0, got {pca_std}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
@@ -85,9 +84,7 @@ class Loader:
         return getattr(self.dataset, "num_skipped", 0)
 
     def set_epoch(self, epoch: int) -> None:
-        if int(epoch) < 0:
-            raise ValueError(f"epoch must be non-negative, got {epoch}")
-        self.epoch = int(epoch)
+        self.epoch = B.integer(epoch, "epoch", low=0)
 
     def order(self) -> np.ndarray:
         """This epoch's image order."""

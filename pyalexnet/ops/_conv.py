@@ -1,26 +1,17 @@
 """2-D convolution (NCHW, grouped, symmetric zero padding) and its gradients."""
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
 from .. import _backend as B
 from .._backend import _C
 
 
-def _int(value, name: str) -> int:
-    # bool is an int subclass but never a meaningful stride; floats would be silently truncated.
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-
-
 def _hyper(stride, padding, groups):
-    return _int(stride, "stride"), _int(padding, "padding"), _int(groups, "groups")
+    # Integers only (bool is an int subclass but never a meaningful stride; floats would be silently
+    # truncated), below 2^31: the CUDA launchers take them as int.
+    return (B.integer(stride, "stride", low=1), B.integer(padding, "padding", low=0),
+            B.integer(groups, "groups", low=1))
 
 
 # The names `algorithm=` takes ("auto": the library's choice from the shape; the CPU backend has one).

@@ -1,8 +1,6 @@
 """ReLU and the SGD update."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import _backend as B
@@ -38,9 +36,8 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
             raise TypeError(f"argument '{name}' is updated in place and must be a numpy or CuPy array, got {type(a).__name__}")
         if a.dtype != np.float32:
             raise TypeError(f"argument '{name}' is updated in place and must be float32, got {a.dtype}")
-    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    lr, momentum, weight_decay = (B.real_number(lr, "lr"), B.real_number(momentum, "momentum"),
+                                  B.real_number(weight_decay, "weight_decay"))
     dw = B.as_input(dw, "dw")
     # Updated in place element by element: w and v in one buffer, or dw inside either, would read values the
     # update has already written (no error, a wrong step). Arrays of two kinds are refused by launch below.
@@ -49,4 +46,4 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
         if B.may_share_memory(arrays[a], arrays[b]):
             raise ValueError(f"argument '{a}' must not share memory with '{b}': sgd_update writes w and v in place")
     with B.launch(w, dw, v) as l:
-        _C.sgd_update(w, dw, v, float(lr), float(momentum), float(weight_decay), l.stream)
+        _C.sgd_update(w, dw, v, lr, momentum, weight_decay, l.stream)

@@ -87,9 +87,14 @@ def linear_backward(dy, x, w, *, dw_out=None):
 
 
 def _lrn_params(size, alpha, beta, k):
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"size must be an int, got {size!r}")
-    return int(size), float(alpha), float(beta), float(k)
+    size = B.integer(size, "LRN size")
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"LRN size must be an odd number >= 1 (a window centred on each map), got {size}")
+    alpha, beta, k = B.real_number(alpha, "alpha"), B.real_number(beta, "beta"), B.real_number(k, "k")
+    if not np.float32(k) > 0:
+        raise ValueError(f"k must be > 0 (the denominator k + alpha*sum must stay positive; the kernels take it as "
+                         f"float32), got {k!r}")
+    return size, alpha, beta, k
 
 
 def lrn(x, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
@@ -125,10 +130,7 @@ def lrn_backward(dy, x, y, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
 
 
 def _pool_params(size, stride):
-    for name, v in (("size", size), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"pooling {name} must be an int, got {v!r}")
-    return int(size), int(stride)
+    return B.integer(size, "pooling size", low=1), B.integer(stride, "pooling stride", low=1)
 
 
 _MAX_INDEXED_SIZE = 16  # one byte per window: size * size <= 256 taps
@@ -181,13 +183,24 @@ def _pool_indices(indices, dy, x_shape, out_shape):
     return indices
 
 
-def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None):
+def _check_winners(indices, size):
+    """A byte of size*size or more names no element of its window: the backward would drop that window's
+    gradient without a word. (A reduction over the bytes; on a GPU, one synchronisation.)"""
+    if indices.size and int(indices.max()) >= size * size:
+        raise ValueError(f"argument 'indices' holds winner {int(indices.max())}, outside a {size}x{size} window "
+                         f"(0..{size * size - 1}): pass the indices max_pool(..., size={size}, return_indices=True) "
+                         "returned, with the same size")
+
+
+def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None, check_indices=True):
     """dx of max_pool: each window's gradient goes to its first maximal element (row-major);
     overlapping windows add up.
 
     Give exactly one of y and indices. With y = max_pool(x, size=size, stride=stride), the winners are
     recomputed from x. With indices (from max_pool(x, ..., return_indices=True)), they are read from it
     and x only gives dx's shape and backend: its values are not read. Both give the same bits.
+    check_indices=False skips checking that each byte names an element of its window (a reduction over
+    them, and on a GPU a synchronisation): for indices straight from max_pool, as AlexNet passes them.
     """
     if (y is None) == (indices is None):
         raise TypeError("max_pool_backward needs exactly one of y (the forward's output: the winners are "
@@ -207,6 +220,8 @@ def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None):
     x_shape = tuple(int(d) for d in x.shape)
     out_shape = tuple(_C.max_pool_output_shape(list(x_shape), size, stride))
     indices = _pool_indices(indices, dy, x_shape, out_shape)
+    if check_indices:
+        _check_winners(indices, size)
     if tuple(dy.shape) != out_shape:
         raise ValueError(f"argument 'dy' must have shape {out_shape} (the pooled output of x {x_shape}), "
                          f"got {_shape(dy)}")
@@ -222,7 +237,7 @@ def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None):
 
 
 def _dropout_p(p) -> float:
-    p = float(p)
+    p = B.real_number(p, "dropout p", finite=False)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout p must be in [0, 1), got {p!r}")
     return p
@@ -283,8 +298,11 @@ def _labels(labels, logits):
     if labels.ndim != 1 or logits.ndim != 2 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"argument 'labels' must have shape ({logits.shape[0] if logits.ndim == 2 else 'N'},) "
                          f"(one per row of 'logits' {_shape(logits)}), got {_shape(labels)}")
-    if labels.dtype.name not in ("int32", "int64"):
-        labels = labels.astype("int64")
+    if labels.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):  # other widths, and byte orders
+        if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size and int(labels.max()) >= 2**63:
+            raise ValueError(f"label {int(labels.max())} is out of range for {logits.shape[1]} classes (labels must "
+                             f"be in [0, {logits.shape[1]}))")  # int64 would wrap it to a negative one
+        labels = labels.astype(np.int64)
     return labels
 
 
@@ -315,7 +333,9 @@ def softmax_cross_entropy(logits, labels):
         _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, B.last_block_counter(l), l.stream)
         loss_sum, lo, hi = B.to_host(stats).tolist()
     if lo < 0 or hi >= logits.shape[1]:
-        bad = int(lo if lo < 0 else hi)
+        # The label itself (the range came back as float64, which rounds labels beyond 2^53).
+        host = B.to_host(labels)
+        bad = int(host[(host < 0) | (host >= logits.shape[1])][0])
         raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "
                          f"[0, {logits.shape[1]}))")
     return loss_sum / logits.shape[0], dlogits
