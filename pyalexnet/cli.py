@@ -3,9 +3,11 @@ HELP (one line), DESCRIPTION (optional), add_arguments(parser) and run(args) -> 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import sys
+import warnings
 
 # In the order `pyalexnet --help` lists them.
 COMMANDS = ["train", "eval", "predict", "prepare", "gradcheck", "bench", "info"]
@@ -40,14 +42,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with _warnings_as_lines(args.command):
+            return int(args._run(args) or 0)
     except KeyboardInterrupt as exc:
         print(f"interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, NotImplementedError, MemoryError) as exc:
-        # Errors a user can act on: one clear line, not a traceback.
+    except (ValueError, TypeError, OSError, NotImplementedError, MemoryError) as exc:
+        # Errors a user can act on (OSError: a file where a folder is expected, a folder where a file is,
+        # no permission): one clear line, not a traceback.
         print(f"pyalexnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(command: str):
+    """Warnings (an unreadable image skipped, ...) as one line each, without the Python source line and
+    file position the default format shows."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"pyalexnet {command}: warning: {message}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

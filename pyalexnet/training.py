@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,11 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     arrays["meta"] = np.array(json.dumps(full_meta))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes it readable by its owner alone; the permissions any new file gets here instead
+        # (0666 less the umask), like the history and pictures beside it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -280,8 +286,11 @@ def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict
                 params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
                 velocities = {k[9:]: z[k] for k in z.files if k.startswith("velocity/")}
                 mean = z["data/mean_image"] if "data/mean_image" in z.files else None
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable pyalexnet checkpoint: {exc}") from exc
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        # Not numpy's own words for a file that is no .npz archive: they suggest loading it with pickle.
+        why = "not an .npz archive" if "allow_pickle" in str(exc) else str(exc)
+        raise ValueError(f"{path} is not a readable pyalexnet checkpoint ({why}): pass the checkpoint.npz that "
+                         "pyalexnet train --checkpoint-dir wrote, or its folder") from exc
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
     return meta, params, velocities, mean
@@ -507,6 +516,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
+    for what, path, folder in (("checkpoint_dir", checkpoint_dir, True), ("history", history, False)):
+        if path is not None and Path(path).exists() and Path(path).is_dir() != folder:
+            raise ValueError(f"{what} {path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
     ckpt_path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir is not None else None
     if resume and overwrite:
         raise ValueError("resume=True continues the run in checkpoint_dir and overwrite=True replaces it: pick one")

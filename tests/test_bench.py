@@ -149,6 +149,16 @@ def test_python_m_benchmarks_help_and_bad_device():
     assert r.returncode == 0 and "--quick" in r.stdout and "--only" in r.stdout
 
 
+def test_bad_arguments_are_refused_before_the_benchmark_runs(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for argv, match in [(["--batch", "0"], "--batch, --repeats and --step-repeats must be >= 1"),  # ran batch 8
+                        (["--repeats", "0"], "must be >= 1"),
+                        (["--only", "nomatch"], "--only nomatch: no row's name contains"),  # an empty report
+                        (["--out", str(tmp_path / "afile")], "is a file, not a folder")]:  # after the run
+        assert cli.main(["bench", "--device", "cpu", "--quick", *argv]) == 2
+        assert match in capsys.readouterr().err
+
+
 def test_cuda_refused_clearly_without_gpu(capsys):
     import pyalexnet
 

@@ -28,6 +28,25 @@ def test_decode_resizes_the_shorter_side_and_centre_crops(tmp_path):
     np.testing.assert_array_equal(decode_image(str(gray), 8), 77)
 
 
+def test_16_bit_grey_is_scaled_and_exif_orientation_is_applied(tmp_path):
+    # A 16-bit grey ramp came out nearly all white: Pillow's RGB conversion clips levels above 255.
+    Image.fromarray(np.tile(np.linspace(0, 65535, 8), (8, 1)).astype(np.uint16)).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode.startswith("I")
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "g16.png"), 8)[0, :, 1],
+                                  [0, 36, 73, 109, 146, 182, 219, 255])
+    # A phone's photo stored sideways with an EXIF orientation (6: turn 90 degrees clockwise to view) is
+    # decoded as it is viewed: the left half (white) becomes the top.
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, :20] = 255
+    im = Image.fromarray(wide)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    out = decode_image(str(tmp_path / "phone.jpg"), 20)
+    assert (out[:8] > 200).all() and (out[12:] < 50).all()
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
 def test_image_folder_with_held_out_split(tmp_path, rng, ext):
     image_folder(tmp_path / "d", rng, per_class=5, ext=ext)
@@ -146,6 +165,31 @@ def test_image_folder_train_val_layout(tmp_path, rng):
     assert s.crop_size == 21
 
 
+@pytest.mark.parametrize("val", ["none", "empty", "test beside"])
+def test_a_train_folder_without_validation_images_holds_out_a_share(tmp_path, rng, val):
+    # It was read as one class named "train" (and an empty val/ gave no validation images).
+    image_folder(tmp_path / "d" / "train", rng, classes=("a", "b", "c"), per_class=4)
+    if val == "empty":
+        (tmp_path / "d" / "val").mkdir()
+    if val == "test beside":
+        image_folder(tmp_path / "d" / "test", rng, classes=("a",), per_class=1)
+    s = load_dataset(tmp_path / "d", image_size=16, val_fraction=0.25, seed=2)
+    assert s.classes == ["a", "b", "c"] and (len(s.train), len(s.val)) == (9, 3)
+    assert sorted(s.val.labels.tolist()) == [0, 1, 2]
+
+
+def test_a_path_is_recorded_absolute_and_tilde_is_expanded(tmp_path, rng, monkeypatch):
+    image_folder(tmp_path / "home" / "pics", rng, per_class=2)
+    cifar_folder(tmp_path / "home" / "cifar", rng)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "home")
+    # The source is what a checkpoint keeps: eval and --resume from another folder must find it again.
+    assert load_dataset("pics", image_size=16).source == str(tmp_path / "home" / "pics")
+    assert load_dataset("~/pics", image_size=16).source == str(tmp_path / "home" / "pics")
+    assert load_dataset("cifar10:~/cifar").source == f"cifar10:{tmp_path / 'home' / 'cifar'}"  # the shell
+    assert len(load_dataset("cifar10:cifar").train) == 30                                        # leaves ~ here
+
+
 def test_statistics_match_numpy(tmp_path, rng):
     image_folder(tmp_path / "d", rng, per_class=3)
     s = load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
@@ -262,6 +306,9 @@ def test_bad_specs_are_clear_errors(tmp_path, rng):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is empty"):
         load_dataset(str(tmp_path / "empty"))
+    write_image(tmp_path / "loose" / "photo", rng)
+    with pytest.raises(ValueError, match="holds images but no class folders"):
+        load_dataset(str(tmp_path / "loose"))
     image_folder(tmp_path / "d", rng, per_class=2)
     (tmp_path / "d" / "zebra").mkdir()
     (tmp_path / "d" / "zebra" / "notes.txt").write_text("no images here")

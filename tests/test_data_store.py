@@ -122,3 +122,9 @@ def test_command_line(folder, tmp_path, capsys):
     assert meta["complete"] and meta["format"] == _store.FORMAT
     assert cli.main(["prepare", str(tmp_path / "nope"), str(tmp_path / "st2")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # A store inside its source became one more (empty) class of it; a file where the store goes, a traceback.
+    assert cli.main(["prepare", str(folder), str(folder / "store"), "-q"]) == 2
+    assert "must not be inside the image folder" in capsys.readouterr().err and not (folder / "store").exists()
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["prepare", str(folder), str(tmp_path / "afile"), "-q"]) == 2
+    assert "a file of that name exists" in capsys.readouterr().err

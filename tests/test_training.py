@@ -357,7 +357,8 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
 
     monkeypatch.setattr(pyalexnet.data, "load_dataset", load_dataset)
     assert cli.main(["eval", str(tmp_path / "run"), "--data", "some/folder", "--json", "--pictures", "--quiet"]) == 0
-    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25, "progress": False, "train_sample": 2000})]
+    assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25, "progress": False, "train_sample": 2000,
+                                      "image_size": IMAGE})]  # the size the run's images had
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == len(splits.val) and 0 <= result["neighbour_agreement"] <= 1
     assert result["pictures"] == [str(tmp_path / "run" / name) for name in
@@ -480,6 +481,62 @@ def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path,
     assert "--top must be at least 1" in capsys.readouterr().err
     assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--batch-size", "0"]) == 2
     assert "--batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_says_what_is_wrong_with_a_path_in_one_line(splits, tmp_path, capsys, monkeypatch):
+    # Each of these ended in a Python traceback (some only after the work was done).
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "trunc.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run")
+    evaluated = []
+    monkeypatch.setattr(pyalexnet, "evaluate", lambda *a, **k: evaluated.append(1))
+    for argv, match in [(["train", "--steps", "1", "--checkpoint-dir", str(tmp_path / "afile")], "is a file, not a folder"),
+                        (["train", "--steps", "1", "--history", str(tmp_path)], "is a folder, not a file"),
+                        (["eval", str(tmp_path / "trunc.npz")], "is not a readable pyalexnet checkpoint"),
+                        (["predict", str(tmp_path / "notes.txt"), "x.png"], r"\(not an .npz archive\): pass the"),
+                        (["eval", str(tmp_path / "run"), "--pictures", str(tmp_path / "afile")], "is a file, not a folder")]:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert match is not None and err.count("\n") == 1 and "Traceback" not in err and "allow_pickle" not in err
+        assert __import__("re").search(match, err), err
+    assert not evaluated  # --pictures was checked before the evaluation
+
+
+def test_cli_warnings_are_one_line_each(tmp_path, rng, capsys):
+    import warnings
+
+    from data_files import image_folder
+
+    image_folder(tmp_path / "d", rng, per_class=3)
+    (tmp_path / "d" / "cat" / "broken.png").write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        assert cli.main(["prepare", str(tmp_path / "d"), str(tmp_path / "st"), "--size", "8", "-q"]) == 0
+    err = capsys.readouterr().err
+    line = next(l for l in err.splitlines() if "broken.png" in l)
+    assert line.startswith("pyalexnet prepare: warning: skipping unreadable image")
+    assert ".py:" not in err and "decode_many(" not in err  # no Python file position or source line
+
+
+def test_eval_refuses_a_data_set_with_other_classes_and_decodes_at_the_runs_size(tmp_path, rng, capsys):
+    from data_files import image_folder
+
+    for name, classes in (("d", ("bird", "cat", "dog")), ("renamed", ("ant", "cat", "zebra"))):
+        image_folder(tmp_path / name, rng, classes=classes, per_class=4)
+    assert cli.main(["prepare", str(tmp_path / "d"), str(tmp_path / "st"), "--size", "32", "-q"]) == 0
+    assert cli.main(["train", "--data", str(tmp_path / "st"), "--steps", "2", "--batch-size", "4", "--quiet",
+                     "--checkpoint-dir", str(tmp_path / "run")]) == 0
+    mode = {name: (tmp_path / "run" / name).stat().st_mode & 0o777 for name in (CHECKPOINT_NAME, HISTORY_NAME)}
+    assert mode[CHECKPOINT_NAME] == mode[HISTORY_NAME]  # was 0600 (mkstemp's) whatever the umask
+    capsys.readouterr()
+    # Its own image folder, decoded at 32 px as the store was (it was always 256 px: "the model takes 28x28
+    # crops but this data set gives 224x224").
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "d"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] > 0
+    # Other class names: its labels would be scored against the wrong classes (it printed an error rate).
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "renamed"), "--quiet"]) == 2
+    assert "'bird' / 'ant'" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(capsys):

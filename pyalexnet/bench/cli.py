@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", choices=["auto", "torch", "numpy"], default="auto",
                    help="the CPU references: PyTorch (when installed) and numpy's im2col + matmul (auto), "
                         "or only one")
-    p.add_argument("--out", default="benchmarks/results", help="folder for bench_<device>.{json,md,png}")
+    p.add_argument("--out", default="benchmarks/results", help="folder for bench_<device>[_quick].{json,md} and the step chart (default: benchmarks/results "
+                        "under the current folder)")
     p.add_argument("--quick", action="store_true", help="CI-sized: batch 1, one repeat, small ceilings (seconds, not figures)")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing implementations")
@@ -78,14 +79,24 @@ def run(args) -> int:
     if device == "cuda" and not _backend.cuda_available():
         raise ValueError(f"--device cuda: the GPU backend is not usable ({backend_info()['reason']})")
     gpu = device == "cuda"
-    n = args.batch or (1 if args.quick else 128 if gpu else 8)
-    repeats = args.repeats or (1 if args.quick else 50 if gpu else 5)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5 if gpu else 1)
-    step_repeats = args.step_repeats or (1 if args.quick else 20 if gpu else 3)
+
+    def given(value, default):  # `or` took an explicit 0 for "not given" and ran the default instead
+        return default if value is None else value
+
+    n = given(args.batch, 1 if args.quick else 128 if gpu else 8)
+    repeats = given(args.repeats, 1 if args.quick else 50 if gpu else 5)
+    warmup = given(args.warmup, 1 if args.quick else 5 if gpu else 1)
+    step_repeats = given(args.step_repeats, 1 if args.quick else 20 if gpu else 3)
     budget = 0.5 if args.quick else 2.0 if gpu else 3.0
-    if min(n, repeats) < 1 or warmup < 0:
-        raise ValueError("--batch and --repeats must be >= 1, --warmup >= 0")
+    if min(n, repeats, step_repeats) < 1 or warmup < 0:
+        raise ValueError("--batch, --repeats and --step-repeats must be >= 1, --warmup >= 0")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    if only is not None and not any(_selected(row.name, only) for row in build_rows(1)) and not _selected("step", only):
+        raise ValueError(f"--only {args.only}: no row's name contains any of {only} (rows: conv1.fwd ... fc8.bwd, "
+                         "lrn, pool, relu, dropout, softmax_xent, sgd, step)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # found now, not after the benchmark has run
+        raise ValueError(f"--out {out} is a file, not a folder")
 
     torch = _import_torch() if (gpu or args.reference in ("auto", "torch")) else None
     if args.reference == "torch" and torch is None:
@@ -171,7 +182,6 @@ def run(args) -> int:
         "steps": steps,
         "chart": None,
     }
-    out = Path(args.out)
     chart_msg = None
     if steps and not args.no_chart:
         chart = report.plot_breakdown(steps[0], out.mkdir(parents=True, exist_ok=True) or out / f"{stem}_step.png",

@@ -61,13 +61,28 @@ def run(args) -> int:
     if args.class_names:
         check_names_file(args.class_names)  # before loading the data, which can take long
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
+    ckpt = Path(args.checkpoint)
+    where = None
+    if args.pictures is not None:  # checked now, not after the evaluation
+        where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
+        if where.exists() and not where.is_dir():
+            raise ValueError(f"--pictures {where} is a file, not a folder")
     data = args.data or meta.get("data") or "builtin"
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
     # same ones here, or the test would include images the model trained on. Of a folder's training
     # images only the pictures' sample is decoded: ImageNet's would take 250 GB and hours.
-    t = meta.get("training", {})
+    # An image folder is decoded at the size the training images had (the mean image's), not always 256.
+    t, mean = meta.get("training", {}), meta.get("mean_image")
     splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
-                          progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL)
+                          progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
+                          image_size=256 if mean is None else int(mean.shape[0]))
+    trained = meta.get("classes")
+    if trained and list(trained) != list(splits.classes):
+        # Labels are class indices in name order: other names would be scored against the wrong classes.
+        differ = [f"{a!r} / {b!r}" for a, b in zip(trained, splits.classes) if a != b][:3]
+        raise ValueError(f"{data} has classes other than the ones the checkpoint was trained on ("
+                         + (", ".join(differ) if differ else f"{len(splits.classes)} against {len(trained)}")
+                         + ", trained / here): its labels would not mean the model's classes")
     names = class_names_for(splits.classes, names_file=args.class_names, data=data)
     confusion = args.pictures is not None and splits.num_classes <= CONFUSION_MAX_CLASSES
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
@@ -75,9 +90,7 @@ def run(args) -> int:
                       return_predictions=confusion)
     predictions = result.pop("predictions", None)
     result = dict(result, data=data, ten_crop=not args.center_crop)
-    if args.pictures is not None:
-        ckpt = Path(args.checkpoint)
-        where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
+    if where is not None:
         pictures = save_test_pictures(model, splits, where, predictions=predictions, class_names=names,
                                       mean_image=meta.get("mean_image"), batch_size=args.batch_size,
                                       mistakes=args.mistakes)

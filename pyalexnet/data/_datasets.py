@@ -150,23 +150,27 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"dataset spec must be a name or a path, got {spec!r}")
     name, _, arg = spec.partition(":")
+    # ~ expanded here: the shell leaves it alone after "cifar10:" (and in quotes). Paths are recorded
+    # absolute (Splits.source, and so a checkpoint's "data"): eval and --resume from another folder find them.
+    arg = str(Path(arg).expanduser().resolve()) if arg and name in ("fashion-mnist", "cifar10") else arg
     if spec == "builtin":
         train, val = _builtin.builtin_arrays()
         return _splits_from_arrays(train, val, _builtin.CLASSES, "builtin", _builtin.CROP_SIZE)
     if name == "fashion-mnist":
         classes, train, test = _formats.load_fashion_mnist(arg or None)
-        return _splits_from_arrays(train, test, classes, spec)
+        return _splits_from_arrays(train, test, classes, f"fashion-mnist:{arg}" if arg else spec)
     if name == "cifar10":
         if not arg:
             raise ValueError("cifar10 needs the folder of its python batches: cifar10:PATH")
         classes, train, test = _formats.load_cifar10(arg)
-        return _splits_from_arrays(train, test, classes, spec)
-    path = Path(spec)
+        return _splits_from_arrays(train, test, classes, f"cifar10:{arg}")
+    path = Path(spec).expanduser()
     if not path.exists():
         if ":" in spec and len(name) > 1 or not any(c in spec for c in "/\\."):
-            raise ValueError(f"unknown dataset {spec!r}: use builtin, fashion-mnist[:PATH], cifar10:PATH, "
-                             "an image folder or a prepared store")
+            raise ValueError(f"unknown dataset {spec!r} (and no folder of that name here): use builtin, "
+                             "fashion-mnist[:PATH], cifar10:PATH, an image folder or a prepared store")
         raise FileNotFoundError(f"dataset folder {path} does not exist")
+    path = path.resolve()
     if _store.is_store(path):
         return _store.open_store(path)
     classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)

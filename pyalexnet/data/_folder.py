@@ -37,7 +37,30 @@ def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
 
 
 def has_split_layout(root: Path) -> bool:
-    return (root / "train").is_dir() and (root / "val").is_dir()
+    """root/train and root/val; or root/train alone (beside at most a test/), its images' val share held out."""
+    names = {d.name for d in _class_dirs(root)} if root.is_dir() else set()
+    return (root / "train").is_dir() and ((root / "val").is_dir() or names <= {"train", "test"})
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(_is_image(p) for p in folder.rglob("*"))
+
+
+def _hold_out(files, num_classes: int, val_fraction: float, seed: int):
+    """(train, val): a stratified `val_fraction` of each class's (path, label) files, chosen by `seed`."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in range(num_classes):
+        mine = [f for f in files if f[1] == label]
+        order = rng.permutation(len(mine))
+        n_val = int(round(val_fraction * len(mine)))
+        if val_fraction > 0 and len(mine) >= 2:
+            n_val = min(max(n_val, 1), len(mine) - 1)
+        val += [mine[i] for i in sorted(order[:n_val])]
+        train += [mine[i] for i in sorted(order[n_val:])]
+    return train, val
 
 
 # Labels for a val/ folder of images without class folders (ImageNet's own layout), looked for in root and
@@ -86,8 +109,8 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
     """classes, train [(path, label)], val [(path, label)] of an ImageNet-style folder.
 
     With root/train and root/val the split is theirs (val's classes must be train's; val's images may also
-    lie directly in val/, labelled by a VAL_LABEL_FILES file). Otherwise a stratified `val_fraction` of each
-    class, chosen by `seed`, is held out.
+    lie directly in val/, labelled by a VAL_LABEL_FILES file). Otherwise (root/<class>, or root/train with
+    no val/ or an empty one) a stratified `val_fraction` of each class, chosen by `seed`, is held out.
     """
     root = Path(root)
     if not root.exists():
@@ -98,10 +121,12 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         classes = [d.name for d in _class_dirs(root / "train")]
         if not classes:
             raise ValueError(f"{root / 'train'} has no class folders (expected train/<class>/<image>)")
-        extra = sorted({d.name for d in _class_dirs(root / "val")} - set(classes))
+        extra = sorted({d.name for d in _class_dirs(root / "val")} - set(classes)) if (root / "val").is_dir() else []
         if extra:
             raise ValueError(f"{root / 'val'} has class folders that train lacks: {extra[:5]}")
         train = _files_by_class(root / "train", classes)
+        if not _has_images(root / "val"):  # train/ alone: as a folder of classes (train/ alone was one class)
+            return (classes, *_hold_out(train, len(classes), val_fraction, seed))
         if not _class_dirs(root / "val") and any(_is_image(p) for p in (root / "val").iterdir()):
             return classes, train, _flat_val(root, classes)
         val_classes = [c for c in classes if (root / "val" / c).is_dir()]
@@ -109,31 +134,24 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         return classes, train, val
     dirs = _class_dirs(root)
     if not dirs:
-        raise ValueError(f"dataset folder {root} is empty: expected one sub-folder per class "
-                         "(root/<class>/<image>) or root/train and root/val")
+        loose = any(_is_image(p) for p in root.iterdir())
+        raise ValueError(f"dataset folder {root} " + ("holds images but no class folders" if loose else "is empty")
+                         + ": expected one sub-folder per class (root/<class>/<image>) or root/train and root/val")
     classes = [d.name for d in dirs]
-    files = _files_by_class(root, classes)
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for label in range(len(classes)):
-        mine = [f for f in files if f[1] == label]
-        order = rng.permutation(len(mine))
-        n_val = int(round(val_fraction * len(mine)))
-        if val_fraction > 0 and len(mine) >= 2:
-            n_val = min(max(n_val, 1), len(mine) - 1)
-        val += [mine[i] for i in sorted(order[:n_val])]
-        train += [mine[i] for i in sorted(order[n_val:])]
-    return classes, train, val
+    return (classes, *_hold_out(_files_by_class(root, classes), len(classes), val_fraction, seed))
 
 
 def decode_image(path: str, size: int) -> np.ndarray:
-    """uint8 (size, size, 3): shorter side resized to `size` (bilinear, antialiased), centre crop."""
-    from PIL import Image
+    """uint8 (size, size, 3): turned upright by its EXIF orientation (a phone's photos), shorter side resized
+    to `size` (bilinear, antialiased), centre crop. 16-bit grey levels are scaled to 8 bits."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that still covers `size`
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+            # 16-bit grey (PNG, TIFF): Pillow's RGB conversion clips every level above 255 to white.
+            im = Image.fromarray((np.asarray(im, np.float64) * (255 / 65535)).round().clip(0, 255).astype(np.uint8))
         im = im.convert("RGB")
         w, h = im.size
         scale = size / min(w, h)

@@ -88,7 +88,13 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
             overwrite: bool = False) -> Path:
     """Converts the image folder `src` (root/<class>/<image>, or root/train + root/val) into a store at
     `dst`; resumes an interrupted conversion of the same source. Returns dst."""
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"the store {dst} would be a folder, but a file of that name exists")
+    if src.is_dir() and dst.resolve().is_relative_to(src.resolve()):
+        # It would become one more class folder of src (or of its train/): "class folder .../store has no
+        # images" the next time src is read.
+        raise ValueError(f"the store {dst} must not be inside the image folder {src}: put it beside it")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     if not src.is_dir():
