@@ -311,12 +311,13 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
 
 # ----- evaluation --------------------------------------------------------------------------------------
 def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool | None = None,
-               train_sample: int | None = None):
+               train_sample: int | None = None, image_size: int | None = None):
     from . import data as D
 
     if isinstance(data, D.Splits):
         return data
-    return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress, train_sample=train_sample)
+    return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress, train_sample=train_sample,
+                          image_size=256 if image_size is None else image_size)
 
 
 def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
@@ -476,7 +477,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
           lr: float | None = None, momentum: float | None = None, weight_decay: float | None = None, schedule=None,
           patience: int | None = None, device="auto", seed: int | None = None, checkpoint_dir=None,
           resume: bool = False, history=None, init=None, preset: str | None = None, workers: int = 2,
-          val_fraction: float | None = None,
+          val_fraction: float | None = None, image_size: int | None = None,
           checkpoint_every: int | None = None, progress: bool | None = None, verbose: bool = True,
           stop_after_steps: int | None = None, overwrite: bool = False) -> TrainResult:
     """Trains AlexNet with the paper's SGD: v = momentum*v - weight_decay*lr*w - lr*grad; w += v.
@@ -501,6 +502,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
       _resumed_schedule for lr).
     seed: the weights, the data order, augmentation, dropout and a folder's held-out images (default 0).
     val_fraction: the share of each class an image folder without val/ holds out (default 0.1).
+    image_size: the side an image folder's images are decoded to (shorter side resized, centre crop; default
+      256, the paper's, whose 7/8 crop is 224); a folder of small images trains the small network from
+      image_size 109 down (crops under 96). Other sources have their own size.
     history: a JSON-lines path for the per-epoch figures (default checkpoint_dir/history.jsonl).
     progress: tqdm bars for decoding an image folder, each epoch and its validation (default: only on a
       terminal). verbose: a summary line per epoch.
@@ -541,6 +545,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             init = init or saved["model"]["init"]
         batch_size = batch_size or t["batch_size"]
         val_fraction = t.get("val_fraction", 0.1) if val_fraction is None else val_fraction
+        image_size = t.get("image_size") if image_size is None else image_size
         epochs = epochs or t["epochs"]  # say --epochs 20 at the start, then a plain --resume
         momentum = t["momentum"] if momentum is None else momentum
         weight_decay = t["weight_decay"] if weight_decay is None else weight_decay
@@ -561,9 +566,12 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     devices = parse_devices(_resolve_devices(device)) if model is None else model.devices
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress)
+    if image_size is not None:
+        image_size = _check_positive_int(image_size, "image_size")
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size)
     if len(splits.val) == 0:
-        raise ValueError("the data set has no validation images (the plateau schedule and the history need them)")
+        raise ValueError("the data set has no validation images, which each epoch's validation and the plateau "
+                         "schedule need: for an image folder without val/, a val_fraction (--val-fraction) above 0")
 
     # --- the model ---
     if model is None:
@@ -590,7 +598,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     val_loader = splits.loader("val", max(batch_size, 128), workers=workers, device=loader_device)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(splits.train)} images)")
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(splits.train)} images): "
+                         "pass a smaller one (--batch-size)")
 
     velocities = {}
     for name, p in model.parameters().items():
@@ -646,7 +655,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             return
         save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
             training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
-                          batch_size=batch_size, val_fraction=val_fraction, epochs=epochs, lr=sched.lr,
+                          batch_size=batch_size, val_fraction=val_fraction, image_size=splits.image_size,
+                          epochs=epochs, lr=sched.lr,
                           base_lr=base_lr, momentum=momentum,
                           weight_decay=weight_decay, schedule=sched.state(), running=running, history=hist,
                           # Every source of randomness is a pure function of these (see the module docstring).

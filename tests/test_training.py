@@ -539,6 +539,30 @@ def test_eval_refuses_a_data_set_with_other_classes_and_decodes_at_the_runs_size
     assert "'bird' / 'ant'" in capsys.readouterr().err
 
 
+def test_a_folder_of_small_images_trains_the_small_network_at_its_own_size(tmp_path, rng, capsys):
+    # Folders were always decoded at 256 px: 40 px images trained the 57M-parameter paper network at 224.
+    from data_files import image_folder
+
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=6)
+    argv = ["train", "--data", str(tmp_path / "d"), "--image-size", "40", "--batch-size", "4", "--quiet",
+            "--checkpoint-dir", str(tmp_path / "run"), "--epochs", "2"]
+    assert cli.main(argv[:-2] + ["--steps", "2"]) == 0
+    meta = json.loads(str(np.load(tmp_path / "run" / CHECKPOINT_NAME)["meta"]))
+    assert meta["model"]["preset"] == "small" and meta["model"]["input_size"] == 35
+    assert meta["training"]["image_size"] == 40
+    # A plain --resume decodes the folder at the run's size again.
+    assert cli.main(["train", "--checkpoint-dir", str(tmp_path / "run"), "--resume", "--quiet"]) == 0
+    assert "top-1 error" in capsys.readouterr().out
+    assert cli.main(["train", "--data", str(tmp_path / "d"), "--batch-size", "64", "--image-size", "40"]) == 2
+    assert "pass a smaller one (--batch-size)" in capsys.readouterr().err
+    # Options are named as the command line spells them (it said stop_after_steps, and "invalid _schedule value").
+    for argv, said in ((["--steps", "0"], "argument --steps: must be at least 1, got 0"),
+                       (["--schedule", "foo"], "argument --schedule: must be 'plateau', 'constant' or epochs")):
+        with pytest.raises(SystemExit):
+            cli.main(["train", *argv])
+        assert said in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(capsys):
     assert cli.main(["train", "--data", "no-such-dataset"]) == 2
     assert "unknown dataset" in capsys.readouterr().err

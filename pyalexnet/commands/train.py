@@ -1,6 +1,8 @@
 """pyalexnet train: train AlexNet with the paper's SGD (pyalexnet.train())."""
 from __future__ import annotations
 
+import argparse
+import shlex
 import sys
 
 HELP = "train AlexNet (with no options: the small network on the built-in data set, a few minutes on a CPU)"
@@ -35,8 +37,19 @@ def _schedule(text: str):
         return text
     try:
         return [int(e) for e in text.split(",") if e.strip()]
+    except ValueError:  # argparse shows an ArgumentTypeError's words ("invalid _schedule value" otherwise)
+        raise argparse.ArgumentTypeError(f"must be 'plateau', 'constant' or epochs like 30,60,80, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    """An option that counts something: said as --steps, not as train()'s stop_after_steps."""
+    try:
+        value = int(text)
     except ValueError:
-        raise ValueError(f"--schedule must be 'plateau', 'constant' or epochs like 30,60,80, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_arguments(p) -> None:
@@ -44,9 +57,9 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="the data set: builtin, fashion-mnist, cifar10:PATH, a folder or a store (default: builtin; "
                         "a resumed run's own)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs to train (default: 90 for the paper's "
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs to train (default: 90 for the paper's "
                    "network, 15 for the small one)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate (default: 0.01; 0.005 for the small network)")
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9; a resumed run's own)")
@@ -56,7 +69,7 @@ def add_arguments(p) -> None:
                    help="'plateau' (lr / 10 when validation error stops improving, at most 3 times), "
                         "'constant', or epochs (0-based) at whose start lr is divided by 10, e.g. 30,60,80 "
                         "(default: plateau for the paper's network, 10,13 for the small one)")
-    p.add_argument("--patience", type=int, default=None, help="plateau: epochs without improvement before lr / 10")
+    p.add_argument("--patience", type=_positive_int, default=None, help="plateau: epochs without improvement before lr / 10")
     p.add_argument("--preset", choices=["paper", "small", "tiny"], default=None,
                    help="network size (default: from the crop size)")
     p.add_argument("--init", choices=["paper", "caffe", "he"], default=None,
@@ -71,16 +84,20 @@ def add_arguments(p) -> None:
                    "other than the run's starting rate sets the rate from then on")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a --checkpoint-dir that already holds one (else refused)")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps within an epoch")
     p.add_argument("--history", default=None, metavar="FILE", help="per-epoch figures as JSON lines (default: "
                    "DIR/history.jsonl with --checkpoint-dir)")
-    p.add_argument("--steps", type=int, default=None, metavar="N",
+    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
                    help="stop after N SGD steps (a quick try-out; --resume continues the run)")
     p.add_argument("--workers", type=int, default=2, help="data loader threads (default: 2)")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="share of each class held out for validation in a folder without val/ (default: 0.1; a "
                         "resumed run's own)")
+    p.add_argument("--image-size", type=_positive_int, default=None, metavar="PX",
+                   help="side an image folder's images are decoded to (default: 256, the paper's, cropped to 224; "
+                        "109 or less trains the small network, e.g. 64 for a folder of small images; a resumed run's "
+                        "own)")
     p.add_argument("--no-ten-crop", action="store_true", help="final evaluation on the centre crop only")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
@@ -95,6 +112,7 @@ def run(args) -> int:
                        checkpoint_dir=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
                        checkpoint_every=args.checkpoint_every,
                        history=args.history, workers=args.workers, stop_after_steps=args.steps, val_fraction=args.val_fraction,
+                       image_size=args.image_size,
                        progress=False if args.quiet else None, verbose=not args.quiet)
     except TrainingDiverged as exc:
         print(f"pyalexnet train: training diverged: {exc}", file=sys.stderr)
@@ -123,5 +141,6 @@ def run(args) -> int:
                                       class_names=class_names_for(result.data.classes, data=result.data.source))
         print(f"test images, top-5 guesses, nearest training images (the paper's Figure 4)"
               + (" and the confusion matrix" if len(pictures["paths"]) > 2 else "") + ": "
-              + ", ".join(pictures["paths"]) + f"; its mistakes instead: pyalexnet eval {folder} --pictures --mistakes")
+              + ", ".join(pictures["paths"]) + f"; its mistakes instead: pyalexnet eval {shlex.quote(str(folder))} "
+              "--pictures --mistakes")
     return 0

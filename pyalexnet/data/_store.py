@@ -124,6 +124,8 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         _write_json(meta_path, meta)
     files = json.loads((dst / "files.json").read_text())
     progress = _load_progress(dst, image_size)
+    if workers is not None and workers < 1:  # ThreadPoolExecutor's own words named max_workers
+        raise ValueError(f"workers must be at least 1, got {workers}")
     workers = workers or _folder.default_workers()
     pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="pyalexnet-prepare")
     try:
