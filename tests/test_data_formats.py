@@ -309,6 +309,9 @@ def test_bad_specs_are_clear_errors(tmp_path, rng):
     write_image(tmp_path / "loose" / "photo", rng)
     with pytest.raises(ValueError, match="holds images but no class folders"):
         load_dataset(str(tmp_path / "loose"))
+    image_folder(tmp_path / "loose", rng, per_class=2)  # beside class folders it is left out, but said
+    with pytest.warns(RuntimeWarning, match="1 image.s. lie directly in .*loose, in no class folder: left out"):
+        assert len(load_dataset(str(tmp_path / "loose"), image_size=8, val_fraction=0).train) == 6
     image_folder(tmp_path / "d", rng, per_class=2)
     (tmp_path / "d" / "zebra").mkdir()
     (tmp_path / "d" / "zebra" / "notes.txt").write_text("no images here")

@@ -138,6 +138,10 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         raise ValueError(f"dataset folder {root} " + ("holds images but no class folders" if loose else "is empty")
                          + ": expected one sub-folder per class (root/<class>/<image>) or root/train and root/val")
     classes = [d.name for d in dirs]
+    loose = sum(1 for p in root.iterdir() if _is_image(p))
+    if loose:
+        warnings.warn(f"{loose} image(s) lie directly in {root}, in no class folder: left out", RuntimeWarning,
+                      stacklevel=2)
     return (classes, *_hold_out(_files_by_class(root, classes), len(classes), val_fraction, seed))
 
 
