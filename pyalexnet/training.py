@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -642,8 +643,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         if verbose:
             print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
                   + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
-    elif resume and verbose:
-        print(f"no checkpoint in {checkpoint_dir} yet: starting from scratch", file=sys.stderr)
+    elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
+        warnings.warn(f"no checkpoint in {checkpoint_dir} yet: starting from scratch", RuntimeWarning, stacklevel=2)
     if history_path is not None:
         Path(history_path).parent.mkdir(parents=True, exist_ok=True)
         with open(history_path, "w") as f:  # rewritten to match the checkpoint on resume

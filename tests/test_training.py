@@ -503,6 +503,12 @@ def test_cli_says_what_is_wrong_with_a_path_in_one_line(splits, tmp_path, capsys
     assert not evaluated  # --pictures was checked before the evaluation
 
 
+def test_resume_without_a_checkpoint_says_it_starts_afresh_even_when_quiet(tmp_path, capsys):
+    assert cli.main(["train", "--checkpoint-dir", str(tmp_path / "typo"), "--resume", "--steps", "1", "--quiet"]) == 0
+    assert f"pyalexnet train: warning: no checkpoint in {tmp_path / 'typo'} yet: starting from scratch" in \
+        capsys.readouterr().err
+
+
 def test_cli_warnings_are_one_line_each(tmp_path, rng, capsys):
     import warnings
 
