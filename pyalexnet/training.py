@@ -234,6 +234,16 @@ def _resumed_schedule(t: dict, sched, given: dict, *, lr: float, patience: int, 
 
 # ----- checkpoints -------------------------------------------------------------------------------------
 
+def _read_umask() -> int:
+    # Read once, at import: setting it to read it back is not safe while other threads create files.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, meta: dict | None = None,
                     mean_image=None) -> str:
     """Writes the model (and optionally momentum buffers and training state) to `path` atomically: a
@@ -254,9 +264,7 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     try:
         # mkstemp makes it readable by its owner alone; the permissions any new file gets here instead
         # (0666 less the umask), like the history and pictures beside it.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _backend as B
 from . import _builtin, _folder, _formats, _store
 from ._stats import compute_stats
 
@@ -141,9 +142,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     checkpoint holds the training mean), without decoding a training set that may not fit in memory.
     Other sources are read whole (they are small, or memory-mapped).
     """
-    if train_sample is not None and (isinstance(train_sample, bool) or not isinstance(train_sample, (int, np.integer))
-                                     or train_sample < 1):
-        raise ValueError(f"train_sample must be a positive integer or None, got {train_sample!r}")
+    if train_sample is not None:
+        train_sample = B.integer(train_sample, "train_sample", low=1, high=2**63 - 1)
     spec = "builtin" if spec is None else spec
     if isinstance(spec, Path):
         spec = str(spec)
