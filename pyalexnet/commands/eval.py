@@ -101,8 +101,8 @@ def run(args) -> int:
         print(json.dumps(result))
     else:
         how = "centre crop" if args.center_crop else "ten-crop"
-        print(f"{data} ({how}, {result['images']} images): top-1 error {result['top1']:.4f}, "
-              f"top-5 error {result['top5']:.4f}")
+        top5 = f", top-5 error {result['top5']:.4f}" if model.num_classes > 5 else ""  # else always 0
+        print(f"{data} ({how}, {result['images']} images): top-1 error {result['top1']:.4f}{top5}")
         if args.mistakes:
             m = result["mistakes_shown_from"]
             print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"

@@ -124,8 +124,9 @@ def run(args) -> int:
                      return_predictions=bool(result.checkpoint) and result.data.num_classes <= CONFUSION_MAX_CLASSES)
     how = "centre crop" if args.no_ten_crop else "ten-crop"
     chance = 1 - 1 / result.model.num_classes
-    print(f"validation ({how}, {final['images']} images): top-1 error {final['top1']:.3f}, "
-          f"top-5 error {final['top5']:.3f} (chance: top-1 error {chance:.3f})")
+    top5 = f", top-5 error {final['top5']:.3f}" if result.model.num_classes > 5 else ""  # else always 0
+    print(f"validation ({how}, {final['images']} images): top-1 error {final['top1']:.3f}{top5} "
+          f"(chance: top-1 error {chance:.3f})")
     if result.checkpoint:
         from pathlib import Path
 
