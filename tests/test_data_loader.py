@@ -157,6 +157,8 @@ def test_bad_arguments(data):
                                (dict(batch_size=4, epoch=-1), ValueError, "epoch must be >= 0")]:
         with pytest.raises(exc, match=match):
             Loader(ds, **dict(kw, **kwargs))
+    with pytest.raises(ValueError, match=r"eigvecs must have shape \(3, 3\)"):
+        Loader(ds, 4, **dict(kw, eigvecs=np.eye(2)))
     for std in (float("nan"), float("inf")):  # every batch came out NaN
         with pytest.raises(ValueError, match="pca_std must be a finite number"):
             Loader(ds, 4, **dict(kw, pca_std=std))

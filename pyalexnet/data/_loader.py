@@ -53,6 +53,9 @@ class Loader:
             raise ValueError(f"mean_image must have shape {dataset.images.shape[1:]}, got {self.mean_image.shape}")
         self.eigvals = None if eigvals is None else np.asarray(eigvals, np.float64)
         self.eigvecs = None if eigvecs is None else np.asarray(eigvecs, np.float64)
+        for name, value, shape in (("eigvals", self.eigvals, (3,)), ("eigvecs", self.eigvecs, (3, 3))):
+            if value is not None and value.shape != shape:  # else a broadcast error at the first batch
+                raise ValueError(f"{name} must have shape {shape} (RGB), got {value.shape}")
         if self.train and pca_std > 0 and (self.eigvals is None or self.eigvecs is None):
             raise ValueError("training-mode PCA lighting needs eigvals and eigvecs (or pass pca_std=0)")
         self.seed, self.epoch = int(seed), int(epoch)
