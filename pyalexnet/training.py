@@ -677,7 +677,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)
         print(f"training {model.describe()} on {getattr(splits, 'source', 'data')} "
               f"({len(splits.train)} train / {len(splits.val)} val images, {splits.num_classes} classes) for "
-              f"{epochs} epochs, batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
+              f"{epochs} epochs" + (f" (this call stops after {stop_after_steps} steps)" if stop_after_steps else "")
+              + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
 
     steps_this_call = 0
     show = _progress_enabled(progress)
@@ -739,6 +740,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 checkpoint()
                 if interrupted:
                     raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
+                if verbose:
+                    print(f"stopped after {steps_this_call} steps, at step {step_in_epoch}/{steps_per_epoch} of epoch "
+                          f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
+                          file=sys.stderr)
                 break
             # --- end of an epoch: validation, schedule, history, checkpoint ---
             val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
