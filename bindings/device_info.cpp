@@ -39,6 +39,8 @@ py::dict build_info() {
   d["openmp"] = false;
 #endif
   d["cpu_simd"] = std::string(pya::cpu::sgemm_simd());
+  // The threads the CPU kernels use (OMP_NUM_THREADS, else the cores), not the CPU count.
+  d["cpu_threads"] = pya::cpu::cpu_threads_available();
 #ifdef PYA_MARCH_NATIVE
   d["march_native"] = true;
 #else

@@ -140,7 +140,7 @@ def _info() -> dict:
         "cuda_driver_version": None,
         "openmp": build["openmp"],
         "cpu_simd": build["cpu_simd"],
-        "cpu_threads": os.cpu_count(),
+        "cpu_threads": build["cpu_threads"],
         "cupy": None,
         "gpus": [],
         "reason": None,

@@ -353,7 +353,7 @@ def ten_crop_probabilities(model: AlexNet, images, mean_image, *, ten_crop: bool
 
 def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: int = 128, mean_image=None,
              split: str = "val", progress: bool | None = None, seed: int = 0, val_fraction: float = 0.1,
-             return_predictions: bool = False) -> dict:
+             image_size: int | None = None, return_predictions: bool = False) -> dict:
     """Top-1 and top-5 error rates (fractions) of `model` on the data set's test split: its official one
     where it has one (CIFAR-10, Fashion-MNIST, the built-in set, a folder's val/), else the held-out one.
 
@@ -364,6 +364,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     progress: a tqdm bar over the images (default: only on a terminal).
     seed, val_fraction: for an image folder without val/, which images are held out: pass the training
       run's (train()'s seed and val_fraction), or the test may include images the model trained on.
+    image_size: the side an image folder is decoded to: the training run's (default: mean_image's side
+      when it is given, else 256).
     Returns {"top1", "top5", "loss" (centre-crop or ten-crop mean cross-entropy), "images"}, and with
     return_predictions=True "predictions": each test image's most probable class, int64 (images,).
     """
@@ -374,7 +376,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     _check_positive_int(batch_size, "batch_size")
     from .viz import NEIGHBOUR_POOL
 
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress,
+    if image_size is None and mean_image is not None:
+        image_size = int(np.shape(mean_image)[0])  # a folder decoded as the run's images were
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
                         train_sample=None if mean_image is None or split == "train" else NEIGHBOUR_POOL)
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:

@@ -42,6 +42,13 @@ def test_cpu_simd_names_the_gemm_tile_this_build_has():
     assert f"{simd.upper()} GEMM" in format_info(pyalexnet.backend_info())
 
 
+def test_cpu_threads_are_the_threads_the_kernels_use():
+    # It was os.cpu_count(): `OMP_NUM_THREADS=1 pyalexnet info` still said 2 threads.
+    r = subprocess.run([sys.executable, "-m", "pyalexnet", "info"], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and ("1 thread (OMP_NUM_THREADS)" in r.stdout or "OpenMP off" in r.stdout), r.stdout
+
+
 def test_cuda_available_agrees_with_reason():
     info = pyalexnet.backend_info()
     assert pyalexnet.cuda_available() == (info["reason"] is None)

@@ -560,6 +560,11 @@ def test_a_folder_of_small_images_trains_the_small_network_at_its_own_size(tmp_p
     assert cli.main(["train", "--checkpoint-dir", str(tmp_path / "run"), "--resume", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "top-1 error" in out and "top-5 error" not in out  # two classes: a top-5 error is always 0
+    # From Python: the checkpoint's mean image gives the size, or image_size= does.
+    model, meta = load_checkpoint(tmp_path / "run")
+    a = evaluate(model, str(tmp_path / "d"), mean_image=meta["mean_image"], ten_crop=False, progress=False)
+    b = evaluate(model, str(tmp_path / "d"), image_size=40, ten_crop=False, progress=False)
+    assert a["images"] == b["images"] > 0
     assert cli.main(["train", "--data", str(tmp_path / "d"), "--batch-size", "64", "--image-size", "40"]) == 2
     assert "pass a smaller one (--batch-size)" in capsys.readouterr().err
     # Options are named as the command line spells them (it said stop_after_steps, and "invalid _schedule value").

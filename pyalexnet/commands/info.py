@@ -14,7 +14,8 @@ def format_info(info: dict) -> str:
     if info["built_with_cuda"]:
         cuda += f" (CUDA {info['cuda_build_version']}, architectures {info['cuda_architectures']})"
     lines.append(f"  CUDA backend built : {cuda}")
-    lines.append(f"  CPU backend        : yes, OpenMP {'on' if info['openmp'] else 'off'}, {info['cpu_threads']} threads, "
+    lines.append(f"  CPU backend        : yes, OpenMP {'on' if info['openmp'] else 'off'}, {info['cpu_threads']} thread{'s' * (info['cpu_threads'] != 1)} "
+                 "(OMP_NUM_THREADS), "
                  f"{info['cpu_simd'].upper()} GEMM")
     lines.append(f"  CUDA driver        : {info['cuda_driver_version'] or 'not found'}")
     lines.append(f"  CuPy               : {info['cupy'] or 'not installed'}")

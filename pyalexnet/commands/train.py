@@ -27,7 +27,7 @@ examples:
   pyalexnet train --epochs 2 --checkpoint-dir runs/a
   pyalexnet train --checkpoint-dir runs/a --resume  # continue runs/a exactly where it stopped
   pyalexnet train --data ~/imagenet-store --device cuda:0,cuda:1 --checkpoint-dir runs/imagenet
-  pyalexnet train --data cifar10:~/cifar-10-batches-py --schedule 30,60 --lr 0.01
+  pyalexnet train --data cifar10:~/cifar-10-batches-py --epochs 40 --schedule 25,35 --lr 0.01
   pyalexnet eval runs/a                             # ten-crop top-1 / top-5 error of the checkpoint
 """
 
@@ -79,7 +79,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seeds the weights, the data order, augmentation and dropout (default: 0; a resumed run's own)")
     p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
-                   help="write DIR/checkpoint.npz after every epoch and DIR/history.jsonl")
+                   help="write DIR/checkpoint.npz, history.jsonl, curves.png and conv1_filters.png after every "
+                        "epoch, and at the end predictions.png, neighbours.png and (up to 40 classes) confusion.png")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir's checkpoint, with its schedule; an --lr "
                    "other than the run's starting rate sets the rate from then on")
     p.add_argument("--overwrite", action="store_true",
