@@ -27,6 +27,10 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
     Each filter is stretched to the full 0..255 range on its own (its sign and scale are
     arbitrary); `zoom` (default: enough for ~6-pixel tiles' worth of detail) enlarges each pixel.
     """
+    if not hasattr(model, "parameters"):
+        raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
+    zoom = B.integer(zoom, "zoom", low=0)  # 0: the default; -1 was "negative dimensions are not allowed"
+    per_row = None if per_row is None else B.integer(per_row, "per_row", low=1)
     params = model.parameters()
     towers = [B.to_host(params[name]) for name in ("conv1a.weight", "conv1b.weight") if name in params]
     if not towers:

@@ -36,6 +36,16 @@ def test_filters_are_each_stretched_to_the_full_range(model):
     assert tile.min() == 0 and tile.max() == 255
 
 
+def test_filters_image_refuses_what_it_cannot_draw(model):
+    for kwargs, exc, match in [(dict(zoom=-1), ValueError, "zoom must be >= 0"),  # "negative dimensions"
+                               (dict(zoom=1.5), TypeError, "zoom must be an integer"),
+                               (dict(per_row=0), ValueError, "per_row must be >= 1")]:
+        with pytest.raises(exc, match=match):
+            filters_image(model, **kwargs)
+    with pytest.raises(TypeError, match="model must be a pyalexnet.AlexNet, got NoneType"):
+        filters_image(None)
+
+
 def test_curves_draw_both_series_and_mark_lr_cuts():
     history = [dict(epoch=e, lr=0.01 if e < 3 else 0.001, train_top1=1 - 0.2 * e, val_top1=1 - 0.15 * e,
                     train_loss=2.0 / e, val_loss=2.2 / e) for e in range(1, 5)]
