@@ -72,6 +72,13 @@ def _lr_cuts(history: Sequence[dict]) -> list:
             if h.get("lr") and prev.get("lr") and h["lr"] < prev["lr"]]
 
 
+def _round_up(value: float) -> float:
+    """The smallest 4 x (1, 2, 2.5 or 5 x 10^k) at or above value: quarter ticks at round numbers."""
+    step = value / 4
+    scale = 10 ** math.floor(math.log10(step))
+    return 4 * scale * next(m for m in (1, 2, 2.5, 5, 10) if m * scale >= step)
+
+
 def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr_cuts=()) -> None:
     """One chart in `box` (left, top, right, bottom): each of `lines` (label, [(epoch, value)], colour) as
     a line with dots and a legend entry; values clipped to value_range, epochs ticked, lr cuts marked."""
@@ -101,16 +108,19 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
         x, _ = to_xy(e, lo)
         draw.line([x, top, x, bottom], fill=(150, 150, 150))
         draw.text((x + 2, bottom - 14), "lr/10", fill=(120, 120, 120), font=font)
-    legend_w = 8 + 6 * max([len(label) for label, _, _ in lines] + [0])
-    for i, (label, points, colour) in enumerate(lines):
+    # The legend on the title's line, right-aligned: inside the frame it sat on the early epochs' points.
+    x_legend = right
+    for label, points, colour in reversed(lines):
+        x_legend -= 6 * len(label) + 34
+        draw.line([x_legend, top - 16, x_legend + 20, top - 16], fill=colour, width=2)
+        draw.ellipse([x_legend + 7, top - 19, x_legend + 13, top - 13], fill=colour)
+        draw.text((x_legend + 24, top - 22), label, fill=(0, 0, 0), font=font)
+    for label, points, colour in lines:
         pts = [to_xy(e, v) for e, v in points if math.isfinite(v)]
         if len(pts) > 1:
             draw.line(pts, fill=colour, width=2)
-        for x, y in pts:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        y = top + 12 + 14 * i
-        draw.line([right - legend_w - 25, y, right - legend_w - 5, y], fill=colour, width=2)
-        draw.text((right - legend_w, y - 6), label, fill=(0, 0, 0), font=font)
+        for x, y in pts:  # a dot per epoch, large enough to see where one epoch is all there is
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
 
 
 def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420)) -> Image.Image:
@@ -123,14 +133,16 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420))
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     epochs = [float(h["epoch"]) for h in history]
-    epoch_range = (min(epochs + [0.0]), max(epochs + [1.0]))
+    # Half an epoch of margin each side: from 0 the first epoch's points sat at the far end of an empty
+    # panel, and a single epoch's on its frame.
+    epoch_range = (min(epochs) - 0.5, max(epochs) + 0.5)
     panel_w = width // 2
     panels = [("top-1 error", ("train_top1", "val_top1")), ("loss", ("train_loss", "val_loss"))]
     for p, (title, keys) in enumerate(panels):
         lines = [(label, _series(history, key), colour)
                  for label, key, colour in zip(("train", "validation"), keys, ((31, 119, 180), (214, 39, 40)))]
         values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
-        value_range = (0.0, 1.0) if p == 0 else (0.0, max(values + [1e-6]) * 1.05)
+        value_range = (0.0, 1.0) if p == 0 else (0.0, _round_up(max(values + [1e-6]) * 1.05))
         _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), title, lines,
                     value_range, epoch_range, _lr_cuts(history))
     return img
