@@ -403,24 +403,32 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     names = [_fit(probe, font, str(c), 130) for c in classes]
     margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
-    top = 20 + margin + 4  # a title line, the column names standing upright, a gap
-    img = Image.new("RGB", (margin + k * cell + 10, top + k * cell + 10), "white")
+    titles = ("true class (rows) against predicted class (columns)",
+              "number: test images; shade: share of the row; framed: correct")
+    head = 8 + 14 * len(titles)
+    top = head + margin + 4  # the title lines, the column names standing upright, a gap
+    # At least as wide as the titles (a 3-class matrix cut them mid-word).
+    width = max(margin + k * cell + 10, 8 + int(max(probe.textlength(t, font=font) for t in titles)))
+    img = Image.new("RGB", (width, top + k * cell + 10), "white")
+    x0 = width - 10 - k * cell  # the matrix's left edge: it and the names flush right under wider titles
     draw = ImageDraw.Draw(img)
-    draw.text((4, 4), "true class (rows), predicted class (columns)", fill=(0, 0, 0), font=font)
+    for i, t in enumerate(titles):
+        draw.text((4, 4 + 14 * i), t, fill=(0, 0, 0), font=font)
     # Column names: written across a (margin x k*cell) strip, then turned to read upwards from the matrix.
     strip = Image.new("RGB", (margin, k * cell), "white")
     sd = ImageDraw.Draw(strip)
     for i, name in enumerate(names):
         sd.text((6, i * cell + cell // 2 - 6), name, fill=(0, 0, 0), font=font)
-        draw.text((margin - 6 - draw.textlength(name, font=font), top + i * cell + cell // 2 - 6), name,
+        draw.text((x0 - 6 - draw.textlength(name, font=font), top + i * cell + cell // 2 - 6), name,
                   fill=(0, 0, 0), font=font)
-    img.paste(strip.rotate(90, expand=True), (margin, 20))
+    img.paste(strip.rotate(90, expand=True), (x0, head))
     for i in range(k):
         for j in range(k):
             v = share[i, j]
             colour = tuple(int(round(255 - v * (255 - c))) for c in (8, 48, 107))
-            x, y = margin + j * cell, top + i * cell
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour, outline=(220, 220, 220))
+            x, y = x0 + j * cell, top + i * cell
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour,
+                           outline=(0, 0, 0) if i == j else (220, 220, 220), width=2 if i == j else 1)
             if counts[i, j]:
                 text = str(counts[i, j])
                 draw.text((x + (cell - draw.textlength(text, font=font)) / 2, y + cell // 2 - 6), text,
