@@ -195,6 +195,7 @@ def save_training_pictures(model, history: Sequence[dict], directory) -> list[Pa
 # ----- the paper's Figure 4: top-5 guesses and nearest neighbours by fc7 features -----------------------
 # The true class's bar red, the others blue, both light enough for black text over them.
 _BAR_RIGHT, _BAR_WRONG = (250, 140, 135), (158, 202, 225)
+_TEXT_RIGHT = (190, 20, 20)  # the true class's name and percentage, red like its bar but readable
 _MATCH, _MISMATCH = (44, 160, 44), (214, 39, 40)
 
 
@@ -215,9 +216,10 @@ def _fit(draw, font, text: str, width: float) -> str:
 
 def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int = 5, tile: int = 112,
                       per_row: int = 4) -> Image.Image:
-    """The paper's Figure 4 (left): each image with its true class written under it and the model's
-    `top` most probable classes as bars as long as their probability; the true class's bar is red
-    when it is among them, the others light blue.
+    """The paper's Figure 4 (left): each image with its true class written under it ("true: ...") and the
+    model's `top` most probable classes as bars as long as their probability; the true class's bar is red
+    and its name red when it is among them (the others light blue), else a red last line gives its rank and
+    probability.
 
     images: uint8 (N, H, W, 3) as shown; labels (N,); probs (N, num_classes) with rows summing to 1.
     """
@@ -232,7 +234,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
     top = min(top, probs.shape[1])
     font = ImageFont.load_default()
     line = 14
-    panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 1) + 12
+    panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 2) + 12
     per_row = min(per_row, len(images))
     rows = math.ceil(len(images) / per_row)
     img = Image.new("RGB", (per_row * panel_w, rows * panel_h), "white")
@@ -242,21 +244,27 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
         x0, y0 = (i % per_row) * panel_w + 8, (i // per_row) * panel_h + 6
         img.paste(_tile(images[i], tile), (x0 + (bar_w - tile) // 2, y0))
         y = y0 + tile + 4
-        name = _fit(draw, font, str(classes[int(labels[i])]), bar_w)
+        name = _fit(draw, font, "true: " + str(classes[int(labels[i])]), bar_w)
         draw.text((x0 + (bar_w - draw.textlength(name, font=font)) / 2, y), name, fill=(0, 0, 0), font=font)
         y += line + 4
         # The most probable first; equal probabilities in class order, so the picture is reproducible.
-        for c in np.argsort(-probs[i], kind="stable")[:top]:
+        order = np.argsort(-probs[i], kind="stable")
+        for c in order[:top]:
             length = int(round(float(np.clip(probs[i, c], 0.0, 1.0)) * bar_w))
             if length > 0:
                 draw.rectangle([x0, y, x0 + length - 1, y + line - 3],
                                fill=_BAR_RIGHT if c == labels[i] else _BAR_WRONG)
             pct = f"{100 * probs[i, c]:.0f}%"
             pct_w = draw.textlength(pct, font=font)
-            draw.text((x0 + bar_w - pct_w, y), pct, fill=(0, 0, 0), font=font)
-            draw.text((x0 + 2, y), _fit(draw, font, str(classes[int(c)]), bar_w - pct_w - 8), fill=(0, 0, 0),
-                      font=font)
+            # The true class's name in red too: at a few percent its bar is a sliver.
+            text = _TEXT_RIGHT if c == labels[i] else (0, 0, 0)
+            draw.text((x0 + bar_w - pct_w, y), pct, fill=text, font=font)
+            draw.text((x0 + 2, y), _fit(draw, font, str(classes[int(c)]), bar_w - pct_w - 8), fill=text, font=font)
             y += line
+        if labels[i] not in order[:top]:  # where the true class came, which the bars cannot show
+            rank = int(np.flatnonzero(order == labels[i])[0]) + 1
+            draw.text((x0 + 2, y), f"true class: #{rank}, {100 * probs[i, int(labels[i])]:.1f}%", fill=_TEXT_RIGHT,
+                      font=font)
     return img
 
 
