@@ -16,13 +16,15 @@ FILTERS_NAME = "conv1_filters.png"
 CURVES_NAME = "curves.png"
 PREDICTIONS_NAME = "predictions.png"
 NEIGHBOURS_NAME = "neighbours.png"
+MISTAKES_PREFIX = "mistakes_"  # Figure 4 of the mistakes: beside the sample's pictures, not over them
 CONFUSION_NAME = "confusion.png"
 CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
 NEIGHBOUR_POOL = 2000  # training images figure4_pictures searches for neighbours (and test images for mistakes)
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
-    """conv1's filters as RGB tiles: tower a's block above tower b's, as in the paper's Figure 3.
+    """conv1's filters as RGB tiles: tower a's block above tower b's, each under a line naming it, as in the
+    paper's Figure 3 (its GPU 1 and GPU 2).
 
     Each filter is stretched to the full 0..255 range on its own (its sign and scale are
     arbitrary); `zoom` (default: enough for ~6-pixel tiles' worth of detail) enlarges each pixel.
@@ -32,22 +34,22 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
     zoom = B.integer(zoom, "zoom", low=0)  # 0: the default; -1 was "negative dimensions are not allowed"
     per_row = None if per_row is None else B.integer(per_row, "per_row", low=1)
     params = model.parameters()
-    towers = [B.to_host(params[name]) for name in ("conv1a.weight", "conv1b.weight") if name in params]
+    towers = [(t, B.to_host(params[f"conv1{t}.weight"])) for t in "ab" if f"conv1{t}.weight" in params]
     if not towers:
         raise ValueError("the model has no conv1a.weight / conv1b.weight parameters")
-    k, c, r, s = towers[0].shape
+    k, c, r, s = towers[0][1].shape
     if c not in (1, 3):
         raise ValueError(f"conv1 filters with {c} input channels cannot be shown as colours")
     zoom = zoom or max(1, 48 // max(r, s))
     per_row = per_row or min(k, 16)
     rows_per_tower = math.ceil(k / per_row)
-    gap, tower_gap = max(1, zoom), 4 * max(1, zoom)
+    gap, tower_gap, label = max(1, zoom), 4 * max(1, zoom), 16
     tile_h, tile_w = r * zoom, s * zoom
     width = per_row * (tile_w + gap) + gap
-    height = len(towers) * (rows_per_tower * (tile_h + gap) + gap) + (len(towers) - 1) * tower_gap
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    y0 = 0
-    for w in towers:
+    block = label + rows_per_tower * (tile_h + gap) + gap  # a tower: its name, then its rows of tiles
+    canvas = np.full((len(towers) * block + (len(towers) - 1) * tower_gap, width, 3), 255, np.uint8)
+    tops = [i * (block + tower_gap) for i in range(len(towers))]
+    for y0, (_, w) in zip(tops, towers):
         for i in range(w.shape[0]):
             f = w[i].transpose(1, 2, 0).astype(np.float64)  # (R, S, C)
             lo, hi = f.min(), f.max()
@@ -55,11 +57,17 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
             tile = np.repeat(np.repeat((f * 255 + 0.5).astype(np.uint8), zoom, 0), zoom, 1)
             if tile.shape[2] == 1:
                 tile = np.repeat(tile, 3, 2)
-            y = y0 + gap + (i // per_row) * (tile_h + gap)
+            y = y0 + label + gap + (i // per_row) * (tile_h + gap)
             x = gap + (i % per_row) * (tile_w + gap)
             canvas[y:y + tile_h, x:x + tile_w] = tile
-        y0 += rows_per_tower * (tile_h + gap) + gap + tower_gap
-    return Image.fromarray(canvas)
+    img = Image.fromarray(canvas)
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    for y0, (t, w) in zip(tops, towers):
+        # The longest of these that fits: a narrow picture (few filters a row) still says which tower.
+        texts = [f"tower {t} (the paper's GPU {'ab'.index(t) + 1}): {w.shape[0]} filters", f"tower {t}", t]
+        text = next((x for x in texts if draw.textlength(x, font=font) <= width - 2 * gap), t)
+        draw.text((gap, y0 + 3), text, fill=(0, 0, 0), font=font)
+    return img
 
 
 def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:
@@ -107,7 +115,12 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
     for e in sorted(set(lr_cuts)):
         x, _ = to_xy(e, lo)
         draw.line([x, top, x, bottom], fill=(150, 150, 150))
-        draw.text((x + 2, bottom - 14), "lr/10", fill=(120, 120, 120), font=font)
+    for e in sorted(set(lr_cuts)):  # labels after all the lines, so a later cut's line does not cross one
+        x, _ = to_xy(e, lo)
+        # At the top, on white: late in training, where the cuts are, the curves run low.
+        text_w = draw.textlength("lr/10", font=font)
+        draw.rectangle([x + 1, top + 2, x + 3 + text_w, top + 14], fill=(255, 255, 255))
+        draw.text((x + 2, top + 2), "lr/10", fill=(120, 120, 120), font=font)
     # The legend on the title's line, right-aligned: inside the frame it sat on the early epochs' points.
     x_legend = right
     for label, points, colour in reversed(lines):
@@ -214,12 +227,37 @@ def _fit(draw, font, text: str, width: float) -> str:
     return text + "..."
 
 
+def _wrap(draw, font, text: str, width: float) -> list[str]:
+    """text broken at spaces into lines of at most `width` pixels (a word longer than that is cut)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(lines[-1] + " " + word, font=font) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(_fit(draw, font, word, width))
+    return lines
+
+
+def _titled(img: Image.Image, title: str | None) -> Image.Image:
+    """img under `title`, wrapped to its width: a picture that says what it shows once it is out of its folder."""
+    if not title:
+        return img
+    font = ImageFont.load_default()
+    lines = _wrap(ImageDraw.Draw(img), font, title, img.width - 12)
+    out = Image.new("RGB", (img.width, 8 + 14 * len(lines) + img.height), "white")
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(lines):
+        draw.text((6, 4 + 14 * i), text, fill=(0, 0, 0), font=font)
+    out.paste(img, (0, out.height - img.height))
+    return out
+
+
 def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int = 5, tile: int = 112,
-                      per_row: int = 4) -> Image.Image:
+                      per_row: int = 4, title: str | None = None) -> Image.Image:
     """The paper's Figure 4 (left): each image with its true class written under it ("true: ...") and the
     model's `top` most probable classes as bars as long as their probability; the true class's bar is red
     and its name red when it is among them (the others light blue), else a red last line gives its rank and
-    probability.
+    probability. `title`, when given, is written above them.
 
     images: uint8 (N, H, W, 3) as shown; labels (N,); probs (N, num_classes) with rows summing to 1.
     """
@@ -265,13 +303,13 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
             rank = int(np.flatnonzero(order == labels[i])[0]) + 1
             draw.text((x0 + 2, y), f"true class: #{rank}, {100 * probs[i, int(labels[i])]:.1f}%", fill=_TEXT_RIGHT,
                       font=font)
-    return img
+    return _titled(img, title)
 
 
-def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64) -> Image.Image:
+def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, title: str | None = None) -> Image.Image:
     """The paper's Figure 4 (right): one row per query image (first column, after a gap) followed by its
     nearest images, nearest first. same_class (Q, K) of bools, when given, frames each neighbour green
-    where it has the query's class and red where it does not.
+    where it has the query's class and red where it does not. `title`, when given, is written above.
 
     queries: uint8 (Q, H, W, 3); neighbours: uint8 (Q, K, H', W', 3).
     """
@@ -302,7 +340,7 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64) ->
                 draw.rectangle([x, y, x + tile + 2 * frame - 1, y + tile + 2 * frame - 1],
                                fill=_MATCH if same_class[r, j] else _MISMATCH)
             img.paste(_tile(neighbours[r, j], tile), (x + frame, y + frame))
-    return img
+    return _titled(img, title)
 
 
 def nearest_neighbours(query_features, pool_features, k: int) -> np.ndarray:
@@ -376,7 +414,19 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     shown = _centre(images, crop)
     if class_names is not None and len(class_names) != splits.num_classes:
         raise ValueError(f"class_names has {len(class_names)} names for {splits.num_classes} classes")
-    predictions = predictions_image(shown, test.labels[picks], probs, class_names or splits.classes)
+    # Titled, since the pictures outlive the command that drew them (which said whether they were mistakes).
+    guesses = f"the true class and the model's {min(5, splits.num_classes)} most probable (centre crop; the true one red)"
+    if not mistakes:
+        chosen, alike = f"{len(picks)} test images drawn at random", "test images drawn at random"
+    elif extra["mistakes"]:
+        chosen = (f"{len(picks)} of the {extra['mistakes']} test images the model gets wrong (top-1, centre crop) "
+                  f"among {extra['searched']} searched")
+        alike = "test images the model gets wrong"
+    else:
+        chosen = f"no mistakes among {extra['searched']} test images (top-1, centre crop): {len(picks)} drawn at random"
+        alike = "test images drawn at random (none is a mistake)"
+    predictions = predictions_image(shown, test.labels[picks], probs, class_names or splits.classes,
+                                    title=f"{chosen}: {guesses}")
 
     queries = picks[:min(5, len(picks))]
     candidates = np.sort(rng.choice(len(train), min(pool, len(train)), replace=False))
@@ -387,7 +437,9 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     same = train.labels[near] == test.labels[queries][:, None]
     found = np.stack([_centre(np.asarray(train.images[row]), crop) for row in near])
     return {"predictions": predictions,
-            "neighbours": neighbours_image(_centre(np.asarray(test.images[queries]), crop), found, same_class=same),
+            "neighbours": neighbours_image(_centre(np.asarray(test.images[queries]), crop), found, same_class=same,
+                                           title=f"{alike}, each with the training images whose fc7 features are "
+                                                 "nearest: what the network sees as alike"),
             "agreement": float(same.mean()), "test_index": picks, "neighbour_index": near, **extra}
 
 
@@ -446,14 +498,16 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
 
 def save_test_pictures(model, splits, directory, *, predictions=None, class_names: Sequence[str] | None = None,
                        **figure4) -> dict:
-    """Writes predictions.png and neighbours.png (figure4_pictures, which takes the other keywords) and,
-    given `predictions` (each test image's top-1 class, as evaluate(return_predictions=True) gives them)
-    for up to CONFUSION_MAX_CLASSES classes, confusion.png into `directory`. Returns figure4_pictures'
-    numbers ("agreement", and with mistakes=True "mistakes" and "searched") and "paths", the files written."""
+    """Writes predictions.png and neighbours.png (figure4_pictures, which takes the other keywords; with
+    mistakes=True mistakes_predictions.png and mistakes_neighbours.png, so the sample's stay) and, given
+    `predictions` (each test image's top-1 class, as evaluate(return_predictions=True) gives them) for up to
+    CONFUSION_MAX_CLASSES classes, confusion.png into `directory`. Returns figure4_pictures' numbers
+    ("agreement", and with mistakes=True "mistakes" and "searched") and "paths", the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     pictures = figure4_pictures(model, splits, class_names=class_names, **figure4)
-    paths = [directory / PREDICTIONS_NAME, directory / NEIGHBOURS_NAME]
+    prefix = MISTAKES_PREFIX if figure4.get("mistakes") else ""
+    paths = [directory / (prefix + PREDICTIONS_NAME), directory / (prefix + NEIGHBOURS_NAME)]
     pictures["predictions"].save(paths[0])
     pictures["neighbours"].save(paths[1])
     if predictions is not None and splits.num_classes <= CONFUSION_MAX_CLASSES:

@@ -374,10 +374,15 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
     out = capsys.readouterr().out
     assert "predictions.png" in out and "share their test image's class" in out
     assert (tmp_path / "pics" / "neighbours.png").exists()
-    # Its mistakes instead of a sample; --mistakes alone is refused.
+    # Its mistakes instead of a sample, in files of their own beside the sample's; --mistakes alone is refused.
+    sample = {name: (tmp_path / "pics" / name).read_bytes() for name in ("predictions.png", "neighbours.png")}
     assert cli.main(["eval", str(tmp_path / "run"), "--pictures", str(tmp_path / "pics"), "--mistakes", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "the pictures show mistakes: " in out or "no mistakes among 16 test images" in out
+    assert "mistakes_predictions.png" in out and "mistakes_neighbours.png" in out
+    for name, data in sample.items():
+        assert (tmp_path / "pics" / name).read_bytes() == data
+        assert (tmp_path / "pics" / ("mistakes_" + name)).read_bytes() != data
     assert cli.main(["eval", str(tmp_path / "run"), "--mistakes"]) == 2
     assert "pass --pictures too" in capsys.readouterr().err
     # Readable names from a file of "ID name" lines (ImageNet's synset_words.txt); a missing one is one line.

@@ -20,19 +20,24 @@ def test_filters_show_each_tower_in_its_own_block_with_its_colours(model):
     wb[:, 2] = 1.0      # tower b: pure blue filters
     img = np.asarray(filters_image(model, zoom=2, per_row=4))
     k, _, r, s = wa.shape
-    # The first tile of tower a starts at (gap, gap) = (2, 2); tower b's block is below tower a's.
-    tile_a = img[2:2 + 2 * r, 2:2 + 2 * s]
+    # Each tower: a 16-pixel line naming it, then its tiles from (gap, gap) = (2, 2) below that line.
+    label = 16
+    tile_a = img[label + 2:label + 2 + 2 * r, 2:2 + 2 * s]
     assert (tile_a[..., 0] == 255).all() and (tile_a[..., 1:] == 0).all()
     rows_a = -(-k // 4)
-    yb = 2 + rows_a * (2 * r + 2) + 4 * 2 + 2 - 2  # tower a's rows, its bottom gap, the tower gap, then b's gap
-    tile_b = img[yb + 2:yb + 2 + 2 * r, 2:2 + 2 * s]
+    yb = label + rows_a * (2 * r + 2) + 2 + 4 * 2  # tower a's label, rows and bottom gap, the gap between towers
+    tile_b = img[yb + label + 2:yb + label + 2 + 2 * r, 2:2 + 2 * s]
     assert (tile_b[..., 2] == 255).all() and (tile_b[..., :2] == 0).all()
+    # The names are written in dark text on the white lines above the blocks (34 pixels wide: "a" and "b").
+    line_a, line_b = img[:label], img[yb:yb + label]
+    assert (line_a.max(axis=2) < 100).sum() > 5 and (line_b.max(axis=2) < 100).sum() > 5
+    assert not np.array_equal(line_a, line_b)
 
 
 def test_filters_are_each_stretched_to_the_full_range(model):
     img = np.asarray(filters_image(model, zoom=1, per_row=8))
     r, s = model.parameters()["conv1a.weight"].shape[2:]
-    tile = img[1:1 + r, 1:1 + s]
+    tile = img[16 + 1:16 + 1 + r, 1:1 + s]  # under the tower's name
     assert tile.min() == 0 and tile.max() == 255
 
 
@@ -55,6 +60,12 @@ def test_curves_draw_both_series_and_mark_lr_cuts():
     red = ((img[..., 0] > 200) & (img[..., 1] < 60) & (img[..., 2] < 60)).sum()
     grey = ((img[..., 0] == 150) & (img[..., 1] == 150) & (img[..., 2] == 150)).sum()
     assert blue > 50 and red > 50 and grey > 50
+    # "lr/10" is written at the top of each panel (the frame's top is y=30), where late curves seldom run:
+    # beside the cut's grey line, the picture differs from an uncut run's only there.
+    uncut = np.asarray(curves_image([dict(h, lr=0.01) for h in history], size=(600, 300)))
+    differ = (img != uncut).any(axis=2) & ~(img == 150).all(axis=2)
+    ys, xs = np.nonzero(differ)
+    assert len(ys) > 20 and 30 < ys.min() and ys.max() < 30 + 16
 
 
 def test_curves_need_a_history():
@@ -107,6 +118,14 @@ def test_predictions_draw_the_true_class_red_as_long_as_its_probability():
     assert 88 <= _columns(first, BAR_RED) <= 90
     assert 44 <= _columns(first, BLUE) <= 45  # the longest blue bar: class 1 at 30%
     assert _count(second, BAR_RED) == 0 and 29 <= _columns(second, BLUE) <= 30
+    # A title goes above, wrapped to the picture's width; the panels move down under it, unchanged.
+    long_title = "a title long enough that it cannot fit on one line of a picture three hundred pixels wide"
+    titled = np.asarray(predictions_image(images, np.array([3, 9]), probs, classes, tile=32, per_row=2,
+                                          title=long_title))
+    extra = titled.shape[0] - img.shape[0]
+    assert titled.shape[1] == img.shape[1] and extra == 8 + 14 * 2  # two lines
+    np.testing.assert_array_equal(titled[extra:], img)
+    assert (titled[:extra].max(axis=2) < 100).sum() > 100  # the text
 
 
 def test_predictions_refuse_mismatched_inputs():
@@ -183,9 +202,14 @@ def test_figure4_can_show_the_models_mistakes():
     guess = model.predict(center_crop(splits.val.images, 16, splits.mean_image)).argmax(1)
     wrong = np.nonzero(guess != splits.val.labels)[0]
     assert 0 < len(wrong) < 4  # an untrained model: some right, some wrong
+    sample = figure4_pictures(model, splits, neighbours=1)
     out = figure4_pictures(model, splits, neighbours=1, mistakes=True)
     assert (out["mistakes"], out["searched"]) == (len(wrong), 4)
     np.testing.assert_array_equal(out["test_index"], wrong)
+    # Their titles say which they are (the panels below differ too: other images).
+    for key in ("predictions", "neighbours"):
+        a, b = np.asarray(sample[key]), np.asarray(out[key])
+        assert not np.array_equal(a[:22], b[:22])
     # A test set it gets all right (labels set to its own guesses): nothing to show but a sample.
     right = Splits(splits.train, Dataset(splits.val.images, guess, splits.classes), splits.classes, 18, 16,
                    splits.mean_image, splits.eigvals, splits.eigvecs, "guessed")

@@ -17,6 +17,8 @@ class and the model's five most probable classes as bars, the true one red) and 
 of them, each followed by the six training images whose fc7 activations are nearest; green frames
 share the test image's class). It prints the fraction of those neighbours that share it. For up to 40
 classes it also draws confusion.png: the test images' true classes against the model's top-1 ones.
+With --mistakes the eight are drawn from the test images the model gets wrong, into
+mistakes_predictions.png and mistakes_neighbours.png (the sample's pictures stay).
 """
 EPILOG = """\
 examples:
@@ -41,7 +43,7 @@ def add_arguments(p) -> None:
                         "classes, confusion.png into DIR (default: the checkpoint's folder)")
     p.add_argument("--mistakes", action="store_true",
                    help="with --pictures: show test images the model gets wrong (centre crop, top-1), drawn "
-                        "from 2000 of them")
+                        "from 2000 of them, in mistakes_predictions.png and mistakes_neighbours.png")
     p.add_argument("--class-names", default=None, metavar="FILE",
                    help="readable class names for --pictures: lines 'ID name, ...' such as ImageNet's "
                         "synset_words.txt (default: synset_words.txt, LOC_synset_mapping.txt or words.txt in "
