@@ -444,10 +444,11 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
 
 
 
-def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 34) -> Image.Image:
+def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 34,
+                    how: str | None = None) -> Image.Image:
     """The confusion matrix: row = true class, column = the model's top-1 class, each cell shaded by its
     share of its row (white 0, dark blue 1) with its count written in; the diagonal is what it got right.
-    Up to CONFUSION_MAX_CLASSES classes."""
+    Up to CONFUSION_MAX_CLASSES classes. `how` the predictions were made ("ten-crop") goes into the title."""
     labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
     k = len(classes)
     if not 1 <= k <= CONFUSION_MAX_CLASSES:
@@ -463,7 +464,7 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     names = [_fit(probe, font, str(c), 130) for c in classes]
     margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
-    titles = ("true class (rows) against predicted class (columns)",
+    titles = ("true class (rows) against predicted class (columns" + (f", {how})" if how else ")"),
               "number: test images; shade: share of the row; framed: correct")
     head = 8 + 14 * len(titles)
     top = head + margin + 4  # the title lines, the column names standing upright, a gap
@@ -497,11 +498,12 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
 
 
 def save_test_pictures(model, splits, directory, *, predictions=None, class_names: Sequence[str] | None = None,
-                       **figure4) -> dict:
+                       predicted_by: str | None = None, **figure4) -> dict:
     """Writes predictions.png and neighbours.png (figure4_pictures, which takes the other keywords; with
     mistakes=True mistakes_predictions.png and mistakes_neighbours.png, so the sample's stay) and, given
     `predictions` (each test image's top-1 class, as evaluate(return_predictions=True) gives them) for up to
-    CONFUSION_MAX_CLASSES classes, confusion.png into `directory`. Returns figure4_pictures' numbers
+    CONFUSION_MAX_CLASSES classes, confusion.png into `directory` (predicted_by, such as "ten-crop", in its
+    title: eval --center-crop redraws it from other predictions). Returns figure4_pictures' numbers
     ("agreement", and with mistakes=True "mistakes" and "searched") and "paths", the files written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -512,6 +514,7 @@ def save_test_pictures(model, splits, directory, *, predictions=None, class_name
     pictures["neighbours"].save(paths[1])
     if predictions is not None and splits.num_classes <= CONFUSION_MAX_CLASSES:
         paths.append(directory / CONFUSION_NAME)
-        confusion_image(splits.val.labels, predictions, class_names or splits.classes).save(paths[-1])
+        confusion_image(splits.val.labels, predictions, class_names or splits.classes,
+                        how=predicted_by).save(paths[-1])
     numbers = {k: v for k, v in pictures.items() if k in ("agreement", "mistakes", "searched")}
     return dict(numbers, paths=[str(p) for p in paths])

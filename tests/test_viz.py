@@ -274,6 +274,10 @@ def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
     dark, half = (8, 48, 107), tuple(int(round(255 - 0.5 * (255 - c))) for c in (8, 48, 107))
     assert corner(1, 1) == dark and corner(0, 0) == half and corner(0, 1) == half
     assert corner(1, 0) == corner(2, 2) == (255, 255, 255)
+    # How the predictions were made goes into the first title line; the matrix is the same.
+    said = np.asarray(confusion_image([0, 0, 1], [0, 1, 1], ["a", "b", "c"], cell=30, how="ten-crop"))
+    assert said.shape[0] == img.shape[0] and not np.array_equal(said[:20], img[:20])
+    np.testing.assert_array_equal(said[-3 * 30 - 10:, -3 * 30 - 10:], img[-3 * 30 - 10:, -3 * 30 - 10:])
     with pytest.raises(ValueError, match="at most 40"):
         confusion_image([0], [0], [str(c) for c in range(41)])
     with pytest.raises(ValueError, match="class indices in 0..2"):

@@ -94,6 +94,7 @@ def run(args) -> int:
     result = dict(result, data=data, ten_crop=not args.center_crop)
     if where is not None:
         pictures = save_test_pictures(model, splits, where, predictions=predictions, class_names=names,
+                                      predicted_by="centre crop" if args.center_crop else "ten-crop",
                                       mean_image=meta.get("mean_image"), batch_size=args.batch_size,
                                       mistakes=args.mistakes)
         if args.mistakes:

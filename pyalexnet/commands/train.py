@@ -139,7 +139,7 @@ def run(args) -> int:
             if (folder / name).exists():
                 print(f"{what}: {folder / name}")
         pictures = save_test_pictures(result.model, result.data, folder, predictions=final.get("predictions"),
-                                      mean_image=result.mean_image,
+                                      predicted_by=how, mean_image=result.mean_image,
                                       class_names=class_names_for(result.data.classes, data=result.data.source))
         print(f"test images, top-5 guesses, nearest training images (the paper's Figure 4)"
               + (" and the confusion matrix" if len(pictures["paths"]) > 2 else "") + ": "
