@@ -579,9 +579,27 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     devices = parse_devices(_resolve_devices(device)) if model is None else model.devices
+    from . import data as D
+
     if image_size is not None:
         image_size = _check_positive_int(image_size, "image_size")
+        # Checked before a folder is decoded (which can take long), and said as the size asked for, not as
+        # the model's "input size 14 is too small".
+        crop = D.crop_size_for(image_size)
+        if model is not None and model.input_size != crop:
+            raise ValueError(f"image_size {image_size} gives {crop}x{crop} crops, but the model takes "
+                             f"{model.input_size}x{model.input_size}")
+        p = model.preset if model is not None else preset or ("small" if crop < SMALL_PRESET_BELOW else "paper")
+        if image_size < D.smallest_image_size(p):
+            raise ValueError(f"image_size (--image-size) {image_size} gives {crop}x{crop} crops, too small for the "
+                             f"{p} network (its maps vanish before fc6): at least {D.smallest_image_size(p)}")
     splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size)
+    if image_size is not None and splits.image_size != image_size:
+        # Only a folder is decoded to a size; ignoring the option would train on other images than asked for.
+        raise ValueError(f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} "
+                         f"images: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
+                         + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
+                            and D.is_store(Path(splits.source)) else ""))
     if len(splits.val) == 0:
         raise ValueError("the data set has no validation images, which each epoch's validation and the plateau "
                          "schedule need: for an image folder without val/, a val_fraction (--val-fraction) above 0")
@@ -590,6 +608,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     if model is None:
         if preset is None:
             preset = "small" if splits.crop_size < SMALL_PRESET_BELOW else "paper"
+        if splits.image_size < D.smallest_image_size(preset) and splits.crop_size == D.crop_size_for(splits.image_size):
+            raise ValueError(f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} "
+                             f"images ({splits.crop_size}x{splits.crop_size} crops), too small for the {preset} network "
+                             f"(its maps vanish before fc6): it needs images of at least {D.smallest_image_size(preset)} px")
         d = defaults_for(preset)
         model = AlexNet(splits.num_classes, preset=preset, input_size=splits.crop_size, devices=devices, seed=seed,
                         init=init or d["init"])

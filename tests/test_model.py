@@ -322,3 +322,14 @@ def test_gpu_load_parameters_from_gpu_and_host_arrays(cp):
         m.load_parameters(src.parameters())
         for k, v in m.parameters().items():
             np.testing.assert_array_equal(cp.asnumpy(v), src.parameters()[k], err_msg=k)
+
+
+@pytest.mark.parametrize("preset", ["small", "tiny", "paper"])
+def test_smallest_image_size_is_the_first_side_whose_crops_the_network_takes(preset):
+    from pyalexnet.data import crop_size_for, smallest_image_size
+
+    side = smallest_image_size(preset)
+    AlexNet(3, preset=preset, input_size=crop_size_for(side), devices="cpu")  # builds
+    with pytest.raises(ValueError, match="too small for this preset"):
+        AlexNet(3, preset=preset, input_size=crop_size_for(side - 1), devices="cpu")
+    assert smallest_image_size("small") == 18  # what the error messages and README say

@@ -572,6 +572,20 @@ def test_a_folder_of_small_images_trains_the_small_network_at_its_own_size(tmp_p
     assert a["images"] == b["images"] > 0
     assert cli.main(["train", "--data", str(tmp_path / "d"), "--batch-size", "64", "--image-size", "40"]) == 2
     assert "pass a smaller one (--batch-size)" in capsys.readouterr().err
+    # A size too small for the network is said as the size, before a folder is decoded (it was the model's
+    # "input size 14 is too small for this preset" after decoding); another source's images are not resized,
+    # so --image-size there is refused (it was ignored: a 64 px run trained on builtin's 40 px images).
+    with pytest.raises(ValueError, match=r"image_size \(--image-size\) 17 gives 14x14 crops, too small for the small "
+                                         r"network .*: at least 18"):
+        train("builtin", image_size=17, progress=False, verbose=False)
+    with pytest.raises(ValueError, match="builtin holds 40x40 images: image_size .* sets the side an image folder"):
+        train("builtin", image_size=64, progress=False, verbose=False)
+    assert cli.main(["prepare", str(tmp_path / "d"), str(tmp_path / "st12"), "--size", "12", "-q"]) == 0
+    assert "--size 12 gives 10x10 crops, too small for any network" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(tmp_path / "st12"), "--quiet"]) == 2
+    assert "holds 12x12 images (10x10 crops), too small for the small network" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(tmp_path / "st12"), "--quiet", "--image-size", "20"]) == 2
+    assert "holds 12x12 images: image_size (--image-size) 20" in capsys.readouterr().err
     # Options are named as the command line spells them (it said stop_after_steps, and "invalid _schedule value").
     for argv, said in ((["--steps", "0"], "argument --steps: must be at least 1, got 0"),
                        (["--schedule", "foo"], "argument --schedule: must be 'plateau', 'constant' or epochs")):

@@ -51,6 +51,20 @@ def crop_size_for(image_size: int) -> int:
     return max(1, image_size * 7 // 8)
 
 
+def smallest_image_size(preset: str) -> int:
+    """The smallest image side whose crops (crop_size_for) the preset's network takes: below it the maps
+    vanish before fc6 (18 for "small", which trains every crop under 96 px)."""
+    from ..model import _preset_config, _spatial_sizes
+
+    for side in range(1, 1024):
+        try:
+            _spatial_sizes(_preset_config(preset, crop_size_for(side)))
+            return side
+        except ValueError:
+            continue
+    raise ValueError(f"no image side up to 1023 fits the {preset} preset")  # not reached by the presets
+
+
 @dataclasses.dataclass
 class Splits:
     """A training and a validation Dataset with what augmentation needs.
