@@ -585,10 +585,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         image_size = _check_positive_int(image_size, "image_size")
         # Checked before a folder is decoded (which can take long), and said as the size asked for, not as
         # the model's "input size 14 is too small".
-        crop = D.crop_size_for(image_size)
-        if model is not None and model.input_size != crop:
-            raise ValueError(f"image_size {image_size} gives {crop}x{crop} crops, but the model takes "
-                             f"{model.input_size}x{model.input_size}")
+        crop = D.crop_size_for(image_size)  # a folder's (builtin's crop is its own: resumed, image_size is 40)
         p = model.preset if model is not None else preset or ("small" if crop < SMALL_PRESET_BELOW else "paper")
         if image_size < D.smallest_image_size(p):
             raise ValueError(f"image_size (--image-size) {image_size} gives {crop}x{crop} crops, too small for the "
