@@ -3,9 +3,13 @@ filters per tower), the training curves, and test images with the model's top-5 
 nearest training images by fc7 features (the paper's Figure 4). Pillow only, so they work on any install."""
 from __future__ import annotations
 
+import functools
 import math
+import os
+import shutil
+import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -20,6 +24,70 @@ MISTAKES_PREFIX = "mistakes_"  # Figure 4 of the mistakes: beside the sample's p
 CONFUSION_NAME = "confusion.png"
 CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
 NEIGHBOUR_POOL = 2000  # training images figure4_pictures searches for neighbours (and test images for mistakes)
+
+
+# ----- text: Pillow's own font has ASCII only ("café", "Bär", Cyrillic and CJK class names came out as boxes) ---
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts", "/Library/Fonts",
+              "/System/Library/Fonts", "C:/Windows/Fonts")
+_NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: what a missing glyph looks like
+
+
+def _has_glyph(font, char: str) -> bool:
+    def drawn(c):
+        mask = font.getmask(c)
+        return mask.size, bytes(mask)
+
+    return drawn(char) != drawn(_NO_GLYPH)
+
+
+def _font_files(chars: frozenset) -> list[str]:
+    """Font files that may draw `chars`: fontconfig's list of those that cover them all (where it is
+    installed), then every font file under the usual folders; plain sans faces first."""
+    found: list[str] = []
+    if shutil.which("fc-list"):
+        try:
+            out = subprocess.run(["fc-list", ":charset=" + " ".join(f"{ord(c):x}" for c in sorted(chars)), "file"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            found = [line.split(":")[0].strip() for line in out.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    for folder in _FONT_DIRS:
+        for root, _, names in os.walk(os.path.expanduser(folder)):
+            found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith((".ttf", ".otf", ".ttc"))]
+
+    def plainness(path: str) -> int:
+        name = os.path.basename(path).lower()
+        return ("sans" not in name) + 2 * any(w in name for w in ("bold", "italic", "oblique", "mono", "light",
+                                                                   "condensed", "serif", "black", "thin"))
+
+    return sorted(dict.fromkeys(found), key=plainness)  # stable: fontconfig's order among equals
+
+
+@functools.lru_cache(maxsize=32)
+def _font_covering(chars: frozenset):
+    default = ImageFont.load_default()
+    missing = frozenset(c for c in chars if not _has_glyph(default, c))
+    if not missing:
+        return default
+    best, best_count = default, len(chars) - len(missing)
+    for path in _font_files(missing)[:200]:  # a bound: a machine with thousands of fonts is not searched whole
+        try:
+            font = ImageFont.truetype(path, 11)  # about the default font's height (10 px, 14 px lines)
+        except OSError:
+            continue
+        count = sum(_has_glyph(font, c) for c in chars)
+        if count > best_count:
+            best, best_count = font, count
+            if count == len(chars):
+                break
+    return best
+
+
+def _font(texts: Iterable = ()):
+    """A font that draws every character of `texts`: Pillow's default where it can (ASCII), else the first
+    installed font that draws them all (or most of them)."""
+    chars = frozenset(c for t in texts for c in str(t) if ord(c) > 126 and c.isprintable() and not c.isspace())
+    return _font_covering(chars)
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
@@ -61,7 +129,7 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
             x = gap + (i % per_row) * (tile_w + gap)
             canvas[y:y + tile_h, x:x + tile_w] = tile
     img = Image.fromarray(canvas)
-    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    draw, font = ImageDraw.Draw(img), _font()
     for y0, (t, w) in zip(tops, towers):
         # The longest of these that fits: a narrow picture (few filters a row) still says which tower.
         texts = [f"tower {t} (the paper's GPU {'ab'.index(t) + 1}): {w.shape[0]} filters", f"tower {t}", t]
@@ -144,7 +212,7 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420))
     width, height = size
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    font = _font()
     epochs = [float(h["epoch"]) for h in history]
     # Half an epoch of margin each side: from 0 the first epoch's points sat at the far end of an empty
     # panel, and a single epoch's on its frame.
@@ -175,7 +243,7 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     width, height = size
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    font = _font([*histories, title])
     epochs = [float(h["epoch"]) for hist in histories.values() for h in hist]
     lines = [(label, _series(hist, key), _RUN_COLOURS[i % len(_RUN_COLOURS)])
              for i, (label, hist) in enumerate(histories.items())]
@@ -242,7 +310,7 @@ def _titled(img: Image.Image, title: str | None) -> Image.Image:
     """img under `title`, wrapped to its width: a picture that says what it shows once it is out of its folder."""
     if not title:
         return img
-    font = ImageFont.load_default()
+    font = _font([title])
     lines = _wrap(ImageDraw.Draw(img), font, title, img.width - 12)
     out = Image.new("RGB", (img.width, 8 + 14 * len(lines) + img.height), "white")
     draw = ImageDraw.Draw(out)
@@ -270,7 +338,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
     if probs.shape[1] != len(classes):
         raise ValueError(f"probs has {probs.shape[1]} classes, the class list {len(classes)}")
     top = min(top, probs.shape[1])
-    font = ImageFont.load_default()
+    font = _font(classes)
     line = 14
     panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 2) + 12
     per_row = min(per_row, len(images))
@@ -326,7 +394,7 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
     cell = tile + 2 * frame + gap
     img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + cell * q), "white")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    font = _font()
     draw.text((gap, 4), "test", fill=(0, 0, 0), font=font)
     caption = "nearest training images by fc7 distance" + (
         " (green: same class, red: another)" if same_class is not None else "")
@@ -460,7 +528,7 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     counts = np.zeros((k, k), np.int64)
     np.add.at(counts, (labels, predictions), 1)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    font = ImageFont.load_default()
+    font = _font(classes)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     names = [_fit(probe, font, str(c), 130) for c in classes]
     margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name

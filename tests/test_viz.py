@@ -284,3 +284,29 @@ def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
         confusion_image([0, 3], [0, 1], ["a", "b", "c"])
     with pytest.raises(ValueError, match="must be equal 1-d shapes"):
         confusion_image([0, 1], [0], ["a", "b"])
+
+
+def test_class_names_beyond_ascii_are_drawn_in_a_font_that_has_them(monkeypatch):
+    # Pillow's own font has ASCII only: "café", "Bär" and Cyrillic names came out as boxes.
+    from PIL import ImageFont
+
+    from pyalexnet import viz
+
+    default = ImageFont.load_default()
+    assert viz._has_glyph(default, "a") and not viz._has_glyph(default, "ä")
+    assert isinstance(viz._font(["plain ascii"]), type(default))  # ASCII keeps the default, and its layout
+    assert all(viz._has_glyph(viz._font(["plain ascii"]), c) for c in "az09")
+    font = viz._font(["Bär", "café", "Жук"])
+    if not all(viz._has_glyph(font, c) for c in "äéЖук"):  # this machine and CI have DejaVu Sans
+        pytest.skip("no installed font draws ä, é and Cyrillic")
+    # A name of characters no font has still draws (the default's boxes), without an error.
+    assert viz._font(["\U0010fffd"]) is not None
+    probs = np.full((1, 2), 0.5)
+    img = predictions_image(np.zeros((1, 8, 8, 3), np.uint8), np.array([0]), probs, ["Bär", "Жук"], tile=32)
+    assert img.size[0] > 100
+    # Without a font folder or fontconfig, the default is what there is.
+    viz._font_covering.cache_clear()
+    monkeypatch.setattr(viz, "_FONT_DIRS", ())
+    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+    assert not viz._has_glyph(viz._font(["Bär"]), "ä")
+    viz._font_covering.cache_clear()
