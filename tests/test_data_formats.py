@@ -229,6 +229,40 @@ def test_cifar10(tmp_path, rng):
     np.testing.assert_array_equal(s.val.labels, arrays["test_batch"][1])
 
 
+def test_cifar10_from_its_archive_or_the_folder_it_was_unpacked_in(tmp_path, rng):
+    # As downloaded: cifar-10-python.tar.gz, which unpacks to cifar-10-batches-py/. Both the archive and the
+    # folder holding cifar-10-batches-py are taken (they were "lacks data_batch_1..." / "does not exist").
+    import tarfile
+
+    cifar_folder(tmp_path / "home" / "cifar-10-batches-py", rng)
+    direct = load_dataset(f"cifar10:{tmp_path / 'home' / 'cifar-10-batches-py'}")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "home" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    for spec in (f"cifar10:{tmp_path / 'home'}", f"cifar10:{archive}"):
+        s = load_dataset(spec)
+        np.testing.assert_array_equal(s.train.images, direct.train.images)
+        np.testing.assert_array_equal(s.val.labels, direct.val.labels)
+        assert s.classes == direct.classes == [f"c{i}" for i in range(10)]  # batches.meta read from it too
+    assert load_dataset(f"cifar10:{archive}").source == f"cifar10:{archive}"
+    # An archive without the batches, a file that is no archive, a bad batch inside: named errors.
+    with tarfile.open(tmp_path / "partial.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "home" / "cifar-10-batches-py" / "data_batch_1", arcname="cifar-10-batches-py/data_batch_1")
+    with pytest.raises(FileNotFoundError, match=r"partial.tar.gz lacks data_batch_2, .*test_batch: CIFAR-10's python "
+                                                r"version is https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"):
+        load_dataset(f"cifar10:{tmp_path / 'partial.tar.gz'}")
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with pytest.raises(ValueError, match="notes.txt is not a CIFAR-10 archive"):
+        load_dataset(f"cifar10:{tmp_path / 'notes.txt'}")
+    (tmp_path / "home" / "cifar-10-batches-py" / "data_batch_4").write_bytes(b"junk")
+    with tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "home" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    with pytest.raises(ValueError, match=r"bad.tar.gz:data_batch_4 is not a CIFAR-10 python batch"):
+        load_dataset(f"cifar10:{tmp_path / 'bad.tar.gz'}")
+    with pytest.raises(FileNotFoundError, match="download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"):
+        load_dataset(f"cifar10:{tmp_path / 'nowhere'}")
+
+
 def test_mislabeled_cifar_file_is_a_clear_error(tmp_path, rng):
     cifar_folder(tmp_path / "c", rng, labels=[0, 1, 2, 3, 4, 11])
     with pytest.raises(ValueError, match=r"data_batch_1: labels must be integers 0..9, found \[11\]"):

@@ -17,7 +17,8 @@ preset below 96 px, the paper's network from there up).
 Data (--data):
   builtin               the built-in synthetic set (40x40 images, 32x32 crops)
   fashion-mnist[:PATH]  Fashion-MNIST (Debian's dataset-fashion-mnist, or its folder)
-  cifar10:PATH          CIFAR-10's python batches (data_batch_1..5, test_batch)
+  cifar10:PATH          CIFAR-10's python version: the downloaded cifar-10-python.tar.gz as it is,
+                        or the folder of its batches (data_batch_1..5, test_batch) or the one above
   FOLDER                images in FOLDER/<class>/<image> (or FOLDER/train and FOLDER/val)
   STORE                 a store written by `pyalexnet prepare` (fast for big folders)
 """

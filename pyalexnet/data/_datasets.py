@@ -175,7 +175,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
         return _splits_from_arrays(train, test, classes, f"fashion-mnist:{arg}" if arg else spec)
     if name == "cifar10":
         if not arg:
-            raise ValueError("cifar10 needs the folder of its python batches: cifar10:PATH")
+            raise ValueError("cifar10 needs the folder of its python batches or their archive: cifar10:PATH "
+                             f"(download {_formats.CIFAR10_URL})")
         classes, train, test = _formats.load_cifar10(arg)
         return _splits_from_arrays(train, test, classes, f"cifar10:{arg}")
     path = Path(spec).expanduser()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,10 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Ankle boot"]
 # Debian's dataset-fashion-mnist package (apt install dataset-fashion-mnist) puts the files here.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist (data/fashion: four .gz files)"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"  # what the archive unpacks to
+_CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -28,9 +34,10 @@ class _ArraysOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path, data: bytes | None = None) -> dict:
+    """The dict pickled in the file `path` (or in `data`, read from an archive; path then names it)."""
     try:
-        with open(path, "rb") as f:
+        with (open(path, "rb") if data is None else io.BytesIO(data)) as f:
             d = _ArraysOnly(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} is not a CIFAR-10 python batch ({exc})") from exc
@@ -39,8 +46,8 @@ def _unpickle(path: Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
-def _cifar_batch(path: Path):
-    d = _unpickle(path)
+def _cifar_batch(path, data: bytes | None = None):
+    d = _unpickle(path, data)
     if "data" not in d or "labels" not in d:
         raise ValueError(f"{path}: a CIFAR-10 batch needs b'data' and b'labels', found {sorted(map(str, d))}")
     data = np.asarray(d["data"])
@@ -56,20 +63,48 @@ def _cifar_batch(path: Path):
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels.astype(np.int64)
 
 
-def load_cifar10(root):
-    """(classes, (train_images, train_labels), (test_images, test_labels)) from cifar-10-batches-py."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"CIFAR-10 folder {root} does not exist (expected data_batch_1..5 and test_batch)")
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    missing = [n for n in names if not (root / n).is_file()]
+def _cifar_archive(path: Path) -> dict:
+    """{file name: bytes} of the CIFAR-10 batches in the downloaded archive, read without unpacking it."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            found = {}
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and name in _CIFAR10_FILES + ["batches.meta"]:
+                    found[name] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a CIFAR-10 archive (a .tar.gz of {CIFAR10_FOLDER}/): {exc}") from exc
+    missing = [n for n in _CIFAR10_FILES if n not in found]
     if missing:
-        raise FileNotFoundError(f"CIFAR-10 folder {root} lacks {', '.join(missing)}")
-    train = [_cifar_batch(root / n) for n in names[:5]]
-    test = _cifar_batch(root / "test_batch")
+        raise FileNotFoundError(f"the archive {path} lacks {', '.join(missing)}: CIFAR-10's python version is "
+                                f"{CIFAR10_URL}")
+    return found
+
+
+def load_cifar10(root):
+    """(classes, (train_images, train_labels), (test_images, test_labels)) from cifar-10-batches-py, the
+    folder it is in, or the downloaded cifar-10-python.tar.gz itself."""
+    root = Path(root)
+    if root.is_file():
+        files = _cifar_archive(root)
+        where = {n: f"{root}:{n}" for n in files}
+    else:
+        if root.is_dir() and not (root / "data_batch_1").exists() and (root / CIFAR10_FOLDER).is_dir():
+            root = root / CIFAR10_FOLDER  # the folder the archive was unpacked in
+        if not root.is_dir():
+            raise FileNotFoundError(f"CIFAR-10 folder {root} does not exist (expected data_batch_1..5 and "
+                                    f"test_batch, or the archive: download {CIFAR10_URL})")
+        missing = [n for n in _CIFAR10_FILES if not (root / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"CIFAR-10 folder {root} lacks {', '.join(missing)} (CIFAR-10's python "
+                                    f"version: {CIFAR10_URL})")
+        files = {n: None for n in _CIFAR10_FILES + ["batches.meta"] if (root / n).is_file()}
+        where = {n: root / n for n in files}
+    train = [_cifar_batch(where[n], files[n]) for n in _CIFAR10_FILES[:5]]
+    test = _cifar_batch(where["test_batch"], files["test_batch"])
     classes = CIFAR10_CLASSES
-    if (root / "batches.meta").is_file():
-        meta = _unpickle(root / "batches.meta")
+    if "batches.meta" in files:
+        meta = _unpickle(where["batches.meta"], files["batches.meta"])
         names_ = meta.get("label_names")
         if names_ is not None and len(names_) == 10:
             classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names_]
@@ -104,8 +139,8 @@ def load_fashion_mnist(root=None):
     """(classes, train, test) from IDX files (gzip or raw), grayscale repeated to 3 channels."""
     root = Path(root or FASHION_MNIST_DIR)
     if not root.is_dir():
-        hint = " (install Debian's dataset-fashion-mnist package, or pass fashion-mnist:PATH)" \
-            if str(root) == FASHION_MNIST_DIR else ""
+        hint = (" (install Debian's dataset-fashion-mnist package, or download the files from "
+                f"{FASHION_MNIST_URL} and pass fashion-mnist:PATH)") if str(root) == FASHION_MNIST_DIR else ""
         raise FileNotFoundError(f"Fashion-MNIST folder {root} does not exist{hint}")
     splits = []
     for prefix in ("train", "t10k"):
