@@ -321,26 +321,34 @@ def _titled(img: Image.Image, title: str | None) -> Image.Image:
 
 
 def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int = 5, tile: int = 112,
-                      per_row: int = 4, title: str | None = None) -> Image.Image:
+                      per_row: int = 4, title: str | None = None, captions: Sequence[str] | None = None) -> Image.Image:
     """The paper's Figure 4 (left): each image with its true class written under it ("true: ...") and the
     model's `top` most probable classes as bars as long as their probability; the true class's bar is red
     and its name red when it is among them (the others light blue), else a red last line gives its rank and
     probability. `title`, when given, is written above them.
 
-    images: uint8 (N, H, W, 3) as shown; labels (N,); probs (N, num_classes) with rows summing to 1.
+    images: uint8 (N, H, W, 3) as shown; labels (N,), or None for images whose class is not known (every bar
+    blue); probs (N, num_classes) with rows summing to 1. captions: the line under each image instead of
+    its true class (such as its file name).
     """
-    images, labels, probs = np.asarray(images), np.asarray(labels), np.asarray(probs, np.float64)
+    images, probs = np.asarray(images), np.asarray(probs, np.float64)
     if images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
         raise ValueError(f"images must be (N, H, W, 3) with N >= 1, got shape {images.shape}")
+    known = labels is not None
+    labels = np.asarray(labels) if known else np.full(len(images), -1)
     if labels.shape != (len(images),) or probs.ndim != 2 or probs.shape[0] != len(images):
         raise ValueError(f"{len(images)} images need labels (N,) and probs (N, classes); got {labels.shape} "
                          f"and {probs.shape}")
     if probs.shape[1] != len(classes):
         raise ValueError(f"probs has {probs.shape[1]} classes, the class list {len(classes)}")
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(images)} images need as many captions, got {len(captions)}")
+    if captions is None:
+        captions = ["true: " + str(classes[int(c)]) if known else "" for c in labels]
     top = min(top, probs.shape[1])
-    font = _font(classes)
+    font = _font([*classes, *captions])
     line = 14
-    panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 2) + 12
+    panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 1 + known) + 12
     per_row = min(per_row, len(images))
     rows = math.ceil(len(images) / per_row)
     img = Image.new("RGB", (per_row * panel_w, rows * panel_h), "white")
@@ -350,7 +358,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
         x0, y0 = (i % per_row) * panel_w + 8, (i // per_row) * panel_h + 6
         img.paste(_tile(images[i], tile), (x0 + (bar_w - tile) // 2, y0))
         y = y0 + tile + 4
-        name = _fit(draw, font, "true: " + str(classes[int(labels[i])]), bar_w)
+        name = _fit(draw, font, str(captions[i]), bar_w)
         draw.text((x0 + (bar_w - draw.textlength(name, font=font)) / 2, y), name, fill=(0, 0, 0), font=font)
         y += line + 4
         # The most probable first; equal probabilities in class order, so the picture is reproducible.
@@ -367,7 +375,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
             draw.text((x0 + bar_w - pct_w, y), pct, fill=text, font=font)
             draw.text((x0 + 2, y), _fit(draw, font, str(classes[int(c)]), bar_w - pct_w - 8), fill=text, font=font)
             y += line
-        if labels[i] not in order[:top]:  # where the true class came, which the bars cannot show
+        if known and labels[i] not in order[:top]:  # where the true class came, which the bars cannot show
             rank = int(np.flatnonzero(order == labels[i])[0]) + 1
             draw.text((x0 + 2, y), f"true class: #{rank}, {100 * probs[i, int(labels[i])]:.1f}%", fill=_TEXT_RIGHT,
                       font=font)

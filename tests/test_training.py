@@ -432,7 +432,7 @@ def test_eval_on_a_folder_decodes_its_test_images_not_its_training_set(tmp_path,
         evaluate(model, str(tmp_path / "d"), ten_crop=False, progress=False)
 
 
-def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path, capsys):
+def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from pyalexnet.data import ten_crops
@@ -486,6 +486,33 @@ def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path,
     assert "--top must be at least 1" in capsys.readouterr().err
     assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--batch-size", "0"]) == 2
     assert "--batch-size must be at least 1" in capsys.readouterr().err
+    # --picture: the images with their bars, as the bars' lengths say, stdout staying JSON with --json.
+    from pyalexnet.commands import predict as predict_command
+    from pyalexnet.viz import predictions_image
+
+    assert cli.main(["predict", str(tmp_path / "run"), *paths, "--top", "4", "--json", "--picture",
+                     str(tmp_path / "guesses.png")]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["image"] for line in out.splitlines()] == paths and "wrote" in err
+    with Image.open(tmp_path / "guesses.png") as im:
+        drawn = np.asarray(im.convert("RGB"))
+    title = f"{tmp_path / 'run'}: each image's 4 most probable classes (ten-crop)"
+    probs = np.array([[next(t["probability"] for t in r["top"] if t["class"] == c) if c in [t["class"] for t in r["top"]]
+                       else 0.0 for c in splits.classes] for r in rows])
+    assert len(splits.classes) == 4  # so the top 4 printed are the whole softmax
+    expected = predictions_image(np.stack([splits.val.images[i] for i in (0, 5)]), None, probs, splits.classes,
+                                 top=4, title=title, captions=["val0.png", "val5.png"])
+    np.testing.assert_array_equal(drawn, np.asarray(expected))  # the decoded images, their names and bars
+    assert (drawn == np.array([158, 202, 225], np.uint8)).all(axis=2).sum() > 50  # the bars, light blue
+    assert not (drawn == np.array([250, 140, 135], np.uint8)).all(axis=2).any()  # no true class: nothing red
+    # Only the first PICTURE_MAX images are drawn, and it says so.
+    monkeypatch.setattr(predict_command, "PICTURE_MAX", 1)
+    assert cli.main(["predict", str(tmp_path / "run"), *paths, "--picture", str(tmp_path / "one.png")]) == 0
+    assert "(the first 1 of 2 images)" in capsys.readouterr().out
+    for where, said in ((tmp_path, "is a folder"), (tmp_path / "x.foo", "by the file's ending"),
+                        (tmp_path / "nowhere" / "x.png", "does not exist")):
+        assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--picture", str(where)]) == 2
+        assert said in capsys.readouterr().err
 
 
 def test_cli_says_what_is_wrong_with_a_path_in_one_line(splits, tmp_path, capsys, monkeypatch):

@@ -18,7 +18,9 @@ examples:
   pyalexnet predict runs/imagenet ~/Pictures/*.jpg --top 3 --class-names ~/imagenet/synset_words.txt
   pyalexnet predict runs/a photo.jpg --json
   pyalexnet predict runs/a ~/holiday/                # every image in the folder
+  pyalexnet predict runs/a ~/holiday/ --picture guesses.png  # and a picture: each image with its bars
 """
+PICTURE_MAX = 48  # images a --picture shows: beyond that a panel per image makes a picture nobody reads
 
 
 def add_arguments(p) -> None:
@@ -33,6 +35,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--picture", default=None, metavar="FILE",
+                   help=f"also draw the images (the first {PICTURE_MAX}) with their most probable classes as bars "
+                        "into FILE (.png or .jpg)")
 
 
 def run(args) -> int:
@@ -47,6 +52,7 @@ def run(args) -> int:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    picture = _picture_path(args.picture) if args.picture is not None else None  # checked before the work
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     mean = meta.get("mean_image")
     if mean is None:
@@ -55,6 +61,7 @@ def run(args) -> int:
     names = class_names_for(classes, names_file=args.class_names, data=meta.get("data"))
     size = mean.shape[0]
     files, failed = _image_files(args.images)
+    shown, read = [], 0  # (path, image, probabilities) of the first PICTURE_MAX images, for --picture
     for start in range(0, len(files), args.batch_size):  # a batch of images per forward pass
         paths, images = [], []
         for path in files[start:start + args.batch_size]:
@@ -68,6 +75,9 @@ def run(args) -> int:
         if not images:
             continue
         probs = ten_crop_probabilities(model, np.stack(images), mean, ten_crop=not args.center_crop)
+        read += len(images)
+        if picture is not None:
+            shown += list(zip(paths, images, probs))[:PICTURE_MAX - len(shown)]
         for path, p in zip(paths, probs):
             best = np.argsort(-p, kind="stable")[:args.top]
             if args.json:
@@ -75,7 +85,48 @@ def run(args) -> int:
                                                           "probability": float(p[c])} for c in best]}))
             else:
                 print(f"{path}: " + ", ".join(f"{names[c]} {100 * p[c]:.1f}%" for c in best))
+    if picture is not None:
+        _draw(picture, shown, names, args, readable=read)
     return 1 if failed else 0
+
+
+def _picture_path(text: str):
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--picture {path} is a folder: give a file name such as {path / 'predictions.png'}")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"--picture {path}: say the format by the file's ending (.png or .jpg)")
+    if not path.parent.is_dir():
+        raise ValueError(f"--picture {path}: the folder {path.parent} does not exist")
+    return path
+
+
+def _draw(picture, shown, names, args, readable: int) -> None:
+    import numpy as np
+
+    from ..viz import predictions_image
+
+    out = sys.stderr if args.json else sys.stdout  # --json keeps stdout one object per line
+    if not shown:
+        print(f"pyalexnet predict: no image could be read, so no picture was drawn ({picture})", file=out)
+        return
+    from pathlib import Path
+
+    how = "centre crop" if args.center_crop else "ten-crop"
+    title = (f"{args.checkpoint}: each image's {args.top} most probable classes ({how})"
+             + (f"; the first {len(shown)} images of {readable}" if readable > len(shown) else ""))
+    names_only = [Path(path).name for path, _, _ in shown]
+    # The file's name, with its folder's where two share a name (a/0.png, b/0.png).
+    captions = names_only if len(set(names_only)) == len(names_only) else \
+        ["/".join(Path(path).parts[-2:]) for path, _, _ in shown]
+    predictions_image(np.stack([image for _, image, _ in shown]), None, np.stack([p for _, _, p in shown]), names,
+                      top=args.top, title=title, captions=captions).save(picture)
+    print(f"wrote {picture}" + (f" (the first {len(shown)} of {readable} images)" if readable > len(shown) else ""),
+          file=out)
 
 
 def _image_files(arguments) -> tuple[list[str], int]:
