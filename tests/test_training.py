@@ -345,6 +345,26 @@ def test_progress_bars_cover_validation_and_evaluation(splits, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_cli_eval_names_the_classes_it_gets_wrong_most(splits, tmp_path, capsys, monkeypatch):
+    import pyalexnet
+
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run")
+    labels = splits.val.labels
+    guesses = labels.copy()
+    wrong_of = {1: 1, 2: 2}  # class 1: one image wrong, class 2: two
+    for c, k in wrong_of.items():
+        guesses[np.flatnonzero(labels == c)[:k]] = (c + 1) % 4
+    n = len(labels)
+    monkeypatch.setattr(pyalexnet, "evaluate", lambda *a, **k: {
+        "top1": float((guesses != labels).mean()), "top5": 0.0, "loss": 1.0, "images": n, "predictions": guesses})
+    monkeypatch.setattr(pyalexnet.data, "load_dataset", lambda *a, **k: splits)
+    assert cli.main(["eval", str(tmp_path / "run"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    per = np.bincount(labels, minlength=4)
+    assert (f"hardest classes (top-1 error): {splits.classes[2]} {100 * 2 / per[2]:.0f}% of {per[2]}, "
+            f"{splits.classes[1]} {100 * 1 / per[1]:.0f}% of {per[1]}\n") in out  # most often wrong first; no 0%
+
+
 def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tmp_path, capsys, monkeypatch):
     import pyalexnet.data
 
@@ -361,6 +381,11 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
                                       "image_size": IMAGE})]  # the size the run's images had
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == len(splits.val) and 0 <= result["neighbour_agreement"] <= 1
+    # Each class's share of wrong top-1 answers: together they make the overall error.
+    per_class = result["per_class"]
+    assert [c["class"] for c in per_class] == list(splits.classes)
+    assert [c["images"] for c in per_class] == np.bincount(splits.val.labels, minlength=4).tolist()
+    assert sum(c["images"] * c["top1_error"] for c in per_class) == pytest.approx(result["top1"] * result["images"])
     assert result["pictures"] == [str(tmp_path / "run" / name) for name in
                                   ("predictions.png", "neighbours.png", "confusion.png")]  # 4 classes: a matrix too
     from PIL import Image

@@ -10,7 +10,8 @@ Evaluate a checkpoint written by `pyalexnet train --checkpoint-dir DIR` on a dat
 official one: CIFAR-10's test_batch, Fashion-MNIST's t10k, the built-in set's, a folder's val/; else the
 held-out share). The softmax is averaged over ten patches (four corners, the centre and their
 reflections) as in the paper, or taken on the centre crop with --center-crop. The training set's mean
-image stored in the checkpoint is subtracted.
+image stored in the checkpoint is subtracted. It also names the five classes it gets wrong most often
+(--json: every class's test images and top-1 error, under "per_class").
 
 --pictures also draws the paper's Figure 4: predictions.png (eight test images, each with its true
 class and the model's five most probable classes as bars, the true one red) and neighbours.png (five
@@ -89,11 +90,13 @@ def run(args) -> int:
     confusion = args.pictures is not None and splits.num_classes <= CONFUSION_MAX_CLASSES
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
                       mean_image=meta.get("mean_image"), progress=False if args.quiet else None,
-                      return_predictions=confusion)
-    predictions = result.pop("predictions", None)
-    result = dict(result, data=data, ten_crop=not args.center_crop)
+                      return_predictions=True)
+    predictions = result.pop("predictions")
+    per_class = _per_class(splits.val.labels, predictions, splits.classes, names)
+    result = dict(result, data=data, ten_crop=not args.center_crop, per_class=per_class)
     if where is not None:
-        pictures = save_test_pictures(model, splits, where, predictions=predictions, class_names=names,
+        pictures = save_test_pictures(model, splits, where, predictions=predictions if confusion else None,
+                                      class_names=names,
                                       predicted_by="centre crop" if args.center_crop else "ten-crop",
                                       mean_image=meta.get("mean_image"), batch_size=args.batch_size,
                                       mistakes=args.mistakes)
@@ -106,6 +109,11 @@ def run(args) -> int:
         how = "centre crop" if args.center_crop else "ten-crop"
         top5 = f", top-5 error {result['top5']:.4f}" if model.num_classes > 5 else ""  # else always 0
         print(f"{data} ({how}, {result['images']} images): top-1 error {result['top1']:.4f}{top5}")
+        hardest = sorted((c for c in per_class if c["images"] and c["top1_error"] > 0),
+                         key=lambda c: -c["top1_error"])[:HARDEST]  # stable: equal errors in class order
+        if hardest and len(per_class) > 2:  # with two classes the overall error says it
+            print("hardest classes (top-1 error): " + ", ".join(
+                f"{c['name']} {100 * c['top1_error']:.0f}% of {c['images']}" for c in hardest))
         if args.mistakes:
             m = result["mistakes_shown_from"]
             print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"
@@ -115,3 +123,17 @@ def run(args) -> int:
                   f"{100 * result['neighbour_agreement']:.0f}% of the nearest training images share their "
                   f"test image's class")
     return 0
+
+
+HARDEST = 5  # classes named in the text output, the most often wrong first
+
+
+def _per_class(labels, predictions, classes, names) -> list[dict]:
+    """Each class's test images and the fraction of them whose top-1 class is wrong (None without images)."""
+    import numpy as np
+
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    images = np.bincount(labels, minlength=len(classes))
+    wrong = np.bincount(labels[predictions != labels], minlength=len(classes))
+    return [{"class": str(classes[c]), "name": str(names[c]), "images": int(images[c]),
+             "top1_error": float(wrong[c] / images[c]) if images[c] else None} for c in range(len(classes))]
