@@ -111,7 +111,7 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
     zoom = zoom or max(1, 48 // max(r, s))
     per_row = per_row or min(k, 16)
     rows_per_tower = math.ceil(k / per_row)
-    gap, tower_gap, label = max(1, zoom), 4 * max(1, zoom), 16
+    gap, tower_gap, label = max(1, zoom), 2 * max(1, zoom), 16  # the tower names keep the blocks apart
     tile_h, tile_w = r * zoom, s * zoom
     width = per_row * (tile_w + gap) + gap
     block = label + rows_per_tower * (tile_h + gap) + gap  # a tower: its name, then its rows of tiles

@@ -25,7 +25,7 @@ def test_filters_show_each_tower_in_its_own_block_with_its_colours(model):
     tile_a = img[label + 2:label + 2 + 2 * r, 2:2 + 2 * s]
     assert (tile_a[..., 0] == 255).all() and (tile_a[..., 1:] == 0).all()
     rows_a = -(-k // 4)
-    yb = label + rows_a * (2 * r + 2) + 2 + 4 * 2  # tower a's label, rows and bottom gap, the gap between towers
+    yb = label + rows_a * (2 * r + 2) + 2 + 2 * 2  # tower a's label, rows and bottom gap, the gap between towers
     tile_b = img[yb + label + 2:yb + label + 2 + 2 * r, 2:2 + 2 * s]
     assert (tile_b[..., 2] == 255).all() and (tile_b[..., :2] == 0).all()
     # The names are written in dark text on the white lines above the blocks (34 pixels wide: "a" and "b").
