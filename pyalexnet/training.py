@@ -546,6 +546,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                  if {"epoch", "epochs", "step_in_epoch"} <= set(t) else "")
         raise ValueError(f"{checkpoint_dir} already holds a run{where}: --resume (resume=True) continues it, "
                          f"--overwrite (overwrite=True) starts a new one over it, or choose another folder")
+    resumed_size = False  # image_size taken from the checkpoint, not given: errors say so
     if saved is not None and resume:
         t = saved["training"]
         if data is None:
@@ -558,7 +559,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             init = init or saved["model"]["init"]
         batch_size = batch_size or t["batch_size"]
         val_fraction = t.get("val_fraction", 0.1) if val_fraction is None else val_fraction
-        image_size = t.get("image_size") if image_size is None else image_size
+        if image_size is None and t.get("image_size") is not None:
+            image_size, resumed_size = t["image_size"], True
         epochs = epochs or t["epochs"]  # say --epochs 20 at the start, then a plain --resume
         momentum = t["momentum"] if momentum is None else momentum
         weight_decay = t["weight_decay"] if weight_decay is None else weight_decay
@@ -593,8 +595,11 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size)
     if image_size is not None and splits.image_size != image_size:
         # Only a folder is decoded to a size; ignoring the option would train on other images than asked for.
-        raise ValueError(f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} "
-                         f"images: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
+        held = f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} images"
+        if resumed_size:
+            raise ValueError(f"{held}, but the run resumed from {ckpt_path} trained on {image_size}x{image_size} "
+                             f"ones: resume it with the data it trained on ({saved.get('data') or 'not recorded'})")
+        raise ValueError(f"{held}: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
                          + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
                             and D.is_store(Path(splits.source)) else ""))
     if len(splits.val) == 0:

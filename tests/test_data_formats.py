@@ -252,7 +252,7 @@ def test_cifar10_from_its_archive_or_the_folder_it_was_unpacked_in(tmp_path, rng
                                                 r"version is https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"):
         load_dataset(f"cifar10:{tmp_path / 'partial.tar.gz'}")
     (tmp_path / "notes.txt").write_text("not an archive")
-    with pytest.raises(ValueError, match="notes.txt is not a CIFAR-10 archive"):
+    with pytest.raises(ValueError, match="notes.txt is not a readable CIFAR-10 archive"):
         load_dataset(f"cifar10:{tmp_path / 'notes.txt'}")
     (tmp_path / "home" / "cifar-10-batches-py" / "data_batch_4").write_bytes(b"junk")
     with tarfile.open(tmp_path / "bad.tar.gz", "w:gz") as tar:
@@ -261,6 +261,32 @@ def test_cifar10_from_its_archive_or_the_folder_it_was_unpacked_in(tmp_path, rng
         load_dataset(f"cifar10:{tmp_path / 'bad.tar.gz'}")
     with pytest.raises(FileNotFoundError, match="download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"):
         load_dataset(f"cifar10:{tmp_path / 'nowhere'}")
+    # The folder it was downloaded to, not unpacked: the archive in it.
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "cifar-10-python.tar.gz").write_bytes(archive.read_bytes())
+    np.testing.assert_array_equal(load_dataset(f"cifar10:{tmp_path / 'downloads'}").train.images, direct.train.images)
+
+
+def test_a_damaged_cifar10_archive_is_said_to_be_damaged(tmp_path, rng):
+    # tarfile stops at the archive's end marker, before gzip's CRC: flipped bits inside a batch came through as
+    # wrong pixels, and a damaged header ended the listing early ("lacks data_batch_2, ...").
+    import tarfile
+
+    cifar_folder(tmp_path / "cifar-10-batches-py", rng, per_batch=200)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    data = bytearray(archive.read_bytes())
+    for offset in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):  # inside the compressed members
+        damaged = bytearray(data)
+        damaged[offset:offset + 64] = bytes(b ^ 0x55 for b in damaged[offset:offset + 64])
+        (tmp_path / "damaged.tar.gz").write_bytes(bytes(damaged))
+        with pytest.raises(ValueError, match=r"damaged.tar.gz is not a readable CIFAR-10 archive .* damaged or "
+                                             r"incomplete: download it again"):
+            load_dataset(f"cifar10:{tmp_path / 'damaged.tar.gz'}")
+    (tmp_path / "cut.tar.gz").write_bytes(bytes(data[:len(data) // 2]))  # an interrupted download
+    with pytest.raises(ValueError, match="download it again"):
+        load_dataset(f"cifar10:{tmp_path / 'cut.tar.gz'}")
 
 
 def test_mislabeled_cifar_file_is_a_clear_error(tmp_path, rng):

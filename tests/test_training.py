@@ -361,8 +361,8 @@ def test_cli_eval_names_the_classes_it_gets_wrong_most(splits, tmp_path, capsys,
     assert cli.main(["eval", str(tmp_path / "run"), "--quiet"]) == 0
     out = capsys.readouterr().out
     per = np.bincount(labels, minlength=4)
-    assert (f"hardest classes (top-1 error): {splits.classes[2]} {100 * 2 / per[2]:.0f}% of {per[2]}, "
-            f"{splits.classes[1]} {100 * 1 / per[1]:.0f}% of {per[1]}\n") in out  # most often wrong first; no 0%
+    assert (f"hardest classes (top-1 errors): {splits.classes[2]} 2 of {per[2]}; {splits.classes[1]} 1 of {per[1]}\n"
+            in out)  # most often wrong first, in counts (1 of 400 was "0%"), none for classes always right
 
 
 def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tmp_path, capsys, monkeypatch):
@@ -534,7 +534,14 @@ def test_cli_predict_classifies_image_files_as_evaluation_does(splits, tmp_path,
     monkeypatch.setattr(predict_command, "PICTURE_MAX", 1)
     assert cli.main(["predict", str(tmp_path / "run"), *paths, "--picture", str(tmp_path / "one.png")]) == 0
     assert "(the first 1 of 2 images)" in capsys.readouterr().out
+    assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--top", "20", "--picture",
+                     str(tmp_path / "top20.png")]) == 0
+    with Image.open(tmp_path / "top20.png") as im:  # as many classes as there are, as the title now says
+        assert im.size == predictions_image(splits.val.images[:1], None, probs[:1], splits.classes, top=4,
+                                            title=f"{tmp_path / 'run'}: each image's 4 most probable classes "
+                                                  "(ten-crop)").size
     for where, said in ((tmp_path, "is a folder"), (tmp_path / "x.foo", "by the file's ending"),
+                        (tmp_path / "x.psd", "a format Pillow can write"),  # Pillow reads PSD, cannot write it
                         (tmp_path / "nowhere" / "x.png", "does not exist")):
         assert cli.main(["predict", str(tmp_path / "run"), paths[0], "--picture", str(where)]) == 2
         assert said in capsys.readouterr().err
@@ -632,12 +639,20 @@ def test_a_folder_of_small_images_trains_the_small_network_at_its_own_size(tmp_p
         train("builtin", image_size=17, progress=False, verbose=False)
     with pytest.raises(ValueError, match="builtin holds 40x40 images: image_size .* sets the side an image folder"):
         train("builtin", image_size=64, progress=False, verbose=False)
+    with pytest.raises(ValueError, match="unknown preset 'Small'"):  # not "no image side ... fits"
+        train("builtin", preset="Small", image_size=40, progress=False, verbose=False)
     assert cli.main(["prepare", str(tmp_path / "d"), str(tmp_path / "st12"), "--size", "12", "-q"]) == 0
     assert "--size 12 gives 10x10 crops, too small for any network" in capsys.readouterr().err
     assert cli.main(["train", "--data", str(tmp_path / "st12"), "--quiet"]) == 2
     assert "holds 12x12 images (10x10 crops), too small for the small network" in capsys.readouterr().err
     assert cli.main(["train", "--data", str(tmp_path / "st12"), "--quiet", "--image-size", "20"]) == 2
     assert "holds 12x12 images: image_size (--image-size) 20" in capsys.readouterr().err
+    # Resumed on other data, the size is the run's, not an option the command was given.
+    assert cli.main(["train", "--checkpoint-dir", str(tmp_path / "run"), "--resume", "--data", str(tmp_path / "st12"),
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 12x12 images, but the run resumed from" in err and "trained on 40x40 ones" in err
+    assert "--image-size" not in err and str(tmp_path / "d") in err  # the data it trained on
     # Options are named as the command line spells them (it said stop_after_steps, and "invalid _schedule value").
     for argv, said in ((["--steps", "0"], "argument --steps: must be at least 1, got 0"),
                        (["--schedule", "foo"], "argument --schedule: must be 'plateau', 'constant' or epochs")):

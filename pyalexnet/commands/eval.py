@@ -112,8 +112,9 @@ def run(args) -> int:
         hardest = sorted((c for c in per_class if c["images"] and c["top1_error"] > 0),
                          key=lambda c: -c["top1_error"])[:HARDEST]  # stable: equal errors in class order
         if hardest and len(per_class) > 2:  # with two classes the overall error says it
-            print("hardest classes (top-1 error): " + ", ".join(
-                f"{c['name']} {100 * c['top1_error']:.0f}% of {c['images']}" for c in hardest))
+            # Counts, not rounded percentages (1 of 400 was "0%"); "; " apart, as names may hold commas.
+            print("hardest classes (top-1 errors): " + "; ".join(
+                f"{c['name']} {round(c['top1_error'] * c['images'])} of {c['images']}" for c in hardest))
         if args.mistakes:
             m = result["mistakes_shown_from"]
             print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"

@@ -91,6 +91,7 @@ def run(args) -> int:
 
 
 def _picture_path(text: str):
+    import io
     from pathlib import Path
 
     from PIL import Image
@@ -98,8 +99,12 @@ def _picture_path(text: str):
     path = Path(text).expanduser()
     if path.is_dir():
         raise ValueError(f"--picture {path} is a folder: give a file name such as {path / 'predictions.png'}")
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise ValueError(f"--picture {path}: say the format by the file's ending (.png or .jpg)")
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    try:  # a format Pillow only reads (.psd) or cannot write in RGB (.xbm) failed after the classifying
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
+    except (KeyError, ValueError, OSError, TypeError):
+        raise ValueError(f"--picture {path}: say a format Pillow can write by the file's ending (.png or .jpg)") \
+            from None
     if not path.parent.is_dir():
         raise ValueError(f"--picture {path}: the folder {path.parent} does not exist")
     return path
@@ -117,14 +122,15 @@ def _draw(picture, shown, names, args, readable: int) -> None:
     from pathlib import Path
 
     how = "centre crop" if args.center_crop else "ten-crop"
-    title = (f"{args.checkpoint}: each image's {args.top} most probable classes ({how})"
+    top = min(args.top, len(names))
+    title = (f"{args.checkpoint}: each image's {top} most probable classes ({how})"
              + (f"; the first {len(shown)} images of {readable}" if readable > len(shown) else ""))
     names_only = [Path(path).name for path, _, _ in shown]
     # The file's name, with its folder's where two share a name (a/0.png, b/0.png).
     captions = names_only if len(set(names_only)) == len(names_only) else \
         ["/".join(Path(path).parts[-2:]) for path, _, _ in shown]
     predictions_image(np.stack([image for _, image, _ in shown]), None, np.stack([p for _, _, p in shown]), names,
-                      top=args.top, title=title, captions=captions).save(picture)
+                      top=top, title=title, captions=captions).save(picture)
     print(f"wrote {picture}" + (f" (the first {len(shown)} of {readable} images)" if readable > len(shown) else ""),
           file=out)
 

@@ -144,6 +144,6 @@ def run(args) -> int:
                                       class_names=class_names_for(result.data.classes, data=result.data.source))
         print(f"test images, top-5 guesses, nearest training images (the paper's Figure 4)"
               + (" and the confusion matrix" if len(pictures["paths"]) > 2 else "") + ": "
-              + ", ".join(pictures["paths"]) + f"; its mistakes instead: pyalexnet eval {shlex.quote(str(folder))} "
-              "--pictures --mistakes")
+              + ", ".join(pictures["paths"]) + f"; its mistakes (mistakes_*.png): pyalexnet eval "
+              f"{shlex.quote(str(folder))} --pictures --mistakes")
     return 0

@@ -56,6 +56,7 @@ def smallest_image_size(preset: str) -> int:
     vanish before fc6 (18 for "small", which trains every crop under 96 px)."""
     from ..model import _preset_config, _spatial_sizes
 
+    _preset_config(preset, None)  # an unknown preset says so (the loop below takes ValueError as "too small")
     for side in range(1, 1024):
         try:
             _spatial_sizes(_preset_config(preset, crop_size_for(side)))
@@ -146,7 +147,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
 
     spec: None or "builtin" (synthetic, 40x40, crop 32, made in the package) | "fashion-mnist" (Debian's
     dataset-fashion-mnist at /usr/share/datasets/fashion-mnist) | "fashion-mnist:PATH" | "cifar10:PATH"
-    (the folder of data_batch_1..5 and test_batch) | a folder root/<class>/<image> (or root/train and
+    (the folder of data_batch_1..5 and test_batch, the folder above it, or the downloaded
+    cifar-10-python.tar.gz) | a folder root/<class>/<image> (or root/train and
     root/val; otherwise `val_fraction` of each class, chosen by `seed`, is held out), decoded with Pillow
     to `image_size` (shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
     Folders are decoded into memory by `workers` threads, with a progress bar (progress: default only on

@@ -5,6 +5,7 @@ import gzip
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist (data/fashion: four .gz files)"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-py"  # what the archive unpacks to
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"  # the download's name
 _CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
@@ -64,16 +66,27 @@ def _cifar_batch(path, data: bytes | None = None):
 
 
 def _cifar_archive(path: Path) -> dict:
-    """{file name: bytes} of the CIFAR-10 batches in the downloaded archive, read without unpacking it."""
+    """{file name: bytes} of the CIFAR-10 batches in the downloaded archive, read without unpacking it.
+
+    Read as a stream to its end, so that gzip checks its CRC: tarfile alone stops at the archive's end marker
+    and never reaches it, so flipped bits came through as wrong pixels, and a damaged header in the middle
+    ended the listing early (reported as missing batches)."""
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as stream:
             found = {}
-            for member in tar:
-                name = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and name in _CIFAR10_FILES + ["batches.meta"]:
-                    found[name] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} is not a CIFAR-10 archive (a .tar.gz of {CIFAR10_FOLDER}/): {exc}") from exc
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    name = member.name.rsplit("/", 1)[-1]
+                    if member.isfile() and name in _CIFAR10_FILES + ["batches.meta"]:
+                        found[name] = tar.extractfile(member).read()
+            while stream.read(1 << 20):  # the rest (padding), to the gzip trailer's checks
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable CIFAR-10 archive (a .tar.gz of {CIFAR10_FOLDER}/): {exc}; "
+                         f"a download that ends so is damaged or incomplete: download it again from "
+                         f"{CIFAR10_URL}") from exc
     missing = [n for n in _CIFAR10_FILES if n not in found]
     if missing:
         raise FileNotFoundError(f"the archive {path} lacks {', '.join(missing)}: CIFAR-10's python version is "
@@ -83,8 +96,11 @@ def _cifar_archive(path: Path) -> dict:
 
 def load_cifar10(root):
     """(classes, (train_images, train_labels), (test_images, test_labels)) from cifar-10-batches-py, the
-    folder it is in, or the downloaded cifar-10-python.tar.gz itself."""
+    folder it is in, or the downloaded cifar-10-python.tar.gz itself (or a folder holding only that)."""
     root = Path(root)
+    if root.is_dir() and not (root / "data_batch_1").exists() and not (root / CIFAR10_FOLDER).is_dir() \
+            and (root / CIFAR10_ARCHIVE).is_file():
+        root = root / CIFAR10_ARCHIVE  # the download folder, not unpacked
     if root.is_file():
         files = _cifar_archive(root)
         where = {n: f"{root}:{n}" for n in files}
