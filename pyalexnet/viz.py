@@ -42,25 +42,24 @@ def _has_glyph(font, char: str) -> bool:
 
 def _font_files(chars: frozenset) -> list[str]:
     """Font files that may draw `chars`: fontconfig's list of those that cover them all (where it is
-    installed), then every font file under the usual folders; plain sans faces first."""
-    found: list[str] = []
+    installed), then every font file under the usual folders; within each, plain sans faces first."""
+    covering: list[str] = []
     if shutil.which("fc-list"):
         try:
             out = subprocess.run(["fc-list", ":charset=" + " ".join(f"{ord(c):x}" for c in sorted(chars)), "file"],
                                  capture_output=True, text=True, timeout=10).stdout
-            found = [line.split(":")[0].strip() for line in out.splitlines() if line.strip()]
+            covering = [line.split(":")[0].strip() for line in out.splitlines() if line.strip()]
         except (OSError, subprocess.SubprocessError):
             pass
-    for folder in _FONT_DIRS:
-        for root, _, names in os.walk(os.path.expanduser(folder)):
-            found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith((".ttf", ".otf", ".ttc"))]
+    others = [os.path.join(root, n) for folder in _FONT_DIRS for root, _, names in os.walk(os.path.expanduser(folder))
+              for n in sorted(names) if n.lower().endswith((".ttf", ".otf", ".ttc"))]
 
     def plainness(path: str) -> int:
         name = os.path.basename(path).lower()
         return ("sans" not in name) + 2 * any(w in name for w in ("bold", "italic", "oblique", "mono", "light",
                                                                    "condensed", "serif", "black", "thin"))
 
-    return sorted(dict.fromkeys(found), key=plainness)  # stable: fontconfig's order among equals
+    return list(dict.fromkeys(sorted(covering, key=plainness) + sorted(others, key=plainness)))
 
 
 @functools.lru_cache(maxsize=32)
