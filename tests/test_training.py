@@ -386,6 +386,7 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
     assert [c["class"] for c in per_class] == list(splits.classes)
     assert [c["images"] for c in per_class] == np.bincount(splits.val.labels, minlength=4).tolist()
     assert sum(c["images"] * c["top1_error"] for c in per_class) == pytest.approx(result["top1"] * result["images"])
+    assert [c["wrong"] for c in per_class] == [round(c["images"] * c["top1_error"]) for c in per_class]
     assert result["pictures"] == [str(tmp_path / "run" / name) for name in
                                   ("predictions.png", "neighbours.png", "confusion.png")]  # 4 classes: a matrix too
     from PIL import Image

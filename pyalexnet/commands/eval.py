@@ -11,7 +11,7 @@ official one: CIFAR-10's test_batch, Fashion-MNIST's t10k, the built-in set's, a
 held-out share). The softmax is averaged over ten patches (four corners, the centre and their
 reflections) as in the paper, or taken on the centre crop with --center-crop. The training set's mean
 image stored in the checkpoint is subtracted. It also names the five classes it gets wrong most often
-(--json: every class's test images and top-1 error, under "per_class").
+(--json: every class's test images, wrong answers and top-1 error, under "per_class").
 
 --pictures also draws the paper's Figure 4: predictions.png (eight test images, each with its true
 class and the model's five most probable classes as bars, the true one red) and neighbours.png (five
@@ -114,7 +114,7 @@ def run(args) -> int:
         if hardest and len(per_class) > 2:  # with two classes the overall error says it
             # Counts, not rounded percentages (1 of 400 was "0%"); "; " apart, as names may hold commas.
             print("hardest classes (top-1 errors): " + "; ".join(
-                f"{c['name']} {round(c['top1_error'] * c['images'])} of {c['images']}" for c in hardest))
+                f"{c['name']} {c['wrong']} of {c['images']}" for c in hardest))
         if args.mistakes:
             m = result["mistakes_shown_from"]
             print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"
@@ -130,11 +130,12 @@ HARDEST = 5  # classes named in the text output, the most often wrong first
 
 
 def _per_class(labels, predictions, classes, names) -> list[dict]:
-    """Each class's test images and the fraction of them whose top-1 class is wrong (None without images)."""
+    """Each class's test images, how many of them have a wrong top-1 class, and that fraction (None without
+    images)."""
     import numpy as np
 
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     images = np.bincount(labels, minlength=len(classes))
     wrong = np.bincount(labels[predictions != labels], minlength=len(classes))
-    return [{"class": str(classes[c]), "name": str(names[c]), "images": int(images[c]),
+    return [{"class": str(classes[c]), "name": str(names[c]), "images": int(images[c]), "wrong": int(wrong[c]),
              "top1_error": float(wrong[c] / images[c]) if images[c] else None} for c in range(len(classes))]

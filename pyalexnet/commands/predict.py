@@ -111,16 +111,15 @@ def _picture_path(text: str):
 
 
 def _draw(picture, shown, names, args, readable: int) -> None:
+    from pathlib import Path
+
     import numpy as np
 
     from ..viz import predictions_image
 
-    out = sys.stderr if args.json else sys.stdout  # --json keeps stdout one object per line
     if not shown:
-        print(f"pyalexnet predict: no image could be read, so no picture was drawn ({picture})", file=out)
+        print(f"pyalexnet predict: no image could be read, so no picture was drawn ({picture})", file=sys.stderr)
         return
-    from pathlib import Path
-
     how = "centre crop" if args.center_crop else "ten-crop"
     top = min(args.top, len(names))
     title = (f"{args.checkpoint}: each image's {top} most probable classes ({how})"
@@ -132,7 +131,7 @@ def _draw(picture, shown, names, args, readable: int) -> None:
     predictions_image(np.stack([image for _, image, _ in shown]), None, np.stack([p for _, _, p in shown]), names,
                       top=top, title=title, captions=captions).save(picture)
     print(f"wrote {picture}" + (f" (the first {len(shown)} of {readable} images)" if readable > len(shown) else ""),
-          file=out)
+          file=sys.stderr if args.json else sys.stdout)  # --json keeps stdout one object per line
 
 
 def _image_files(arguments) -> tuple[list[str], int]:
