@@ -464,9 +464,10 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     """
     from . import data as D
 
+    from .training import _check_positive_int  # train()'s own check, messages and all
+
     for value, name in ((count, "count"), (neighbours, "neighbours"), (pool, "pool"), (batch_size, "batch_size")):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _check_positive_int(value, name)
     if model.input_size != splits.crop_size or model.num_classes != splits.num_classes:
         raise ValueError(f"the model ({model.input_size} px, {model.num_classes} classes) does not fit the data set "
                          f"({splits.crop_size} px, {splits.num_classes} classes)")
