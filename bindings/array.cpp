@@ -170,8 +170,13 @@ void expect_same_shape(const Array& a, const Array& b) {
 }
 
 Launch launch_on(std::initializer_list<Array*> arrays, std::uintptr_t stream) {
+  return launch_on(std::vector<Array*>(arrays), stream);
+}
+
+Launch launch_on(const std::vector<Array*>& arrays, std::uintptr_t stream) {
   Launch l;
-  const Array* first = *arrays.begin();
+  if (arrays.empty()) return l;
+  const Array* first = arrays.front();
   for (const Array* a : arrays)
     if (a->on_gpu() != first->on_gpu())
       throw py::type_error("arguments '" + first->name + "' and '" + a->name + "' must both be numpy arrays or both GPU arrays; got " +

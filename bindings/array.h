@@ -61,6 +61,7 @@ struct Launch {
   bool on_gpu() const { return device >= 0; }
 };
 Launch launch_on(std::initializer_list<Array*> arrays, std::uintptr_t stream);
+Launch launch_on(const std::vector<Array*>& arrays, std::uintptr_t stream);
 
 // Selects the array's device for the duration of a GPU launch.
 class DeviceGuard {

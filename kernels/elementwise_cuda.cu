@@ -16,7 +16,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kUnroll = 4;
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+__host__ __device__ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // An Op holds the pointers and parameters; Op::load(i) returns the values of
 // item i (a float or a float4 of each input) and Op::store(i, item) writes its
@@ -111,6 +111,56 @@ __global__ void __launch_bounds__(kThreads) scalar_kernel(Op op, int64_t n) {
   unrolled_loop(op, n);
 }
 
+// The SGD update of up to kSgdTensorsPerLaunch parameters in one launch: the table travels as the kernel's
+// argument (1.3 KB of the 4 KB allowed; __grid_constant__ so indexing it does not copy it to local memory),
+// and each block does kSgdChunk elements of one tensor: tensor i owns blocks [block_end[i-1], block_end[i]).
+constexpr int kSgdTensorsPerLaunch = 32;
+constexpr int kSgdChunk = kThreads * kUnroll * 4;  // elements a block does: one float4 per thread and unroll
+constexpr int64_t kMaxGridX = 2147483647;
+struct SgdTable {
+  SgdTensor tensor[kSgdTensorsPerLaunch];
+  int64_t block_end[kSgdTensorsPerLaunch];
+  int count;
+  float lr, momentum, weight_decay;
+};
+
+template <class Op>
+__device__ __forceinline__ void chunk_loop(const Op& op, int64_t first, int64_t end, int rounds) {
+  for (int r = 0; r < rounds; ++r) {
+    typename Op::Item item[kUnroll];
+    const int64_t base = first + int64_t(r) * kThreads * kUnroll + threadIdx.x;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      int64_t i = base + int64_t(u) * kThreads;
+      if (i < end) item[u] = op.load(i);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      int64_t i = base + int64_t(u) * kThreads;
+      if (i < end) op.store(i, item[u]);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) sgd_table_kernel(const __grid_constant__ SgdTable table) {
+  int i = 0;
+  while (i + 1 < table.count && int64_t(blockIdx.x) >= table.block_end[i]) ++i;
+  const SgdTensor x = table.tensor[i];
+  const int64_t block = int64_t(blockIdx.x) - (i ? table.block_end[i - 1] : 0);
+  const int64_t first = block * kSgdChunk;  // this block's elements: [first, min(first + kSgdChunk, n))
+  const int64_t end = first + kSgdChunk < x.n ? first + kSgdChunk : x.n;
+  const SgdUpdate<float> scalar{x.w, x.dw, x.v, table.lr, table.momentum, table.weight_decay};
+  if (aligned16(x.w) && aligned16(x.dw) && aligned16(x.v)) {  // uniform across the block
+    const SgdUpdate<float4> vec{reinterpret_cast<float4*>(x.w), reinterpret_cast<const float4*>(x.dw),
+                                reinterpret_cast<float4*>(x.v), table.lr, table.momentum, table.weight_decay};
+    chunk_loop(vec, first / 4, end / 4, 1);
+    const int64_t t = end / 4 * 4 + threadIdx.x;  // the last block's n % 4 tail
+    if (end == x.n && t < end) scalar.store(t, scalar.load(t));
+  } else {
+    chunk_loop(scalar, first, end, 4);
+  }
+}
+
 unsigned int blocks_for(int64_t items) { return grid_for((items + kUnroll - 1) / kUnroll, kThreads); }
 
 }  // namespace
@@ -140,18 +190,30 @@ void relu_backward(const float* dy, const float* y, float* dx, int64_t n, Stream
   PYA_CHECK_LAUNCH("relu_backward");
 }
 
-void sgd_update(float* w, const float* dw, float* v, int64_t n, float lr, float momentum, float weight_decay,
-                Stream stream) {
-  if (n == 0) return;
-  if (aligned16(w) && aligned16(dw) && aligned16(v)) {
-    SgdUpdate<float4> vec{reinterpret_cast<float4*>(w), reinterpret_cast<const float4*>(dw),
-                          reinterpret_cast<float4*>(v), lr, momentum, weight_decay};
-    SgdUpdate<float> tail{w, dw, v, lr, momentum, weight_decay};
-    vector_kernel<<<blocks_for(n / 4), kThreads, 0, stream>>>(vec, tail, n);
-  } else {
-    scalar_kernel<<<blocks_for(n), kThreads, 0, stream>>>(SgdUpdate<float>{w, dw, v, lr, momentum, weight_decay}, n);
+void sgd_update(const SgdTensor* tensors, int count, float lr, float momentum, float weight_decay, Stream stream) {
+  SgdTable table{};
+  table.lr = lr;
+  table.momentum = momentum;
+  table.weight_decay = weight_decay;
+  int64_t blocks = 0;
+  auto launch = [&] {
+    if (table.count == 0) return;
+    sgd_table_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(table);
+    PYA_CHECK_LAUNCH("sgd_update");
+    table.count = 0;
+    blocks = 0;
+  };
+  for (int t = 0; t < count; ++t) {
+    const SgdTensor& x = tensors[t];
+    if (x.n == 0) continue;
+    const int64_t need = (x.n + kSgdChunk - 1) / kSgdChunk;
+    if (need > kMaxGridX) throw KernelError("sgd_update: a parameter of " + std::to_string(x.n) + " elements is too large");
+    if (table.count == kSgdTensorsPerLaunch || blocks + need > kMaxGridX) launch();
+    table.tensor[table.count] = x;
+    blocks += need;
+    table.block_end[table.count++] = blocks;
   }
-  PYA_CHECK_LAUNCH("sgd_update");
+  launch();
 }
 
 }  // namespace pya::cuda

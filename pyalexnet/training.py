@@ -734,10 +734,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                             epoch=epoch, step=step_in_epoch, global_step=global_step, loss=loss,
                             checkpoint=ckpt_path if ckpt_path and Path(ckpt_path).exists() else None)
                     model.backward(dlogits)
-                    grads = model.gradients()
-                    for name, w in model.parameters().items():
-                        ops.sgd_update(w, grads[name], velocities[name], lr=lr_now, momentum=momentum,
-                                       weight_decay=weight_decay)
+                    grads, params = model.gradients(), model.parameters()
+                    ops.sgd_update(list(params.values()), [grads[k] for k in params], [velocities[k] for k in params],
+                                   lr=lr_now, momentum=momentum, weight_decay=weight_decay)
                     e1, e5 = _errors(logits, np.asarray(y))
                     running["loss"] += loss * len(y)
                     running["top1"] += e1

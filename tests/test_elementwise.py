@@ -88,6 +88,76 @@ def test_sgd_defaults_are_the_papers(rng):
     assert v[0] < 0 and abs(v[0] - 0.9 * (-0.010005) + 0.0005 * 0.01 * w[0]) < 1e-7
 
 
+def _sgd_lists(rng, sizes, misaligned=()):
+    """w, dw, v lists of the given sizes; those listed in `misaligned` are views one float into a buffer
+    (not 16-byte aligned: the GPU's scalar path)."""
+    out = []
+    for kind, scale in (("w", 1.0), ("dw", 1.0), ("v", 0.1)):
+        arrays = []
+        for i, n in enumerate(sizes):
+            a = (scale * rng.standard_normal(n + 1)).astype(np.float32)
+            arrays.append(a[1:] if i in misaligned else a[:n].copy())
+        out.append(arrays)
+    return out
+
+
+# Around the GPU's per-block chunk (4096) and per-launch tensor count (32), and empty ones; the second case is
+# over the CPU's one-thread limit (2^20 elements in all) so its threads split the index space across tensors.
+SGD_LIST_CASES = [[5, 0, 1, 4095, 4096, 4097, 3, 10000],
+                  [300000, 7, 600001, 250000, 1],
+                  [i * 37 % 101 for i in range(70)]]
+
+
+@pytest.mark.parametrize("sizes", SGD_LIST_CASES, ids=["chunks", "threads", "70-tensors"])
+def test_sgd_on_lists_equals_one_call_per_tensor_bit_for_bit(rng, sizes):
+    ws, dws, vs = _sgd_lists(rng, sizes, misaligned={1, 3, 5})
+    w_one, v_one = [w.copy() for w in ws], [v.copy() for v in vs]
+    for w, dw, v in zip(w_one, dws, v_one):
+        ops.sgd_update(w, dw, v, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    assert ops.sgd_update(ws, tuple(dws), vs, lr=0.01, momentum=0.9, weight_decay=5e-4) is None
+    for i in range(len(sizes)):
+        np.testing.assert_array_equal(ws[i], w_one[i], err_msg=f"w[{i}]")
+        np.testing.assert_array_equal(vs[i], v_one[i], err_msg=f"v[{i}]")
+
+
+def test_sgd_on_lists_follows_the_paper_rule(rng):
+    ws, dws, vs = _sgd_lists(rng, [33, 4, 9])
+    refs = [ref_sgd(w.copy(), dw, v.copy(), 0.1, 0.5, 1e-2) for w, dw, v in zip(ws, dws, vs)]
+    ops.sgd_update(ws, dws, vs, lr=0.1, momentum=0.5, weight_decay=1e-2)
+    for (w_ref, v_ref), w, v in zip(refs, ws, vs):
+        np.testing.assert_allclose(v, v_ref, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(w, w_ref, rtol=1e-6, atol=1e-7)
+    ops.sgd_update([], [], [], lr=0.1)  # nothing to do
+
+
+def test_sgd_on_lists_refuses_bad_input_before_writing_anything(rng):
+    ws, dws, vs = _sgd_lists(rng, [4, 4, 4])
+    before = [w.copy() for w in ws] + [v.copy() for v in vs]
+    with pytest.raises(ValueError, match="w, dw and v must be as many arrays each, got 3, 2 and 3"):
+        ops.sgd_update(ws, dws[:2], vs, lr=0.1)
+    with pytest.raises(TypeError, match="w is a list of 3 arrays, so 'dw' must be a list too"):
+        ops.sgd_update(ws, dws[0], vs, lr=0.1)
+    with pytest.raises(TypeError, match=r"'w\[2\]' is updated in place and must be float32, got float64"):
+        ops.sgd_update(ws[:2] + [np.ones(4)], dws, vs, lr=0.1)
+    with pytest.raises(ValueError, match=r"'w\[1\]' \(4,\) and 'dw\[1\]' \(5,\) must have the same shape"):
+        ops.sgd_update(ws, [dws[0], np.ones(5, np.float32), dws[2]], vs, lr=0.1)
+    with pytest.raises(TypeError, match=r"'dw\[2\]' must be a floating-point array"):
+        ops.sgd_update(ws, dws[:2] + [np.ones(4, np.int32)], vs, lr=0.1)
+    # Across parameters too: a velocity over another parameter's weights, or one parameter listed twice,
+    # would read values the same call has already written.
+    with pytest.raises(ValueError, match=r"'v\[2\]' must not share memory with 'w\[0\]'"):
+        ops.sgd_update(ws, dws, [vs[0], vs[1], ws[0]], lr=0.1)
+    with pytest.raises(ValueError, match=r"'w\[2\]' must not share memory with 'w\[0\]'"):
+        ops.sgd_update([ws[0], ws[1], ws[0]], dws, vs, lr=0.1)
+    with pytest.raises(ValueError, match=r"'dw\[1\]' must not share memory with 'v\[0\]'"):
+        ops.sgd_update(ws, [dws[0], vs[0], dws[2]], vs, lr=0.1)
+    for a, b in zip(before, ws + vs):
+        np.testing.assert_array_equal(a, b)
+    # Gradients are only read: one may serve several parameters.
+    ops.sgd_update(ws, [dws[0]] * 3, vs, lr=0.1)
+    np.testing.assert_allclose(vs[2], ref_sgd(before[2], dws[0], before[5], 0.1, 0.9, 5e-4)[1], rtol=1e-6, atol=1e-7)
+
+
 # --- bad and unusual input -------------------------------------------------------------------------------
 
 
@@ -293,6 +363,37 @@ def test_gpu_sgd_refuses_arrays_that_share_memory(cp):
     buf = cp.zeros(8, cp.float32)
     ops.sgd_update(buf[:4], cp.ones(4, cp.float32), buf[4:], lr=0.1)
     np.testing.assert_allclose(cp.asnumpy(buf), [-0.1] * 8)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("sizes", SGD_LIST_CASES, ids=["chunks", "threads", "70-tensors"])
+def test_gpu_sgd_on_lists_matches_cpu(cp, rng, sizes):
+    # Odd sizes, empty tensors, misaligned views (the scalar path) and more tensors than one launch takes.
+    ws, dws, vs = _sgd_lists(rng, sizes, misaligned={1, 3, 5})
+    bufs = {}
+
+    def gpu_copy(a, i):  # a view one float into a device buffer where the host array is one
+        if a.base is None:
+            return cp.asarray(a)
+        buf = cp.asarray(a.base)
+        bufs.setdefault(i, []).append(buf)
+        return buf[1:]
+    wg, dwg, vg = ([gpu_copy(a, i) for i, a in enumerate(lst)] for lst in (ws, dws, vs))
+    assert any(int(a.data.ptr) % 16 for a in wg)
+    for _ in range(2):
+        ops.sgd_update(ws, dws, vs, lr=0.01)
+        ops.sgd_update(wg, dwg, vg, lr=0.01)
+    for i in range(len(sizes)):
+        np.testing.assert_allclose(cp.asnumpy(wg[i]), ws[i], rtol=1e-6, atol=1e-6, err_msg=f"w[{i}]")
+        np.testing.assert_allclose(cp.asnumpy(vg[i]), vs[i], rtol=1e-6, atol=1e-6, err_msg=f"v[{i}]")
+    for i, (buf_w, _, buf_v) in ((i, b) for i, b in bufs.items() if len(b) == 3):
+        assert float(buf_w[0]) == ws[i].base[0] and float(buf_v[0]) == vs[i].base[0]  # the float before: untouched
+    with pytest.raises(TypeError, match="numpy arrays, or all CuPy arrays"):
+        ops.sgd_update(wg[:1], dws[:1], vg[:1], lr=0.01)
+    w = cp.ones(8, cp.float32)
+    with pytest.raises(ValueError, match=r"'v\[1\]' must not share memory with 'w\[0\]'"):
+        ops.sgd_update([w, cp.ones(8, cp.float32)], [cp.ones(8, cp.float32)] * 2, [cp.zeros(8, cp.float32), w], lr=0.1)
+    assert (w == 1).all()
 
 
 @pytest.mark.gpu

@@ -127,8 +127,7 @@ class Ours:
         return call
 
     def sgd(self, params, grads, vels, lr=0.01):
-        for w, g, v in zip(params, grads, vels):
-            self.ops.sgd_update(w, g, v, lr=lr, momentum=0.9, weight_decay=5e-4)
+        self.ops.sgd_update(list(params), list(grads), list(vels), lr=lr, momentum=0.9, weight_decay=5e-4)
 
 
 class Torch:

@@ -201,7 +201,7 @@ def build_rows(n: int) -> list[Row]:
         rows.append(Row(f"{name}.bwd", "linear", desc, "compute", 4 * L.macs(n), lin_in,
                         lambda be, a: lambda: be.linear_bwd(a["dy"], a["x"], a["w"])))
 
-    # The SGD update over all 61M parameters, one call per tensor as a training step makes them.
+    # The SGD update over all 61M parameters, one call for all tensors as a training step makes it.
     pshapes = [s for _, w, b in spec.parameter_shapes() for s in (w, b)]
 
     def sgd_in(d):

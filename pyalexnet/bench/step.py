@@ -186,8 +186,7 @@ def run_model(timer, drawer, xp, n, device, *, preset, repeats, warmup) -> dict:
             _, d = ops.softmax_cross_entropy(logits, labels)
             model.backward(d)
             grads = model.gradients()
-            for k, w in params.items():
-                ops.sgd_update(w, grads[k], vels[k], lr=0.01)
+            ops.sgd_update(list(params.values()), [grads[k] for k in params], list(vels.values()), lr=0.01)
             mark("step")
         for _ in range(warmup):
             step(lambda name: None)

@@ -22,6 +22,7 @@ struct dim3 {
 // Aligned like CUDA's, so -fsanitize=alignment (run.sh) flags a misaligned vector access, shared or global.
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline dim3 emu_block_idx, emu_grid_dim;
 #define blockIdx emu_block_idx
 #define gridDim emu_grid_dim
@@ -31,6 +32,7 @@ inline dim3 emu_block_idx, emu_grid_dim;
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __grid_constant__
 #define __syncthreads() _Pragma("omp barrier")
 #define CUDART_NAN_F std::numeric_limits<float>::quiet_NaN()
 #define CUDART_INF_F std::numeric_limits<float>::infinity()

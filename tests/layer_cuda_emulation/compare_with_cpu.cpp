@@ -1,8 +1,10 @@
-// Compares the emulated CUDA launchers of kernels/{lrn,pool,softmax}_cuda.cu (see run.sh) with the CPU backend.
+// Compares the emulated CUDA launchers of kernels/{lrn,pool,softmax,elementwise}_cuda.cu (see run.sh) with the CPU
+// backend.
 // Outputs and workspaces start as a NaN with a payload no computation makes (kPoison), so an element a kernel
 // never wrote fails the comparison. Pooling (y, dx, and the stored winner bytes) must match the CPU bit for bit,
 // the backward from stored winners the recomputing one too; LRN and softmax within the
-// tolerances of the GPU parity tests (tests/test_lrn.py, tests/test_softmax.py).
+// tolerances of the GPU parity tests (tests/test_lrn.py, tests/test_softmax.py); ReLU and the SGD update bit for
+// bit, with the elements just outside each array left alone.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "elementwise.h"
 #include "emu_prelude.h"
 #include "lrn.h"
 #include "pool.h"
@@ -549,6 +552,85 @@ void check_softmax_grid_stride() {
 
 // ---- launch configurations at AlexNet's shapes, batch 128, and at extreme ones ------------------------------
 
+// Each array sits in a buffer with guard floats before and after it; `offset` 4 keeps it 16-byte aligned (the
+// float4 path), 1 makes it misaligned (the scalar path).
+struct Guarded {
+  std::vector<float> buf;
+  int offset;
+  int64_t n;
+  Guarded(int64_t n_, int offset_, std::mt19937& gen, float scale) : buf(n_ + 8), offset(offset_), n(n_) {
+    std::normal_distribution<float> normal(0.f, scale);
+    for (float& x : buf) x = normal(gen);
+  }
+  float* data() { return buf.data() + offset; }
+};
+
+bool same_buffers(const char* what, const std::vector<Guarded>& ref, const std::vector<Guarded>& got) {
+  size_t bad = 0;
+  for (size_t t = 0; t < ref.size(); ++t)
+    for (size_t i = 0; i < ref[t].buf.size(); ++i) bad += bits(ref[t].buf[i]) != bits(got[t].buf[i]);
+  std::printf("   %-4s %s\n", what, bad ? "FAIL" : "bit-identical, guards untouched");
+  fails += bad != 0;
+  return bad == 0;
+}
+
+void sgd_case(const std::vector<int64_t>& sizes, bool misalign_some) {
+  std::mt19937 gen(unsigned(sizes.size() * 7919 + sizes[0]));
+  std::vector<Guarded> w, dw, v;
+  int nonempty = 0;
+  for (size_t t = 0; t < sizes.size(); ++t) {
+    const int off = misalign_some && t % 3 == 1 ? 1 : 4;
+    w.emplace_back(sizes[t], off, gen, 1.f);
+    dw.emplace_back(sizes[t], t % 5 == 2 ? 1 : off, gen, 1.f);  // dw misaligned alone: the scalar path too
+    v.emplace_back(sizes[t], off, gen, 0.1f);
+    nonempty += sizes[t] > 0;
+  }
+  std::vector<Guarded> w_gpu = w, v_gpu = v;
+  std::vector<SgdTensor> cpu_t, gpu_t;
+  for (size_t t = 0; t < sizes.size(); ++t) {
+    cpu_t.push_back({w[t].data(), dw[t].data(), v[t].data(), sizes[t]});
+    gpu_t.push_back({w_gpu[t].data(), dw[t].data(), v_gpu[t].data(), sizes[t]});
+  }
+  int64_t total = 0;
+  for (int64_t n : sizes) total += n;
+  std::printf("sgd_update %zu tensors, %lld elements%s\n", sizes.size(), (long long)total,
+              misalign_some ? ", some misaligned" : "");
+  cpu::sgd_update(cpu_t.data(), int(cpu_t.size()), 0.01f, 0.9f, 5e-4f, nullptr);
+  const long launches = emu_launches;
+  cuda::sgd_update(gpu_t.data(), int(gpu_t.size()), 0.01f, 0.9f, 5e-4f, stream());
+  const long want = (nonempty + 31) / 32;  // 32 tensors a launch, none for empty ones
+  if (emu_launches - launches != want) {
+    std::printf("   %ld launches, expected %ld FAIL\n", emu_launches - launches, want);
+    ++fails;
+  }
+  same_buffers("w", w, w_gpu);
+  same_buffers("v", v, v_gpu);
+}
+
+void elementwise_checks() {
+  sgd_case({5, 0, 1, 4095, 4096, 4097, 3, 10000}, true);  // around a block's 4096 elements
+  sgd_case({4096 * 3 + 2}, false);
+  std::vector<int64_t> many;
+  for (int i = 0; i < 70; ++i) many.push_back(i * 37 % 101);  // three launches, empty tensors among them
+  sgd_case(many, true);
+  sgd_case({0, 0}, false);
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(4096 * 4 + 3), int64_t(70001)}) {
+    for (int off : {4, 1}) {
+      std::printf("relu %lld elements%s\n", (long long)n, off == 1 ? ", misaligned" : "");
+      std::mt19937 gen(unsigned(n + off));
+      std::vector<Guarded> x{Guarded(n, off, gen, 1.f)}, dy{Guarded(n, off, gen, 1.f)};
+      std::vector<Guarded> y_cpu{Guarded(n, off, gen, 1.f)}, dx_cpu{Guarded(n, off, gen, 1.f)};
+      std::vector<Guarded> y_gpu = y_cpu, dx_gpu = dx_cpu;
+      cpu::relu_forward(x[0].data(), y_cpu[0].data(), n, nullptr);
+      cuda::relu_forward(x[0].data(), y_gpu[0].data(), n, stream());
+      same_buffers("y", y_cpu, y_gpu);
+      cpu::relu_backward(dy[0].data(), y_cpu[0].data(), dx_cpu[0].data(), n, nullptr);
+      cuda::relu_backward(dy[0].data(), y_cpu[0].data(), dx_gpu[0].data(), n, stream());
+      same_buffers("dx", dx_cpu, dx_gpu);
+    }
+  }
+}
+
 void dry_runs() {
   emu_dry_run = true;  // configurations and streams only: pointers are never touched
   float* f = reinterpret_cast<float*>(std::uintptr_t(1) << 20);
@@ -606,6 +688,7 @@ int main() {
   pool_checks();
   softmax_checks();
   check_softmax_grid_stride();
+  elementwise_checks();
   std::printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
 }
