@@ -20,23 +20,28 @@ __host__ __device__ bool aligned16(const void* p) { return reinterpret_cast<uint
 
 // An Op holds the pointers and parameters; Op::load(i) returns the values of
 // item i (a float or a float4 of each input) and Op::store(i, item) writes its
-// results. Each thread does kUnroll items, kThreads apart, loads first.
+// results. Each thread does kUnroll items from `base`, kThreads apart, loads first.
+template <class Op>
+__device__ __forceinline__ void unrolled_items(const Op& op, int64_t base, int64_t n) {
+  typename Op::Item item[kUnroll];
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    int64_t i = base + int64_t(u) * kThreads;
+    if (i < n) item[u] = op.load(i);
+  }
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    int64_t i = base + int64_t(u) * kThreads;
+    if (i < n) op.store(i, item[u]);
+  }
+}
+
+// Grid-stride over items [0, n).
 template <class Op>
 __device__ __forceinline__ void unrolled_loop(const Op& op, int64_t n) {
   int64_t stride = int64_t(gridDim.x) * kThreads * kUnroll;
-  for (int64_t base = int64_t(blockIdx.x) * kThreads * kUnroll + threadIdx.x; base < n; base += stride) {
-    typename Op::Item item[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      int64_t i = base + int64_t(u) * kThreads;
-      if (i < n) item[u] = op.load(i);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      int64_t i = base + int64_t(u) * kThreads;
-      if (i < n) op.store(i, item[u]);
-    }
-  }
+  for (int64_t base = int64_t(blockIdx.x) * kThreads * kUnroll + threadIdx.x; base < n; base += stride)
+    unrolled_items(op, base, n);
 }
 
 __device__ __forceinline__ float relu4(float a) { return relu_value(a); }
@@ -124,22 +129,10 @@ struct SgdTable {
   float lr, momentum, weight_decay;
 };
 
+// One block's `rounds` * kThreads * kUnroll items from `first`, none at or past `end`.
 template <class Op>
 __device__ __forceinline__ void chunk_loop(const Op& op, int64_t first, int64_t end, int rounds) {
-  for (int r = 0; r < rounds; ++r) {
-    typename Op::Item item[kUnroll];
-    const int64_t base = first + int64_t(r) * kThreads * kUnroll + threadIdx.x;
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      int64_t i = base + int64_t(u) * kThreads;
-      if (i < end) item[u] = op.load(i);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      int64_t i = base + int64_t(u) * kThreads;
-      if (i < end) op.store(i, item[u]);
-    }
-  }
+  for (int r = 0; r < rounds; ++r) unrolled_items(op, first + int64_t(r) * kThreads * kUnroll + threadIdx.x, end);
 }
 
 __global__ void __launch_bounds__(kThreads) sgd_table_kernel(const __grid_constant__ SgdTable table) {
