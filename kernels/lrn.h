@@ -183,19 +183,44 @@ PYA_HD float lrn_ratio(const float* dy, const float* y, const float* d, int j, i
   return lrn_ratio_value(dy[j * cs], y[j * cs], d[j * cs]);
 }
 
-// Backward for one pixel, given the denominators `d` (lrn_denominators).
-// The window sum of ratios runs like the forward's; it is signed, so it is not
-// recomputed: its error stays at float rounding of the nearby ratios.
+// The window sum of ratios over channels [lo, hi], directly.
+PYA_HD float lrn_ratio_window_sum(const float* dy, const float* y, const float* d, int64_t cs, int lo, int hi) {
+  float s = 0.f;
+  for (int j = lo; j <= hi; ++j) s += lrn_ratio(dy, y, d, j, cs);
+  return s;
+}
+
+// Whether the signed running sum `s`, just moved by a term of size |t|, may now be mostly the rounding left by
+// earlier, larger terms (up to 2^-24 of each): it lost four bits or more to cancellation. The error matters
+// because da multiplies the sum by a[i]: a channel of 1e8 among ones took the ~1e-7 left when the ratios near
+// it cancelled and gave -4.5e-3 where the exact gradient is -5e-10. Random signs trigger it a few percent of
+// the time; the recomputed sum is the direct one.
+PYA_HD bool lrn_ratio_sum_is_unreliable(float s, float t) { return !(16.f * fabsf(s) >= fabsf(t)); }
+
+// Backward for one pixel, given the denominators `d` (lrn_denominators). The window sum of ratios runs like the
+// forward's and is recomputed from its window after a cancellation (lrn_ratio_sum_is_unreliable).
 PYA_HD void lrn_backward_pixel(const float* dy, const float* a, const float* y, const float* d, float* dx, int C,
                                int64_t cs, int half, float alpha, float beta) {
   const float two_alpha_beta = 2.f * alpha * beta;
-  float s = 0.f;
-  for (int j = 0; j <= half && j < C; ++j) s += lrn_ratio(dy, y, d, j, cs);
+  float s = lrn_ratio_window_sum(dy, y, d, cs, 0, half < C - 1 ? half : C - 1);
   for (int i = 0; i < C; ++i) {
     dx[i * cs] = lrn_input_grad(dy[i * cs], d[i * cs], a[i * cs], s, beta, two_alpha_beta);
     int enter = i + 1 + half, leave = i - half;
-    if (enter < C) s += lrn_ratio(dy, y, d, enter, cs);
-    if (leave >= 0) s -= lrn_ratio(dy, y, d, leave, cs);
+    bool unreliable = false;
+    if (enter < C) {
+      float t = lrn_ratio(dy, y, d, enter, cs);
+      s += t;
+      unreliable = lrn_ratio_sum_is_unreliable(s, t);
+    }
+    if (leave >= 0) {
+      float t = lrn_ratio(dy, y, d, leave, cs);
+      s -= t;
+      unreliable = unreliable || lrn_ratio_sum_is_unreliable(s, t);
+    }
+    if (unreliable && i + 1 < C) {
+      int lo = i + 1 - half, hi = i + 1 + half;
+      s = lrn_ratio_window_sum(dy, y, d, cs, lo < 0 ? 0 : lo, hi < C ? hi : C - 1);
+    }
   }
 }
 

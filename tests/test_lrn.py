@@ -86,17 +86,30 @@ def test_lrn_backward_at_the_paper_defaults(rng):
     np.testing.assert_allclose(dx, ref_lrn_backward(dy, x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [5, 9, 15])  # summed directly; the running sums (windows above 7)
 @pytest.mark.parametrize("scale", [1e3, 1e6, 1e12])
-def test_large_activations_stay_finite_and_accurate(rng, scale):
+def test_large_activations_stay_finite_and_accurate(rng, scale, size):
     x = (np.abs(rng.standard_normal((2, 12, 4, 4))) * scale).astype(np.float32)
     x[:, ::3] *= 1e-3  # big and small neighbours: the running sum must not carry the big values' rounding
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    y = ops.lrn(x)
-    dx = ops.lrn_backward(dy, x, y)
+    y = ops.lrn(x, size=size)
+    dx = ops.lrn_backward(dy, x, y, size=size)
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
-    np.testing.assert_allclose(y, ref_lrn(x), rtol=1e-5)
-    ref = ref_lrn_backward(dy, x)
+    np.testing.assert_allclose(y, ref_lrn(x, size=size), rtol=1e-5)
+    ref = ref_lrn_backward(dy, x, size=size)
     np.testing.assert_allclose(dx, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("size", [3, 5, 7, 9, 11, 15])
+@pytest.mark.parametrize("big", [1e6, 1e8, 1e10])
+def test_a_huge_map_among_ones_gets_its_own_small_gradient(size, big):
+    # The ratios of the ones cancel in the backward's window sum, which the huge a[i] then multiplies: the
+    # running sum (windows above 7) left ~1e-7 of them and gave -4.5e-3 at 1e8, where the gradient is -5e-10.
+    x = np.ones((1, 16, 1, 1), np.float32)
+    x[0, 15] = big
+    dy = np.ones_like(x)
+    dx = ops.lrn_backward(dy, x, ops.lrn(x, size=size), size=size)
+    np.testing.assert_allclose(dx, ref_lrn_backward(dy, x, size=size), rtol=1e-5)
 
 
 def test_a_huge_value_leaving_the_window_does_not_poison_the_rest():

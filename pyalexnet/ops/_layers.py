@@ -137,7 +137,8 @@ _MAX_INDEXED_SIZE = 16  # one byte per window: size * size <= 256 taps
 
 
 def max_pool(x, *, size=3, stride=2, return_indices=False):
-    """Max over size x size windows every `stride` pixels (overlapping when stride < size), no padding.
+    """Max over size x size windows every `stride` pixels (overlapping when stride < size), no padding;
+    size >= stride >= 1 (a larger stride would skip inputs, and is refused).
 
     Output (N, C, floor((H - size)/stride) + 1, floor((W - size)/stride) + 1): y, or (y, indices) with
     return_indices=True. indices is uint8 of y's shape: each window's winner, dh * size + dw of its first
