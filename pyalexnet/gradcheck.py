@@ -47,8 +47,10 @@ class _Device:
     """Moves host float32 arrays to the backend under test and back."""
 
     def __init__(self, device: str) -> None:
+        if device == "gpu":  # as AlexNet(devices=) takes it
+            device = "cuda"
         if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+            raise ValueError(f"device must be 'cpu' or 'cuda' ('gpu'), got {device!r}")
         if device == "cuda" and not B.cuda_available():
             raise ValueError(f"device 'cuda' asked for, but the GPU backend is not usable: {B.backend_info()['reason']}")
         self.name = device

@@ -138,6 +138,9 @@ def parse_devices(devices) -> tuple[str, str]:
         return ("cpu", "cpu")
     if isinstance(devices, str):
         devices = tuple(d.strip() for d in devices.split(",")) if "," in devices else (devices, devices)
+    if not isinstance(devices, (tuple, list)) or not all(isinstance(d, str) for d in devices):
+        raise TypeError(f"devices must be 'auto', 'cpu', 'cuda', 'cuda:N' or a pair of them (one per tower), "
+                        f"got {devices!r}")
     devices = tuple(devices)
     if len(devices) != 2:
         raise ValueError(f"devices must name one device per tower (two), got {devices!r}")
@@ -490,6 +493,8 @@ class AlexNet:
         train=True applies dropout and keeps what backward() needs. Its masks come from (seed, step,
         layer, tower); step defaults to model.step, which then advances by one.
         """
+        if step is not None:  # checked in eval mode too, where it is not used
+            step = B.integer(step, "step", low=0, high=2**63 - 1)
         out, cache = self._run(x, train=train, step=step)
         self._cache = cache if train else None
         return out
@@ -513,8 +518,7 @@ class AlexNet:
 
     def _batched(self, fn, x, batch_size: int):
         x = self._check_input(x)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = B.integer(batch_size, "batch_size", low=1)
         parts = [fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         if len(parts) == 1:
             return parts[0]
@@ -581,7 +585,9 @@ class AlexNet:
         if self._cache is None:
             raise RuntimeError("backward() needs a forward(x, train=True) first (eval-mode forwards keep nothing)")
         cache, places = self._cache, self._places
-        dlogits = _as_array(dlogits)
+        dlogits = _as_array(dlogits, "argument 'dlogits'")
+        if dlogits.dtype.kind != "f":
+            raise TypeError(f"argument 'dlogits' must be a floating-point array, got dtype {dlogits.dtype}")
         n = cache["fc8"]["x"].shape[0]
         if tuple(dlogits.shape) != (n, self.num_classes):
             raise ValueError(f"argument 'dlogits' must have shape {(n, self.num_classes)}, got {tuple(dlogits.shape)}")

@@ -249,12 +249,22 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     """Writes the model (and optionally momentum buffers and training state) to `path` atomically: a
     temporary file in the same folder, then os.replace, so a crash never leaves half a checkpoint."""
     path = Path(path)
+    # Checked before anything is written: a checkpoint that cannot be loaded back is found out only then.
+    reserved = sorted({"format", "model"} & set(meta or {}))
+    if reserved:
+        raise ValueError(f"meta key {reserved[0]!r} is reserved: save_checkpoint writes the checkpoint's "
+                         f"{'format' if reserved[0] == 'format' else 'model description'} there")
+    if mean_image is not None:
+        mean_image = np.asarray(mean_image, np.float32)
+        if mean_image.ndim != 3 or mean_image.shape[2] != 3 or min(mean_image.shape[:2]) < model.input_size:
+            raise ValueError(f"mean_image must be (H, W, 3) with H and W at least the model's input size "
+                             f"{model.input_size}, got shape {mean_image.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"param/{k}": B.to_host(v) for k, v in model.parameters().items()}
     for k, v in (velocities or {}).items():
         arrays[f"velocity/{k}"] = B.to_host(v)
     if mean_image is not None:
-        arrays["data/mean_image"] = np.asarray(mean_image, np.float32)
+        arrays["data/mean_image"] = mean_image
     full_meta = dict(format=CHECKPOINT_FORMAT, model=dict(num_classes=model.num_classes, preset=model.preset,
                                                           input_size=model.input_size, seed=model.seed,
                                                           init=model.init, step=model.step))

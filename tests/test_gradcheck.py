@@ -76,6 +76,17 @@ def test_settings_that_would_fail_every_check_are_refused(kwargs, exc, match):
             check("cpu", **kwargs)
 
 
+def test_gpu_is_another_name_for_cuda():
+    # As AlexNet(devices="gpu") takes it; without a GPU, the reason is said instead of "must be 'cpu' or 'cuda'".
+    if pyalexnet.cuda_available():
+        assert check_layers("gpu", points=2)
+    else:
+        with pytest.raises(ValueError, match="GPU backend is not usable"):
+            check_layers("gpu")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        check_layers("tpu")
+
+
 def test_cli_gradcheck_bad_arguments(capsys):
     assert cli.main(["gradcheck", "--points", "0"]) == 2
     assert "--points" in capsys.readouterr().err

@@ -84,6 +84,10 @@ def test_bad_dw_out_is_a_clear_error(rng):
         ops.linear_backward(dy, x, w, dw_out=[[0.0] * 3] * 4)
     with pytest.raises(ValueError, match="must not share memory"):
         ops.linear_backward(dy, x, w, dw_out=w)
+    read_only = np.empty((4, 3), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="'dw_out' is written to but is read-only"):  # numpy's named no argument
+        ops.linear_backward(dy, x, w, dw_out=read_only)
 
 
 @pytest.mark.gpu

@@ -198,6 +198,9 @@ def test_bad_parameters():
 def test_lrn_needs_4d(shape):
     with pytest.raises(ValueError, match="'x' must be 4-dimensional"):
         ops.lrn(np.ones(shape, np.float32))
+    a = np.ones(shape, np.float32)
+    with pytest.raises(ValueError, match="argument 'x' must be 4-dimensional"):  # named 'x_shape', internal
+        ops.lrn_backward(a, a, a)
 
 
 def test_backward_shapes_must_match():

@@ -218,6 +218,20 @@ def test_bad_arguments_are_clear():
             m.forward(np.zeros((2, 3, 15, 15), np.float32), train=True, step=step)
     with pytest.raises(TypeError, match="argument 'x' must be an array, got None"):
         m.predict(None)
+    with pytest.raises(ValueError, match="step must be >= 0"):  # eval mode does not use it, but it is wrong
+        m.forward(np.zeros((2, 3, 15, 15), np.float32), step=-1)
+    for bs, exc in ((2.5, TypeError), ("2", TypeError), (True, TypeError), (0, ValueError)):
+        with pytest.raises(exc, match="batch_size must be"):  # a Python error about floats or '<' before
+            m.predict(np.zeros((2, 3, 15, 15), np.float32), batch_size=bs)
+    with pytest.raises(TypeError, match="devices must be 'auto', 'cpu', 'cuda', 'cuda:N' or a pair"):
+        AlexNet(10, preset="tiny", devices=5)
+    # backward names its own argument (it named forward's 'x', or linear_backward's 'dy').
+    m.forward(np.zeros((2, 3, 15, 15), np.float32), train=True)
+    with pytest.raises(TypeError, match="argument 'dlogits' must be an array, got None"):
+        m.backward(None)
+    with pytest.raises(TypeError, match="argument 'dlogits' must be a floating-point array, got dtype int64"):
+        m.backward(np.zeros((2, 10), np.int64))
+    m.backward(np.zeros((2, 10), np.float32))  # still usable
     for init in (dict(std=float("nan")), dict(std=-1.0), dict(bias=float("inf"))):  # NaN weights and logits
         with pytest.raises(ValueError, match="init (std|bias)"):
             AlexNet(10, preset="tiny", devices="cpu", init=init)

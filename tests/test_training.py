@@ -244,6 +244,25 @@ def test_checkpoint_contents_and_loading(splits, tmp_path):
             assert im.size[0] > 50 and im.size[1] > 50
 
 
+def test_save_checkpoint_refuses_what_could_not_be_loaded_back(tmp_path):
+    from pyalexnet.training import save_checkpoint
+
+    model = pyalexnet.AlexNet(3, preset="tiny", devices="cpu", seed=0)
+    path = tmp_path / CHECKPOINT_NAME
+    # meta's "model" replaced the model's description: the file then failed in load_checkpoint with
+    # "'int' object is not subscriptable".
+    for key in ("model", "format"):
+        with pytest.raises(ValueError, match=f"meta key '{key}' is reserved"):
+            save_checkpoint(path, model, meta={key: 1})
+    for mean in (np.zeros((15, 15)), np.zeros((15, 15, 4)), np.zeros((14, 20, 3))):
+        with pytest.raises(ValueError, match=r"mean_image must be \(H, W, 3\) with H and W at least .* 15"):
+            save_checkpoint(path, model, mean_image=mean)
+    assert not path.exists()
+    save_checkpoint(path, model, mean_image=np.zeros((17, 16, 3)), meta={"note": 1})
+    loaded, meta = load_checkpoint(path)
+    assert meta["mean_image"].shape == (17, 16, 3) and meta["note"] == 1
+
+
 def test_overfits_a_tiny_dataset(splits):
     result = _train(splits, epochs=20, lr=0.003, weight_decay=0.0, schedule="constant")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -74,6 +74,8 @@ def linear_backward(dy, x, w, *, dw_out=None):
             raise ValueError(f"argument 'dw_out' must be a C-contiguous float32 array of w's shape {_shape(w)}, "
                              f"got {dw_out.dtype} {_shape(dw_out)}"
                              + ("" if dw_out.flags.c_contiguous else " (not C-contiguous)"))
+        if isinstance(dw_out, np.ndarray) and not dw_out.flags.writeable:
+            raise ValueError("argument 'dw_out' is written to but is read-only")
         if any(B.may_share_memory(dw_out, a) for a in (dy, x, w)):
             raise ValueError("argument 'dw_out' must not share memory with dy, x or w")
     with B.launch(dy, x, w, dw_out) as l:
@@ -116,6 +118,8 @@ def lrn_backward(dy, x, y, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
     """dx of lrn, given its input x and output y = lrn(x, ...) with the same parameters."""
     dy, x, y = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(y, "y")
     size, alpha, beta, k = _lrn_params(size, alpha, beta, k)
+    if x.ndim != 4:  # before the workspace's size, whose message would name its own argument
+        raise ValueError(f"argument 'x' must be 4-dimensional (N, C, H, W), got shape {_shape(x)}")
     with B.launch(dy, x, y) as l:
         dx = l.xp.empty_like(x)
         # The denominators, where the backend's path keeps them (the CPU's; the GPU's for windows above 7):
@@ -295,7 +299,8 @@ def _labels(labels, logits):
     if labels is None or not hasattr(labels, "dtype"):
         labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"argument 'labels' must be an integer array (int32 or int64), got dtype {labels.dtype}")
+        raise TypeError(f"argument 'labels' must be an integer array (int32 or int64; other integer types are "
+                        f"converted), got dtype {labels.dtype}")
     if labels.ndim != 1 or logits.ndim != 2 or labels.shape[0] != logits.shape[0]:
         raise ValueError(f"argument 'labels' must have shape ({logits.shape[0] if logits.ndim == 2 else 'N'},) "
                          f"(one per row of 'logits' {_shape(logits)}), got {_shape(labels)}")
