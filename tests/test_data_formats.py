@@ -215,6 +215,19 @@ def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path, rng):
     assert sorted(p.rsplit("/", 1)[1] for p, _ in s.train.skipped) == ["broken.jpg", "truncated.png"]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the 2025-pixel one, decoded
+def test_images_too_large_for_pillow_are_skipped_by_name(tmp_path, rng, monkeypatch):
+    # Over twice MAX_IMAGE_PIXELS (179M pixels) Pillow's DecompressionBombError ended train, prepare and predict
+    # with a traceback. The limit is lowered here to stand for a 100M-pixel and a 200M-pixel photo.
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)  # 12-39 px a side
+    write_image(tmp_path / "d" / "a" / "big", rng, (45, 45), ".png")        # 2025 pixels: decoded (Pillow warns)
+    write_image(tmp_path / "d" / "b" / "huge", rng, (80, 80), ".png")       # 6400 pixels: skipped
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1600)
+    with pytest.warns(RuntimeWarning, match=r"huge.png \(too large to decode \(6400 pixels; Pillow decodes at most 3200\)"):
+        s = load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
+    assert len(s.train) == 5 and s.num_skipped == 1 and s.train.skipped[0][0].endswith("huge.png")
+
+
 def test_cifar10(tmp_path, rng):
     arrays = cifar_folder(tmp_path / "c", rng)
     s = load_dataset(f"cifar10:{tmp_path / 'c'}")

@@ -168,10 +168,18 @@ def decode_image(path: str, size: int) -> np.ndarray:
 
 
 def _decode_or_none(path: str, size: int):
+    from PIL import Image
+
     try:
         return decode_image(path, size), None
     except (OSError, ValueError, SyntaxError) as exc:  # what Pillow raises for corrupt or truncated files
         return None, f"{type(exc).__name__}: {exc}"
+    # Pillow's guard for servers: over 179M pixels (twice MAX_IMAGE_PIXELS) this ended train, prepare and
+    # predict with a traceback; between 89M and 179M it warns once and decodes.
+    except Image.DecompressionBombError as exc:
+        pixels = str(exc).split("(", 1)[-1].split(" ", 1)[0]
+        return None, (f"too large to decode ({pixels} pixels; Pillow decodes at most {2 * Image.MAX_IMAGE_PIXELS}): "
+                      "shrink it first")
 
 
 def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None = None, progress: bool = False,
