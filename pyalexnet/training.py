@@ -244,6 +244,29 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _few(names, most: int = 5) -> str:
+    """Class names for a message: the first `most`, then how many more."""
+    names = [str(n) for n in names]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _same_source(a: str, b: str) -> bool:
+    """Whether two data sources as checkpoints record them name the same data (paths compared resolved)."""
+    def split(source: str) -> tuple[str, str]:
+        for kind in ("cifar10:", "fashion-mnist:"):
+            if source.startswith(kind):
+                return kind, source[len(kind):]
+        return "", source
+
+    (kind_a, path_a), (kind_b, path_b) = split(a), split(b)
+    if a == b:
+        return True
+    try:
+        return kind_a == kind_b and bool(path_a) and Path(path_a).resolve() == Path(path_b).resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, meta: dict | None = None,
                     mean_image=None) -> str:
     """Writes the model (and optionally momentum buffers and training state) to `path` atomically: a
@@ -667,6 +690,16 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             raise ValueError(f"{ckpt_path} holds a {m['preset']} model for {m['num_classes']} classes at "
                              f"{m['input_size']} px, not this run's {model.preset} / {model.num_classes} / "
                              f"{model.input_size}")
+        # Other data with the run's classes goes on (a data set moved, or copied to a faster disk), said; other
+        # classes would train each output on another class than before, and are refused.
+        source, trained_on = str(getattr(splits, "source", "") or ""), str(meta.get("data") or "")
+        if meta.get("classes") is not None and list(meta["classes"]) != list(splits.classes):
+            raise ValueError(f"{ckpt_path}'s run was trained on {trained_on or 'data'} with the classes "
+                             f"{_few(meta['classes'])}; {source or 'this data set'} has {_few(splits.classes)}: "
+                             "resume it with the data it trained on")
+        if source and trained_on and not _same_source(source, trained_on):
+            warnings.warn(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
+                          "classes), which its checkpoint records from now on", RuntimeWarning, stacklevel=2)
         t = meta["training"]
         # val_fraction (with the seed) picks a folder's held-out images: another would move images between
         # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.

@@ -120,6 +120,33 @@ def test_cli_resume_finds_the_runs_data_in_its_checkpoint(tmp_path, capsys):
     assert meta["data"] == f"cifar10:{tmp_path / 'c'}" and (t["seed"], t["batch_size"], t["global_step"]) == (4, 8, 3)
 
 
+def test_resume_on_other_data_is_said_and_on_other_classes_refused(splits, tmp_path):
+    # --resume --data OTHER trained on OTHER without a word (and eval then tested on it).
+    _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    moved = Splits(splits.train, splits.val, splits.classes, IMAGE, CROP, splits.mean_image, splits.eigvals,
+                   splits.eigvecs, "quadrants, copied")
+    with pytest.warns(RuntimeWarning, match="trained on quadrants; it goes on with quadrants, copied"):
+        _train(moved, epochs=2, checkpoint_dir=tmp_path, resume=True)
+    assert load_checkpoint(tmp_path)[1]["data"] == "quadrants, copied"
+    renamed = Splits(splits.train, splits.val, ["up", "down", "horizontal", "vertical"], IMAGE, CROP,
+                     splits.mean_image, splits.eigvals, splits.eigvecs, "quadrants, copied")
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ValueError, match="with the classes top, bottom, horizontal, vertical; quadrants, copied has "
+                                         "up, down, horizontal, vertical: resume it with the data it trained on"):
+        _train(renamed, epochs=3, checkpoint_dir=tmp_path, resume=True)
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_data_sources_are_compared_as_the_paths_they_name(tmp_path):
+    from pyalexnet.training import _same_source
+
+    (tmp_path / "d").mkdir()
+    assert _same_source(f"cifar10:{tmp_path / 'd'}", f"cifar10:{tmp_path / 'x' / '..' / 'd'}")
+    assert _same_source(str(tmp_path / "d"), str(tmp_path / "d") + "/")
+    assert not _same_source(f"cifar10:{tmp_path / 'd'}", f"fashion-mnist:{tmp_path / 'd'}")
+    assert not _same_source(str(tmp_path / "d"), str(tmp_path / "e")) and not _same_source("builtin", "")
+
+
 def test_a_folder_holding_a_run_is_not_trained_over_by_mistake(splits, tmp_path, capsys):
     _train(splits, epochs=1, checkpoint_dir=tmp_path)
     before = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_NAME, HISTORY_NAME)}
