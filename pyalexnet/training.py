@@ -724,6 +724,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                   + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
     elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
         warnings.warn(f"no checkpoint in {checkpoint_dir} yet: starting from scratch", RuntimeWarning, stacklevel=2)
+    if overwrite and saved is not None:
+        # The replaced run's checkpoint goes with its history (below): kept until the new run's first one, it was
+        # called "the last good checkpoint" when the new run diverged, and a --resume continued the old run.
+        Path(ckpt_path).unlink(missing_ok=True)
     if history_path is not None:
         Path(history_path).parent.mkdir(parents=True, exist_ok=True)
         with open(history_path, "w") as f:  # rewritten to match the checkpoint on resume

@@ -120,6 +120,17 @@ def test_cli_resume_finds_the_runs_data_in_its_checkpoint(tmp_path, capsys):
     assert meta["data"] == f"cifar10:{tmp_path / 'c'}" and (t["seed"], t["batch_size"], t["global_step"]) == (4, 8, 3)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warnings on the way to inf
+def test_overwrite_replaces_the_old_runs_checkpoint_with_its_history(splits, tmp_path):
+    # The old checkpoint stayed until the new run's first: a new run that diverged at once called it "the last
+    # good checkpoint", beside an empty history, and --resume then continued the old run.
+    _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written") as info:
+        _train(splits, epochs=1, checkpoint_dir=tmp_path, overwrite=True, lr=1e30)
+    assert info.value.checkpoint is None and not (tmp_path / CHECKPOINT_NAME).exists()
+    assert (tmp_path / HISTORY_NAME).read_text() == ""
+
+
 def test_resume_on_other_data_is_said_and_on_other_classes_refused(splits, tmp_path):
     # --resume --data OTHER trained on OTHER without a word (and eval then tested on it).
     _train(splits, epochs=1, checkpoint_dir=tmp_path)
