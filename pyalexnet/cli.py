@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 import warnings
 
@@ -43,10 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with _warnings_as_lines(args.command):
-            return int(args._run(args) or 0)
+            rc = int(args._run(args) or 0)
+        sys.stdout.flush()  # a reader gone away is found here (below), not while Python exits
+        return rc
     except KeyboardInterrupt as exc:
         print(f"interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pyalexnet predict ... | head`): stop quietly, as a program killed by SIGPIPE
+        # does, not "error: [Errno 32] Broken pipe". Output still buffered goes nowhere, so exiting does not fail
+        # to flush it and print another error.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout that is not a file (captured)
+            pass
+        return 141
     except (ValueError, TypeError, OSError, NotImplementedError, MemoryError) as exc:
         # Errors a user can act on (OSError: a file where a folder is expected, a folder where a file is,
         # no permission): one clear line, not a traceback.

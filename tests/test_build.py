@@ -49,6 +49,14 @@ def test_cpu_threads_are_the_threads_the_kernels_use():
     assert r.returncode == 0 and ("1 thread (OMP_NUM_THREADS)" in r.stdout or "OpenMP off" in r.stdout), r.stdout
 
 
+def test_a_reader_that_goes_away_stops_a_command_quietly():
+    # `pyalexnet predict ... --json | head -1` said "error: [Errno 32] Broken pipe" and exited 2.
+    p = subprocess.Popen([sys.executable, "-m", "pyalexnet", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the command has written anything
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == "", err
+
+
 def test_cuda_available_agrees_with_reason():
     info = pyalexnet.backend_info()
     assert pyalexnet.cuda_available() == (info["reason"] is None)
