@@ -636,8 +636,16 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                          + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
                             and D.is_store(Path(splits.source)) else ""))
     if len(splits.val) == 0:
+        source = str(getattr(splits, "source", "") or "")
+        if source and D.is_store(Path(source)):  # its split was made when it was prepared
+            hint = f"{source} is a store prepared without any: prepare it again with --val-fraction above 0"
+        elif val_fraction > 0:
+            hint = (f"at val_fraction (--val-fraction) {val_fraction:g} each class keeps its only image for "
+                    "training (a class gives one up from 2 images): add images, or a val/ folder")
+        else:
+            hint = "for an image folder without val/, a val_fraction (--val-fraction) above 0"
         raise ValueError("the data set has no validation images, which each epoch's validation and the plateau "
-                         "schedule need: for an image folder without val/, a val_fraction (--val-fraction) above 0")
+                         f"schedule need: {hint}")
 
     # --- the model ---
     if model is None:

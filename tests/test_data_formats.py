@@ -228,6 +228,16 @@ def test_images_too_large_for_pillow_are_skipped_by_name(tmp_path, rng, monkeypa
     assert len(s.train) == 5 and s.num_skipped == 1 and s.train.skipped[0][0].endswith("huge.png")
 
 
+@pytest.mark.parametrize("layout", ["classes", "train/val"])
+def test_a_folder_of_one_class_is_refused_before_decoding(tmp_path, rng, layout):
+    # The model's "num_classes must be an integer >= 2, got 1" came after decoding; prepare made such a store.
+    root = tmp_path / "d"
+    image_folder(root / "train" if layout == "train/val" else root, rng, classes=("cat",), per_class=2)
+    where = root / "train" if layout == "train/val" else root
+    with pytest.raises(ValueError, match=f"{where} has one class folder \\(cat\\): a classifier needs two or more"):
+        load_dataset(str(root), image_size=12)
+
+
 def test_cifar10(tmp_path, rng):
     arrays = cifar_folder(tmp_path / "c", rng)
     s = load_dataset(f"cifar10:{tmp_path / 'c'}")

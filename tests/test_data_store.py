@@ -128,3 +128,21 @@ def test_command_line(folder, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert cli.main(["prepare", str(folder), str(tmp_path / "afile"), "-q"]) == 2
     assert "a file of that name exists" in capsys.readouterr().err
+
+
+def test_prepare_checks_the_room_it_needs_before_writing(tmp_path, rng, monkeypatch):
+    # --size 100000 failed with numpy's "Unable to allocate 224. GiB" after a half store was made.
+    import collections
+
+    from pyalexnet.data import _datasets
+
+    image_folder(tmp_path / "src", rng, classes=("a", "b"), per_class=2)
+    monkeypatch.setattr(_datasets, "available_memory", lambda: 8 * 2**30)
+    with pytest.raises(ValueError, match=r"--size 100000 needs 670.6 GiB of memory for the mean image, and 8.0 GiB"):
+        prepare(tmp_path / "src", tmp_path / "st", image_size=100000, quiet=True)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(_store.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5000, 5000))
+    with pytest.raises(ValueError, match=r"the store needs 0.0 GiB for 4 images of 32x32, and the disk holding "
+                                         r".* has 0.0 GiB free"):
+        prepare(tmp_path / "src", tmp_path / "st", image_size=32, quiet=True)
+    assert not (tmp_path / "st").exists()

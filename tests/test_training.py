@@ -301,6 +301,23 @@ def test_save_checkpoint_refuses_what_could_not_be_loaded_back(tmp_path):
     assert meta["mean_image"].shape == (17, 16, 3) and meta["note"] == 1
 
 
+def test_no_validation_images_is_said_with_its_cause(tmp_path):
+    # It advised "a val_fraction above 0" whatever the cause: to a run given 0.5, and for a store.
+    from data_files import image_folder
+
+    from pyalexnet.data import prepare
+
+    image_folder(tmp_path / "one", np.random.default_rng(0), classes=("a", "b"), per_class=1)
+    kw = dict(image_size=18, device="cpu", verbose=False, workers=0)
+    with pytest.raises(ValueError, match=r"at val_fraction \(--val-fraction\) 0.5 each class keeps its only image"):
+        train(str(tmp_path / "one"), val_fraction=0.5, **kw)
+    with pytest.raises(ValueError, match=r"for an image folder without val/, a val_fraction \(--val-fraction\) above 0"):
+        train(str(tmp_path / "one"), val_fraction=0, **kw)
+    store = prepare(tmp_path / "one", tmp_path / "st", image_size=18, quiet=True)
+    with pytest.raises(ValueError, match="st is a store prepared without any: prepare it again with --val-fraction"):
+        train(str(store), device="cpu", verbose=False, workers=0)
+
+
 def test_overfits_a_tiny_dataset(splits):
     result = _train(splits, epochs=20, lr=0.003, weight_decay=0.0, schedule="constant")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

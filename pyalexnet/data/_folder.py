@@ -105,6 +105,13 @@ def _flat_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     return [(str(p), index[labels[p.stem]]) for p in files]
 
 
+def _two_classes_at_least(folder: Path, classes: list[str]) -> None:
+    """Said of the folder, before any decoding: the model's "num_classes must be an integer >= 2" came after."""
+    if len(classes) < 2:
+        raise ValueError(f"{folder} has one class folder ({classes[0]}): a classifier needs two or more, "
+                         "a sub-folder of images for each class")
+
+
 def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
     """classes, train [(path, label)], val [(path, label)] of an ImageNet-style folder.
 
@@ -121,6 +128,7 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         classes = [d.name for d in _class_dirs(root / "train")]
         if not classes:
             raise ValueError(f"{root / 'train'} has no class folders (expected train/<class>/<image>)")
+        _two_classes_at_least(root / "train", classes)
         extra = sorted({d.name for d in _class_dirs(root / "val")} - set(classes)) if (root / "val").is_dir() else []
         if extra:
             raise ValueError(f"{root / 'val'} has class folders that train lacks: {extra[:5]}")
@@ -138,6 +146,7 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         raise ValueError(f"dataset folder {root} " + ("holds images but no class folders" if loose else "is empty")
                          + ": expected one sub-folder per class (root/<class>/<image>) or root/train and root/val")
     classes = [d.name for d in dirs]
+    _two_classes_at_least(root, classes)
     loose = sum(1 for p in root.iterdir() if _is_image(p))
     if loose:
         warnings.warn(f"{loose} image(s) lie directly in {root}, in no class folder: left out", RuntimeWarning,

@@ -83,6 +83,25 @@ def _progress_bar(total: int, initial: int, desc: str, quiet: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=disable, dynamic_ncols=True)
 
 
+def _check_room(dst: Path, images: int, size: int) -> None:
+    """Before anything is written: room on dst's disk for the images, and memory for the float64 mean image.
+    --size 100000 failed after the listing with numpy's "Unable to allocate 224. GiB", leaving half a store;
+    ImageNet at 256 px takes 250 GB, found short only when the disk filled."""
+    from ._datasets import available_memory
+
+    stats, memory = 3 * size * size * 3 * 8, available_memory()  # the sum, one batch's sum and the mean
+    if memory is not None and stats > memory:
+        raise ValueError(f"--size {size} needs {stats / 2**30:.1f} GiB of memory for the mean image, and "
+                         f"{memory / 2**30:.1f} GiB is available: a smaller --size")
+    need, where = images * size * size * 3, dst
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise ValueError(f"the store needs {need / 2**30:.1f} GiB for {images} images of {size}x{size}, and the disk "
+                         f"holding {where} has {free / 2**30:.1f} GiB free: a smaller --size, or another disk")
+
+
 def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed: int = 0,
             checkpoint_every: int = 1000, workers: int | None = None, quiet: bool = False,
             overwrite: bool = False) -> Path:
@@ -114,6 +133,7 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         if dst.exists() and any(dst.iterdir()) and not (overwrite and meta is not None):
             raise ValueError(f"{dst} exists and is not empty; choose a new folder for the store")
         classes, train_files, val_files = _folder.list_folder(src, val_fraction=val_fraction, seed=seed)
+        _check_room(dst, len(train_files) + len(val_files), image_size)
         dst.mkdir(parents=True, exist_ok=True)
         for old in dst.glob("progress.npz"):
             old.unlink()
