@@ -727,7 +727,11 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         sched, base_lr, lr_note = _resumed_schedule(t, sched, given, lr=lr, patience=patience, epoch=epoch,
                                                     ckpt_path=ckpt_path)
         hist = list(t["history"])
-        if verbose:
+        if epoch >= epochs:  # "resuming ... epoch 5" then "training ... for 1 epochs" said nothing of it
+            print(f"{ckpt_path}'s run has done its {epoch} epochs: nothing to train"
+                  + (f" (epochs={epochs} asks for fewer)" if epoch > epochs else "")
+                  + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
+        elif verbose:
             print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
                   + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
     elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word

@@ -158,6 +158,16 @@ def test_data_sources_are_compared_as_the_paths_they_name(tmp_path):
     assert not _same_source(str(tmp_path / "d"), str(tmp_path / "e")) and not _same_source("builtin", "")
 
 
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(splits, tmp_path, capsys):
+    _train(splits, epochs=2, checkpoint_dir=tmp_path)
+    capsys.readouterr()
+    assert len(_train(splits, checkpoint_dir=tmp_path, resume=True).history) == 2  # quiet, and still said
+    assert "run has done its 2 epochs: nothing to train; pass epochs (--epochs) above 2 to go on" in capsys.readouterr().err
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert "nothing to train (epochs=1 asks for fewer)" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path)[1]["training"]["global_step"] == 2 * len(splits.train) // 8
+
+
 def test_a_folder_holding_a_run_is_not_trained_over_by_mistake(splits, tmp_path, capsys):
     _train(splits, epochs=1, checkpoint_dir=tmp_path)
     before = {name: (tmp_path / name).read_bytes() for name in (CHECKPOINT_NAME, HISTORY_NAME)}
