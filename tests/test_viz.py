@@ -249,6 +249,22 @@ def test_class_names_come_from_imagenets_files(tmp_path):
     assert find_class_names(tmp_path / "other", classes) is None
 
 
+def test_a_class_names_file_that_names_no_class_is_said(tmp_path):
+    # --class-names with a wrong file (random bytes, another data set's IDs) was silently ignored.
+    import warnings
+
+    from pyalexnet.data import class_names_for
+
+    wrong = tmp_path / "names.txt"
+    wrong.write_bytes(b"\x89garbage \xff\x00 bytes\nn12345678 something else\n")
+    with pytest.warns(RuntimeWarning, match=r"names.txt names none of the classes \(cat, dog\; lines are 'ID name'\)"):
+        assert class_names_for(["cat", "dog"], names_file=wrong) == ["cat", "dog"]
+    wrong.write_text("cat kitty\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert class_names_for(["cat", "dog"], names_file=wrong) == ["kitty", "dog"]  # one is enough
+
+
 def test_figure4_writes_the_names_it_is_given():
     splits, _ = _figure4_splits()
     model = AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1)

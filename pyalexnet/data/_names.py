@@ -51,7 +51,14 @@ def class_names_for(classes: Sequence[str], *, names_file=None, data=None) -> li
     """What to call `classes`: read from `names_file` when given (a missing one is FileNotFoundError), else
     from a name file in the data folder or store `data` (a path) when it has one, else the classes as they are."""
     if names_file:
-        return read_class_names(check_names_file(names_file), classes)
+        names = read_class_names(check_names_file(names_file), classes)
+        if classes and names == [str(c) for c in classes]:  # asked for by the user: said, not ignored
+            import warnings
+
+            warnings.warn(f"class names file {names_file} names none of the classes ({', '.join(map(str, classes[:3]))}"
+                          f"{', ...' if len(classes) > 3 else ''}; lines are 'ID name'): the classes keep their own "
+                          "names", RuntimeWarning, stacklevel=2)
+        return names
     if data and Path(str(data)).is_dir():
         return find_class_names(data, classes) or [str(c) for c in classes]
     return [str(c) for c in classes]
