@@ -159,6 +159,20 @@ def test_bad_arguments_are_refused_before_the_benchmark_runs(tmp_path, capsys):
         assert match in capsys.readouterr().err
 
 
+def test_an_output_folder_it_cannot_write_is_refused_first(tmp_path, capsys, monkeypatch):
+    # It failed with "Permission denied" after every row had run. (Mocked: root may write anywhere.)
+    import os
+
+    from pyalexnet.bench import cli as bench_cli
+
+    monkeypatch.setattr(bench_cli.os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
+    timed = []
+    monkeypatch.setattr(bench_cli, "time_row", lambda *a, **k: timed.append(a))
+    assert cli.main(["bench", "--device", "cpu", "--quick", "--out", str(tmp_path / "ro")]) == 2
+    assert "--out " + str(tmp_path / "ro") + " is not writable" in capsys.readouterr().err and not timed
+    assert os.path.isdir(tmp_path / "ro")  # made, as the results' folder
+
+
 def test_cuda_refused_clearly_without_gpu(capsys):
     import pyalexnet
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -95,8 +96,12 @@ def run(args) -> int:
         raise ValueError(f"--only {args.only}: no row's name contains any of {only} (rows: conv1.fwd ... fc8.bwd, "
                          "lrn, pool, relu, dropout, softmax_xent, sgd, step)")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():  # found now, not after the benchmark has run
+    # Found now, not after the benchmark has run (a read-only folder failed at the end, all rows timed).
+    if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out} is not writable: choose another folder for the results")
 
     torch = _import_torch() if (gpu or args.reference in ("auto", "torch")) else None
     if args.reference == "torch" and torch is None:
