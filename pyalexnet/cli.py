@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse's own words, with the likely mistake named
+        hint = ""
+        if getattr(args, "command", None) == "train" and len(extra) == 1 and not extra[0].startswith("-"):
+            hint = f" (a data set is given with --data: pyalexnet train --data {extra[0]})"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -158,6 +158,19 @@ def test_data_sources_are_compared_as_the_paths_they_name(tmp_path):
     assert not _same_source(str(tmp_path / "d"), str(tmp_path / "e")) and not _same_source("builtin", "")
 
 
+def test_cli_mistakes_are_named_in_the_commands_words(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "photos"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: photos (a data set is given with --data: pyalexnet train --data photos)" in \
+        capsys.readouterr().err
+    assert cli.main(["train", "--resume", "--quiet"]) == 2  # was "resume=True needs checkpoint_dir"
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["info", "--bogus"])
+    assert "unrecognized arguments: --bogus\n" in capsys.readouterr().err
+
+
 def test_resuming_a_finished_run_says_there_is_nothing_to_train(splits, tmp_path, capsys):
     _train(splits, epochs=2, checkpoint_dir=tmp_path)
     capsys.readouterr()

@@ -107,6 +107,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .. import TrainingDiverged, evaluate, train
 
+    if args.resume and not args.checkpoint_dir:  # train() would say it with its own argument names
+        raise ValueError("--resume needs --checkpoint-dir, the folder of the run to continue")
     try:
         result = train(args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience,
