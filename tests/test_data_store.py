@@ -146,3 +146,27 @@ def test_prepare_checks_the_room_it_needs_before_writing(tmp_path, rng, monkeypa
                                          r".* has 0.0 GiB free"):
         prepare(tmp_path / "src", tmp_path / "st", image_size=32, quiet=True)
     assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize("damage", ["cut images", "bad meta.json", "no stats.npz", "no labels", "labels cut",
+                                    "bad stats.npz"])
+def test_a_damaged_store_is_said_to_be_one(folder, tmp_path, damage):
+    # It was numpy's "mmap length is greater than file size", a raw "[Errno 2]", or, for a broken meta.json,
+    # "dataset folder ... is empty: expected one sub-folder per class" (and prepare: "Invalid control character").
+    dst = prepare(folder, tmp_path / "st", image_size=8, quiet=True)
+    file = {"cut images": "train_images.u8", "bad meta.json": "meta.json", "no stats.npz": "stats.npz",
+            "no labels": "train_labels.npy", "labels cut": "val_labels.npy", "bad stats.npz": "stats.npz"}[damage]
+    if damage.startswith("no "):
+        (dst / file).unlink()
+    elif damage == "labels cut":
+        np.save(dst / file, np.zeros(1, np.int64))
+    else:
+        data = (dst / file).read_bytes()
+        (dst / file).write_bytes(data[: len(data) // 2] if damage != "bad meta.json" else b'{"format": "py\x01')
+    with pytest.raises(ValueError, match=f"the store {dst} is damaged \\({file}: .*\\): prepare it again with --overwrite"):
+        load_dataset(str(dst))
+    if damage == "bad meta.json":
+        with pytest.raises(ValueError, match="is damaged \\(meta.json"):
+            prepare(folder, dst, image_size=8, quiet=True)
+    prepare(folder, dst, image_size=8, quiet=True, overwrite=True)  # and the way out works
+    assert len(load_dataset(str(dst)).train) == 18

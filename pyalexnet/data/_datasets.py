@@ -188,7 +188,7 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
                              "fashion-mnist[:PATH], cifar10:PATH, an image folder or a prepared store")
         raise FileNotFoundError(f"dataset folder {path} does not exist")
     path = path.resolve()
-    if _store.is_store(path):
+    if _store.is_store(path) or _store.looks_like_store(path):  # a damaged one is said to be one
         return _store.open_store(path)
     classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)
     if train_sample is not None and train_sample < len(train_files):

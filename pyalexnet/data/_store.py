@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,16 @@ def is_store(path) -> bool:
         return False
 
 
+def looks_like_store(path) -> bool:
+    """A store, or what is left of one: its meta.json beside its file list or images, whatever their state."""
+    path = Path(path)
+    return (path / "meta.json").is_file() and ((path / "files.json").is_file() or any(path.glob("*_images.u8")))
+
+
+def _damaged(path: Path, what: str) -> ValueError:
+    return ValueError(f"the store {path} is damaged ({what}): prepare it again with --overwrite (overwrite=True)")
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -54,23 +65,37 @@ def open_store(path):
     from ._datasets import Dataset, Splits, crop_size_for
 
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{path}: store version {meta.get('version')} is not {VERSION}; prepare it again")
-    if not meta.get("complete"):
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        version, complete = meta.get("version"), meta.get("complete")
+    except (OSError, ValueError, AttributeError) as exc:  # a cut or overwritten meta.json
+        raise _damaged(path, f"meta.json: {exc}") from None
+    if version != VERSION:
+        raise ValueError(f"{path}: store version {version} is not {VERSION}; prepare it again")
+    if not complete:
         raise ValueError(f"{path}: the store is incomplete (an interrupted `pyalexnet prepare`); "
                          "rerun the same prepare command to finish it")
-    size = meta["image_size"]
-    datasets = {}
-    for split in SPLITS:
-        info = meta["splits"][split]
-        n = info["count"]
-        images = (np.memmap(path / f"{split}_images.u8", np.uint8, "r", shape=(n, size, size, 3)) if n
-                  else np.zeros((0, size, size, 3), np.uint8))
-        labels = np.load(path / f"{split}_labels.npy")
-        datasets[split] = Dataset(images, labels, meta["classes"], [tuple(s) for s in info["skipped"]])
-    with np.load(path / "stats.npz") as st:
-        mean_image, eigvals, eigvecs = st["mean_image"], st["eigvals"], st["eigvecs"]
+    # What a damaged store raised was numpy's or the file system's: "mmap length is greater than file size".
+    what = "meta.json"  # the file being read
+    try:
+        size = int(meta["image_size"])
+        datasets = {}
+        for split in SPLITS:
+            info = meta["splits"][split]
+            n = int(info["count"])
+            what = f"{split}_images.u8"
+            images = (np.memmap(path / what, np.uint8, "r", shape=(n, size, size, 3)) if n
+                      else np.zeros((0, size, size, 3), np.uint8))
+            what = f"{split}_labels.npy"
+            labels = np.load(path / what)
+            if labels.shape != (n,):
+                raise ValueError(f"{n} images but {labels.shape[0] if labels.ndim else 0} labels")
+            datasets[split] = Dataset(images, labels, meta["classes"], [tuple(s) for s in info["skipped"]])
+        what = "stats.npz"
+        with np.load(path / what) as st:
+            mean_image, eigvals, eigvecs = st["mean_image"], st["eigvals"], st["eigvecs"]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise _damaged(path, f"{what}: {exc}") from None
     return Splits(datasets["train"], datasets["val"], meta["classes"], size, crop_size_for(size), mean_image,
                   eigvals, eigvecs, str(path))
 
@@ -120,7 +145,12 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         _folder.list_folder(src)  # raises the clear error for a missing or non-folder source
     settings = {"source": str(src.resolve()), "image_size": image_size, "val_fraction": val_fraction, "seed": seed}
     meta_path = dst / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    except ValueError as exc:  # was "Invalid control character at: line 1 column 36"
+        if not overwrite:
+            raise _damaged(dst, f"meta.json: {exc}") from None
+        meta = {}  # replaced below, as a store's
     if meta is not None and not overwrite:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{dst} holds something other than a pyalexnet store; choose another folder")
