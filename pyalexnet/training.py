@@ -353,13 +353,13 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
 
 # ----- evaluation --------------------------------------------------------------------------------------
 def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool | None = None,
-               train_sample: int | None = None, image_size: int | None = None):
+               train_sample: int | None = None, image_size: int | None = None, note_small_images: bool = False):
     from . import data as D
 
     if isinstance(data, D.Splits):
         return data
     return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress, train_sample=train_sample,
-                          image_size=256 if image_size is None else image_size)
+                          image_size=256 if image_size is None else image_size, note_small_images=note_small_images)
 
 
 def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
@@ -625,7 +625,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         if image_size < D.smallest_image_size(p):
             raise ValueError(f"image_size (--image-size) {image_size} gives {crop}x{crop} crops, too small for the "
                              f"{p} network (its maps vanish before fc6): at least {D.smallest_image_size(p)}")
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size)
+    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
+                        note_small_images=image_size is None)
     if image_size is not None and splits.image_size != image_size:
         # Only a folder is decoded to a size; ignoring the option would train on other images than asked for.
         held = f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} images"

@@ -238,6 +238,35 @@ def test_a_folder_of_one_class_is_refused_before_decoding(tmp_path, rng, layout)
         load_dataset(str(root), image_size=12)
 
 
+def test_small_images_enlarged_by_default_are_said(tmp_path, rng, monkeypatch):
+    # 48 px images went to 256 and the paper network without a word (the README's --image-size advice unseen).
+    import warnings
+
+    import pyalexnet
+    from pyalexnet.data import _datasets
+
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=3)  # 12-39 px a side
+    with pytest.warns(RuntimeWarning, match=r"are small \(a sample's shorter sides: \d+ px at the median\): they are "
+                                            r"enlarged to 96x96; --image-size \d+ \(image_size=\) decodes them"):
+        load_dataset(str(tmp_path / "d"), image_size=96, note_small_images=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(str(tmp_path / "d"), image_size=40, note_small_images=True)  # not under half
+        load_dataset(str(tmp_path / "d"), image_size=96)  # not asked for
+    # train() asks for it only when image_size was not given.
+    asked = []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["note_small_images"])
+        raise KeyboardInterrupt  # enough: stop before decoding
+    monkeypatch.setattr(_datasets, "load_dataset", spy)
+    monkeypatch.setattr(pyalexnet.data, "load_dataset", spy)
+    for kw in ({}, {"image_size": 64}):
+        with pytest.raises(KeyboardInterrupt):
+            pyalexnet.train(str(tmp_path / "d"), device="cpu", verbose=False, **kw)
+    assert asked == [True, False]
+
+
 def test_cifar10(tmp_path, rng):
     arrays = cifar_folder(tmp_path / "c", rng)
     s = load_dataset(f"cifar10:{tmp_path / 'c'}")

@@ -142,7 +142,8 @@ def _check_fits_in_memory(path, n: int, image_size: int) -> None:
 
 
 def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int = 256,
-                 workers: int | None = None, progress: bool | None = None, train_sample: int | None = None) -> Splits:
+                 workers: int | None = None, progress: bool | None = None, train_sample: int | None = None,
+                 note_small_images: bool = False) -> Splits:
     """Loads a data set as Splits.
 
     spec: None or "builtin" (synthetic, 40x40, crop 32, made in the package) | "fashion-mnist" (Debian's
@@ -156,7 +157,9 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     train_sample: for a folder, decode only this many of its training images (a fixed random sample, by
     `seed`), and take the mean image and colour statistics from them: what testing a model needs (its
     checkpoint holds the training mean), without decoding a training set that may not fit in memory.
-    Other sources are read whole (they are small, or memory-mapped).
+    Other sources are read whole (they are small, or memory-mapped). note_small_images: warn when a folder's
+    images (a sample's median shorter side) are under half of image_size, which enlarges them (train() asks
+    for it when image_size was not given).
     """
     if train_sample is not None:
         train_sample = B.integer(train_sample, "train_sample", low=1, high=2**63 - 1)
@@ -195,6 +198,15 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
         keep = np.sort(np.random.default_rng(seed).choice(len(train_files), train_sample, replace=False))
         train_files = [train_files[i] for i in keep]
     _check_fits_in_memory(path, len(train_files) + len(val_files), image_size)
+    if note_small_images:
+        side = _folder.median_short_side(train_files, seed=seed)
+        if side is not None and 2 * side < image_size:  # 48 px images went to 256 and the paper network, unsaid
+            import warnings
+
+            warnings.warn(f"the images in {path} are small (a sample's shorter sides: {side} px at the median): they "
+                          f"are enlarged to {image_size}x{image_size}; --image-size {max(side, smallest_image_size('small'))} "
+                          "(image_size=) decodes them near their own size, and trains the small network on them",
+                          RuntimeWarning, stacklevel=3)
     w = workers or _folder.default_workers()
     show = sys.stderr.isatty() if progress is None else bool(progress)
     *train, train_skipped = _folder.decode_many(train_files, image_size, workers=w, progress=show,

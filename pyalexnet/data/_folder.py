@@ -154,6 +154,24 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
     return (classes, *_hold_out(_files_by_class(root, classes), len(classes), val_fraction, seed))
 
 
+def median_short_side(files, *, sample: int = 32, seed: int = 0) -> int | None:
+    """The median shorter side of up to `sample` of the (path, label) files, chosen by `seed`, from their headers
+    alone (Pillow reads no pixels to open a file); None when none could be read."""
+    from PIL import Image
+
+    if not files:
+        return None
+    rng = np.random.default_rng(seed)
+    sides = []
+    for i in rng.choice(len(files), min(sample, len(files)), replace=False):
+        try:
+            with Image.open(files[i][0]) as im:
+                sides.append(min(im.size))
+        except Exception:  # an unreadable file is said when it is decoded
+            continue
+    return int(np.median(sides)) if sides else None
+
+
 def decode_image(path: str, size: int) -> np.ndarray:
     """uint8 (size, size, 3): turned upright by its EXIF orientation (a phone's photos), shorter side resized
     to `size` (bilinear, antialiased), centre crop. 16-bit grey levels are scaled to 8 bits."""
