@@ -436,3 +436,21 @@ def test_bad_specs_are_clear_errors(tmp_path, rng):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):
         load_dataset(str(tmp_path / "file.txt"))
+
+
+def test_unreadable_class_folders_and_broken_links_are_said(tmp_path, rng, monkeypatch):
+    # A folder it could not list was "has no images"; a link to a missing image was skipped without a word.
+    import os
+    from pathlib import Path
+
+    from pyalexnet.data import _folder
+
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=3)
+    (tmp_path / "d" / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(RuntimeWarning, match=r"1 image link\(s\) under .*d point nowhere, left out: .*gone.png"):
+        s = load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
+    assert len(s.train) == 6
+    real = os.access  # as root the tests may read anything: the permission is mocked
+    monkeypatch.setattr(_folder.os, "access", lambda p, mode: Path(p).name != "b" and real(p, mode))
+    with pytest.raises(PermissionError, match=r"d/b cannot be read \(no permission\)"):
+        load_dataset(str(tmp_path / "d"), image_size=12)

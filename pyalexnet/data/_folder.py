@@ -26,13 +26,28 @@ def _class_dirs(root: Path) -> list[Path]:
 
 def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     """(path, label) for every image under root/<class>/, sorted; a class folder with no image is an error."""
-    out = []
+    out, broken = [], []
     for label, name in enumerate(classes):
         d = root / name
-        files = sorted(str(p) for p in d.rglob("*") if _is_image(p)) if d.is_dir() else []
+        files, unread = [], []
+        if d.is_dir():
+            for p in d.rglob("*"):
+                if _is_image(p):
+                    files.append(str(p))
+                elif p.is_symlink() and not p.exists() and p.suffix.lower() in IMAGE_EXTENSIONS:
+                    broken.append(str(p))  # skipped without a word before
+                elif p.is_dir() and not os.access(p, os.R_OK | os.X_OK):
+                    unread.append(p)  # rglob passes over a folder it cannot list
+        if not os.access(d, os.R_OK | os.X_OK):
+            unread.insert(0, d)
+        if unread:
+            raise PermissionError(f"{unread[0]} cannot be read (no permission): its images would be left out")
         if not files:
             raise ValueError(f"class folder {d} has no images (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-        out += [(f, label) for f in files]
+        out += [(f, label) for f in sorted(files)]
+    if broken:
+        warnings.warn(f"{len(broken)} image link(s) under {root} point nowhere, left out: {', '.join(broken[:3])}"
+                      + (", ..." if len(broken) > 3 else ""), RuntimeWarning, stacklevel=3)
     return out
 
 
