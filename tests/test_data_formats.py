@@ -28,6 +28,18 @@ def test_decode_resizes_the_shorter_side_and_centre_crops(tmp_path):
     np.testing.assert_array_equal(decode_image(str(gray), 8), 77)
 
 
+def test_float_grey_images_are_scaled_from_0_1(tmp_path):
+    # A float TIFF of 0-1 values (mode F) came out all black: Pillow takes floats as 0-255 levels.
+    ramp = np.tile(np.linspace(0, 1, 8, dtype=np.float32), (8, 1))
+    Image.fromarray(ramp, mode="F").save(tmp_path / "f.tiff")
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "f.tiff"), 8)[0, :, 0],
+                                  [0, 36, 73, 109, 146, 182, 219, 255])
+    ramp[0, 0] = np.nan
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "levels.tiff")  # levels already: kept, NaN as 0
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "levels.tiff"), 8)[0, :, 2],
+                                  [0, 36, 73, 109, 146, 182, 219, 255])
+
+
 def test_16_bit_grey_is_scaled_and_exif_orientation_is_applied(tmp_path):
     # A 16-bit grey ramp came out nearly all white: Pillow's RGB conversion clips levels above 255.
     Image.fromarray(np.tile(np.linspace(0, 65535, 8), (8, 1)).astype(np.uint16)).save(tmp_path / "g16.png")

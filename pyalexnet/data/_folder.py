@@ -189,7 +189,8 @@ def median_short_side(files, *, sample: int = 32, seed: int = 0) -> int | None:
 
 def decode_image(path: str, size: int) -> np.ndarray:
     """uint8 (size, size, 3): turned upright by its EXIF orientation (a phone's photos), shorter side resized
-    to `size` (bilinear, antialiased), centre crop. 16-bit grey levels are scaled to 8 bits."""
+    to `size` (bilinear, antialiased), centre crop. 16-bit grey levels are scaled to 8 bits, float grey in [0, 1]
+    to 0-255."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
@@ -198,6 +199,11 @@ def decode_image(path: str, size: int) -> np.ndarray:
         if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
             # 16-bit grey (PNG, TIFF): Pillow's RGB conversion clips every level above 255 to white.
             im = Image.fromarray((np.asarray(im, np.float64) * (255 / 65535)).round().clip(0, 255).astype(np.uint8))
+        elif im.mode == "F":
+            # Float grey (TIFF): Pillow's conversion takes the values as 0-255 levels, so the usual 0-1 range came
+            # out black. 0-1 is scaled to 0-255; anything larger is taken as levels already.
+            v = np.nan_to_num(np.asarray(im, np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+            im = Image.fromarray((v * (255 if v.max(initial=0) <= 1 else 1)).round().clip(0, 255).astype(np.uint8))
         im = im.convert("RGB")
         w, h = im.size
         scale = size / min(w, h)
