@@ -170,3 +170,23 @@ def test_a_damaged_store_is_said_to_be_one(folder, tmp_path, damage):
             prepare(folder, dst, image_size=8, quiet=True)
     prepare(folder, dst, image_size=8, quiet=True, overwrite=True)  # and the way out works
     assert len(load_dataset(str(dst)).train) == 18
+
+
+def test_cli_prepare_says_how_to_go_on_and_what_differs(folder, tmp_path, monkeypatch, capsys):
+    real = _folder.decode_image
+    calls = []
+
+    def interrupted(path, size):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(path, size)
+    monkeypatch.setattr(_folder, "decode_image", interrupted)
+    dst = str(tmp_path / "st")
+    assert cli.main(["prepare", str(folder), dst, "--size", "16", "--quiet", "--workers", "1"]) == 130
+    assert f"interrupted: the same command again goes on where {dst} stopped" in capsys.readouterr().err
+    monkeypatch.undo()
+    # Settings said as name=value, only those that differ (was two Python dicts).
+    assert cli.main(["prepare", str(folder), dst, "--size", "24", "--quiet"]) == 2
+    assert f"{dst} is a store of image_size=16, not of image_size=24: pass overwrite=True (--overwrite)" in \
+        capsys.readouterr().err

@@ -38,9 +38,13 @@ def run(args) -> int:
         warnings.warn(f"--size {args.size} gives {crop_size_for(args.size)}x{crop_size_for(args.size)} crops, too "
                       f"small for any network pyalexnet train builds (their maps vanish before fc6): at least "
                       f"{smallest} to train on the store", UserWarning, stacklevel=2)
-    dst = prepare(args.src, args.dst, image_size=args.size, val_fraction=args.val_fraction, seed=args.seed,
-                  checkpoint_every=args.checkpoint_every, workers=args.workers or None, quiet=args.quiet,
-                  overwrite=args.overwrite)
+    try:
+        dst = prepare(args.src, args.dst, image_size=args.size, val_fraction=args.val_fraction, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, workers=args.workers or None, quiet=args.quiet,
+                      overwrite=args.overwrite)
+    except KeyboardInterrupt:  # "interrupted" alone left the user to guess whether the work was lost
+        raise KeyboardInterrupt(f"the same command again goes on where {args.dst} stopped (its progress is saved "
+                                f"every {args.checkpoint_every} images)") from None
     s = open_store(dst)
     print(f"{dst}: {len(s.train)} training and {len(s.val)} validation images of {s.image_size}x{s.image_size}, "
           f"{s.num_classes} classes, {s.num_skipped} unreadable skipped")

@@ -155,8 +155,11 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{dst} holds something other than a pyalexnet store; choose another folder")
         if meta.get("settings") != settings:
-            raise ValueError(f"{dst} is a store of {meta.get('settings')}, not of {settings}; "
-                             "pass overwrite=True (--overwrite) to replace it")
+            had = meta.get("settings") or {}
+            diff = [k for k in settings if had.get(k) != settings[k]]
+            raise ValueError(f"{dst} is a store of " + ", ".join(f"{k}={had.get(k)}" for k in diff) + ", not of "
+                             + ", ".join(f"{k}={settings[k]}" for k in diff)
+                             + ": pass overwrite=True (--overwrite) to replace it, or choose another folder")
         if meta.get("complete"):
             return dst
     if meta is None or overwrite:
