@@ -827,10 +827,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 checkpoint()
                 if interrupted:
                     raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
-                if verbose:
-                    print(f"stopped after {steps_this_call} steps, at step {step_in_epoch}/{steps_per_epoch} of epoch "
-                          f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
-                          file=sys.stderr)
+                # Said when quiet too: the final validation that follows read as a finished run's.
+                print(f"stopped after {steps_this_call} steps, at step {step_in_epoch}/{steps_per_epoch} of epoch "
+                      f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
+                      file=sys.stderr)
                 break
             # --- end of an epoch: validation, schedule, history, checkpoint ---
             val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",

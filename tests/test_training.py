@@ -158,6 +158,13 @@ def test_data_sources_are_compared_as_the_paths_they_name(tmp_path):
     assert not _same_source(str(tmp_path / "d"), str(tmp_path / "e")) and not _same_source("builtin", "")
 
 
+def test_a_call_that_stops_early_says_so_even_when_quiet(splits, tmp_path, capsys):
+    # train --steps 3 --quiet printed only the final validation, which read as a finished run's.
+    _train(splits, epochs=2, checkpoint_dir=tmp_path, stop_after_steps=3)
+    assert "stopped after 3 steps, at step 3/6 of epoch 1 (the checkpoint continues it: --resume)" in \
+        capsys.readouterr().err
+
+
 def test_cli_mistakes_are_named_in_the_commands_words(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "photos"])
