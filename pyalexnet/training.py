@@ -244,6 +244,11 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _count(n: int, word: str) -> str:
+    """'1 epoch', '2 epochs'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _few(names, most: int = 5) -> str:
     """Class names for a message: the first `most`, then how many more."""
     names = [str(n) for n in names]
@@ -729,7 +734,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                                                     ckpt_path=ckpt_path)
         hist = list(t["history"])
         if epoch >= epochs:  # "resuming ... epoch 5" then "training ... for 1 epochs" said nothing of it
-            print(f"{ckpt_path}'s run has done its {epoch} epochs: nothing to train"
+            print(f"{ckpt_path}'s run has done its {_count(epoch, 'epoch')}: nothing to train"
                   + (f" (epochs={epochs} asks for fewer)" if epoch > epochs else "")
                   + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
         elif verbose:
@@ -765,7 +770,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)
         print(f"training {model.describe()} on {getattr(splits, 'source', 'data')} "
               f"({len(splits.train)} train / {len(splits.val)} val images, {splits.num_classes} classes) for "
-              f"{epochs} epochs" + (f" (this call stops after {stop_after_steps} steps)" if stop_after_steps else "")
+              f"{_count(epochs, 'epoch')}" + (f" (this call stops after {_count(stop_after_steps, 'step')})"
+                                             if stop_after_steps else "")
               + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
 
     steps_this_call = 0
@@ -828,7 +834,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 if interrupted:
                     raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
                 # Said when quiet too: the final validation that follows read as a finished run's.
-                print(f"stopped after {steps_this_call} steps, at step {step_in_epoch}/{steps_per_epoch} of epoch "
+                print(f"stopped after {_count(steps_this_call, 'step')}, at step {step_in_epoch}/{steps_per_epoch} of epoch "
                       f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
                       file=sys.stderr)
                 break
