@@ -68,6 +68,34 @@ def test_curves_draw_both_series_and_mark_lr_cuts():
     assert len(ys) > 20 and 30 < ys.min() and ys.max() < 30 + 16
 
 
+def test_a_long_legend_goes_in_rows_under_the_title():
+    # 8 runs' labels on the title's line ran over the title and off the picture's left edge (seeds 0 and 1 lost).
+    from pyalexnet.viz import _RUN_COLOURS
+
+    hist = [dict(epoch=e, lr=0.01, val_top1=1 - 0.1 * e) for e in range(1, 6)]
+    runs = {f"seed {i}: 0.{i}% ten-crop top-1": hist for i in range(8)}
+    img = np.asarray(runs_image(runs, title="validation top-1 error, 8 seeds", size=(700, 440)))
+    frame_top = next(y for y in range(img.shape[0]) if (img[y, 60:600] == 0).all())  # the frame's black top line
+    above = img[:frame_top]
+    for colour in _RUN_COLOURS[:8]:  # every run's legend swatch, above the frame
+        assert ((above == colour).all(axis=2)).sum() > 20, colour
+    swatch = np.zeros(above.shape[:2], bool)
+    for colour in _RUN_COLOURS[:8]:
+        swatch |= (above == colour).all(axis=2)
+    dark = (above < 100).all(axis=2)
+    title_rows = np.flatnonzero(dark.any(axis=1))
+    first_swatch = np.flatnonzero(swatch.any(axis=1)).min()
+    assert title_rows.min() + 12 < first_swatch  # the title on a line of its own, above the rows
+    assert not dark[: first_swatch - 4, 300:].any()  # nothing beside the title (the legend ran over it)
+
+
+def test_percentages_that_would_read_the_same_get_a_decimal():
+    from pyalexnet.viz import _percent_labels
+
+    assert _percent_labels([0.62, 0.2, 0.1]) == ["62%", "20%", "10%"]
+    assert _percent_labels([0.114, 0.112, 0.05]) == ["11.4%", "11.2%", "5.0%"]  # were "11%" twice
+
+
 def test_curves_need_a_history():
     with pytest.raises(ValueError, match="history is empty"):
         curves_image([])
