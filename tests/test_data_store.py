@@ -190,3 +190,9 @@ def test_cli_prepare_says_how_to_go_on_and_what_differs(folder, tmp_path, monkey
     assert cli.main(["prepare", str(folder), dst, "--size", "24", "--quiet"]) == 2
     assert f"{dst} is a store of image_size=16, not of image_size=24: pass overwrite=True (--overwrite)" in \
         capsys.readouterr().err
+
+
+def test_cli_prepare_workers_zero_is_the_default_and_negative_is_refused(folder, tmp_path, capsys):
+    assert cli.main(["prepare", str(folder), str(tmp_path / "st"), "--size", "8", "--workers", "-2", "--quiet"]) == 2
+    assert "--workers must be >= 0 (0: the CPU count, at most 8), got -2" in capsys.readouterr().err
+    assert cli.main(["prepare", str(folder), str(tmp_path / "st"), "--size", "8", "--workers", "0", "--quiet"]) == 0

@@ -19,7 +19,7 @@ def add_arguments(p):
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of each class held out for validation when SRC has no train/val folders (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="chooses the held-out images (default 0)")
-    p.add_argument("--workers", type=int, default=0, help="decoding threads (default: CPU count, at most 8)")
+    p.add_argument("--workers", type=int, default=0, help="decoding threads (default 0: the CPU count, at most 8)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="K",
                    help="save progress every K images (default 1000)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store of another source")
@@ -33,6 +33,8 @@ def run(args) -> int:
 
     if args.size < 1:
         raise ValueError(f"--size must be positive, got {args.size}")
+    if args.workers < 0:  # 0 is the default, the CPU count: "at least 1" would have refused it
+        raise ValueError(f"--workers must be >= 0 (0: the CPU count, at most 8), got {args.workers}")
     smallest = min(smallest_image_size(p) for p in ("small", "tiny", "paper"))
     if args.size < smallest:  # a warning, not a refusal: the store is still data (pyalexnet.data reads it)
         warnings.warn(f"--size {args.size} gives {crop_size_for(args.size)}x{crop_size_for(args.size)} crops, too "
