@@ -568,7 +568,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
     # --- arguments ---
     # What the caller left out (None) a resumed run takes from its checkpoint, a new one from the defaults.
-    given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None)
+    given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None,
+                 val_fraction=val_fraction is not None)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
     for what, path, folder in (("checkpoint_dir", checkpoint_dir, True), ("history", history, False)):
@@ -641,6 +642,16 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         raise ValueError(f"{held}: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
                          + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
                             and D.is_store(Path(splits.source)) else ""))
+    if given["val_fraction"] and not isinstance(data, D.Splits):
+        # Only an image folder without val/ holds a share out: elsewhere the option was ignored without a word.
+        src = Path(str(getattr(splits, "source", "") or ""))
+        if not src.is_dir() or D.is_store(src):
+            raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
+                             f"{splits.source} has its own validation split"
+                             + (" (a store's is made by prepare --val-fraction)" if D.is_store(src) else ""))
+        if D.has_own_validation_images(src):
+            warnings.warn(f"{src} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used",
+                          RuntimeWarning, stacklevel=2)
     if len(splits.val) == 0:
         source = str(getattr(splits, "source", "") or "")
         if source and D.is_store(Path(source)):  # its split was made when it was prepared

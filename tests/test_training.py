@@ -348,6 +348,28 @@ def test_no_validation_images_is_said_with_its_cause(tmp_path):
         train(str(store), device="cpu", verbose=False, workers=0)
 
 
+def test_val_fraction_is_refused_where_it_would_be_ignored(tmp_path, recwarn):
+    # It was ignored without a word for a store (33 train / 3 val whatever was asked) and the other sources.
+    from data_files import image_folder
+
+    from pyalexnet.data import prepare
+
+    rng = np.random.default_rng(0)
+    kw = dict(device="cpu", verbose=False, workers=0, stop_after_steps=1, batch_size=2)
+    with pytest.raises(ValueError, match=r"val_fraction \(--val-fraction\) is the share an image folder without val/ "
+                                         r"holds out; builtin has its own validation split$"):
+        train("builtin", val_fraction=0.5, **kw)
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=4)
+    store = prepare(tmp_path / "d", tmp_path / "st", image_size=18, quiet=True)
+    with pytest.raises(ValueError, match=r"has its own validation split \(a store's is made by prepare --val-fraction\)"):
+        train(str(store), val_fraction=0.5, **kw)
+    image_folder(tmp_path / "tv" / "train", rng, classes=("a", "b"), per_class=4)
+    image_folder(tmp_path / "tv" / "val", rng, classes=("a", "b"), per_class=1)
+    with pytest.warns(RuntimeWarning, match=r"tv has its own val/ images: val_fraction \(--val-fraction\) 0.5 is not used"):
+        train(str(tmp_path / "tv"), val_fraction=0.5, image_size=18, **kw)
+    train(str(tmp_path / "d"), val_fraction=0.5, image_size=18, **kw)  # a folder without val/: its option
+
+
 def test_overfits_a_tiny_dataset(splits):
     result = _train(splits, epochs=20, lr=0.003, weight_decay=0.0, schedule="constant")
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -70,7 +70,7 @@ def add_arguments(p) -> None:
                    help="'plateau' (lr / 10 when validation error stops improving, at most 3 times), "
                         "'constant', or epochs (0-based) at whose start lr is divided by 10, e.g. 30,60,80 "
                         "(default: plateau for the paper's network, 10,13 for the small one)")
-    p.add_argument("--patience", type=_positive_int, default=None, help="plateau: epochs without improvement before lr / 10")
+    p.add_argument("--patience", type=_positive_int, default=None, help="plateau: epochs without improvement before lr / 10 (default 2)")
     p.add_argument("--preset", choices=["paper", "small", "tiny"], default=None,
                    help="network size (default: from the crop size)")
     p.add_argument("--init", choices=["paper", "caffe", "he"], default=None,

@@ -120,6 +120,13 @@ def _flat_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     return [(str(p), index[labels[p.stem]]) for p in files]
 
 
+def has_own_validation_images(root) -> bool:
+    """Whether an image folder has its own validation images (root/train beside a val/ holding images), so
+    that no share of its training images is held out."""
+    root = Path(root)
+    return has_split_layout(root) and _has_images(root / "val")
+
+
 def _two_classes_at_least(folder: Path, classes: list[str]) -> None:
     """Said of the folder, before any decoding: the model's "num_classes must be an integer >= 2" came after."""
     if len(classes) < 2:
