@@ -175,6 +175,14 @@ def _legend_space(title: str, labels, width: float, font) -> int:
     return 0 if rows[0] is None else 16 * len(rows)
 
 
+def _epoch_label_step(epochs: int) -> int:
+    """Which epoch ticks get a number: every one up to 21 epochs, else every 2, 5, 10, 20, 50, ... so that about
+    ten are numbered (90 epochs were numbered 9, 18, 27, ...)."""
+    if epochs <= 21:
+        return 1
+    return next(m * 10 ** k for k in range(12) for m in (1, 2, 5) if m * 10 ** k >= epochs / 10)
+
+
 def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr_cuts=()) -> None:
     """One chart in `box` (left, top, right, bottom): each of `lines` (label, [(epoch, value)], colour) as
     a line with dots and a legend entry; values clipped to value_range, epochs ticked, lr cuts marked."""
@@ -196,10 +204,11 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
         draw.line([left - 4, y, left, y], fill=(0, 0, 0))
         draw.text((left - 45, y - 6), f"{v:.3g}", fill=(0, 0, 0), font=font)
     ticks = range(math.ceil(e_lo), math.floor(e_hi) + 1)
+    every = _epoch_label_step(len(ticks))
     for e in ticks:
         x, _ = to_xy(e, lo)
         draw.line([x, bottom, x, bottom + 4], fill=(0, 0, 0))
-        if len(ticks) <= 21 or e % max(1, len(ticks) // 10) == 0:
+        if e % every == 0:
             draw.text((x - 3, bottom + 6), str(e), fill=(0, 0, 0), font=font)
     draw.text(((left + right) // 2 - 15, bottom + 22), "epoch", fill=(0, 0, 0), font=font)
     for e in sorted(set(lr_cuts)):

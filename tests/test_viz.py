@@ -96,6 +96,12 @@ def test_percentages_that_would_read_the_same_get_a_decimal():
     assert _percent_labels([0.114, 0.112, 0.05]) == ["11.4%", "11.2%", "5.0%"]  # were "11%" twice
 
 
+def test_epoch_numbers_fall_on_round_epochs():
+    from pyalexnet.viz import _epoch_label_step
+
+    assert [_epoch_label_step(n) for n in (1, 15, 21, 22, 50, 90, 200, 1000)] == [1, 1, 1, 5, 5, 10, 20, 100]
+
+
 def test_curves_need_a_history():
     with pytest.raises(ValueError, match="history is empty"):
         curves_image([])
