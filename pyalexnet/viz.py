@@ -425,10 +425,13 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
     return _titled(img, title)
 
 
-def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, title: str | None = None) -> Image.Image:
+def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, title: str | None = None,
+                     captions: Sequence[str] | None = None) -> Image.Image:
     """The paper's Figure 4 (right): one row per query image (first column, after a gap) followed by its
     nearest images, nearest first. same_class (Q, K) of bools, when given, frames each neighbour green
-    where it has the query's class and red where it does not. `title`, when given, is written above.
+    where it has the query's class and red, dashed (a cue that needs no colour), where it does not.
+    `title`, when given, is written above; `captions` (one per query, lines split at newlines) under each
+    query image.
 
     queries: uint8 (Q, H, W, 3); neighbours: uint8 (Q, K, H', W', 3).
     """
@@ -441,23 +444,34 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
         same_class = np.asarray(same_class, bool)
         if same_class.shape != (q, k):
             raise ValueError(f"same_class must have shape {(q, k)}, got {same_class.shape}")
-    gap, frame, query_gap, header = 6, 3, 16, 20
+    if captions is not None and len(captions) != q:
+        raise ValueError(f"{q} query images need as many captions, got {len(captions)}")
+    lines = [str(c).split("\n") for c in captions] if captions is not None else [[] for _ in range(q)]
+    gap, frame, query_gap, header, line = 6, 3, 16, 20, 12
     cell = tile + 2 * frame + gap
-    img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + cell * q), "white")
+    row_h = cell + line * max(len(ls) for ls in lines)
+    img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + row_h * q), "white")
     draw = ImageDraw.Draw(img)
-    font = _font()
+    font = _font([c for ls in lines for c in ls])
     draw.text((gap, 4), "test", fill=(0, 0, 0), font=font)
     caption = "nearest training images by fc7 distance" + (
-        " (green: same class, red: another)" if same_class is not None else "")
+        " (green: same class, red dashed: another)" if same_class is not None else "")
     draw.text((gap + cell + query_gap, 4), _fit(draw, font, caption, cell * k - gap), fill=(0, 0, 0), font=font)
     for r in range(q):
-        y = header + gap + r * cell
+        y = header + gap + r * row_h
         img.paste(_tile(queries[r], tile), (gap + frame, y + frame))
+        for i, text in enumerate(lines[r]):
+            draw.text((gap, y + tile + 2 * frame + 1 + i * line), _fit(draw, font, text, cell + query_gap - gap),
+                      fill=(0, 0, 0), font=font)
         for j in range(k):
             x = gap + cell * (j + 1) + query_gap
             if same_class is not None:
-                draw.rectangle([x, y, x + tile + 2 * frame - 1, y + tile + 2 * frame - 1],
-                               fill=_MATCH if same_class[r, j] else _MISMATCH)
+                x1, y1 = x + tile + 2 * frame - 1, y + tile + 2 * frame - 1
+                draw.rectangle([x, y, x1, y1], fill=_MATCH if same_class[r, j] else _MISMATCH)
+                if not same_class[r, j]:  # white gaps along the frame every 8 px
+                    for t in range(4, tile + 2 * frame - 4, 8):
+                        draw.rectangle([x + t, y, x + t + 3, y1], fill=(255, 255, 255))
+                        draw.rectangle([x, y + t, x1, y + t + 3], fill=(255, 255, 255))
             img.paste(_tile(neighbours[r, j], tile), (x + frame, y + frame))
     return _titled(img, title)
 
@@ -556,8 +570,14 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
         _centre_crops_through(model.features, train.images, candidates, crop, mean, batch_size), k)]
     same = train.labels[near] == test.labels[queries][:, None]
     found = np.stack([_centre(np.asarray(train.images[row]), crop) for row in near])
+    # Each test image's class, and for a mistake its guess: the frames say only whether a neighbour has its class.
+    names = list(class_names or splits.classes)
+    top1 = probs.argmax(1)[:len(queries)]
+    captions = [str(names[t]) + (f"\nguess: {names[g]}" if g != t else "")
+                for t, g in zip(test.labels[queries], top1)]
     return {"predictions": predictions,
             "neighbours": neighbours_image(_centre(np.asarray(test.images[queries]), crop), found, same_class=same,
+                                           captions=captions,
                                            title=f"{alike}, each with the training images whose fc7 features are "
                                                  "nearest: what the network sees as alike"),
             "agreement": float(same.mean()), "test_index": picks, "neighbour_index": near, **extra}

@@ -189,12 +189,19 @@ def test_neighbours_are_framed_green_for_the_query_class_and_red_otherwise():
     queries = np.full((1, 6, 6, 3), 255, np.uint8)
     found = np.full((1, 2, 6, 6, 3), 255, np.uint8)
     img = np.asarray(neighbours_image(queries, found, same_class=[[True, False]], tile=12))
-    assert _count(img, GREEN) == _count(img, RED) == (12 + 6) ** 2 - 12 ** 2
+    frame = (12 + 6) ** 2 - 12 ** 2
+    # The other class's frame is dashed: white gaps, so it differs without its colour (for colour-blind readers).
+    assert _count(img, GREEN) == frame and frame / 3 < _count(img, RED) < frame
     green_x = np.nonzero((img == np.array(GREEN, np.uint8)).all(axis=2).any(axis=0))[0]
     red_x = np.nonzero((img == np.array(RED, np.uint8)).all(axis=2).any(axis=0))[0]
     assert green_x.max() < red_x.min()  # nearest first, left to right
     with pytest.raises(ValueError, match="same_class must have shape"):
         neighbours_image(queries, found, same_class=[[True]])
+    # Captions under the test images (their class; a mistake's guess on a second line) make the rows taller.
+    captioned = neighbours_image(queries, found, same_class=[[True, False]], tile=12, captions=["ring\nguess: dot"])
+    assert captioned.size[1] == img.shape[0] + 24
+    with pytest.raises(ValueError, match="1 query images need as many captions, got 2"):
+        neighbours_image(queries, found, captions=["a", "b"])
 
 
 def _figure4_splits():
