@@ -586,8 +586,9 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
 
 def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 34,
                     how: str | None = None) -> Image.Image:
-    """The confusion matrix: row = true class, column = the model's top-1 class, each cell shaded by its
-    share of its row (white 0, dark blue 1) with its count written in; the diagonal is what it got right.
+    """The confusion matrix: row = true class, column = the model's top-1 class, each with its count written
+    in; the diagonal (what it got right) shaded blue by its share of its row (white 0, dark blue 1), the
+    mistakes red by their share relative to the most common mistake's.
     Up to CONFUSION_MAX_CLASSES classes. `how` the predictions were made ("ten-crop") goes into the title."""
     labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
     k = len(classes)
@@ -605,7 +606,7 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     names = [_fit(probe, font, str(c), 130) for c in classes]
     margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
     titles = ("true class (rows) against predicted class (columns" + (f", {how})" if how else ")"),
-              "number: test images; shade: share of the row; framed: correct")
+              "number: test images; blue: right, by share of the row (framed); red: mistakes, darkest the most common")
     head = 8 + 14 * len(titles)
     top = head + margin + 4  # the title lines, the column names standing upright, a gap
     # At least as wide as the titles (a 3-class matrix cut them mid-word).
@@ -623,10 +624,19 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
         draw.text((x0 - 6 - draw.textlength(name, font=font), top + i * cell + cell // 2 - 6), name,
                   fill=(0, 0, 0), font=font)
     img.paste(strip.rotate(90, expand=True), (x0, head))
+    # Mistakes in red on their own scale, the most common darkest and any at least light: on the row's scale one
+    # mistake in 100 images was shaded white, and the errors were what one looked for.
+    off = share * (1 - np.eye(k))
+    worst = off.max() if off.size else 0.0
     for i in range(k):
         for j in range(k):
-            v = share[i, j]
-            colour = tuple(int(round(255 - v * (255 - c))) for c in (8, 48, 107))
+            if i == j or not counts[i, j]:
+                v = share[i, j] if i == j else 0.0
+                colour = tuple(int(round(255 - v * (255 - c))) for c in (8, 48, 107))
+            else:
+                v = 0.25 + 0.5 * share[i, j] / worst  # 0.25-0.75 of the way to dark red: black text stays legible
+                colour = tuple(int(round(255 - v * (255 - c))) for c in (165, 15, 21))
+                v = 0.0  # (for the text colour below)
             x, y = x0 + j * cell, top + i * cell
             draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour,
                            outline=(0, 0, 0) if i == j else (220, 220, 220), width=2 if i == j else 1)

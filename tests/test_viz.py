@@ -329,8 +329,17 @@ def test_confusion_matrix_shades_each_cell_by_its_share_of_the_row():
         return tuple(img[top + i * 30 + 3, left + j * 30 + 3])
 
     dark, half = (8, 48, 107), tuple(int(round(255 - 0.5 * (255 - c))) for c in (8, 48, 107))
-    assert corner(1, 1) == dark and corner(0, 0) == half and corner(0, 1) == half
+    assert corner(1, 1) == dark and corner(0, 0) == half
+    # The mistake in red, on the mistakes' own scale (the only one: the darkest of them).
+    assert corner(0, 1) == tuple(int(round(255 - 0.75 * (255 - c))) for c in (165, 15, 21))
     assert corner(1, 0) == corner(2, 2) == (255, 255, 255)
+    # One mistake among 100 images of its class was shaded white on the row's scale: it is red, if light.
+    many = np.asarray(confusion_image([0] * 100 + [1] * 100 + [2] * 2, [0] * 99 + [1] + [1] * 99 + [2] + [2, 0],
+                                      ["a", "b", "c"], cell=30))
+    h, w, _ = many.shape
+    pixel = lambda i, j: tuple(many[h - 10 - 3 * 30 + i * 30 + 3, w - 10 - 3 * 30 + j * 30 + 3])  # noqa: E731
+    light, strong = (pixel(0, 1), pixel(1, 2)), pixel(2, 0)  # 1%, 1% and 50% of their rows
+    assert light[0] == light[1] and light[0][0] > light[0][1] + 30 and strong[0] < light[0][0]
     # How the predictions were made goes into the first title line; the matrix is the same.
     said = np.asarray(confusion_image([0, 0, 1], [0, 1, 1], ["a", "b", "c"], cell=30, how="ten-crop"))
     assert said.shape[0] == img.shape[0] and not np.array_equal(said[:20], img[:20])
