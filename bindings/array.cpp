@@ -169,30 +169,38 @@ void expect_same_shape(const Array& a, const Array& b) {
                           " must have the same shape");
 }
 
-Launch launch_on(std::initializer_list<Array*> arrays, std::uintptr_t stream) {
-  return launch_on(std::vector<Array*>(arrays), stream);
-}
-
-Launch launch_on(const std::vector<Array*>& arrays, std::uintptr_t stream) {
+namespace {
+// Both overloads' one body, over a view of the pointers: the call every op makes copies nothing to the heap.
+Launch launch_on_arrays(Array* const* arrays, size_t count, std::uintptr_t stream) {
   Launch l;
-  if (arrays.empty()) return l;
-  const Array* first = arrays.front();
-  for (const Array* a : arrays)
-    if (a->on_gpu() != first->on_gpu())
-      throw py::type_error("arguments '" + first->name + "' and '" + a->name + "' must both be numpy arrays or both GPU arrays; got " +
+  if (count == 0) return l;
+  Array* const* const stop = arrays + count;
+  const Array* first = *arrays;
+  for (Array* const* a = arrays; a != stop; ++a)
+    if ((*a)->on_gpu() != first->on_gpu())
+      throw py::type_error("arguments '" + first->name + "' and '" + (*a)->name + "' must both be numpy arrays or both GPU arrays; got " +
                            (first->on_gpu() ? "a GPU array and a numpy array" : "a numpy array and a GPU array"));
   if (!first->on_gpu()) return l;
   if (!built_with_cuda()) throw_no_cuda();
   // Devices are looked up only now, after the cheap checks, and only for GPU calls.
-  for (Array* a : arrays) a->device = device_of_pointer(a->ptr, a->name);
+  for (Array* const* a = arrays; a != stop; ++a) (*a)->device = device_of_pointer((*a)->ptr, (*a)->name);
   l.device = first->device;
-  for (const Array* a : arrays) {
-    if (a->device != first->device)
-      throw py::value_error("arguments '" + first->name + "' (cuda:" + std::to_string(first->device) + ") and '" + a->name +
-                            "' (cuda:" + std::to_string(a->device) + ") are on different GPUs; copy one to the other's device");
+  for (Array* const* a = arrays; a != stop; ++a) {
+    if ((*a)->device != first->device)
+      throw py::value_error("arguments '" + first->name + "' (cuda:" + std::to_string(first->device) + ") and '" + (*a)->name +
+                            "' (cuda:" + std::to_string((*a)->device) + ") are on different GPUs; copy one to the other's device");
   }
   l.stream = reinterpret_cast<Stream>(stream);
   return l;
+}
+}  // namespace
+
+Launch launch_on(std::initializer_list<Array*> arrays, std::uintptr_t stream) {
+  return launch_on_arrays(arrays.begin(), arrays.size(), stream);
+}
+
+Launch launch_on(const std::vector<Array*>& arrays, std::uintptr_t stream) {
+  return launch_on_arrays(arrays.data(), arrays.size(), stream);
 }
 
 [[noreturn]] void throw_no_cuda() {

@@ -169,9 +169,9 @@ def _legend_rows(draw, font, title: str, labels, width: float) -> list:
     return rows
 
 
-def _legend_space(title: str, labels, width: float, font) -> int:
+def _legend_space(draw, font, title: str, labels, width: float) -> int:
     """Pixels of legend rows a panel of `width` needs between its title and its frame (0: on the title line)."""
-    rows = _legend_rows(ImageDraw.Draw(Image.new("RGB", (1, 1))), font, title, labels, width)
+    rows = _legend_rows(draw, font, title, labels, width)
     return 0 if rows[0] is None else 16 * len(rows)
 
 
@@ -190,7 +190,7 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
     (lo, hi), (e_lo, e_hi) = value_range, epoch_range
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
     rows = _legend_rows(draw, font, title, [label for label, _, _ in lines], right - left)
-    below = len(rows) if rows and rows[0] is not None else 0  # rows between the title and the frame
+    below = 0 if rows[0] is None else len(rows)  # legend rows between the title and the frame
     draw.text((left, top - 22 - 16 * below), title, fill=(0, 0, 0), font=font)
 
     def to_xy(e, v):
@@ -285,7 +285,7 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
     value_range = (0.0, 1.0) if key.endswith(("top1", "top5")) else (0.0, max(values + [1e-6]) * 1.05)
     cuts = [e for hist in histories.values() for e in _lr_cuts(hist)]
-    top = 30 + _legend_space(title, list(histories), width - 65, font)
+    top = 30 + _legend_space(draw, font, title, list(histories), width - 65)
     _draw_panel(draw, font, (50, top, width - 15, height - 45), title, lines, value_range,
                 (min(epochs + [0.0]), max(epochs + [1.0])), cuts)
     return img

@@ -47,8 +47,11 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
         ws, dws, vs = (w,), [dw], (v,)
     lr, momentum, weight_decay = (B.real_number(lr, "lr"), B.real_number(momentum, "momentum"),
                                   B.real_number(weight_decay, "weight_decay"))
-    for i, d in enumerate(dws):  # the common case (float32 numpy, contiguous) costs one test
-        if not (type(d) is np.ndarray and d.dtype == np.float32 and d.flags.c_contiguous):
+    # The common case (float32, contiguous: numpy or CuPy) costs one test a gradient; as_input converts the rest
+    # (numpy arrays alone passed it: on a GPU every step paid as_input for every tensor). The bindings refuse
+    # what is neither numpy's nor a CUDA array.
+    for i, d in enumerate(dws):
+        if not (getattr(d, "dtype", None) == np.float32 and getattr(getattr(d, "flags", None), "c_contiguous", False)):
             dws[i] = B.as_input(d, f"dw[{i}]" if many else "dw")
     # The bindings check dtypes, shapes, devices and overlaps; launch only picks the backend and stream.
     with B.launch(*ws, *dws, *vs) as l:
