@@ -4,6 +4,7 @@ nearest training images by fc7 features (the paper's Figure 4). Pillow only, so 
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import shutil
@@ -62,9 +63,37 @@ def _font_files(chars: frozenset) -> list[str]:
     return list(dict.fromkeys(sorted(covering, key=plainness) + sorted(others, key=plainness)))
 
 
+class _WordSpacedFont(ImageFont.FreeTypeFont):
+    """Pillow's own font (Aileron, 10 px since Pillow 10.1) puts 2 px between words, so "class and" read as
+    "classand" in every caption: it draws each space as two. Widths and boxes are measured the same way."""
+
+    @staticmethod
+    def _spaced(text):
+        return text.replace(" ", "  ") if isinstance(text, str) else text
+
+    def getlength(self, text, *args, **kwargs):
+        return super().getlength(self._spaced(text), *args, **kwargs)
+
+    def getbbox(self, text, *args, **kwargs):
+        return super().getbbox(self._spaced(text), *args, **kwargs)
+
+    def getmask2(self, text, *args, **kwargs):  # getmask and ImageDraw.text draw through it
+        return super().getmask2(self._spaced(text), *args, **kwargs)
+
+@functools.lru_cache(maxsize=1)
+def _default_font():
+    """Pillow's default font, with word spaces a reader can see where they are narrower than a quarter of its
+    size (Aileron's are a fifth); an older Pillow's bitmap font is used as it is."""
+    font = ImageFont.load_default()
+    data = getattr(font, "font_bytes", None)
+    if isinstance(font, ImageFont.FreeTypeFont) and data and font.getlength(" ") < font.size / 4:
+        font = _WordSpacedFont(io.BytesIO(data), font.size, layout_engine=font.layout_engine)
+    return font
+
+
 @functools.lru_cache(maxsize=32)
 def _font_covering(chars: frozenset):
-    default = ImageFont.load_default()
+    default = _default_font()
     missing = frozenset(c for c in chars if not _has_glyph(default, c))
     if not missing:
         return default
