@@ -286,6 +286,8 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420))
     for p, (title, keys) in enumerate(panels):
         lines = [(label, _series(history, key), colour)
                  for label, key, colour in zip(("train", "validation"), keys, ((31, 119, 180), (214, 39, 40)))]
+        # A run without validation images has no validation line, and its legend does not name one.
+        lines = [line for line in lines if any(math.isfinite(v) for _, v in line[1])] or lines[:1]
         values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
         value_range = (0.0, 1.0) if p == 0 else (0.0, _round_up(max(values + [1e-6]) * 1.05))
         _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), title, lines,

@@ -68,6 +68,19 @@ def test_curves_draw_both_series_and_mark_lr_cuts():
     assert len(ys) > 20 and 30 < ys.min() and ys.max() < 30 + 16
 
 
+def test_curves_without_validation_name_no_validation_line():
+    # A run without validation images (val_* None) drew a legend entry "validation" for a line that was not there.
+    history = [dict(epoch=e, lr=0.01, train_top1=1 - 0.2 * e, val_top1=None, train_loss=2.0 / e, val_loss=None)
+               for e in range(1, 4)]
+    img = np.asarray(curves_image(history, size=(600, 300)))
+    red = ((img[..., 0] > 200) & (img[..., 1] < 60) & (img[..., 2] < 60))
+    assert not red.any()  # neither a line nor a legend swatch
+    with_val = np.asarray(curves_image([dict(h, val_top1=0.5, val_loss=1.0) for h in history], size=(600, 300)))
+    legend = (slice(0, 28), slice(150, 300))  # the first panel's legend, right of its title
+    assert (img[legend] != with_val[legend]).any()
+    assert (img[legend] < 100).all(axis=2).sum() < (with_val[legend] < 100).all(axis=2).sum()  # one word less
+
+
 def test_a_long_legend_goes_in_rows_under_the_title():
     # 8 runs' labels on the title's line ran over the title and off the picture's left edge (seeds 0 and 1 lost).
     from pyalexnet.viz import _RUN_COLOURS
