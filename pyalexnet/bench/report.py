@@ -239,6 +239,8 @@ def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(names))])
     ax.set_xticklabels(names, rotation=60, ha="right")
     ax.set_ylabel("ms (median)")
+    # A bar is the time between two marks of the step, which fall after the layer's ReLU, LRN and pooling.
+    ax.set_xlabel("each layer's bar includes the ReLU, LRN, max-pooling and dropout that follow it in the network")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
