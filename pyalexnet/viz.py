@@ -478,16 +478,20 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
     if captions is not None and len(captions) != q:
         raise ValueError(f"{q} query images need as many captions, got {len(captions)}")
     lines = [str(c).split("\n") for c in captions] if captions is not None else [[] for _ in range(q)]
-    gap, frame, query_gap, header, line = 6, 3, 16, 20, 12
+    gap, frame, query_gap, line = 6, 3, 16, 12
     cell = tile + 2 * frame + gap
     row_h = cell + line * max(len(ls) for ls in lines)
-    img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + row_h * q), "white")
-    draw = ImageDraw.Draw(img)
     font = _font([c for ls in lines for c in ls])
-    draw.text((gap, 4), "test", fill=(0, 0, 0), font=font)
     caption = "nearest training images by fc7 distance" + (
         " (green: same class, red dashed: another)" if same_class is not None else "")
-    draw.text((gap + cell + query_gap, 4), _fit(draw, font, caption, cell * k - gap), fill=(0, 0, 0), font=font)
+    # Over the neighbours' columns, in as many lines as it takes (with few neighbours the colour key was cut).
+    heading = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), font, caption, max(cell * k - gap, 60))
+    header = 20 + 14 * (len(heading) - 1)
+    img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + row_h * q), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((gap, 4), "test", fill=(0, 0, 0), font=font)
+    for i, text in enumerate(heading):
+        draw.text((gap + cell + query_gap, 4 + 14 * i), text, fill=(0, 0, 0), font=font)
     for r in range(q):
         y = header + gap + r * row_h
         img.paste(_tile(queries[r], tile), (gap + frame, y + frame))

@@ -217,6 +217,19 @@ def test_neighbours_are_framed_green_for_the_query_class_and_red_otherwise():
         neighbours_image(queries, found, captions=["a", "b"])
 
 
+def test_the_neighbours_heading_is_written_whole_over_few_columns():
+    # With fewer than 6 neighbours the heading (and its colour key) was cut to the columns' width.
+    def heading_ink(k):
+        img = np.asarray(neighbours_image(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, k, 8, 8, 3), np.uint8),
+                                          same_class=np.ones((1, k), bool), tile=40))
+        first_frame = np.flatnonzero((img == np.array(GREEN, np.uint8)).all(axis=2).any(axis=1)).min()
+        return ((img[:first_frame, 60:] < 100).all(axis=2)).sum()  # dark pixels above the frames, right of "test"
+
+    whole = heading_ink(8)
+    for k in (1, 2, 3):
+        assert abs(heading_ink(k) - whole) < 0.05 * whole, k  # the same words, in more lines
+
+
 def _figure4_splits():
     rng = np.random.default_rng(5)
     labels = np.arange(40) % 4
