@@ -99,3 +99,57 @@ def test_cli_gradcheck_bad_arguments(capsys):
 def test_every_layer_passes_on_gpu():
     bad = [r for r in check_layers("cuda", points=12) if not r.passed]
     assert not bad, format_table(bad)
+
+
+def _sparse_problem(rng):
+    # y = relu(x) summed against r, with 95% of x negative: the gradient is zero almost everywhere.
+    x = -np.abs(rng.standard_normal(400)).astype(np.float32) - 0.5
+    live = rng.choice(400, 20, replace=False)
+    x[live] = -x[live]
+    r = rng.standard_normal(400)
+
+    def loss(inp):
+        yr = np.asarray(ops.relu(inp["x"]), np.float64) * r
+        return float(yr.sum()), float(np.abs(yr).sum())
+
+    return loss, dict(x=x), dict(x=ops.relu_backward(r.astype(np.float32), ops.relu(x)))
+
+
+def test_points_are_taken_where_the_gradient_is_not_zero_too(rng):
+    # fc7's weights in the tiny network have 12% non-zero gradients: uniform picks compared zeros against zeros
+    # and passed whatever the backward computed there.
+    loss, inputs, grads = _sparse_problem(rng)
+    (r,) = check_function("relu", loss, grads, inputs, points=4, seed=3)
+    assert r.passed and r.points == 4 and r.nonzero >= 2
+    bad = {"x": grads["x"] * np.float32(1.05)}  # wrong only where it is not zero
+    for seed in range(10):
+        (r,) = check_function("relu", loss, bad, inputs, points=4, seed=seed)
+        assert not r.passed, seed
+
+
+def test_a_check_that_compared_only_zeros_says_so(capsys, monkeypatch):
+    x = np.full(8, -1.0, np.float32)
+
+    def loss(inp):  # relu of negative inputs: no gradient anywhere
+        y = np.asarray(ops.relu(inp["x"]), np.float64)
+        return float(y.sum()), float(np.abs(y).sum())
+
+    (r,) = check_function("relu", loss, {"x": np.zeros(8, np.float32)}, {"x": x}, points=4)
+    assert r.passed and r.zeros_only and r.nonzero == 0
+    assert "pass, zeros only" in format_table([r])
+    # The command says which checks those were.
+    import pyalexnet.gradcheck as gc
+
+    monkeypatch.setattr(gc, "run_all", lambda *a, **k: [r])
+    assert cli.main(["gradcheck"]) == 0
+    assert "1 check compared only zero gradients" in capsys.readouterr().out
+
+
+def test_cli_gradcheck_says_when_tol_is_below_round_off(capsys):
+    assert cli.main(["gradcheck", "--layers-only", "--points", "4", "--tol", "1e-7"]) == 0
+    out = capsys.readouterr().out
+    assert "--tol 1e-07 did, so --tol decided little" in out
+    assert cli.main(["gradcheck", "--layers-only", "--points", "4"]) == 0
+    assert "decided little" not in capsys.readouterr().out
+    assert cli.main(["gradcheck", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0, got -1" in capsys.readouterr().err

@@ -23,9 +23,11 @@ examples:
 def add_arguments(p) -> None:
     p.epilog = EPILOG
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="backend to check (default: cpu)")
-    p.add_argument("--points", type=int, default=24, help="elements checked per gradient tensor (default: 24)")
+    p.add_argument("--points", type=int, default=24,
+                   help="elements checked per gradient tensor (default: 24; the network check takes a quarter, "
+                        "at least 2: each point costs whole forward passes)")
     p.add_argument("--tol", type=float, default=1e-2, help="relative tolerance (default: 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="random inputs and points (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="random inputs and points, >= 0 (default: 0)")
     p.add_argument("--layers-only", action="store_true", help="skip the whole-network check")
 
 
@@ -36,9 +38,21 @@ def run(args) -> int:
         raise ValueError(f"--points must be at least 1, got {args.points}")
     if not args.tol > 0:
         raise ValueError(f"--tol must be positive, got {args.tol}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     results = run_all(args.device, points=args.points, tol=args.tol, seed=args.seed, network=not args.layers_only)
     print(format_table(results))
     failed = [r for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)} of {len(results)} gradient checks passed on the {args.device} backend"
           + (f"; FAILED: {', '.join(sorted({r.check + ' ' + r.tensor for r in failed}))}" if failed else ""))
+    zeros = [r for r in results if r.passed and r.zeros_only]
+    if zeros:
+        print(f"note: {len(zeros)} check{'s' * (len(zeros) != 1)} compared only zero gradients, where a wrong value cannot show "
+              f"({', '.join(r.check + ' ' + r.tensor for r in zeros)}): more --points, or another --seed, tries more")
+    points = sum(r.points for r in results)
+    roundoff = sum(r.roundoff for r in results)
+    if roundoff > points / 2:
+        print(f"note: at {roundoff} of {points} points float32 round-off (16 ulps of the loss over the step) allowed "
+              f"more than --tol {args.tol:g} did, so --tol decided little there: the error/allowed column is the "
+              "criterion applied")
     return 1 if failed else 0
