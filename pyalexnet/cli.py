@@ -32,18 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command's module: a Ctrl-C here was a traceback
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     args, extra = parser.parse_known_args(argv)
-    if extra:  # argparse's own words, with the likely mistake named
+    if extra:  # argparse's own words, with the likely mistake named, under the command's own usage line
         hint = ""
         if getattr(args, "command", None) == "train" and len(extra) == 1 and not extra[0].startswith("-"):
             hint = f" (a data set is given with --data: pyalexnet train --data {extra[0]})"
-        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -111,6 +111,75 @@ def test_small_step_is_timed_for_pytorch_too_when_installed(tmp_path):
     assert "32x32 crops" in small["title"]
 
 
+def test_only_takes_the_step_names_it_prints(tmp_path, monkeypatch):
+    # "--only step.small" was refused (no row's name contains it) though the output names the step so.
+    monkeypatch.setattr(bench_cli.step, "run_model", lambda *a, preset, **k: {"status": "error", "error": preset})
+    monkeypatch.setattr(bench_cli.step, "run_composed", lambda *a, **k: {"status": "error", "error": "composed"})
+    for only, want in [("step.small", ["step.small"]), ("step.paper", ["step.paper"]),
+                       ("step", ["step.paper", "step.small"]), ("relu1.fwd,step.small", ["step.small"])]:
+        rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", only, "--no-chart",
+                       "--out", str(tmp_path)])
+        assert rc == 0, only
+        doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+        assert [s["name"] for s in doc["steps"]] == want, only
+
+
+def test_an_interrupted_run_writes_the_rows_it_timed(tmp_path, monkeypatch, capsys):
+    # Ctrl-C (or `| head` closing the output) lost every row timed, sometimes minutes of them.
+    real = bench_cli.time_row
+    calls = []
+
+    def time_row(row, *a, **k):
+        calls.append(row.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(row, *a, **k)
+
+    monkeypatch.setattr(bench_cli, "time_row", time_row)
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu,pool5",
+                     "--out", str(tmp_path)]) == 130
+    doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    assert [r["name"] for r in doc["rows"]] == calls[:2] and doc["interrupted"] == "stopped by Ctrl-C"
+    assert "Interrupted (stopped by Ctrl-C)" in (tmp_path / "bench_cpu_quick.md").read_text()
+    assert "the 2 rows timed before it stopped" in capsys.readouterr().err
+
+
+def test_results_replace_the_last_ones_whole_and_say_so(tmp_path, monkeypatch, capsys):
+    args = ["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    assert "replacing" not in capsys.readouterr().out
+    (tmp_path / "bench_cpu_quick_step.png").write_bytes(b"an earlier chart")
+    # A full disk: the earlier file stays whole (a 4096-byte cut JSON was left in its place).
+    before = (tmp_path / "bench_cpu_quick.json").read_text()
+
+    def no_space(self, text, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+    assert cli.main(args) == 2
+    monkeypatch.undo()
+    assert (tmp_path / "bench_cpu_quick.json").read_text() == before
+    assert not list(tmp_path.glob("*.partial"))
+    assert "No space left on device" in capsys.readouterr().err
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "(replacing an earlier run's)" in out
+    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no chart)" in out
+
+
+def test_the_reason_for_a_cpu_run_and_how_to_read_the_table_are_said(tmp_path, capsys):
+    assert cli.main(["bench", "--quick", "--reference", "numpy", "--only", "relu1.fwd", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "relu1.fwd" in out and " ms\n" in out  # the live lines' unit
+    assert "below 1 ours is faster" in out and "QUICK" in out
+    md = (tmp_path / "bench_cpu_quick.md").read_text()
+    assert "below 1 ours is faster" in md and "QUICK smoke run" in md
+    if not pyalexnet.cuda_available():
+        reason = pyalexnet.backend_info()["reason"]
+        assert f"the GPU backend is not usable here ({reason})" in out
+        assert reason in md
+
+
 def test_only_filters_rows_and_skips_the_step(tmp_path):
     rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu,pool5",
                    "--out", str(tmp_path)])
@@ -151,10 +220,14 @@ def test_python_m_benchmarks_help_and_bad_device():
 
 def test_bad_arguments_are_refused_before_the_benchmark_runs(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
-    for argv, match in [(["--batch", "0"], "--batch, --repeats and --step-repeats must be >= 1"),  # ran batch 8
-                        (["--repeats", "0"], "must be >= 1"),
+    for argv, match in [(["--batch", "0"], "--batch must be >= 1, got 0"),  # ran batch 8
+                        (["--repeats", "0"], "--repeats must be >= 1, got 0"),
+                        (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
                         (["--only", "nomatch"], "--only nomatch: no row's name contains"),  # an empty report
-                        (["--out", str(tmp_path / "afile")], "is a file, not a folder")]:  # after the run
+                        (["--only", ""], "--only needs at least one name"),  # ran every row
+                        (["--only", " , "], "--only needs at least one name"),
+                        (["--out", str(tmp_path / "afile")], "is a file, not a folder"),  # after the run
+                        (["--out", str(tmp_path / "afile" / "sub")], "cannot make that folder")]:  # [Errno 20]
         assert cli.main(["bench", "--device", "cpu", "--quick", *argv]) == 2
         assert match in capsys.readouterr().err
 

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -47,6 +48,17 @@ def test_cpu_threads_are_the_threads_the_kernels_use():
     r = subprocess.run([sys.executable, "-m", "pyalexnet", "info"], env=dict(os.environ, OMP_NUM_THREADS="1"),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and ("1 thread (OMP_NUM_THREADS)" in r.stdout or "OpenMP off" in r.stdout), r.stdout
+    # Unset, or a value OpenMP does not take, the count is not said to come from it.
+    from pyalexnet.commands.info import format_info
+
+    info = dict(pyalexnet.backend_info(), cpu_threads=2)
+    for value, said in [(None, "2 threads (every core; OMP_NUM_THREADS sets it)"), ("4", "2 threads (OMP_NUM_THREADS)"),
+                        ("abc", "2 threads (OMP_NUM_THREADS='abc' not used)"), ("0", "OMP_NUM_THREADS='0' not used")]:
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        if value is not None:
+            env["OMP_NUM_THREADS"] = value
+        with mock.patch.dict(os.environ, env, clear=True):
+            assert said in format_info(info), value
 
 
 def test_a_reader_that_goes_away_stops_a_command_quietly():

@@ -153,3 +153,13 @@ def test_cli_gradcheck_says_when_tol_is_below_round_off(capsys):
     assert "decided little" not in capsys.readouterr().out
     assert cli.main(["gradcheck", "--seed", "-1"]) == 2
     assert "--seed must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_the_api_is_reached_from_the_package():
+    # `pyalexnet.gradcheck.run_all` was an AttributeError until `import pyalexnet.gradcheck`.
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import pyalexnet; print(pyalexnet.gradcheck.run_all.__doc__)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "check_layers" in r.stdout, r.stderr

@@ -176,6 +176,12 @@ def test_cli_mistakes_are_named_in_the_commands_words(capsys):
     with pytest.raises(SystemExit):
         cli.main(["info", "--bogus"])
     assert "unrecognized arguments: --bogus\n" in capsys.readouterr().err
+    # Under the command's own usage line, which lists its options (it was `usage: pyalexnet [-h] COMMAND ...`).
+    with pytest.raises(SystemExit):
+        cli.main(["gradcheck", "conv2d"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: pyalexnet gradcheck [-h]") and "--points" in err
+    assert "pyalexnet gradcheck: error: unrecognized arguments: conv2d" in err
 
 
 def test_resuming_a_finished_run_says_there_is_nothing_to_train(splits, tmp_path, capsys):

@@ -89,17 +89,27 @@ def run(args) -> int:
     warmup = given(args.warmup, 1 if args.quick else 5 if gpu else 1)
     step_repeats = given(args.step_repeats, 1 if args.quick else 20 if gpu else 3)
     budget = 0.5 if args.quick else 2.0 if gpu else 3.0
-    if min(n, repeats, step_repeats) < 1 or warmup < 0:
-        raise ValueError("--batch, --repeats and --step-repeats must be >= 1, --warmup >= 0")
-    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    if only is not None and not any(_selected(row.name, only) for row in build_rows(1)) and not _selected("step", only):
+    for name, value in (("--batch", n), ("--repeats", repeats), ("--step-repeats", step_repeats)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {warmup}")
+    only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+    if only == []:  # --only '' ran every row
+        raise ValueError("--only needs at least one name (rows: conv1.fwd ... fc8.bwd, lrn, pool, relu, dropout, "
+                         "softmax_xent, sgd, step.paper, step.small)")
+    step_names = ("step.paper",) if gpu else ("step.paper", "step.small")
+    if only is not None and not any(_selected(name, only) for name in [r.name for r in build_rows(1)] + list(step_names)):
         raise ValueError(f"--only {args.only}: no row's name contains any of {only} (rows: conv1.fwd ... fc8.bwd, "
-                         "lrn, pool, relu, dropout, softmax_xent, sgd, step)")
+                         f"lrn, pool, relu, dropout, softmax_xent, sgd, {', '.join(step_names)})")
     out = Path(args.out)
     # Found now, not after the benchmark has run (a read-only folder failed at the end, all rows timed).
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the path ("Not a directory"), a read-only parent
+        raise ValueError(f"--out {out}: cannot make that folder ({exc.strerror or exc})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise PermissionError(f"--out {out} is not writable: choose another folder for the results")
 
@@ -123,8 +133,14 @@ def run(args) -> int:
     backends = [ours, *refs]
     env = environment(device, torch, cp)
     stem = "bench_" + ("cpu" if not gpu else slug(env["device_name"])) + ("_quick" if args.quick else "")
-    print(f"pyalexnet bench on {env['device_name']} ({device}), batch {n}, references: "
+    if not gpu and args.device is None:
+        # Said, as `pyalexnet info` says it: a GPU user without CuPy would otherwise get a CPU run unawares.
+        env["gpu_unusable"] = backend_info()["reason"]
+    print(f"pyalexnet bench on {env['device_name']} ({device}), batch {n}" + (", QUICK (a smoke run: its times "
+          "are not figures)" if args.quick else "") + ", references: "
           + (", ".join(b.label for b in refs) or "none (PyTorch is not installed)"), flush=True)
+    if env.get("gpu_unusable"):
+        print(f"on the CPU: the GPU backend is not usable here ({env['gpu_unusable']})", flush=True)
 
     ceilings = measure_ceilings(timer, xp, quick=args.quick,
                                 free_bytes=cp.cuda.runtime.memGetInfo()[0] if gpu else None)
@@ -134,29 +150,27 @@ def run(args) -> int:
           f"{ceilings['fp32_flops_per_s'] / 1e12:.2f} TFLOP/s fp32 matmul", flush=True)
 
     drawer = Drawer(xp, seed=0)
-    results = []
-    for row in build_rows(n):
-        if not _selected(row.name, only):
-            continue
-        r = time_row(row, backends, timer, drawer, xp, verbose=args.verbose)
-        results.append(r)
-        cells = ", ".join(f"{k} {report._fmt_ms(v)}" for k, v in r["impl"].items())
-        print(f"  {row.name:22s} {cells}", flush=True)
-    report.add_rates(results, ceilings, [b.name for b in refs])
-    if gpu and refs:
-        report.add_targets(results, refs[0].name)
-
-    steps = []
-    if _selected("step", only):
+    results: list = []
+    steps: list = []
+    stopped = None
+    try:
+        for row in build_rows(n):
+            if not _selected(row.name, only):
+                continue
+            r = time_row(row, backends, timer, drawer, xp, verbose=args.verbose)
+            results.append(r)
+            cells = ", ".join(f"{k} {report._fmt_ms(v)}" for k, v in r["impl"].items())
+            print(f"  {row.name:22s} {cells} ms", flush=True)
         kw = dict(repeats=step_repeats, warmup=0 if args.quick else 2)
-        runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="paper", **kw),
-                "ours (ops, per layer)": step.run_composed(ours, timer, drawer, n, **kw)}
-        if refs:
-            runs[f"{refs[0].name} (ops, per layer)"] = step.run_composed(refs[0], timer, drawer, n, **kw)
-        runs.update(_torch_autograd_runs(refs, timer, drawer, n, kw))
-        steps.append({"name": "step.paper", "title": "Training step, the paper's network (60,965,224 parameters)",
-                      "batch": n, "runs": runs, "floor": _step_floor(spec.step_flops(n), runs, ceilings)})
-        if not gpu:
+        if _selected("step.paper", only):
+            runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="paper", **kw),
+                    "ours (ops, per layer)": step.run_composed(ours, timer, drawer, n, **kw)}
+            if refs:
+                runs[f"{refs[0].name} (ops, per layer)"] = step.run_composed(refs[0], timer, drawer, n, **kw)
+            runs.update(_torch_autograd_runs(refs, timer, drawer, n, kw))
+            steps.append({"name": "step.paper", "title": "Training step, the paper's network (60,965,224 parameters)",
+                          "batch": n, "runs": runs, "floor": _step_floor(spec.step_flops(n), runs, ceilings)})
+        if "step.small" in step_names and _selected("step.small", only):
             # The network `pyalexnet train` trains by default: what a laptop user waits for.
             stages, image = spec.preset_stages("small")
             runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="small", **kw)}
@@ -169,6 +183,12 @@ def run(args) -> int:
         for sname, name, e in ((s["name"], k, v) for s in steps for k, v in s["runs"].items()):
             print(f"  {sname} {name}: " + (f"{e['median_ms']:.2f} ms, {e['images_per_s']:.1f} images/s"
                                         if e.get("status") == "ok" else f"{e['status']} ({e.get('error', '')})"), flush=True)
+    except (KeyboardInterrupt, BrokenPipeError) as exc:
+        # Ctrl-C, or a reader gone (`| head`): the rows timed so far are written before stopping (they were lost).
+        stopped = exc
+    report.add_rates(results, ceilings, [b.name for b in refs])
+    if gpu and refs:
+        report.add_targets(results, refs[0].name)
 
     if gpu:
         env["nvidia_smi_after"] = gpu_clocks(cp.cuda.Device().id)
@@ -187,21 +207,33 @@ def run(args) -> int:
         "steps": steps,
         "chart": None,
     }
+    if stopped is not None:
+        doc["interrupted"] = "stopped by Ctrl-C" if isinstance(stopped, KeyboardInterrupt) else "output closed"
+    chart_path = out / f"{stem}_step.png"
+    earlier = [p for p in (out / f"{stem}.json", out / f"{stem}.md", chart_path) if p.exists()]
     chart_msg = None
-    if steps and not args.no_chart:
-        chart = report.plot_breakdown(steps[0], out.mkdir(parents=True, exist_ok=True) or out / f"{stem}_step.png",
-                                      f"AlexNet training step per layer, batch {n}, {env['device_name']}")
+    if steps and not args.no_chart and stopped is None:
+        chart = report.plot_breakdown(steps[0], chart_path,
+                                      f"AlexNet training step per layer, batch {n}, {env['device_name']}"
+                                      + (", QUICK smoke run" if args.quick else ""))
         if chart is None:
             chart_msg = 'chart skipped: matplotlib is not installed (pip install "pyalexnet[plot]")'
         elif chart != "nothing":
             doc["chart"] = chart
+    if not doc["chart"] and chart_path.exists():
+        chart_msg = (chart_msg + "; " if chart_msg else "") + f"{chart_path} is an earlier run's (this one drew no chart)"
     doc["wall_s"] = round(time.perf_counter() - t_start, 1)
     paths = report.write_outputs(doc, out, stem)
+    wrote = (f"wrote {paths['json']}, {paths['md']}" + (f", {doc['chart']}" if doc["chart"] else "")
+             + f" in {doc['wall_s']} s" + (" (replacing an earlier run's)" if earlier else ""))
+    if stopped is not None:
+        print(f"the {len(results)} row{'s' * (len(results) != 1)} timed before it stopped: {paths['json']}, "
+              f"{paths['md']}", file=sys.stderr)
+        raise stopped
     report.print_report(doc)
     if chart_msg:
         print(chart_msg)
-    print(f"\nwrote {paths['json']}, {paths['md']}" + (f", {doc['chart']}" if doc["chart"] else "")
-          + f" in {doc['wall_s']} s")
+    print(f"\n{wrote}")
     return 0
 
 

@@ -173,13 +173,37 @@ def _ceiling_lines(doc) -> list[str]:
     return lines
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """path's text replaced whole or not at all: a full disk left half a JSON file in place of the last run's."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reading_notes(doc: dict) -> str:
+    """How to read the table: what the ratios and errors are, and why a CPU row may beat the copy ceiling."""
+    notes = ("`ours/REF` is our time over the reference's: below 1 ours is faster. `max rel err` is "
+             "max|ours - reference| / max|reference| over the row's outputs, against the first reference.")
+    if doc["config"]["device"] == "cpu":
+        notes += (" On a CPU the bandwidth ceiling is a copy far larger than the caches, so a tensor that fits in "
+                  "them can run above 100% of it; `% same-size copy` is the fair comparison.")
+    return notes
+
+
 def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
-    paths["json"].write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    _write_whole(paths["json"], json.dumps(doc, indent=1, default=str) + "\n")
     head, body = table_rows(doc)
     env, cfg = doc["meta"], doc["config"]
-    md = [f"# pyalexnet benchmark: {env['device_name']}", "",
+    md = [f"# pyalexnet benchmark: {env['device_name']}" + (" (QUICK smoke run: not figures)" if cfg.get("quick") else ""),
+          "", *([f"**Interrupted ({doc['interrupted']}): only the rows timed before it are here.**", ""]
+                if doc.get("interrupted") else []),
+          *([f"On the CPU because the GPU backend is not usable here: {env['gpu_unusable']}.", ""]
+            if env.get("gpu_unusable") else []),
           f"Command: `{cfg['command']}`  ",
           f"Date: {env['date_utc']}, pyalexnet {env['pyalexnet']} ({env.get('pyalexnet_commit') or 'no git'}), "
           f"numpy {env['numpy']}, PyTorch {env.get('torch') or 'not installed'}, CuPy {env.get('cupy') or '-'}, "
@@ -198,14 +222,15 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
           "convolution algorithms (the plain row is the library's own choice); their reference times are "
           "the plain row's. Rows `poolN.fwd`/`poolN.bwd` time max-pooling as training runs it (the forward "
           "stores each window's winner, the backward reads those instead of x); `poolN.bwd recompute` is our "
-          "backward that recomputes the winners from x, against the references' times of `poolN.bwd`.",
+          "backward that recomputes the winners from x, against the references' times of `poolN.bwd`. "
+          + _reading_notes(doc),
           "", "## Training step", "", *_step_lines(doc)]
     notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
     if notes:
         md += ["", "## Notes", "", *notes]
     if doc.get("chart"):
         md += ["", f"![per-layer step time]({Path(doc['chart']).name})"]
-    paths["md"].write_text("\n".join(md) + "\n")
+    _write_whole(paths["md"], "\n".join(md) + "\n")
     return paths
 
 
@@ -214,6 +239,7 @@ def print_report(doc: dict) -> None:
     print()
     print(format_table(head, body))
     print()
+    print(_reading_notes(doc))
     print("\n".join(_ceiling_lines(doc)))
     print("\n".join(_step_lines(doc)))
 
@@ -238,7 +264,7 @@ def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
         ax.bar([j + i * width for j in range(len(names))], [seg.get(n, 0) for n in names], width, label=label)
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(names))])
     ax.set_xticklabels(names, rotation=60, ha="right")
-    ax.set_ylabel("ms (median)")
+    ax.set_ylabel("ms (median; lower is faster)")
     # A bar is the time between two marks of the step, which fall after the layer's ReLU, LRN and pooling.
     ax.set_xlabel("each layer's bar includes the ReLU, LRN, max-pooling and dropout that follow it in the network")
     ax.set_title(title)

@@ -132,6 +132,7 @@ class Marker:
 # Ceilings measured in the same run: a large copy (bandwidth) and a large float32 matrix product.
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+SMALL_COPY_ELEMENTS = 1 << 20  # float32 elements: kernels/cpu_parallel.h's one-thread bound for ReLU, SGD, dropout
 
 
 def _copy_pool(workers: int) -> ThreadPoolExecutor:
@@ -153,6 +154,13 @@ def make_copy(timer, xp, nbytes: int):
         def copy():
             cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, nbytes, kind, cp.cuda.get_current_stream().ptr)
         return copy, f"cudaMemcpyAsync device-to-device of {nbytes / 2**20:.0f} MiB"
+    if src.size < SMALL_COPY_ELEMENTS:
+        # Our memory-bound CPU kernels run on one thread below 1M elements (waking a sleeping pool costs more
+        # than it saves there: kernels/cpu_parallel.h), and so does the copy they are compared with: on a pool
+        # of threads a small copy was all wake-up, and dropout's backward read 2395% of it.
+        def copy_one_thread():
+            np.copyto(dst, src)
+        return copy_one_thread, f"numpy.copyto of {nbytes / 2**20:.2f} MiB on one thread"
     # numpy copies on one thread; the kernels use every core, so copy in one slice per core.
     workers = os.cpu_count() or 1
     pool = _copy_pool(workers)

@@ -1,5 +1,6 @@
 """pyalexnet info: what this install can run on."""
 import json
+import os
 
 HELP = "show the backends this install has, the GPUs found, or why none is used"
 
@@ -14,8 +15,12 @@ def format_info(info: dict) -> str:
     if info["built_with_cuda"]:
         cuda += f" (CUDA {info['cuda_build_version']}, architectures {info['cuda_architectures']})"
     lines.append(f"  CUDA backend built : {cuda}")
-    lines.append(f"  CPU backend        : yes, OpenMP {'on' if info['openmp'] else 'off'}, {info['cpu_threads']} thread{'s' * (info['cpu_threads'] != 1)} "
-                 "(OMP_NUM_THREADS), "
+    threads = f"{info['cpu_threads']} thread{'s' * (info['cpu_threads'] != 1)}"
+    # Where the count comes from: OpenMP reads OMP_NUM_THREADS when it is a positive integer, else takes every core.
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    threads += (" (OMP_NUM_THREADS)" if omp.isdigit() and int(omp) > 0 else
+                " (every core; OMP_NUM_THREADS sets it)" if not omp else f" (OMP_NUM_THREADS={omp!r} not used)")
+    lines.append(f"  CPU backend        : yes, OpenMP {'on' if info['openmp'] else 'off'}, {threads}, "
                  f"{info['cpu_simd'].upper()} GEMM")
     lines.append(f"  CUDA driver        : {info['cuda_driver_version'] or 'not found'}")
     lines.append(f"  CuPy               : {info['cupy'] or 'not installed'}")
