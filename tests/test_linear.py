@@ -72,6 +72,21 @@ def test_dw_out_receives_the_same_weight_gradient(rng):
         assert g.tobytes() == c.tobytes()
 
 
+def test_one_image_gets_the_outer_product_exactly(rng):
+    # One image takes a broadcast multiply (numpy's matmul with an inner size of 1 was 6x slower for fc6); each
+    # dw element is one float32 product, so the result is exact to the bit, with dw_out or without.
+    x = rng.standard_normal((1, 2, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((5, 18)).astype(np.float32)
+    dy = rng.standard_normal((1, 5)).astype(np.float32)
+    want = (dy.T.astype(np.float64) * x.reshape(1, -1).astype(np.float64)).astype(np.float32)
+    out = np.full(w.shape, np.nan, np.float32)
+    for dx, dw, db in (ops.linear_backward(dy, x, w), ops.linear_backward(dy, x, w, dw_out=out)):
+        assert dw.shape == w.shape and dw.dtype == np.float32 and dw.tobytes() == want.tobytes()
+        np.testing.assert_allclose(dx, (dy.astype(np.float64) @ w).reshape(x.shape), rtol=1e-5, atol=1e-6)
+        assert db.tobytes() == dy[0].tobytes()
+    assert ops.linear_backward(dy, x, w, dw_out=out)[1] is out
+
+
 def test_bad_dw_out_is_a_clear_error(rng):
     x, w, dy = np.ones((2, 3), np.float32), np.ones((4, 3), np.float32), np.ones((2, 4), np.float32)
     with pytest.raises(ValueError, match=r"'dw_out' must be a C-contiguous float32 array of w's shape \(4, 3\)"):
@@ -100,6 +115,9 @@ def test_gpu_linear_matches_cpu(cp, rng):
     assert isinstance(y, cp.ndarray)
     np.testing.assert_allclose(cp.asnumpy(y), ops.linear(x, w, b), rtol=1e-4, atol=1e-4)
     for g, c in zip(ops.linear_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w)), ops.linear_backward(dy, x, w)):
+        np.testing.assert_allclose(cp.asnumpy(g), c, rtol=1e-4, atol=1e-3)
+    for g, c in zip(ops.linear_backward(cp.asarray(dy[:1]), cp.asarray(x[:1]), cp.asarray(w)),
+                    ops.linear_backward(dy[:1], x[:1], w)):  # one image: the outer product
         np.testing.assert_allclose(cp.asnumpy(g), c, rtol=1e-4, atol=1e-3)
     out = cp.full(w.shape, cp.nan, cp.float32)
     _, dw, _ = ops.linear_backward(cp.asarray(dy), cp.asarray(x), cp.asarray(w), dw_out=out)

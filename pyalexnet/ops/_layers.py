@@ -80,7 +80,12 @@ def linear_backward(dy, x, w, *, dw_out=None):
             raise ValueError("argument 'dw_out' must not share memory with dy, x or w")
     with B.launch(dy, x, w, dw_out) as l:
         dx = l.xp.matmul(dy, w).reshape(x.shape)
-        dw = l.xp.matmul(dy.T, x2, out=dw_out)
+        if x2.shape[0] == 1:
+            # One image: dw is an outer product, the same single products, which numpy's matmul takes through a
+            # slow path for an inner size of 1 (fc6 at batch 1: 63 ms, 11 ms as a broadcast multiply).
+            dw = l.xp.multiply(dy.T, x2, out=dw_out)
+        else:
+            dw = l.xp.matmul(dy.T, x2, out=dw_out)
         db = dy.sum(axis=0, dtype=l.xp.float32)
     return dx, dw, db
 
