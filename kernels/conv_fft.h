@@ -67,6 +67,8 @@ inline bool use_fft(const ConvShape& s, ConvPass pass) {
   return pass == ConvPass::backward_filter && s.algorithm == ConvAlgorithm::fft;
 }
 
+constexpr int64_t kWorkspaceAlignFloats = 4;  // 16 bytes
+
 // How the filter gradient is split and where its pieces live in the workspace (offsets in floats).
 struct Plan {
   int64_t L = 0, bins = 0;
@@ -91,7 +93,9 @@ inline Plan plan(const ConvShape& s) {
   p.xhat = 0;
   p.dyhat = round4(2 * p.bins * p.imgs_per_chunk * s.C);
   p.dw_hat = p.dyhat + round4(2 * p.bins * p.imgs_per_chunk * s.K);
-  p.workspace_floats = p.dw_hat + 2 * p.bins * s.K * s.Cg();
+  // + 4 floats: the launcher moves the workspace up to a 16-byte boundary, since its regions are read as float2
+  // and a caller's workspace may be any float-aligned view (an offset one faulted on a GPU with a misaligned address).
+  p.workspace_floats = p.dw_hat + 2 * p.bins * s.K * s.Cg() + kWorkspaceAlignFloats;
   // Each plane of the inverse needs its spectrum (bins) and its partial inverse (L x S), complex.
   const int64_t per_plane = 2 * (p.bins + p.L * s.S);
   p.planes_per_block = std::max<int64_t>(1, std::min(kInverseSmemFloats / per_plane, s.K * s.Cg()));

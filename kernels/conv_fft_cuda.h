@@ -410,6 +410,9 @@ void fft_backward_filter_sized(const float* dy, const float* x, float* dw, const
 void fft_backward_filter(const float* dy, const float* x, float* dw, const ConvShape& s, float* ws, Stream stream) {
   check_fft(s);
   const fft::Plan plan = fft::plan(s);
+  // The plan's regions are float2 arrays: up to the next 16-byte boundary, which its workspace_floats leaves room for.
+  const auto addr = reinterpret_cast<uintptr_t>(ws);
+  ws += (((addr + 15) & ~uintptr_t(15)) - addr) / sizeof(float);
   if (plan.L == 16)
     fft_backward_filter_sized<16>(dy, x, dw, s, plan, ws, stream);
   else

@@ -55,17 +55,27 @@ class _Device:
     """Moves host float32 arrays to the backend under test and back."""
 
     def __init__(self, device: str) -> None:
-        if device == "gpu":  # as AlexNet(devices=) takes it
-            device = "cuda"
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda' ('gpu'), got {device!r}")
-        if device == "cuda" and not B.cuda_available():
-            raise ValueError(f"device 'cuda' asked for, but the GPU backend is not usable: {B.backend_info()['reason']}")
-        self.name = device
-        self.xp = B.cupy_module() if device == "cuda" else np
+        name = device.strip().lower() if isinstance(device, str) else device
+        if name in ("gpu", "cuda"):  # as AlexNet(devices=) takes them
+            name = "cuda:0"
+        if not (name == "cpu" or (isinstance(name, str) and name.startswith("cuda:") and name[5:].isdigit())):
+            raise ValueError(f"device must be 'cpu', 'cuda' ('gpu') or 'cuda:N', got {device!r}")
+        if name != "cpu" and not B.cuda_available():
+            raise ValueError(f"device {device!r} asked for, but the GPU backend is not usable: "
+                             f"{B.backend_info()['reason']}")
+        self.name = "cpu" if name == "cpu" else "cuda"
+        self.device = name  # as AlexNet(devices=) takes it
+        self.gpu = None if name == "cpu" else int(name[5:])
+        self.xp = B.cupy_module() if self.gpu is not None else np
+        if self.gpu is not None and not 0 <= self.gpu < self.xp.cuda.runtime.getDeviceCount():
+            raise ValueError(f"device {device!r}: there is no GPU {self.gpu} "
+                             f"({self.xp.cuda.runtime.getDeviceCount()} found)")
 
     def put(self, a):
-        return self.xp.asarray(a) if self.name == "cuda" else a
+        if self.gpu is None:
+            return a
+        with self.xp.cuda.Device(self.gpu):  # the ops run on their arrays' device
+            return self.xp.asarray(a)
 
     def get(self, a):
         return B.to_host(a)
@@ -78,8 +88,9 @@ def _check_settings(points, tol, eps=1e-2) -> tuple[int, float, float]:
     """points >= 1, tol and eps > 0 (points=0 or tol=NaN reported every check as a FAIL with NaN errors)."""
     points = B.integer(points, "points", low=1)
     tol, eps = B.real_number(tol, "tol"), B.real_number(eps, "eps")
-    if tol <= 0 or eps <= 0:
-        raise ValueError(f"tol and eps must be > 0, got tol={tol!r}, eps={eps!r}")
+    for name, value in (("tol", tol), ("eps", eps)):
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
     return points, tol, eps
 
 
@@ -291,8 +302,7 @@ def check_network(device: str = "cpu", *, points: int = 6, tol: float = DEFAULT_
 
     dev = _Device(device)
     # He initialisation: with N(0, 0.01) the tiny network's gradients would be round-off sized.
-    model = AlexNet(7, preset="tiny", devices=(device, device) if device == "cpu" else ("cuda:0", "cuda:0"),
-                    seed=seed, init="he")
+    model = AlexNet(7, preset="tiny", devices=(dev.device, dev.device), seed=seed, init="he")
     rng = np.random.default_rng(seed + 1)
     s = model.input_size
     x = dev.put((rng.standard_normal((batch, 3, s, s)) * 50).astype(np.float32))  # pixel-sized inputs
