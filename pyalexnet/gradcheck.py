@@ -247,7 +247,7 @@ def check_layers(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_
         # Where each window's maximum sits: a different answer means the step crossed a tie.
         xd = dev.put(a["x"])
         y = ops.max_pool(xd, size=3, stride=2)
-        return dev.get(ops.max_pool_backward(dev.xp.ones_like(y), xd, y, size=3, stride=2))
+        return dev.get(ops.max_pool_backward(dev.put(np.ones(y.shape, np.float32)), xd, y, size=3, stride=2))
 
     layer("max_pool", lambda a: ops.max_pool(a["x"], size=3, stride=2),
           lambda r, a: {"x": ops.max_pool_backward(r, a["x"], ops.max_pool(a["x"], size=3, stride=2), size=3, stride=2)},
