@@ -55,17 +55,12 @@ class _Device:
     """Moves host float32 arrays to the backend under test and back."""
 
     def __init__(self, device: str) -> None:
-        name = device.strip().lower() if isinstance(device, str) else device
-        if name in ("gpu", "cuda"):  # as AlexNet(devices=) takes them
-            name = "cuda:0"
-        if not (name == "cpu" or (isinstance(name, str) and name.startswith("cuda:") and name[5:].isdigit())):
-            raise ValueError(f"device must be 'cpu', 'cuda' ('gpu') or 'cuda:N', got {device!r}")
-        if name != "cpu" and not B.cuda_available():
-            raise ValueError(f"device {device!r} asked for, but the GPU backend is not usable: "
-                             f"{B.backend_info()['reason']}")
-        self.name = "cpu" if name == "cpu" else "cuda"
-        self.device = name  # as AlexNet(devices=) takes it
-        self.gpu = None if name == "cpu" else int(name[5:])
+        from .model import parse_devices  # the names AlexNet(devices=) takes, checked and normalised the same way
+
+        if not isinstance(device, str) or "," in device:
+            raise ValueError(f"device must be one device, 'cpu', 'cuda' ('gpu') or 'cuda:N', got {device!r}")
+        self.device = parse_devices(device)[0]
+        self.gpu = None if self.device == "cpu" else int(self.device[5:])
         self.xp = B.cupy_module() if self.gpu is not None else np
         if self.gpu is not None and not 0 <= self.gpu < self.xp.cuda.runtime.getDeviceCount():
             raise ValueError(f"device {device!r}: there is no GPU {self.gpu} "
@@ -84,9 +79,11 @@ class _Device:
 ROUNDING_ULPS = 16  # float32 ulps of the loss's magnitude that round-off may move it by
 
 
-def _check_settings(points, tol, eps=1e-2) -> tuple[int, float, float]:
-    """points >= 1, tol and eps > 0 (points=0 or tol=NaN reported every check as a FAIL with NaN errors)."""
+def _check_settings(points, tol, eps=1e-2, seed=0) -> tuple[int, float, float]:
+    """points >= 1, tol and eps > 0 (points=0 or tol=NaN reported every check as a FAIL with NaN errors), seed >= 0
+    (numpy's "expected non-negative integer" otherwise)."""
     points = B.integer(points, "points", low=1)
+    B.integer(seed, "seed", low=0)
     tol, eps = B.real_number(tol, "tol"), B.real_number(eps, "eps")
     for name, value in (("tol", tol), ("eps", eps)):
         if value <= 0:
@@ -133,7 +130,7 @@ def check_function(name: str, loss: Callable[[dict], tuple[float, float]], analy
     every other one where the analytic gradient is non-zero), skipping at most 4*points. eps: the step relative to the tensor's root mean
     square (and to the element when that is larger).
     """
-    points, tol, eps = _check_settings(points, tol, eps)
+    points, tol, eps = _check_settings(points, tol, eps, seed)
     rng = np.random.default_rng(seed)
     base = pattern(inputs) if pattern else None
     # Largest step first (round-off matters least); smaller ones only where the step crosses a kink.
@@ -198,7 +195,7 @@ def _dot(y, r) -> tuple[float, float]:
 
 def check_layers(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_TOL, seed: int = 0) -> list[CheckResult]:
     """Every layer type's backward against central differences, on small random shapes."""
-    _check_settings(points, tol)
+    _check_settings(points, tol, seed=seed)
     dev = _Device(device)
     rng = np.random.default_rng(seed)
 
@@ -297,7 +294,7 @@ def check_network(device: str = "cpu", *, points: int = 6, tol: float = DEFAULT_
                   batch: int = 3) -> list[CheckResult]:
     """Gradients of a tiny two-tower AlexNet (both towers on `device`, dropout on with fixed masks)
     w.r.t. every parameter, against central differences of sum(logits * r)."""
-    _check_settings(points, tol)
+    _check_settings(points, tol, seed=seed)
     from .model import AlexNet
 
     dev = _Device(device)

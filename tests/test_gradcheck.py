@@ -69,7 +69,8 @@ def test_cli_gradcheck_cpu(capsys):
                                                  (dict(points=2.5), TypeError, "points must be an integer"),
                                                  (dict(tol=float("nan")), ValueError, "tol must be a finite"),
                                                  (dict(tol=0.0), ValueError, "tol must be > 0, got 0.0"),
-                                                 (dict(tol=-1), ValueError, "tol must be > 0, got -1.0")])
+                                                 (dict(tol=-1), ValueError, "tol must be > 0, got -1.0"),
+                                                 (dict(seed=-1), ValueError, "seed must be >= 0, got -1")])
 def test_settings_that_would_fail_every_check_are_refused(kwargs, exc, match):
     # points=0 and tol=NaN reported every check as FAIL with NaN errors.
     for check in (check_layers, pyalexnet.gradcheck.check_network):
@@ -84,8 +85,10 @@ def test_gpu_is_another_name_for_cuda():
     else:
         with pytest.raises(ValueError, match="GPU backend is not usable"):
             check_layers("gpu")
-    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' \\('gpu'\\) or 'cuda:N', got 'tpu'"):
+    with pytest.raises(ValueError, match="unknown device 'tpu': use 'cpu', 'cuda' or 'cuda:N'"):  # AlexNet's words
         check_layers("tpu")
+    with pytest.raises(ValueError, match="device must be one device"):
+        check_layers("cpu,cpu")
     if not pyalexnet.cuda_available():  # "cuda:0", as AlexNet(devices=) takes it, was "must be 'cpu' or 'cuda'"
         with pytest.raises(ValueError, match="device 'cuda:0' asked for, but the GPU backend is not usable"):
             check_layers("cuda:0")
