@@ -139,6 +139,14 @@ Array array_arg(py::handle obj, const char* name, bool writable) {
     throw py::type_error("argument '" + a.name + "' must be a numpy.ndarray or a CUDA array such as cupy.ndarray, got " +
                          py::cast<std::string>(py::str(py::type::of(obj).attr("__name__"))));
   }
+  // A view at a byte offset that is not a multiple of its element size (frombuffer with an odd offset, a field
+  // of a packed record): the kernels read whole elements. On the GPU a misaligned read is a sticky fault that
+  // would fail every later call in the process; on the CPU, vectorised loops may assume the alignment.
+  const int64_t itemsize = itemsize_of(a.typestr);
+  if (itemsize > 0 && reinterpret_cast<std::uintptr_t>(a.ptr) % static_cast<std::uintptr_t>(itemsize) != 0)
+    throw py::value_error("argument '" + a.name + "' is not aligned to its " + std::to_string(itemsize) +
+                          "-byte elements (a view at an odd byte offset); pass a copy (" +
+                          (a.gpu ? "cupy" : "numpy") + ".array(x))");
   if (writable && a.readonly) throw py::value_error("argument '" + a.name + "' is written to but is read-only");
   a.keepalive = py::reinterpret_borrow<py::object>(obj);
   return a;

@@ -23,5 +23,10 @@ namespace pya {
   } while (0)
 
 // After a <<<...>>> launch: catches bad configurations and earlier async faults.
-#define PYA_CHECK_LAUNCH(name) PYA_CUDA_CHECK(cudaGetLastError())
+// The message names the kernel, not the cudaGetLastError() call that caught it.
+#define PYA_CHECK_LAUNCH(name)                                                 \
+  do {                                                                         \
+    cudaError_t pya_err_ = cudaGetLastError();                                 \
+    if (pya_err_ != cudaSuccess) ::pya::throw_cuda_error(pya_err_, "the launch of " name, __FILE__, __LINE__); \
+  } while (0)
 

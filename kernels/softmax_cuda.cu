@@ -218,7 +218,10 @@ __global__ void __launch_bounds__(kWarp)
     ticket = atomicInc(counter, gridDim.x - 1);
   }
   if (__shfl_sync(kFullWarp, ticket, 0) != gridDim.x - 1) return;
-  __threadfence();  // every other block has published its row losses
+  // Lane 0's atomic saw every other block's ticket, so after its fence their row losses are visible to it; the
+  // shuffle carries no memory order to lanes 1-31, __syncwarp does (it orders memory among the warp's lanes).
+  __threadfence();
+  __syncwarp();
   cross_entropy_batch_stats(row_loss, labels, N, stats, lane);
 }
 

@@ -255,8 +255,28 @@ def as_input(x: Any, name: str, dtype=np.float32):
         if want.kind in "iu" and x.dtype.kind not in "iu":
             raise TypeError(f"argument '{name}' must be an integer array, got dtype {x.dtype}")
         x = x.astype(want)
-    # (ascontiguousarray would make a 0-d array 1-d: relu of a scalar came back with shape (1,))
-    return x if x.flags.c_contiguous else xp.ascontiguousarray(x)
+    return contiguous(x, xp)
+
+
+def contiguous(x, xp):
+    """`x` itself when the kernels can read it as it is (C-contiguous, each element at a multiple of its size),
+    else a C-contiguous copy: a view at an odd byte offset (numpy.frombuffer with an offset) is refused by the
+    bindings, since a misaligned read faults on the GPU."""
+    if xp is np:
+        if x.flags.c_contiguous and x.flags.aligned:
+            return x
+        # (ascontiguousarray would make a 0-d array 1-d: relu of a scalar came back with shape (1,))
+        return np.array(x, order="C", copy=True)
+    if x.data.ptr % x.dtype.itemsize == 0:
+        return x if x.flags.c_contiguous else xp.ascontiguousarray(x)
+    # CuPy's own copy would read the misaligned elements (the fault); a byte copy does not.
+    if not x.flags.c_contiguous:
+        raise ValueError(f"a GPU array whose elements are not aligned to their {x.dtype.itemsize} bytes must at "
+                         "least be C-contiguous to be copied")
+    out = xp.empty(x.shape, x.dtype)
+    if x.nbytes:
+        out.data.copy_from_device_async(x.data, x.nbytes)
+    return out
 
 
 class Launch:

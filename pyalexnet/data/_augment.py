@@ -60,7 +60,7 @@ def augment(images, crop_size: int, mean_image, *, offsets=None, flips=None, lig
         raise ValueError("argument 'flips' must hold 0 or 1")
     if xp is not np:
         with B.launch(images) as l:
-            mean_image = xp.ascontiguousarray(xp.asarray(mean_image, xp.float32))
+            mean_image = B.contiguous(xp.asarray(mean_image, xp.float32), xp)
             _check_mean(mean_image, height, width)
             params = [xp.asarray(a) for a in (index, offsets, flips, lighting)]
             out = xp.empty((n, 3, crop, crop), xp.float32)
@@ -88,7 +88,7 @@ def _host(a, dtype, name):
         lo, hi, limits = int(a.min()), int(a.max()), np.iinfo(want)
         if lo < limits.min or hi > limits.max:
             raise ValueError(f"argument '{name}' holds {lo if lo < limits.min else hi}, outside {want.name}")
-    return np.ascontiguousarray(a, want)
+    return B.contiguous(np.asarray(a, want), np)
 
 
 def center_crop(images, crop_size: int, mean_image):

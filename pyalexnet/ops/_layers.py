@@ -237,7 +237,7 @@ def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None, check_in
                          f"got {_shape(dy)}")
     # x joins the launch for its device only (a CuPy x on another GPU is refused there); it is not read.
     with B.launch(dy, indices, x) as l:
-        indices = l.xp.ascontiguousarray(indices)
+        indices = B.contiguous(indices, l.xp)
         dx = l.xp.empty(x_shape, dtype=l.xp.float32)
         _C.max_pool_backward_from_indices(dy, indices, dx, size, stride, l.stream)
     return dx
@@ -282,7 +282,7 @@ def dropout_backward(dy, mask, *, p=0.5):
         raise TypeError(f"argument 'mask' must be the uint8 mask returned by dropout, got "
                         f"{getattr(mask, 'dtype', type(mask).__name__)}")
     with B.launch(dy, mask) as l:
-        mask = l.xp.ascontiguousarray(mask)
+        mask = B.contiguous(mask, l.xp)
         dx = l.xp.empty_like(dy)
         _C.dropout_backward(dy, mask, dx, p, l.stream)
     return dx
@@ -334,7 +334,7 @@ def softmax_cross_entropy(logits, labels):
         raise TypeError("arguments 'logits' and 'labels' must both be numpy arrays or both CuPy arrays")
     labels = _labels(labels, logits)
     with B.launch(logits, labels) as l:
-        labels = l.xp.ascontiguousarray(labels)
+        labels = B.contiguous(labels, l.xp)
         row_loss = l.xp.empty(logits.shape[0], dtype=l.xp.float32)
         dlogits = l.xp.empty_like(logits)
         stats = l.xp.empty(3, dtype=l.xp.float64)
