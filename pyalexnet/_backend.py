@@ -12,7 +12,9 @@ import functools
 import math
 import numbers
 import os
+import sys
 import threading
+import warnings
 from typing import Any
 
 # Threads that finish their work sleep at once instead of spinning, in both thread pools a CPU step
@@ -198,6 +200,18 @@ _FLOAT_KINDS = "f"
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_user(message: str, category=RuntimeWarning) -> None:
+    """warnings.warn, attributed to the first caller outside pyalexnet: a warning from deep in the data code
+    named the library's own line (pyalexnet/data/_datasets.py:212), not the user's call."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def real_number(value: Any, name: str, *, finite: bool = True) -> float:

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,8 @@ def _make_schedule(schedule, lr: float, patience: int):
     except TypeError:
         raise ValueError(f"schedule must be 'plateau', 'constant' or a list of epochs, got {schedule!r}") from None
     if any(e < 1 for e in epochs):
-        raise ValueError(f"schedule epochs must be >= 1 (the epoch at whose start the lr is divided by 10), got {epochs}")
+        raise ValueError(f"schedule epochs must be >= 1 (0-based: the lr is divided by 10 at the start of each, and "
+                         f"epoch 0 is the first; to start lower, give a smaller lr), got {epochs}")
     return StepSchedule(lr, epochs)
 
 
@@ -186,6 +186,19 @@ def _stop_on_interrupt(*, enabled: bool):
         yield request
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _said_unsaved(ckpt_path, where):
+    """Without a checkpoint folder, Ctrl-C stops at once (nothing to save): said so, and where it stopped."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if ckpt_path is not None or str(exc):
+            raise
+        epoch, step, steps_per_epoch = where()
+        raise KeyboardInterrupt(f"stopped at epoch {epoch + 1}, step {step} of {steps_per_epoch}; nothing was saved "
+                                "(checkpoint_dir, --checkpoint-dir, keeps a run that can be resumed)") from None
 
 
 def _interrupted_message(ckpt_path, epoch: int, step: int, steps_per_epoch: int) -> str:
@@ -572,6 +585,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                  val_fraction=val_fraction is not None)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ValueError("checkpoint_every (--checkpoint-every) needs checkpoint_dir (--checkpoint-dir), the folder "
+                         "the checkpoints go to")
     for what, path, folder in (("checkpoint_dir", checkpoint_dir, True), ("history", history, False)):
         if path is not None and Path(path).exists() and Path(path).is_dir() != folder:
             raise ValueError(f"{what} {path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
@@ -650,8 +666,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              f"{splits.source} has its own validation split"
                              + (" (a store's is made by prepare --val-fraction)" if D.is_store(src) else ""))
         if D.has_own_validation_images(src):
-            warnings.warn(f"{src} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used",
-                          RuntimeWarning, stacklevel=2)
+            B.warn_user(f"{src} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used")
     if len(splits.val) == 0:
         source = str(getattr(splits, "source", "") or "")
         if source and D.is_store(Path(source)):  # its split was made when it was prepared
@@ -723,8 +738,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              f"{_few(meta['classes'])}; {source or 'this data set'} has {_few(splits.classes)}: "
                              "resume it with the data it trained on")
         if source and trained_on and not _same_source(source, trained_on):
-            warnings.warn(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
-                          "classes), which its checkpoint records from now on", RuntimeWarning, stacklevel=2)
+            B.warn_user(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
+                          "classes), which its checkpoint records from now on")
         t = meta["training"]
         # val_fraction (with the seed) picks a folder's held-out images: another would move images between
         # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.
@@ -752,11 +767,15 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
                   + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
     elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
-        warnings.warn(f"no checkpoint in {checkpoint_dir} yet: starting from scratch", RuntimeWarning, stacklevel=2)
+        B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
     if overwrite and saved is not None:
         # The replaced run's checkpoint goes with its history (below): kept until the new run's first one, it was
         # called "the last good checkpoint" when the new run diverged, and a --resume continued the old run.
-        Path(ckpt_path).unlink(missing_ok=True)
+        # Its pictures go too: the new run's summary named the old curves and filters as its own.
+        from .viz import RUN_PICTURES
+
+        for name in (CHECKPOINT_NAME,) + RUN_PICTURES:
+            (Path(checkpoint_dir) / name).unlink(missing_ok=True)
     if history_path is not None:
         Path(history_path).parent.mkdir(parents=True, exist_ok=True)
         with open(history_path, "w") as f:  # rewritten to match the checkpoint on resume
@@ -787,7 +806,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
     steps_this_call = 0
     show = _progress_enabled(progress)
-    with _stop_on_interrupt(enabled=ckpt_path is not None) as interrupted:
+    with _stop_on_interrupt(enabled=ckpt_path is not None) as interrupted, _said_unsaved(ckpt_path, lambda: (
+            epoch, step_in_epoch, steps_per_epoch)):
         while epoch < epochs:
             lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
             loader.set_epoch(epoch)
@@ -864,7 +884,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     f.write(json.dumps(row) + "\n")
             if verbose:
                 msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
-                       f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f} top-5 {row['val_top5']:.3f} | "
+                       f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f}"
+                       # with 5 classes or fewer every label is among the top 5: the figure says nothing
+                       + (f" top-5 {row['val_top5']:.3f}" if model.num_classes > 5 else "") + " | "
                        f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
                 (tqdm.write if show else print)(msg, file=sys.stderr)
             epoch += 1

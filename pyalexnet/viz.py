@@ -23,6 +23,9 @@ PREDICTIONS_NAME = "predictions.png"
 NEIGHBOURS_NAME = "neighbours.png"
 MISTAKES_PREFIX = "mistakes_"  # Figure 4 of the mistakes: beside the sample's pictures, not over them
 CONFUSION_NAME = "confusion.png"
+# Every picture a run writes into its checkpoint folder (a new run over an old one removes them first).
+RUN_PICTURES = (FILTERS_NAME, CURVES_NAME, PREDICTIONS_NAME, NEIGHBOURS_NAME, CONFUSION_NAME,
+                MISTAKES_PREFIX + PREDICTIONS_NAME, MISTAKES_PREFIX + NEIGHBOURS_NAME)
 CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
 NEIGHBOUR_POOL = 2000  # training images figure4_pictures searches for neighbours (and test images for mistakes)
 

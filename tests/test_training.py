@@ -583,7 +583,8 @@ def test_eval_on_a_folder_decodes_its_test_images_not_its_training_set(tmp_path,
     decoded.clear()
     again = evaluate(model, str(tmp_path / "d"), mean_image=mean, ten_crop=False, progress=False)
     assert sum("/train/" in p for p in decoded) == 3
-    assert {k: again[k] for k in ("top1", "top5", "images")} == {k: result[k] for k in ("top1", "top5", "images")}
+    assert {k: again[k] for k in ("top1", "images")} == {k: result[k] for k in ("top1", "images")}
+    assert result["top5"] is None  # 2 classes: always 0, not a measurement
     np.testing.assert_allclose(again["loss"], result["loss"], rtol=1e-6)
     # Without a mean it needs the whole training set's, which does not fit here: the clear refusal.
     with pytest.raises(MemoryError, match="pyalexnet prepare"):
@@ -815,3 +816,122 @@ def test_one_step_on_gpu_equals_cpu(splits, cp):
     for k, v in _params(cpu.model).items():
         g = cp.asnumpy(gpu.model.parameters()[k])
         np.testing.assert_allclose(g, v, rtol=1e-4, atol=1e-6 + 1e-4 * np.abs(v).max(), err_msg=k)
+
+
+def test_a_new_run_over_an_old_one_removes_the_old_runs_pictures(splits, tmp_path, capsys):
+    # --overwrite kept the old curves and filters, and the new run's summary named them as its own.
+    _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    (tmp_path / "predictions.png").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "conv1_filters.png").exists()
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, overwrite=True, stop_after_steps=1)
+    for name in ("curves.png", "conv1_filters.png", "predictions.png"):
+        assert not (tmp_path / name).exists(), name
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files go
+
+
+def test_checkpoint_every_without_a_folder_is_refused(splits, capsys):
+    with pytest.raises(ValueError, match=r"checkpoint_every \(--checkpoint-every\) needs checkpoint_dir"):
+        _train(splits, epochs=1, checkpoint_every=2)
+    assert cli.main(["train", "--checkpoint-every", "10", "--steps", "1", "--quiet"]) == 2
+    assert "needs checkpoint_dir (--checkpoint-dir)" in capsys.readouterr().err
+
+
+def test_ctrl_c_without_a_checkpoint_folder_says_nothing_was_saved(splits, monkeypatch, capsys):
+    _ctrl_c_at_update(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt, match=r"stopped at epoch 1, step 1 of 6; nothing was saved"):
+        _train(splits, epochs=1)
+    _ctrl_c_at_update(monkeypatch, 1)
+    assert cli.main(["train", "--quiet", "--device", "cpu", "--workers", "0"]) == 130
+    assert "nothing was saved (checkpoint_dir, --checkpoint-dir" in capsys.readouterr().err
+
+
+def test_cli_train_without_a_checkpoint_folder_says_nothing_was_saved(capsys):
+    assert cli.main(["train", "--steps", "1", "--batch-size", "16", "--quiet", "--no-ten-crop", "--device", "cpu"]) == 0
+    assert "nothing was saved: --checkpoint-dir DIR keeps the model" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_evaluating_a_finished_run_says_it_is_saved(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyalexnet, "evaluate", interrupted)
+    assert cli.main(["train", "--steps", "1", "--batch-size", "16", "--quiet", "--device", "cpu",
+                     "--checkpoint-dir", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert f"the trained model is saved in {tmp_path / CHECKPOINT_NAME}" in err
+    assert f"pyalexnet eval {tmp_path} --pictures" in err
+
+
+def test_top5_is_not_reported_with_five_classes_or_fewer(splits, tmp_path, capsys, monkeypatch):
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", verbose=True)
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("epoch 1/1:")][0]
+    assert "top-1 error" in line and "top-5" not in line  # 4 classes: every label is among the top 5
+    monkeypatch.setattr("pyalexnet.data.load_dataset", lambda *a, **k: splits)
+    assert cli.main(["eval", str(tmp_path / "run"), "--json", "--quiet", "--center-crop"]) == 0
+    assert json.loads(capsys.readouterr().out)["top5"] is None
+
+
+def test_eval_says_the_checkpoints_data_may_have_moved(tmp_path, rng, capsys):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "photos" / c / f"{i}.png")
+    assert cli.main(["train", "--data", str(tmp_path / "photos"), "--image-size", "40", "--steps", "1", "--batch-size",
+                     "4", "--quiet", "--no-ten-crop", "--device", "cpu", "--workers", "0",
+                     "--checkpoint-dir", str(tmp_path / "run")]) == 0
+    (tmp_path / "photos").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert cli.main(["eval", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"dataset folder {tmp_path / 'photos'} does not exist" in err
+    assert "as its checkpoint records; --data PATH evaluates it where the data is now" in err
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "gone"), "--quiet"]) == 2
+    assert "as its checkpoint records" not in capsys.readouterr().err  # the user's own --data path: said as it is
+    assert cli.main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "moved"), "--quiet"]) == 0
+
+
+def test_warnings_name_the_callers_line_not_the_librarys(tmp_path, rng):
+    import warnings
+
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
+    from pyalexnet.data import load_dataset
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_dataset(str(tmp_path), image_size=16, progress=False)
+    assert caught and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
+
+
+def test_hidden_folders_inside_a_class_are_left_out_everywhere(tmp_path, rng, capsys):
+    from PIL import Image
+
+    from pyalexnet.commands.predict import _image_files
+    from pyalexnet.data import load_dataset
+
+    def image(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(path)
+
+    for c in ("a", "b"):
+        for i in range(3):
+            image(tmp_path / c / f"{i}.png")
+    image(tmp_path / "a" / ".thumbnails" / "t.png")  # a viewer's cache: trained on before
+    image(tmp_path / ".hidden_class" / "h.png")  # predict classified it before
+    splits = load_dataset(str(tmp_path), image_size=16, val_fraction=0.0, progress=False)
+    assert len(splits.train) == 6
+    files, empty = _image_files([str(tmp_path)])
+    assert len(files) == 6 and not any("/." in f for f in files) and empty == 0
+
+
+def test_a_schedule_epoch_of_0_is_refused_with_why():
+    with pytest.raises(ValueError, match="epoch 0 is the first; to start lower, give a smaller lr"):
+        pyalexnet.training._make_schedule([0, 3], 0.01, 2)

@@ -76,9 +76,16 @@ def run(args) -> int:
     # images only the pictures' sample is decoded: ImageNet's would take 250 GB and hours.
     # An image folder is decoded at the size the training images had (the mean image's), not always 256.
     t, mean = meta.get("training", {}), meta.get("mean_image")
-    splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
-                          progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
-                          image_size=256 if mean is None else int(mean.shape[0]))
+    try:
+        splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
+                              progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
+                              image_size=256 if mean is None else int(mean.shape[0]))
+    except FileNotFoundError as exc:
+        if args.data:
+            raise
+        # The path came from the checkpoint: the data may have moved since the run.
+        raise FileNotFoundError(f"{exc} (the data set {args.checkpoint} was trained on, as its checkpoint records; "
+                                "--data PATH evaluates it where the data is now)") from None
     trained = meta.get("classes")
     if trained and list(trained) != list(splits.classes):
         # Labels are class indices in name order: other names would be scored against the wrong classes.
@@ -94,6 +101,8 @@ def run(args) -> int:
     predictions = result.pop("predictions")
     per_class = _per_class(splits.val.labels, predictions, splits.classes, names)
     result = dict(result, data=data, ten_crop=not args.center_crop, per_class=per_class)
+    if model.num_classes <= 5:
+        result["top5"] = None  # every label is among the top 5: always 0, not a measurement
     if where is not None:
         pictures = save_test_pictures(model, splits, where, predictions=predictions if confusion else None,
                                       class_names=names,

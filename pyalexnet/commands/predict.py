@@ -139,14 +139,14 @@ def _image_files(arguments) -> tuple[list[str], int]:
     arguments gave none (a folder without images, said on stderr)."""
     from pathlib import Path
 
-    from ..data._folder import IMAGE_EXTENSIONS, _is_image
+    from ..data._folder import IMAGE_EXTENSIONS, _is_image, visible_paths
 
     files, empty = [], 0
     for argument in arguments:
         if not Path(argument).is_dir():
             files.append(argument)
             continue
-        found = sorted(str(p) for p in Path(argument).rglob("*") if _is_image(p))
+        found = sorted(str(p) for p in visible_paths(Path(argument)) if _is_image(p))
         if not found:
             print(f"pyalexnet predict: {argument} holds no image files (looked for "
                   f"{', '.join(sorted(IMAGE_EXTENSIONS))})", file=sys.stderr)

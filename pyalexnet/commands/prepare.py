@@ -27,8 +27,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import warnings
-
+    from .. import _backend as B
     from ..data import crop_size_for, open_store, prepare, smallest_image_size
 
     if args.size < 1:
@@ -37,9 +36,9 @@ def run(args) -> int:
         raise ValueError(f"--workers must be >= 0 (0: the CPU count, at most 8), got {args.workers}")
     smallest = min(smallest_image_size(p) for p in ("small", "tiny", "paper"))
     if args.size < smallest:  # a warning, not a refusal: the store is still data (pyalexnet.data reads it)
-        warnings.warn(f"--size {args.size} gives {crop_size_for(args.size)}x{crop_size_for(args.size)} crops, too "
+        B.warn_user(f"--size {args.size} gives {crop_size_for(args.size)}x{crop_size_for(args.size)} crops, too "
                       f"small for any network pyalexnet train builds (their maps vanish before fc6): at least "
-                      f"{smallest} to train on the store", UserWarning, stacklevel=2)
+                      f"{smallest} to train on the store", UserWarning)
     try:
         dst = prepare(args.src, args.dst, image_size=args.size, val_fraction=args.val_fraction, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, workers=args.workers or None, quiet=args.quiet,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 HELP = "train AlexNet (with no options: the small network on the built-in data set, a few minutes on a CPU)"
 DESCRIPTION = """\
@@ -72,7 +73,8 @@ def add_arguments(p) -> None:
                         "(default: plateau for the paper's network, 10,13 for the small one)")
     p.add_argument("--patience", type=_positive_int, default=None, help="plateau: epochs without improvement before lr / 10 (default 2)")
     p.add_argument("--preset", choices=["paper", "small", "tiny"], default=None,
-                   help="network size (default: from the crop size)")
+                   help="network size: paper (the 2012 network, 224-px crops), small (narrower, for crops under 96 "
+                        "px), tiny (2-5 channels a layer: for gradient checks and tests; it learns little) (default: from the crop size)")
     p.add_argument("--init", choices=["paper", "caffe", "he"], default=None,
                    help="initialisation: paper (N(0,0.01), bias 1), caffe (bias 0.1), he (default: per preset)")
     p.add_argument("--device", default="auto",
@@ -121,6 +123,18 @@ def run(args) -> int:
     except TrainingDiverged as exc:
         print(f"pyalexnet train: training diverged: {exc}", file=sys.stderr)
         return 3
+    try:
+        return _evaluate_and_draw(args, result, evaluate)
+    except KeyboardInterrupt:
+        if not result.checkpoint:
+            raise KeyboardInterrupt("while evaluating the trained model; nothing was saved (--checkpoint-dir keeps "
+                                    "a run)") from None
+        folder = shlex.quote(str(Path(result.checkpoint).parent))
+        raise KeyboardInterrupt(f"while evaluating; the trained model is saved in {result.checkpoint}: `pyalexnet "
+                                f"eval {folder} --pictures` evaluates it and draws its pictures") from None
+
+
+def _evaluate_and_draw(args, result, evaluate) -> int:
     from ..viz import CONFUSION_MAX_CLASSES, CURVES_NAME, FILTERS_NAME, save_test_pictures
 
     final = evaluate(result.model, result.data, ten_crop=not args.no_ten_crop, mean_image=result.mean_image,
@@ -131,9 +145,10 @@ def run(args) -> int:
     top5 = f", top-5 error {final['top5']:.3f}" if result.model.num_classes > 5 else ""  # else always 0
     print(f"validation ({how}, {final['images']} images): top-1 error {final['top1']:.3f}{top5} "
           f"(chance: top-1 error {chance:.3f})")
-    if result.checkpoint:
-        from pathlib import Path
-
+    if not result.checkpoint:
+        print("nothing was saved: --checkpoint-dir DIR keeps the model, its curves and pictures (for pyalexnet "
+              "eval DIR / predict DIR)", file=sys.stderr)
+    else:
         from ..data import class_names_for
 
         folder = Path(result.checkpoint).parent

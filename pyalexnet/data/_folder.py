@@ -8,16 +8,25 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .. import _backend as B
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 
 
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def visible_paths(folder: Path):
+    """Everything under `folder`, recursively, but what is hidden (a name starting with '.', or inside such a
+    folder: .thumbnails, .git), which training, evaluation and predict all leave out alike."""
+    for p in folder.rglob("*"):
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts):
+            yield p
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -31,7 +40,7 @@ def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
         d = root / name
         files, unread = [], []
         if d.is_dir():
-            for p in d.rglob("*"):
+            for p in visible_paths(d):
                 if _is_image(p):
                     files.append(str(p))
                 elif p.is_symlink() and not p.exists() and p.suffix.lower() in IMAGE_EXTENSIONS:
@@ -46,8 +55,8 @@ def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
             raise ValueError(f"class folder {d} has no images (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         out += [(f, label) for f in sorted(files)]
     if broken:
-        warnings.warn(f"{len(broken)} image link(s) under {root} point nowhere, left out: {', '.join(broken[:3])}"
-                      + (", ..." if len(broken) > 3 else ""), RuntimeWarning, stacklevel=3)
+        B.warn_user(f"{len(broken)} image link(s) under {root} point nowhere, left out: {', '.join(broken[:3])}"
+                      + (", ..." if len(broken) > 3 else ""))
     return out
 
 
@@ -58,7 +67,7 @@ def has_split_layout(root: Path) -> bool:
 
 
 def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(_is_image(p) for p in folder.rglob("*"))
+    return folder.is_dir() and any(_is_image(p) for p in visible_paths(folder))
 
 
 def _hold_out(files, num_classes: int, val_fraction: float, seed: int):
@@ -171,8 +180,7 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
     _two_classes_at_least(root, classes)
     loose = sum(1 for p in root.iterdir() if _is_image(p))
     if loose:
-        warnings.warn(f"{loose} image(s) lie directly in {root}, in no class folder: left out", RuntimeWarning,
-                      stacklevel=2)
+        B.warn_user(f"{loose} image(s) lie directly in {root}, in no class folder: left out")
     return (classes, *_hold_out(_files_by_class(root, classes), len(classes), val_fraction, seed))
 
 
@@ -260,7 +268,7 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
                   file=sys.stderr) as bar:
             for (path, label), (img, err) in zip(files, results):
                 if img is None:
-                    warnings.warn(f"skipping unreadable image {path} ({err})", RuntimeWarning, stacklevel=2)
+                    B.warn_user(f"skipping unreadable image {path} ({err})")
                     skipped.append((path, err))
                 else:
                     images[kept], labels[kept] = img, label

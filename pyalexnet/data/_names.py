@@ -53,11 +53,11 @@ def class_names_for(classes: Sequence[str], *, names_file=None, data=None) -> li
     if names_file:
         names = read_class_names(check_names_file(names_file), classes)
         if classes and names == [str(c) for c in classes]:  # asked for by the user: said, not ignored
-            import warnings
+            from .. import _backend as B
 
-            warnings.warn(f"class names file {names_file} names none of the classes ({', '.join(map(str, classes[:3]))}"
+            B.warn_user(f"class names file {names_file} names none of the classes ({', '.join(map(str, classes[:3]))}"
                           f"{', ...' if len(classes) > 3 else ''}; lines are 'ID name'): the classes keep their own "
-                          "names", RuntimeWarning, stacklevel=2)
+                          "names")
         return names
     if data and Path(str(data)).is_dir():
         return find_class_names(data, classes) or [str(c) for c in classes]
