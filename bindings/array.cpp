@@ -63,7 +63,16 @@ DType dtype_from_typestr(const std::string& t) {
   return DType::other;
 }
 
-int64_t itemsize_of(const std::string& t) { return t.size() >= 3 ? std::stoll(t.substr(2)) : 0; }
+// 0 for a typestr that does not end in a size (dtype_from_typestr calls it another dtype, refused by name).
+int64_t itemsize_of(const std::string& t) {
+  if (t.size() < 3 || t.size() > 6) return 0;
+  int64_t n = 0;
+  for (size_t i = 2; i < t.size(); ++i) {
+    if (t[i] < '0' || t[i] > '9') return 0;
+    n = 10 * n + (t[i] - '0');
+  }
+  return n;
+}
 
 bool c_contiguous(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides, int64_t itemsize) {
   int64_t expected = itemsize;
@@ -175,6 +184,40 @@ void expect_same_shape(const Array& a, const Array& b) {
   if (a.shape != b.shape)
     throw py::value_error("arguments '" + a.name + "' " + a.shape_str() + " and '" + b.name + "' " + b.shape_str() +
                           " must have the same shape");
+}
+
+namespace {
+struct ByteRange {
+  std::uintptr_t begin, end;
+  bool overlaps(const ByteRange& o) const { return begin < o.end && o.begin < end; }
+  bool operator==(const ByteRange& o) const { return begin == o.begin && end == o.end; }
+};
+
+// Empty arrays, and an optional argument left out (no pointer), share nothing.
+bool byte_range(const Array& a, ByteRange& r) {
+  const int64_t bytes = a.numel() * itemsize_of(a.typestr);
+  if (a.ptr == nullptr || bytes <= 0) return false;
+  r.begin = reinterpret_cast<std::uintptr_t>(a.ptr);
+  r.end = r.begin + static_cast<std::uintptr_t>(bytes);
+  return true;
+}
+}  // namespace
+
+void expect_disjoint(std::initializer_list<const Array*> written, std::initializer_list<const Array*> read,
+                     bool in_place) {
+  for (auto w = written.begin(); w != written.end(); ++w) {
+    ByteRange out, other;
+    if (!byte_range(**w, out)) continue;
+    for (auto o = w + 1; o != written.end(); ++o)
+      if (byte_range(**o, other) && out.overlaps(other))
+        throw py::value_error("arguments '" + (*w)->name + "' and '" + (*o)->name +
+                              "' must not share memory: the call writes both");
+    for (const Array* r : read)
+      if (byte_range(*r, other) && out.overlaps(other) && !(in_place && out == other))
+        throw py::value_error("argument '" + (*w)->name + "' must not share memory with '" + r->name +
+                              "': the call writes '" + (*w)->name + "' while it reads '" + r->name +
+                              "'; pass a separate output array");
+  }
 }
 
 namespace {

@@ -51,6 +51,13 @@ void expect_shape(const Array& a, const std::vector<int64_t>& shape);
 void expect_same_shape(const Array& a, const Array& b);
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// ValueError when an array the call writes shares memory with another it writes or with one it reads: a kernel
+// writing its output while it still reads the overlapping input gives wrong values with no error (an in-place
+// LRN was 70 off). `in_place` allows an output to be exactly one of the read arrays (the elementwise kernels,
+// where each element is read before it is written).
+void expect_disjoint(std::initializer_list<const Array*> written, std::initializer_list<const Array*> read,
+                     bool in_place = false);
+
 // Where a call runs: all arrays on the host, or all on one GPU. Mixing host
 // and GPU arrays is a TypeError; arrays on two GPUs a ValueError. `stream` is
 // the caller's cudaStream_t as an integer (CuPy's current stream), 0 = default.

@@ -164,6 +164,7 @@ void bind_conv(py::module_& m) {
     if (has_b) expect_shape(b, {s.K});
     expect_shape(y, out_shape(s));
     expect_workspace(ws, s, ConvPass::forward);
+    expect_disjoint({&y, &ws}, {&x, &w, &b});
     Launch l = has_b ? launch_on({&x, &w, &b, &y, &ws}, stream) : launch_on({&x, &w, &y, &ws}, stream);
     PYA_DISPATCH(l, conv2d_forward, x.data<float>(), w.data<float>(), has_b ? b.data<float>() : nullptr,
                  y.data<float>(), s, ws.data<float>(), ws.numel());
@@ -179,6 +180,7 @@ void bind_conv(py::module_& m) {
     ConvShape s = conv_shape(dx.shape, w.shape, stride, padding, groups, algorithm);
     expect_shape(dy, out_shape(s));
     expect_workspace(ws, s, ConvPass::backward_data);
+    expect_disjoint({&dx, &ws}, {&dy, &w});
     Launch l = launch_on({&dy, &w, &dx, &ws}, stream);
     PYA_DISPATCH(l, conv2d_backward_data, dy.data<float>(), w.data<float>(), dx.data<float>(), s, ws.data<float>(),
                  ws.numel());
@@ -194,6 +196,7 @@ void bind_conv(py::module_& m) {
     ConvShape s = conv_shape(x.shape, dw.shape, stride, padding, groups, algorithm);
     expect_shape(dy, out_shape(s));
     expect_workspace(ws, s, ConvPass::backward_filter);
+    expect_disjoint({&dw, &ws}, {&dy, &x});
     Launch l = launch_on({&dy, &x, &dw, &ws}, stream);
     PYA_DISPATCH(l, conv2d_backward_filter, dy.data<float>(), x.data<float>(), dw.data<float>(), s, ws.data<float>(),
                  ws.numel());
@@ -210,6 +213,7 @@ void bind_conv(py::module_& m) {
     s.C = s.K, s.H = s.P, s.W = s.Q, s.R = s.S = 1;
     expect_shape(db, {s.K});
     expect_workspace(ws, s, ConvPass::backward_bias);
+    expect_disjoint({&db, &ws}, {&dy});
     Launch l = launch_on({&dy, &db, &ws}, stream);
     PYA_DISPATCH(l, conv2d_backward_bias, dy.data<float>(), db.data<float>(), s, ws.data<float>(), ws.numel());
   }, py::arg("dy"), py::arg("db"), py::arg("workspace"), py::arg("stream") = 0);

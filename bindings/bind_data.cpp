@@ -63,6 +63,7 @@ void bind_data(py::module_& m) {
     expect_shape(offsets, {n, 2});
     expect_shape(flips, {n});
     expect_shape(lighting, {n, 3});
+    expect_disjoint({&out}, {&images, &mean, &index, &offsets, &flips, &lighting});
     Launch l = launch_on({&images, &mean, &index, &offsets, &flips, &lighting, &out}, stream);
     if (!l.on_gpu()) check_parameters_on_host(index, offsets, flips, num_images, height, width, crop);
     PYA_DISPATCH(l, augment, images.data<uint8_t>(), num_images, height, width, mean.data<float>(),

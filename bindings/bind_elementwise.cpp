@@ -16,6 +16,7 @@ void bind_elementwise(py::module_& m) {
     expect_float32(x);
     expect_float32(y);
     expect_same_shape(x, y);
+    expect_disjoint({&y}, {&x}, /*in_place=*/true);
     Launch l = launch_on({&x, &y}, stream);
     PYA_DISPATCH(l, relu_forward, x.data<float>(), y.data<float>(), x.numel());
   }, py::arg("x"), py::arg("y"), py::arg("stream") = 0);
@@ -25,6 +26,7 @@ void bind_elementwise(py::module_& m) {
     for (const Array* a : {&dy, &y, &dx}) expect_float32(*a);
     expect_same_shape(dy, y);
     expect_same_shape(dy, dx);
+    expect_disjoint({&dx}, {&dy, &y}, /*in_place=*/true);
     Launch l = launch_on({&dy, &y, &dx}, stream);
     PYA_DISPATCH(l, relu_backward, dy.data<float>(), y.data<float>(), dx.data<float>(), dy.numel());
   }, py::arg("dy"), py::arg("y"), py::arg("dx"), py::arg("stream") = 0);

@@ -110,6 +110,7 @@ void bind_layers(py::module_& m) {
     check_lrn_params(x, size, alpha, beta, k);
     expect_float32(y);
     expect_same_shape(x, y);
+    expect_disjoint({&y}, {&x});
     Launch l = launch_on({&x, &y}, stream);
     PYA_DISPATCH(l, lrn_forward, x.data<float>(), y.data<float>(), x.dim(0), static_cast<int>(x.dim(1)),
                  x.dim(2) * x.dim(3), size, alpha, beta, k);
@@ -153,6 +154,7 @@ void bind_layers(py::module_& m) {
       throw py::value_error("argument 'workspace' must hold " + std::to_string(need) + " floats for this call, got " +
                             (ws_.is_none() ? std::string("None") : std::to_string(ws.numel())) +
                             " (ask lrn_workspace_floats)");
+    expect_disjoint({&dx, &ws}, {&dy, &x, &y});
     Launch l = ws_.is_none() ? launch_on({&dy, &x, &y, &dx}, stream) : launch_on({&dy, &x, &y, &dx, &ws}, stream);
     PYA_DISPATCH(l, lrn_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(), ws_ptr, N, C,
                  HW, size, alpha, beta, k);
@@ -170,6 +172,7 @@ void bind_layers(py::module_& m) {
     PoolGeometry g = check_pool(x, size, stride);
     expect_float32(y);
     expect_shape(y, {x.dim(0), x.dim(1), g.OH, g.OW});
+    expect_disjoint({&y}, {&x});
     Launch l = launch_on({&x, &y}, stream);
     PYA_DISPATCH(l, max_pool_forward, x.data<float>(), y.data<float>(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size,
                  stride);
@@ -183,6 +186,7 @@ void bind_layers(py::module_& m) {
     expect_shape(y, {x.dim(0), x.dim(1), g.OH, g.OW});
     expect_same_shape(y, dy);
     expect_same_shape(x, dx);
+    expect_disjoint({&dx}, {&dy, &x, &y});
     Launch l = launch_on({&dy, &x, &y, &dx}, stream);
     PYA_DISPATCH(l, max_pool_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(),
                  x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
@@ -194,6 +198,7 @@ void bind_layers(py::module_& m) {
     Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true), indices = array_arg(indices_, "indices", true);
     PoolGeometry g = check_pool(x, size, stride);
     check_indexed(y, indices, x.dim(0), x.dim(1), g, size);
+    expect_disjoint({&y, &indices}, {&x});
     Launch l = launch_on({&x, &y, &indices}, stream);
     PYA_DISPATCH(l, max_pool_forward_with_indices, x.data<float>(), y.data<float>(), indices.data<uint8_t>(),
                  x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
@@ -208,6 +213,7 @@ void bind_layers(py::module_& m) {
     expect_float32(dx);
     PoolGeometry g = check_pool_shape(dx.shape, dx.name, size, stride);
     check_indexed(dy, indices, dx.dim(0), dx.dim(1), g, size);
+    expect_disjoint({&dx}, {&dy, &indices});
     Launch l = launch_on({&dy, &indices, &dx}, stream);
     PYA_DISPATCH(l, max_pool_backward_from_indices, dy.data<float>(), indices.data<uint8_t>(), dx.data<float>(),
                  dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), size, stride);
@@ -223,6 +229,7 @@ void bind_layers(py::module_& m) {
     expect_dtype(mask, DType::u8);
     expect_same_shape(x, y);
     expect_same_shape(x, mask);
+    expect_disjoint({&y, &mask}, {&x}, /*in_place=*/true);
     Launch l = launch_on({&x, &y, &mask}, stream);
     PYA_DISPATCH(l, dropout_forward, x.data<float>(), y.data<float>(), mask.data<uint8_t>(), x.numel(), seed,
                  probability_threshold(p), scale);
@@ -236,6 +243,7 @@ void bind_layers(py::module_& m) {
     expect_dtype(mask, DType::u8);
     expect_same_shape(dy, mask);
     expect_same_shape(dy, dx);
+    expect_disjoint({&dx}, {&dy, &mask}, /*in_place=*/true);
     Launch l = launch_on({&dy, &mask, &dx}, stream);
     PYA_DISPATCH(l, dropout_backward, dy.data<float>(), mask.data<uint8_t>(), dx.data<float>(), dy.numel(), scale);
   }, py::arg("dy"), py::arg("mask"), py::arg("dx"), py::arg("p"), py::arg("stream") = 0);
@@ -245,6 +253,7 @@ void bind_layers(py::module_& m) {
     check_logits(x);
     expect_float32(p);
     expect_same_shape(x, p);
+    expect_disjoint({&p}, {&x}, /*in_place=*/true);
     Launch l = launch_on({&x, &p}, stream);
     PYA_DISPATCH(l, softmax_forward, x.data<float>(), p.data<float>(), x.dim(0), x.dim(1));
   }, py::arg("logits"), py::arg("probabilities"), py::arg("stream") = 0);
@@ -274,6 +283,8 @@ void bind_layers(py::module_& m) {
                             "its stream), got shape " + counter.shape_str());
     if (x.dim(0) < 1)
       throw py::value_error("softmax_cross_entropy needs at least one row: the mean over an empty batch is undefined");
+    // (dlogits in place of the logits: the row loss reads the label's logit after the row's gradient is written)
+    expect_disjoint({&dx, &loss, &stats, &counter}, {&x, &labels});
     Launch l = launch_on({&x, &labels, &loss, &dx, &stats, &counter}, stream);
     if (labels.dtype == DType::i32)
       PYA_DISPATCH(l, softmax_cross_entropy, x.data<float>(), labels.data<int32_t>(), loss.data<float>(),

@@ -82,3 +82,59 @@ def test_gpu_misaligned_view_is_refused_and_the_device_still_works(cp):
     with pytest.raises(ValueError, match="C-contiguous to be copied"):
         ops.relu(x[::2])
     cp.cuda.get_current_stream().synchronize()
+
+
+# ----- outputs that share memory with what the call reads or writes ---------------------------------------------
+
+def test_an_output_overlapping_an_input_is_refused_where_the_kernel_would_read_what_it_wrote(rng):
+    # Each of these gave wrong values with no error (an in-place LRN was 70 off, the loss of dlogits-in-logits
+    # 2.763 for 2.653); ops always makes fresh outputs, so only direct _C calls could reach them.
+    x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
+    with pytest.raises(ValueError, match="'y' must not share memory with 'x': the call writes 'y' while it reads 'x'"):
+        _C.lrn_forward(x, x, 5, 1.0, 0.75, 2.0)
+    y = ops.lrn(x, alpha=1.0)
+    ws = np.empty(max(_C.lrn_workspace_floats(list(x.shape), 5, False), 1), np.float32)
+    with pytest.raises(ValueError, match="'dx' must not share memory with 'dy'"):
+        d = y.copy()
+        _C.lrn_backward(d, x, y, d, ws, 5, 1.0, 0.75, 2.0)
+    dx = np.empty_like(x)
+    with pytest.raises(ValueError, match="arguments 'dx' and 'workspace' must not share memory: the call writes both"):
+        _C.lrn_backward(y, x, y, dx, dx.reshape(-1), 5, 1.0, 0.75, 2.0)
+
+    logits = rng.standard_normal((4, 10)).astype(np.float32)
+    labels = np.array([1, 2, 3, 4], np.int64)
+    with pytest.raises(ValueError, match="'dlogits' must not share memory with 'logits'"):
+        _C.softmax_cross_entropy(logits, labels, np.empty(4, np.float32), logits, np.empty(3), np.zeros(1, np.uint32))
+
+    flat = np.empty(64, np.float32)
+    with pytest.raises(ValueError, match="arguments 'y' and 'mask' must not share memory"):
+        _C.dropout_forward(np.ones(16, np.float32), flat[:16], flat.view(np.uint8)[8:24], 1, 0.5)
+    pooled = np.empty((2, 6, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="arguments 'y' and 'indices' must not share memory"):
+        _C.max_pool_forward_with_indices(x, pooled, pooled.view(np.uint8).reshape(-1)[:48].reshape(pooled.shape), 3, 2)
+    w = rng.standard_normal((6, 6, 1, 1)).astype(np.float32)
+    ws = np.empty(_C.conv2d_workspace_size(list(x.shape), list(w.shape), 1, 0, 1, "forward", False), np.float32)
+    with pytest.raises(ValueError, match="'y' must not share memory with 'x'"):
+        _C.conv2d_forward(x, w, None, x, ws, 1, 0, 1)
+
+
+def test_elementwise_kernels_may_write_in_place(rng):
+    x = rng.standard_normal((3, 40)).astype(np.float32)
+    for run, want in ((lambda a: _C.relu_forward(a, a), ops.relu(x)),
+                      (lambda a: _C.softmax_forward(a, a), ops.softmax(x)),
+                      (lambda a: _C.dropout_forward(a, a, np.empty(a.shape, np.uint8), 7, 0.5),
+                       ops.dropout(x, seed=7)[0])):
+        a = x.copy()
+        run(a)
+        np.testing.assert_array_equal(a, want)
+    # but not into a shifted view of their input
+    with pytest.raises(ValueError, match="'y' must not share memory with 'x'"):
+        _C.relu_forward(x.reshape(-1)[:60], x.reshape(-1)[10:70])
+
+
+def test_a_cuda_array_interface_with_a_nonsense_typestr_is_named_not_stoll():
+    class Fake:
+        __cuda_array_interface__ = {"shape": (4,), "typestr": "<fX", "data": (0, False), "version": 3}
+
+    with pytest.raises(TypeError, match="'x' must have dtype float32, got <fX"):
+        _C.relu_forward(Fake(), np.empty(4, np.float32))
