@@ -82,9 +82,19 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
     for (int64_t v : sizes) product *= static_cast<long double>(v);
     return product > static_cast<long double>(kMax);
   };
-  if (over({s.N, s.C, s.H, s.W}) || over({s.N, s.K, s.P, s.Q}) || over({s.K, s.Cg(), s.R, s.S}) ||
-      over({s.H + 2 * padding, s.W + 2 * padding}))
-    throw py::value_error("conv2d: tensors of 2^31 - 1024 or more elements are not supported; split the batch");
+  // Each named as what it is: "split the batch" was the advice for a padding of 2^20 on one image.
+  const auto too_big = [&](const std::string& what, std::initializer_list<int64_t> sizes, const char* advice) {
+    std::string dims_text;
+    for (int64_t v : sizes) dims_text += (dims_text.empty() ? "" : "x") + std::to_string(v);
+    throw py::value_error("conv2d: the " + what + " (" + dims_text + ") has 2^31 - 1024 or more elements, more than "
+                          "the kernels index; " + advice);
+  };
+  const char* smaller = s.N > 1 ? "split the batch" : "use a smaller image";
+  if (over({s.N, s.C, s.H, s.W})) too_big("input x", {s.N, s.C, s.H, s.W}, smaller);
+  if (over({s.H + 2 * padding, s.W + 2 * padding}))
+    too_big("padded input plane", {s.H + 2 * padding, s.W + 2 * padding}, "use less padding");
+  if (over({s.N, s.K, s.P, s.Q})) too_big("output", {s.N, s.K, s.P, s.Q}, smaller);
+  if (over({s.K, s.Cg(), s.R, s.S})) too_big("filter tensor w", {s.K, s.Cg(), s.R, s.S}, "use fewer or smaller filters");
   // The same refusal on both backends (the CPU backend ignores the algorithm), so code tested on the CPU
   // does not fail later on a GPU.
   s.algorithm = algo;

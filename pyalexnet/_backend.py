@@ -277,6 +277,8 @@ def contiguous(x, xp):
     else a C-contiguous copy: a view at an odd byte offset (numpy.frombuffer with an offset) is refused by the
     bindings, since a misaligned read faults on the GPU."""
     if xp is np:
+        if not isinstance(x, np.ndarray):  # a numpy scalar (np.uint8(1)) has flags too, but is no buffer to pass
+            return np.array(x)
         if x.flags.c_contiguous and x.flags.aligned:
             return x
         # (ascontiguousarray would make a 0-d array 1-d: relu of a scalar came back with shape (1,))

@@ -138,3 +138,22 @@ def test_a_cuda_array_interface_with_a_nonsense_typestr_is_named_not_stoll():
 
     with pytest.raises(TypeError, match="'x' must have dtype float32, got <fX"):
         _C.relu_forward(Fake(), np.empty(4, np.float32))
+
+
+def test_numpy_scalars_are_taken_as_arrays():
+    # np.uint8(1) has .dtype and .flags, so it passed the Python checks and the bindings refused it as "not a
+    # numpy.ndarray, got uint8"
+    assert float(ops.dropout_backward(np.float32(2), np.uint8(1))) == 4.0
+    w, v = np.zeros((), np.float32), np.zeros((), np.float32)
+    ops.sgd_update(w, np.float32(1), v, lr=0.1, momentum=0.0, weight_decay=0.0)
+    assert float(w) == np.float32(-0.1)
+    w = np.zeros(4, np.float32)
+    ops.sgd_update(w, misaligned(np.ones(4, np.float32)), np.zeros(4, np.float32), lr=0.1, momentum=0.0,
+                   weight_decay=0.0)  # dw is converted, misaligned or not
+    np.testing.assert_array_equal(w, np.float32(-0.1))
+
+
+def test_sgd_update_names_a_list_of_numbers_as_what_it_is():
+    with pytest.raises(TypeError, match="'w' is updated in place, so it must be a float32 array or a list of them; "
+                                        "its list holds a float"):
+        ops.sgd_update([1.0] * 6, np.ones(6), np.ones(6), lr=0.1)

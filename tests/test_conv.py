@@ -574,10 +574,15 @@ def test_tensors_too_big_for_32_bit_gpu_indices_are_refused():
     limit = 2**31 - 1 - 1024
     assert list(_C.conv2d_shape((1, 1, 1, limit), (1, 1, 1, 1), 1, 0, 1)) == [1, 1, 1, limit]
     for numel in (limit + 1, 2**31 - 100, 2**31):
-        with pytest.raises(ValueError, match="not supported"):
+        with pytest.raises(ValueError, match=rf"the input x \(1x1x1x{numel}\) has 2\^31 - 1024 or more elements"):
             _C.conv2d_shape((1, 1, 1, numel), (1, 1, 1, 1), 1, 0, 1)
-        with pytest.raises(ValueError, match="not supported"):
+        with pytest.raises(ValueError, match="the input x .* split the batch"):
             _C.conv2d_shape((numel, 1, 1, 1), (1, 1, 1, 1), 1, 0, 1)
+    # named as what is too big: "split the batch" was said of one image with a padding of 2^20
+    with pytest.raises(ValueError, match=r"the padded input plane \(2097158x2097158\) .* use less padding"):
+        _C.conv2d_shape((1, 1, 6, 6), (1, 1, 3, 3), 1, 2**20, 1)
+    with pytest.raises(ValueError, match=r"the filter tensor w \(65536x65536x1x1\)"):
+        _C.conv2d_shape((1, 65536, 1, 1), (65536, 65536, 1, 1), 1, 0, 1)
 
 
 # --- GPU: the CUDA kernels against the CPU backend -----------------------------------------------------------

@@ -37,6 +37,10 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
     """
     many = isinstance(w, (list, tuple))
     if many:
+        bad = next((a for a in w if not isinstance(a, np.ndarray) and not B.is_gpu_array(a)), None)
+        if bad is not None:  # said as what it is, not as "so 'dw' must be a list too"
+            raise TypeError(f"'w' is updated in place, so it must be a float32 array or a list of them; its list "
+                            f"holds a {type(bad).__name__}")
         for name, seq in (("dw", dw), ("v", v)):
             if not isinstance(seq, (list, tuple)):
                 raise TypeError(f"w is a list of {len(w)} arrays, so '{name}' must be a list too, got {type(seq).__name__}")
@@ -51,7 +55,9 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
     # (numpy arrays alone passed it: on a GPU every step paid as_input for every tensor). The bindings refuse
     # what is neither numpy's nor a CUDA array.
     for i, d in enumerate(dws):
-        if not (getattr(d, "dtype", None) == np.float32 and getattr(getattr(d, "flags", None), "c_contiguous", False)):
+        flags = getattr(d, "flags", None)
+        if not (getattr(d, "dtype", None) == np.float32 and getattr(flags, "c_contiguous", False)
+                and getattr(flags, "aligned", True) and not isinstance(d, np.generic)):
             dws[i] = B.as_input(d, f"dw[{i}]" if many else "dw")
     # The bindings check dtypes, shapes, devices and overlaps; launch only picks the backend and stream.
     with B.launch(*ws, *dws, *vs) as l:
