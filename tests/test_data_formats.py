@@ -466,3 +466,13 @@ def test_unreadable_class_folders_and_broken_links_are_said(tmp_path, rng, monke
     monkeypatch.setattr(_folder.os, "access", lambda p, mode: Path(p).name != "b" and real(p, mode))
     with pytest.raises(PermissionError, match=r"d/b cannot be read \(no permission\)"):
         load_dataset(str(tmp_path / "d"), image_size=12)
+
+
+def test_a_val_folder_missing_classes_is_said(tmp_path, rng):
+    # Allowed, but those classes were trained on and never validated or tested, without a word.
+    image_folder(tmp_path / "train", rng, classes=("cat", "dog", "eel"), per_class=3)
+    image_folder(tmp_path / "val", rng, classes=("cat", "dog"), per_class=2)
+    with pytest.warns(RuntimeWarning, match=r"val has no folder for 1 of the 3 classes \(eel\): they are trained "
+                                            "on but never validated or tested"):
+        splits = load_dataset(str(tmp_path), image_size=16, progress=False)
+    assert splits.classes == ["cat", "dog", "eel"] and len(splits.val) == 4

@@ -56,7 +56,7 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, load_dataset
     from ..data._names import check_names_file
-    from ..training import _resolve_devices
+    from ..training import _count, _resolve_devices
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -117,7 +117,7 @@ def run(args) -> int:
     else:
         how = "centre crop" if args.center_crop else "ten-crop"
         top5 = f", top-5 error {result['top5']:.4f}" if model.num_classes > 5 else ""  # else always 0
-        print(f"{data} ({how}, {result['images']} images): top-1 error {result['top1']:.4f}{top5}")
+        print(f"{data} ({how}, {_count(result['images'], 'image')}): top-1 error {result['top1']:.4f}{top5}")
         hardest = sorted((c for c in per_class if c["images"] and c["top1_error"] > 0),
                          key=lambda c: -c["top1_error"])[:HARDEST]  # stable: equal errors in class order
         if hardest and len(per_class) > 2:  # with two classes the overall error says it

@@ -169,6 +169,11 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         if not _class_dirs(root / "val") and any(_is_image(p) for p in (root / "val").iterdir()):
             return classes, train, _flat_val(root, classes)
         val_classes = [c for c in classes if (root / "val" / c).is_dir()]
+        if len(val_classes) < len(classes):  # allowed (a small val/ may miss some), but its error leaves them out
+            missing = [c for c in classes if c not in val_classes]
+            B.warn_user(f"{root / 'val'} has no folder for {len(missing)} of the {len(classes)} classes "
+                        f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): they are trained on but "
+                        "never validated or tested")
         val = [(f, classes.index(val_classes[l])) for f, l in _files_by_class(root / "val", val_classes)]
         return classes, train, val
     dirs = _class_dirs(root)
