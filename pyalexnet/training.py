@@ -739,7 +739,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              "resume it with the data it trained on")
         if source and trained_on and not _same_source(source, trained_on):
             B.warn_user(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
-                          "classes), which its checkpoint records from now on")
+                        "classes), which its checkpoint records from now on")
         t = meta["training"]
         # val_fraction (with the seed) picks a folder's held-out images: another would move images between
         # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.

@@ -37,8 +37,8 @@ def run(args) -> int:
     smallest = min(smallest_image_size(p) for p in ("small", "tiny", "paper"))
     if args.size < smallest:  # a warning, not a refusal: the store is still data (pyalexnet.data reads it)
         B.warn_user(f"--size {args.size} gives {crop_size_for(args.size)}x{crop_size_for(args.size)} crops, too "
-                      f"small for any network pyalexnet train builds (their maps vanish before fc6): at least "
-                      f"{smallest} to train on the store", UserWarning)
+                    f"small for any network pyalexnet train builds (their maps vanish before fc6): at least "
+                    f"{smallest} to train on the store", UserWarning)
     try:
         dst = prepare(args.src, args.dst, image_size=args.size, val_fraction=args.val_fraction, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, workers=args.workers or None, quiet=args.quiet,

@@ -202,8 +202,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
         side = _folder.median_short_side(train_files, seed=seed)
         if side is not None and 2 * side < image_size:  # 48 px images went to 256 and the paper network, unsaid
             B.warn_user(f"the images in {path} are small (a sample's shorter sides: {side} px at the median): they "
-                          f"are enlarged to {image_size}x{image_size}; --image-size {max(side, smallest_image_size('small'))} "
-                          "(image_size=) decodes them near their own size, and trains the small network on them")
+                        f"are enlarged to {image_size}x{image_size}; --image-size {max(side, smallest_image_size('small'))} "
+                        "(image_size=) decodes them near their own size, and trains the small network on them")
     w = workers or _folder.default_workers()
     show = sys.stderr.isatty() if progress is None else bool(progress)
     *train, train_skipped = _folder.decode_many(train_files, image_size, workers=w, progress=show,

@@ -56,7 +56,7 @@ def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
         out += [(f, label) for f in sorted(files)]
     if broken:
         B.warn_user(f"{len(broken)} image link(s) under {root} point nowhere, left out: {', '.join(broken[:3])}"
-                      + (", ..." if len(broken) > 3 else ""))
+                    + (", ..." if len(broken) > 3 else ""))
     return out
 
 

@@ -56,8 +56,8 @@ def class_names_for(classes: Sequence[str], *, names_file=None, data=None) -> li
             from .. import _backend as B
 
             B.warn_user(f"class names file {names_file} names none of the classes ({', '.join(map(str, classes[:3]))}"
-                          f"{', ...' if len(classes) > 3 else ''}; lines are 'ID name'): the classes keep their own "
-                          "names")
+                        f"{', ...' if len(classes) > 3 else ''}; lines are 'ID name'): the classes keep their own "
+                        "names")
         return names
     if data and Path(str(data)).is_dir():
         return find_class_names(data, classes) or [str(c) for c in classes]
