@@ -37,12 +37,14 @@ def sgd_update(w, dw, v, *, lr, momentum=0.9, weight_decay=5e-4) -> None:
     """
     many = isinstance(w, (list, tuple))
     if many:
-        bad = next((a for a in w if not isinstance(a, np.ndarray) and not B.is_gpu_array(a)), None)
-        if bad is not None:  # said as what it is, not as "so 'dw' must be a list too"
-            raise TypeError(f"'w' is updated in place, so it must be a float32 array or a list of them; its list "
-                            f"holds a {type(bad).__name__}")
         for name, seq in (("dw", dw), ("v", v)):
             if not isinstance(seq, (list, tuple)):
+                # A list of numbers is w's mistake, not "so 'dw' must be a list too" (checked only here: off the
+                # per-step path)
+                bad = next((a for a in w if not isinstance(a, np.ndarray) and not B.is_gpu_array(a)), None)
+                if bad is not None:
+                    raise TypeError(f"'w' is updated in place, so it must be a float32 array or a list of them; its "
+                                    f"list holds a {type(bad).__name__}")
                 raise TypeError(f"w is a list of {len(w)} arrays, so '{name}' must be a list too, got {type(seq).__name__}")
         if not len(w) == len(dw) == len(v):
             raise ValueError(f"w, dw and v must be as many arrays each, got {len(w)}, {len(dw)} and {len(v)}")
