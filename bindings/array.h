@@ -54,7 +54,8 @@ std::string shape_str(const std::vector<int64_t>& shape);
 // ValueError when an array the call writes shares memory with another it writes or with one it reads: a kernel
 // writing its output while it still reads the overlapping input gives wrong values with no error (an in-place
 // LRN was 70 off). `in_place` allows an output to be exactly one of the read arrays (the elementwise kernels,
-// where each element is read before it is written).
+// where each element is read before it is written). Pairwise, for a call's few arrays; sgd_update's long lists
+// keep their own sorted sweep (bind_elementwise.cpp).
 void expect_disjoint(std::initializer_list<const Array*> written, std::initializer_list<const Array*> read,
                      bool in_place = false);
 

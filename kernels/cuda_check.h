@@ -16,17 +16,16 @@ namespace pya {
 
 }  // namespace pya
 
-#define PYA_CUDA_CHECK(expr)                                                   \
+// `what` names the failing call in the message.
+#define PYA_CUDA_CHECK_AS(expr, what)                                          \
   do {                                                                         \
     cudaError_t pya_err_ = (expr);                                             \
-    if (pya_err_ != cudaSuccess) ::pya::throw_cuda_error(pya_err_, #expr, __FILE__, __LINE__); \
+    if (pya_err_ != cudaSuccess) ::pya::throw_cuda_error(pya_err_, what, __FILE__, __LINE__); \
   } while (0)
 
-// After a <<<...>>> launch: catches bad configurations and earlier async faults.
-// The message names the kernel, not the cudaGetLastError() call that caught it.
-#define PYA_CHECK_LAUNCH(name)                                                 \
-  do {                                                                         \
-    cudaError_t pya_err_ = cudaGetLastError();                                 \
-    if (pya_err_ != cudaSuccess) ::pya::throw_cuda_error(pya_err_, "the launch of " name, __FILE__, __LINE__); \
-  } while (0)
+#define PYA_CUDA_CHECK(expr) PYA_CUDA_CHECK_AS(expr, #expr)
+
+// After a <<<...>>> launch: catches bad configurations and earlier async faults. The message names the kernel
+// (a string literal), not the cudaGetLastError() call that caught it.
+#define PYA_CHECK_LAUNCH(name) PYA_CUDA_CHECK_AS(cudaGetLastError(), "the launch of " name)
 

@@ -257,6 +257,11 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def reports_top5(num_classes: int) -> bool:
+    """Whether a top-5 error says anything: with 5 classes or fewer every label is among the top 5 (always 0)."""
+    return num_classes > 5
+
+
 def _count(n: int, word: str) -> str:
     """'1 epoch', '2 epochs'."""
     return f"{n} {word}{'' if n == 1 else 's'}"
@@ -885,8 +890,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             if verbose:
                 msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
                        f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f}"
-                       # with 5 classes or fewer every label is among the top 5: the figure says nothing
-                       + (f" top-5 {row['val_top5']:.3f}" if model.num_classes > 5 else "") + " | "
+                       + (f" top-5 {row['val_top5']:.3f}" if reports_top5(model.num_classes) else "") + " | "
                        f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
                 (tqdm.write if show else print)(msg, file=sys.stderr)
             epoch += 1

@@ -56,7 +56,7 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, load_dataset
     from ..data._names import check_names_file
-    from ..training import _count, _resolve_devices
+    from ..training import _count, _resolve_devices, reports_top5
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -101,8 +101,8 @@ def run(args) -> int:
     predictions = result.pop("predictions")
     per_class = _per_class(splits.val.labels, predictions, splits.classes, names)
     result = dict(result, data=data, ten_crop=not args.center_crop, per_class=per_class)
-    if model.num_classes <= 5:
-        result["top5"] = None  # every label is among the top 5: always 0, not a measurement
+    if not reports_top5(model.num_classes):
+        result["top5"] = None  # always 0, not a measurement
     if where is not None:
         pictures = save_test_pictures(model, splits, where, predictions=predictions if confusion else None,
                                       class_names=names,
@@ -116,7 +116,7 @@ def run(args) -> int:
         print(json.dumps(result))
     else:
         how = "centre crop" if args.center_crop else "ten-crop"
-        top5 = f", top-5 error {result['top5']:.4f}" if model.num_classes > 5 else ""  # else always 0
+        top5 = f", top-5 error {result['top5']:.4f}" if result["top5"] is not None else ""
         print(f"{data} ({how}, {_count(result['images'], 'image')}): top-1 error {result['top1']:.4f}{top5}")
         hardest = sorted((c for c in per_class if c["images"] and c["top1_error"] > 0),
                          key=lambda c: -c["top1_error"])[:HARDEST]  # stable: equal errors in class order

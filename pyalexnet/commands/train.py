@@ -135,7 +135,7 @@ def run(args) -> int:
 
 
 def _evaluate_and_draw(args, result, evaluate) -> int:
-    from ..training import _count
+    from ..training import _count, reports_top5
     from ..viz import CONFUSION_MAX_CLASSES, CURVES_NAME, FILTERS_NAME, save_test_pictures
 
     final = evaluate(result.model, result.data, ten_crop=not args.no_ten_crop, mean_image=result.mean_image,
@@ -143,7 +143,7 @@ def _evaluate_and_draw(args, result, evaluate) -> int:
                      return_predictions=bool(result.checkpoint) and result.data.num_classes <= CONFUSION_MAX_CLASSES)
     how = "centre crop" if args.no_ten_crop else "ten-crop"
     chance = 1 - 1 / result.model.num_classes
-    top5 = f", top-5 error {final['top5']:.3f}" if result.model.num_classes > 5 else ""  # else always 0
+    top5 = f", top-5 error {final['top5']:.3f}" if reports_top5(result.model.num_classes) else ""
     print(f"validation ({how}, {_count(final['images'], 'image')}): top-1 error {final['top1']:.3f}{top5} "
           f"(chance: top-1 error {chance:.3f})")
     if not result.checkpoint:
