@@ -2,6 +2,10 @@
 
 #include <pybind11/numpy.h>
 
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
 
 #ifdef PYA_WITH_CUDA
 #include "../kernels/cuda_check.h"
@@ -45,6 +49,28 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 std::string Array::shape_str() const { return pya::shape_str(shape); }
+
+std::string number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", v);
+  return text;
+}
+
+float float_param(double v, const char* name) {
+  if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number, got " + number(v));
+  if (std::fabs(v) > std::numeric_limits<float>::max())
+    throw py::value_error(std::string(name) + "=" + number(v) + " is beyond float32's range (magnitude <= " +
+                          number(std::numeric_limits<float>::max()) + "), which the kernels compute in");
+  return static_cast<float>(v);
+}
+
+int int_param(int64_t v, const char* name, int64_t low) {
+  if (v < low) throw py::value_error(std::string(name) + " must be >= " + std::to_string(low) + ", got " +
+                                     std::to_string(v));
+  if (v > std::numeric_limits<int32_t>::max())
+    throw py::value_error(std::string(name) + " must be < 2^31, got " + std::to_string(v));
+  return static_cast<int>(v);
+}
 
 namespace {
 

@@ -51,6 +51,17 @@ void expect_shape(const Array& a, const std::vector<int64_t>& shape);
 void expect_same_shape(const Array& a, const Array& b);
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// A number as Python would print it ("1e-50", not std::to_string's "0.000000"), without iostreams (see
+// shape_str in array.cpp).
+std::string number(double v);
+
+// Hyper-parameters arrive as double and int64 (pybind11 refuses a value that does not fit the C++ type with
+// "incompatible function arguments" and the repr of every argument, whole arrays included) and are narrowed
+// here, with a ValueError naming them: a real one must be finite and within float32's range (lr=1e39 became
+// inf and NaN weights), an integer one within [low, 2^31 - 1] (the kernels take int).
+float float_param(double v, const char* name);
+int int_param(int64_t v, const char* name, int64_t low);
+
 // ValueError when an array the call writes shares memory with another it writes or with one it reads: a kernel
 // writing its output while it still reads the overlapping input gives wrong values with no error (an in-place
 // LRN was 70 off). `in_place` allows an output to be exactly one of the read arrays (the elementwise kernels,

@@ -32,8 +32,10 @@ void bind_elementwise(py::module_& m) {
   }, py::arg("dy"), py::arg("y"), py::arg("dx"), py::arg("stream") = 0);
 
   // ws, dws, vs: sequences of one length (one tensor each; `indexed` names them 'w[i]' in messages, else 'w').
-  m.def("sgd_update", [](py::sequence ws, py::sequence dws, py::sequence vs, float lr, float momentum,
-                         float weight_decay, bool indexed, std::uintptr_t stream) {
+  m.def("sgd_update", [](py::sequence ws, py::sequence dws, py::sequence vs, double lr_, double momentum_,
+                         double weight_decay_, bool indexed, std::uintptr_t stream) {
+    const float lr = float_param(lr_, "lr"), momentum = float_param(momentum_, "momentum"),
+                weight_decay = float_param(weight_decay_, "weight_decay");
     const size_t n = ws.size();
     if (dws.size() != n || vs.size() != n)
       throw py::value_error("w, dw and v must be as many arrays each, got " + std::to_string(n) + ", " +

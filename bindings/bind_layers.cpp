@@ -3,7 +3,6 @@
 #include <climits>
 #include <array>
 #include <cmath>
-#include <sstream>
 #include <vector>
 
 #include <pybind11/stl.h>
@@ -19,18 +18,6 @@
 namespace pya {
 namespace {
 
-// A number as Python would print it (std::to_string's fixed 6 decimals wrote 1e-50 as 0.000000).
-std::string number(double v) {
-  std::ostringstream out;
-  out.precision(9);
-  out << v;
-  return out.str();
-}
-
-void expect_finite(double v, const char* name) {
-  if (!std::isfinite(v)) throw py::value_error(std::string(name) + " must be a finite number, got " + number(v));
-}
-
 int64_t lrn_workspace(int64_t N, int C, int64_t HW, int size, bool gpu) {
   if (!gpu) return cpu::lrn_workspace_floats(N, C, HW, size);
 #ifdef PYA_WITH_CUDA
@@ -40,27 +27,37 @@ int64_t lrn_workspace(int64_t N, int C, int64_t HW, int size, bool gpu) {
 #endif
 }
 
-void check_lrn_params(const Array& x, int size, float alpha, float beta, float k) {
-  expect_float32(x);
-  if (x.ndim() != 4)
-    throw py::value_error("argument '" + x.name + "' must be 4-dimensional (N, C, H, W), got shape " + x.shape_str());
+int check_lrn_size(int64_t size) {
   if (size < 1 || size % 2 == 0)
     throw py::value_error("LRN size must be an odd number >= 1 (a window centred on each map), got " +
                           std::to_string(size));
-  expect_finite(alpha, "alpha");
-  expect_finite(beta, "beta");
-  expect_finite(k, "k");
-  if (!(k > 0.f)) throw py::value_error("k must be > 0 (the denominator k + alpha*sum must stay positive), got " +
-                                       number(k));
-  if (alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + number(alpha));
-  if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
+  return int_param(size, "LRN size", 1);
 }
 
-PoolGeometry check_pool_shape(const std::vector<int64_t>& shape, const std::string& name, int size, int stride) {
+struct LrnParams {
+  int size;
+  float alpha, beta, k;
+};
+
+LrnParams check_lrn_params(const Array& x, int64_t size, double alpha, double beta, double k) {
+  expect_float32(x);
+  if (x.ndim() != 4)
+    throw py::value_error("argument '" + x.name + "' must be 4-dimensional (N, C, H, W), got shape " + x.shape_str());
+  LrnParams p{check_lrn_size(size), float_param(alpha, "alpha"), float_param(beta, "beta"), float_param(k, "k")};
+  if (!(p.k > 0.f)) throw py::value_error("k must be > 0 (the denominator k + alpha*sum must stay positive), got " +
+                                         number(k));
+  if (p.alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + number(alpha));
+  if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
+  return p;
+}
+
+PoolGeometry check_pool_shape(const std::vector<int64_t>& shape, const std::string& name, int64_t size_,
+                              int64_t stride_) {
   if (shape.size() != 4)
     throw py::value_error("argument '" + name + "' must be 4-dimensional (N, C, H, W), got shape " + shape_str(shape));
-  if (size < 1) throw py::value_error("pooling size must be >= 1, got " + std::to_string(size));
-  if (stride < 1) throw py::value_error("pooling stride must be >= 1, got " + std::to_string(stride));
+  for (int64_t d : shape)
+    if (d < 0) throw py::value_error("argument '" + name + "' has a negative dimension: " + shape_str(shape));
+  const int size = int_param(size_, "pooling size", 1), stride = int_param(stride_, "pooling stride", 1);
   if (size < stride)
     throw py::value_error("pooling size (" + std::to_string(size) + ") must be >= stride (" + std::to_string(stride) +
                           "): windows must cover every input");
@@ -70,14 +67,15 @@ PoolGeometry check_pool_shape(const std::vector<int64_t>& shape, const std::stri
   return pool_geometry(shape[2], shape[3], size, stride);
 }
 
-PoolGeometry check_pool(const Array& x, int size, int stride) {
+PoolGeometry check_pool(const Array& x, int64_t size, int64_t stride) {
   expect_float32(x);
   return check_pool_shape(x.shape, x.name, size, stride);
 }
 
 // An indexed pooling's pooled-shape arrays, (N, C, OH, OW): `pooled` (y or dy, float32) and the winner bytes
 // (uint8). Stored winners are one byte per window: dh * size + dw must stay below 256.
-void check_indexed(const Array& pooled, const Array& indices, int64_t N, int64_t C, const PoolGeometry& g, int size) {
+void check_indexed(const Array& pooled, const Array& indices, int64_t N, int64_t C, const PoolGeometry& g) {
+  const int size = g.size;
   if (size > kPoolMaxIndexedSize)
     throw py::value_error("pooling with stored indices needs size <= " + std::to_string(kPoolMaxIndexedSize) +
                           " (each window's winner is stored in one byte, dh * size + dw < 256), got size " +
@@ -87,6 +85,22 @@ void check_indexed(const Array& pooled, const Array& indices, int64_t N, int64_t
   expect_shape(pooled, out_shape);
   expect_dtype(indices, DType::u8);
   expect_shape(indices, out_shape);
+}
+
+// Any integer in [0, 2^64), named when it is not one (a uint64_t argument made a negative seed pybind11's
+// "incompatible function arguments" with the repr of x).
+uint64_t check_seed(py::handle seed) {
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
+  if (!index) {
+    PyErr_Clear();
+    throw py::type_error("seed must be an integer, got " + std::string(py::str(py::type::handle_of(seed).attr("__name__"))));
+  }
+  const unsigned long long v = PyLong_AsUnsignedLongLong(index.ptr());
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error("seed must be in [0, 2^64), got " + std::string(py::str(index)));
+  }
+  return v;
 }
 
 float check_dropout_p(double p) {
@@ -104,45 +118,49 @@ void check_logits(const Array& x) {
 }  // namespace
 
 void bind_layers(py::module_& m) {
-  m.def("lrn_forward", [](py::handle x_, py::handle y_, int size, float alpha, float beta, float k,
+  m.def("lrn_forward", [](py::handle x_, py::handle y_, int64_t size, double alpha, double beta, double k,
                           std::uintptr_t stream) {
     Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true);
-    check_lrn_params(x, size, alpha, beta, k);
+    const LrnParams p = check_lrn_params(x, size, alpha, beta, k);
     expect_float32(y);
     expect_same_shape(x, y);
     expect_disjoint({&y}, {&x});
     Launch l = launch_on({&x, &y}, stream);
     PYA_DISPATCH(l, lrn_forward, x.data<float>(), y.data<float>(), x.dim(0), static_cast<int>(x.dim(1)),
-                 x.dim(2) * x.dim(3), size, alpha, beta, k);
+                 x.dim(2) * x.dim(3), p.size, p.alpha, p.beta, p.k);
   }, py::arg("x"), py::arg("y"), py::arg("size"), py::arg("alpha"), py::arg("beta"), py::arg("k"),
      py::arg("stream") = 0);
 
-  m.def("lrn_workspace_floats", [](const std::vector<int64_t>& x_shape, int size, bool gpu) {
+  m.def("lrn_workspace_floats", [](const std::vector<int64_t>& x_shape, int64_t size, bool gpu) {
     if (x_shape.size() != 4)
       throw py::value_error("argument 'x_shape' must have 4 dimensions (N, C, H, W), got " + shape_str(x_shape));
     for (int64_t d : x_shape)
       if (d < 0) throw py::value_error("argument 'x_shape' has a negative dimension: " + shape_str(x_shape));
-    if (size < 1 || size % 2 == 0)
-      throw py::value_error("LRN size must be an odd number >= 1 (a window centred on each map), got " +
-                            std::to_string(size));
+    const int lrn_size = check_lrn_size(size);
     if (x_shape[1] > INT_MAX) throw py::value_error("argument 'x_shape' has too many channels");
-    return lrn_workspace(x_shape[0], static_cast<int>(x_shape[1]), x_shape[2] * x_shape[3], size, gpu);
+    // Beyond 2^62 elements the workspace sizes (a few floats per element) wrap int64 (2^80 gave 0).
+    long double elements = 1;
+    for (int64_t d : x_shape) elements *= static_cast<long double>(d);
+    if (elements > static_cast<long double>(int64_t(1) << 56))
+      throw py::value_error("argument 'x_shape' " + shape_str(x_shape) + " has more than 2^56 elements, more than any "
+                            "memory holds");
+    return lrn_workspace(x_shape[0], static_cast<int>(x_shape[1]), x_shape[2] * x_shape[3], lrn_size, gpu);
   }, py::arg("x_shape"), py::arg("size"), py::arg("gpu"),
      "float32 elements of workspace lrn_backward needs on the CPU (gpu=False) or CUDA (gpu=True) backend; "
      "0: pass workspace=None.");
 
-  m.def("lrn_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, py::handle ws_, int size,
-                           float alpha, float beta, float k, std::uintptr_t stream) {
+  m.def("lrn_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, py::handle ws_, int64_t size,
+                           double alpha, double beta, double k, std::uintptr_t stream) {
     Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), y = array_arg(y_, "y"),
           dx = array_arg(dx_, "dx", true);
-    check_lrn_params(x, size, alpha, beta, k);
+    const LrnParams p = check_lrn_params(x, size, alpha, beta, k);
     for (const Array* a : {&dy, &y, &dx}) {
       expect_float32(*a);
       expect_same_shape(x, *a);
     }
     const int C = static_cast<int>(x.dim(1));
     const int64_t N = x.dim(0), HW = x.dim(2) * x.dim(3);
-    const int64_t need = lrn_workspace(N, C, HW, size, x.on_gpu());
+    const int64_t need = lrn_workspace(N, C, HW, p.size, x.on_gpu());
     Array ws;
     float* ws_ptr = nullptr;
     if (!ws_.is_none()) {
@@ -157,29 +175,29 @@ void bind_layers(py::module_& m) {
     expect_disjoint({&dx, &ws}, {&dy, &x, &y});
     Launch l = ws_.is_none() ? launch_on({&dy, &x, &y, &dx}, stream) : launch_on({&dy, &x, &y, &dx, &ws}, stream);
     PYA_DISPATCH(l, lrn_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(), ws_ptr, N, C,
-                 HW, size, alpha, beta, k);
+                 HW, p.size, p.alpha, p.beta, p.k);
   }, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("workspace"), py::arg("size"),
      py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("stream") = 0);
 
   // The output shape for an input shape, with the same checks as the kernels.
-  m.def("max_pool_output_shape", [](std::vector<int64_t> shape, int size, int stride) {
+  m.def("max_pool_output_shape", [](std::vector<int64_t> shape, int64_t size, int64_t stride) {
     PoolGeometry g = check_pool_shape(shape, "x", size, stride);
     return py::make_tuple(shape[0], shape[1], g.OH, g.OW);
   }, py::arg("shape"), py::arg("size"), py::arg("stride"));
 
-  m.def("max_pool_forward", [](py::handle x_, py::handle y_, int size, int stride, std::uintptr_t stream) {
+  m.def("max_pool_forward", [](py::handle x_, py::handle y_, int64_t size, int64_t stride, std::uintptr_t stream) {
     Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true);
     PoolGeometry g = check_pool(x, size, stride);
     expect_float32(y);
     expect_shape(y, {x.dim(0), x.dim(1), g.OH, g.OW});
     expect_disjoint({&y}, {&x});
     Launch l = launch_on({&x, &y}, stream);
-    PYA_DISPATCH(l, max_pool_forward, x.data<float>(), y.data<float>(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size,
-                 stride);
+    PYA_DISPATCH(l, max_pool_forward, x.data<float>(), y.data<float>(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), g.size,
+                 g.stride);
   }, py::arg("x"), py::arg("y"), py::arg("size"), py::arg("stride"), py::arg("stream") = 0);
 
-  m.def("max_pool_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, int size, int stride,
-                                std::uintptr_t stream) {
+  m.def("max_pool_backward", [](py::handle dy_, py::handle x_, py::handle y_, py::handle dx_, int64_t size,
+                                int64_t stride, std::uintptr_t stream) {
     Array dy = array_arg(dy_, "dy"), x = array_arg(x_, "x"), y = array_arg(y_, "y"), dx = array_arg(dx_, "dx", true);
     PoolGeometry g = check_pool(x, size, stride);
     for (const Array* a : {&dy, &y, &dx}) expect_float32(*a);
@@ -189,40 +207,41 @@ void bind_layers(py::module_& m) {
     expect_disjoint({&dx}, {&dy, &x, &y});
     Launch l = launch_on({&dy, &x, &y, &dx}, stream);
     PYA_DISPATCH(l, max_pool_backward, dy.data<float>(), x.data<float>(), y.data<float>(), dx.data<float>(),
-                 x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
+                 x.dim(0) * x.dim(1), x.dim(2), x.dim(3), g.size, g.stride);
   }, py::arg("dy"), py::arg("x"), py::arg("y"), py::arg("dx"), py::arg("size"), py::arg("stride"),
      py::arg("stream") = 0);
 
-  m.def("max_pool_forward_with_indices", [](py::handle x_, py::handle y_, py::handle indices_, int size, int stride,
-                                            std::uintptr_t stream) {
+  m.def("max_pool_forward_with_indices", [](py::handle x_, py::handle y_, py::handle indices_, int64_t size,
+                                            int64_t stride, std::uintptr_t stream) {
     Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true), indices = array_arg(indices_, "indices", true);
     PoolGeometry g = check_pool(x, size, stride);
-    check_indexed(y, indices, x.dim(0), x.dim(1), g, size);
+    check_indexed(y, indices, x.dim(0), x.dim(1), g);
     expect_disjoint({&y, &indices}, {&x});
     Launch l = launch_on({&x, &y, &indices}, stream);
     PYA_DISPATCH(l, max_pool_forward_with_indices, x.data<float>(), y.data<float>(), indices.data<uint8_t>(),
-                 x.dim(0) * x.dim(1), x.dim(2), x.dim(3), size, stride);
+                 x.dim(0) * x.dim(1), x.dim(2), x.dim(3), g.size, g.stride);
   }, py::arg("x"), py::arg("y"), py::arg("indices"), py::arg("size"), py::arg("stride"), py::arg("stream") = 0,
      "max_pool_forward that also writes each window's winner, dh * size + dw of its first maximal element, "
      "to the uint8 `indices` of y's shape (size <= 16).");
 
   // dx's shape is the input's: it is the only thing the backward needs of x.
-  m.def("max_pool_backward_from_indices", [](py::handle dy_, py::handle indices_, py::handle dx_, int size,
-                                             int stride, std::uintptr_t stream) {
+  m.def("max_pool_backward_from_indices", [](py::handle dy_, py::handle indices_, py::handle dx_, int64_t size,
+                                             int64_t stride, std::uintptr_t stream) {
     Array dy = array_arg(dy_, "dy"), indices = array_arg(indices_, "indices"), dx = array_arg(dx_, "dx", true);
     expect_float32(dx);
     PoolGeometry g = check_pool_shape(dx.shape, dx.name, size, stride);
-    check_indexed(dy, indices, dx.dim(0), dx.dim(1), g, size);
+    check_indexed(dy, indices, dx.dim(0), dx.dim(1), g);
     expect_disjoint({&dx}, {&dy, &indices});
     Launch l = launch_on({&dy, &indices, &dx}, stream);
     PYA_DISPATCH(l, max_pool_backward_from_indices, dy.data<float>(), indices.data<uint8_t>(), dx.data<float>(),
-                 dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), size, stride);
+                 dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), g.size, g.stride);
   }, py::arg("dy"), py::arg("indices"), py::arg("dx"), py::arg("size"), py::arg("stride"), py::arg("stream") = 0,
      "dx of max-pooling from dy and the indices max_pool_forward_with_indices wrote; x is not read.");
 
-  m.def("dropout_forward", [](py::handle x_, py::handle y_, py::handle mask_, uint64_t seed, double p,
+  m.def("dropout_forward", [](py::handle x_, py::handle y_, py::handle mask_, py::handle seed_, double p,
                               std::uintptr_t stream) {
     Array x = array_arg(x_, "x"), y = array_arg(y_, "y", true), mask = array_arg(mask_, "mask", true);
+    const uint64_t seed = check_seed(seed_);
     float scale = check_dropout_p(p);
     expect_float32(x);
     expect_float32(y);

@@ -157,3 +157,40 @@ def test_sgd_update_names_a_list_of_numbers_as_what_it_is():
     with pytest.raises(TypeError, match="'w' is updated in place, so it must be a float32 array or a list of them; "
                                         "its list holds a float"):
         ops.sgd_update([1.0] * 6, np.ones(6), np.ones(6), lr=0.1)
+
+
+def test_hyper_parameters_out_of_range_are_named_not_incompatible_function_arguments():
+    # pybind11 refused an int beyond C's int (or a negative seed) with "incompatible function arguments" and
+    # the repr of every argument, x's values included; a real beyond float32 became inf (lr=1e39: NaN weights).
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    y = np.zeros((1, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"pooling stride must be < 2\^31, got 1099511627776"):
+        _C.max_pool_forward(x, y, 3, 2**40)
+    with pytest.raises(ValueError, match=r"LRN size must be < 2\^31"):
+        _C.lrn_forward(x, np.empty_like(x), 2**33 + 1, 1e-4, 0.75, 2.0)
+    with pytest.raises(ValueError, match=r"alpha=1e\+39 is beyond float32's range"):
+        _C.lrn_forward(x, np.empty_like(x), 5, 1e39, 0.75, 2.0)
+    mask = np.empty(x.shape, np.uint8)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\^64\), got -1"):
+        _C.dropout_forward(x, np.empty_like(x), mask, -1, 0.5)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\^64\), got 18446744073709551616"):
+        _C.dropout_forward(x, np.empty_like(x), mask, 2**64, 0.5)
+    with pytest.raises(TypeError, match="seed must be an integer, got float"):
+        _C.dropout_forward(x, np.empty_like(x), mask, 1.5, 0.5)
+    _C.dropout_forward(x, np.empty_like(x), mask, np.uint64(2**64 - 1), 0.5)  # the whole range, numpy ints too
+    w, dw, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
+    for lr, message in ((1e39, r"lr=1e\+39 is beyond float32's range"), (float("nan"), "lr must be a finite number")):
+        with pytest.raises(ValueError, match=message):
+            _C.sgd_update([w], [dw], [v], lr, 0.9, 0.0)
+    with pytest.raises(ValueError, match="weight_decay must be a finite number, got inf"):
+        _C.sgd_update([w], [dw], [v], 0.1, 0.9, float("inf"))
+    np.testing.assert_array_equal(w, 1.0)  # refused before anything was written
+
+
+def test_shape_helpers_refuse_negative_dimensions_and_sizes_that_wrap():
+    with pytest.raises(ValueError, match=r"argument 'x' has a negative dimension: \(-5, -2, 8, 8\)"):
+        _C.max_pool_output_shape([-5, -2, 8, 8], 3, 2)
+    # 2^80 elements: the workspace size wrapped int64 to 0
+    with pytest.raises(ValueError, match=r"more than 2\^56 elements"):
+        _C.lrn_workspace_floats([1, 2, 2**40, 2**40], 5, False)
+    assert _C.lrn_workspace_floats([2, 8, 4, 4], 5, False) >= 0

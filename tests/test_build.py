@@ -1,5 +1,6 @@
 """The extension imports anywhere and says which backends it has and why no GPU is used."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -239,3 +240,14 @@ def test_numpy_blas_threads_sleep_after_a_product_whichever_is_imported_first():
     kept = subprocess.run([sys.executable, "-c", "import os, pyalexnet; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"],
                           env={**env, "OPENBLAS_THREAD_TIMEOUT": "20"}, capture_output=True, text=True, timeout=120)
     assert kept.stdout.strip() == "20", kept.stderr
+
+
+def test_the_module_formats_its_messages_without_iostreams():
+    # Built by the H100 image's own GCC, _C carried libstdc++ locale code of its own and an ostringstream there
+    # segfaulted (bindings/array.cpp, shape_str): an error message became a crash. A later formatter of numbers
+    # used one again; std::to_string and snprintf only.
+    sources = sorted((ROOT / "bindings").glob("*.[ch]*")) + sorted((ROOT / "kernels").glob("*.[ch]*"))
+    assert len(sources) > 10
+    code = {p.name: re.sub(r"//[^\n]*", "", p.read_text()) for p in sources}  # comments may name them
+    offenders = [name for name, text in code.items() if re.search(r"<(sstream|iostream|ostream)>|stringstream", text)]
+    assert offenders == []
