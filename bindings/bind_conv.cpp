@@ -59,7 +59,7 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
   if (s.K % groups != 0)
     throw py::value_error("groups=" + std::to_string(groups) + " does not divide the " + std::to_string(s.K) +
                           " filters of w " + dims(w));
-  if (w[1] * groups != s.C)
+  if (w[1] > s.C || w[1] * groups != s.C)  // (the first test keeps the product from wrapping int64)
     throw py::value_error("channel mismatch: w " + dims(w) + " expects " + std::to_string(w[1]) +
                           " input channels per group, so x needs " + std::to_string(w[1] * groups) +
                           " channels with groups=" + std::to_string(groups) + ", but x " + dims(x) + " has " +

@@ -194,3 +194,6 @@ def test_shape_helpers_refuse_negative_dimensions_and_sizes_that_wrap():
     with pytest.raises(ValueError, match=r"more than 2\^56 elements"):
         _C.lrn_workspace_floats([1, 2, 2**40, 2**40], 5, False)
     assert _C.lrn_workspace_floats([2, 8, 4, 4], 5, False) >= 0
+    # (2^62 + 1) * 4 wraps to 4: w's channel count was taken as x's 4 with groups=4
+    with pytest.raises(ValueError, match="channel mismatch"):
+        _C.conv2d_shape([1, 4, 8, 8], [4, 2**62 + 1, 3, 3], 1, 0, 4)
