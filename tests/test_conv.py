@@ -585,6 +585,35 @@ def test_tensors_too_big_for_32_bit_gpu_indices_are_refused():
         _C.conv2d_shape((1, 65536, 1, 1), (65536, 65536, 1, 1), 1, 0, 1)
 
 
+def test_a_cpu_convolution_that_cannot_fit_in_memory_is_a_memory_error_before_anything_is_allocated(monkeypatch):
+    # np.empty is lazily backed: each part was given and the OOM killer ended the process as the kernel wrote
+    # them (padding=23000 on a 1x1 image: 8.5 GB output, 17 GB workspace). Here the machine is made small.
+    from pyalexnet import _backend as B
+    monkeypatch.setattr(B, "_HOST_MEMORY_CHECK_BYTES", 0)
+    monkeypatch.setattr(B, "host_memory_available", lambda: 1000)
+    allocated, empty = [], np.empty
+    monkeypatch.setattr(np, "empty", lambda *a, **k: allocated.append(a) or pytest.fail("allocated"))
+    x, w = np.ones((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(MemoryError, match=r"conv2d of x \(1, 1, 1, 1\) with w \(1, 1, 1, 1\), padding=20, on the CPU "
+                                          r"needs .* \(output y .*workspace .*\); this machine can give 0.0 GiB"):
+        ops.conv2d(x, w, padding=20)
+    with pytest.raises(MemoryError, match=r"\(dw .*, dx .*, workspace .*\)"):
+        ops.conv2d_backward(np.ones((1, 1, 41, 41), np.float32), x, w, padding=20)
+    assert allocated == []
+    monkeypatch.setattr(np, "empty", empty)
+    monkeypatch.setattr(B, "host_memory_available", lambda: None)  # unknown (not Linux): not refused
+    assert ops.conv2d(x, w, padding=20).shape == (1, 1, 41, 41)
+
+
+def test_host_memory_available_reads_the_machine():
+    from pyalexnet import _backend as B
+    available = B.host_memory_available()
+    if os.path.exists("/proc/meminfo"):
+        assert isinstance(available, int) and available > 0
+    else:
+        assert available is None
+
+
 # --- GPU: the CUDA kernels against the CPU backend -----------------------------------------------------------
 
 ALEXNET = {  # batch 2; x shape, w shape, stride, padding, groups

@@ -1,6 +1,8 @@
 """2-D convolution (NCHW, grouped, symmetric zero padding) and its gradients."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _backend as B
@@ -26,9 +28,16 @@ def _algorithm(algorithm) -> str:
     return algorithm
 
 
-def _workspace(l, x_shape, w_shape, hyper, passes, algorithm):
+def _workspace(l, x_shape, w_shape, hyper, passes, algorithm, outputs: dict):
+    """The workspace for `passes`; on the CPU, first a MemoryError where it and the `outputs` ({name: shape})
+    would not fit in memory (CuPy's allocator raises its own on the GPU)."""
     n = max(_C.conv2d_workspace_size(x_shape, w_shape, *hyper, p, l.device >= 0, algorithm=algorithm)
             for p in passes)
+    if l.device < 0:
+        parts = {name: 4 * math.prod(shape) for name, shape in outputs.items()}
+        parts["workspace"] = 4 * n
+        padding = f", padding={hyper[1]}," if hyper[1] else ""
+        B.expect_host_memory(parts, f"conv2d of x {tuple(x_shape)} with w {tuple(w_shape)}{padding} on the CPU")
     return l.xp.empty(max(n, 1), dtype=np.float32)
 
 
@@ -56,8 +65,8 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, groups=1, algorithm="auto"):
     b = None if b is None else B.as_input(b, "b")
     out_shape = _C.conv2d_shape(x.shape, w.shape, *hyper, algorithm=algorithm)
     with B.launch(x, w, b) as l:
+        ws = _workspace(l, x.shape, w.shape, hyper, ("forward",), algorithm, {"output y": out_shape})
         y = l.xp.empty(tuple(out_shape), dtype=np.float32)
-        ws = _workspace(l, x.shape, w.shape, hyper, ("forward",), algorithm)
         _C.conv2d_forward(x, w, b, y, ws, *hyper, l.stream, algorithm=algorithm)
     return y
 
@@ -88,7 +97,8 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, ne
     if not passes:
         return dx, dw, db
     with B.launch(dy, x, w) as l:
-        ws = _workspace(l, x.shape, w.shape, hyper, passes, algorithm)
+        outputs = {name: shape for name, shape, need in (("dw", w.shape, need_dw), ("dx", x.shape, need_dx)) if need}
+        ws = _workspace(l, x.shape, w.shape, hyper, passes, algorithm, outputs)
         if need_dw:
             dw = l.xp.empty(w.shape, dtype=np.float32)
             _C.conv2d_backward_filter(dy, x, dw, ws, *hyper, l.stream, algorithm=algorithm)
