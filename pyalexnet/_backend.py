@@ -214,15 +214,16 @@ def warn_user(message: str, category=RuntimeWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
-def host_memory_available() -> int | None:
-    """Bytes the OS can still hand out without killing anything (Linux: MemAvailable + SwapFree), None where
-    unknown."""
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says can be had without swapping (Linux's MemAvailable), else None."""
     try:
         with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return sum(int(fields[k].split()[0]) * 1024 for k in ("MemAvailable", "SwapFree"))
-    except (OSError, KeyError, ValueError):
-        return None
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 # Below this, an allocation is not worth the look at /proc/meminfo (an AlexNet batch-128 layer is ~150 MB).
@@ -231,12 +232,13 @@ _HOST_MEMORY_CHECK_BYTES = 1 << 30
 
 def expect_host_memory(parts: dict, what: str) -> None:
     """MemoryError naming `what` and its parts ({name: bytes}) when together they exceed the memory the OS can
-    give: numpy's lazily backed np.empty succeeds for each part and the OOM killer ends the process as the
-    kernel writes them (conv2d with padding=23000 on a 1x1 image: 8.5 GB output, 17 GB workspace, killed)."""
+    give without swapping: numpy's lazily backed np.empty succeeds for each part and the OOM killer ends the
+    process as the kernel writes them (conv2d with padding=23000 on a 1x1 image: 8.5 GB output, 17 GB
+    workspace, killed)."""
     total = sum(parts.values())
     if total < _HOST_MEMORY_CHECK_BYTES:
         return
-    available = host_memory_available()
+    available = available_memory()
     if available is None or total <= available:
         return
     gb = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731

@@ -590,7 +590,7 @@ def test_a_cpu_convolution_that_cannot_fit_in_memory_is_a_memory_error_before_an
     # them (padding=23000 on a 1x1 image: 8.5 GB output, 17 GB workspace). Here the machine is made small.
     from pyalexnet import _backend as B
     monkeypatch.setattr(B, "_HOST_MEMORY_CHECK_BYTES", 0)
-    monkeypatch.setattr(B, "host_memory_available", lambda: 1000)
+    monkeypatch.setattr(B, "available_memory", lambda: 1000)
     allocated, empty = [], np.empty
     monkeypatch.setattr(np, "empty", lambda *a, **k: allocated.append(a) or pytest.fail("allocated"))
     x, w = np.ones((1, 1, 1, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)
@@ -601,17 +601,8 @@ def test_a_cpu_convolution_that_cannot_fit_in_memory_is_a_memory_error_before_an
         ops.conv2d_backward(np.ones((1, 1, 41, 41), np.float32), x, w, padding=20)
     assert allocated == []
     monkeypatch.setattr(np, "empty", empty)
-    monkeypatch.setattr(B, "host_memory_available", lambda: None)  # unknown (not Linux): not refused
+    monkeypatch.setattr(B, "available_memory", lambda: None)  # unknown (not Linux): not refused
     assert ops.conv2d(x, w, padding=20).shape == (1, 1, 41, 41)
-
-
-def test_host_memory_available_reads_the_machine():
-    from pyalexnet import _backend as B
-    available = B.host_memory_available()
-    if os.path.exists("/proc/meminfo"):
-        assert isinstance(available, int) and available > 0
-    else:
-        assert available is None
 
 
 # --- GPU: the CUDA kernels against the CPU backend -----------------------------------------------------------

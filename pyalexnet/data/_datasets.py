@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _backend as B
+from .._backend import available_memory  # (tests patch it here, where it is looked up)
 from . import _builtin, _folder, _formats, _store
 from ._stats import compute_stats
 
@@ -113,18 +114,6 @@ def _splits_from_arrays(train, val, classes, source, crop_size=None, skipped=(()
     mean_image, eigvals, eigvecs = compute_stats(train_ds.images)
     return Splits(train_ds, val_ds, list(classes), size, crop_size or crop_size_for(size), mean_image, eigvals,
                   eigvecs, source)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the kernel says can be had without swapping (Linux's MemAvailable), else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _check_fits_in_memory(path, n: int, image_size: int) -> None:
