@@ -68,7 +68,7 @@ def test_train_val_layout_and_corrupt_files(tmp_path, rng):
     assert s.val.labels.tolist() == [0, 0, 1, 1]
 
 
-def test_resume_after_an_interruption(folder, tmp_path, monkeypatch):
+def test_resume_after_an_interruption(folder, tmp_path, monkeypatch, capsys):
     real = _folder.decode_image
     calls = {"n": 0}
 
@@ -89,8 +89,12 @@ def test_resume_after_an_interruption(folder, tmp_path, monkeypatch):
         assert int(p["next_file"]) == 10  # two checkpoints of 5 were saved before the interruption
     monkeypatch.setattr(_folder, "decode_image", lambda p, s: (calls.__setitem__("n", calls["n"] + 1), real(p, s))[1])
     before = calls["n"]
-    prepare(folder, dst, image_size=16, checkpoint_every=5, workers=1, quiet=True)
+    capsys.readouterr()
+    prepare(folder, dst, image_size=16, checkpoint_every=5, workers=1)
     n_files = 21
+    # the rerun says it continues (it said nothing, and its bar started part-full)
+    assert f"{dst}: continuing an interrupted conversion, 10 of {n_files} images already done" in \
+        capsys.readouterr().err
     assert calls["n"] - before == n_files - 10  # only what was not checkpointed is decoded again
     fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=16, quiet=True))
     resumed = open_store(dst)

@@ -177,6 +177,11 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         _write_json(meta_path, meta)
     files = json.loads((dst / "files.json").read_text())
     progress = _load_progress(dst, image_size)
+    done = sum(len(files[s]) for s in SPLITS[:progress["split"]]) + progress["next_file"]
+    if done and not quiet:  # a rerun said nothing and its bar started part-full
+        total = sum(len(files[s]) for s in SPLITS)
+        print(f"{dst}: continuing an interrupted conversion, {done} of {total} images already done",
+              file=sys.stderr)
     if workers is not None and workers < 1:  # ThreadPoolExecutor's own words named max_workers
         raise ValueError(f"workers must be at least 1, got {workers}")
     workers = workers or _folder.default_workers()
