@@ -266,7 +266,10 @@ def real_number(value: Any, name: str, *, finite: bool = True) -> float:
 def integer(value: Any, name: str, *, low: int | None = None, high: int = 2**31 - 1) -> int:
     """An integer hyper-parameter (a bool, a float or a string refused with TypeError, numpy integers
     accepted) in [low, high], else ValueError naming it: a size of 2**31 reached pybind11 as an
-    'incompatible function arguments' error quoting the whole input array."""
+    'incompatible function arguments' error quoting the whole input array. A 0-d integer array is taken, as
+    real_number takes a 0-d numeric one (stride=np.array(2) was refused while alpha=np.array(1e-4) was not)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu":
+        value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     v = int(value)

@@ -391,6 +391,11 @@ def test_bad_bias_dtype_and_hyperparameter_types_raise():
         ops.conv2d(x, w, stride=1.5)
     with pytest.raises(TypeError, match="padding"):
         ops.conv2d(x, w, padding=True)
+    with pytest.raises(TypeError, match="stride"):
+        ops.conv2d(x, w, stride=np.array(1.0))
+    # 0-d integer arrays are integers, as 0-d arrays are real numbers for alpha or lr
+    np.testing.assert_array_equal(ops.conv2d(x, w, stride=np.array(2), padding=np.array(1, np.uint8)),
+                                  ops.conv2d(x, w, stride=2, padding=1))
 
 
 def test_low_level_launchers_validate_outputs_and_workspace():
