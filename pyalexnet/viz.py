@@ -114,11 +114,58 @@ def _font_covering(chars: frozenset):
     return best
 
 
+def _needs_glyph(c: str) -> bool:
+    return ord(c) > 126 and c.isprintable() and not c.isspace()
+
+
+@functools.lru_cache(maxsize=8192)
+def _drawn_by(font, char: str) -> bool:
+    return _has_glyph(font, char)
+
+
+def _is_cjk(c: str) -> bool:
+    o = ord(c)
+    return (0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF
+            or 0x20000 <= o <= 0x3FFFF)
+
+
+_WARNED: set = set()  # the font advice already given in this process: once each, not once a picture
+
+
 def _font(texts: Iterable = ()):
-    """A font that draws every character of `texts`: Pillow's default where it can (ASCII), else the first
-    installed font that draws them all (or most of them)."""
-    chars = frozenset(c for t in texts for c in str(t) if ord(c) > 126 and c.isprintable() and not c.isspace())
-    return _font_covering(chars)
+    """The one font for every text of a picture (titles too: a title in Pillow's font over names in DejaVu
+    mixed two faces in one picture): Pillow's default where it can (ASCII), else the first installed font
+    that draws every character of `texts` (or most of them). Characters no installed font draws are written
+    as "?" (see _legible, _class_labels), and said once, with the font to install: a box is not a name."""
+    texts = [str(t) for t in texts]
+    chars = frozenset(c for t in texts for c in t if _needs_glyph(c))
+    font = _font_covering(chars)
+    missing = "".join(sorted(c for c in chars if not _drawn_by(font, c)))
+    if missing:
+        advice = ("Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk) or WenQuanYi Zen Hei (fonts-wqy-zenhei)"
+                  if any(map(_is_cjk, missing)) else "Noto Sans (Debian/Ubuntu: apt install fonts-noto-core)")
+        if advice not in _WARNED:
+            _WARNED.add(advice)
+            example = next(t for t in texts if any(c in missing for c in t))
+            B.warn_user(f"no installed font draws {missing[:12]!r}{'...' if len(missing) > 12 else ''} (in "
+                        f"{example!r}): the pictures write them as '?', a class name after its index ('#3 ?'); "
+                        f"install a font that has them, such as {advice}")
+    return font
+
+
+def _legible(font, text) -> str:
+    """text with each character `font` cannot draw as "?" (an empty box looked like a drawing fault)."""
+    return "".join("?" if _needs_glyph(c) and not _drawn_by(font, c) else c for c in str(text))
+
+
+def _class_labels(font, classes) -> list[str]:
+    """Each class's name as it can be written in `font`: a name with characters it cannot draw after the
+    class's index ("#3 ??"), so that names written "??" and "??" still say which class is which."""
+    out = []
+    for i, name in enumerate(classes):
+        text = _legible(font, name)
+        out.append(text if text == str(name) else f"#{i} {text}")
+    return out
 
 
 def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
@@ -313,13 +360,14 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = _font([*histories, title])
+    title = _legible(font, title)
     epochs = [float(h["epoch"]) for hist in histories.values() for h in hist]
-    lines = [(label, _series(hist, key), _RUN_COLOURS[i % len(_RUN_COLOURS)])
+    lines = [(_legible(font, label), _series(hist, key), _RUN_COLOURS[i % len(_RUN_COLOURS)])
              for i, (label, hist) in enumerate(histories.items())]
     values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
     value_range = (0.0, 1.0) if key.endswith(("top1", "top5")) else (0.0, max(values + [1e-6]) * 1.05)
     cuts = [e for hist in histories.values() for e in _lr_cuts(hist)]
-    top = 30 + _legend_space(draw, font, title, list(histories), width - 65)
+    top = 30 + _legend_space(draw, font, title, [label for label, _, _ in lines], width - 65)
     _draw_panel(draw, font, (50, top, width - 15, height - 45), title, lines, value_range,
                 (min(epochs + [0.0]), max(epochs + [1.0])), cuts)
     return img
@@ -384,11 +432,13 @@ def _wrap(draw, font, text: str, width: float) -> list[str]:
     return lines
 
 
-def _titled(img: Image.Image, title: str | None) -> Image.Image:
-    """img under `title`, wrapped to its width: a picture that says what it shows once it is out of its folder."""
+def _titled(img: Image.Image, title: str | None, font=None) -> Image.Image:
+    """img under `title`, wrapped to its width: a picture that says what it shows once it is out of its folder.
+    font: the picture's own (one face for all its text); by default one that draws the title."""
     if not title:
         return img
-    font = _font([title])
+    font = font or _font([title])
+    title = _legible(font, title)
     lines = _wrap(ImageDraw.Draw(img), font, title, img.width - 12)
     out = Image.new("RGB", (img.width, 8 + 14 * len(lines) + img.height), "white")
     draw = ImageDraw.Draw(out)
@@ -421,10 +471,12 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
         raise ValueError(f"probs has {probs.shape[1]} classes, the class list {len(classes)}")
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"{len(images)} images need as many captions, got {len(captions)}")
+    font = _font([*classes, *(captions or ()), title or ""])
+    names = _class_labels(font, classes)
     if captions is None:
-        captions = ["true: " + str(classes[int(c)]) if known else "" for c in labels]
+        captions = ["true: " + names[int(c)] if known else "" for c in labels]
+    captions = [_legible(font, c) for c in captions]
     top = min(top, probs.shape[1])
-    font = _font([*classes, *captions])
     line = 14
     panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 1 + known) + 12
     per_row = min(per_row, len(images))
@@ -450,13 +502,13 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
             # The true class's name in red too: at a few percent its bar is a sliver.
             text = _TEXT_RIGHT if c == labels[i] else (0, 0, 0)
             draw.text((x0 + bar_w - pct_w, y), pct, fill=text, font=font)
-            draw.text((x0 + 2, y), _fit(draw, font, str(classes[int(c)]), bar_w - pct_w - 8), fill=text, font=font)
+            draw.text((x0 + 2, y), _fit(draw, font, names[int(c)], bar_w - pct_w - 8), fill=text, font=font)
             y += line
         if known and labels[i] not in order[:top]:  # where the true class came, which the bars cannot show
             rank = int(np.flatnonzero(order == labels[i])[0]) + 1
             draw.text((x0 + 2, y), f"true class: #{rank}, {100 * probs[i, int(labels[i])]:.1f}%", fill=_TEXT_RIGHT,
                       font=font)
-    return _titled(img, title)
+    return _titled(img, title, font)
 
 
 def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, title: str | None = None,
@@ -484,7 +536,8 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
     gap, frame, query_gap, line = 6, 3, 16, 12
     cell = tile + 2 * frame + gap
     row_h = cell + line * max(len(ls) for ls in lines)
-    font = _font([c for ls in lines for c in ls])
+    font = _font([c for ls in lines for c in ls] + [title or ""])
+    lines = [[_legible(font, c) for c in ls] for ls in lines]
     caption = "nearest training images by fc7 distance" + (
         " (green: same class, red dashed: another)" if same_class is not None else "")
     # Over the neighbours' columns, in as many lines as it takes (with few neighbours the colour key was cut).
@@ -511,7 +564,7 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
                         draw.rectangle([x + t, y, x + t + 3, y1], fill=(255, 255, 255))
                         draw.rectangle([x, y + t, x1, y + t + 3], fill=(255, 255, 255))
             img.paste(_tile(neighbours[r, j], tile), (x + frame, y + frame))
-    return _titled(img, title)
+    return _titled(img, title, font)
 
 
 def nearest_neighbours(query_features, pool_features, k: int) -> np.ndarray:
@@ -610,6 +663,7 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
     found = np.stack([_centre(np.asarray(train.images[row]), crop) for row in near])
     # Each test image's class, and for a mistake its guess: the frames say only whether a neighbour has its class.
     names = list(class_names or splits.classes)
+    names = _class_labels(_font(names), names)  # "#3 ??" where no installed font draws a name
     top1 = probs.argmax(1)[:len(queries)]
     captions = [str(names[t]) + (f"\nguess: {names[g]}" if g != t else "")
                 for t, g in zip(test.labels[queries], top1)]
@@ -639,12 +693,13 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     counts = np.zeros((k, k), np.int64)
     np.add.at(counts, (labels, predictions), 1)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    font = _font(classes)
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    names = [_fit(probe, font, str(c), 130) for c in classes]
-    margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
     titles = ("true class (rows) against predicted class (columns" + (f", {how})" if how else ")"),
               "number: test images; blue: right, by share of the row (framed); red: mistakes, darkest the most common")
+    font = _font([*classes, *titles])  # one face for the names and the titles
+    titles = tuple(_legible(font, t) for t in titles)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    names = [_fit(probe, font, c, 130) for c in _class_labels(font, classes)]
+    margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
     head = 8 + 14 * len(titles)
     top = head + margin + 4  # the title lines, the column names standing upright, a gap
     # At least as wide as the titles (a 3-class matrix cut them mid-word).

@@ -397,7 +397,7 @@ def test_words_in_the_default_font_are_spaced_apart_where_a_reader_sees_the_gap(
     assert np.diff(cols).max() >= gap  # the widest run of empty columns is the word space
 
 
-def test_class_names_beyond_ascii_are_drawn_in_a_font_that_has_them(monkeypatch):
+def test_class_names_beyond_ascii_are_drawn_in_a_font_that_has_them(hide_installed_fonts):
     # Pillow's own font has ASCII only: "café", "Bär" and Cyrillic names came out as boxes.
     from PIL import ImageFont
 
@@ -421,10 +421,96 @@ def test_class_names_beyond_ascii_are_drawn_in_a_font_that_has_them(monkeypatch)
     probs = np.full((1, 2), 0.5)
     img = predictions_image(np.zeros((1, 8, 8, 3), np.uint8), np.array([0]), probs, ["Bär", "Жук"], tile=32)
     assert img.size[0] > 100
-    # Without a font folder or fontconfig, the default is what there is: boxes, but a picture all the same.
-    viz._font_covering.cache_clear()
-    monkeypatch.setattr(viz, "_FONT_DIRS", ())
-    monkeypatch.setattr(viz.shutil, "which", lambda name: None)
-    assert not viz._has_glyph(viz._font(["Bär"]), "ä")
+    # Without a font folder or fontconfig, the default is what there is: "?" for what it cannot draw (said),
+    # but a picture all the same.
+    hide_installed_fonts()
+    with pytest.warns(RuntimeWarning, match="no installed font draws '[äЖку]{4}' .*fonts-noto-core"):
+        assert not viz._has_glyph(viz._font(["Bär", "Жук"]), "ä")
     assert predictions_image(np.zeros((1, 8, 8, 3), np.uint8), np.array([0]), probs, ["Bär", "Жук"]).size[0] > 100
-    viz._font_covering.cache_clear()
+
+
+@pytest.fixture
+def drawn_text(monkeypatch):
+    """Every (text, font) the pictures write, in order."""
+    from PIL import ImageDraw
+
+    drawn, original = [], ImageDraw.ImageDraw.text
+
+    def text(self, xy, text, *args, **kwargs):
+        drawn.append((text, kwargs.get("font")))
+        return original(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", text)
+    return drawn
+
+
+@pytest.fixture
+def hide_installed_fonts(monkeypatch):
+    """Call it to leave Pillow's own font (ASCII) as the only one, with no font advice given yet in this process."""
+    from pyalexnet import viz
+
+    def hide():
+        viz._font_covering.cache_clear()
+        monkeypatch.setattr(viz, "_FONT_DIRS", ())
+        monkeypatch.setattr(viz.shutil, "which", lambda name: None)
+        monkeypatch.setattr(viz, "_WARNED", set())
+
+    yield hide
+    viz._font_covering.cache_clear()  # (before monkeypatch puts the folders back) the fonts found without them
+
+
+def test_every_text_of_a_picture_is_in_one_font(drawn_text):
+    # Class names beyond ASCII were written in DejaVu under titles in Pillow's own font: two faces in one picture.
+    from pyalexnet.viz import confusion_image, runs_image
+
+    probs = np.full((2, 3), 1 / 3)
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    hist = [dict(epoch=e, lr=0.01, val_top1=0.5) for e in (1, 2)]
+    for draw in (lambda: predictions_image(images, np.array([0, 1]), probs, ["Bär", "Жук", "cat"], title="ASCII"),
+                 lambda: neighbours_image(images, np.zeros((2, 2, 8, 8, 3), np.uint8), captions=["Bär", "cat"],
+                                          title="ASCII"),
+                 lambda: confusion_image([0, 1], [1, 1], ["Bär", "cat"], how="ten-crop"),
+                 lambda: runs_image({"Bär": hist, "cat": hist}, title="ASCII")):
+        drawn_text.clear()
+        draw()
+        fonts = {id(font) for _, font in drawn_text}
+        assert len(fonts) == 1, [(text, font.getname()) for text, font in drawn_text]
+
+
+def test_names_no_installed_font_draws_are_written_legibly_and_said_once(hide_installed_fonts, drawn_text):
+    # CJK names came out as empty boxes, silently: "?" for what cannot be drawn, after the class's index (the
+    # names "猫" and "狗" would both read "?"), and a warning naming a font to install, once.
+    import warnings
+
+    from pyalexnet.viz import confusion_image
+
+    hide_installed_fonts()
+    names = ["猫", "狗", "tiger cat 虎", "cat"]
+    with pytest.warns(RuntimeWarning, match="no installed font draws '狗猫虎'.*install .*fonts-noto-cjk") as said:
+        confusion_image([0, 1, 2, 3], [0, 1, 2, 2], names)
+    assert len(said) == 1
+    texts = [text for text, _ in drawn_text]
+    assert {"#0 ?", "#1 ?", "#2 tiger cat ?", "cat"} <= set(texts)
+    assert not any(c in text for text in texts for c in "猫狗虎")
+    drawn_text.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said already
+        predictions_image(np.zeros((1, 8, 8, 3), np.uint8), np.array([1]), np.full((1, 4), 0.25), names,
+                          title="猫 or 狗")
+    texts = [text for text, _ in drawn_text]
+    assert "true: #1 ?" in texts and "? or ?" in texts and not any(c in text for text in texts for c in "猫狗虎")
+
+
+def test_cjk_names_are_drawn_in_an_installed_font_that_has_them(drawn_text, monkeypatch):
+    import warnings
+
+    from pyalexnet import viz
+
+    monkeypatch.setattr(viz, "_WARNED", set())  # (a warning here is not the one the process would give)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = viz._has_glyph(viz._font(["猫狗"]), "猫")
+    if not found:
+        pytest.skip("no installed font draws CJK (such as Noto Sans CJK: fonts-noto-cjk)")
+    viz.confusion_image([0, 1], [0, 1], ["猫", "狗"])
+    assert {"猫", "狗"} <= {text for text, _ in drawn_text}
