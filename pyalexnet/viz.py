@@ -27,6 +27,7 @@ CONFUSION_NAME = "confusion.png"
 RUN_PICTURES = (FILTERS_NAME, CURVES_NAME, PREDICTIONS_NAME, NEIGHBOURS_NAME, CONFUSION_NAME,
                 MISTAKES_PREFIX + PREDICTIONS_NAME, MISTAKES_PREFIX + NEIGHBOURS_NAME)
 CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
+CONFUSION_NAME_WIDTH = 240  # pixels for a class name beside and over the matrix (about 45 characters)
 NEIGHBOUR_POOL = 2000  # training images figure4_pictures searches for neighbours (and test images for mistakes)
 
 
@@ -412,13 +413,68 @@ def _tile(image, size: int) -> Image.Image:
     return img.resize((size, size), Image.NEAREST if size >= max(image.shape[:2]) else Image.BILINEAR)
 
 
-def _fit(draw, font, text: str, width: float) -> str:
-    """text, cut with "..." to fit `width` pixels."""
+def _fit(draw, font, text: str, width: float, dots: str = "...") -> str:
+    """text, cut with "..." (or `dots`) to fit `width` pixels."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > width:
+    while text and draw.textlength(text + dots, font=font) > width:
         text = text[:-1]
-    return text + "..."
+    return text + dots
+
+
+def _ellipsis(font) -> str:
+    return "\u2026" if _drawn_by(font, "\u2026") else "..."
+
+
+def _cut_around(draw, font, text: str, at: int, width: float) -> str:
+    """text shortened to `width` pixels so that it shows its character `at`: its first word or so, "…", the
+    text from the start of the word holding `at` (as many words before it as there is room for), "…" where
+    the end is cut."""
+    dots = _ellipsis(font)
+
+    def word_start(i: int) -> int:
+        return text.rfind(" ", 0, i) + 1
+
+    for most in (12, 8, 4, 0):  # the head: whole words up to `most` characters where there are
+        head = text.rfind(" ", 0, most + 1) if " " in text[:most + 1] else most
+        lo = word_start(at) if at - word_start(at) <= 10 else at - 6
+        if lo <= head:
+            continue  # `at` is in the head: then the end cut was not what hid it
+        while lo > head and draw.textlength(text[:head] + dots + text[word_start(lo - 1):], font=font) <= width:
+            lo = word_start(lo - 1)  # room for the word before: context
+        shown = _fit(draw, font, text[:head] + dots + text[lo:], width, dots)
+        body = shown[head + len(dots):]
+        if body.endswith(dots) and not text[lo:].endswith(dots):
+            body = body[:-len(dots)]
+        if lo + len(body) > at:  # it reaches `at`
+            return shown
+    return _fit(draw, font, dots + text[max(0, at - 2):], width, dots)
+
+
+def _distinct_fits(draw, font, names: Sequence[str], width: float) -> list[str]:
+    """names cut to `width` pixels each, distinct names still distinct: cut at the end (where a long name's
+    least telling words are: "great white shark, white shark, man-eater, …"), and where two would then read
+    the same (a long common prefix: "Stanford Dogs: American Staffordshire terrier" and "Stanford Dogs:
+    American pit bull terrier" both "Stanford Dogs: American …" in a narrow margin) around where they first
+    differ ("Stanford Dog…American Staffordshire…"); the class's index in front as the last resort."""
+    dots = _ellipsis(font)
+    out = [_fit(draw, font, n, width, dots) for n in names]
+
+    def clashing() -> list[list[int]]:  # groups of different names shown the same
+        groups: dict = {}
+        for i, shown in enumerate(out):
+            groups.setdefault(shown, []).append(i)
+        return [idx for idx in groups.values() if len({names[i] for i in idx}) > 1]
+
+    for idx in clashing():
+        for i in idx:
+            # The first character where it differs from the name it is most alike (an identical name: none).
+            at = max(len(os.path.commonprefix([names[i], names[j]])) for j in idx if names[j] != names[i])
+            out[i] = _cut_around(draw, font, names[i], at, width)
+    for idx in clashing():
+        for i in idx:
+            out[i] = _fit(draw, font, f"#{i} {out[i]}", width, dots)
+    return out
 
 
 def _wrap(draw, font, text: str, width: float) -> list[str]:
@@ -698,7 +754,9 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     font = _font([*classes, *titles])  # one face for the names and the titles
     titles = tuple(_legible(font, t) for t in titles)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    names = [_fit(probe, font, c, 130) for c in _class_labels(font, classes)]
+    # The margin as wide as the longest name, up to CONFUSION_NAME_WIDTH (names were cut at 130 px, and two with
+    # a long common start read the same); longer names cut so that they still differ.
+    names = _distinct_fits(probe, font, _class_labels(font, classes), CONFUSION_NAME_WIDTH)
     margin = 12 + int(max(probe.textlength(n, font=font) for n in names))  # room for the longest name
     head = 8 + 14 * len(titles)
     top = head + margin + 4  # the title lines, the column names standing upright, a gap

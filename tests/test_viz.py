@@ -514,3 +514,40 @@ def test_cjk_names_are_drawn_in_an_installed_font_that_has_them(drawn_text, monk
         pytest.skip("no installed font draws CJK (such as Noto Sans CJK: fonts-noto-cjk)")
     viz.confusion_image([0, 1], [0, 1], ["猫", "狗"])
     assert {"猫", "狗"} <= {text for text, _ in drawn_text}
+
+
+def test_confusion_names_are_written_whole_or_cut_so_that_they_still_differ(drawn_text):
+    # Names were cut at 130 px: "Stanford Dogs: American Staffordshire terrier" lost its breed, and two names
+    # with a long common start read the same.
+    from PIL import Image, ImageDraw
+
+    from pyalexnet.viz import CONFUSION_NAME_WIDTH, confusion_image
+
+    common = "A very long shared prefix of two class names, long enough to be cut: "
+    names = [common + "tabby cat", common + "tiger cat", "Stanford Dogs: American Staffordshire terrier", "disk"]
+    confusion_image([0, 1, 2, 3], [0, 1, 2, 3], names)
+    font = drawn_text[0][1]
+    shown = [text for text, _ in drawn_text[2:] if not text.isdigit()]  # after the two title lines
+    assert len(shown) == 2 * len(names) and shown[0::2] == shown[1::2]  # each name beside and over the matrix
+    shown = shown[0::2]
+    assert shown[2:] == names[2:]  # whole where it fits the margin
+    assert len(set(shown)) == len(names) and "tabby" in shown[0] and "tiger" in shown[1]
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    assert all(draw.textlength(text, font=font) <= CONFUSION_NAME_WIDTH for text in shown)
+
+
+def test_names_cut_narrow_stay_distinct():
+    from PIL import Image, ImageDraw
+
+    from pyalexnet import viz
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), viz._font()
+    long = "long " * 12
+    names = ["Stanford Dogs: American Staffordshire terrier", "Stanford Dogs: American pit bull terrier",
+             f"same start {long}X {long}same end", f"same start {long}Y {long}same end",
+             "x" * 60 + "1", "x" * 60 + "2", "twice", "twice"]
+    for width in (60, 130, 240):
+        shown = viz._distinct_fits(draw, font, names, width)
+        assert len(set(shown)) == len(names) - 1, (width, shown)  # the same name twice reads the same
+        assert all(draw.textlength(text, font=font) <= width for text in shown), (width, shown)
+    assert viz._distinct_fits(draw, font, names[:2], 130)[1] == "Stanford…pit bull terrier"
