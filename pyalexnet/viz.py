@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from . import _backend as B
 
@@ -169,9 +170,10 @@ def _class_labels(font, classes) -> list[str]:
     return out
 
 
-def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.Image:
+def filters_image(model, *, zoom: int = 0, per_row: int | None = None, title: str | None = None) -> Image.Image:
     """conv1's filters as RGB tiles: tower a's block above tower b's, each under a line naming it, as in the
-    paper's Figure 3 (its GPU 1 and GPU 2).
+    paper's Figure 3 (its GPU 1 and GPU 2). `title`, when given, is written above them (save_training_pictures
+    names the run and its epoch).
 
     Each filter is stretched to the full 0..255 range on its own (its sign and scale are
     arbitrary); `zoom` (default: enough for ~6-pixel tiles' worth of detail) enlarges each pixel.
@@ -208,13 +210,13 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None) -> Image.
             x = gap + (i % per_row) * (tile_w + gap)
             canvas[y:y + tile_h, x:x + tile_w] = tile
     img = Image.fromarray(canvas)
-    draw, font = ImageDraw.Draw(img), _font()
+    draw, font = ImageDraw.Draw(img), _font([title or ""])
     for y0, (t, w) in zip(tops, towers):
         # The longest of these that fits: a narrow picture (few filters a row) still says which tower.
         texts = [f"tower {t} (the paper's GPU {'ab'.index(t) + 1}): {w.shape[0]} filters", f"tower {t}", t]
         text = next((x for x in texts if draw.textlength(x, font=font) <= width - 2 * gap), t)
         draw.text((gap, y0 + 3), text, fill=(0, 0, 0), font=font)
-    return img
+    return _titled(img, title, font)
 
 
 def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:
@@ -319,31 +321,33 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
 
 
-def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420)) -> Image.Image:
+def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
+                 title: str | None = None) -> Image.Image:
     """Training curves from train()'s history: top-1 error (train and validation) and loss per epoch,
-    with the epochs where the learning rate was divided marked."""
+    with the epochs where the learning rate was divided marked. `title`, when given, is written above the
+    panels (which keep `size`)."""
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     width, height = size
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
-    font = _font()
+    font = _font([title or ""])
     epochs = [float(h["epoch"]) for h in history]
     # Half an epoch of margin each side: from 0 the first epoch's points sat at the far end of an empty
     # panel, and a single epoch's on its frame.
     epoch_range = (min(epochs) - 0.5, max(epochs) + 0.5)
     panel_w = width // 2
     panels = [("top-1 error", ("train_top1", "val_top1")), ("loss", ("train_loss", "val_loss"))]
-    for p, (title, keys) in enumerate(panels):
+    for p, (name, keys) in enumerate(panels):
         lines = [(label, _series(history, key), colour)
                  for label, key, colour in zip(("train", "validation"), keys, ((31, 119, 180), (214, 39, 40)))]
         # A run without validation images has no validation line, and its legend does not name one.
         lines = [line for line in lines if any(math.isfinite(v) for _, v in line[1])] or lines[:1]
         values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
         value_range = (0.0, 1.0) if p == 0 else (0.0, _round_up(max(values + [1e-6]) * 1.05))
-        _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), title, lines,
+        _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), name, lines,
                     value_range, epoch_range, _lr_cuts(history))
-    return img
+    return _titled(img, title, font)
 
 
 # Distinct colours for up to 10 runs (matplotlib's tab10), then repeated.
@@ -374,20 +378,50 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     return img
 
 
-def save_training_pictures(model, history: Sequence[dict], directory) -> list[Path]:
-    """Writes conv1_filters.png and (once an epoch has finished) curves.png into `directory`."""
+def _save_png(img: Image.Image, path: Path, title: str | None) -> None:
+    """img as a PNG whose Title (what image viewers list as its title) is the one drawn over it."""
+    info = PngInfo()
+    if title:
+        info.add_itxt("Title", title)
+    img.save(path, pnginfo=info)
+
+
+def training_titles(model, history: Sequence[dict], directory, *, data: str | None = None,
+                    epochs: int | None = None) -> dict:
+    """The titles save_training_pictures draws: {"filters": ..., "curves": ...}, each naming the run (its
+    folder), the model and data, and how far it has trained. Opened on its own, curves.png said "top-1
+    error" and "loss" but not whose; conv1_filters.png said nothing of when its filters were taken."""
+    run = Path(directory).resolve().name or str(directory)
+    what = f"{model.preset or 'custom'} AlexNet, {model.num_classes} classes, {model.input_size} px crops"
+    what += f", on {data}" if data else ""
+    done = int(history[-1]["epoch"]) if history else 0
+    of = f" of {int(epochs)}" if epochs else ""
+    step = getattr(model, "step", None)
+    first = int(history[0]["epoch"]) if history else 0
+    span = f"epoch {done}{of}" if first == done else f"epochs {first}-{done}{of}"
+    return {"filters": f"run {run}: conv1's filters after epoch {done}{of}" + (f" (step {step})" if step else "")
+                       + f"; {what}",
+            "curves": f"run {run}: top-1 error and loss per epoch, {span}; {what}"}
+
+
+def save_training_pictures(model, history: Sequence[dict], directory, *, data: str | None = None,
+                           epochs: int | None = None) -> list[Path]:
+    """Writes conv1_filters.png and (once an epoch has finished) curves.png into `directory`, each titled with
+    the run (the folder's name), the model and how far it has trained (training_titles; `data`, what it
+    trains on, and `epochs`, how many it will, go in when given)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    titles = training_titles(model, history, directory, data=data, epochs=epochs)
     written = []
     try:
         path = directory / FILTERS_NAME
-        filters_image(model).save(path)
+        _save_png(filters_image(model, title=titles["filters"]), path, titles["filters"])
         written.append(path)
     except ValueError:
         pass  # an input that is not an image (no colour filters to show)
     if history:
         path = directory / CURVES_NAME
-        curves_image(history).save(path)
+        _save_png(curves_image(history, title=titles["curves"]), path, titles["curves"])
         written.append(path)
     return written
 

@@ -470,7 +470,9 @@ def test_every_text_of_a_picture_is_in_one_font(drawn_text):
                  lambda: neighbours_image(images, np.zeros((2, 2, 8, 8, 3), np.uint8), captions=["Bär", "cat"],
                                           title="ASCII"),
                  lambda: confusion_image([0, 1], [1, 1], ["Bär", "cat"], how="ten-crop"),
-                 lambda: runs_image({"Bär": hist, "cat": hist}, title="ASCII")):
+                 lambda: runs_image({"Bär": hist, "cat": hist}, title="ASCII"),
+                 lambda: curves_image([dict(h, train_top1=0.5, train_loss=1.0, val_loss=1.0) for h in hist],
+                                      title="run café")):
         drawn_text.clear()
         draw()
         fonts = {id(font) for _, font in drawn_text}
@@ -551,3 +553,34 @@ def test_names_cut_narrow_stay_distinct():
         assert len(set(shown)) == len(names) - 1, (width, shown)  # the same name twice reads the same
         assert all(draw.textlength(text, font=font) <= width for text in shown), (width, shown)
     assert viz._distinct_fits(draw, font, names[:2], 130)[1] == "Stanford…pit bull terrier"
+
+
+def test_training_pictures_say_which_run_and_how_far_in_a_title(model, tmp_path, drawn_text):
+    # Opened on its own, curves.png said "top-1 error" and "loss" but not whose; conv1_filters.png said nothing.
+    from PIL import Image
+
+    from pyalexnet.viz import save_training_pictures, training_titles
+
+    history = [dict(epoch=e, lr=0.01, train_top1=1 - 0.2 * e, val_top1=1 - 0.15 * e, train_loss=2.0 / e,
+                    val_loss=2.2 / e) for e in range(1, 4)]
+    model.step = 42
+    folder = tmp_path / "cats-run"
+    filters, curves = save_training_pictures(model, history, folder, data="builtin", epochs=10)
+    titles = training_titles(model, history, folder, data="builtin", epochs=10)
+    what = f"tiny AlexNet, 4 classes, {model.input_size} px crops, on builtin"
+    assert titles == {"filters": f"run cats-run: conv1's filters after epoch 3 of 10 (step 42); {what}",
+                      "curves": f"run cats-run: top-1 error and loss per epoch, epochs 1-3 of 10; {what}"}
+    written = " ".join(text for text, _ in drawn_text)  # a title wrapped into lines is whole again
+    for path, key, plain in ((filters, "filters", filters_image(model)), (curves, "curves", curves_image(history))):
+        assert titles[key] in written
+        with Image.open(path) as img:
+            assert img.text["Title"] == titles[key]  # what image viewers list as the file's title
+            img = np.asarray(img.convert("RGB"))
+        plain = np.asarray(plain)
+        extra = img.shape[0] - plain.shape[0]
+        assert img.shape[1] == plain.shape[1] and extra >= 22
+        np.testing.assert_array_equal(img[extra:], plain)  # the picture under its title, unchanged
+        assert (img[:extra].max(axis=2) < 100).sum() > 50  # the title's ink
+    # Without the data and the number of epochs: what the folder and the history say.
+    assert training_titles(model, history[:1], folder)["curves"] == (
+        f"run cats-run: top-1 error and loss per epoch, epoch 1; tiny AlexNet, 4 classes, {model.input_size} px crops")
