@@ -300,3 +300,32 @@ def test_cpu_fp32_ceiling_is_the_faster_of_numpy_and_our_own_gemm():
     assert set(cand) == {"numpy", "pyalexnet"} and min(cand.values()) > 0
     assert c["fp32_flops_per_s"] == max(cand.values())
     assert ("pyalexnet's SGEMM" in c["fp32_how"]) == (cand["pyalexnet"] > cand["numpy"])
+
+
+def test_step_chart_shows_small_layers_beside_a_tall_one(tmp_path):
+    # On a linear axis SGD's 104 ms flattened the convolutions and the loss (0.2 ms) to slivers: the axis is
+    # log (ticks written as numbers, not 10^k) and each bar carries its value.
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = {"ours": {"conv3 fwd": 0.69, "loss": 0.05, "sgd update": 104.0},
+             "ref": {"conv3 fwd": 0.53, "loss": 0.011, "sgd update": 19.0}}
+    section = {"runs": {label: {"status": "ok", "segments": [{"name": n, "median_ms": t} for n, t in ms.items()]}
+                        for label, ms in times.items()}}
+    fig = report._breakdown_figure(section, "step", plt)
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_visible() and t.get_text()]
+        assert {"0.1", "1", "10", "100"} <= set(ticks) and all(float(t) > 0 for t in ticks), ticks
+        assert {"0.05", "0.011", "0.69", "0.53", "104", "19"} <= {t.get_text() for t in ax.texts}
+        # The smallest bar is still a bar a reader can compare: a good part of the axes' height.
+        heights = [p.get_window_extent().height for p in ax.patches]
+        assert min(heights) > 0.05 * ax.get_window_extent().height, heights
+    finally:
+        plt.close(fig)
+    path = tmp_path / "step.png"
+    assert report.plot_breakdown(section, path, "step") == str(path) and path.stat().st_size > 0
+    assert report.plot_breakdown({"runs": {}}, path, "step") == "nothing"
