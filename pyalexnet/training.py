@@ -898,7 +898,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
             checkpoint()
             if checkpoint_dir is not None:
-                save_training_pictures(model, hist, checkpoint_dir)
+                save_training_pictures(model, hist, checkpoint_dir, data=splits.source or None, epochs=epochs)
             if interrupted and epoch < epochs:
                 raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch))
             if stop_after_steps and steps_this_call >= stop_after_steps:
