@@ -1,5 +1,6 @@
 // LRN, max-pooling, dropout and softmax. Every argument is validated here,
 // before any launch; messages name the argument.
+#include <cfloat>
 #include <climits>
 #include <array>
 #include <cmath>
@@ -44,8 +45,10 @@ LrnParams check_lrn_params(const Array& x, int64_t size, double alpha, double be
   if (x.ndim() != 4)
     throw py::value_error("argument '" + x.name + "' must be 4-dimensional (N, C, H, W), got shape " + x.shape_str());
   LrnParams p{check_lrn_size(size), float_param(alpha, "alpha"), float_param(beta, "beta"), float_param(k, "k")};
-  if (!(p.k > 0.f)) throw py::value_error("k must be > 0 (the denominator k + alpha*sum must stay positive), got " +
-                                         number(k));
+  // A subnormal k: where alpha*sum is 0 the GPU's __fdividef by it overflows to inf, and 0 * inf is NaN.
+  if (!(p.k >= FLT_MIN))
+    throw py::value_error("k must be > 0, at least float32's smallest normal number 1.17549435e-38 (the denominator "
+                          "k + alpha*sum must stay positive), got " + number(k));
   if (p.alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + number(alpha));
   if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
   return p;

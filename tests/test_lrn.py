@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import pyalexnet
-from pyalexnet import ops
+from pyalexnet import _C, ops
 
 from numerics import numeric_grad
 
@@ -184,8 +184,14 @@ def test_bad_parameters():
     with pytest.raises(TypeError, match="size must be an int"):
         ops.lrn(x, size=5.0)
     # Values float32 or int32 cannot hold: named, not passed on as 0, inf or a pybind11 error quoting x.
-    with pytest.raises(ValueError, match=r"k must be > 0 .*float32\), got 1e-50"):
+    with pytest.raises(ValueError, match=r"k must be > 0, .*float32\), got 1e-50"):
         ops.lrn(x, k=1e-50)
+    # subnormal: where alpha*sum is 0 the GPU's fast division by k overflows, and 0 * inf is NaN
+    with pytest.raises(ValueError, match=r"at least float32's smallest normal number .* got 1e-39"):
+        ops.lrn(x, k=1e-39)
+    with pytest.raises(ValueError, match=r"at least float32's smallest normal number .* got 1e-39"):
+        _C.lrn_forward(x, np.empty_like(x), 5, 1e-4, 0.75, 1e-39)
+    ops.lrn(x, k=float(np.finfo(np.float32).tiny))  # the smallest normal one is taken
     with pytest.raises(ValueError, match=r"alpha must be a finite number \(float32 reaches .*\), got 1e\+300"):
         ops.lrn(x, alpha=1e300)
     with pytest.raises(ValueError, match=r"LRN size must be < 2\^31, got 2147483649"):

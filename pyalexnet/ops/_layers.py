@@ -98,9 +98,9 @@ def _lrn_params(size, alpha, beta, k):
     if size < 1 or size % 2 == 0:
         raise ValueError(f"LRN size must be an odd number >= 1 (a window centred on each map), got {size}")
     alpha, beta, k = B.real_number(alpha, "alpha"), B.real_number(beta, "beta"), B.real_number(k, "k")
-    if not np.float32(k) > 0:
-        raise ValueError(f"k must be > 0 (the denominator k + alpha*sum must stay positive; the kernels take it as "
-                         f"float32), got {k!r}")
+    if not np.float32(k) >= np.finfo(np.float32).tiny:  # (a subnormal k overflows the GPU's fast division)
+        raise ValueError(f"k must be > 0, at least float32's smallest normal number 1.18e-38 (the denominator "
+                         f"k + alpha*sum must stay positive; the kernels take it as float32), got {k!r}")
     return size, alpha, beta, k
 
 
