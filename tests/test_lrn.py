@@ -240,6 +240,11 @@ def test_workspace_sizes_come_from_the_backend():
 # --- GPU ---------------------------------------------------------------------------------------------------------
 
 
+# The GPU's d^-3/4 composes two rsqrtf (2 ulp each; lrn.h): up to ~10 ulp from exact, the CPU's ~4 ulp, so the two
+# may differ by ~14 ulp = 1.7e-6 relative; 2e-6 (the CPU's bound against float64) left no room. Not yet run on a GPU.
+GPU_Y_RTOL = 4e-6
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(4, 96, 55, 55), (4, 256, 27, 27), (3, 3, 5, 7)])
 def test_gpu_lrn_matches_cpu_at_alexnet_shapes(cp, rng, shape):
@@ -250,7 +255,7 @@ def test_gpu_lrn_matches_cpu_at_alexnet_shapes(cp, rng, shape):
     yg = ops.lrn(cp.asarray(x))
     dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg)
     assert isinstance(yg, cp.ndarray)
-    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=GPU_Y_RTOL, atol=1e-7)
     np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=1e-6)
 
 
@@ -275,7 +280,7 @@ def test_gpu_lrn_overflowing_squares_match_cpu(cp, rng, beta):
     yg = ops.lrn(cp.asarray(x), beta=beta)
     dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg, beta=beta)
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
-    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=GPU_Y_RTOL, atol=1e-7)
     np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=1e-6)
 
 
@@ -290,7 +295,7 @@ def test_gpu_lrn_matches_cpu_at_other_parameters(cp, rng, size):
     dx = ops.lrn_backward(dy, x, y, **params)
     yg = ops.lrn(cp.asarray(x), **params)
     dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg, **params)
-    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=GPU_Y_RTOL, atol=1e-7)
     np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=2e-6 * np.abs(dx).max())
 
 
