@@ -183,3 +183,68 @@ def test_ctrl_c_in_the_training_loop_stops_the_threads(data):
             if i == 2:
                 raise KeyboardInterrupt
     assert loader_threads() == []
+
+
+# ----- python -m pyalexnet.data.bench: arguments checked before the minutes of measuring ---------------
+def test_data_bench_refuses_too_few_images_up_front(capsys):
+    from pyalexnet.data import bench
+
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--images", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "python -m pyalexnet.data.bench" in err and "--images" in err and "Traceback" not in err
+
+
+def test_data_bench_store_holds_at_least_one_batch(tmp_path):
+    from pyalexnet.data import bench
+
+    assert bench.store_size(4) == bench.BATCH and bench.store_size(64) == 256
+    assert bench.bench_loader(tmp_path, bench.store_size(1), workers=1) > 0  # was 0.0 images/s under 16 JPEGs
+
+
+def test_data_bench_refuses_an_unusable_out_before_measuring(tmp_path, capsys, monkeypatch):
+    from pyalexnet.data import bench
+
+    monkeypatch.setattr(bench, "_run", lambda args: pytest.fail("measured before checking --out"))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "d" / "data_loading_cpu.json").mkdir(parents=True)
+    for out in (tmp_path / "file", tmp_path / "file" / "sub", tmp_path / "d"):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--out", str(out)])
+        assert exc.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_data_bench_ctrl_c_is_one_line_and_130(capsys, monkeypatch):
+    from pyalexnet.data import bench
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench, "_run", interrupted)
+    assert bench.main([]) == 130
+    assert capsys.readouterr().err == "python -m pyalexnet.data.bench: interrupted\n"
+
+
+def test_data_bench_child_failure_names_its_error(capsys, monkeypatch):
+    import subprocess
+
+    from pyalexnet.data import bench
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a[0], 1, "", "Traceback (most recent call last):\n  ...\nMemoryError: cannot allocate\n"))
+    assert bench.main(["--images", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m pyalexnet.data.bench: ") and "MemoryError: cannot allocate" in err
+    assert err.count("\n") == 1
+
+
+def test_data_bench_writes_out_and_no_zero_rates(tmp_path, capsys):
+    import json
+
+    from pyalexnet.data import bench
+
+    assert bench.main(["--images", "2", "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "data_loading_cpu.json").read_text())
+    assert all(v > 0 for v in report["results"].values()), report["results"]
+    assert (tmp_path / "r" / "data_loading_cpu.txt").read_text() in capsys.readouterr().out

@@ -1,13 +1,14 @@
 """Data-loading throughput, in images per second per CPU core.
 
-    python -m pyalexnet.data.bench [--out benchmarks/results] [--images 64]
+    python -m pyalexnet.data.bench [--images 64] [--out DIR]      # e.g. --out benchmarks/results
 
 (a) JPEG decoding + resize to 256 + centre crop (Pillow), the cost `pyalexnet prepare` pays once;
 (b) reading a prepared store (memmap, warm page cache) with the CPU augmentation kernel (224 crop, flip,
     PCA lighting, mean subtraction) through the Loader, one worker thread;
 (c) the same batches augmented by the CUDA kernel (uint8 upload + kernel), when a GPU is usable.
 (a) and (b) run in a child process with OMP_NUM_THREADS=1, so they are truly one core; the all-core
-Loader throughput is measured too. Writes data_loading_cpu.json and .txt to --out.
+Loader throughput is measured too. Prints a table; with --out DIR also writes it and its figures to
+DIR/data_loading_cpu.txt and DIR/data_loading_cpu.json (without --out nothing is written).
 """
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ from pathlib import Path
 import numpy as np
 
 SIZE, CROP, BATCH = 256, 224, 64
+PROG = "python -m pyalexnet.data.bench"
+
+
+def store_size(images: int) -> int:
+    """Images in the prepared store: 4x the JPEGs, but at least one batch (a store smaller than a batch
+    yields no training batch at all, and its rate would read 0 images/s)."""
+    return max(4 * images, BATCH)
 
 
 def _photo_like(rng, h, w):
@@ -101,31 +109,76 @@ def child(n: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         return {"jpeg_decode_resize_per_core": bench_decode(tmp, n),
-                "store_cpu_augment_per_core": bench_loader(tmp, 4 * n, workers=1)}
+                "store_cpu_augment_per_core": bench_loader(tmp, store_size(n), workers=1)}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (images to time), got {n}")
+    return n
+
+
+def _out_folder(ap, out: Path | None) -> None:
+    """Refuse an --out that cannot take the results before the minutes of benchmarking, not after."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        ap.error(f"--out {out} is a file, not a folder: give a folder for data_loading_cpu.json and .txt")
+    existing = next((p for p in [out, *out.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        ap.error(f"--out {out}: {existing} is a file, not a folder")
+    for name in ("data_loading_cpu.json", "data_loading_cpu.txt"):
+        if (out / name).is_dir():
+            ap.error(f"--out {out}: {out / name} is a folder, so the results cannot be written there")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        ap.error(f"--out {out}: {existing} is not writable")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=64, help="JPEGs to decode (the store holds 4x as many)")
-    ap.add_argument("--out", type=Path, default=None, help="folder for data_loading_cpu.json and .txt")
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=_positive_int, default=64,
+                    help=f"JPEGs to decode, at least 1 (the store holds 4x as many, at least one batch of {BATCH})")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder to write data_loading_cpu.json and .txt into (default: print only)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(args.images)))
-        return 0
+    try:
+        if args.child:
+            print(json.dumps(child(args.images)))
+            return 0
+        _out_folder(ap, args.out)
+        return _run(args)
+    except KeyboardInterrupt:
+        if not args.child:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
+
+def _run(args) -> int:
     from .. import backend_info, cuda_available
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "pyalexnet.data.bench", "--child", "--images", str(args.images)],
-                         env=env, capture_output=True, text=True, check=True)
+                         env=env, capture_output=True, text=True)
+    if res.returncode == 130:
+        raise KeyboardInterrupt
+    if res.returncode != 0:
+        lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+        print(f"{PROG}: the one-core measurement failed (exit status {res.returncode}): "
+              f"{lines[-1] if lines else 'no message'}", file=sys.stderr)
+        return 1
     results = json.loads(res.stdout.strip().splitlines()[-1])
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
-        results["store_cpu_augment_all_cores"] = bench_loader(Path(d), 4 * args.images, workers=cores)
+        results["store_cpu_augment_all_cores"] = bench_loader(Path(d), store_size(args.images), workers=cores)
         gpu_note = None
         if cuda_available():
-            results["store_gpu_augment"] = bench_loader(Path(d), 4 * args.images, workers=1, device="cuda:0")
+            results["store_gpu_augment"] = bench_loader(Path(d), store_size(args.images), workers=1,
+                                                        device="cuda:0")
         else:
             gpu_note = f"skipped: no usable GPU ({backend_info()['reason']})"
     info = backend_info()
