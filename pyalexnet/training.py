@@ -335,6 +335,13 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     return str(path)
 
 
+class _NotACheckpoint(ValueError):
+    """A readable file that is no pyalexnet checkpoint, said in full where found."""
+
+
+_CHECKPOINT_MODEL_KEYS = frozenset({"num_classes", "preset", "input_size", "seed", "init", "step"})
+
+
 def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict, np.ndarray | None]:
     """(meta, parameters, velocities, mean image) from a checkpoint file or folder; meta_only reads the
     metadata alone (an npz's arrays load only when asked for)."""
@@ -344,20 +351,36 @@ def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     params, velocities, mean = {}, {}, None
+    advice = "pass the checkpoint.npz that pyalexnet train --checkpoint-dir wrote, or its folder"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy array: no archive of named arrays
+            raise _NotACheckpoint(f"{path} is a single NumPy array (.npy), not a pyalexnet checkpoint: {advice}")
+        with z:
+            if "meta" not in z.files:
+                raise _NotACheckpoint(f"{path} is an .npz archive without pyalexnet's metadata, not a pyalexnet "
+                                 f"checkpoint: {advice}")
             meta = json.loads(str(z["meta"]))
             if not meta_only:
                 params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
                 velocities = {k[9:]: z[k] for k in z.files if k.startswith("velocity/")}
                 mean = z["data/mean_image"] if "data/mean_image" in z.files else None
+    except _NotACheckpoint:
+        raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         # Not numpy's own words for a file that is no .npz archive: they suggest loading it with pickle.
         why = "not an .npz archive" if "allow_pickle" in str(exc) else str(exc)
-        raise ValueError(f"{path} is not a readable pyalexnet checkpoint ({why}): pass the checkpoint.npz that "
-                         "pyalexnet train --checkpoint-dir wrote, or its folder") from exc
+        raise ValueError(f"{path} is not a readable pyalexnet checkpoint ({why}): {advice}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its metadata is not pyalexnet's (a JSON {type(meta).__name__}, not an object): "
+                         f"the file is damaged or not a pyalexnet checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+    m = meta.get("model")
+    missing = sorted(_CHECKPOINT_MODEL_KEYS - set(m)) if isinstance(m, dict) else None
+    if missing is None or missing:
+        what = "no model description" if missing is None else f"a model description without {', '.join(missing)}"
+        raise ValueError(f"{path}: its metadata has {what}: the file is damaged or not a pyalexnet checkpoint")
     return meta, params, velocities, mean
 
 

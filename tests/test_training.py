@@ -935,3 +935,47 @@ def test_hidden_folders_inside_a_class_are_left_out_everywhere(tmp_path, rng, ca
 def test_a_schedule_epoch_of_0_is_refused_with_why():
     with pytest.raises(ValueError, match="epoch 0 is the first; to start lower, give a smaller lr"):
         pyalexnet.training._make_schedule([0, 3], 0.01, 2)
+
+
+def test_a_file_that_is_no_pyalexnet_checkpoint_is_said_so(tmp_path, capsys):
+    # A .npy said "'numpy.ndarray' object does not support the context manager protocol"; an archive whose
+    # metadata lacks the model ended in KeyError: 'model' (the Python API and the CLI alike).
+    from pyalexnet.training import save_checkpoint
+
+    np.save(tmp_path / "weights.npy", np.zeros(3))
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    np.savez(tmp_path / "nomodel.npz", meta=np.array(json.dumps({"format": 1})))
+    np.savez(tmp_path / "halfmodel.npz", meta=np.array(json.dumps({"format": 1, "model": {"num_classes": 3}})))
+    np.savez(tmp_path / "list.npz", meta=np.array("[1, 2]"))
+    save_checkpoint(tmp_path / "ok.npz", pyalexnet.AlexNet(3, preset="tiny", devices="cpu", seed=0))
+    for name, said in [("weights.npy", r"single NumPy array \(.npy\), not a pyalexnet checkpoint"),
+                       ("other.npz", "without pyalexnet's metadata, not a pyalexnet checkpoint"),
+                       ("nomodel.npz", "has no model description: the file is damaged or not a pyalexnet"),
+                       ("halfmodel.npz", "without init, input_size, preset, seed, step: the file is damaged"),
+                       ("list.npz", "metadata is not pyalexnet's")]:
+        with pytest.raises(ValueError, match=said):
+            load_checkpoint(tmp_path / name)
+        assert cli.main(["predict", str(tmp_path / name), "x.png"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and __import__("re").search(said, err), err
+    assert load_checkpoint(tmp_path / "ok.npz")[0].num_classes == 3
+
+
+def test_cli_predict_names_a_folder_given_as_class_names_and_a_huge_images_file(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from pyalexnet.training import save_checkpoint
+
+    save_checkpoint(tmp_path / "ckpt.npz", pyalexnet.AlexNet(3, preset="tiny", devices="cpu", seed=0),
+                    mean_image=np.full((17, 17, 3), 100, np.float32))
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "big.png")
+    assert cli.main(["predict", str(tmp_path / "ckpt.npz"), str(tmp_path / "big.png"), "--class-names",
+                     str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder: give the names file itself" in err and err.count("\n") == 1
+    # Pillow's "Image size (1200 pixels) exceeds limit of 1000 pixels ..." named no file.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert cli.main(["predict", str(tmp_path / "ckpt.npz"), str(tmp_path / "big.png"), "--top", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{tmp_path / 'big.png'}: ")
+    assert f"warning: {tmp_path / 'big.png'}: Image size (1200 pixels) exceeds limit" in err, err

@@ -45,7 +45,6 @@ def run(args) -> int:
 
     from .. import load_checkpoint
     from ..data import class_names_for
-    from ..data._folder import _decode_or_none
     from ..training import _resolve_devices, ten_crop_probabilities
 
     if args.top < 1:
@@ -53,6 +52,8 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     picture = _picture_path(args.picture) if args.picture is not None else None  # checked before the work
+    if args.class_names is not None:
+        _check_class_names(args.class_names)
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     mean = meta.get("mean_image")
     if mean is None:
@@ -65,7 +66,7 @@ def run(args) -> int:
     for start in range(0, len(files), args.batch_size):  # a batch of images per forward pass
         paths, images = [], []
         for path in files[start:start + args.batch_size]:
-            image, error = _decode_or_none(path, size)
+            image, error = _decode_naming_large(path, size)
             if image is None:
                 print(f"pyalexnet predict: cannot read {path}: {error}", file=sys.stderr)
                 failed += 1
@@ -88,6 +89,38 @@ def run(args) -> int:
     if picture is not None:
         _draw(picture, shown, names, args, readable=read)
     return 1 if failed else 0
+
+
+def _check_class_names(text: str) -> None:
+    from pathlib import Path
+
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"--class-names {text} is a folder: give the names file itself, such as "
+                         f"{path / 'synset_words.txt'}")
+    if not path.exists():
+        raise ValueError(f"--class-names {text}: the class names file does not exist")
+
+
+def _decode_naming_large(path: str, size: int):
+    """_decode_or_none, with Pillow's warning for an image over MAX_IMAGE_PIXELS ("Image size (108000000
+    pixels) exceeds limit ...", which names no file) said again with the file's name."""
+    import warnings
+
+    from PIL import Image
+
+    from .. import _backend as B
+    from ..data._folder import _decode_or_none
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        result = _decode_or_none(path, size)
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            B.warn_user(f"{path}: {w.message}", Image.DecompressionBombWarning)
+        else:  # others as they were
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return result
 
 
 def _picture_path(text: str):
