@@ -62,6 +62,32 @@ def test_cpu_threads_are_the_threads_the_kernels_use():
             assert said in format_info(info), value
 
 
+def test_info_reads_omp_num_threads_as_libgomp_does():
+    # `OMP_NUM_THREADS=1,4 pyalexnet info` (a list: the first entry is the outermost level) or "+1" said
+    # "1 thread (OMP_NUM_THREADS='1,4' not used)" although libgomp had used it.
+    from pyalexnet.commands.info import format_info, omp_num_threads
+
+    for value, n in [("1,4", 1), ("+1", 1), (" 3 ", 3), ("2 , 8", 2), ("1,+2", 1), ("\t1\n", 1), ("007", 7),
+                     ("abc", None), ("0", None), ("-1", None), ("+", None), ("+ 1", None), ("", None), ("3,", None),
+                     ("1,0", None), ("0,2", None), ("1,,2", None), ("1x", None), ("3 x", None), ("1 2", None),
+                     ("1.5", None), ("9223372036854775808", None), ("99999999999999999999", None)]:
+        assert omp_num_threads(value) == n, value
+    info = dict(pyalexnet.backend_info(), cpu_threads=1)
+    for value, said in [("1,4", "1 thread (OMP_NUM_THREADS='1,4': its first entry, the outermost level)"),
+                        ("+1", "1 thread (OMP_NUM_THREADS)")]:
+        with mock.patch.dict(os.environ, {"OMP_NUM_THREADS": value}):
+            assert said in format_info(info), value
+    if not pyalexnet.backend_info()["openmp"]:
+        return
+    # What the kernels' libgomp made of them: the first entry where it takes the value, else every core.
+    code = "import pyalexnet; print(pyalexnet.backend_info()['cpu_threads'])"
+    for value in ("1,4", "+1", "1,0"):
+        r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, OMP_NUM_THREADS=value),
+                           capture_output=True, text=True, timeout=120)
+        every = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        assert int(r.stdout.split()[-1]) == (omp_num_threads(value) or every), (value, r.stdout)
+
+
 def test_a_reader_that_goes_away_stops_a_command_quietly():
     # `pyalexnet predict ... --json | head -1` said "error: [Errno 32] Broken pipe" and exited 2.
     p = subprocess.Popen([sys.executable, "-m", "pyalexnet", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
