@@ -15,6 +15,7 @@ window changing its maximum) are skipped rather than counted.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -122,15 +123,18 @@ def check_function(name: str, loss: Callable[[dict], tuple[float, float]], analy
                    eps: float = 1e-2, points: int = 24, tol: float = DEFAULT_TOL, seed: int = 0) -> list[CheckResult]:
     """Compares `analytic` gradients of a scalar loss with central differences.
 
-    loss(inputs) -> (value, magnitude): magnitude (e.g. sum |output * r|) sizes the round-off allowance.
+    loss(inputs) -> (value, magnitude), two numbers: magnitude (e.g. sum |output * r|) sizes the round-off
+    allowance (anything else is a TypeError).
 
-    inputs: host float32 arrays (perturbed in place, restored). analytic: {input name: gradient}.
+    inputs: host float32 C-contiguous arrays (perturbed in place, restored). analytic: {input name: gradient},
+    each of its input's shape (another shape is a ValueError).
     pattern(inputs) -> something comparable with ==: when the perturbed inputs change it, the point
     sits at a kink and is skipped. points: elements compared per tensor (all if fewer; chosen at random,
     every other one where the analytic gradient is non-zero), skipping at most 4*points. eps: the step relative to the tensor's root mean
     square (and to the element when that is larger).
     """
     points, tol, eps = _check_settings(points, tol, eps, seed)
+    _check_arguments(name, loss, analytic, inputs)
     rng = np.random.default_rng(seed)
     base = pattern(inputs) if pattern else None
     # Largest step first (round-off matters least); smaller ones only where the step crosses a kink.
@@ -160,6 +164,49 @@ def check_function(name: str, loss: Callable[[dict], tuple[float, float]], analy
     return results
 
 
+def _check_arguments(name, loss, analytic, inputs) -> None:
+    """check_function's contract, said where broken: a gradient of another shape than its input was read on
+    as many points as it had (shape (3,) for a 50-element input compared 3 of them, silently)."""
+    if not callable(loss):
+        raise TypeError(f"check_function({name!r}): loss must be a function inputs -> (value, magnitude), "
+                        f"got {type(loss).__name__}")
+    for what, d in (("analytic", analytic), ("inputs", inputs)):
+        if not isinstance(d, Mapping):
+            raise TypeError(f"check_function({name!r}): {what} must be a dict of arrays by input name, "
+                            f"got {type(d).__name__}")
+    unknown = [k for k in analytic if k not in inputs]
+    if unknown:
+        raise ValueError(f"check_function({name!r}): analytic gradients for {', '.join(map(repr, unknown))}, "
+                         f"which inputs has not (it has {', '.join(map(repr, inputs)) or 'none'})")
+    for key, grad in analytic.items():
+        x = inputs[key]
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            raise TypeError(f"check_function({name!r}): inputs[{key!r}] must be a host float32 numpy array, got "
+                            + (f"an array of {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__))
+        if not (x.flags.c_contiguous and x.flags.writeable):  # perturbed in place through reshape(-1)
+            raise ValueError(f"check_function({name!r}): inputs[{key!r}] must be a writeable C-contiguous array "
+                             "(it is perturbed in place): pass np.ascontiguousarray(...) of it")
+        shape = np.shape(grad)
+        if shape != x.shape:
+            raise ValueError(f"check_function({name!r}): analytic[{key!r}] has shape {shape}, but inputs[{key!r}] "
+                             f"has shape {x.shape}: a gradient has its input's shape")
+
+
+def _loss_pair(loss, inputs) -> tuple[float, float]:
+    """loss(inputs) as its contract says, (value, magnitude): two real numbers."""
+    out = loss(inputs)
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        try:
+            if all(np.ndim(v) == 0 for v in out):
+                return float(out[0]), float(out[1])
+        except (TypeError, ValueError):
+            pass
+    got = (f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list))
+           else f"{type(out).__name__} {out!r}" if np.ndim(out) == 0 else f"a {type(out).__name__}")
+    raise TypeError(f"loss(inputs) must return (value, magnitude), two numbers, got {got}: magnitude (e.g. "
+                    "sum |output * r|) sizes the round-off allowance")
+
+
 def _central_difference(loss, inputs, flat, i, steps, pattern, base):
     """(d loss / d flat[i], its round-off allowance) with the first step that crosses no kink, or None."""
     orig = flat[i]
@@ -168,11 +215,11 @@ def _central_difference(loss, inputs, flat, i, steps, pattern, base):
             step = np.float32(max(eps, eps * abs(float(orig)) / 4))
             plus, minus = np.float32(orig + step), np.float32(orig - step)
             flat[i] = plus
-            lp, mp = loss(inputs)
+            lp, mp = _loss_pair(loss, inputs)
             if pattern and not _same(pattern(inputs), base):
                 continue
             flat[i] = minus
-            lm, mm = loss(inputs)
+            lm, mm = _loss_pair(loss, inputs)
             if pattern and not _same(pattern(inputs), base):
                 continue
             h = float(plus) - float(minus)

@@ -170,3 +170,32 @@ def test_the_api_is_reached_from_the_package():
     r = subprocess.run([sys.executable, "-c", "import pyalexnet; print(pyalexnet.gradcheck.run_all.__doc__)"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "check_layers" in r.stdout, r.stderr
+
+
+def test_check_function_refuses_what_breaks_its_contract(rng):
+    # A gradient of shape (3,) for a 50-element input was compared on 3 points, silently; a loss returning a
+    # bare float failed with "cannot unpack non-iterable float".
+    x = rng.standard_normal(50).astype(np.float32)
+    x0 = x.copy()
+
+    def loss(inp):
+        return float(np.sum(inp["x"], dtype=np.float64)), float(np.abs(inp["x"]).sum())
+
+    ones = np.ones(50, np.float32)
+    assert check_function("sum", loss, {"x": ones}, {"x": x}, points=4)[0].passed
+    for analytic, inputs, exc, match in [
+            ({"x": np.ones(3, np.float32)}, {"x": x}, ValueError,
+             r"analytic\['x'\] has shape \(3,\), but inputs\['x'\] has shape \(50,\)"),
+            ({"x": ones.reshape(5, 10)}, {"x": x}, ValueError, r"has shape \(5, 10\), but"),
+            ({"y": ones}, {"x": x}, ValueError, "analytic gradients for 'y', which inputs has not"),
+            ({"x": ones}, {"x": list(x)}, TypeError, r"inputs\['x'\] must be a host float32 numpy array, got list"),
+            ({"x": ones}, {"x": np.arange(50)}, TypeError, "got an array of int64"),
+            ({"x": ones[:25]}, {"x": np.ones((50, 2), np.float32)[:, 0]}, ValueError, "C-contiguous"),
+            ([ones], {"x": x}, TypeError, "analytic must be a dict")]:
+        with pytest.raises(exc, match=match):
+            check_function("sum", loss, analytic, inputs)
+    for bad, said in [(lambda inp: 1.5, "got float 1.5"), (lambda inp: (1.0, 2.0, 3.0), "got a tuple of 3"),
+                      (lambda inp: (np.ones(2), 1.0), "got a tuple of 2"), (lambda inp: None, "got NoneType None")]:
+        with pytest.raises(TypeError, match=r"loss\(inputs\) must return \(value, magnitude\), two numbers, " + said):
+            check_function("sum", bad, {"x": ones}, {"x": x}, points=4)
+    np.testing.assert_array_equal(x, x0)  # restored after a failing loss
