@@ -45,6 +45,7 @@ def run(args) -> int:
 
     from .. import load_checkpoint
     from ..data import class_names_for
+    from ..data._names import check_names_file
     from ..training import _resolve_devices, ten_crop_probabilities
 
     if args.top < 1:
@@ -53,7 +54,7 @@ def run(args) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     picture = _picture_path(args.picture) if args.picture is not None else None  # checked before the work
     if args.class_names is not None:
-        _check_class_names(args.class_names)
+        check_names_file(args.class_names)  # before loading the checkpoint
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     mean = meta.get("mean_image")
     if mean is None:
@@ -89,17 +90,6 @@ def run(args) -> int:
     if picture is not None:
         _draw(picture, shown, names, args, readable=read)
     return 1 if failed else 0
-
-
-def _check_class_names(text: str) -> None:
-    from pathlib import Path
-
-    path = Path(text)
-    if path.is_dir():
-        raise ValueError(f"--class-names {text} is a folder: give the names file itself, such as "
-                         f"{path / 'synset_words.txt'}")
-    if not path.exists():
-        raise ValueError(f"--class-names {text}: the class names file does not exist")
 
 
 def _decode_naming_large(path: str, size: int):

@@ -42,6 +42,9 @@ def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
 
 def check_names_file(path):
     """`path`, or FileNotFoundError when it is not a file (callers check early, before long work)."""
+    if Path(path).is_dir():  # was "does not exist" of a folder that plainly does
+        raise FileNotFoundError(f"class names file {path} is a folder: give the names file itself, such as "
+                                f"{Path(path) / 'synset_words.txt'}")
     if not Path(path).is_file():
         raise FileNotFoundError(f"class names file {path} does not exist")
     return path
