@@ -24,9 +24,11 @@ import datetime
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,16 +51,60 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(set(seeds))
 
 
+# The training subprocesses running now, and whether the study is stopping (Ctrl-C): a pool thread that has not
+# started its run yet must not start it then, and the running ones are ended by main(), not waited for.
+_running: set[subprocess.Popen] = set()
+_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+class _Stopped(Exception):
+    """A run not started, or ended, because the study was stopped."""
+
+
+def _command(seed: int, history: Path, train_args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pyalexnet", "train", "--quiet", "--seed", str(seed), "--history", str(history),
+            *train_args]
+
+
+def _stop_running(grace_s: float = 5.0) -> None:
+    """End the running training subprocesses: SIGTERM, then SIGKILL for those still there after grace_s."""
+    with _lock:
+        _stopping.set()
+        procs = list(_running)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_one(seed: int, train_args: list[str], work: Path, threads: int | None) -> dict:
     """One `pyalexnet train --seed SEED` in a subprocess; its history and ten-crop errors."""
     history = work / f"history_seed{seed}.jsonl"
-    cmd = [sys.executable, "-m", "pyalexnet", "train", "--quiet", "--seed", str(seed), "--history", str(history),
-           *train_args]
+    cmd = _command(seed, history, train_args)
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    with _lock:
+        if _stopping.is_set():
+            raise _Stopped(seed)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        _running.add(proc)
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        with _lock:
+            _running.discard(proc)
+    if _stopping.is_set():
+        raise _Stopped(seed)
+    proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     seconds = time.perf_counter() - t0
     rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
     m = _TEN_CROP.search(proc.stdout)
@@ -81,6 +127,8 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
              f"{meta['date']}, code {', '.join(sorted({r.get('commit', meta['commit']) for r in runs}))}, "
              f"{meta['machine']}, {meta['jobs']} runs at a time "
              f"({meta['threads_per_run'] or 'the default'} thread(s) each).", ""]
+    if meta.get("interrupted"):
+        lines += [f"Interrupted ({meta['interrupted']}).", ""]
     if finished:
         lines += [f"Ten-crop top-1 error: median {_percent(finished[len(finished) // 2])}, worst "
                   f"{_percent(finished[-1])}, best {_percent(finished[0])}; "
@@ -145,16 +193,36 @@ def main(argv=None) -> int:
     if runs:
         print(f"kept from {args.out / 'seeds.json'}: seeds {', '.join(str(r['seed']) for r in runs)}", flush=True)
     written = write_report(runs, meta, args.out) if runs else []
-    with tempfile.TemporaryDirectory() as tmp, cf.ThreadPoolExecutor(args.jobs) as pool:
+    cut: list[int] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pool = cf.ThreadPoolExecutor(args.jobs)
         futures = {pool.submit(run_one, s, train_args, Path(tmp), threads): s for s in todo}
-        for done, fut in enumerate(cf.as_completed(futures), 1):
-            r = dict(fut.result(), commit=meta["commit"])
-            runs.append(r)
-            print(f"[{done}/{len(futures)}] seed {r['seed']}: ten-crop top-1 error {_percent(r['top1'])}"
-                  f"{'' if r['error'] is None else ' (failed: ' + r['error'] + ')'}, {r['seconds'] / 60:.1f} min",
-                  flush=True)
-            runs.sort(key=lambda r: r["seed"])
-            written = write_report(runs, meta, args.out)  # after every run: a stopped study keeps what it has
+        try:
+            for done, fut in enumerate(cf.as_completed(futures), 1):
+                r = dict(fut.result(), commit=meta["commit"])
+                runs.append(r)
+                print(f"[{done}/{len(futures)}] seed {r['seed']}: ten-crop top-1 error {_percent(r['top1'])}"
+                      f"{'' if r['error'] is None else ' (failed: ' + r['error'] + ')'}, {r['seconds'] / 60:.1f} min",
+                      flush=True)
+                runs.sort(key=lambda r: r["seed"])
+                written = write_report(runs, meta, args.out)  # after every run: a stopped study keeps what it has
+        except KeyboardInterrupt:
+            # Ctrl-C: the queued seeds are not started and the running ones are ended (they went on, one after
+            # another, and a traceback came at the end with nothing written).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C would cut the report short
+            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_running()
+            pool.shutdown(wait=True)
+            have = {r["seed"] for r in runs}
+            cut = [s for s in todo if s not in have]
+        finally:
+            pool.shutdown(wait=True)
+    if cut:
+        meta["interrupted"] = f"stopped by Ctrl-C; seeds {', '.join(map(str, cut))} not finished"
+        written = write_report(runs, meta, args.out)
+        print(f"interrupted: seeds {', '.join(map(str, cut))} not finished (--resume runs them); "
+              f"the {len(runs)} finished run(s) written to {', '.join(str(p) for p in written)}", file=sys.stderr)
+        return 130
     for path in written:
         print(path)
     return 0 if all(r["error"] is None for r in runs) else 1

@@ -65,3 +65,48 @@ def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):
 def test_bad_arguments_are_refused(tmp_path, args, message):
     p = _seeds("--out", str(tmp_path), *args)
     assert p.returncode == 2 and message in p.stderr
+
+
+_FAKE_TRAIN = r'''
+import sys, time
+from pathlib import Path
+seed, marks = int(sys.argv[1]), Path(sys.argv[2])
+(marks / f"started{seed}").write_text("")
+if seed == 0:
+    print("ten-crop (10 crops) top-1 error 0.5000, top-5 error 0.1000")
+else:
+    time.sleep(60)
+'''
+
+
+def test_ctrl_c_stops_at_once_and_writes_what_finished(tmp_path):
+    # Ctrl-C ended the running seed, then the queued seeds each trained in turn, then a traceback and nothing
+    # written. Here: seed 0 finishes, seed 1 is running (a stand-in that sleeps), 2 and 3 are queued.
+    import os
+    import signal
+    import time
+
+    marks, out = tmp_path / "marks", tmp_path / "out"
+    marks.mkdir()
+    (tmp_path / "fake_train.py").write_text(_FAKE_TRAIN)
+    wrapper = (f"import sys; import benchmarks.seeds as s; s._command = lambda seed, history, args: "
+               f"[sys.executable, {str(tmp_path / 'fake_train.py')!r}, str(seed), {str(marks)!r}]; "
+               f"sys.exit(s.main(sys.argv[1:]))")
+    p = subprocess.Popen([sys.executable, "-c", wrapper, "--seeds", "0-3", "--out", str(out)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (marks / "started1").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (marks / "started1").exists()
+    os.kill(p.pid, signal.SIGINT)  # to the script only: its running child must be ended by it
+    try:
+        stdout, stderr = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise AssertionError("the script went on after Ctrl-C") from None
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted: seeds 1, 2, 3 not finished" in stderr
+    assert sorted(f.name for f in marks.iterdir()) == ["started0", "started1"]  # 2 and 3 never started
+    report = json.loads((out / "seeds.json").read_text())
+    assert [r["seed"] for r in report["runs"]] == [0] and "seeds 1, 2, 3 not finished" in report["interrupted"]
+    assert "Interrupted (stopped by Ctrl-C" in (out / "seeds.md").read_text()
