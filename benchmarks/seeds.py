@@ -25,6 +25,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,7 +131,7 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
     if meta.get("interrupted"):
         lines += [f"Interrupted ({meta['interrupted']}).", ""]
     if finished:
-        lines += [f"Ten-crop top-1 error: median {_percent(finished[len(finished) // 2])}, worst "
+        lines += [f"Ten-crop top-1 error: median {_percent(statistics.median(finished))}, worst "
                   f"{_percent(finished[-1])}, best {_percent(finished[0])}; "
                   f"{sum(e > 0.05 for e in finished)} of {len(runs)} runs above 5%.", ""]
     epochs = max((len(r["history"]) for r in runs), default=0)

@@ -110,3 +110,13 @@ def test_ctrl_c_stops_at_once_and_writes_what_finished(tmp_path):
     report = json.loads((out / "seeds.json").read_text())
     assert [r["seed"] for r in report["runs"]] == [0] and "seeds 1, 2, 3 not finished" in report["interrupted"]
     assert "Interrupted (stopped by Ctrl-C" in (out / "seeds.md").read_text()
+
+
+def test_the_median_of_an_even_number_of_runs_is_the_mean_of_the_middle_two(tmp_path):
+    # It took the upper middle one: seeds at 88.7% and 90.4% reported a median of 90.4%.
+    from benchmarks.seeds import write_report
+
+    runs = [dict(seed=s, top1=e, top5=0.5, seconds=6.0, history=[], error=None) for s, e in enumerate([0.88, 0.90])]
+    meta = dict(train_args=[], commit="c", date="d", machine="m", jobs=1, threads_per_run=None)
+    write_report(runs, meta, tmp_path)
+    assert "median 89.0%, worst 90.0%, best 88.0%" in (tmp_path / "seeds.md").read_text()
