@@ -44,9 +44,12 @@ def parse_seeds(text: str) -> list[int]:
     for part in text.split(","):
         lo, _, hi = part.strip().partition("-")
         try:
-            seeds += list(range(int(lo), int(hi or lo) + 1))
+            first, last = int(lo), int(hi or lo)
         except ValueError:
             raise argparse.ArgumentTypeError(f"seeds must be like 0-7 or 0,2,5, got {text!r}") from None
+        if last < first:  # "7-0" was refused as "seeds must be non-negative integers"
+            raise argparse.ArgumentTypeError(f"the range {part.strip()!r} is reversed: write {last}-{first}")
+        seeds += list(range(first, last + 1))
     if not seeds or min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got {text!r}")
     return sorted(set(seeds))
@@ -157,12 +160,18 @@ def _finished_runs(out: Path, meta: dict) -> list[dict]:
     path = out / "seeds.json"
     if not path.exists():
         return []
-    old = json.loads(path.read_text())
+    try:
+        old = json.loads(path.read_text())
+        runs = old["runs"]
+        if not isinstance(old, dict) or not all(isinstance(r, dict) and "seed" in r and "error" in r for r in runs):
+            raise ValueError("not the runs this script writes")
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a cut or hand-edited file was a traceback
+        raise SystemExit(f"--resume: cannot read {path} ({exc}); remove it, or use another --out") from None
     for key in ("train_args", "threads_per_run"):
         if old.get(key) != meta[key]:
             raise SystemExit(f"--resume: {path} was made with {key} {old.get(key)!r}, not {meta[key]!r}; "
                              "use another --out or the same arguments")
-    return [dict(r, commit=r.get("commit", old.get("commit"))) for r in old["runs"]
+    return [dict(r, commit=r.get("commit", old.get("commit"))) for r in runs
             if r["error"] is None and r["seed"] in meta["seeds"]]
 
 
@@ -184,6 +193,13 @@ def main(argv=None) -> int:
     for flag in ("--seed", "--history", "--quiet", "--checkpoint-dir", "--resume"):
         if any(a == flag or a.startswith(flag + "=") for a in train_args):
             ap.error(f"{flag} is set by this script for each run; leave it out of the arguments after --")
+    # Found now, not after every seed has trained (a file given as --out was a FileExistsError at the end).
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out} is a file, not a folder")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        ap.error(f"--out {args.out}: cannot make that folder ({exc.strerror or exc})")
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads,
                 commit=git_commit() or "?",

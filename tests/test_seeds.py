@@ -61,6 +61,7 @@ def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):
     (["--seeds", "x"], "seeds must be like"),
     (["--seeds", "0", "--", "--seed", "4"], "--seed is set by this script"),
     (["--seeds", "0", "--jobs", "0"], "--jobs must be at least 1"),
+    (["--seeds", "7-0"], "the range '7-0' is reversed: write 0-7"),  # was "seeds must be non-negative integers"
 ])
 def test_bad_arguments_are_refused(tmp_path, args, message):
     p = _seeds("--out", str(tmp_path), *args)
@@ -120,3 +121,20 @@ def test_the_median_of_an_even_number_of_runs_is_the_mean_of_the_middle_two(tmp_
     meta = dict(train_args=[], commit="c", date="d", machine="m", jobs=1, threads_per_run=None)
     write_report(runs, meta, tmp_path)
     assert "median 89.0%, worst 90.0%, best 88.0%" in (tmp_path / "seeds.md").read_text()
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_run(tmp_path):
+    # It trained every seed, then failed with a FileExistsError traceback.
+    (tmp_path / "afile").write_text("x")
+    for out, message in [(tmp_path / "afile", "is a file, not a folder"),
+                         (tmp_path / "afile" / "sub", "cannot make that folder")]:
+        p = _seeds("--seeds", "0", "--out", str(out), "--", "--data", str(tmp_path / "no-such-folder"))
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("text", ["{cut", "[]", '{"runs": [1]}', '{"train_args": []}'])
+def test_resume_from_a_damaged_seeds_json_is_one_clear_line(tmp_path, text):
+    (tmp_path / "seeds.json").write_text(text)
+    p = _seeds("--seeds", "0", "--resume", "--out", str(tmp_path), "--", "--data", str(tmp_path / "nothing"))
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"--resume: cannot read {tmp_path / 'seeds.json'}" in p.stderr
