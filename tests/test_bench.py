@@ -141,7 +141,26 @@ def test_an_interrupted_run_writes_the_rows_it_timed(tmp_path, monkeypatch, caps
     doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
     assert [r["name"] for r in doc["rows"]] == calls[:2] and doc["interrupted"] == "stopped by Ctrl-C"
     assert "Interrupted (stopped by Ctrl-C)" in (tmp_path / "bench_cpu_quick.md").read_text()
-    assert "the 2 rows timed before it stopped" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the 2 rows timed before it stopped" in err and "replacing" not in err
+
+
+def test_an_interrupted_run_says_it_replaces_an_earlier_one(tmp_path, monkeypatch, capsys):
+    # The README promises a new run says it replaces the last one's files; an interrupted one did not, and left
+    # the earlier complete run's chart beside its partial results without a word.
+    args = ["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    (tmp_path / "bench_cpu_quick_step.png").write_bytes(b"an earlier chart")
+    capsys.readouterr()
+
+    def time_row(row, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_cli, "time_row", time_row)
+    assert cli.main(args) == 130
+    err = capsys.readouterr().err
+    assert "the 0 rows timed before it stopped" in err and "(replacing an earlier run's)" in err
+    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no chart)" in err
 
 
 def test_results_replace_the_last_ones_whole_and_say_so(tmp_path, monkeypatch, capsys):

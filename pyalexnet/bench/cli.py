@@ -227,8 +227,11 @@ def run(args) -> int:
     wrote = (f"wrote {paths['json']}, {paths['md']}" + (f", {doc['chart']}" if doc["chart"] else "")
              + f" in {doc['wall_s']} s" + (" (replacing an earlier run's)" if earlier else ""))
     if stopped is not None:
+        # Said here too: an interrupted run replaces a complete one's files, and the chart beside them is not its own.
         print(f"the {len(results)} row{'s' * (len(results) != 1)} timed before it stopped: {paths['json']}, "
-              f"{paths['md']}", file=sys.stderr)
+              f"{paths['md']}" + (" (replacing an earlier run's)" if earlier else ""), file=sys.stderr)
+        if chart_msg:
+            print(chart_msg, file=sys.stderr)
         raise stopped
     report.print_report(doc)
     if chart_msg:
