@@ -1,6 +1,12 @@
-"""`python -m benchmarks ...`: the same benchmark as `pyalexnet bench ...`."""
+"""`python -m benchmarks ...`: the same benchmark as `pyalexnet bench ...`, run by the same code.
+
+Through pyalexnet.cli.main, so that Ctrl-C, a reader gone away (`| head -1`) and a file error end as they do
+for `pyalexnet bench` (exit 130, 141 quietly, one line), not with a traceback.
+"""
 import sys
 
-from pyalexnet.bench import main
+from pyalexnet.cli import main
 
-sys.exit(main(prog="python -m benchmarks"))
+argv = sys.argv[1:]
+sys.argv = [sys.argv[0], "bench", *argv]  # the bench records the command line it finds here
+sys.exit(main(["bench", *argv]))

@@ -237,6 +237,36 @@ def test_python_m_benchmarks_help_and_bad_device():
     assert r.returncode == 0 and "--quick" in r.stdout and "--only" in r.stdout
 
 
+def test_python_m_benchmarks_ends_as_pyalexnet_bench_does(tmp_path, monkeypatch, capsys):
+    # It ran bench's own main(): Ctrl-C was a traceback after the files were written, `| head -1` a BrokenPipeError
+    # traceback with exit 1, an OSError a traceback.
+    import os
+    import runpy
+
+    argv = ["--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--no-chart",
+            "--out", str(tmp_path)]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    r = subprocess.run([sys.executable, "-m", "benchmarks", *argv], cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
+                       text=True, timeout=120)
+    os.close(write)
+    assert r.returncode == 141 and "Traceback" not in r.stderr, r.stderr
+
+    def time_row(row, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_cli, "time_row", time_row)
+    monkeypatch.setattr(sys, "argv", ["benchmarks", *argv])
+    try:
+        runpy.run_module("benchmarks", run_name="__main__")
+    except BaseException as exc:  # a KeyboardInterrupt here would stop pytest itself: caught, and failed on
+        ended = exc
+    assert isinstance(ended, SystemExit) and ended.code == 130, repr(ended)
+    assert "interrupted" in capsys.readouterr().err
+    assert json.loads((tmp_path / "bench_cpu_quick.json").read_text())["config"]["command"] == \
+        "pyalexnet bench " + " ".join(argv)
+
+
 def test_bad_arguments_are_refused_before_the_benchmark_runs(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     for argv, match in [(["--batch", "0"], "--batch must be >= 1, got 0"),  # ran batch 8
