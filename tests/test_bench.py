@@ -275,6 +275,8 @@ def test_bad_arguments_are_refused_before_the_benchmark_runs(tmp_path, capsys):
                         (["--only", "nomatch"], "--only nomatch: no row's name contains"),  # an empty report
                         (["--only", ""], "--only needs at least one name"),  # ran every row
                         (["--only", " , "], "--only needs at least one name"),
+                        (["--only", "relu,nosuch,pool5,x9"], "no row's name contains nosuch, x9 (rows:"),  # dropped
+                        (["--out", ""], "--out needs a folder"),  # wrote into the current folder
                         (["--out", str(tmp_path / "afile")], "is a file, not a folder"),  # after the run
                         (["--out", str(tmp_path / "afile" / "sub")], "cannot make that folder")]:  # [Errno 20]
         assert cli.main(["bench", "--device", "cpu", "--quick", *argv]) == 2
@@ -378,3 +380,11 @@ def test_step_chart_shows_small_layers_beside_a_tall_one(tmp_path):
     path = tmp_path / "step.png"
     assert report.plot_breakdown(section, path, "step") == str(path) and path.stat().st_size > 0
     assert report.plot_breakdown({"runs": {}}, path, "step") == "nothing"
+
+
+def test_a_step_without_per_layer_times_says_why_there_is_no_chart(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "step.small",
+                     "--out", str(tmp_path)]) == 0
+    assert "no chart: step.small has no per-layer times" in capsys.readouterr().out
+    assert not (tmp_path / "bench_cpu_quick_step.png").exists()

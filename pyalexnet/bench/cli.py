@@ -99,9 +99,13 @@ def run(args) -> int:
         raise ValueError("--only needs at least one name (rows: conv1.fwd ... fc8.bwd, lrn, pool, relu, dropout, "
                          "softmax_xent, sgd, step.paper, step.small)")
     step_names = ("step.paper",) if gpu else ("step.paper", "step.small")
-    if only is not None and not any(_selected(name, only) for name in [r.name for r in build_rows(1)] + list(step_names)):
-        raise ValueError(f"--only {args.only}: no row's name contains any of {only} (rows: conv1.fwd ... fc8.bwd, "
-                         f"lrn, pool, relu, dropout, softmax_xent, sgd, {', '.join(step_names)})")
+    names = [r.name for r in build_rows(1)] + list(step_names)
+    unknown = [o for o in (only or []) if not any(o in name for name in names)]
+    if unknown:  # each name: "relu,nosuch" dropped nosuch without a word
+        raise ValueError(f"--only {args.only}: no row's name contains {', '.join(unknown)} (rows: conv1.fwd ... "
+                         f"fc8.bwd, lrn, pool, relu, dropout, softmax_xent, sgd, {', '.join(step_names)})")
+    if not args.out.strip():  # '' wrote into the current folder
+        raise ValueError("--out needs a folder (--out . for the current one)")
     out = Path(args.out)
     # Found now, not after the benchmark has run (a read-only folder failed at the end, all rows timed).
     if out.exists() and not out.is_dir():
@@ -218,7 +222,9 @@ def run(args) -> int:
                                       + (", QUICK smoke run" if args.quick else ""))
         if chart is None:
             chart_msg = 'chart skipped: matplotlib is not installed (pip install "pyalexnet[plot]")'
-        elif chart != "nothing":
+        elif chart == "nothing":  # step.small alone: only whole-step times, no per-layer ones
+            chart_msg = f"no chart: {steps[0]['name']} has no per-layer times (step.paper's run has them)"
+        else:
             doc["chart"] = chart
     if not doc["chart"] and chart_path.exists():
         chart_msg = (chart_msg + "; " if chart_msg else "") + f"{chart_path} is an earlier run's (this one drew no chart)"
