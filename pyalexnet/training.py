@@ -359,7 +359,7 @@ def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict
         with z:
             if "meta" not in z.files:
                 raise _NotACheckpoint(f"{path} is an .npz archive without pyalexnet's metadata, not a pyalexnet "
-                                 f"checkpoint: {advice}")
+                                      f"checkpoint: {advice}")
             meta = json.loads(str(z["meta"]))
             if not meta_only:
                 params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
