@@ -186,9 +186,34 @@ def test_a_train_folder_without_validation_images_holds_out_a_share(tmp_path, rn
         (tmp_path / "d" / "val").mkdir()
     if val == "test beside":
         image_folder(tmp_path / "d" / "test", rng, classes=("a",), per_class=1)
-    s = load_dataset(tmp_path / "d", image_size=16, val_fraction=0.25, seed=2)
+        with pytest.warns(RuntimeWarning, match=r"test is not read: validation is a held-out 0.25 of .*rename it val"):
+            s = load_dataset(tmp_path / "d", image_size=16, val_fraction=0.25, seed=2)
+    else:
+        s = load_dataset(tmp_path / "d", image_size=16, val_fraction=0.25, seed=2)
     assert s.classes == ["a", "b", "c"] and (len(s.train), len(s.val)) == (9, 3)
     assert sorted(s.val.labels.tolist()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("names", [("train", "validation"), ("Train", "Val"), ("training", "valid", "test")])
+def test_split_folders_not_named_train_and_val_are_refused_not_taken_as_classes(tmp_path, rng, names):
+    # They trained a classifier of which split an image came from: 2 classes, "train" and "validation".
+    for name in names:
+        image_folder(tmp_path / "d" / name, rng, classes=("a", "b"), per_class=2)
+    with pytest.raises(ValueError, match=r"are named like splits, not classes; .* root/train and root/val, named "
+                                         r"exactly so: rename them"):
+        load_dataset(tmp_path / "d", image_size=16)
+    # a data set with one class named like a split among others is still a data set
+    image_folder(tmp_path / "e", rng, classes=("test", "cat"), per_class=2)
+    assert load_dataset(tmp_path / "e", image_size=16).classes == ["cat", "test"]
+
+
+def test_load_dataset_checks_image_size_and_seed_as_the_command_line_does(tmp_path, rng):
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)
+    for kwargs, error, message in ((dict(image_size=0), ValueError, "image_size must be >= 1, got 0"),
+                                   (dict(image_size=32.5), TypeError, "image_size must be an integer"),
+                                   (dict(seed=-1), ValueError, "seed must be >= 0, got -1")):
+        with pytest.raises(error, match=message):
+            load_dataset(tmp_path / "d", **kwargs)
 
 
 def test_a_path_is_recorded_absolute_and_tilde_is_expanded(tmp_path, rng, monkeypatch):

@@ -152,6 +152,10 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     """
     if train_sample is not None:
         train_sample = B.integer(train_sample, "train_sample", low=1, high=2**63 - 1)
+    # Checked here as the command line checks them (image_size=0 warned of every image, then divided by zero;
+    # seed=-1 was numpy's "expected non-negative integer", naming nothing).
+    image_size = B.integer(image_size, "image_size", low=1)
+    seed = B.integer(seed, "seed", low=0, high=2**64 - 1)
     spec = "builtin" if spec is None else spec
     if isinstance(spec, Path):
         spec = str(spec)

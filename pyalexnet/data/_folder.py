@@ -60,6 +60,18 @@ def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     return out
 
 
+# Folder names that say a split, not a class: a root of only such folders, but not exactly train/ and val/ (which
+# alone are read as splits), was read as a data set whose classes are its splits ("validation", "Val").
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing", "eval", "dev"})
+
+
+def _refuse_split_named_classes(root: Path, classes: list[str]) -> None:
+    if all(c.lower() in SPLIT_NAMES for c in classes):
+        raise ValueError(f"{root}'s folders ({', '.join(classes)}) are named like splits, not classes; pyalexnet "
+                         f"reads the splits from root/train and root/val, named exactly so: rename them (validation "
+                         f"-> val, Train -> train), or give the folder of class folders itself")
+
+
 def has_split_layout(root: Path) -> bool:
     """root/train and root/val; or root/train alone (beside at most a test/), its images' val share held out."""
     names = {d.name for d in _class_dirs(root)} if root.is_dir() else set()
@@ -165,6 +177,9 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
             raise ValueError(f"{root / 'val'} has class folders that train lacks: {extra[:5]}")
         train = _files_by_class(root / "train", classes)
         if not _has_images(root / "val"):  # train/ alone: as a folder of classes (train/ alone was one class)
+            if _has_images(root / "test"):  # left out without a word
+                B.warn_user(f"{root / 'test'} is not read: validation is a held-out {val_fraction:g} of "
+                            f"{root / 'train'}'s images (to validate on test/'s images, rename it val)")
             return (classes, *_hold_out(train, len(classes), val_fraction, seed))
         if not _class_dirs(root / "val") and any(_is_image(p) for p in (root / "val").iterdir()):
             return classes, train, _flat_val(root, classes)
@@ -182,6 +197,7 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
         raise ValueError(f"dataset folder {root} " + ("holds images but no class folders" if loose else "is empty")
                          + ": expected one sub-folder per class (root/<class>/<image>) or root/train and root/val")
     classes = [d.name for d in dirs]
+    _refuse_split_named_classes(root, classes)
     _two_classes_at_least(root, classes)
     loose = sum(1 for p in root.iterdir() if _is_image(p))
     if loose:
