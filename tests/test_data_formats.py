@@ -494,6 +494,17 @@ def test_unreadable_class_folders_and_broken_links_are_said(tmp_path, rng, monke
         load_dataset(str(tmp_path / "d"), image_size=12)
 
 
+def test_linked_folders_inside_a_class_are_read_once_and_a_link_loop_ends(tmp_path, rng):
+    # rglob does not follow folder links: b's linked folder of images was left out without a word
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)
+    image_folder(tmp_path / "elsewhere", rng, classes=("sub",), per_class=3)
+    (tmp_path / "d" / "b" / "linked").symlink_to(tmp_path / "elsewhere" / "sub", target_is_directory=True)
+    (tmp_path / "d" / "b" / "linked_again").symlink_to(tmp_path / "elsewhere" / "sub", target_is_directory=True)
+    (tmp_path / "d" / "a" / "loop").symlink_to(tmp_path / "d" / "a", target_is_directory=True)
+    s = load_dataset(tmp_path / "d", image_size=8, val_fraction=0)
+    assert np.bincount(s.train.labels).tolist() == [2, 5]  # the linked folder's 3 images, once
+
+
 def test_a_val_folder_missing_classes_is_said(tmp_path, rng):
     # Allowed, but those classes were trained on and never validated or tested, without a word.
     image_folder(tmp_path / "train", rng, classes=("cat", "dog", "eel"), per_class=3)

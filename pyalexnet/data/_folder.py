@@ -23,10 +23,20 @@ def _is_image(p: Path) -> bool:
 
 def visible_paths(folder: Path):
     """Everything under `folder`, recursively, but what is hidden (a name starting with '.', or inside such a
-    folder: .thumbnails, .git), which training, evaluation and predict all leave out alike."""
-    for p in folder.rglob("*"):
-        if not any(part.startswith(".") for part in p.relative_to(folder).parts):
-            yield p
+    folder: .thumbnails, .git), which training, evaluation and predict all leave out alike. Linked folders are
+    followed (rglob left their images out without a word), each real folder once (a link to an ancestor would
+    loop); folders that cannot be listed are passed over, as rglob did (the caller says so)."""
+    seen = set()
+    for where, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(where)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(where)
+        yield from (base / d for d in dirs)
+        yield from (base / f for f in sorted(files) if not f.startswith("."))
 
 
 def _class_dirs(root: Path) -> list[Path]:
