@@ -251,6 +251,23 @@ def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path, rng):
         s = load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
     assert len(s.train) == 9 and s.num_skipped == 2
     assert sorted(p.rsplit("/", 1)[1] for p, _ in s.train.skipped) == ["broken.jpg", "truncated.png"]
+    # a class none of whose images can be read is said as a class, not only image by image
+    for p in (tmp_path / "d" / "eel").iterdir():
+        p.write_bytes(b"not an image")
+    with pytest.warns(RuntimeWarning) as said:
+        load_dataset(str(tmp_path / "d"), image_size=12, val_fraction=0)
+    said = [str(w.message) for w in said]
+    assert sum("skipping unreadable image" in m for m in said) == 5  # broken.jpg and all of eel
+    assert "d: no training image of 1 class(es) could be read (eel): the network never sees them" in said[-1]
+
+
+def test_loose_images_in_val_beside_its_class_folders_are_said(tmp_path, rng):
+    image_folder(tmp_path / "d" / "train", rng, classes=("a", "b"), per_class=2)
+    image_folder(tmp_path / "d" / "val", rng, classes=("a", "b"), per_class=1)
+    write_image(tmp_path / "d" / "val" / "stray", rng)
+    with pytest.warns(RuntimeWarning, match=r"1 image\(s\) lie directly in .*val, beside its class folders: left out"):
+        s = load_dataset(tmp_path / "d", image_size=16)
+    assert len(s.val) == 2
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the 2025-pixel one, decoded

@@ -110,6 +110,10 @@ def _splits_from_arrays(train, val, classes, source, crop_size=None, skipped=(()
     val_ds = Dataset(val[0], val[1], classes, skipped[1])
     if len(train_ds) == 0:
         raise ValueError(f"{source}: the training split has no readable images")
+    empty = [str(c) for c, n in zip(classes, np.bincount(train_ds.labels, minlength=len(classes))) if n == 0]
+    if empty and skipped[0]:  # every image of a class unreadable: said one by one, then trained without a word
+        B.warn_user(f"{source}: no training image of {len(empty)} class(es) could be read "
+                    f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}): the network never sees them")
     size = train_ds.images.shape[1]
     mean_image, eigvals, eigvecs = compute_stats(train_ds.images)
     return Splits(train_ds, val_ds, list(classes), size, crop_size or crop_size_for(size), mean_image, eigvals,

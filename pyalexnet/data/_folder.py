@@ -193,6 +193,9 @@ def list_folder(root, *, val_fraction: float = 0.1, seed: int = 0):
             return (classes, *_hold_out(train, len(classes), val_fraction, seed))
         if not _class_dirs(root / "val") and any(_is_image(p) for p in (root / "val").iterdir()):
             return classes, train, _flat_val(root, classes)
+        loose = sum(1 for p in (root / "val").iterdir() if _is_image(p))
+        if loose:  # beside val's class folders: left out, as in the root, and said as there
+            B.warn_user(f"{loose} image(s) lie directly in {root / 'val'}, beside its class folders: left out")
         val_classes = [c for c in classes if (root / "val" / c).is_dir()]
         if len(val_classes) < len(classes):  # allowed (a small val/ may miss some), but its error leaves them out
             missing = [c for c in classes if c not in val_classes]
