@@ -446,6 +446,15 @@ def test_fashion_mnist_bad_files(tmp_path, rng):
     (tmp_path / "f" / "t10k-labels-idx1-ubyte").write_bytes(b"garbage!")
     with pytest.raises(ValueError, match="bad magic number"):
         load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
+    # a header cut short (was "shape (0, 0, 0) but the file holds -10 values")
+    (tmp_path / "f" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00")
+    with pytest.raises(ValueError, match=r"cut short in its header \(6 bytes, the header of 3 dimensions takes 16\)"):
+        load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
+    # dimensions whose product wraps 64 bits in numpy (2^31 * 2^31 * 4 = 2^64 -> 0): numpy's reshape error
+    (tmp_path / "f" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x03" + (2**31).to_bytes(4, "big") * 2
+                                                              + (4).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match=r"header says shape \(2147483648, 2147483648, 4\) but the file holds 0"):
+        load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset(f"fashion-mnist:{tmp_path / 'nothing'}")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import tarfile
 import zlib
@@ -138,8 +139,11 @@ def _read_idx(path: Path) -> np.ndarray:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:  # a cut header read as zeros: "shape (0, 0, 0) but the file holds -10 values"
+        raise ValueError(f"{path}: cut short in its header ({len(raw)} bytes, the header of {ndim} dimensions "
+                         f"takes {header})")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) != header + int(np.prod(shape)):
+    if len(raw) != header + math.prod(shape):  # Python ints: np.prod wrapped 2^31 * 2^31 * 4 to 0
         raise ValueError(f"{path}: header says shape {shape} but the file holds {len(raw) - header} values")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
