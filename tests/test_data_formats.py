@@ -396,6 +396,14 @@ def test_a_damaged_cifar10_archive_is_said_to_be_damaged(tmp_path, rng):
         load_dataset(f"cifar10:{tmp_path / 'cut.tar.gz'}")
 
 
+def test_cifar10s_binary_version_is_named_as_such(tmp_path):
+    (tmp_path / "bin").mkdir()
+    for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]:
+        (tmp_path / "bin" / f"{name}.bin").write_bytes(bytes(3073))
+    with pytest.raises(ValueError, match=r"holds CIFAR-10's binary version .* pyalexnet reads the python version"):
+        load_dataset(f"cifar10:{tmp_path / 'bin'}")
+
+
 def test_mislabeled_cifar_file_is_a_clear_error(tmp_path, rng):
     cifar_folder(tmp_path / "c", rng, labels=[0, 1, 2, 3, 4, 11])
     with pytest.raises(ValueError, match=r"data_batch_1: labels must be integers 0..9, found \[11\]"):

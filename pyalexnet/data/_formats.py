@@ -112,6 +112,9 @@ def load_cifar10(root):
             raise FileNotFoundError(f"CIFAR-10 folder {root} does not exist (expected data_batch_1..5 and "
                                     f"test_batch, or the archive: download {CIFAR10_URL})")
         missing = [n for n in _CIFAR10_FILES if not (root / n).is_file()]
+        if missing and all((root / f"{n}.bin").is_file() for n in missing):
+            raise ValueError(f"{root} holds CIFAR-10's binary version (data_batch_1.bin, ...); pyalexnet reads the "
+                             f"python version: {CIFAR10_URL}")
         if missing:
             raise FileNotFoundError(f"CIFAR-10 folder {root} lacks {', '.join(missing)} (CIFAR-10's python "
                                     f"version: {CIFAR10_URL})")
