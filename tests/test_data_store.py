@@ -153,14 +153,18 @@ def test_prepare_checks_the_room_it_needs_before_writing(tmp_path, rng, monkeypa
 
 
 @pytest.mark.parametrize("damage", ["cut images", "bad meta.json", "no stats.npz", "no labels", "labels cut",
-                                    "bad stats.npz"])
+                                    "bad stats.npz", "no meta.json", "mean of another size"])
 def test_a_damaged_store_is_said_to_be_one(folder, tmp_path, damage):
     # It was numpy's "mmap length is greater than file size", a raw "[Errno 2]", or, for a broken meta.json,
     # "dataset folder ... is empty: expected one sub-folder per class" (and prepare: "Invalid control character").
     dst = prepare(folder, tmp_path / "st", image_size=8, quiet=True)
     file = {"cut images": "train_images.u8", "bad meta.json": "meta.json", "no stats.npz": "stats.npz",
-            "no labels": "train_labels.npy", "labels cut": "val_labels.npy", "bad stats.npz": "stats.npz"}[damage]
-    if damage.startswith("no "):
+            "no labels": "train_labels.npy", "labels cut": "val_labels.npy", "bad stats.npz": "stats.npz",
+            "no meta.json": "meta.json", "mean of another size": "stats.npz"}[damage]
+    if damage == "mean of another size":  # was taken, and failed later in the Loader
+        with np.load(dst / file) as st:
+            np.savez(dst / file, mean_image=st["mean_image"][:4], eigvals=st["eigvals"], eigvecs=st["eigvecs"])
+    elif damage.startswith("no "):
         (dst / file).unlink()
     elif damage == "labels cut":
         np.save(dst / file, np.zeros(1, np.int64))

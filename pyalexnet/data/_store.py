@@ -45,9 +45,11 @@ def is_store(path) -> bool:
 
 
 def looks_like_store(path) -> bool:
-    """A store, or what is left of one: its meta.json beside its file list or images, whatever their state."""
+    """A store, or what is left of one: its file list or images, with or without its meta.json (a store that lost
+    it was "dataset folder ... is empty: expected one sub-folder per class")."""
     path = Path(path)
-    return (path / "meta.json").is_file() and ((path / "files.json").is_file() or any(path.glob("*_images.u8")))
+    return path.is_dir() and ((path / "meta.json").is_file() or (path / "files.json").is_file()) and (
+        (path / "files.json").is_file() or any(path.glob("*_images.u8")))
 
 
 def _damaged(path: Path, what: str) -> ValueError:
@@ -94,6 +96,10 @@ def open_store(path):
         what = "stats.npz"
         with np.load(path / what) as st:
             mean_image, eigvals, eigvecs = st["mean_image"], st["eigvals"], st["eigvecs"]
+        shapes = (mean_image.shape, eigvals.shape, eigvecs.shape)
+        if shapes != ((size, size, 3), (3,), (3, 3)):  # was taken, and failed later in the Loader
+            raise ValueError(f"mean image, eigenvalues and eigenvectors of shapes {shapes}, not "
+                             f"{((size, size, 3), (3,), (3, 3))}")
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise _damaged(path, f"{what}: {exc}") from None
     return Splits(datasets["train"], datasets["val"], meta["classes"], size, crop_size_for(size), mean_image,
@@ -163,7 +169,7 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         if meta.get("complete"):
             return dst
     if meta is None or overwrite:
-        if dst.exists() and any(dst.iterdir()) and not (overwrite and meta is not None):
+        if dst.exists() and any(dst.iterdir()) and not (overwrite and (meta is not None or looks_like_store(dst))):
             raise ValueError(f"{dst} exists and is not empty; choose a new folder for the store")
         classes, train_files, val_files = _folder.list_folder(src, val_fraction=val_fraction, seed=seed)
         _check_room(dst, len(train_files) + len(val_files), image_size)
