@@ -414,6 +414,10 @@ def test_mislabeled_cifar_file_is_a_clear_error(tmp_path, rng):
     with pytest.raises(ValueError, match="data_batch_3: 4 images but 3 labels"):
         load_dataset(f"cifar10:{tmp_path / 'd'}")
     with open(tmp_path / "d" / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [[1], [2], [3], [4]]}, f)
+    with pytest.raises(ValueError, match=r"data_batch_3: b'labels' must be a flat list of numbers, got shape \(4, 1\)"):
+        load_dataset(f"cifar10:{tmp_path / 'd'}")
+    with open(tmp_path / "d" / "data_batch_3", "wb") as f:
         pickle.dump({b"data": np.zeros((4, 1000), np.uint8), b"labels": [1, 2, 3, 4]}, f)
     with pytest.raises(ValueError, match=r"data_batch_3: b'data' must be uint8 \(N, 3072\)"):
         load_dataset(f"cifar10:{tmp_path / 'd'}")

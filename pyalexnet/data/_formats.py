@@ -57,7 +57,9 @@ def _cifar_batch(path, data: bytes | None = None):
     labels = np.asarray(d["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise ValueError(f"{path}: b'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
-    if labels.ndim != 1 or len(labels) != len(data):
+    if labels.ndim != 1:  # (was "5 images but 5 labels" of a 5x1 list)
+        raise ValueError(f"{path}: b'labels' must be a flat list of numbers, got shape {labels.shape}")
+    if len(labels) != len(data):
         raise ValueError(f"{path}: {len(data)} images but {labels.size} labels")
     if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9):
         bad = labels[(labels < 0) | (labels > 9)] if labels.dtype.kind in "iu" else labels[:3]
