@@ -30,6 +30,30 @@ RUN_PICTURES = (FILTERS_NAME, CURVES_NAME, PREDICTIONS_NAME, NEIGHBOURS_NAME, CO
 CONFUSION_MAX_CLASSES = 40  # beyond this a cell is a few pixels and its names unreadable
 CONFUSION_NAME_WIDTH = 240  # pixels for a class name beside and over the matrix (about 45 characters)
 NEIGHBOUR_POOL = 2000  # training images figure4_pictures searches for neighbours (and test images for mistakes)
+# The largest picture drawn (width x height): 50 megapixels, 150 MB as RGB. A tile of 100000 was a picture of
+# tens of gigapixels: the process was killed for memory, or a bare MemoryError came out of numpy or Pillow.
+MAX_PIXELS = 50_000_000
+MIN_TILE = 8  # pixels a side of an image's tile: below this an image is a smudge (0 was Pillow's error)
+MIN_CELL = 8  # pixels a side of a confusion matrix's cell (0 was "x1 must be greater than or equal to x0")
+MIN_CURVES_SIZE = (300, 150)  # curves_image's two panels, their ticks and legends (50x30 was Pillow's error)
+MIN_RUNS_SIZE = (200, 150)
+
+
+def _check_pixels(width: int, height: int, asked: str) -> None:
+    """Refuses a picture of more than MAX_PIXELS before anything is allocated, saying which argument made it."""
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{asked} makes a picture of {width} x {height} pixels ({width * height:,}); at most "
+                         f"{MAX_PIXELS:,} are drawn: ask for a smaller one")
+
+
+def _size(size, name: str, minimum: tuple[int, int]) -> tuple[int, int]:
+    """size as (width, height) of integers at least `minimum` and at most MAX_PIXELS in all."""
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise TypeError(f"{name} must be (width, height), got {size!r}")
+    width = B.integer(size[0], f"{name}'s width", low=minimum[0])
+    height = B.integer(size[1], f"{name}'s height", low=minimum[1])
+    _check_pixels(width, height, f"{name}=({width}, {height})")
+    return width, height
 
 
 # ----- text: Pillow's own font has ASCII only ("café", "Bär", Cyrillic and CJK class names came out as boxes) ---
@@ -196,6 +220,7 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None, title: st
     tile_h, tile_w = r * zoom, s * zoom
     width = per_row * (tile_w + gap) + gap
     block = label + rows_per_tower * (tile_h + gap) + gap  # a tower: its name, then its rows of tiles
+    _check_pixels(width, len(towers) * block + (len(towers) - 1) * tower_gap, f"zoom={zoom}, per_row={per_row}")
     canvas = np.full((len(towers) * block + (len(towers) - 1) * tower_gap, width, 3), 255, np.uint8)
     tops = [i * (block + tower_gap) for i in range(len(towers))]
     for y0, (_, w) in zip(tops, towers):
@@ -328,7 +353,7 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
     panels (which keep `size`)."""
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
-    width, height = size
+    width, height = size = _size(size, "size", MIN_CURVES_SIZE)
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = _font([title or ""])
@@ -361,7 +386,7 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     divided its learning rate are marked."""
     if not histories or not any(histories.values()):
         raise ValueError("no histories to draw: train at least one epoch")
-    width, height = size
+    width, height = size = _size(size, "size", MIN_RUNS_SIZE)
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = _font([*histories, title])
@@ -373,6 +398,9 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     value_range = (0.0, 1.0) if key.endswith(("top1", "top5")) else (0.0, max(values + [1e-6]) * 1.05)
     cuts = [e for hist in histories.values() for e in _lr_cuts(hist)]
     top = 30 + _legend_space(draw, font, title, [label for label, _, _ in lines], width - 65)
+    if height - 45 - top < 40:  # the legend's rows left no room for the chart (or put it upside down)
+        raise ValueError(f"size=({width}, {height}) leaves no room for the chart under the legend of "
+                         f"{len(lines)} runs: make it at least {top + 85} pixels high")
     _draw_panel(draw, font, (50, top, width - 15, height - 45), title, lines, value_range,
                 (min(epochs + [0.0]), max(epochs + [1.0])), cuts)
     return img
@@ -549,6 +577,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
     blue); probs (N, num_classes) with rows summing to 1. captions: the line under each image instead of
     its true class (such as its file name).
     """
+    tile = B.integer(tile, "tile", low=MIN_TILE)
     images, probs = np.asarray(images), np.asarray(probs, np.float64)
     if images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
         raise ValueError(f"images must be (N, H, W, 3) with N >= 1, got shape {images.shape}")
@@ -571,6 +600,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
     panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 1 + known) + 12
     per_row = min(per_row, len(images))
     rows = math.ceil(len(images) / per_row)
+    _check_pixels(per_row * panel_w, rows * panel_h, f"tile={tile} for {len(images)} images, {per_row} a row")
     img = Image.new("RGB", (per_row * panel_w, rows * panel_h), "white")
     draw = ImageDraw.Draw(img)
     bar_w = panel_w - 16
@@ -611,6 +641,7 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
 
     queries: uint8 (Q, H, W, 3); neighbours: uint8 (Q, K, H', W', 3).
     """
+    tile = B.integer(tile, "tile", low=MIN_TILE)
     queries, neighbours = np.asarray(queries), np.asarray(neighbours)
     if queries.ndim != 4 or neighbours.ndim != 5 or neighbours.shape[0] != queries.shape[0] or len(queries) == 0:
         raise ValueError(f"queries must be (Q, H, W, 3) and neighbours (Q, K, H, W, 3) with Q >= 1; got "
@@ -633,6 +664,8 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
     # Over the neighbours' columns, in as many lines as it takes (with few neighbours the colour key was cut).
     heading = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), font, caption, max(cell * k - gap, 60))
     header = 20 + 14 * (len(heading) - 1)
+    _check_pixels(gap + cell * (k + 1) + query_gap, header + gap + row_h * q,
+                  f"tile={tile} for {q} rows of {k} neighbours")
     img = Image.new("RGB", (gap + cell * (k + 1) + query_gap, header + gap + row_h * q), "white")
     draw = ImageDraw.Draw(img)
     draw.text((gap, 4), "test", fill=(0, 0, 0), font=font)
@@ -772,6 +805,7 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     in; the diagonal (what it got right) shaded blue by its share of its row (white 0, dark blue 1), the
     mistakes red by their share relative to the most common mistake's.
     Up to CONFUSION_MAX_CLASSES classes. `how` the predictions were made ("ten-crop") goes into the title."""
+    cell = B.integer(cell, "cell", low=MIN_CELL)
     labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
     k = len(classes)
     if not 1 <= k <= CONFUSION_MAX_CLASSES:
@@ -796,6 +830,7 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     top = head + margin + 4  # the title lines, the column names standing upright, a gap
     # At least as wide as the titles (a 3-class matrix cut them mid-word).
     width = max(margin + k * cell + 10, 8 + int(max(probe.textlength(t, font=font) for t in titles)))
+    _check_pixels(width, top + k * cell + 10, f"cell={cell} for {k} classes")
     img = Image.new("RGB", (width, top + k * cell + 10), "white")
     x0 = width - 10 - k * cell  # the matrix's left edge: it and the names flush right under wider titles
     draw = ImageDraw.Draw(img)

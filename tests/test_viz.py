@@ -584,3 +584,33 @@ def test_training_pictures_say_which_run_and_how_far_in_a_title(model, tmp_path,
     # Without the data and the number of epochs: what the folder and the history say.
     assert training_titles(model, history[:1], folder)["curves"] == (
         f"run cats-run: top-1 error and loss per epoch, epoch 1; tiny AlexNet, 4 classes, {model.input_size} px crops")
+
+
+# ----- sizes: refused before anything is allocated (a tile of 100000 killed the process) -----------------
+def test_huge_or_tiny_sizes_are_refused_naming_the_argument_and_the_limit():
+    from pyalexnet.viz import MAX_PIXELS, confusion_image
+
+    images, probs = np.zeros((2, 8, 8, 3), np.uint8), np.full((2, 3), 1 / 3)
+    limit = f"{MAX_PIXELS:,}"
+    with pytest.raises(ValueError, match=f"tile=100000 .* at most {limit}"):
+        neighbours_image(images, np.zeros((2, 3, 8, 8, 3), np.uint8), tile=100000)
+    with pytest.raises(ValueError, match=f"tile=100000 .* at most {limit}"):
+        predictions_image(images, [0, 1], probs, ["a", "b", "c"], tile=100000)
+    with pytest.raises(ValueError, match=f"cell=1000000 .* at most {limit}"):
+        confusion_image([0, 1], [0, 1], ["a", "b"], cell=10**6)
+    history = [dict(epoch=1, train_top1=0.5, train_loss=1.0)]
+    with pytest.raises(ValueError, match=f"size=.100000, 100000. .* at most {limit}"):
+        curves_image(history, size=(100000, 100000))
+    with pytest.raises(ValueError, match="cell must be >= 8, got 0"):
+        confusion_image([0, 1], [0, 1], ["a", "b"], cell=0)
+    with pytest.raises(ValueError, match="size's width must be >= 300, got 50"):
+        curves_image(history, size=(50, 30))
+    with pytest.raises(ValueError, match="size's height must be >= 150, got 30"):
+        runs_image({"a": history}, key="train_top1", size=(500, 30))
+    with pytest.raises(ValueError, match="tile must be >= 8, got 0"):
+        predictions_image(images, [0, 1], probs, ["a", "b", "c"], tile=0)
+    with pytest.raises(TypeError, match="size must be .width, height."):
+        curves_image(history, size=600)
+    # The smallest sizes allowed are drawn.
+    assert curves_image(history, size=(300, 150)).size == (300, 150)
+    assert confusion_image([0, 1], [0, 1], ["a", "b"], cell=8).size[1] > 16
