@@ -46,6 +46,43 @@ def _check_pixels(width: int, height: int, asked: str) -> None:
                          f"{MAX_PIXELS:,} are drawn: ask for a smaller one")
 
 
+def _pixels(images, name: str) -> np.ndarray:
+    """images as uint8 0-255, as every picture function takes them: uint8 as they are, other integers in 0..255,
+    floats in [0, 1] (as a network's input often is) scaled to 0-255. Float pixels were cast to uint8 as they
+    were: an image in [0, 1] was drawn black without a word."""
+    a = np.asarray(images)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind in "iu":
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise ValueError(f"{name}: integer pixels must be in 0..255, got {a.min()}..{a.max()}")
+        return a.astype(np.uint8)
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} has NaN or infinite pixels")
+        if a.size and (a.min() < 0 or a.max() > 1):
+            raise ValueError(f"{name}: float pixels must be in [0, 1] (drawn as 0-255), got {a.min():.4g}.."
+                             f"{a.max():.4g}; pass uint8 for pixels in 0-255")
+        return (a * 255 + 0.5).astype(np.uint8)
+    raise TypeError(f"{name} must be pixels: uint8 in 0-255 or floats in [0, 1], got dtype {a.dtype}")
+
+
+def _class_indices(values, name: str, classes: int) -> np.ndarray:
+    """values as int64 class indices in 0..classes-1 (whole floats taken): a float label 1.7 was cut to 1, a
+    label of 10 among 10 classes or -1 an IndexError from deep inside."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be class indices (integers), got dtype {a.dtype}")
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            raise ValueError(f"{name} must be whole class indices, got {float(a[bad].flat[0]):g}")
+    if a.size and (a.min() < 0 or a.max() >= classes):
+        wrong = a[(a < 0) | (a >= classes)].flat[0]
+        raise ValueError(f"{name} must be class indices in 0..{classes - 1}, got {wrong:g}")
+    return a.astype(np.int64)
+
+
 def _size(size, name: str, minimum: tuple[int, int]) -> tuple[int, int]:
     """size as (width, height) of integers at least `minimum` and at most MAX_PIXELS in all."""
     if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
@@ -578,7 +615,12 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
     its true class (such as its file name).
     """
     tile = B.integer(tile, "tile", low=MIN_TILE)
-    images, probs = np.asarray(images), np.asarray(probs, np.float64)
+    top, per_row = B.integer(top, "top", low=1), B.integer(per_row, "per_row", low=1)
+    images = _pixels(images, "images")
+    try:
+        probs = np.asarray(probs, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"probs must be numbers (N, classes), got {type(probs).__name__}") from None
     if images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
         raise ValueError(f"images must be (N, H, W, 3) with N >= 1, got shape {images.shape}")
     known = labels is not None
@@ -588,6 +630,16 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
                          f"and {probs.shape}")
     if probs.shape[1] != len(classes):
         raise ValueError(f"probs has {probs.shape[1]} classes, the class list {len(classes)}")
+    if known:
+        labels = _class_indices(labels, "labels", len(classes))
+    # Probabilities, each in [0, 1] and a row's at most 1 in all (logits or scores drew "500.0%" and bars cut
+    # at the panel's edge; NaN was "cannot convert float NaN to integer").
+    if not np.isfinite(probs).all():
+        raise ValueError("probs must be probabilities; it has NaN or infinite values")
+    if probs.min() < 0 or probs.max() > 1 + 1e-6 or (probs.sum(1) > 1 + 1e-3).any():
+        raise ValueError(f"probs must be probabilities: each in [0, 1] and each row at most 1 in all (softmax "
+                         f"output); got values {probs.min():.4g}..{probs.max():.4g}, row sums up to "
+                         f"{probs.sum(1).max():.4g}")
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"{len(images)} images need as many captions, got {len(captions)}")
     font = _font([*classes, *(captions or ()), title or ""])
@@ -642,8 +694,9 @@ def neighbours_image(queries, neighbours, *, same_class=None, tile: int = 64, ti
     queries: uint8 (Q, H, W, 3); neighbours: uint8 (Q, K, H', W', 3).
     """
     tile = B.integer(tile, "tile", low=MIN_TILE)
-    queries, neighbours = np.asarray(queries), np.asarray(neighbours)
-    if queries.ndim != 4 or neighbours.ndim != 5 or neighbours.shape[0] != queries.shape[0] or len(queries) == 0:
+    queries, neighbours = _pixels(queries, "queries"), _pixels(neighbours, "neighbours")
+    if (queries.ndim != 4 or neighbours.ndim != 5 or neighbours.shape[0] != queries.shape[0] or len(queries) == 0
+            or queries.shape[3] != 3 or neighbours.shape[4] != 3):
         raise ValueError(f"queries must be (Q, H, W, 3) and neighbours (Q, K, H, W, 3) with Q >= 1; got "
                          f"{queries.shape} and {neighbours.shape}")
     q, k = neighbours.shape[:2]
@@ -806,14 +859,13 @@ def confusion_image(labels, predictions, classes: Sequence[str], *, cell: int = 
     mistakes red by their share relative to the most common mistake's.
     Up to CONFUSION_MAX_CLASSES classes. `how` the predictions were made ("ten-crop") goes into the title."""
     cell = B.integer(cell, "cell", low=MIN_CELL)
-    labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
     k = len(classes)
     if not 1 <= k <= CONFUSION_MAX_CLASSES:
         raise ValueError(f"a confusion matrix of {k} classes is not drawn (at most {CONFUSION_MAX_CLASSES})")
     if labels.shape != predictions.shape or labels.ndim != 1:
         raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must be equal 1-d shapes")
-    if len(labels) and (min(labels.min(), predictions.min()) < 0 or max(labels.max(), predictions.max()) >= k):
-        raise ValueError(f"labels and predictions must be class indices in 0..{k - 1}")
+    labels, predictions = _class_indices(labels, "labels", k), _class_indices(predictions, "predictions", k)
     counts = np.zeros((k, k), np.int64)
     np.add.at(counts, (labels, predictions), 1)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)

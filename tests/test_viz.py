@@ -614,3 +614,51 @@ def test_huge_or_tiny_sizes_are_refused_naming_the_argument_and_the_limit():
     # The smallest sizes allowed are drawn.
     assert curves_image(history, size=(300, 150)).size == (300, 150)
     assert confusion_image([0, 1], [0, 1], ["a", "b"], cell=8).size[1] > 16
+
+
+def test_predictions_refuse_labels_probabilities_and_layouts_they_cannot_draw():
+    classes = [f"class {c}" for c in range(10)]
+    images, probs = np.zeros((2, 8, 8, 3), np.uint8), np.full((2, 10), 0.1)
+    for labels, match in [([10, 0], "labels must be class indices in 0..9, got 10"),
+                          ([-1, 0], "labels must be class indices in 0..9, got -1"),
+                          ([0.5, 1], "labels must be whole class indices, got 0.5")]:
+        with pytest.raises(ValueError, match=match):
+            predictions_image(images, np.array(labels), probs, classes)
+    for bad, match in [(np.nan, "NaN or infinite"), (5.0, "each in \\[0, 1\\]"), (-0.1, "each in \\[0, 1\\]")]:
+        p = probs.copy()
+        p[1, 2] = bad
+        with pytest.raises(ValueError, match=match):
+            predictions_image(images, [0, 1], p, classes)
+    with pytest.raises(ValueError, match="row at most 1 in all"):
+        predictions_image(images, [0, 1], np.full((2, 10), 0.5), classes)  # scores, not probabilities
+    for kwargs, match in [(dict(per_row=0), "per_row must be >= 1, got 0"), (dict(top=-1), "top must be >= 1")]:
+        with pytest.raises(ValueError, match=match):
+            predictions_image(images, [0, 1], probs, classes, **kwargs)
+    with pytest.raises(TypeError, match="images must be pixels: uint8 in 0-255 or floats in \\[0, 1\\]"):
+        predictions_image(images.astype(bool), [0, 1], probs, classes)
+    with pytest.raises(ValueError, match="float pixels must be in \\[0, 1\\] .* pass uint8"):
+        predictions_image(images + 200.0, [0, 1], probs, classes)
+
+
+def test_float_images_in_0_1_are_drawn_as_0_255_in_every_picture():
+    # A float image in [0, 1] was cast to uint8 as it was: every tile black.
+    white_f, white_u = np.ones((1, 8, 8, 3)), np.full((1, 8, 8, 3), 255, np.uint8)
+    probs, classes = np.array([[0.7, 0.3]]), ["a", "b"]
+    np.testing.assert_array_equal(np.asarray(predictions_image(white_f, [0], probs, classes, tile=16)),
+                                  np.asarray(predictions_image(white_u, [0], probs, classes, tile=16)))
+    np.testing.assert_array_equal(np.asarray(neighbours_image(white_f, white_f[:, None], tile=16)),
+                                  np.asarray(neighbours_image(white_u, white_u[:, None], tile=16)))
+    with pytest.raises(ValueError, match="queries must be \\(Q, H, W, 3\\)"):
+        neighbours_image(white_u[..., :1], white_u[:, None, ..., :1])
+
+
+def test_confusion_refuses_labels_that_are_not_whole_class_indices():
+    from pyalexnet.viz import confusion_image
+
+    with pytest.raises(ValueError, match="labels must be whole class indices, got 0.5"):
+        confusion_image([0.5, 1.7], [0, 1], ["a", "b"])  # was drawn as [0, 1]
+    with pytest.raises(ValueError, match="predictions must be whole class indices, got 1.7"):
+        confusion_image([0, 1], [0, 1.7], ["a", "b"])
+    with pytest.raises(TypeError, match="labels must be class indices"):
+        confusion_image(["a", "b"], [0, 1], ["a", "b"])
+    assert confusion_image([0.0, 1.0], [0, 1], ["a", "b"]).size == confusion_image([0, 1], [0, 1], ["a", "b"]).size
