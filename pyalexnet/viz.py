@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import io
 import math
+import numbers
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -281,8 +282,46 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None, title: st
     return _titled(img, title, font)
 
 
+_HISTORY_ROW = ("each row of a history is a dict with 'epoch' (a number) and what was measured in it, such as "
+                "train_top1, val_top1, train_loss, val_loss and lr, as train() returns them")
+
+
+def _real(value) -> bool:
+    return isinstance(value, (numbers.Real, np.ndarray)) and not isinstance(value, (bool, np.bool_)) \
+        and np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+
+
+def _check_history(history, name: str = "history") -> list:
+    """history as a list of rows, each a dict with a finite 'epoch' (a row without one was KeyError: 'epoch')."""
+    if isinstance(history, (str, bytes, Mapping)) or not isinstance(history, Iterable):
+        raise TypeError(f"{name} must be a list of dicts, one an epoch ({_HISTORY_ROW}); got {type(history).__name__}")
+    rows = list(history)
+    for i, h in enumerate(rows):
+        if not isinstance(h, Mapping) or "epoch" not in h or not _real(h["epoch"]) or not math.isfinite(h["epoch"]):
+            got = (f"keys {sorted(map(str, h))}" if isinstance(h, Mapping) and "epoch" not in h
+                   else f"epoch {h['epoch']!r}" if isinstance(h, Mapping) else repr(h))
+            raise ValueError(f"{name}[{i}] has {got}: {_HISTORY_ROW}")
+    return rows
+
+
 def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:
+    for h in history:
+        if h.get(key) is not None and not _real(h[key]):
+            raise ValueError(f"the history's {key} at epoch {h['epoch']} must be a number, got {h[key]!r}")
     return [(float(h["epoch"]), float(h[key])) for h in history if h.get(key) is not None]
+
+
+def _said_unfinite(lines) -> list:
+    """lines with each label saying where its values are not finite ("train (inf at epoch 3)"): an infinite loss
+    was left out of its line without a word. _draw_panel marks those epochs with a cross at the frame's top."""
+    out = []
+    for label, points, colour in lines:
+        odd = [f"{'nan' if math.isnan(v) else 'inf' if v > 0 else '-inf'} at epoch {e:g}"
+               for e, v in points if not math.isfinite(v)]
+        if odd:
+            label = f"{label} ({', '.join(odd[:2])}{', ...' if len(odd) > 2 else ''})"
+        out.append((label, points, colour))
+    return out
 
 
 def _lr_cuts(history: Sequence[dict]) -> list:
@@ -381,6 +420,11 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
             draw.line(pts, fill=colour, width=2)
         for x, y in pts:  # a dot per epoch, large enough to see where one epoch is all there is
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        for e, v in points:  # a value that is not finite: a cross at the top of the frame, at its epoch
+            if not math.isfinite(v):
+                x, _ = to_xy(e, lo)
+                draw.line([x - 4, top + 2, x + 4, top + 10], fill=colour, width=2)
+                draw.line([x - 4, top + 10, x + 4, top + 2], fill=colour, width=2)
 
 
 def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
@@ -388,6 +432,7 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
     """Training curves from train()'s history: top-1 error (train and validation) and loss per epoch,
     with the epochs where the learning rate was divided marked. `title`, when given, is written above the
     panels (which keep `size`)."""
+    history = _check_history(history)
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     width, height = size = _size(size, "size", MIN_CURVES_SIZE)
@@ -404,7 +449,7 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
         lines = [(label, _series(history, key), colour)
                  for label, key, colour in zip(("train", "validation"), keys, ((31, 119, 180), (214, 39, 40)))]
         # A run without validation images has no validation line, and its legend does not name one.
-        lines = [line for line in lines if any(math.isfinite(v) for _, v in line[1])] or lines[:1]
+        lines = _said_unfinite([line for line in lines if line[1]] or lines[:1])
         values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
         value_range = (0.0, 1.0) if p == 0 else (0.0, _round_up(max(values + [1e-6]) * 1.05))
         _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), name, lines,
@@ -421,16 +466,23 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
                size: tuple[int, int] = (700, 440)) -> Image.Image:
     """Several runs' histories in one chart, one line each: {label: history}. The epochs where any run
     divided its learning rate are marked."""
+    if not isinstance(histories, Mapping):
+        raise TypeError(f"runs_image takes a dict {{label: history}} (one history a run), got "
+                        f"{type(histories).__name__}")
+    histories = {label: _check_history(hist, f"the history of {label!r}") for label, hist in histories.items()}
     if not histories or not any(histories.values()):
         raise ValueError("no histories to draw: train at least one epoch")
+    if not any(h.get(key) is not None for hist in histories.values() for h in hist):
+        keys = sorted({str(k) for hist in histories.values() for h in hist for k in h if h[k] is not None} - {"epoch"})
+        raise ValueError(f"no history has {key!r}: key must be one of {', '.join(keys) or '(none: only epochs)'}")
     width, height = size = _size(size, "size", MIN_RUNS_SIZE)
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     font = _font([*histories, title])
     title = _legible(font, title)
     epochs = [float(h["epoch"]) for hist in histories.values() for h in hist]
-    lines = [(_legible(font, label), _series(hist, key), _RUN_COLOURS[i % len(_RUN_COLOURS)])
-             for i, (label, hist) in enumerate(histories.items())]
+    lines = _said_unfinite([(_legible(font, label), _series(hist, key), _RUN_COLOURS[i % len(_RUN_COLOURS)])
+                            for i, (label, hist) in enumerate(histories.items())])
     values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
     value_range = (0.0, 1.0) if key.endswith(("top1", "top5")) else (0.0, max(values + [1e-6]) * 1.05)
     cuts = [e for hist in histories.values() for e in _lr_cuts(hist)]
@@ -456,6 +508,7 @@ def training_titles(model, history: Sequence[dict], directory, *, data: str | No
     """The titles save_training_pictures draws: {"filters": ..., "curves": ...}, each naming the run (its
     folder), the model and data, and how far it has trained. Opened on its own, curves.png said "top-1
     error" and "loss" but not whose; conv1_filters.png said nothing of when its filters were taken."""
+    history = _check_history(history)
     run = Path(directory).resolve().name or str(directory)
     what = f"{model.preset or 'custom'} AlexNet, {model.num_classes} classes, {model.input_size} px crops"
     what += f", on {data}" if data else ""
@@ -474,6 +527,7 @@ def save_training_pictures(model, history: Sequence[dict], directory, *, data: s
     """Writes conv1_filters.png and (once an epoch has finished) curves.png into `directory`, each titled with
     the run (the folder's name), the model and how far it has trained (training_titles; `data`, what it
     trains on, and `epochs`, how many it will, go in when given)."""
+    history = _check_history(history)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     titles = training_titles(model, history, directory, data=data, epochs=epochs)

@@ -662,3 +662,38 @@ def test_confusion_refuses_labels_that_are_not_whole_class_indices():
     with pytest.raises(TypeError, match="labels must be class indices"):
         confusion_image(["a", "b"], [0, 1], ["a", "b"])
     assert confusion_image([0.0, 1.0], [0, 1], ["a", "b"]).size == confusion_image([0, 1], [0, 1], ["a", "b"]).size
+
+
+# ----- histories ----------------------------------------------------------------------------------------
+def test_histories_are_refused_saying_what_is_wanted(model, tmp_path):
+    from pyalexnet.viz import save_training_pictures
+
+    history = [dict(epoch=e, lr=0.01, val_top1=0.5, train_loss=1.0) for e in (1, 2)]
+    with pytest.raises(ValueError, match="no history has 'nope': key must be one of lr, train_loss, val_top1"):
+        runs_image({"a": history}, key="nope")  # was an empty chart
+    with pytest.raises(TypeError, match="runs_image takes a dict \\{label: history\\} .*, got list"):
+        runs_image([history])  # was AttributeError: 'list' object has no attribute 'values'
+    no_epoch = [dict(epoch=1, val_top1=0.5), dict(val_top1=0.4)]
+    for draw in (lambda: curves_image(no_epoch), lambda: runs_image({"a": no_epoch}),
+                 lambda: save_training_pictures(model, no_epoch, tmp_path)):
+        with pytest.raises(ValueError, match="\\[1\\] has keys \\['val_top1'\\]: each row of a history is a dict "
+                                             "with 'epoch'"):
+            draw()
+    with pytest.raises(ValueError, match="train_loss at epoch 1 must be a number, got 'x'"):
+        curves_image([dict(epoch=1, train_loss="x")])
+
+
+def test_a_value_that_is_not_finite_is_marked_and_said_in_the_legend(drawn_text):
+    history = [dict(epoch=e, lr=0.01, train_top1=0.5, train_loss=1.0 / e) for e in range(1, 5)]
+    blown = [dict(h, train_loss=float("inf")) if h["epoch"] == 3 else h for h in history]
+    left_out = [h for h in history if h["epoch"] != 3]
+    img, without = (np.asarray(curves_image(h, size=(600, 300))) for h in (blown, left_out))
+    # A cross at the loss panel's top (the frame at y=30), in the line's colour: the picture without that epoch
+    # has none there (the line silently skipped it).
+    top = slice(31, 42), slice(300, 600)
+    blue = lambda a: ((a[..., 0] == 31) & (a[..., 1] == 119) & (a[..., 2] == 180)).sum()  # noqa: E731
+    assert blue(img[top]) > 10 and blue(without[top]) == 0
+    assert "train (inf at epoch 3)" in [t for t, _ in drawn_text]
+    drawn_text.clear()
+    runs_image({"a": blown, "b": history}, key="train_loss")
+    assert {"a (inf at epoch 3)", "b"} <= {t for t, _ in drawn_text}
