@@ -826,10 +826,24 @@ def _centre_crops_through(fn, images, index, crop: int, mean, batch_size: int) -
                            for i in range(0, len(index), batch_size)])
 
 
+def _as_splits(splits):
+    """splits as pyalexnet.data.Splits: a data spec ("builtin", a folder, "cifar10:PATH", a store) loaded with
+    pyalexnet.data.load_dataset's defaults (a spec was "'str' object has no attribute 'crop_size'")."""
+    from . import data as D
+
+    if isinstance(splits, (str, os.PathLike)):
+        return D.load_dataset(os.fspath(splits))
+    if not isinstance(splits, D.Splits):
+        raise TypeError(f"splits must be a data set: pyalexnet.data.load_dataset(...)'s Splits, or a spec it loads "
+                        f"(\"builtin\", a folder, \"cifar10:PATH\", a store); got {type(splits).__name__}")
+    return splits
+
+
 def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbours: int = 6,
                      pool: int = NEIGHBOUR_POOL, seed: int = 0, batch_size: int = 128,
                      class_names: Sequence[str] | None = None, mistakes: bool = False) -> dict:
-    """The paper's Figure 4 for `model` on a data set (pyalexnet.data.Splits): {"predictions": image,
+    """The paper's Figure 4 for `model` on a data set (pyalexnet.data.Splits, or a spec such as "builtin",
+    loaded by pyalexnet.data.load_dataset with its defaults): {"predictions": image,
     "neighbours": image, "agreement": the fraction of neighbours with their query's class, "test_index":
     the test images shown, "neighbour_index": (queries, neighbours) training indices, nearest first}.
 
@@ -847,6 +861,9 @@ def figure4_pictures(model, splits, *, mean_image=None, count: int = 8, neighbou
 
     for value, name in ((count, "count"), (neighbours, "neighbours"), (pool, "pool"), (batch_size, "batch_size")):
         _check_positive_int(value, name)
+    if not hasattr(model, "predict") or not hasattr(model, "features"):
+        raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
+    splits = _as_splits(splits)
     if model.input_size != splits.crop_size or model.num_classes != splits.num_classes:
         raise ValueError(f"the model ({model.input_size} px, {model.num_classes} classes) does not fit the data set "
                          f"({splits.crop_size} px, {splits.num_classes} classes)")
@@ -981,6 +998,7 @@ def save_test_pictures(model, splits, directory, *, predictions=None, class_name
     CONFUSION_MAX_CLASSES classes, confusion.png into `directory` (predicted_by, such as "ten-crop", in its
     title: eval --center-crop redraws it from other predictions). Returns figure4_pictures' numbers
     ("agreement", and with mistakes=True "mistakes" and "searched") and "paths", the files written."""
+    splits = _as_splits(splits)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     pictures = figure4_pictures(model, splits, class_names=class_names, **figure4)

@@ -697,3 +697,16 @@ def test_a_value_that_is_not_finite_is_marked_and_said_in_the_legend(drawn_text)
     drawn_text.clear()
     runs_image({"a": blown, "b": history}, key="train_loss")
     assert {"a (inf at epoch 3)", "b"} <= {t for t, _ in drawn_text}
+
+
+def test_figure4_takes_a_data_spec_and_refuses_what_is_not_a_data_set():
+    # "builtin" was AttributeError: 'str' object has no attribute 'crop_size'.
+    from pyalexnet.data import load_dataset
+
+    splits = load_dataset("builtin")
+    model = AlexNet(splits.num_classes, preset="tiny", input_size=splits.crop_size, devices="cpu", seed=1)
+    a = figure4_pictures(model, "builtin", count=2, neighbours=2, pool=20)
+    b = figure4_pictures(model, splits, count=2, neighbours=2, pool=20)
+    np.testing.assert_array_equal(a["neighbour_index"], b["neighbour_index"])
+    with pytest.raises(TypeError, match="splits must be a data set: pyalexnet.data.load_dataset\\(...\\)'s Splits"):
+        figure4_pictures(model, [1, 2, 3])
