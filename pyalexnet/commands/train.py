@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from . import positive_int
+
 HELP = "train AlexNet (with no options: the small network on the built-in data set, a few minutes on a CPU)"
 DESCRIPTION = """\
 Train the two-tower AlexNet with the paper's momentum SGD, then print the validation errors.
@@ -43,25 +45,14 @@ def _schedule(text: str):
         raise argparse.ArgumentTypeError(f"must be 'plateau', 'constant' or epochs like 30,60,80, got {text!r}") from None
 
 
-def _positive_int(text: str) -> int:
-    """An option that counts something: said as --steps, not as train()'s stop_after_steps."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(p) -> None:
     p.epilog = EPILOG
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="the data set: builtin, fashion-mnist, cifar10:PATH, a folder or a store (default: builtin; "
                         "a resumed run's own)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs to train (default: 90 for the paper's "
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs to train (default: 90 for the paper's "
                    "network, 15 for the small one)")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per SGD step (default: 128; 32 for the small network)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate (default: 0.01; 0.005 for the small network)")
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9; a resumed run's own)")
@@ -71,7 +62,7 @@ def add_arguments(p) -> None:
                    help="'plateau' (lr / 10 when validation error stops improving, at most 3 times), "
                         "'constant', or epochs (0-based) at whose start lr is divided by 10, e.g. 30,60,80 "
                         "(default: plateau for the paper's network, 10,13 for the small one)")
-    p.add_argument("--patience", type=_positive_int, default=None, help="plateau: epochs without improvement before lr / 10 (default 2)")
+    p.add_argument("--patience", type=positive_int, default=None, help="plateau: epochs without improvement before lr / 10 (default 2)")
     p.add_argument("--preset", choices=["paper", "small", "tiny"], default=None,
                    help="network size: paper (the 2012 network, 224-px crops), small (narrower, for crops under 96 "
                         "px), tiny (2-5 channels a layer: for gradient checks and tests; it learns little) (default: from the crop size)")
@@ -88,17 +79,17 @@ def add_arguments(p) -> None:
                    "other than the run's starting rate sets the rate from then on")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a --checkpoint-dir that already holds one (else refused)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS",
+    p.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
                    help="also checkpoint every STEPS steps within an epoch")
     p.add_argument("--history", default=None, metavar="FILE", help="per-epoch figures as JSON lines (default: "
                    "DIR/history.jsonl with --checkpoint-dir)")
-    p.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="stop after N SGD steps (a quick try-out; --resume continues the run)")
     p.add_argument("--workers", type=int, default=2, help="data loader threads (default: 2)")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="share of each class held out for validation in a folder without val/ (default: 0.1; a "
                         "resumed run's own)")
-    p.add_argument("--image-size", type=_positive_int, default=None, metavar="PX",
+    p.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
                    help="side an image folder's images are decoded to (default: 256, the paper's, cropped to 224; "
                         "109 or less trains the small network, e.g. 64 for a folder of small images; a resumed run's "
                         "own)")

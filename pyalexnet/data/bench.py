@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..commands import positive_int
+
 SIZE, CROP, BATCH = 256, 224, 64
 PROG = "python -m pyalexnet.data.bench"
 
@@ -112,16 +114,6 @@ def child(n: int) -> dict:
                 "store_cpu_augment_per_core": bench_loader(tmp, store_size(n), workers=1)}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (images to time), got {n}")
-    return n
-
-
 def _out_folder(ap, out: Path | None) -> None:
     """Refuse an --out that cannot take the results before the minutes of benchmarking, not after."""
     if out is None:
@@ -140,7 +132,7 @@ def _out_folder(ap, out: Path | None) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=_positive_int, default=64,
+    ap.add_argument("--images", type=positive_int, default=64,
                     help=f"JPEGs to decode, at least 1 (the store holds 4x as many, at least one batch of {BATCH})")
     ap.add_argument("--out", type=Path, default=None,
                     help="folder to write data_loading_cpu.json and .txt into (default: print only)")
