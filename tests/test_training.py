@@ -979,3 +979,42 @@ def test_cli_predict_names_a_folder_given_as_class_names_and_a_huge_images_file(
     out, err = capsys.readouterr()
     assert out.startswith(f"{tmp_path / 'big.png'}: ")
     assert f"warning: {tmp_path / 'big.png'}: Image size (1200 pixels) exceeds limit" in err, err
+
+
+def test_eval_pictures_that_cannot_be_written_lose_no_results(splits, tmp_path, capsys, monkeypatch):
+    # A read-only --pictures folder failed after the whole evaluation, printing no top-1/top-5 (nor JSON).
+    import os
+
+    import PIL.Image
+
+    import pyalexnet.data
+
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run")
+    monkeypatch.setattr(pyalexnet.data, "load_dataset", lambda *a, **k: splits)
+    evaluated = []
+    real_evaluate = pyalexnet.evaluate
+    monkeypatch.setattr(pyalexnet, "evaluate", lambda *a, **k: evaluated.append(1) or real_evaluate(*a, **k))
+    # Checked up front (root is not stopped by chmod: os.access stands for the folder's permissions).
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).startswith(str(tmp_path / "ro"))
+                        else real_access(p, mode, **k))
+    (tmp_path / "ro").mkdir()
+    for target in (tmp_path / "ro", tmp_path / "ro" / "new"):
+        assert cli.main(["eval", str(tmp_path / "run"), "--pictures", str(target), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "cannot be written" in err and "--pictures" in err and err.count("\n") == 1
+    assert not evaluated
+    # A folder that fails only while the pictures are written: the results are printed all the same.
+
+    def read_only(self, fp, *a, **k):
+        raise OSError(30, "Read-only file system", str(fp))
+
+    monkeypatch.setattr(PIL.Image.Image, "save", read_only)
+    assert cli.main(["eval", str(tmp_path / "run"), "--pictures", "--quiet", "--center-crop"]) == 2
+    captured = capsys.readouterr()
+    assert "top-1 error" in captured.out
+    assert "Read-only file system" in captured.err and captured.err.count("\n") == 1
+    assert cli.main(["eval", str(tmp_path / "run"), "--pictures", "--quiet", "--center-crop", "--json"]) == 2
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "top1" in result and "Read-only file system" in result["pictures_error"]

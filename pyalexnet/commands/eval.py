@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 HELP = "evaluate a checkpoint: top-1 and top-5 error on a data set (the paper's ten-crop test)"
@@ -70,6 +72,7 @@ def run(args) -> int:
         where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
         if where.exists() and not where.is_dir():
             raise ValueError(f"--pictures {where} is a file, not a folder")
+        _check_writable(where)
     data = args.data or meta.get("data") or "builtin"
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
     # same ones here, or the test would include images the model trained on. Of a folder's training
@@ -103,19 +106,10 @@ def run(args) -> int:
     result = dict(result, data=data, ten_crop=not args.center_crop, per_class=per_class)
     if not reports_top5(model.num_classes):
         result["top5"] = None  # always 0, not a measurement
-    if where is not None:
-        pictures = save_test_pictures(model, splits, where, predictions=predictions if confusion else None,
-                                      class_names=names,
-                                      predicted_by="centre crop" if args.center_crop else "ten-crop",
-                                      mean_image=meta.get("mean_image"), batch_size=args.batch_size,
-                                      mistakes=args.mistakes)
-        if args.mistakes:
-            result["mistakes_shown_from"] = {k: pictures[k] for k in ("mistakes", "searched")}
-        result["pictures"], result["neighbour_agreement"] = pictures["paths"], pictures["agreement"]
-    if args.json:
-        print(json.dumps(result))
-    else:
-        how = "centre crop" if args.center_crop else "ten-crop"
+    # The results are printed before the pictures are drawn: a picture that cannot be written (a full disk, a
+    # folder made read-only meanwhile) must not lose an evaluation that may have taken hours.
+    how = "centre crop" if args.center_crop else "ten-crop"
+    if not args.json:
         top5 = f", top-5 error {result['top5']:.4f}" if result["top5"] is not None else ""
         print(f"{data} ({how}, {_count(result['images'], 'image')}): top-1 error {result['top1']:.4f}{top5}")
         hardest = sorted((c for c in per_class if c["images"] and c["top1_error"] > 0),
@@ -124,6 +118,25 @@ def run(args) -> int:
             # Counts, not rounded percentages (1 of 400 was "0%"); "; " apart, as names may hold commas.
             print("hardest classes (top-1 errors): " + "; ".join(
                 f"{c['name']} {c['wrong']} of {c['images']}" for c in hardest))
+        sys.stdout.flush()
+    if where is not None:
+        try:
+            pictures = save_test_pictures(model, splits, where, predictions=predictions if confusion else None,
+                                          class_names=names,
+                                          predicted_by="centre crop" if args.center_crop else "ten-crop",
+                                          mean_image=meta.get("mean_image"), batch_size=args.batch_size,
+                                          mistakes=args.mistakes)
+        except (OSError, ValueError) as exc:
+            if args.json:  # the measurement still comes out, saying why the pictures do not
+                print(json.dumps(dict(result, pictures_error=str(exc))))
+                sys.stdout.flush()
+            raise OSError(f"the pictures could not be drawn ({exc}); the results above were printed") from exc
+        if args.mistakes:
+            result["mistakes_shown_from"] = {k: pictures[k] for k in ("mistakes", "searched")}
+        result["pictures"], result["neighbour_agreement"] = pictures["paths"], pictures["agreement"]
+    if args.json:
+        print(json.dumps(result))
+    else:
         if args.mistakes:
             m = result["mistakes_shown_from"]
             print(f"the pictures show mistakes: {m['mistakes']} among {m['searched']} test images (centre crop)"
@@ -133,6 +146,16 @@ def run(args) -> int:
                   f"{100 * result['neighbour_agreement']:.0f}% of the nearest training images share their "
                   f"test image's class")
     return 0
+
+
+def _check_writable(where: Path) -> None:
+    """Refuse a --pictures folder that cannot be written (or created) before the evaluation, not after it."""
+    probe = where
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent  # the folder is created: its nearest existing ancestor must take it
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"--pictures {where}: " + ("the folder" if probe == where else f"its parent folder {probe}")
+                         + " cannot be written: pass --pictures DIR naming a folder you can write")
 
 
 HARDEST = 5  # classes named in the text output, the most often wrong first
