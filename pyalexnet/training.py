@@ -408,6 +408,17 @@ def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool
                           image_size=256 if image_size is None else image_size, note_small_images=note_small_images)
 
 
+def image_size_for_crop(crop_size: int) -> int:
+    """The smallest image side whose crops (data.crop_size_for: 7/8 of it) are crop_size x crop_size: 256 for
+    the paper's 224, 24 for 21. The side an image folder is decoded to for a model of that input size."""
+    from . import data as D
+
+    side = max(1, crop_size * 8 // 7 - 1)
+    while D.crop_size_for(side) < crop_size:
+        side += 1
+    return side
+
+
 def _errors(probs_or_logits, labels: np.ndarray) -> tuple[int, int]:
     """(top-1 mistakes, top-5 mistakes) in a batch."""
     s = B.to_host(probs_or_logits)

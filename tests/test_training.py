@@ -1018,3 +1018,20 @@ def test_eval_pictures_that_cannot_be_written_lose_no_results(splits, tmp_path, 
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert "top1" in result and "Read-only file system" in result["pictures_error"]
+
+
+def test_eval_of_a_checkpoint_without_training_metadata(tmp_path, rng, capsys):
+    # save_checkpoint(path, model) alone: eval fell back to the builtin set ("takes 21x21 crops but this data
+    # set gives 32x32"), and with --data FOLDER decoded at 256 px whatever the model's input size.
+    from data_files import image_folder
+    from pyalexnet.training import save_checkpoint
+
+    image_folder(tmp_path / "d", rng, per_class=4)
+    model = pyalexnet.AlexNet(3, preset="small", input_size=21, devices="cpu", seed=0)
+    save_checkpoint(tmp_path / "bare" / CHECKPOINT_NAME, model)
+    assert cli.main(["eval", str(tmp_path / "bare"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "names no data set" in err and "--data" in err and err.count("\n") == 1
+    assert cli.main(["eval", str(tmp_path / "bare"), "--data", str(tmp_path / "d"), "--json", "--quiet",
+                     "--center-crop"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] > 0  # decoded at 24 px: 21x21 crops

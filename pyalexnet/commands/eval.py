@@ -58,7 +58,7 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, load_dataset
     from ..data._names import check_names_file
-    from ..training import _count, _resolve_devices, reports_top5
+    from ..training import _count, _resolve_devices, image_size_for_crop, reports_top5
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -73,16 +73,28 @@ def run(args) -> int:
         if where.exists() and not where.is_dir():
             raise ValueError(f"--pictures {where} is a file, not a folder")
         _check_writable(where)
-    data = args.data or meta.get("data") or "builtin"
+    data = args.data or meta.get("data")
+    if not data:  # written by save_checkpoint without train's metadata: the builtin set was a guess
+        raise ValueError(f"the checkpoint {args.checkpoint} names no data set (it was not written by pyalexnet "
+                         "train --checkpoint-dir): pass --data SPEC (builtin, fashion-mnist, cifar10:PATH, an image "
+                         "folder or a prepared store)")
     # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
     # same ones here, or the test would include images the model trained on. Of a folder's training
     # images only the pictures' sample is decoded: ImageNet's would take 250 GB and hours.
-    # An image folder is decoded at the size the training images had (the mean image's), not always 256.
+    # An image folder is decoded at the size the training images had (the mean image's), not always 256;
+    # without a mean image (a checkpoint save_checkpoint wrote alone) at the size whose crops the model takes,
+    # as train maps an image size to its crops.
     t, mean = meta.get("training", {}), meta.get("mean_image")
+    if mean is not None:
+        image_size = int(mean.shape[0])
+    elif isinstance(t.get("image_size"), int):
+        image_size = t["image_size"]
+    else:
+        image_size = image_size_for_crop(model.input_size)
     try:
         splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
                               progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
-                              image_size=256 if mean is None else int(mean.shape[0]))
+                              image_size=image_size)
     except FileNotFoundError as exc:
         if args.data:
             raise
