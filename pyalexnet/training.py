@@ -464,6 +464,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
     _check_positive_int(batch_size, "batch_size")
+    if not isinstance(split, str) or split not in ("val", "train"):  # before the data is loaded
+        raise ValueError(f"split must be 'val' (the test split) or 'train', got {split!r}")
     from .viz import NEIGHBOUR_POOL
 
     if image_size is None and mean_image is not None:
@@ -472,8 +474,17 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
                         train_sample=None if mean_image is None or split == "train" else NEIGHBOUR_POOL)
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:
+        hint = ""
+        from . import data as D
+
+        if (image_size is None and isinstance(data, (str, os.PathLike)) and Path(data).is_dir()
+                and not D.is_store(Path(data))):
+            # an image folder decoded at the default 256: it can be decoded at the size the model was trained at
+            hint = (f" (decoded at {splits.image_size} px: for an image folder pass image_size= the training "
+                    f"run's image size, {image_size_for_crop(model.input_size)} for these crops, or mean_image= "
+                    "the checkpoint's, load_checkpoint's meta['mean_image'])")
         raise ValueError(f"the model takes {model.input_size}x{model.input_size} crops but this data set gives "
-                         f"{splits.crop_size}x{splits.crop_size}")
+                         f"{splits.crop_size}x{splits.crop_size}{hint}")
     if model.num_classes != splits.num_classes:
         raise ValueError(f"the model has {model.num_classes} classes, the data set {splits.num_classes}")
     mean = splits.mean_image if mean_image is None else mean_image

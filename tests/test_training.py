@@ -1035,3 +1035,16 @@ def test_eval_of_a_checkpoint_without_training_metadata(tmp_path, rng, capsys):
     assert cli.main(["eval", str(tmp_path / "bare"), "--data", str(tmp_path / "d"), "--json", "--quiet",
                      "--center-crop"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] > 0  # decoded at 24 px: 21x21 crops
+
+
+def test_evaluate_names_its_allowed_splits_and_how_to_fit_a_folder_to_the_model(tmp_path, rng):
+    from data_files import image_folder
+
+    model = pyalexnet.AlexNet(3, preset="small", input_size=21, devices="cpu", seed=0)
+    with pytest.raises(ValueError, match=r"split must be 'val' \(the test split\) or 'train', got 'test'"):
+        evaluate(model, "builtin", split="test")  # was AttributeError: 'Splits' object has no attribute 'test'
+    image_folder(tmp_path / "d", rng, per_class=4)
+    with pytest.raises(ValueError, match=r"21x21 crops but this data set gives 224x224 .*pass image_size= .*24"
+                                         r".*mean_image="):
+        evaluate(model, str(tmp_path / "d"), ten_crop=False, progress=False)
+    assert evaluate(model, str(tmp_path / "d"), image_size=24, ten_crop=False, progress=False)["images"] > 0
