@@ -293,9 +293,30 @@ def _same_source(a: str, b: str) -> bool:
 def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, meta: dict | None = None,
                     mean_image=None) -> str:
     """Writes the model (and optionally momentum buffers and training state) to `path` atomically: a
-    temporary file in the same folder, then os.replace, so a crash never leaves half a checkpoint."""
+    temporary file in the same folder, then os.replace, so a crash never leaves half a checkpoint.
+
+    path: the checkpoint file; an existing folder gets FOLDER/checkpoint.npz, the layout train's
+    checkpoint_dir (--checkpoint-dir) writes and load_checkpoint(FOLDER) reads. Returns the path written.
+    velocities: momentum buffers by parameter name (model.parameters()'s names and shapes).
+    """
+    if not isinstance(model, AlexNet):
+        raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
     path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME  # as train's checkpoint_dir: what load_checkpoint(folder) reads
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder, not a checkpoint file: pass the checkpoint file's path")
     # Checked before anything is written: a checkpoint that cannot be loaded back is found out only then.
+    if velocities is not None:
+        params = model.parameters()
+        unknown = sorted(set(velocities) - set(params), key=str)
+        if unknown:
+            raise ValueError(f"velocities has names the model has no parameters for: {', '.join(map(repr, unknown))} "
+                             f"(its parameters: {', '.join(params)})")
+        for k, v in velocities.items():
+            if tuple(np.shape(v)) != tuple(params[k].shape):
+                raise ValueError(f"velocities[{k!r}] has shape {tuple(np.shape(v))}, the parameter "
+                                 f"{tuple(params[k].shape)}")
     reserved = sorted({"format", "model"} & set(meta or {}))
     if reserved:
         raise ValueError(f"meta key {reserved[0]!r} is reserved: save_checkpoint writes the checkpoint's "

@@ -1048,3 +1048,26 @@ def test_evaluate_names_its_allowed_splits_and_how_to_fit_a_folder_to_the_model(
                                          r".*mean_image="):
         evaluate(model, str(tmp_path / "d"), ten_crop=False, progress=False)
     assert evaluate(model, str(tmp_path / "d"), image_size=24, ten_crop=False, progress=False)["images"] > 0
+
+
+def test_save_checkpoint_into_a_folder_and_its_argument_errors(tmp_path):
+    from pyalexnet.training import save_checkpoint
+
+    model = pyalexnet.AlexNet(3, preset="tiny", devices="cpu", seed=0)
+    # An existing folder: IsADirectoryError naming a temporary file; now the layout train's checkpoint_dir
+    # writes and load_checkpoint(folder) reads.
+    assert save_checkpoint(tmp_path, model) == str(tmp_path / CHECKPOINT_NAME)
+    assert load_checkpoint(tmp_path)[0].num_classes == 3
+    (tmp_path / "sub" / CHECKPOINT_NAME).mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match=r"checkpoint.npz is a folder, not a checkpoint file"):
+        save_checkpoint(tmp_path / "sub", model)
+    with pytest.raises(TypeError, match="model must be a pyalexnet.AlexNet, got str"):
+        save_checkpoint(tmp_path / "m.npz", "model")  # was AttributeError
+    params = model.parameters()
+    name = next(iter(params))
+    with pytest.raises(ValueError, match=r"velocities has names the model has no parameters for: 'nope'"):
+        save_checkpoint(tmp_path / "v.npz", model, velocities={"nope": np.zeros(3)})
+    with pytest.raises(ValueError, match=rf"velocities\['{name}'\] has shape \(3,\)"):
+        save_checkpoint(tmp_path / "v.npz", model, velocities={name: np.zeros(3)})
+    assert not (tmp_path / "v.npz").exists() and not (tmp_path / "m.npz").exists()
+    save_checkpoint(tmp_path / "v.npz", model, velocities={k: np.zeros_like(to_host(v)) for k, v in params.items()})
