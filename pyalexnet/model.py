@@ -62,11 +62,19 @@ INITS = {
 }
 
 
+def default_init(preset: str) -> str:
+    """The initialisation a preset gets when none is given, by AlexNet() and by train() alike: the paper's
+    for "paper", He for the small presets (the paper's gives them a flat loss)."""
+    return "paper" if preset == "paper" else "he"
+
+
 def _preset_config(preset: str, input_size: int | None) -> dict[str, Any]:
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     cfg = dict(PRESETS[preset])
     if input_size is not None:
+        if isinstance(input_size, bool):  # True was taken as 1
+            raise TypeError(f"input_size must be a positive integer, got {input_size!r}")
         if int(input_size) != input_size or input_size < 1:
             raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
         cfg["input_size"] = int(input_size)
@@ -277,7 +285,7 @@ def _resolve_init(init) -> dict[str, Any]:
 class AlexNet:
     """The paper's two-tower network.
 
-    AlexNet(num_classes=1000, devices=None, seed=0, preset="paper", input_size=None, init="paper")
+    AlexNet(num_classes=1000, devices=None, seed=0, preset="paper", input_size=None, init=None)
 
     - preset: "paper" (224x224 crops), "small" (32x32 to 64x64 crops) or "tiny" (gradient checks);
       input_size overrides the preset's crop size (fc6's input follows from it).
@@ -285,6 +293,8 @@ class AlexNet:
       e.g. ("cuda:0", "cuda:1").
     - init: "paper" (weights N(0, 0.01), bias 1 in conv2, conv4, conv5, fc6, fc7, 0 elsewhere),
       "caffe" (bias 0.1), "he" (std sqrt(2/fan_in), fc8 sqrt(1/fan_in), bias 0), or dict(std=..., bias=...).
+      None (the default): what train() uses for the preset, "paper" for "paper" and "he" for "small" and
+      "tiny" (default_init(preset)).
     - seed: the initial weights and, with the training step, every dropout mask.
 
     forward(x, train=False) -> logits; backward(dlogits) fills gradients(); features(x) -> the fc7
@@ -292,7 +302,7 @@ class AlexNet:
     """
 
     def __init__(self, num_classes: int = 1000, *, devices=None, seed: int = 0, preset: str = "paper",
-                 input_size: int | None = None, init="paper") -> None:
+                 input_size: int | None = None, init=None) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -302,7 +312,7 @@ class AlexNet:
         self.config = _preset_config(preset, input_size)
         self.input_size = self.config["input_size"]
         self.seed = int(seed)
-        self.init = _resolve_init(init)
+        self.init = _resolve_init(default_init(preset) if init is None else init)
         self.devices = parse_devices(devices)
         places = {d: _Place(d) for d in dict.fromkeys(self.devices)}
         # Two towers on one GPU still get a stream each, so they overlap.
@@ -358,6 +368,9 @@ class AlexNet:
     def load_parameters(self, params: Mapping[str, Any]) -> None:
         """Copies arrays (numpy or CuPy, any device) into the parameters, checking names, shapes and dtypes
         (floating point) of all of them before it changes any: a bad one leaves the model as it was."""
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping of parameter names to arrays (as parameters() gives), "
+                            f"got {type(params).__name__}")
         missing = set(self._params) - set(params)
         extra = set(params) - set(self._params)
         if missing or extra:
@@ -493,6 +506,9 @@ class AlexNet:
         train=True applies dropout and keeps what backward() needs. Its masks come from (seed, step,
         layer, tower); step defaults to model.step, which then advances by one.
         """
+        if not isinstance(train, (bool, np.bool_)):  # train="no" ran in training mode
+            raise TypeError(f"train must be True or False, got {train!r}")
+        train = bool(train)
         if step is not None:  # checked in eval mode too, where it is not used
             step = B.integer(step, "step", low=0, high=2**63 - 1)
         out, cache = self._run(x, train=train, step=step)

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _backend as B
 from . import ops
-from .model import AlexNet, parse_devices
+from .model import AlexNet, default_init, parse_devices
 from .viz import save_training_pictures
 
 __all__ = ["train", "evaluate", "ten_crop_probabilities", "TrainResult", "TrainingDiverged", "load_checkpoint",
@@ -64,10 +64,10 @@ def defaults_for(preset: str) -> dict[str, Any]:
     the jumps are smaller and all 8 seeds ended at 0.1-0.8% (one BLAS thread each).
     """
     if preset == "paper":
-        return dict(epochs=90, lr=0.01, batch_size=128, init="paper", patience=2, schedule="plateau")
+        return dict(epochs=90, lr=0.01, batch_size=128, init=default_init(preset), patience=2, schedule="plateau")
     if preset == "small":
-        return dict(epochs=15, lr=0.005, batch_size=32, init="he", patience=1, schedule=(10, 13))
-    return dict(epochs=10, lr=0.01, batch_size=32, init="he", patience=1, schedule="plateau")
+        return dict(epochs=15, lr=0.005, batch_size=32, init=default_init(preset), patience=1, schedule=(10, 13))
+    return dict(epochs=10, lr=0.01, batch_size=32, init=default_init(preset), patience=1, schedule="plateau")
 
 
 # ----- learning-rate schedules -------------------------------------------------------------------------

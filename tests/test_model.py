@@ -347,3 +347,24 @@ def test_smallest_image_size_is_the_first_side_whose_crops_the_network_takes(pre
     with pytest.raises(ValueError, match="too small for this preset"):
         AlexNet(3, preset=preset, input_size=crop_size_for(side - 1), devices="cpu")
     assert smallest_image_size("small") == 18  # what the error messages and README say
+
+
+def test_constructor_defaults_and_argument_types_follow_train():
+    from pyalexnet.training import defaults_for
+
+    # The small presets defaulted to the paper's init (a flat loss on them, README) while train uses He.
+    for preset in ("small", "tiny"):
+        assert defaults_for(preset)["init"] == "he"
+        assert AlexNet(10, preset=preset, devices="cpu").init == dict(std="he", bias=0.0)
+    assert defaults_for("paper")["init"] == "paper"
+    assert AlexNet(10, preset="tiny", devices="cpu", init="paper").init["std"] == 0.01  # given: kept
+    m = AlexNet(10, preset="tiny", devices="cpu")
+    x = np.zeros((2, 3, 15, 15), np.float32)
+    for train in ("no", 0, None):
+        with pytest.raises(TypeError, match="train must be True or False"):
+            m.forward(x, train=train)  # "no" ran in training mode
+    assert m.step == 0
+    with pytest.raises(TypeError, match="params must be a mapping .* got NoneType"):
+        m.load_parameters(None)  # was "'NoneType' object is not iterable"
+    with pytest.raises(TypeError, match="input_size must be a positive integer, got True"):
+        AlexNet(10, preset="small", input_size=True, devices="cpu")  # was taken as 1

@@ -1071,3 +1071,12 @@ def test_save_checkpoint_into_a_folder_and_its_argument_errors(tmp_path):
         save_checkpoint(tmp_path / "v.npz", model, velocities={name: np.zeros(3)})
     assert not (tmp_path / "v.npz").exists() and not (tmp_path / "m.npz").exists()
     save_checkpoint(tmp_path / "v.npz", model, velocities={k: np.zeros_like(to_host(v)) for k, v in params.items()})
+
+
+def test_a_checkpoint_keeps_the_init_it_was_written_with(tmp_path):
+    # AlexNet's default init now follows the preset (He for the small ones): a checkpoint of a model made with
+    # the paper's init loads with it, as before.
+    from pyalexnet.training import save_checkpoint
+
+    save_checkpoint(tmp_path / "c.npz", pyalexnet.AlexNet(3, preset="tiny", devices="cpu", init="paper"))
+    assert load_checkpoint(tmp_path / "c.npz")[0].init == {"std": 0.01, "bias": 1.0}
