@@ -425,8 +425,10 @@ def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool
 
     if isinstance(data, D.Splits):
         return data
+    # image_size: a folder's decode size; other sources keep their own (train compares a given one with it)
     return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress, train_sample=train_sample,
-                          image_size=256 if image_size is None else image_size, note_small_images=note_small_images)
+                          image_size=None if D.has_own_image_size(data) else image_size,
+                          note_small_images=note_small_images)
 
 
 def image_size_for_crop(crop_size: int) -> int:

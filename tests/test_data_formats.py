@@ -207,6 +207,20 @@ def test_split_folders_not_named_train_and_val_are_refused_not_taken_as_classes(
     assert load_dataset(tmp_path / "e", image_size=16).classes == ["cat", "test"]
 
 
+def test_an_image_size_a_source_does_not_have_is_refused_not_ignored(tmp_path, rng):
+    # load_dataset("builtin", image_size=64) gave 40x40 images without a word (the command line refused it)
+    with pytest.raises(ValueError, match=r"image_size=64 sets the side an image folder is decoded to; builtin holds "
+                                         r"its own 40x40 images \(leave image_size out\)"):
+        load_dataset("builtin", image_size=64)
+    assert load_dataset("builtin", image_size=40).image_size == 40
+    cifar_folder(tmp_path / "c", rng)
+    with pytest.raises(ValueError, match="holds its own 32x32 images"):
+        load_dataset(f"cifar10:{tmp_path / 'c'}", image_size=256)
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)
+    assert load_dataset(tmp_path / "d").image_size == 256  # a folder's default
+    assert load_dataset(tmp_path / "d", image_size=20).image_size == 20
+
+
 def test_load_dataset_checks_image_size_and_seed_as_the_command_line_does(tmp_path, rng):
     image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)
     for kwargs, error, message in ((dict(image_size=0), ValueError, "image_size must be >= 1, got 0"),

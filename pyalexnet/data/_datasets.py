@@ -134,7 +134,7 @@ def _check_fits_in_memory(path, n: int, image_size: int) -> None:
             f"from that: pyalexnet prepare {path} STORE, then --data STORE")
 
 
-def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int = 256,
+def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int | None = None,
                  workers: int | None = None, progress: bool | None = None, train_sample: int | None = None,
                  note_small_images: bool = False) -> Splits:
     """Loads a data set as Splits.
@@ -144,7 +144,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     (the folder of data_batch_1..5 and test_batch, the folder above it, or the downloaded
     cifar-10-python.tar.gz) | a folder root/<class>/<image> (or root/train and
     root/val; otherwise `val_fraction` of each class, chosen by `seed`, is held out), decoded with Pillow
-    to `image_size` (shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
+    to `image_size` (default 256; shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
+    Other sources have their own image size: an image_size other than theirs is a ValueError, not ignored.
     Folders are decoded into memory by `workers` threads, with a progress bar (progress: default only on
     a terminal); one that would not fit in memory is a MemoryError at once: prepare big ones instead.
     train_sample: for a folder, decode only this many of its training images (a fixed random sample, by
@@ -158,8 +159,28 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
         train_sample = B.integer(train_sample, "train_sample", low=1, high=2**63 - 1)
     # Checked here as the command line checks them (image_size=0 warned of every image, then divided by zero;
     # seed=-1 was numpy's "expected non-negative integer", naming nothing).
-    image_size = B.integer(image_size, "image_size", low=1)
+    asked = None if image_size is None else B.integer(image_size, "image_size", low=1)
     seed = B.integer(seed, "seed", low=0, high=2**64 - 1)
+    splits = _load(spec, seed, val_fraction, 256 if asked is None else asked, workers, progress, train_sample,
+                   note_small_images)
+    if asked is not None and splits.image_size != asked:  # it was ignored without a word
+        raise ValueError(f"image_size={asked} sets the side an image folder is decoded to; {splits.source} "
+                         f"holds its own {splits.image_size}x{splits.image_size} images (leave image_size out)")
+    return splits
+
+
+def has_own_image_size(spec) -> bool:
+    """Whether load_dataset(spec) reads images of the source's own size (builtin, Fashion-MNIST, CIFAR-10, a
+    store) rather than decoding an image folder to image_size: callers with a size of their own (a
+    checkpoint's) pass it only where it applies."""
+    spec = str(spec) if isinstance(spec, Path) else spec
+    if spec is None or spec == "builtin" or spec.partition(":")[0] in ("fashion-mnist", "cifar10"):
+        return True
+    path = Path(spec).expanduser()
+    return _store.is_store(path) or _store.looks_like_store(path)
+
+
+def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample, note_small_images) -> Splits:
     spec = "builtin" if spec is None else spec
     if isinstance(spec, Path):
         spec = str(spec)
