@@ -137,9 +137,9 @@ def _flat_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     where = find_upwards(root, VAL_LABEL_FILES)
     if where is None:
         raise ValueError(
-            f"{root / 'val'} holds {len(files)} images but no class folders (ImageNet's own layout). Put Kaggle's "
-            f"LOC_val_solution.csv or a val_labels.txt (lines 'FILE CLASS') in {root} or a folder above it, or "
-            f"sort the images into {root / 'val'}/<class>/")
+            f"{root / 'val'} holds {len(files)} image{'s' * (len(files) != 1)} but no class folders (ImageNet's own "
+            f"layout). Put Kaggle's LOC_val_solution.csv or a val_labels.txt (lines 'FILE CLASS') in {root} or a "
+            f"folder above it, or sort the images into {root / 'val'}/<class>/")
     labels, index = _read_val_labels(where), {c: i for i, c in enumerate(classes)}
     missing = [p.name for p in files if p.stem not in labels]
     if missing:
