@@ -610,6 +610,47 @@ def _progress_enabled(progress) -> bool:
     return sys.stderr.isatty()
 
 
+LOCK_NAME = ".lock"  # held (flock) by the run training in a checkpoint folder; holds its pid
+
+
+class _RunLock:
+    """An exclusive, non-blocking lock on DIR/.lock for as long as a run trains in DIR, so that two runs never
+    write one folder (their history rows interleaved, the checkpoint and pictures whichever wrote last). The
+    file stays (removing it would let a run that opened it just before lock a file no longer there while a
+    third locks a new one); what counts is the flock, which the system drops when the process ends, however
+    it ends. Where fcntl is missing (Windows) there is no lock."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def acquire(self, folder) -> None:
+        try:
+            import fcntl
+        except ImportError:
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        path = Path(folder) / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip()
+            except OSError:
+                pid = ""
+            os.close(fd)
+            raise BlockingIOError(f"{folder} is in use by another run" + (f" (pid {pid})" if pid.isdigit() else "")
+                               + ": wait for it to end, or choose another folder (--checkpoint-dir)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)  # drops the flock
+
+
 def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, momentum: float | None = None, weight_decay: float | None = None, schedule=None,
           patience: int | None = None, device="auto", seed: int | None = None, checkpoint_dir=None,
@@ -632,7 +673,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     checkpoint_dir: where checkpoint.npz (after every epoch, and every `checkpoint_every` steps) and
       history.jsonl go. resume=True continues from checkpoint_dir's checkpoint exactly where it stopped.
       A folder that already holds a checkpoint is refused unless resume=True or overwrite=True (a new run
-      over it), so a forgotten --resume never replaces days of training. With a checkpoint_dir, Ctrl-C
+      over it), so a forgotten --resume never replaces days of training. A run holds checkpoint_dir (a lock on
+      checkpoint_dir/.lock) until it returns: a second run there is refused (BlockingIOError). With a checkpoint_dir, Ctrl-C
       stops at the end of the step, writes a checkpoint and raises KeyboardInterrupt (twice: at once).
       What a resumed run's call leaves out (None) is the run's own: data, preset, init, seed, batch_size,
       val_fraction, epochs, momentum, weight_decay, the schedule and where it stands (see
@@ -720,255 +762,265 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         if image_size < D.smallest_image_size(p):
             raise ValueError(f"image_size (--image-size) {image_size} gives {crop}x{crop} crops, too small for the "
                              f"{p} network (its maps vanish before fc6): at least {D.smallest_image_size(p)}")
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
-                        note_small_images=image_size is None)
-    if image_size is not None and splits.image_size != image_size:
-        # Only a folder is decoded to a size; ignoring the option would train on other images than asked for.
-        held = f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} images"
-        if resumed_size:
-            raise ValueError(f"{held}, but the run resumed from {ckpt_path} trained on {image_size}x{image_size} "
-                             f"ones: resume it with the data it trained on ({saved.get('data') or 'not recorded'})")
-        raise ValueError(f"{held}: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
-                         + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
-                            and D.is_store(Path(splits.source)) else ""))
-    if given["val_fraction"] and not isinstance(data, D.Splits):
-        # Only an image folder without val/ holds a share out: elsewhere the option was ignored without a word.
-        src = Path(str(getattr(splits, "source", "") or ""))
-        if not src.is_dir() or D.is_store(src):
-            raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
-                             f"{splits.source} has its own validation split"
-                             + (" (a store's is made by prepare --val-fraction)" if D.is_store(src) else ""))
-        if D.has_own_validation_images(src):
-            B.warn_user(f"{src} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used")
-    if len(splits.val) == 0:
-        source = str(getattr(splits, "source", "") or "")
-        if source and D.is_store(Path(source)):  # its split was made when it was prepared
-            hint = f"{source} is a store prepared without any: prepare it again with --val-fraction above 0"
-        elif val_fraction > 0:
-            hint = (f"at val_fraction (--val-fraction) {val_fraction:g} each class keeps its only image for "
-                    "training (a class gives one up from 2 images): add images, or a val/ folder")
+    # Held from here (before the data, which can take long to load) to the end, however the call ends.
+    lock = _RunLock()
+    try:
+        if checkpoint_dir is not None:
+            lock.acquire(checkpoint_dir)
+            if saved is None and not overwrite and Path(ckpt_path).exists():  # a run that ended since it was looked at
+                raise ValueError(f"{checkpoint_dir} already holds a run (written since this call began): --resume "
+                                 "(resume=True) continues it, --overwrite (overwrite=True) starts a new one over it")
+        splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
+                            note_small_images=image_size is None)
+        if image_size is not None and splits.image_size != image_size:
+            # Only a folder is decoded to a size; ignoring the option would train on other images than asked for.
+            held = f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} images"
+            if resumed_size:
+                raise ValueError(f"{held}, but the run resumed from {ckpt_path} trained on {image_size}x{image_size} "
+                                 f"ones: resume it with the data it trained on ({saved.get('data') or 'not recorded'})")
+            raise ValueError(f"{held}: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
+                             + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
+                                and D.is_store(Path(splits.source)) else ""))
+        if given["val_fraction"] and not isinstance(data, D.Splits):
+            # Only an image folder without val/ holds a share out: elsewhere the option was ignored without a word.
+            src = Path(str(getattr(splits, "source", "") or ""))
+            if not src.is_dir() or D.is_store(src):
+                raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
+                                 f"{splits.source} has its own validation split"
+                                 + (" (a store's is made by prepare --val-fraction)" if D.is_store(src) else ""))
+            if D.has_own_validation_images(src):
+                B.warn_user(f"{src} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used")
+        if len(splits.val) == 0:
+            source = str(getattr(splits, "source", "") or "")
+            if source and D.is_store(Path(source)):  # its split was made when it was prepared
+                hint = f"{source} is a store prepared without any: prepare it again with --val-fraction above 0"
+            elif val_fraction > 0:
+                hint = (f"at val_fraction (--val-fraction) {val_fraction:g} each class keeps its only image for "
+                        "training (a class gives one up from 2 images): add images, or a val/ folder")
+            else:
+                hint = "for an image folder without val/, a val_fraction (--val-fraction) above 0"
+            raise ValueError("the data set has no validation images, which each epoch's validation and the plateau "
+                             f"schedule need: {hint}")
+
+        # --- the model ---
+        if model is None:
+            if preset is None:
+                preset = "small" if splits.crop_size < SMALL_PRESET_BELOW else "paper"
+            if splits.image_size < D.smallest_image_size(preset) and splits.crop_size == D.crop_size_for(splits.image_size):
+                raise ValueError(f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} "
+                                 f"images ({splits.crop_size}x{splits.crop_size} crops), too small for the {preset} network "
+                                 f"(its maps vanish before fc6): it needs images of at least {D.smallest_image_size(preset)} px")
+            d = defaults_for(preset)
+            model = AlexNet(splits.num_classes, preset=preset, input_size=splits.crop_size, devices=devices, seed=seed,
+                            init=init or d["init"])
         else:
-            hint = "for an image folder without val/, a val_fraction (--val-fraction) above 0"
-        raise ValueError("the data set has no validation images, which each epoch's validation and the plateau "
-                         f"schedule need: {hint}")
+            d = defaults_for(model.preset)
+            if model.input_size != splits.crop_size:
+                raise ValueError(f"the model takes {model.input_size}x{model.input_size} crops but the data set gives "
+                                 f"{splits.crop_size}x{splits.crop_size}")
+            if model.num_classes != splits.num_classes:
+                raise ValueError(f"the model has {model.num_classes} classes but the data set has {splits.num_classes}")
+        epochs = epochs or d["epochs"]
+        batch_size = batch_size or d["batch_size"]
+        lr = float(lr if lr is not None else d["lr"])
+        base_lr = lr  # the rate the run started at (a resumed run's is in its checkpoint)
+        patience = patience or d["patience"]
+        sched = _make_schedule(d["schedule"] if schedule is None else schedule, lr, patience)
+        loader_device = model.devices[0]
+        loader = splits.loader("train", batch_size, seed=seed, workers=workers, device=loader_device)
+        val_loader = splits.loader("val", max(batch_size, 128), workers=workers, device=loader_device)
+        steps_per_epoch = len(loader)
+        if steps_per_epoch == 0:
+            raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(splits.train)} images): "
+                             "pass a smaller one (--batch-size)")
 
-    # --- the model ---
-    if model is None:
-        if preset is None:
-            preset = "small" if splits.crop_size < SMALL_PRESET_BELOW else "paper"
-        if splits.image_size < D.smallest_image_size(preset) and splits.crop_size == D.crop_size_for(splits.image_size):
-            raise ValueError(f"{getattr(splits, 'source', 'the data set')} holds {splits.image_size}x{splits.image_size} "
-                             f"images ({splits.crop_size}x{splits.crop_size} crops), too small for the {preset} network "
-                             f"(its maps vanish before fc6): it needs images of at least {D.smallest_image_size(preset)} px")
-        d = defaults_for(preset)
-        model = AlexNet(splits.num_classes, preset=preset, input_size=splits.crop_size, devices=devices, seed=seed,
-                        init=init or d["init"])
-    else:
-        d = defaults_for(model.preset)
-        if model.input_size != splits.crop_size:
-            raise ValueError(f"the model takes {model.input_size}x{model.input_size} crops but the data set gives "
-                             f"{splits.crop_size}x{splits.crop_size}")
-        if model.num_classes != splits.num_classes:
-            raise ValueError(f"the model has {model.num_classes} classes but the data set has {splits.num_classes}")
-    epochs = epochs or d["epochs"]
-    batch_size = batch_size or d["batch_size"]
-    lr = float(lr if lr is not None else d["lr"])
-    base_lr = lr  # the rate the run started at (a resumed run's is in its checkpoint)
-    patience = patience or d["patience"]
-    sched = _make_schedule(d["schedule"] if schedule is None else schedule, lr, patience)
-    loader_device = model.devices[0]
-    loader = splits.loader("train", batch_size, seed=seed, workers=workers, device=loader_device)
-    val_loader = splits.loader("val", max(batch_size, 128), workers=workers, device=loader_device)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(splits.train)} images): "
-                         "pass a smaller one (--batch-size)")
+        velocities = {}
+        for name, p in model.parameters().items():
+            with model.place_of(name).active():
+                velocities[name] = model.place_of(name).xp.zeros_like(p)
 
-    velocities = {}
-    for name, p in model.parameters().items():
-        with model.place_of(name).active():
-            velocities[name] = model.place_of(name).xp.zeros_like(p)
+        history_path = history if history is not None else (
+            str(Path(checkpoint_dir) / HISTORY_NAME) if checkpoint_dir is not None else None)
 
-    history_path = history if history is not None else (
-        str(Path(checkpoint_dir) / HISTORY_NAME) if checkpoint_dir is not None else None)
+        # --- resume ---
+        epoch, step_in_epoch, global_step = 0, 0, 0
+        running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
+        hist: list[dict] = []
+        if resume and Path(ckpt_path).exists():
+            meta, params, vels, _ = _read_checkpoint(ckpt_path)
+            m = meta["model"]
+            if (m["num_classes"], m["input_size"], m["preset"]) != (model.num_classes, model.input_size, model.preset):
+                raise ValueError(f"{ckpt_path} holds a {m['preset']} model for {m['num_classes']} classes at "
+                                 f"{m['input_size']} px, not this run's {model.preset} / {model.num_classes} / "
+                                 f"{model.input_size}")
+            # Other data with the run's classes goes on (a data set moved, or copied to a faster disk), said; other
+            # classes would train each output on another class than before, and are refused.
+            source, trained_on = str(getattr(splits, "source", "") or ""), str(meta.get("data") or "")
+            if meta.get("classes") is not None and list(meta["classes"]) != list(splits.classes):
+                raise ValueError(f"{ckpt_path}'s run was trained on {trained_on or 'data'} with the classes "
+                                 f"{_few(meta['classes'])}; {source or 'this data set'} has {_few(splits.classes)}: "
+                                 "resume it with the data it trained on")
+            if source and trained_on and not _same_source(source, trained_on):
+                B.warn_user(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
+                            "classes), which its checkpoint records from now on")
+            t = meta["training"]
+            # val_fraction (with the seed) picks a folder's held-out images: another would move images between
+            # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.
+            written = (t["seed"], t["batch_size"], t.get("val_fraction", val_fraction))
+            if written != (seed, batch_size, val_fraction):
+                raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']} "
+                                 f"val_fraction={written[2]}; resume with the same values (got seed={seed} "
+                                 f"batch_size={batch_size} val_fraction={val_fraction})")
+            model.load_parameters(params)
+            for name, v in vels.items():
+                place = model.place_of(name)
+                with place.active():
+                    velocities[name][...] = place.take(v)
+            model.step = int(m["step"])
+            epoch, step_in_epoch, global_step = int(t["epoch"]), int(t["step_in_epoch"]), int(t["global_step"])
+            running = dict(t["running"])
+            sched, base_lr, lr_note = _resumed_schedule(t, sched, given, lr=lr, patience=patience, epoch=epoch,
+                                                        ckpt_path=ckpt_path)
+            hist = list(t["history"])
+            if epoch >= epochs:  # "resuming ... epoch 5" then "training ... for 1 epochs" said nothing of it
+                print(f"{ckpt_path}'s run has done its {_count(epoch, 'epoch')}: nothing to train"
+                      + (f" (epochs={epochs} asks for fewer)" if epoch > epochs else "")
+                      + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
+            elif verbose:
+                print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
+                      + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
+        elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
+            B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
+        if overwrite and saved is not None:
+            # The replaced run's checkpoint goes with its history (below): kept until the new run's first one, it was
+            # called "the last good checkpoint" when the new run diverged, and a --resume continued the old run.
+            # Its pictures go too: the new run's summary named the old curves and filters as its own.
+            from .viz import RUN_PICTURES
 
-    # --- resume ---
-    epoch, step_in_epoch, global_step = 0, 0, 0
-    running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
-    hist: list[dict] = []
-    if resume and Path(ckpt_path).exists():
-        meta, params, vels, _ = _read_checkpoint(ckpt_path)
-        m = meta["model"]
-        if (m["num_classes"], m["input_size"], m["preset"]) != (model.num_classes, model.input_size, model.preset):
-            raise ValueError(f"{ckpt_path} holds a {m['preset']} model for {m['num_classes']} classes at "
-                             f"{m['input_size']} px, not this run's {model.preset} / {model.num_classes} / "
-                             f"{model.input_size}")
-        # Other data with the run's classes goes on (a data set moved, or copied to a faster disk), said; other
-        # classes would train each output on another class than before, and are refused.
-        source, trained_on = str(getattr(splits, "source", "") or ""), str(meta.get("data") or "")
-        if meta.get("classes") is not None and list(meta["classes"]) != list(splits.classes):
-            raise ValueError(f"{ckpt_path}'s run was trained on {trained_on or 'data'} with the classes "
-                             f"{_few(meta['classes'])}; {source or 'this data set'} has {_few(splits.classes)}: "
-                             "resume it with the data it trained on")
-        if source and trained_on and not _same_source(source, trained_on):
-            B.warn_user(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
-                        "classes), which its checkpoint records from now on")
-        t = meta["training"]
-        # val_fraction (with the seed) picks a folder's held-out images: another would move images between
-        # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.
-        written = (t["seed"], t["batch_size"], t.get("val_fraction", val_fraction))
-        if written != (seed, batch_size, val_fraction):
-            raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']} "
-                             f"val_fraction={written[2]}; resume with the same values (got seed={seed} "
-                             f"batch_size={batch_size} val_fraction={val_fraction})")
-        model.load_parameters(params)
-        for name, v in vels.items():
-            place = model.place_of(name)
-            with place.active():
-                velocities[name][...] = place.take(v)
-        model.step = int(m["step"])
-        epoch, step_in_epoch, global_step = int(t["epoch"]), int(t["step_in_epoch"]), int(t["global_step"])
-        running = dict(t["running"])
-        sched, base_lr, lr_note = _resumed_schedule(t, sched, given, lr=lr, patience=patience, epoch=epoch,
-                                                    ckpt_path=ckpt_path)
-        hist = list(t["history"])
-        if epoch >= epochs:  # "resuming ... epoch 5" then "training ... for 1 epochs" said nothing of it
-            print(f"{ckpt_path}'s run has done its {_count(epoch, 'epoch')}: nothing to train"
-                  + (f" (epochs={epochs} asks for fewer)" if epoch > epochs else "")
-                  + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
-        elif verbose:
-            print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
-                  + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
-    elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
-        B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
-    if overwrite and saved is not None:
-        # The replaced run's checkpoint goes with its history (below): kept until the new run's first one, it was
-        # called "the last good checkpoint" when the new run diverged, and a --resume continued the old run.
-        # Its pictures go too: the new run's summary named the old curves and filters as its own.
-        from .viz import RUN_PICTURES
-
-        for name in (CHECKPOINT_NAME,) + RUN_PICTURES:
-            (Path(checkpoint_dir) / name).unlink(missing_ok=True)
-    if history_path is not None:
-        Path(history_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(history_path, "w") as f:  # rewritten to match the checkpoint on resume
-            for row in hist:
-                f.write(json.dumps(row) + "\n")
-
-    def checkpoint() -> None:
-        if ckpt_path is None:
-            return
-        save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
-            training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
-                          batch_size=batch_size, val_fraction=val_fraction, image_size=splits.image_size,
-                          epochs=epochs, lr=sched.lr,
-                          base_lr=base_lr, momentum=momentum,
-                          weight_decay=weight_decay, schedule=sched.state(), running=running, history=hist,
-                          # Every source of randomness is a pure function of these (see the module docstring).
-                          random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
-                                            loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
-            classes=list(splits.classes), data=str(getattr(splits, "source", ""))))
-
-    if verbose:
-        where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)
-        print(f"training {model.describe()} on {getattr(splits, 'source', 'data')} "
-              f"({len(splits.train)} train / {len(splits.val)} val images, {splits.num_classes} classes) for "
-              f"{_count(epochs, 'epoch')}" + (f" (this call stops after {_count(stop_after_steps, 'step')})"
-                                             if stop_after_steps else "")
-              + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
-
-    steps_this_call = 0
-    show = _progress_enabled(progress)
-    with _stop_on_interrupt(enabled=ckpt_path is not None) as interrupted, _said_unsaved(ckpt_path, lambda: (
-            epoch, step_in_epoch, steps_per_epoch)):
-        while epoch < epochs:
-            lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
-            loader.set_epoch(epoch)
-            bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not show,
-                       leave=True, dynamic_ncols=True, file=sys.stderr)
-            t_epoch = time.perf_counter()
-            batches = loader.iter_from(step_in_epoch)
-            stopped = False
-            try:
-                for x, y in batches:
-                    logits = model.forward(x, train=True, step=global_step)
-                    yl = _labels_for(logits, y)
-                    loss, dlogits = ops.softmax_cross_entropy(logits, yl)
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"the training loss became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1} of "
-                            f"{steps_per_epoch} (global step {global_step + 1}) with lr {lr_now:g}; "
-                            + (f"the last good checkpoint, {ckpt_path}, is kept. " if ckpt_path and Path(ckpt_path).exists()
-                               else "no checkpoint was written. ")
-                            + "Try a smaller learning rate.",
-                            epoch=epoch, step=step_in_epoch, global_step=global_step, loss=loss,
-                            checkpoint=ckpt_path if ckpt_path and Path(ckpt_path).exists() else None)
-                    model.backward(dlogits)
-                    grads, params = model.gradients(), model.parameters()
-                    ops.sgd_update(list(params.values()), [grads[k] for k in params], [velocities[k] for k in params],
-                                   lr=lr_now, momentum=momentum, weight_decay=weight_decay)
-                    e1, e5 = _errors(logits, np.asarray(y))
-                    running["loss"] += loss * len(y)
-                    running["top1"] += e1
-                    running["top5"] += e5
-                    running["images"] += len(y)
-                    step_in_epoch += 1
-                    global_step += 1
-                    steps_this_call += 1
-                    model.step = global_step
-                    elapsed = running["seconds"] + time.perf_counter() - t_epoch
-                    bar.set_postfix(loss=f"{running['loss'] / running['images']:.3f}",
-                                    err=f"{running['top1'] / running['images']:.3f}", lr=f"{lr_now:g}",
-                                    img_s=f"{running['images'] / max(elapsed, 1e-9):.0f}", refresh=False)
-                    bar.update(1)
-                    if checkpoint_every and step_in_epoch % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
-                        running["seconds"] = elapsed
-                        t_epoch = time.perf_counter()
-                        checkpoint()
-                    if (stop_after_steps and steps_this_call >= stop_after_steps or interrupted) \
-                            and step_in_epoch < steps_per_epoch:
-                        stopped = True
-                        break
-            finally:
-                batches.close()
-                bar.close()
-            running["seconds"] += time.perf_counter() - t_epoch
-            if stopped:
-                checkpoint()
-                if interrupted:
-                    raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
-                # Said when quiet too: the final validation that follows read as a finished run's.
-                print(f"stopped after {_count(steps_this_call, 'step')}, at step {step_in_epoch}/{steps_per_epoch} of epoch "
-                      f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
-                      file=sys.stderr)
-                break
-            # --- end of an epoch: validation, schedule, history, checkpoint ---
-            val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
-                                                    unit="img", disable=not show, leave=False, dynamic_ncols=True,
-                                                    file=sys.stderr))
-            row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
-                       train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
-                       train_top5=running["top5"] / running["images"], **val,
-                       images_per_s=running["images"] / max(running["seconds"], 1e-9), seconds=running["seconds"])
-            hist.append(row)
-            sched.after_epoch(epoch, val["val_top1"])
-            if history_path is not None:
-                with open(history_path, "a") as f:
+            for name in (CHECKPOINT_NAME,) + RUN_PICTURES:
+                (Path(checkpoint_dir) / name).unlink(missing_ok=True)
+        if history_path is not None:
+            Path(history_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(history_path, "w") as f:  # rewritten to match the checkpoint on resume
+                for row in hist:
                     f.write(json.dumps(row) + "\n")
-            if verbose:
-                msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
-                       f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f}"
-                       + (f" top-5 {row['val_top5']:.3f}" if reports_top5(model.num_classes) else "") + " | "
-                       f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
-                (tqdm.write if show else print)(msg, file=sys.stderr)
-            epoch += 1
-            step_in_epoch = 0
-            running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
-            checkpoint()
-            if checkpoint_dir is not None:
-                save_training_pictures(model, hist, checkpoint_dir, data=splits.source or None, epochs=epochs)
-            if interrupted and epoch < epochs:
-                raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch))
-            if stop_after_steps and steps_this_call >= stop_after_steps:
-                break
-    return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes), splits)
+
+        def checkpoint() -> None:
+            if ckpt_path is None:
+                return
+            save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
+                training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
+                              batch_size=batch_size, val_fraction=val_fraction, image_size=splits.image_size,
+                              epochs=epochs, lr=sched.lr,
+                              base_lr=base_lr, momentum=momentum,
+                              weight_decay=weight_decay, schedule=sched.state(), running=running, history=hist,
+                              # Every source of randomness is a pure function of these (see the module docstring).
+                              random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
+                                                loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
+                classes=list(splits.classes), data=str(getattr(splits, "source", ""))))
+
+        if verbose:
+            where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)
+            print(f"training {model.describe()} on {getattr(splits, 'source', 'data')} "
+                  f"({len(splits.train)} train / {len(splits.val)} val images, {splits.num_classes} classes) for "
+                  f"{_count(epochs, 'epoch')}" + (f" (this call stops after {_count(stop_after_steps, 'step')})"
+                                                 if stop_after_steps else "")
+                  + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
+
+        steps_this_call = 0
+        show = _progress_enabled(progress)
+        with _stop_on_interrupt(enabled=ckpt_path is not None) as interrupted, _said_unsaved(ckpt_path, lambda: (
+                epoch, step_in_epoch, steps_per_epoch)):
+            while epoch < epochs:
+                lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
+                loader.set_epoch(epoch)
+                bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not show,
+                           leave=True, dynamic_ncols=True, file=sys.stderr)
+                t_epoch = time.perf_counter()
+                batches = loader.iter_from(step_in_epoch)
+                stopped = False
+                try:
+                    for x, y in batches:
+                        logits = model.forward(x, train=True, step=global_step)
+                        yl = _labels_for(logits, y)
+                        loss, dlogits = ops.softmax_cross_entropy(logits, yl)
+                        if not math.isfinite(loss):
+                            raise TrainingDiverged(
+                                f"the training loss became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1} of "
+                                f"{steps_per_epoch} (global step {global_step + 1}) with lr {lr_now:g}; "
+                                + (f"the last good checkpoint, {ckpt_path}, is kept. " if ckpt_path and Path(ckpt_path).exists()
+                                   else "no checkpoint was written. ")
+                                + "Try a smaller learning rate.",
+                                epoch=epoch, step=step_in_epoch, global_step=global_step, loss=loss,
+                                checkpoint=ckpt_path if ckpt_path and Path(ckpt_path).exists() else None)
+                        model.backward(dlogits)
+                        grads, params = model.gradients(), model.parameters()
+                        ops.sgd_update(list(params.values()), [grads[k] for k in params], [velocities[k] for k in params],
+                                       lr=lr_now, momentum=momentum, weight_decay=weight_decay)
+                        e1, e5 = _errors(logits, np.asarray(y))
+                        running["loss"] += loss * len(y)
+                        running["top1"] += e1
+                        running["top5"] += e5
+                        running["images"] += len(y)
+                        step_in_epoch += 1
+                        global_step += 1
+                        steps_this_call += 1
+                        model.step = global_step
+                        elapsed = running["seconds"] + time.perf_counter() - t_epoch
+                        bar.set_postfix(loss=f"{running['loss'] / running['images']:.3f}",
+                                        err=f"{running['top1'] / running['images']:.3f}", lr=f"{lr_now:g}",
+                                        img_s=f"{running['images'] / max(elapsed, 1e-9):.0f}", refresh=False)
+                        bar.update(1)
+                        if checkpoint_every and step_in_epoch % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
+                            running["seconds"] = elapsed
+                            t_epoch = time.perf_counter()
+                            checkpoint()
+                        if (stop_after_steps and steps_this_call >= stop_after_steps or interrupted) \
+                                and step_in_epoch < steps_per_epoch:
+                            stopped = True
+                            break
+                finally:
+                    batches.close()
+                    bar.close()
+                running["seconds"] += time.perf_counter() - t_epoch
+                if stopped:
+                    checkpoint()
+                    if interrupted:
+                        raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
+                    # Said when quiet too: the final validation that follows read as a finished run's.
+                    print(f"stopped after {_count(steps_this_call, 'step')}, at step {step_in_epoch}/{steps_per_epoch} of epoch "
+                          f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
+                          file=sys.stderr)
+                    break
+                # --- end of an epoch: validation, schedule, history, checkpoint ---
+                val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
+                                                        unit="img", disable=not show, leave=False, dynamic_ncols=True,
+                                                        file=sys.stderr))
+                row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
+                           train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
+                           train_top5=running["top5"] / running["images"], **val,
+                           images_per_s=running["images"] / max(running["seconds"], 1e-9), seconds=running["seconds"])
+                hist.append(row)
+                sched.after_epoch(epoch, val["val_top1"])
+                if history_path is not None:
+                    with open(history_path, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                if verbose:
+                    msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
+                           f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f}"
+                           + (f" top-5 {row['val_top5']:.3f}" if reports_top5(model.num_classes) else "") + " | "
+                           f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
+                    (tqdm.write if show else print)(msg, file=sys.stderr)
+                epoch += 1
+                step_in_epoch = 0
+                running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
+                checkpoint()
+                if checkpoint_dir is not None:
+                    save_training_pictures(model, hist, checkpoint_dir, data=splits.source or None, epochs=epochs)
+                if interrupted and epoch < epochs:
+                    raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch))
+                if stop_after_steps and steps_this_call >= stop_after_steps:
+                    break
+        return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes), splits)
+    finally:
+        lock.release()

@@ -1080,3 +1080,35 @@ def test_a_checkpoint_keeps_the_init_it_was_written_with(tmp_path):
 
     save_checkpoint(tmp_path / "c.npz", pyalexnet.AlexNet(3, preset="tiny", devices="cpu", init="paper"))
     assert load_checkpoint(tmp_path / "c.npz")[0].init == {"std": 0.01, "bias": 1.0}
+
+
+def test_two_runs_never_train_into_one_folder(splits, tmp_path, monkeypatch, capsys):
+    import os
+
+    from pyalexnet.training import LOCK_NAME, _RunLock
+
+    _train(splits, epochs=1, checkpoint_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != LOCK_NAME}
+    other = _RunLock()  # another run holding the folder (flock: another open file conflicts in one process too)
+    other.acquire(tmp_path)
+    try:
+        with pytest.raises(BlockingIOError, match=rf"{tmp_path} is in use by another run \(pid {os.getpid()}\)"):
+            _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True)
+        with pytest.raises(BlockingIOError, match="in use by another run"):
+            _train(splits, epochs=1, checkpoint_dir=tmp_path, overwrite=True)
+        assert cli.main(["train", "--checkpoint-dir", str(tmp_path), "--resume", "--epochs", "2", "--quiet"]) == 2
+        assert f"is in use by another run (pid {os.getpid()})" in capsys.readouterr().err
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != LOCK_NAME} == before  # nothing touched
+    finally:
+        other.release()
+    # Released however a run ends: after an interrupted one, the next goes on in the folder.
+    _ctrl_c_at_update(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True)
+    monkeypatch.undo()
+    assert len(_train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True).history) == 2
+    # The lock file is no run: a folder holding only it is a new run's, and --overwrite is not asked for.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / LOCK_NAME).write_text("12345\n")
+    assert len(_train(splits, epochs=1, checkpoint_dir=fresh).history) == 1
