@@ -1005,18 +1005,23 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 if history_path is not None:
                     with open(history_path, "a") as f:
                         f.write(json.dumps(row) + "\n")
-                if verbose:
-                    msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
-                           f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f}"
-                           + (f" top-5 {row['val_top5']:.3f}" if reports_top5(model.num_classes) else "") + " | "
-                           f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
-                    (tqdm.write if show else print)(msg, file=sys.stderr)
+                msg = (f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} top-1 error {row['train_top1']:.3f} | "
+                       f"val loss {row['val_loss']:.4f} top-1 error {row['val_top1']:.3f}"
+                       + (f" top-5 {row['val_top5']:.3f}" if reports_top5(model.num_classes) else "") + " | "
+                       f"lr {lr_now:g} | {row['images_per_s']:.0f} images/s, {row['seconds']:.0f} s")
                 epoch += 1
                 step_in_epoch = 0
                 running = dict(loss=0.0, top1=0, top5=0, images=0, seconds=0.0)
                 checkpoint()
                 if checkpoint_dir is not None:
                     save_training_pictures(model, hist, checkpoint_dir, data=splits.source or None, epochs=epochs)
+                if verbose:
+                    # Said only once the epoch is saved. A stderr that cannot be written (`train 2>&1 | head -3`:
+                    # BrokenPipeError; OSError) stops the run as Ctrl-C does, with nothing lost: the checkpoint
+                    # just written continues it (--resume), and the command exits quietly as a program killed by
+                    # SIGPIPE does. Going on instead would train for hours (days, for the paper's network) with
+                    # nobody left to read the output, and the reader's going away is how a pipe says "enough".
+                    (tqdm.write if show else print)(msg, file=sys.stderr)
                 if interrupted and epoch < epochs:
                     raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch))
                 if stop_after_steps and steps_this_call >= stop_after_steps:

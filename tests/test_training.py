@@ -1112,3 +1112,27 @@ def test_two_runs_never_train_into_one_folder(splits, tmp_path, monkeypatch, cap
     fresh.mkdir()
     (fresh / LOCK_NAME).write_text("12345\n")
     assert len(_train(splits, epochs=1, checkpoint_dir=fresh).history) == 1
+
+
+def test_a_closed_stderr_at_an_epochs_line_loses_nothing(splits, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from pyalexnet.viz import CURVES_NAME
+
+    class ClosedAtEpochLines(io.StringIO):  # `train 2>&1 | head -1`: the reader gone after the first line
+        def write(self, text):
+            if text.startswith("epoch "):
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    straight = _train(splits, epochs=2)
+    monkeypatch.setattr(sys, "stderr", ClosedAtEpochLines())
+    with pytest.raises(BrokenPipeError):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path, verbose=True, progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path)[1]["training"]["epoch"] == 1  # the finished epoch is saved, pictures too
+    assert (tmp_path / CURVES_NAME).exists()
+    resumed = _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    assert [json.loads(line)["epoch"] for line in open(tmp_path / HISTORY_NAME)] == [1, 2]
