@@ -651,6 +651,24 @@ class _RunLock:
             os.close(fd)  # drops the flock
 
 
+def _check_writable(folder) -> None:
+    """Makes `folder` and writes (and deletes) a file there: a folder that cannot be written was found only when
+    the first epoch's checkpoint was, an epoch (or the time to load a big data set) later."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=folder)
+        try:
+            os.write(fd, b"pyalexnet")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) and str(exc.filename) != str(folder) else ""
+        raise OSError(f"checkpoint_dir (--checkpoint-dir) {folder} cannot be written: {reason}{where}; choose a "
+                      "folder this user can write to") from None
+
+
 def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, momentum: float | None = None, weight_decay: float | None = None, schedule=None,
           patience: int | None = None, device="auto", seed: int | None = None, checkpoint_dir=None,
@@ -766,6 +784,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     lock = _RunLock()
     try:
         if checkpoint_dir is not None:
+            _check_writable(checkpoint_dir)
             lock.acquire(checkpoint_dir)
             if saved is None and not overwrite and Path(ckpt_path).exists():  # a run that ended since it was looked at
                 raise ValueError(f"{checkpoint_dir} already holds a run (written since this call began): --resume "

@@ -1136,3 +1136,18 @@ def test_a_closed_stderr_at_an_epochs_line_loses_nothing(splits, tmp_path, monke
     resumed = _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
     assert [json.loads(line)["epoch"] for line in open(tmp_path / HISTORY_NAME)] == [1, 2]
+
+
+def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_training(splits, tmp_path, capsys, monkeypatch):
+    import pyalexnet.training as T
+
+    (tmp_path / "file").write_text("")
+    loaded = []
+    monkeypatch.setattr(T, "_load_data", lambda *a, **k: loaded.append(1) or splits)
+    with pytest.raises(OSError, match=r"checkpoint_dir \(--checkpoint-dir\) .*/file/run cannot be written"):
+        _train(splits, epochs=1, checkpoint_dir=tmp_path / "file" / "run")
+    assert cli.main(["train", "--checkpoint-dir", "/proc/pyalexnet-run", "--quiet", "--device", "cpu"]) == 2
+    assert "/proc/pyalexnet-run cannot be written" in capsys.readouterr().err
+    assert loaded == []  # before the data set is loaded, not after an epoch
+    assert _train(splits, epochs=1, checkpoint_dir=tmp_path / "new" / "run").checkpoint  # parents are made
+    assert sorted(p.name for p in (tmp_path / "new" / "run").iterdir() if p.name.startswith(".probe")) == []
