@@ -938,7 +938,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                                                 loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
                 classes=list(splits.classes), data=str(getattr(splits, "source", ""))))
 
-        if verbose:
+        if verbose and epoch < epochs:  # a finished run said "nothing to train" above
             where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)
             print(f"training {model.describe()} on {getattr(splits, 'source', 'data')} "
                   f"({len(splits.train)} train / {len(splits.val)} val images, {splits.num_classes} classes) for "

@@ -189,8 +189,10 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train(splits, tmp_path
     capsys.readouterr()
     assert len(_train(splits, checkpoint_dir=tmp_path, resume=True).history) == 2  # quiet, and still said
     assert "run has done its 2 epochs: nothing to train; pass epochs (--epochs) above 2 to go on" in capsys.readouterr().err
-    _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True)
-    assert "nothing to train (epochs=1 asks for fewer)" in capsys.readouterr().err
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True, verbose=True)
+    err = capsys.readouterr().err
+    assert "nothing to train (epochs=1 asks for fewer)" in err
+    assert "training " not in err  # not "training AlexNet ... for 1 epoch" after it
     assert load_checkpoint(tmp_path)[1]["training"]["global_step"] == 2 * len(splits.train) // 8
 
 
