@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _backend as B
 from . import ops
-from .model import AlexNet, default_init, parse_devices
+from .model import INITS, AlexNet, _resolve_init, default_init, parse_devices
 from .viz import save_training_pictures
 
 __all__ = ["train", "evaluate", "ten_crop_probabilities", "TrainResult", "TrainingDiverged", "load_checkpoint",
@@ -735,6 +735,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         raise ValueError(f"{checkpoint_dir} already holds a run{where}: --resume (resume=True) continues it, "
                          f"--overwrite (overwrite=True) starts a new one over it, or choose another folder")
     resumed_size = False  # image_size taken from the checkpoint, not given: errors say so
+    changed: list[str] = []  # notes on momentum / weight decay other than a resumed run's
     if saved is not None and resume:
         t = saved["training"]
         if data is None:
@@ -744,12 +745,24 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         seed = t["seed"] if seed is None else seed
         if model is None:
             preset = preset or saved["model"]["preset"]
+            was = saved["model"].get("init")
+            if init is not None and was is not None and _resolve_init(init) != _resolve_init(was):
+                # The weights were drawn with the checkpoint's init; another would be written as theirs.
+                names = [n for n, spec in INITS.items() if spec == _resolve_init(was)]
+                raise ValueError(f"{ckpt_path}'s weights were initialised with init {names[0] if names else was!r}, "
+                                 f"not {init!r}: resume without init (--init) or with the same one (a new run with "
+                                 "another init: --overwrite or another folder)")
             init = init or saved["model"]["init"]
         batch_size = batch_size or t["batch_size"]
         val_fraction = t.get("val_fraction", 0.1) if val_fraction is None else val_fraction
         if image_size is None and t.get("image_size") is not None:
             image_size, resumed_size = t["image_size"], True
         epochs = epochs or t["epochs"]  # say --epochs 20 at the start, then a plain --resume
+        # Another momentum or weight decay than the run's goes on from here, said as another lr is.
+        changed = [f"{name} {value:g} from now on (it was {t[key]:g})" for name, key, value in
+                   (("momentum", "momentum", momentum), ("weight decay", "weight_decay", weight_decay))
+                   if isinstance(value, numbers.Real) and not isinstance(value, bool) and key in t
+                   and float(value) != float(t[key])]
         momentum = t["momentum"] if momentum is None else momentum
         weight_decay = t["weight_decay"] if weight_decay is None else weight_decay
     seed = 0 if seed is None else seed
@@ -907,7 +920,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                       + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
             elif verbose:
                 print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
-                      + (f"; {lr_note}" if lr_note else ""), file=sys.stderr)
+                      + "".join(f"; {note}" for note in [lr_note] + changed if note), file=sys.stderr)
         elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
             B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
         if overwrite and saved is not None:

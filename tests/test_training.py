@@ -1153,3 +1153,20 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_training(s
     assert loaded == []  # before the data set is loaded, not after an epoch
     assert _train(splits, epochs=1, checkpoint_dir=tmp_path / "new" / "run").checkpoint  # parents are made
     assert sorted(p.name for p in (tmp_path / "new" / "run").iterdir() if p.name.startswith(".probe")) == []
+
+
+def test_resume_refuses_another_init_and_says_another_momentum_or_weight_decay(splits, tmp_path, capsys):
+    train(splits, preset="small", init="paper", epochs=1, batch_size=8, device="cpu", workers=0, verbose=False,
+          checkpoint_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ValueError, match="initialised with init 'paper', not 'caffe': resume without init"):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True, init="caffe")
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+    _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True, init="paper", momentum=0.8, weight_decay=0.001,
+           verbose=True)
+    err = capsys.readouterr().err
+    assert "momentum 0.8 from now on (it was 0.9)" in err and "weight decay 0.001 from now on (it was 0.0005)" in err
+    _, meta = load_checkpoint(tmp_path)
+    assert meta["model"]["init"] == dict(std=0.01, bias=1.0) and meta["training"]["momentum"] == 0.8
+    _train(splits, epochs=3, checkpoint_dir=tmp_path, resume=True, momentum=0.8, verbose=True)  # the same: not said
+    assert "from now on" not in capsys.readouterr().err
