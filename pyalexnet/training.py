@@ -145,9 +145,18 @@ def _make_schedule(schedule, lr: float, patience: int):
             return StepSchedule(lr, [])
         raise ValueError(f"unknown schedule {schedule!r}: use 'plateau', 'constant' or a list of epochs")
     try:
-        epochs = [int(e) for e in schedule]
+        epochs = list(schedule)
     except TypeError:
         raise ValueError(f"schedule must be 'plateau', 'constant' or a list of epochs, got {schedule!r}") from None
+    wrong = [e for e in epochs if isinstance(e, bool) or not isinstance(e, numbers.Integral)]
+    if wrong:  # int() made 1.7 epoch 1 and "2" epoch 2 without a word
+        raise ValueError(f"schedule epochs must be whole numbers, got {wrong[0]!r} in {schedule!r}")
+    epochs = [int(e) for e in epochs]
+    if not epochs:  # an empty list read as "constant": say that, if it is what is meant
+        raise ValueError("schedule is an empty list of epochs: give 'constant' for a constant learning rate")
+    repeated = sorted({e for e in epochs if epochs.count(e) > 1})
+    if repeated:  # each listed epoch divides by 10: [1, 1] divided by 100 at epoch 1
+        raise ValueError(f"schedule lists epoch {repeated[0]} more than once (each divides the lr by 10): {epochs}")
     if any(e < 1 for e in epochs):
         raise ValueError(f"schedule epochs must be >= 1 (0-based: the lr is divided by 10 at the start of each, and "
                          f"epoch 0 is the first; to start lower, give a smaller lr), got {epochs}")
@@ -923,6 +932,16 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                       + "".join(f"; {note}" for note in [lr_note] + changed if note), file=sys.stderr)
         elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
             B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
+        if given["patience"] and not isinstance(sched, PlateauSchedule):  # it was ignored without a word
+            raise ValueError(f"patience (--patience) is for the plateau schedule; this run's is "
+                             f"{_schedule_name(sched.state())}: give schedule='plateau' (--schedule plateau) with it"
+                             + (", or leave it out" if not resume else ""))
+        if given["schedule"] and isinstance(sched, StepSchedule):
+            never = [m for m in sched.milestones if m >= epochs]
+            if never:
+                B.warn_user(f"schedule epoch{'s' if len(never) > 1 else ''} {', '.join(map(str, never))} never "
+                            f"come{'' if len(never) > 1 else 's'}: the run has {_count(epochs, 'epoch')} (0-based, "
+                            f"the last is {epochs - 1}; resumed with more, it reaches them)")
         if overwrite and saved is not None:
             # The replaced run's checkpoint goes with its history (below): kept until the new run's first one, it was
             # called "the last good checkpoint" when the new run diverged, and a --resume continued the old run.

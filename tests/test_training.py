@@ -270,7 +270,8 @@ def test_a_second_ctrl_c_stops_at_once(splits, tmp_path, monkeypatch):
 
 
 def test_resume_keeps_the_runs_schedule(splits, tmp_path):
-    _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule=[1])  # lr / 10 at the start of the second epoch
+    with pytest.warns(RuntimeWarning, match="never comes"):  # until resumed
+        _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule=[1])  # lr / 10 at the start of the second epoch
     # Without a schedule, the run's goes on (not the preset's default, which would keep 0.003 here).
     assert [h["lr"] for h in _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True).history] == \
         [0.003, pytest.approx(0.0003)]
@@ -290,7 +291,8 @@ def test_resume_with_another_lr_takes_it_from_then_on(splits, tmp_path, capsys):
     _, meta = load_checkpoint(tmp_path / "plateau")
     assert meta["training"]["base_lr"] == 0.001
     # With milestones, a new lr is the rate they divide.
-    _train(splits, epochs=1, checkpoint_dir=tmp_path / "steps", schedule=[1])
+    with pytest.warns(RuntimeWarning, match="never comes"):  # until resumed
+        _train(splits, epochs=1, checkpoint_dir=tmp_path / "steps", schedule=[1])
     result = _train(splits, epochs=2, checkpoint_dir=tmp_path / "steps", resume=True, lr=0.01)
     assert result.history[1]["lr"] == pytest.approx(0.001)
 
@@ -1170,3 +1172,24 @@ def test_resume_refuses_another_init_and_says_another_momentum_or_weight_decay(s
     assert meta["model"]["init"] == dict(std=0.01, bias=1.0) and meta["training"]["momentum"] == 0.8
     _train(splits, epochs=3, checkpoint_dir=tmp_path, resume=True, momentum=0.8, verbose=True)  # the same: not said
     assert "from now on" not in capsys.readouterr().err
+
+
+def test_schedule_mistakes_are_refused_or_said(splits, tmp_path, capsys):
+    from pyalexnet.training import _make_schedule
+
+    for schedule, match in (([1, 1], "epoch 1 more than once"), ([], "empty list of epochs: give 'constant'"),
+                            ([1.7], "whole numbers, got 1.7"), (["2"], "whole numbers, got '2'")):
+        with pytest.raises(ValueError, match=match):
+            _make_schedule(schedule, 0.01, 1)
+    for text, match in (("1,1", "epoch 1 is listed more than once"), ("", "no epochs in ''"),
+                        (",", "no epochs in ','")):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--schedule", text, "--steps", "1", "--quiet"])
+        assert f"argument --schedule: {match}" in capsys.readouterr().err
+    with pytest.warns(RuntimeWarning, match=r"schedule epochs 2, 5 never come: the run has 2 epochs"):
+        _train(splits, epochs=2, schedule=[1, 2, 5])
+    with pytest.raises(ValueError, match=r"patience \(--patience\) is for the plateau schedule; this run's is 1"):
+        _train(splits, epochs=1, schedule=[1], patience=3)
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule="constant")
+    with pytest.raises(ValueError, match="patience .* this run's is constant"):
+        _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True, patience=3)

@@ -40,9 +40,17 @@ def _schedule(text: str):
     if text in ("plateau", "constant"):
         return text
     try:
-        return [int(e) for e in text.split(",") if e.strip()]
+        epochs = [int(e) for e in text.split(",") if e.strip()]
     except ValueError:  # argparse shows an ArgumentTypeError's words ("invalid _schedule value" otherwise)
         raise argparse.ArgumentTypeError(f"must be 'plateau', 'constant' or epochs like 30,60,80, got {text!r}") from None
+    if not epochs:  # "" and "," were a constant rate without a word
+        raise argparse.ArgumentTypeError(f"no epochs in {text!r}: give 'constant' for a constant rate, or epochs like "
+                                         "30,60,80")
+    repeated = sorted({e for e in epochs if epochs.count(e) > 1})
+    if repeated:  # 1,1 divided the rate by 100 at epoch 1
+        raise argparse.ArgumentTypeError(f"epoch {repeated[0]} is listed more than once (each divides the lr by 10), "
+                                         f"got {text!r}")
+    return epochs
 
 
 def add_arguments(p) -> None:
