@@ -725,6 +725,30 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     # What the caller left out (None) a resumed run takes from its checkpoint, a new one from the defaults.
     given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None,
                  val_fraction=val_fraction is not None)
+    from . import data as D
+
+    if data is not None and not isinstance(data, (str, os.PathLike, D.Splits)):  # 5 gave "'int' object has no
+        # attribute 'partition'"
+        raise TypeError(f"data must be a data set's name or path (builtin, fashion-mnist, cifar10:PATH, an image "
+                        f"folder, a store) or a pyalexnet.data.Splits, got {type(data).__name__}")
+    for what, path in (("checkpoint_dir", checkpoint_dir), ("history", history)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):  # a StringIO gave a bare TypeError
+            raise TypeError(f"{what} must be a {'folder' if what == 'checkpoint_dir' else 'file'} path, got "
+                            f"{type(path).__name__}")
+    if model is not None:
+        # Each of these builds the model train() makes; with a model given they were ignored without a word.
+        ignored = [name for name, value in (("preset", preset), ("init", init)) if value is not None]
+        if ignored:
+            raise ValueError(f"{' and '.join(ignored)} {'are' if len(ignored) > 1 else 'is'} for the model train() "
+                             f"builds: with model= given, leave {'them' if len(ignored) > 1 else 'it'} out (the "
+                             f"model is {model.preset if isinstance(model, AlexNet) else model!r})")
+        if device not in (None, "auto") and isinstance(model, AlexNet) \
+                and tuple(parse_devices(_resolve_devices(device))) != tuple(model.devices):
+            raise ValueError(f"device {device!r} is not where the model is ({'+'.join(model.devices)}): the model "
+                             "trains where it was placed (AlexNet(devices=...)); leave device out")
+    workers = 2 if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral):
+        raise TypeError(f"workers must be a whole number of loader threads (0: none), got {workers!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (where the checkpoint to resume from is)")
     if checkpoint_every is not None and checkpoint_dir is None:
@@ -822,9 +846,13 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             raise ValueError(f"{held}: image_size (--image-size) {image_size} sets the side an image folder is decoded to"
                              + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
                                 and D.is_store(Path(splits.source)) else ""))
-        if given["val_fraction"] and not isinstance(data, D.Splits):
+        source_name = str(getattr(splits, "source", "") or "")
+        own_split = source_name in ("builtin", "fashion-mnist") or source_name.startswith(("cifar10:", "fashion-mnist:"))
+        if given["val_fraction"] and (not isinstance(data, D.Splits) or own_split or D.is_store(Path(source_name))):
             # Only an image folder without val/ holds a share out: elsewhere the option was ignored without a word.
-            src = Path(str(getattr(splits, "source", "") or ""))
+            # A Splits is split already, and its val_fraction is recorded (eval finds the run's held-out images
+            # by it): refused where the Splits' source has a split of its own, as for that source's name.
+            src = Path(source_name)
             if not src.is_dir() or D.is_store(src):
                 raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
                                  f"{splits.source} has its own validation split"

@@ -1193,3 +1193,26 @@ def test_schedule_mistakes_are_refused_or_said(splits, tmp_path, capsys):
     _train(splits, epochs=1, checkpoint_dir=tmp_path, schedule="constant")
     with pytest.raises(ValueError, match="patience .* this run's is constant"):
         _train(splits, epochs=2, checkpoint_dir=tmp_path, resume=True, patience=3)
+
+
+def test_train_api_mistakes_are_named(splits, tmp_path):
+    import io
+
+    from pyalexnet.data import load_dataset
+    from pyalexnet.model import AlexNet
+
+    model = AlexNet(4, preset="small", input_size=CROP, devices="cpu")
+    for kwargs, match in ((dict(preset="paper"), "preset is for the model train"),
+                          (dict(preset="small", init="caffe"), "preset and init are for the model train"),
+                          (dict(device="cuda:0"), "device 'cuda:0'")):  # not the model's (or no GPU)
+        with pytest.raises(ValueError, match=match):
+            train(splits, model=model, workers=0, verbose=False, epochs=1, **kwargs)
+    assert train(splits, model=model, device="cpu", workers=0, verbose=False, epochs=1, batch_size=8).history
+    with pytest.raises(TypeError, match="history must be a file path, got StringIO"):
+        train(splits, history=io.StringIO(), workers=0, verbose=False)
+    with pytest.raises(TypeError, match="data must be a data set's name or path .* got int"):
+        train(5, verbose=False)
+    assert _train(splits, epochs=1, workers=None).history  # the default
+    builtin = load_dataset("builtin", progress=False)
+    with pytest.raises(ValueError, match="val_fraction .* builtin has its own validation split"):
+        train(builtin, val_fraction=0.2, workers=0, verbose=False, epochs=1)
