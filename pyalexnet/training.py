@@ -757,6 +757,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     for what, path, folder in (("checkpoint_dir", checkpoint_dir, True), ("history", history, False)):
         if path is not None and Path(path).exists() and Path(path).is_dir() != folder:
             raise ValueError(f"{what} {path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
+    if history is not None and not resume and not overwrite and Path(history).is_file() and Path(history).stat().st_size:
+        # (it was emptied without a word: another run's record of its epochs, or any file of that name)
+        raise ValueError(f"history (--history) {history} already exists: --overwrite (overwrite=True) replaces it, "
+                         f"--resume (resume=True) continues its run, or choose another file")
     ckpt_path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir is not None else None
     if resume and overwrite:
         raise ValueError("resume=True continues the run in checkpoint_dir and overwrite=True replaces it: pick one")

@@ -695,6 +695,9 @@ def test_cli_says_what_is_wrong_with_a_path_in_one_line(splits, tmp_path, capsys
     monkeypatch.setattr(pyalexnet, "evaluate", lambda *a, **k: evaluated.append(1))
     for argv, match in [(["train", "--steps", "1", "--checkpoint-dir", str(tmp_path / "afile")], "is a file, not a folder"),
                         (["train", "--steps", "1", "--history", str(tmp_path)], "is a folder, not a file"),
+                        # an existing file was emptied without a word
+                        (["train", "--steps", "1", "--history", str(tmp_path / "afile")],
+                         r"afile already exists: --overwrite \(overwrite=True\) replaces it"),
                         (["eval", str(tmp_path / "trunc.npz")], "is not a readable pyalexnet checkpoint"),
                         (["predict", str(tmp_path / "notes.txt"), "x.png"], r"\(not an .npz archive\): pass the"),
                         (["eval", str(tmp_path / "run"), "--pictures", str(tmp_path / "afile")], "is a file, not a folder")]:
@@ -703,6 +706,7 @@ def test_cli_says_what_is_wrong_with_a_path_in_one_line(splits, tmp_path, capsys
         assert match is not None and err.count("\n") == 1 and "Traceback" not in err and "allow_pickle" not in err
         assert __import__("re").search(match, err), err
     assert not evaluated  # --pictures was checked before the evaluation
+    assert (tmp_path / "afile").read_text() == "x"  # --history refused before it was opened
 
 
 def test_resume_without_a_checkpoint_says_it_starts_afresh_even_when_quiet(tmp_path, capsys):
