@@ -867,8 +867,14 @@ def test_ctrl_c_while_evaluating_a_finished_run_says_it_is_saved(tmp_path, monke
     assert cli.main(["train", "--steps", "1", "--batch-size", "16", "--quiet", "--device", "cpu",
                      "--checkpoint-dir", str(tmp_path)]) == 130
     err = capsys.readouterr().err
-    assert f"the trained model is saved in {tmp_path / CHECKPOINT_NAME}" in err
+    assert f"while evaluating; the trained model is saved in {tmp_path / CHECKPOINT_NAME}" in err
     assert f"pyalexnet eval {tmp_path} --pictures" in err
+    # while the pictures are drawn it says so (it said "while evaluating")
+    monkeypatch.undo()
+    monkeypatch.setattr(pyalexnet.viz, "save_test_pictures", interrupted)
+    assert cli.main(["train", "--steps", "1", "--batch-size", "16", "--quiet", "--device", "cpu", "--no-ten-crop",
+                     "--checkpoint-dir", str(tmp_path / "b")]) == 130
+    assert "while drawing the test pictures; the trained model is saved in" in capsys.readouterr().err
 
 
 def test_top5_is_not_reported_with_five_classes_or_fewer(splits, tmp_path, capsys, monkeypatch):

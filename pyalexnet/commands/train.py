@@ -122,18 +122,19 @@ def run(args) -> int:
     except TrainingDiverged as exc:
         print(f"pyalexnet train: training diverged: {exc}", file=sys.stderr)
         return 3
+    stage = ["evaluating"]  # what a Ctrl-C stopped (it said "evaluating" while the pictures were drawn)
     try:
-        return _evaluate_and_draw(args, result, evaluate)
+        return _evaluate_and_draw(args, result, evaluate, stage)
     except KeyboardInterrupt:
         if not result.checkpoint:
             raise KeyboardInterrupt("while evaluating the trained model; nothing was saved (--checkpoint-dir keeps "
-                                    "a run)") from None
+                                    "a run)") from None  # (no pictures are drawn without a checkpoint_dir)
         folder = shlex.quote(str(Path(result.checkpoint).parent))
-        raise KeyboardInterrupt(f"while evaluating; the trained model is saved in {result.checkpoint}: `pyalexnet "
+        raise KeyboardInterrupt(f"while {stage[0]}; the trained model is saved in {result.checkpoint}: `pyalexnet "
                                 f"eval {folder} --pictures` evaluates it and draws its pictures") from None
 
 
-def _evaluate_and_draw(args, result, evaluate) -> int:
+def _evaluate_and_draw(args, result, evaluate, stage: list) -> int:
     from ..training import _count, reports_top5
     from ..viz import CONFUSION_MAX_CLASSES, CURVES_NAME, FILTERS_NAME, save_test_pictures
 
@@ -156,6 +157,7 @@ def _evaluate_and_draw(args, result, evaluate) -> int:
         for name, what in ((CURVES_NAME, "training curves"), (FILTERS_NAME, "conv1 filters, tower a above tower b")):
             if (folder / name).exists():
                 print(f"{what}: {folder / name}")
+        stage[0] = "drawing the test pictures"
         pictures = save_test_pictures(result.model, result.data, folder, predictions=final.get("predictions"),
                                       predicted_by=how, mean_image=result.mean_image,
                                       class_names=class_names_for(result.data.classes, data=result.data.source))
