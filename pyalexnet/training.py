@@ -174,18 +174,20 @@ class _StopRequest:
 
 
 @contextlib.contextmanager
-def _stop_on_interrupt(*, enabled: bool):
+def _stop_on_interrupt(ckpt_path):
     """Within, a first Ctrl-C asks the run to stop at the end of its step (so it can write a checkpoint that
     --resume continues: a step cut in half would leave the weights half updated); a second stops at once.
-    Only where there is a checkpoint to write, and only in the main thread (where signals arrive)."""
+    Only where there is a checkpoint (ckpt_path) to write, and only in the main thread (where signals arrive)."""
     request = _StopRequest()
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if ckpt_path is None or threading.current_thread() is not threading.main_thread():
         yield request
         return
 
     def ask(signum, frame):
-        if request.asked:
-            raise KeyboardInterrupt
+        if request.asked:  # said, as the first stop is (a bare "interrupted" left the user to guess)
+            raise KeyboardInterrupt("stopped at once by a second Ctrl-C: " + (
+                f"{ckpt_path} holds the last checkpoint, which --resume (resume=True) continues from"
+                if Path(ckpt_path).exists() else "no checkpoint had been written yet; nothing was saved"))
         request.asked = True
         print("\nstopping at the end of this step to write a checkpoint (Ctrl-C again stops at once, losing the "
               "steps since the last one)", file=sys.stderr)
@@ -1012,7 +1014,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
         steps_this_call = 0
         show = _progress_enabled(progress)
-        with _stop_on_interrupt(enabled=ckpt_path is not None) as interrupted, _said_unsaved(ckpt_path, lambda: (
+        with _stop_on_interrupt(ckpt_path) as interrupted, _said_unsaved(ckpt_path, lambda: (
                 epoch, step_in_epoch, steps_per_epoch)):
             while epoch < epochs:
                 lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
