@@ -1,12 +1,12 @@
 """`python -m benchmarks ...`: the same benchmark as `pyalexnet bench ...`, run by the same code.
 
-Through pyalexnet.cli.main, so that Ctrl-C, a reader gone away (`| head -1`) and a file error end as they do
+Through pyalexnet.cli.main (pyalexnet.bench.main), so that Ctrl-C, a reader gone away (`| head -1`) and a file error end as they do
 for `pyalexnet bench` (exit 130, 141 quietly, one line), not with a traceback.
 """
 import sys
 
-from pyalexnet.cli import main
+from pyalexnet.bench import main
 
 argv = sys.argv[1:]
 sys.argv = [sys.argv[0], "bench", *argv]  # the bench records the command line it finds here
-sys.exit(main(["bench", *argv]))
+sys.exit(main(argv))
