@@ -162,8 +162,8 @@ def _finished_runs(out: Path, meta: dict) -> list[dict]:
         return []
     try:
         old = json.loads(path.read_text())
-        runs = old["runs"]
-        if not isinstance(old, dict) or not all(isinstance(r, dict) and "seed" in r and "error" in r for r in runs):
+        runs = old["runs"] if isinstance(old, dict) else None
+        if not isinstance(runs, list) or not all(isinstance(r, dict) and "seed" in r and "error" in r for r in runs):
             raise ValueError("not the runs this script writes")
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a cut or hand-edited file was a traceback
         raise SystemExit(f"--resume: cannot read {path} ({exc}); remove it, or use another --out") from None
@@ -229,7 +229,6 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C would cut the report short
             pool.shutdown(wait=False, cancel_futures=True)
             _stop_running()
-            pool.shutdown(wait=True)
             have = {r["seed"] for r in runs}
             cut = [s for s in todo if s not in have]
         finally:
