@@ -438,7 +438,7 @@ def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool
         return data
     # image_size: a folder's decode size; other sources keep their own (train compares a given one with it)
     return D.load_dataset(data, seed=seed, val_fraction=val_fraction, progress=progress, train_sample=train_sample,
-                          image_size=None if D.has_own_image_size(data) else image_size,
+                          image_size=image_size if D.is_image_folder(data) else None,
                           note_small_images=note_small_images)
 
 
@@ -511,8 +511,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
         hint = ""
         from . import data as D
 
-        if (image_size is None and isinstance(data, (str, os.PathLike)) and Path(data).is_dir()
-                and not D.is_store(Path(data))):
+        if image_size is None and isinstance(data, (str, os.PathLike)) and D.is_image_folder(data):
             # an image folder decoded at the default 256: it can be decoded at the size the model was trained at
             hint = (f" (decoded at {splits.image_size} px: for an image folder pass image_size= the training "
                     f"run's image size, {image_size_for_crop(model.input_size)} for these crops, or mean_image= "
@@ -853,8 +852,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
                                 and D.is_store(Path(splits.source)) else ""))
         source_name = str(getattr(splits, "source", "") or "")
-        own_split = source_name in ("builtin", "fashion-mnist") or source_name.startswith(("cifar10:", "fashion-mnist:"))
-        if given["val_fraction"] and (not isinstance(data, D.Splits) or own_split or D.is_store(Path(source_name))):
+        if given["val_fraction"] and (not isinstance(data, D.Splits) or not D.is_image_folder(source_name)):
             # Only an image folder without val/ holds a share out: elsewhere the option was ignored without a word.
             # A Splits is split already, and its val_fraction is recorded (eval finds the run's held-out images
             # by it): refused where the Splits' source has a split of its own, as for that source's name.

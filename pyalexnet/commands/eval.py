@@ -56,7 +56,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
-    from ..data import class_names_for, has_own_image_size, load_dataset
+    from ..data import class_names_for, is_image_folder, load_dataset
     from ..data._names import check_names_file
     from ..training import _count, _resolve_devices, image_size_for_crop, reports_top5
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
@@ -94,7 +94,7 @@ def run(args) -> int:
     try:
         splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
                               progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
-                              image_size=None if has_own_image_size(data) else image_size)
+                              image_size=image_size if is_image_folder(data) else None)
     except FileNotFoundError as exc:
         if args.data:
             raise

@@ -11,7 +11,7 @@ Network inputs are in 0..255 pixel units minus the training set's mean image (as
 them). See _augment.py for the exact crop, flip, lighting and mean rule.
 """
 from ._augment import augment, center_crop, lighting_offsets, random_parameters, ten_crops
-from ._datasets import Dataset, Splits, crop_size_for, has_own_image_size, load_dataset, smallest_image_size
+from ._datasets import Dataset, Splits, crop_size_for, is_image_folder, load_dataset, smallest_image_size
 from ._folder import has_own_validation_images
 from ._loader import Loader
 from ._names import class_names_for, find_class_names, read_class_names
@@ -21,4 +21,4 @@ from ._store import is_store, open_store, prepare
 __all__ = ["load_dataset", "Splits", "Dataset", "Loader", "augment", "center_crop", "ten_crops", "prepare",
            "open_store", "is_store", "compute_stats", "RunningStats", "lighting_offsets", "random_parameters",
            "crop_size_for", "smallest_image_size", "class_names_for", "find_class_names", "read_class_names",
-           "has_own_validation_images", "has_own_image_size"]
+           "has_own_validation_images", "is_image_folder"]

@@ -169,15 +169,15 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     return splits
 
 
-def has_own_image_size(spec) -> bool:
-    """Whether load_dataset(spec) reads images of the source's own size (builtin, Fashion-MNIST, CIFAR-10, a
-    store) rather than decoding an image folder to image_size: callers with a size of their own (a
-    checkpoint's) pass it only where it applies."""
+def is_image_folder(spec) -> bool:
+    """Whether load_dataset(spec) reads spec as an image folder (a path that is not there counts: loading says
+    so), not as builtin, Fashion-MNIST, CIFAR-10 or a store, the sources with their own image size and their own
+    validation split. Callers with a size of their own (a checkpoint's) pass image_size only to a folder."""
     spec = str(spec) if isinstance(spec, Path) else spec
     if spec is None or spec == "builtin" or spec.partition(":")[0] in ("fashion-mnist", "cifar10"):
-        return True
+        return False
     path = Path(spec).expanduser()
-    return _store.is_store(path) or _store.looks_like_store(path)
+    return not (_store.is_store(path) or _store.looks_like_store(path))
 
 
 def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample, note_small_images) -> Splits:
