@@ -100,6 +100,7 @@ _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/font
 _NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: what a missing glyph looks like
 
 
+@functools.lru_cache(maxsize=8192)  # asked per character of every name drawn
 def _has_glyph(font, char: str) -> bool:
     def drawn(c):
         mask = font.getmask(c)
@@ -182,11 +183,6 @@ def _needs_glyph(c: str) -> bool:
     return ord(c) > 126 and c.isprintable() and not c.isspace()
 
 
-@functools.lru_cache(maxsize=8192)
-def _drawn_by(font, char: str) -> bool:
-    return _has_glyph(font, char)
-
-
 def _is_cjk(c: str) -> bool:
     o = ord(c)
     return (0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFFEF
@@ -204,7 +200,7 @@ def _font(texts: Iterable = ()):
     texts = [str(t) for t in texts]
     chars = frozenset(c for t in texts for c in t if _needs_glyph(c))
     font = _font_covering(chars)
-    missing = "".join(sorted(c for c in chars if not _drawn_by(font, c)))
+    missing = "".join(sorted(c for c in chars if not _has_glyph(font, c)))
     if missing:
         advice = ("Noto Sans CJK (Debian/Ubuntu: apt install fonts-noto-cjk) or WenQuanYi Zen Hei (fonts-wqy-zenhei)"
                   if any(map(_is_cjk, missing)) else "Noto Sans (Debian/Ubuntu: apt install fonts-noto-core)")
@@ -219,7 +215,7 @@ def _font(texts: Iterable = ()):
 
 def _legible(font, text) -> str:
     """text with each character `font` cannot draw as "?" (an empty box looked like a drawing fault)."""
-    return "".join("?" if _needs_glyph(c) and not _drawn_by(font, c) else c for c in str(text))
+    return "".join("?" if _needs_glyph(c) and not _has_glyph(font, c) else c for c in str(text))
 
 
 def _class_labels(font, classes) -> list[str]:
@@ -576,7 +572,7 @@ def _fit(draw, font, text: str, width: float, dots: str = "...") -> str:
 
 
 def _ellipsis(font) -> str:
-    return "\u2026" if _drawn_by(font, "\u2026") else "..."
+    return "\u2026" if _has_glyph(font, "\u2026") else "..."
 
 
 def _cut_around(draw, font, text: str, at: int, width: float) -> str:
