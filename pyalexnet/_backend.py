@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 # Threads that finish their work sleep at once instead of spinning, in both thread pools a CPU step
 # uses: ours (OpenMP) and numpy's BLAS (OpenBLAS, fc6-fc8). Each pool's spinning threads take the cores
@@ -114,6 +114,35 @@ def may_share_memory(a: Any, b: Any) -> bool:
 def to_host(a: Any) -> np.ndarray:
     """`a` as a numpy array: copied from the GPU (synchronising) for CuPy, else as it is."""
     return cupy_module().asnumpy(a) if is_gpu_array(a) else np.asarray(a)
+
+
+def start_host_copy(a: Any) -> Callable[[], np.ndarray]:
+    """Starts copying `a` to the host and returns a function that gives the numpy array once the copy is done.
+
+    For CuPy the copy is queued on the current stream, into page-locked memory, with an event after it: what
+    is queued after this call (a backward pass, on this stream or on streams that wait for it) need not finish
+    before the host has the copy, whereas to_host waits for everything the stream has been told to wait for.
+    numpy arrays are given back as they are."""
+    if not is_gpu_array(a):
+        host = np.asarray(a)
+        return lambda: host
+    cp = cupy_module()
+    import cupyx
+
+    with cp.cuda.Device(a.device.id):
+        a = cp.ascontiguousarray(a)
+        out = cupyx.empty_pinned(a.shape, a.dtype)
+        stream = cp.cuda.get_current_stream()
+        try:
+            cp.asnumpy(a, stream=stream, out=out, blocking=False)
+        except TypeError:  # CuPy before 13 has no `blocking`: a copy given a stream is asynchronous there
+            a.get(stream=stream, out=out)
+        done = stream.record()
+
+    def wait() -> np.ndarray:
+        done.synchronize()
+        return out
+    return wait
 
 
 def _version(v: int | None) -> str | None:

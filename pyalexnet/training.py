@@ -23,7 +23,8 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -223,6 +224,24 @@ def _schedule_name(state: dict) -> str:
     return ",".join(str(e) for e in state.get("milestones", [])) or "constant"
 
 
+def _check_schedule(state: dict, *, given: dict, epochs: int, resume: bool, saved_state: dict | None,
+                    ckpt_path) -> None:
+    """The checks of a run's schedule (`state`, its kind and milestones) that need no data: run before the
+    data loads, which for an image folder can take long, where the schedule and epochs are known by then.
+    saved_state: a resumed run's schedule, which an explicit different one may not replace."""
+    if saved_state is not None and given["schedule"] and _schedule_name(saved_state) != _schedule_name(state):
+        raise ValueError(f"{ckpt_path} was trained with the {_schedule_name(saved_state)} schedule, not "
+                         f"{_schedule_name(state)}: resume without a schedule (the run's goes on) or with the same one")
+    if given["patience"] and state["kind"] != "plateau":  # it was ignored without a word
+        raise ValueError(f"patience (--patience) is for the plateau schedule; this run's is {_schedule_name(state)}: "
+                         "give schedule='plateau' (--schedule plateau) with it" + (", or leave it out" if not resume else ""))
+    never = [m for m in state.get("milestones", []) if m >= epochs] if given["schedule"] else []
+    if never:
+        B.warn_user(f"schedule epoch{'s' if len(never) > 1 else ''} {', '.join(map(str, never))} never "
+                    f"come{'' if len(never) > 1 else 's'}: the run has {_count(epochs, 'epoch')} (0-based, "
+                    f"the last is {epochs - 1}; resumed with more, it reaches them)")
+
+
 def _resumed_schedule(t: dict, sched, given: dict, *, lr: float, patience: int, epoch: int, ckpt_path):
     """(schedule, base_lr, note) for a run resumed from a checkpoint's training metadata `t`.
 
@@ -231,11 +250,7 @@ def _resumed_schedule(t: dict, sched, given: dict, *, lr: float, patience: int, 
     now on (plateau) or the rate the milestones divide (steps), and `note` says so; the same lr as the
     run started with (the same command again, with --resume) changes nothing, so it continues exactly.
     """
-    saved = t["schedule"]
-    if given["schedule"] and _schedule_name(saved) != _schedule_name(sched.state()):
-        raise ValueError(f"{ckpt_path} was trained with the {_schedule_name(saved)} schedule, not "
-                         f"{_schedule_name(sched.state())}: resume without a schedule (the run's goes on) or "
-                         "with the same one")
+    saved = t["schedule"]  # a different explicit schedule was refused before the data loaded (_check_schedule)
     if saved["kind"] == "plateau":
         sched = PlateauSchedule(saved["lr"], patience=int(saved.get("patience", patience)))
     else:
@@ -570,6 +585,48 @@ def _labels_for(logits, y):
 
 
 # ----- training ----------------------------------------------------------------------------------------
+class StepResult(NamedTuple):
+    """What one sgd_step saw: the batch's mean loss and its top-1 and top-5 mistakes (before the update)."""
+
+    loss: float
+    top1_errors: int
+    top5_errors: int
+
+
+def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum: float = 0.9,
+             weight_decay: float = 5e-4, step: int | None = None) -> StepResult:
+    """One training step of the paper's SGD: forward in training mode (dropout masks from `step`, as in
+    model.forward), softmax cross-entropy, backward, and the update of every parameter with its velocity
+    (`velocities`: model.parameters()'s names, arrays of the same shapes and places, updated in place).
+
+    A loss that is not finite leaves the parameters and velocities as they were: the caller decides what
+    to do. The order is chosen for a GPU: the backward pass is queued before the host waits for the loss
+    and the logits (copied back on their own), so the GPU works through it while Python checks the loss,
+    counts the mistakes and queues the update; reading the loss first left the GPU idle while Python queued
+    each backward kernel. On the CPU the order changes no result.
+    """
+    if not isinstance(model, AlexNet):
+        raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
+    params = model.parameters()
+    if not isinstance(velocities, Mapping) or any(k not in velocities for k in params):
+        raise ValueError("velocities must map each of model.parameters()'s names to an array of its shape and place "
+                         "(zeros to start: {k: xp.zeros_like(p) for k, p in model.parameters().items()})" + (
+                             f"; missing {_few([k for k in params if k not in velocities])}"
+                             if isinstance(velocities, Mapping) else f", got {type(velocities).__name__}"))
+    labels_on_host = B.start_host_copy(labels)  # CuPy labels: a read now would wait for the last update
+    logits = model.forward(x, train=True, step=step)
+    read_loss, dlogits = ops.softmax_cross_entropy_queued(logits, _labels_for(logits, labels))
+    logits_on_host = B.start_host_copy(logits)
+    model.backward(dlogits)
+    loss = read_loss()
+    e1, e5 = _errors(logits_on_host(), labels_on_host())
+    if math.isfinite(loss):
+        grads = model.gradients()
+        ops.sgd_update(list(params.values()), [grads[k] for k in params], [velocities[k] for k in params],
+                       lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return StepResult(loss, e1, e5)
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What train() returns: the trained model, one dict per epoch, where things were written, and the
@@ -822,6 +879,29 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
     devices = parse_devices(_resolve_devices(device)) if model is None else model.devices
     from . import data as D
 
+    # What can be checked without the data is checked before it loads (an image folder can take long).
+    run_schedule = _make_schedule(schedule, 1.0, 1) if schedule is not None else None  # refuses a bad one
+    if saved is not None and resume:
+        t = saved["training"]
+        # val_fraction (with the seed) picks a folder's held-out images: another would move images between
+        # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.
+        written = (t["seed"], t["batch_size"], t.get("val_fraction", val_fraction))
+        if written != (seed, batch_size, val_fraction):
+            raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']} "
+                             f"val_fraction={written[2]}; resume with the same values (got seed={seed} "
+                             f"batch_size={batch_size} val_fraction={val_fraction})")
+    known_preset = model.preset if model is not None else preset  # a new run's may wait for the data's size
+    schedule_checked = False
+    if saved is not None and resume:
+        _check_schedule(run_schedule.state() if run_schedule else t["schedule"], given=given, epochs=epochs,
+                        resume=True, saved_state=t["schedule"], ckpt_path=ckpt_path)
+        schedule_checked = True
+    elif known_preset is not None:
+        _check_schedule((run_schedule or _make_schedule(defaults_for(known_preset)["schedule"], 1.0, 1)).state(),
+                        given=given, epochs=epochs or defaults_for(known_preset)["epochs"], resume=resume,
+                        saved_state=None, ckpt_path=ckpt_path)
+        schedule_checked = True
+
     if image_size is not None:
         image_size = _check_positive_int(image_size, "image_size")
         # Checked before a folder is decoded (which can take long), and said as the size asked for, not as
@@ -937,13 +1017,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 B.warn_user(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
                             "classes), which its checkpoint records from now on")
             t = meta["training"]
-            # val_fraction (with the seed) picks a folder's held-out images: another would move images between
-            # the splits mid-run. Checkpoints from before it was kept do not say, and are taken as they are.
-            written = (t["seed"], t["batch_size"], t.get("val_fraction", val_fraction))
-            if written != (seed, batch_size, val_fraction):
-                raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']} "
-                                 f"val_fraction={written[2]}; resume with the same values (got seed={seed} "
-                                 f"batch_size={batch_size} val_fraction={val_fraction})")
             model.load_parameters(params)
             for name, v in vels.items():
                 place = model.place_of(name)
@@ -964,16 +1037,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                       + "".join(f"; {note}" for note in [lr_note] + changed if note), file=sys.stderr)
         elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
             B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
-        if given["patience"] and not isinstance(sched, PlateauSchedule):  # it was ignored without a word
-            raise ValueError(f"patience (--patience) is for the plateau schedule; this run's is "
-                             f"{_schedule_name(sched.state())}: give schedule='plateau' (--schedule plateau) with it"
-                             + (", or leave it out" if not resume else ""))
-        if given["schedule"] and isinstance(sched, StepSchedule):
-            never = [m for m in sched.milestones if m >= epochs]
-            if never:
-                B.warn_user(f"schedule epoch{'s' if len(never) > 1 else ''} {', '.join(map(str, never))} never "
-                            f"come{'' if len(never) > 1 else 's'}: the run has {_count(epochs, 'epoch')} (0-based, "
-                            f"the last is {epochs - 1}; resumed with more, it reaches them)")
+        if not schedule_checked:  # a new run whose preset (so its default schedule or epochs) the data chose
+            _check_schedule(sched.state(), given=given, epochs=epochs, resume=resume, saved_state=None,
+                            ckpt_path=ckpt_path)
         if overwrite and saved is not None:
             # The replaced run's checkpoint goes with its history (below): kept until the new run's first one, it was
             # called "the last good checkpoint" when the new run diverged, and a --resume continued the old run.
@@ -1024,9 +1090,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 stopped = False
                 try:
                     for x, y in batches:
-                        logits = model.forward(x, train=True, step=global_step)
-                        yl = _labels_for(logits, y)
-                        loss, dlogits = ops.softmax_cross_entropy(logits, yl)
+                        loss, e1, e5 = sgd_step(model, x, y, velocities, lr=lr_now, momentum=momentum,
+                                                weight_decay=weight_decay, step=global_step)
                         if not math.isfinite(loss):
                             raise TrainingDiverged(
                                 f"the training loss became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1} of "
@@ -1036,11 +1101,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                                 + "Try a smaller learning rate.",
                                 epoch=epoch, step=step_in_epoch, global_step=global_step, loss=loss,
                                 checkpoint=ckpt_path if ckpt_path and Path(ckpt_path).exists() else None)
-                        model.backward(dlogits)
-                        grads, params = model.gradients(), model.parameters()
-                        ops.sgd_update(list(params.values()), [grads[k] for k in params], [velocities[k] for k in params],
-                                       lr=lr_now, momentum=momentum, weight_decay=weight_decay)
-                        e1, e5 = _errors(logits, np.asarray(y))
                         running["loss"] += loss * len(y)
                         running["top1"] += e1
                         running["top5"] += e5

@@ -389,3 +389,30 @@ def test_gpu_two_streams_each_have_a_counter(cp, rng):
     for s in streams:
         with s:
             assert stream_counter(cases[0][0]) == 0
+
+
+def test_queued_loss_reads_what_softmax_cross_entropy_returns(rng):
+    logits = rng.standard_normal((5, 7)).astype(np.float32)
+    labels = np.array([0, 6, 3, 3, 1])
+    read_loss, d = ops.softmax_cross_entropy_queued(logits, labels)
+    loss, d_plain = ops.softmax_cross_entropy(logits, labels)
+    assert read_loss() == loss
+    np.testing.assert_array_equal(d, d_plain)
+    read_bad, _ = ops.softmax_cross_entropy_queued(logits, np.array([0, 7, 3, 3, 1]))
+    with pytest.raises(ValueError, match=r"label 7 is out of range for 7 classes"):
+        read_bad()  # said when the loss is read, as softmax_cross_entropy says it
+
+
+@pytest.mark.gpu
+def test_gpu_queued_loss_is_read_while_later_work_is_queued(cp, rng):
+    logits = rng.standard_normal((64, 1000)).astype(np.float32) * 5
+    labels = rng.integers(0, 1000, 64)
+    want, _ = ops.softmax_cross_entropy(logits, labels)
+    read_loss, d = ops.softmax_cross_entropy_queued(cp.asarray(logits), cp.asarray(labels))
+    big = cp.ones((4096, 4096), cp.float32)
+    for _ in range(5):  # work queued after the loss: its copy must not read a later value, nor wait for it
+        big = big @ big * (1 / 4096)
+    assert read_loss() == pytest.approx(want, rel=1e-6)
+    read_bad, _ = ops.softmax_cross_entropy_queued(cp.asarray(logits), cp.asarray(np.r_[labels[:-1], 1000]))
+    with pytest.raises(ValueError, match="label 1000 is out of range"):
+        read_bad()

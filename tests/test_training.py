@@ -247,7 +247,6 @@ def test_ctrl_c_stops_at_the_steps_end_with_a_checkpoint_resume_continues(splits
 
 
 def test_ctrl_c_in_an_epochs_last_step_lets_it_finish(splits, tmp_path, monkeypatch):
-    model = _train(splits, epochs=1, stop_after_steps=1).model
     _ctrl_c_at_update(monkeypatch, 6)  # the sixth and last step of epoch 1
     with pytest.raises(KeyboardInterrupt, match=r"stopped at epoch 2, step 0 of 6"):
         _train(splits, epochs=2, checkpoint_dir=tmp_path)
@@ -1228,3 +1227,112 @@ def test_train_api_mistakes_are_named(splits, tmp_path):
     builtin = load_dataset("builtin", progress=False)
     with pytest.raises(ValueError, match="val_fraction .* builtin has its own validation split"):
         train(builtin, val_fraction=0.2, workers=0, verbose=False, epochs=1)
+
+
+# ----- sgd_step: the one training step train() and the benchmark take -----------------------------------------
+def _small_model(seed=4):
+    return pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cpu", seed=seed)
+
+
+def _batch(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3, CROP, CROP)).astype(np.float32), (np.arange(n) % 4).astype(np.int64)
+
+
+def test_sgd_step_is_forward_loss_backward_update_in_that_order():
+    # Written out plainly, the order the paper's step has; sgd_step queues backward before reading the loss,
+    # which must change no bit of anything.
+    x, y = _batch()
+    plain, stepped = _small_model(), _small_model()
+    v_plain = {k: np.zeros_like(p) for k, p in plain.parameters().items()}
+    v_step = {k: np.zeros_like(p) for k, p in stepped.parameters().items()}
+    for step in range(2):
+        logits = plain.forward(x, train=True, step=step)
+        loss, d = pyalexnet.ops.softmax_cross_entropy(logits, y)
+        top1 = int((logits.argmax(axis=1) != y).sum())
+        plain.backward(d)
+        params, grads = plain.parameters(), plain.gradients()
+        pyalexnet.ops.sgd_update(list(params.values()), [grads[k] for k in params], [v_plain[k] for k in params],
+                                 lr=0.01, momentum=0.8, weight_decay=1e-3)
+        got = pyalexnet.sgd_step(stepped, x, y, v_step, lr=0.01, momentum=0.8, weight_decay=1e-3, step=step)
+        assert got.loss == loss and got.top1_errors == top1 and got.top5_errors == 0  # 4 classes: all in the top 5
+    for k, p in plain.parameters().items():
+        np.testing.assert_array_equal(stepped.parameters()[k], p, err_msg=k)
+        np.testing.assert_array_equal(v_step[k], v_plain[k], err_msg=k)
+        assert np.abs(v_step[k]).max() > 0, k  # the update happened
+
+
+def test_sgd_step_with_a_loss_that_is_not_finite_changes_nothing():
+    m = _small_model()
+    x, y = _batch()
+    x[0, 0, 0, 0] = np.inf
+    before = {k: p.copy() for k, p in m.parameters().items()}
+    vel = {k: np.full_like(p, 0.5) for k, p in m.parameters().items()}
+    got = pyalexnet.sgd_step(m, x, y, vel, lr=0.01)
+    assert not math.isfinite(got.loss)
+    for k, p in m.parameters().items():
+        np.testing.assert_array_equal(p, before[k], err_msg=k)
+        assert (vel[k] == 0.5).all(), k
+
+
+def test_sgd_step_bad_arguments_are_named():
+    m = _small_model()
+    x, y = _batch()
+    vel = {k: np.zeros_like(p) for k, p in m.parameters().items()}
+    with pytest.raises(ValueError, match=r"velocities must map .*missing conv1a\.weight"):
+        pyalexnet.sgd_step(m, x, y, {k: v for k, v in vel.items() if k != "conv1a.weight"}, lr=0.01)
+    with pytest.raises(ValueError, match=r"velocities must map .*got list"):
+        pyalexnet.sgd_step(m, x, y, list(vel.values()), lr=0.01)
+    with pytest.raises(TypeError, match="model must be a pyalexnet.AlexNet"):
+        pyalexnet.sgd_step("model", x, y, vel, lr=0.01)
+    before = {k: p.copy() for k, p in m.parameters().items()}
+    with pytest.raises(ValueError, match=r"label 9 is out of range for 4 classes"):
+        pyalexnet.sgd_step(m, x, np.array([0, 1, 2, 3, 9, 0]), vel, lr=0.01)
+    for k, p in m.parameters().items():  # the bad label is found before the update
+        np.testing.assert_array_equal(p, before[k], err_msg=k)
+
+
+@pytest.mark.gpu
+def test_sgd_step_on_gpu_equals_the_plain_order_on_gpu(cp):
+    # The GPU's own check of the queued order: the loss and logits copied back while backward is queued
+    # (B.start_host_copy) must be the values the plain, synchronous sequence reads, and the update the same.
+    x, y = _batch(8)
+    plain = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cuda", seed=4)
+    stepped = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cuda", seed=4)
+    v_plain = {k: cp.zeros_like(p) for k, p in plain.parameters().items()}
+    v_step = {k: cp.zeros_like(p) for k, p in stepped.parameters().items()}
+    for step in range(3):
+        logits = plain.forward(x, train=True, step=step)
+        loss, d = pyalexnet.ops.softmax_cross_entropy(logits, cp.asarray(y))
+        top1 = int((cp.asnumpy(logits).argmax(axis=1) != y).sum())
+        plain.backward(d)
+        params, grads = plain.parameters(), plain.gradients()
+        pyalexnet.ops.sgd_update(list(params.values()), [grads[k] for k in params], [v_plain[k] for k in params],
+                                 lr=0.01)
+        got = pyalexnet.sgd_step(stepped, x, cp.asarray(y) if step % 2 else y, v_step, lr=0.01, step=step)
+        assert got.loss == loss and got.top1_errors == top1
+    for k, p in plain.parameters().items():
+        np.testing.assert_array_equal(cp.asnumpy(stepped.parameters()[k]), cp.asnumpy(p), err_msg=k)
+
+
+def test_arguments_a_resumed_run_refuses_are_refused_before_the_data_loads(splits, tmp_path, monkeypatch):
+    # An image folder can take long to load: a mistyped option was refused only after it had.
+    _train(splits, epochs=2, checkpoint_dir=tmp_path, stop_after_steps=1, schedule=[1])
+    import pyalexnet.training as T
+
+    def no_data(*a, **k):
+        raise AssertionError("the data was loaded before the arguments were checked")
+    monkeypatch.setattr(T, "_load_data", no_data)
+    for kw, match in [(dict(seed=3), "was written by a run with seed=0"),
+                      (dict(batch_size=4), "batch_size=8"),
+                      (dict(schedule="plateau"), "was trained with the 1 schedule, not plateau"),
+                      (dict(patience=2), r"patience \(--patience\) is for the plateau schedule; this run's is 1"),
+                      (dict(schedule=[1, 1]), "lists epoch 1 more than once")]:
+        with pytest.raises(ValueError, match=match):
+            _train(splits, epochs=3, checkpoint_dir=tmp_path, resume=True, **kw)
+    # A new run whose network is known (preset given) has its default schedule checked up front as well.
+    with pytest.raises(ValueError, match=r"patience \(--patience\) is for the plateau schedule; this run's is 10,13"):
+        _train(splits, checkpoint_dir=tmp_path / "new", patience=2)
+    with pytest.warns(RuntimeWarning, match="schedule epoch 7 never comes"):
+        with pytest.raises(AssertionError, match="the data was loaded"):
+            _train(splits, epochs=3, schedule=[7], checkpoint_dir=tmp_path / "new2")

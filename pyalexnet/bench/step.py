@@ -168,11 +168,11 @@ def run_torch_autograd(be, timer, drawer, n, *, repeats, warmup, stages=spec.PAP
 
 
 def run_model(timer, drawer, xp, n, device, *, preset, repeats, warmup) -> dict:
-    """pyalexnet.AlexNet's own training step (both towers on one device): forward, loss, backward,
-    SGD update of every parameter."""
+    """pyalexnet.AlexNet's own training step (both towers on one device), the one train() takes
+    (pyalexnet.sgd_step): forward, loss, backward, the batch's mistakes counted, SGD update of every
+    parameter."""
     def go():
         import pyalexnet
-        from .. import ops
 
         model = pyalexnet.AlexNet(spec.NUM_CLASSES, devices="cpu" if device == "cpu" else "cuda:0",
                                   seed=0, preset=preset)
@@ -182,11 +182,7 @@ def run_model(timer, drawer, xp, n, device, *, preset, repeats, warmup) -> dict:
         labels = drawer.labels(n, spec.NUM_CLASSES).astype(xp.int32)
 
         def step(mark):
-            logits = model.forward(x, train=True)
-            _, d = ops.softmax_cross_entropy(logits, labels)
-            model.backward(d)
-            grads = model.gradients()
-            ops.sgd_update(list(params.values()), [grads[k] for k in params], list(vels.values()), lr=0.01)
+            pyalexnet.sgd_step(model, x, labels, vels, lr=0.01)
             mark("step")
         for _ in range(warmup):
             step(lambda name: None)

@@ -10,7 +10,7 @@ benchmarks rely on.
 from ._conv import CONV_ALGORITHMS, conv2d, conv2d_backward
 from ._elementwise import relu, relu_backward, sgd_update
 from ._layers import (dropout, dropout_backward, linear, linear_backward, lrn, lrn_backward, max_pool,
-                      max_pool_backward, softmax, softmax_cross_entropy)
+                      max_pool_backward, softmax, softmax_cross_entropy, softmax_cross_entropy_queued)
 
 __all__ = [
     "conv2d", "conv2d_backward", "CONV_ALGORITHMS",
@@ -19,6 +19,6 @@ __all__ = [
     "lrn", "lrn_backward",
     "max_pool", "max_pool_backward",
     "dropout", "dropout_backward",
-    "softmax", "softmax_cross_entropy",
+    "softmax", "softmax_cross_entropy", "softmax_cross_entropy_queued",
     "sgd_update",
 ]

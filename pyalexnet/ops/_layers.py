@@ -325,6 +325,19 @@ def softmax_cross_entropy(logits, labels):
     gradient, (softmax(logits) - onehot(labels)) / N, on the input's device.
     labels: int32 or int64 (other integer dtypes are converted), shape (N,).
     """
+    read_loss, dlogits = softmax_cross_entropy_queued(logits, labels)
+    return read_loss(), dlogits
+
+
+def softmax_cross_entropy_queued(logits, labels):
+    """softmax_cross_entropy with the loss still to be read: (read_loss, dlogits).
+
+    dlogits is there at once; read_loss() returns the loss (and raises the ValueError for a label out of
+    range). On a GPU the loss starts its way to the host here, so a backward pass queued before read_loss()
+    runs while the host waits for the loss alone: a training step does not leave the GPU idle while Python
+    queues its backward kernels. dlogits of a bad label's row is not meaningful: read the loss before
+    using the gradients for anything that lasts.
+    """
     logits = B.as_input(logits, "logits")
     if logits.ndim != 2:
         raise ValueError(f"argument 'logits' must be 2-dimensional (N, classes), got shape {_shape(logits)}")
@@ -342,12 +355,17 @@ def softmax_cross_entropy(logits, labels):
         # labels' range. The kernel never reads outside a row for a bad label (its row loss is NaN), so the range
         # is checked after it, read back with the loss: one small transfer (on a GPU, one sync) for both.
         _C.softmax_cross_entropy(logits, labels, row_loss, dlogits, stats, B.last_block_counter(l), l.stream)
-        loss_sum, lo, hi = B.to_host(stats).tolist()
-    if lo < 0 or hi >= logits.shape[1]:
-        # The label itself (the range came back as float64, which rounds labels beyond 2^53).
-        host = B.to_host(labels)
-        bad = int(host[(host < 0) | (host >= logits.shape[1])][0])
-        raise ValueError(f"label {bad} is out of range for {logits.shape[1]} classes (labels must be in "
-                         f"[0, {logits.shape[1]}))")
-    return loss_sum / logits.shape[0], dlogits
+        stats_on_host = B.start_host_copy(stats)
+    n, classes = logits.shape
+
+    def read_loss() -> float:
+        loss_sum, lo, hi = stats_on_host().tolist()
+        if lo < 0 or hi >= classes:
+            # The label itself (the range came back as float64, which rounds labels beyond 2^53).
+            host = B.to_host(labels)
+            bad = int(host[(host < 0) | (host >= classes)][0])
+            raise ValueError(f"label {bad} is out of range for {classes} classes (labels must be in "
+                             f"[0, {classes}))")
+        return loss_sum / n
+    return read_loss, dlogits
 
