@@ -505,7 +505,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
       run's (train()'s seed and val_fraction), or the test may include images the model trained on.
     image_size: the side an image folder is decoded to: the training run's (default: mean_image's side
       when it is given, else 256).
-    Returns {"top1", "top5", "loss" (centre-crop or ten-crop mean cross-entropy), "images"}, and with
+    Returns {"top1", "top5" (None at 5 classes or fewer, where every label is in the top 5), "loss"
+    (centre-crop or ten-crop mean cross-entropy), "images"}, and with
     return_predictions=True "predictions": each test image's most probable class, int64 (images,).
     """
     from tqdm.auto import tqdm
@@ -553,7 +554,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
             if return_predictions:
                 predictions.append(probs.argmax(1))
             bar.update(len(labels))
-    result = {"top1": top1 / n, "top5": top5 / n, "loss": loss / n, "images": n}
+    # At 5 classes or fewer every label is in the top 5: 0.0 would read as a measurement.
+    result = {"top1": top1 / n, "top5": top5 / n if reports_top5(model.num_classes) else None, "loss": loss / n,
+              "images": n}
     if return_predictions:
         result["predictions"] = np.concatenate(predictions).astype(np.int64)
     return result
@@ -574,7 +577,7 @@ def _validate(model: AlexNet, loader, bar) -> dict:
             bar.update(len(y))
     if n == 0:
         return {"val_loss": None, "val_top1": None, "val_top5": None}
-    return {"val_loss": loss / n, "val_top1": top1 / n, "val_top5": top5 / n}
+    return {"val_loss": loss / n, "val_top1": top1 / n, "val_top5": top5 / n if reports_top5(model.num_classes) else None}
 
 
 def _labels_for(logits, y):
@@ -1141,7 +1144,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                                                         file=sys.stderr))
                 row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
                            train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
-                           train_top5=running["top5"] / running["images"], **val,
+                           train_top5=running["top5"] / running["images"] if reports_top5(model.num_classes) else None,
+                           **val,
                            images_per_s=running["images"] / max(running["seconds"], 1e-9), seconds=running["seconds"])
                 hist.append(row)
                 sched.after_epoch(epoch, val["val_top1"])

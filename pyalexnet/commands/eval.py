@@ -58,7 +58,7 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, is_image_folder, load_dataset
     from ..data._names import check_names_file
-    from ..training import _count, _resolve_devices, image_size_for_crop, reports_top5
+    from ..training import _count, _resolve_devices, image_size_for_crop
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -116,8 +116,6 @@ def run(args) -> int:
     predictions = result.pop("predictions")
     per_class = _per_class(splits.val.labels, predictions, splits.classes, names)
     result = dict(result, data=data, ten_crop=not args.center_crop, per_class=per_class)
-    if not reports_top5(model.num_classes):
-        result["top5"] = None  # always 0, not a measurement
     # The results are printed before the pictures are drawn: a picture that cannot be written (a full disk, a
     # folder made read-only meanwhile) must not lose an evaluation that may have taken hours.
     how = "centre crop" if args.center_crop else "ten-crop"
