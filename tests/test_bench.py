@@ -160,7 +160,8 @@ def test_an_interrupted_run_says_it_replaces_an_earlier_one(tmp_path, monkeypatc
     assert cli.main(args) == 130
     err = capsys.readouterr().err
     assert "the 0 rows timed before it stopped" in err and "(replacing an earlier run's)" in err
-    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no chart)" in err
+    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no step chart)" in err
+    assert "bench_cpu_quick_ops.png is an earlier run's (this one drew no ops chart)" in err
 
 
 def test_results_replace_the_last_ones_whole_and_say_so(tmp_path, monkeypatch, capsys):
@@ -183,7 +184,7 @@ def test_results_replace_the_last_ones_whole_and_say_so(tmp_path, monkeypatch, c
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "(replacing an earlier run's)" in out
-    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no chart)" in out
+    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no step chart)" in out
 
 
 def test_the_reason_for_a_cpu_run_and_how_to_read_the_table_are_said(tmp_path, capsys):
@@ -386,5 +387,46 @@ def test_a_step_without_per_layer_times_says_why_there_is_no_chart(tmp_path, cap
     pytest.importorskip("matplotlib")
     assert cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "step.small",
                      "--out", str(tmp_path)]) == 0
-    assert "no chart: step.small has no per-layer times" in capsys.readouterr().out
+    assert "no step chart: step.small has no per-layer times" in capsys.readouterr().out
     assert not (tmp_path / "bench_cpu_quick_step.png").exists()
+
+
+def test_ops_chart_colours_each_row_by_its_target_and_writes_its_values(tmp_path):
+    # One picture of the issues' targets: conv rows by ours/cuDNN (at most 2), memory-bound rows by their share
+    # of a same-size copy (at least 70%); rows without a target grey. The values are written on the bars.
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    def row(name, group, ours, ref, bound, share, targets):
+        key = "fraction_of_copy" if bound == "memory" else "fraction_of_peak"
+        return {"name": name, "group": group, "bound": bound, "ratio": {"t": ours / ref},
+                "impl": {"ours": {"status": "ok", "median_ms": ours, key: share}, "t": {"status": "ok", "median_ms": ref}},
+                "targets": [{"name": n, "value": None, "threshold": None, "pass": ok} for n, ok in targets]}
+    rows = [row("conv2.wgrad", "conv", 4.9, 1.0, "compute", 0.55, [("ours/cuDNN fp32 <= 2", False)]),
+            row("conv2.fwd", "conv", 0.84, 1.0, "compute", 0.64, [("ours/cuDNN fp32 <= 2", True),
+                                                                   (">= 40% fp32 peak", True)]),
+            row("pool2.bwd", "pool", 0.63, 1.0, "memory", 0.39, [(">= 70% of a same-size copy", False),
+                                                                 ("no slower than PyTorch", True)]),
+            row("fc6.fwd", "linear", 0.71, 1.0, "compute", 0.88, []),
+            {"name": "relu1.fwd", "group": "relu", "bound": "memory", "ratio": {}, "targets": [],
+             "impl": {"ours": {"status": "error", "error": "x"}}}]  # not timed: no bar
+    doc = {"rows": rows, "meta": {"device_name": "GPU"},
+           "config": {"device": "cuda", "batch": 128, "references": ["t"], "reference_labels": {"t": "cuDNN"}}}
+    fig = report._ops_figure(doc, plt)
+    try:
+        left, right = fig.axes[:2]
+        assert [t.get_text() for t in left.get_yticklabels()] == ["conv2.wgrad", "conv2.fwd", "pool2.bwd", "fc6.fwd"]
+        colour = lambda ax: [to_hex(p.get_facecolor()) for p in ax.patches]  # noqa: E731
+        assert colour(left) == [report._FAIL, report._PASS, report._PASS, report._NO_TARGET]
+        assert colour(right) == [report._NO_TARGET, report._PASS, report._FAIL, report._NO_TARGET]
+        assert {"4.90", "0.84", "0.63", "0.71"} <= {t.get_text() for t in left.texts}
+        assert {"55% peak", "64% peak", "39% copy", "88% peak"} <= {t.get_text() for t in right.texts}
+        assert left.get_xscale() == "log"
+    finally:
+        plt.close(fig)
+    path = tmp_path / "ops.png"
+    assert report.plot_ops(doc, path) == str(path) and path.stat().st_size > 0
+    doc["rows"] = rows[-1:]
+    assert report.plot_ops(doc, path) == "nothing"

@@ -22,7 +22,7 @@ dropout, softmax cross-entropy, fc6..fc8, the SGD update over 61M parameters) an
 step, for pyalexnet and references on the same device and the same inputs: PyTorch/cuDNN (float32
 and its default TF32) on a GPU; on a CPU, numpy (im2col + matmul) and PyTorch's CPU build when it is
 installed, and the small preset's training step too (the network `pyalexnet train` trains by
-default). Writes a table, a JSON file and a markdown summary (and a PNG chart when matplotlib is
+default). Writes a table, a JSON file and a markdown summary (and PNG charts when matplotlib is
 installed) under --out."""
 
 
@@ -38,10 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", choices=["auto", "torch", "numpy"], default="auto",
                    help="the CPU references: PyTorch (when installed) and numpy's im2col + matmul (auto), "
                         "or only one")
-    p.add_argument("--out", default="benchmarks/results", help="folder for bench_<device>[_quick].{json,md} and the step chart (default: benchmarks/results "
+    p.add_argument("--out", default="benchmarks/results", help="folder for bench_<device>[_quick].{json,md} and the charts (default: benchmarks/results "
                         "under the current folder)")
     p.add_argument("--quick", action="store_true", help="CI-sized: batch 1, one repeat, small ceilings (seconds, not figures)")
-    p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG charts")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing implementations")
 
 
@@ -210,27 +210,33 @@ def run(args) -> int:
         "rows": results,
         "steps": steps,
         "chart": None,
+        "ops_chart": None,
     }
     if stopped is not None:
         doc["interrupted"] = "stopped by Ctrl-C" if isinstance(stopped, KeyboardInterrupt) else "output closed"
-    chart_path = out / f"{stem}_step.png"
-    earlier = [p for p in (out / f"{stem}.json", out / f"{stem}.md", chart_path) if p.exists()]
-    chart_msg = None
-    if steps and not args.no_chart and stopped is None:
+    chart_path, ops_chart_path = out / f"{stem}_step.png", out / f"{stem}_ops.png"
+    earlier = [p for p in (out / f"{stem}.json", out / f"{stem}.md", chart_path, ops_chart_path) if p.exists()]
+    chart_notes = []
+    if not args.no_chart and stopped is None and (results or steps):
+        # Every op against the reference and its ceiling (the targets in colour), then the step's layers.
+        ops_chart = report.plot_ops(doc, ops_chart_path) if results else "nothing"
         chart = report.plot_breakdown(steps[0], chart_path,
                                       f"AlexNet training step per layer, batch {n}, {env['device_name']}"
-                                      + (", QUICK smoke run" if args.quick else ""))
-        if chart is None:
-            chart_msg = 'chart skipped: matplotlib is not installed (pip install "pyalexnet[plot]")'
-        elif chart == "nothing":  # step.small alone: only whole-step times, no per-layer ones
-            chart_msg = f"no chart: {steps[0]['name']} has no per-layer times (step.paper's run has them)"
+                                      + (", QUICK smoke run" if args.quick else "")) if steps else "nothing"
+        if chart is None or ops_chart is None:
+            chart_notes.append('charts skipped: matplotlib is not installed (pip install "pyalexnet[plot]")')
         else:
-            doc["chart"] = chart
-    if not doc["chart"] and chart_path.exists():
-        chart_msg = (chart_msg + "; " if chart_msg else "") + f"{chart_path} is an earlier run's (this one drew no chart)"
+            doc["ops_chart"] = ops_chart if ops_chart != "nothing" else None
+            doc["chart"] = chart if chart != "nothing" else None
+            if steps and chart == "nothing":  # step.small alone: only whole-step times, no per-layer ones
+                chart_notes.append(f"no step chart: {steps[0]['name']} has no per-layer times (step.paper's run has them)")
+    for key, path, what in (("ops_chart", ops_chart_path, "ops chart"), ("chart", chart_path, "step chart")):
+        if not doc[key] and path.exists():
+            chart_notes.append(f"{path} is an earlier run's (this one drew no {what})")
+    chart_msg = "; ".join(chart_notes) or None
     doc["wall_s"] = round(time.perf_counter() - t_start, 1)
     paths = report.write_outputs(doc, out, stem)
-    wrote = (f"wrote {paths['json']}, {paths['md']}" + (f", {doc['chart']}" if doc["chart"] else "")
+    wrote = (f"wrote {paths['json']}, {paths['md']}" + "".join(f", {doc[k]}" for k in ("ops_chart", "chart") if doc.get(k))
              + f" in {doc['wall_s']} s" + (" (replacing an earlier run's)" if earlier else ""))
     if stopped is not None:
         # Said here too: an interrupted run replaces a complete one's files, and the chart beside them is not its own.

@@ -212,7 +212,7 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
             if cfg["device"] == "cpu" and env.get("pyalexnet_cpu_simd") else []),
           f"Batch {cfg['batch']}; times are medians of up to {cfg['repeats']} repeats after warm-up "
           + ("(CUDA events, L2 flushed before each repeat)." if cfg["device"] == "cuda" else "(time.perf_counter)."),
-          f"References: " + ", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items()) + ".",
+          "References: " + ", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items()) + ".",
           "", "## Ceilings measured in this run", "", *_ceiling_lines(doc),
           "", "## Ops", "", markdown_table(head, body), "",
           "Work is FLOPs for convolutions and "
@@ -228,6 +228,8 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
     notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
     if notes:
         md += ["", "## Notes", "", *notes]
+    if doc.get("ops_chart"):
+        md += ["", f"![every op against the reference and its ceiling]({Path(doc['ops_chart']).name})"]
     if doc.get("chart"):
         md += ["", f"![per-layer step time]({Path(doc['chart']).name})"]
     _write_whole(paths["md"], "\n".join(md) + "\n")
@@ -300,6 +302,103 @@ def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
     except ImportError:
         return None
     fig = _breakdown_figure(section, title, plt)
+    if fig is None:
+        return "nothing"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+# The targets each panel of the ops chart draws: those read off the bar it shows.
+_RATIO_TARGETS = ("ours/cuDNN fp32 <= 2", "no slower than PyTorch", "fwd+bwd >= 3x PyTorch")
+_SHARE_TARGETS = (">= 70% of a same-size copy", ">= 40% fp32 peak")
+_PASS, _FAIL, _NO_TARGET = "#2ca02c", "#d62728", "#8c8c8c"
+
+
+def _verdict_colour(r: dict, names) -> str:
+    verdicts = [t["pass"] for t in r.get("targets", []) if t["name"] in names and t["pass"] is not None]
+    return _NO_TARGET if not verdicts else (_PASS if all(verdicts) else _FAIL)
+
+
+def _ops_figure(doc: dict, plt):
+    """The figure plot_ops saves, or None when no row was timed."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    refs = doc["config"]["references"]
+    ref = refs[0] if refs else None
+    rows = [r for r in doc["rows"] if (r["impl"].get("ours") or {}).get("status") == "ok"]
+    if not rows:
+        return None
+    labels = doc["config"].get("reference_labels", {})
+    gpu = doc["config"]["device"] == "cuda"
+    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(12, 1.2 + 0.24 * len(rows)),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    y = list(range(len(rows)))
+    # Left: our time over the reference's, on a log axis (2x slower and 2x faster are as far from 1).
+    ratios = [(r.get("ratio") or {}).get(ref) if ref else None for r in rows]
+    shown = [x for x in ratios if x]
+    bars = left.barh(y, [x or math.nan for x in ratios], color=[_verdict_colour(r, _RATIO_TARGETS) for r in rows],
+                     left=0)
+    left.bar_label(bars, labels=["" if not x else f"{x:.2f}" for x in ratios], padding=2, fontsize=7)
+    left.set_xscale("log")
+    if shown:
+        lo, hi = min(shown + [1.0]), max(shown + [1.0])
+        left.set_xlim(lo / 1.5, hi * 2.2)
+    left.axvline(1.0, color="black", linewidth=0.8)
+    if gpu and any(r["group"] == "conv" for r in rows):
+        left.axvline(2.0, color=_FAIL, linewidth=0.8, linestyle="--", label="convolution target: at most 2")
+        left.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)  # over the bars, not on them
+    left.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    left.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.xaxis.set_minor_formatter(NullFormatter())
+    left.set_xlabel(f"our time / {labels.get(ref, ref) if ref else 'no reference'}'s\n(log scale; below 1: ours is faster)")
+    left.set_yticks(y)
+    left.set_yticklabels([r["name"] for r in rows], fontsize=8)
+    left.set_ylim(len(rows) - 0.5, -0.5)  # the table's order, top to bottom, no empty band
+    left.grid(axis="x", which="major", alpha=0.3)
+    left.set_axisbelow(True)
+    # Right: how near its ceiling each row runs: a copy of the same bytes for memory-bound rows, the float32
+    # peak for arithmetic; the issues' targets are on these (70% of a copy, 40% of the peak for conv2-5 forward).
+    shares, colours, texts = [], [], []
+    for r in rows:
+        ours = r["impl"]["ours"]
+        share = ours.get("fraction_of_copy") if r["bound"] == "memory" else ours.get("fraction_of_peak")
+        shares.append(math.nan if share is None else 100 * share)
+        colours.append(_verdict_colour(r, _SHARE_TARGETS))
+        texts.append("" if share is None else f"{100 * share:.0f}% {'copy' if r['bound'] == 'memory' else 'peak'}")
+    bars = right.barh(y, shares, color=colours)
+    right.bar_label(bars, labels=texts, padding=2, fontsize=7)
+    finite = [s for s in shares if not math.isnan(s)]
+    right.set_xlim(0, max(finite + [100]) * 1.25)
+    if gpu:
+        right.axvline(70, color=_FAIL, linewidth=0.8, linestyle="--", label="memory-bound target: 70% of a copy")
+        right.axvline(40, color=_FAIL, linewidth=0.8, linestyle=":", label="conv2-5 forward target: 40% of peak")
+        right.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    right.set_xlabel("% of its ceiling: a same-size copy (memory-bound rows)\nor the float32 peak (the others)")
+    right.grid(axis="x", alpha=0.3)
+    right.set_axisbelow(True)
+    env = doc["meta"]
+    fig.suptitle(f"pyalexnet ops, batch {doc['config']['batch']}, {env.get('device_name', '')}"
+                 + (" (QUICK smoke run)" if doc["config"].get("quick") else "")
+                 + (": green meets its target, red misses it, grey has none" if gpu else ""), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # the title's line kept clear of the bars
+    return fig
+
+
+def plot_ops(doc: dict, path: Path) -> str | None:
+    """Every timed op in one chart: our time over the reference's and the share of its ceiling, each bar
+    coloured by the issue's target it is judged by (on a GPU). None when matplotlib is missing, "nothing"
+    when no row was timed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig = _ops_figure(doc, plt)
     if fig is None:
         return "nothing"
     fig.savefig(path, dpi=110)
