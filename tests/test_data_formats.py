@@ -1,6 +1,8 @@
 """load_dataset on every source: image folders (JPEG, PNG, train/val layout), CIFAR-10 batches,
 Fashion-MNIST IDX (gzip and raw), the statistics, corrupt files, and bad inputs."""
 import pickle
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -57,6 +59,87 @@ def test_16_bit_grey_is_scaled_and_exif_orientation_is_applied(tmp_path):
     im.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
     out = decode_image(str(tmp_path / "phone.jpg"), 20)
     assert (out[:8] > 200).all() and (out[12:] < 50).all()
+
+
+def _tiff_grey(path, levels, bits, signed=False):
+    """A minimal uncompressed grey TIFF (one strip) of `bits`-bit samples, which Pillow cannot write: 12-bit
+    (packed big-endian pairs), signed 16-bit, unsigned 32-bit."""
+    h, w = levels.shape
+    if bits == 12:
+        data = bytearray()
+        for row in levels.astype(np.uint32):
+            row = list(row) + [0] * (len(row) % 2)
+            for a, b in zip(row[::2], row[1::2]):
+                data += bytes([a >> 4, (a & 15) << 4 | b >> 8, b & 255])
+    else:
+        data = levels.astype(f"<{'i' if signed else 'u'}{bits // 8}").tobytes()
+    tags = [(256, w), (257, h), (258, bits), (259, 1), (262, 1), (273, 8), (277, 1), (278, h), (279, len(data)),
+            (339, 2 if signed else 1)]  # ...StripOffsets (273): the data follows the 8-byte header
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", tag, 4, 1, v) for tag, v in tags)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8 + len(data)) + bytes(data) + ifd + b"\x00" * 4)
+
+
+def _png_rgb16(path, levels):
+    """A 16-bit RGB PNG (Pillow cannot write one): levels uint16 (h, w, 3)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    h, w = levels.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in levels)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind, white", [("png16", 65535), ("tiff16", 65535), ("tiff16b", 65535), ("pgm4095", 4095),
+                                         ("tiff12", 4095), ("tiff16s", 32767), ("tiff32", 2**32 - 1),
+                                         ("tiff32s", 2**31 - 1)])
+def test_grey_of_more_than_8_bits_is_scaled_by_its_types_range(tmp_path, kind, white):
+    # A 12-bit TIFF came out at 1/16 of its brightness (taken as 16-bit), 32-bit ones clipped nearly all white.
+    # Each is scaled by its type's range (see _white_level): white is white, negative levels black.
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, white, (6, 6), endpoint=True).astype(np.int64)
+    levels[0, :3] = 0, white, (white + 1) // 2
+    path = tmp_path / f"{kind}.{'pgm' if kind.startswith('pgm') else kind[:3]}"
+    if kind == "png16" or kind == "tiff16":
+        Image.fromarray(levels.astype(np.uint16)).save(path)
+    elif kind == "tiff16b":
+        Image.frombytes("I;16B", (6, 6), levels.astype(">u2").tobytes()).save(path)
+    elif kind == "pgm4095":  # Pillow widens a PGM's levels to 0-65535 itself
+        path.write_bytes(b"P5 6 6 4095\n" + levels.astype(">u2").tobytes())
+    elif kind == "tiff32s":  # Pillow's own mode I, written as signed 32-bit
+        levels[0, 3] = -7
+        Image.fromarray(levels.astype(np.int32)).save(path)
+    else:
+        if kind == "tiff16s":
+            levels[0, 3] = -7
+        _tiff_grey(path, levels, int(kind[4:6]), signed=kind.endswith("s"))
+    out = decode_image(str(path), 6)
+    expected = np.clip(np.round(levels * 255 / white), 0, 255)
+    np.testing.assert_array_equal(out, np.repeat(expected[..., None], 3, axis=2))
+    assert out[0, :3, 0].tolist() == [0, 255, 128]
+
+
+def test_16_bit_colour_png_is_reduced_by_its_high_byte(tmp_path):
+    # Pillow reads a 16-bit RGB PNG as 8-bit RGB itself: each sample's high byte, within 1 of level / 257
+    # (kept: the mode it gives says nothing of the 16 bits to scale again).
+    levels = np.random.default_rng(1).integers(0, 65536, (5, 5, 3)).astype(np.uint16)
+    levels[0, 0] = 0, 65535, 0x80FF
+    _png_rgb16(tmp_path / "rgb16.png", levels)
+    out = decode_image(str(tmp_path / "rgb16.png"), 5)
+    np.testing.assert_array_equal(out, levels >> 8)
+    assert np.abs(out - np.round(levels / 257)).max() <= 1 and out[0, 0].tolist() == [0, 255, 128]
+
+
+def test_16_bit_images_are_trained_on_scaled(tmp_path):
+    # Through the path training takes (a folder, decoded by worker threads): the same levels as decode_image.
+    rng = np.random.default_rng(2)
+    for c in ("a", "b"):
+        for i in range(2):
+            (tmp_path / "d" / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 65536, (8, 8)).astype(np.uint16)).save(tmp_path / "d" / c / f"{i}.png")
+    s = load_dataset(str(tmp_path / "d"), image_size=8, val_fraction=0, workers=2, progress=False)
+    with Image.open(tmp_path / "d" / "a" / "0.png") as im:
+        expected = np.round(np.asarray(im, np.float64) / 257)
+    np.testing.assert_array_equal(s.train.images[0, ..., 1], expected)
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg"])

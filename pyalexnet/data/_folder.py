@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -236,23 +237,65 @@ def median_short_side(files, *, sample: int = 32, seed: int = 0) -> int | None:
     return int(np.median(sides)) if sides else None
 
 
+def _stored_rawmode(im) -> str:
+    """How the file stores its samples ("I;16B", "I;32S", "I;12", ...) as Pillow's tiles say before they are
+    read; "" when unknown. Pillow's mode alone does not say it: "I" holds 16-bit signed, 32-bit and widened
+    PGM levels alike."""
+    tile = getattr(im, "tile", None) or []
+    args = tile[0].args if tile and hasattr(tile[0], "args") else (tile[0][3] if tile else None)
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return rawmode if isinstance(rawmode, str) else ""
+
+
+def _white_level(mode: str, rawmode: str) -> int:
+    """The level that is white for an integer grey image of Pillow mode I or I;16*: the top of the stored type's
+    range (16-bit: 65535; TIFF's 12-bit: 4095; signed 16-bit: 32767; 32-bit: 2**32 - 1 or 2**31 - 1).
+
+    The type's range, not the image's own maximum: a dark 16-bit photo and a 12-bit camera's image stored in 16
+    bits hold the same values, and scaling each image by its own maximum would brighten every dark one (and
+    make each image's scale depend on its content). So a 12-bit image in a 16-bit file comes out dark (1/16)."""
+    m = re.fullmatch(r"I;(\d+)([A-Z]*)", rawmode)
+    if m:  # Pillow's rawmodes: I;16 (little-endian), I;16B, I;16S (signed), I;32BS, ... and TIFF's I;12
+        bits, signed = int(m.group(1)), "S" in m.group(2)
+    elif mode == "I" and rawmode == "I":  # native 32-bit signed
+        bits, signed = 32, True
+    else:  # mode I;16*, or I widened by Pillow (a PGM of maxval 4095 comes as 0-65535), or unknown
+        bits, signed = 16, False
+    return 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+
+
+def _grey_to_8_bits(im, rawmode: str):
+    """An "L" image for Pillow's grey modes of more than 8 bits ("I;16*", "I", "F"), levels scaled to 0-255 and
+    rounded; other images as they are. Pillow's own conversion to RGB clips every level above 255 to white
+    (and takes floats as 0-255 levels), so a 16-bit image came out nearly all white and one in 0-1 black."""
+    from PIL import Image
+
+    if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        levels = np.asarray(im)
+        if levels.dtype == np.int32 and re.fullmatch(r"I;32[BN]?", rawmode):
+            levels = levels.view(np.uint32)  # unsigned 32-bit, held by Pillow's signed mode I
+        scaled = levels.astype(np.float64) * (255 / _white_level(im.mode, rawmode))
+    elif im.mode == "F":
+        # Float grey (TIFF) has no type's range: 0-1 is the usual convention (scaled to 0-255); an image with
+        # larger values is taken as 0-255 levels already. NaN is black, infinities the ends.
+        v = np.nan_to_num(np.asarray(im, np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        scaled = v * (255 if v.max(initial=0) <= 1 else 1)
+    else:
+        return im
+    return Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8))  # negative (signed) levels: black
+
+
 def decode_image(path: str, size: int) -> np.ndarray:
     """uint8 (size, size, 3): turned upright by its EXIF orientation (a phone's photos), shorter side resized
-    to `size` (bilinear, antialiased), centre crop. 16-bit grey levels are scaled to 8 bits, float grey in [0, 1]
-    to 0-255."""
+    to `size` (bilinear, antialiased), centre crop. Grey levels of more than 8 bits are scaled to 0-255 by their
+    type's range (16-bit: / 257, see _white_level), float grey in [0, 1] to 0-255; Pillow reads 16-bit colour
+    PNGs as 8-bit RGB itself (the high byte of each sample)."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
+        rawmode = _stored_rawmode(im)  # before the tiles are read (and dropped)
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that still covers `size`
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-            # 16-bit grey (PNG, TIFF): Pillow's RGB conversion clips every level above 255 to white.
-            im = Image.fromarray((np.asarray(im, np.float64) * (255 / 65535)).round().clip(0, 255).astype(np.uint8))
-        elif im.mode == "F":
-            # Float grey (TIFF): Pillow's conversion takes the values as 0-255 levels, so the usual 0-1 range came
-            # out black. 0-1 is scaled to 0-255; anything larger is taken as levels already.
-            v = np.nan_to_num(np.asarray(im, np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-            im = Image.fromarray((v * (255 if v.max(initial=0) <= 1 else 1)).round().clip(0, 255).astype(np.uint8))
+        im = _grey_to_8_bits(ImageOps.exif_transpose(im), rawmode)
         im = im.convert("RGB")
         w, h = im.size
         scale = size / min(w, h)
