@@ -648,3 +648,55 @@ def test_a_val_folder_missing_classes_is_said(tmp_path, rng):
                                             "on but never validated or tested"):
         splits = load_dataset(str(tmp_path), image_size=16, progress=False)
     assert splits.classes == ["cat", "dog", "eel"] and len(splits.val) == 4
+
+
+def test_val_fraction_is_refused_where_the_source_has_its_own_split(tmp_path, rng):
+    # It was ignored without a word (builtin, CIFAR-10, Fashion-MNIST, a store: their own test split), as
+    # image_size was; a folder with its own val/ images says it is not used.
+    import warnings
+
+    from pyalexnet.data import prepare
+
+    cifar_folder(tmp_path / "c", rng)
+    fashion_folder(tmp_path / "f", rng, compress=False)
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=3)
+    store = prepare(tmp_path / "d", tmp_path / "st", image_size=16, quiet=True)
+    for spec, source in (("builtin", "builtin"), (f"cifar10:{tmp_path / 'c'}", f"cifar10:{tmp_path / 'c'}"),
+                         (f"fashion-mnist:{tmp_path / 'f'}", f"fashion-mnist:{tmp_path / 'f'}"),
+                         (str(store), f"{store} has its own validation split \\(a store's is made by prepare")):
+        with pytest.raises(ValueError, match=r"^val_fraction \(--val-fraction\) is the share an image folder without "
+                                             f"val/ holds out; {source}"):
+            load_dataset(spec, val_fraction=0.25)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the default, which callers pass for every source: not a word
+            load_dataset(spec, val_fraction=0.1, progress=False)
+    image_folder(tmp_path / "tv" / "train", rng, classes=("a", "b"), per_class=3)
+    image_folder(tmp_path / "tv" / "val", rng, classes=("a", "b"), per_class=1)
+    with pytest.warns(RuntimeWarning, match=r"tv has its own val/ images: val_fraction \(--val-fraction\) 0.25 is "
+                                            "not used$"):
+        assert len(load_dataset(str(tmp_path / "tv"), image_size=16, val_fraction=0.25).val) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(str(tmp_path / "tv"), image_size=16)
+        assert len(load_dataset(str(tmp_path / "d"), image_size=16, val_fraction=0.5).val) == 4  # its option
+
+
+def test_train_sample_is_taken_from_every_source(tmp_path, rng):
+    # Read whole before, whatever was asked (eval and test ask for 2000 training images of every source).
+    from pyalexnet.data import prepare
+
+    cifar_folder(tmp_path / "c", rng)  # 30 training images
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=4)
+    store = prepare(tmp_path / "d", tmp_path / "st", image_size=16, val_fraction=0.25, quiet=True)
+    for spec in ("builtin", f"cifar10:{tmp_path / 'c'}", str(store)):
+        full = load_dataset(spec, progress=False)
+        few = load_dataset(spec, train_sample=5, seed=4, progress=False)
+        assert len(few.train) == 5 and len(few.val) == len(full.val)
+        keep = np.sort(np.random.default_rng(4).choice(len(full.train), 5, replace=False))
+        np.testing.assert_array_equal(few.train.images, full.train.images[keep])
+        np.testing.assert_array_equal(few.train.labels, full.train.labels[keep])
+        if spec == str(store):  # its statistics are of all its training images, computed when prepared
+            np.testing.assert_array_equal(few.mean_image, full.mean_image)
+        else:
+            np.testing.assert_allclose(few.mean_image, full.train.images[keep].mean(axis=0), atol=1e-3)
+        assert len(load_dataset(spec, train_sample=10**6, progress=False).train) == len(full.train)

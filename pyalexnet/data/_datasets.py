@@ -145,13 +145,16 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     cifar-10-python.tar.gz) | a folder root/<class>/<image> (or root/train and
     root/val; otherwise `val_fraction` of each class, chosen by `seed`, is held out), decoded with Pillow
     to `image_size` (default 256; shorter side resized, centre crop) | a store written by `pyalexnet prepare`.
-    Other sources have their own image size: an image_size other than theirs is a ValueError, not ignored.
+    Other sources have their own image size and validation split: an image_size other than theirs, or a
+    val_fraction other than the default 0.1, is a ValueError, not ignored (a folder with its own val/ images
+    warns that val_fraction is not used).
     Folders are decoded into memory by `workers` threads, with a progress bar (progress: default only on
     a terminal); one that would not fit in memory is a MemoryError at once: prepare big ones instead.
-    train_sample: for a folder, decode only this many of its training images (a fixed random sample, by
-    `seed`), and take the mean image and colour statistics from them: what testing a model needs (its
-    checkpoint holds the training mean), without decoding a training set that may not fit in memory.
-    Other sources are read whole (they are small, or memory-mapped). note_small_images: warn when a folder's
+    train_sample: keep only this many of the training images (a fixed random sample, by `seed`): what testing
+    a model needs (its checkpoint holds the training mean). A folder decodes only those, without decoding a
+    training set that may not fit in memory, and takes the mean image and colour statistics from them, as do
+    builtin, Fashion-MNIST and CIFAR-10; a store keeps the statistics of all its training images, computed
+    when it was prepared. note_small_images: warn when a folder's
     images (a sample's median shorter side) are under half of image_size, which enlarges them (train() asks
     for it when image_size was not given).
     """
@@ -180,6 +183,30 @@ def is_image_folder(spec) -> bool:
     return not (_store.is_store(path) or _store.looks_like_store(path))
 
 
+DEFAULT_VAL_FRACTION = 0.1  # load_dataset's; callers pass it through for every source (train, eval)
+
+
+def _refuse_val_fraction(val_fraction, source: str, hint: str = "") -> None:
+    """For a source with its own validation split: a val_fraction asked for was ignored without a word. The
+    words are train()'s, whose option (--val-fraction) reaches here."""
+    if val_fraction != DEFAULT_VAL_FRACTION:
+        raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
+                         f"{source} has its own validation split{hint}")
+
+
+def _sample_indices(n: int, train_sample, seed: int):
+    """Sorted indices of a fixed random `train_sample` of n training images (by `seed`); None for all."""
+    if train_sample is None or train_sample >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, train_sample, replace=False))
+
+
+def _sampled(arrays, train_sample, seed: int):
+    """(images, labels) of a source read whole, cut to its train_sample."""
+    keep = _sample_indices(len(arrays[1]), train_sample, seed)
+    return arrays if keep is None else (arrays[0][keep], arrays[1][keep])
+
+
 def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample, note_small_images) -> Splits:
     spec = "builtin" if spec is None else spec
     if isinstance(spec, Path):
@@ -191,17 +218,22 @@ def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample,
     # absolute (Splits.source, and so a checkpoint's "data"): eval and --resume from another folder find them.
     arg = str(Path(arg).expanduser().resolve()) if arg and name in ("fashion-mnist", "cifar10") else arg
     if spec == "builtin":
+        _refuse_val_fraction(val_fraction, "builtin")
         train, val = _builtin.builtin_arrays()
-        return _splits_from_arrays(train, val, _builtin.CLASSES, "builtin", _builtin.CROP_SIZE)
+        return _splits_from_arrays(_sampled(train, train_sample, seed), val, _builtin.CLASSES, "builtin",
+                                   _builtin.CROP_SIZE)
     if name == "fashion-mnist":
+        source = f"fashion-mnist:{arg}" if arg else spec
+        _refuse_val_fraction(val_fraction, source)
         classes, train, test = _formats.load_fashion_mnist(arg or None)
-        return _splits_from_arrays(train, test, classes, f"fashion-mnist:{arg}" if arg else spec)
+        return _splits_from_arrays(_sampled(train, train_sample, seed), test, classes, source)
     if name == "cifar10":
         if not arg:
             raise ValueError("cifar10 needs the folder of its python batches or their archive: cifar10:PATH "
                              f"(download {_formats.CIFAR10_URL})")
+        _refuse_val_fraction(val_fraction, f"cifar10:{arg}")
         classes, train, test = _formats.load_cifar10(arg)
-        return _splits_from_arrays(train, test, classes, f"cifar10:{arg}")
+        return _splits_from_arrays(_sampled(train, train_sample, seed), test, classes, f"cifar10:{arg}")
     path = Path(spec).expanduser()
     if not path.exists():
         if ":" in spec and len(name) > 1 or not any(c in spec for c in "/\\."):
@@ -210,10 +242,19 @@ def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample,
         raise FileNotFoundError(f"dataset folder {path} does not exist")
     path = path.resolve()
     if _store.is_store(path) or _store.looks_like_store(path):  # a damaged one is said to be one
-        return _store.open_store(path)
+        _refuse_val_fraction(val_fraction, str(path), " (a store's is made by prepare --val-fraction)")
+        splits = _store.open_store(path)
+        keep = _sample_indices(len(splits.train), train_sample, seed)
+        if keep is not None:  # read from the memory map: only these images come into memory
+            t = splits.train
+            splits.train = Dataset(t.images[keep], t.labels[keep], t.classes, t.skipped)
+        return splits
     classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)
-    if train_sample is not None and train_sample < len(train_files):
-        keep = np.sort(np.random.default_rng(seed).choice(len(train_files), train_sample, replace=False))
+    if val_fraction != DEFAULT_VAL_FRACTION and _folder.has_own_validation_images(path):
+        # train()'s words too (its warning and this one, from the same line, are shown once)
+        B.warn_user(f"{path} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used")
+    keep = _sample_indices(len(train_files), train_sample, seed)
+    if keep is not None:
         train_files = [train_files[i] for i in keep]
     _check_fits_in_memory(path, len(train_files) + len(val_files), image_size)
     if note_small_images:
