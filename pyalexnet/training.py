@@ -457,6 +457,20 @@ def _load_data(data, *, seed: int = 0, val_fraction: float = 0.1, progress: bool
                           note_small_images=note_small_images)
 
 
+def recorded_val_fraction(data, val_fraction: float) -> float:
+    """A run's recorded val_fraction as load_dataset should get it back (a resumed run, eval): as it is where
+    it chooses an image folder's held-out images, else load_dataset's default, which it neither refuses (a
+    source with its own split) nor warns of (a folder with its own val/: its run was told once)."""
+    from . import data as D
+    from .data._datasets import DEFAULT_VAL_FRACTION
+
+    if isinstance(data, (str, os.PathLike)) and D.is_image_folder(data):
+        path = Path(data)
+        if not (path.is_dir() and D.has_own_validation_images(path)):
+            return val_fraction
+    return DEFAULT_VAL_FRACTION
+
+
 def image_size_for_crop(crop_size: int) -> int:
     """The smallest image side whose crops (data.crop_size_for: 7/8 of it) are crop_size x crop_size: 256 for
     the paper's 224, 24 for 21. The side an image folder is decoded to for a model of that input size."""
@@ -923,7 +937,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             if saved is None and not overwrite and Path(ckpt_path).exists():  # a run that ended since it was looked at
                 raise ValueError(f"{checkpoint_dir} already holds a run (written since this call began): --resume "
                                  "(resume=True) continues it, --overwrite (overwrite=True) starts a new one over it")
-        splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
+        splits = _load_data(data, seed=seed, val_fraction=val_fraction if given["val_fraction"]
+                            else recorded_val_fraction(data, val_fraction), progress=progress, image_size=image_size,
                             note_small_images=image_size is None)
         if image_size is not None and splits.image_size != image_size:
             # Only a folder is decoded to a size; ignoring the option would train on other images than asked for.
@@ -935,17 +950,15 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                              + (" (prepare the store again with --size for another)" if getattr(splits, "source", "")
                                 and D.is_store(Path(splits.source)) else ""))
         source_name = str(getattr(splits, "source", "") or "")
-        if given["val_fraction"] and (not isinstance(data, D.Splits) or not D.is_image_folder(source_name)):
+        if given["val_fraction"] and isinstance(data, D.Splits) and not D.is_image_folder(source_name):
             # Only an image folder without val/ holds a share out: elsewhere the option was ignored without a word.
-            # A Splits is split already, and its val_fraction is recorded (eval finds the run's held-out images
-            # by it): refused where the Splits' source has a split of its own, as for that source's name.
+            # load_dataset refuses it for a source's name (and warns of a folder with its own val/); a Splits is
+            # split already, and its val_fraction is recorded (eval finds the run's held-out images by it):
+            # refused where the Splits' source has a split of its own, as for that source's name.
             src = Path(source_name)
-            if not src.is_dir() or D.is_store(src):
-                raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
-                                 f"{splits.source} has its own validation split"
-                                 + (" (a store's is made by prepare --val-fraction)" if D.is_store(src) else ""))
-            if D.has_own_validation_images(src):
-                B.warn_user(f"{src} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used")
+            raise ValueError(f"val_fraction (--val-fraction) is the share an image folder without val/ holds out; "
+                             f"{splits.source or 'this data set'} has its own validation split"
+                             + (" (a store's is made by prepare --val-fraction)" if D.is_store(src) else ""))
         if len(splits.val) == 0:
             source = str(getattr(splits, "source", "") or "")
             if source and D.is_store(Path(source)):  # its split was made when it was prepared

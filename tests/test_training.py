@@ -376,8 +376,17 @@ def test_val_fraction_is_refused_where_it_would_be_ignored(tmp_path, recwarn):
         train(str(store), val_fraction=0.5, **kw)
     image_folder(tmp_path / "tv" / "train", rng, classes=("a", "b"), per_class=4)
     image_folder(tmp_path / "tv" / "val", rng, classes=("a", "b"), per_class=1)
-    with pytest.warns(RuntimeWarning, match=r"tv has its own val/ images: val_fraction \(--val-fraction\) 0.5 is not used"):
-        train(str(tmp_path / "tv"), val_fraction=0.5, image_size=18, **kw)
+    import warnings
+
+    with pytest.warns(RuntimeWarning, match=r"tv has its own val/ images: val_fraction \(--val-fraction\) 0.5 is not used") as said:
+        train(str(tmp_path / "tv"), val_fraction=0.5, image_size=18, checkpoint_dir=tmp_path / "run", **kw)
+    assert len([w for w in said if "val_fraction" in str(w.message)]) == 1  # said once (load_dataset), not twice
+    # The run records 0.5; resuming it and evaluating it (the value comes back from the checkpoint, not from the
+    # user) say nothing more.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(checkpoint_dir=tmp_path / "run", resume=True, **dict(kw, stop_after_steps=None, epochs=1))
+        assert cli.main(["eval", str(tmp_path / "run"), "--center-crop", "--quiet", "--device", "cpu"]) == 0
     train(str(tmp_path / "d"), val_fraction=0.5, image_size=18, **kw)  # a folder without val/: its option
 
 

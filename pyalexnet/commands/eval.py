@@ -58,7 +58,7 @@ def run(args) -> int:
     from .. import evaluate, load_checkpoint
     from ..data import class_names_for, is_image_folder, load_dataset
     from ..data._names import check_names_file
-    from ..training import _count, _resolve_devices, image_size_for_crop
+    from ..training import _count, _resolve_devices, image_size_for_crop, recorded_val_fraction
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -92,7 +92,7 @@ def run(args) -> int:
     else:
         image_size = image_size_for_crop(model.input_size)
     try:
-        splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
+        splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=recorded_val_fraction(data, t.get("val_fraction", 0.1)),
                               progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
                               image_size=image_size if is_image_folder(data) else None)
     except FileNotFoundError as exc:
