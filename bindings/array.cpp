@@ -133,6 +133,83 @@ int device_of_pointer(const void* ptr, const std::string& name) {
 #endif
 }
 
+
+std::string type_name(py::handle v) { return py::cast<std::string>(py::str(py::type::of(v).attr("__name__"))); }
+
+// An integer entry of a __cuda_array_interface__ (anything with __index__), as int64; `what` names it.
+int64_t interface_integer(py::handle v, const std::string& what) {
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+  if (!index) {
+    PyErr_Clear();
+    throw py::type_error(what + " must be an integer, got " + type_name(v));
+  }
+  int overflow = 0;
+  const long long n = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0) throw py::value_error(what + " " + py::cast<std::string>(py::str(index)) + " does not fit in 64 bits");
+  return n;
+}
+
+// The integers of a sequence entry (shape, strides) of a __cuda_array_interface__.
+std::vector<int64_t> interface_integers(py::handle v, const std::string& what) {
+  if (!py::isinstance<py::tuple>(v) && !py::isinstance<py::list>(v))
+    throw py::type_error(what + " must be a tuple of integers, got " + type_name(v));
+  std::vector<int64_t> out;
+  for (py::handle item : v) out.push_back(interface_integer(item, what + " entry"));
+  return out;
+}
+
+// A producer's __cuda_array_interface__, checked as it is read. A malformed one (a hand-written wrapper, a
+// library bug) was pybind11's "Unable to cast Python instance" RuntimeError, a bare KeyError or IndexError;
+// strides shorter than the shape were read past their end; a negative dimension, or elements behind a null
+// pointer, reached the kernels; and a mask was ignored, so masked elements were computed on as data.
+void read_cuda_array_interface(py::handle obj, Array& a) {
+  const std::string where = "argument '" + a.name + "': its __cuda_array_interface__";
+  py::object cai_obj = obj.attr("__cuda_array_interface__");
+  if (!py::isinstance<py::dict>(cai_obj)) throw py::type_error(where + " must be a dict, got " + type_name(cai_obj));
+  py::dict cai = py::reinterpret_borrow<py::dict>(cai_obj);
+  for (const char* key : {"typestr", "shape", "data"})
+    if (!cai.contains(key)) throw py::value_error(where + " has no '" + key + "' entry");
+
+  py::object typestr = cai["typestr"];
+  if (!py::isinstance<py::str>(typestr)) throw py::type_error(where + "'s typestr must be a str, got " + type_name(typestr));
+  a.typestr = py::cast<std::string>(typestr);
+  a.dtype = dtype_from_typestr(a.typestr);
+
+  a.shape = interface_integers(cai["shape"], where + "'s shape");
+  for (int64_t d : a.shape)
+    if (d < 0) throw py::value_error(where + "'s shape " + shape_str(a.shape) + " has a negative dimension");
+  long double elements = 1;  // (an int64 product of the dimensions could wrap)
+  for (int64_t d : a.shape) elements *= static_cast<long double>(d);
+  if (elements > static_cast<long double>(int64_t(1) << 62))
+    throw py::value_error(where + "'s shape " + shape_str(a.shape) + " has more than 2^62 elements");
+
+  py::object data = cai["data"];
+  if (!py::isinstance<py::tuple>(data) || py::len(data) != 2)
+    throw py::type_error(where + "'s data must be a tuple (pointer, read_only), got " +
+                         py::cast<std::string>(py::repr(data)));
+  py::tuple pointer_and_flag = py::reinterpret_borrow<py::tuple>(data);
+  const int64_t pointer = interface_integer(pointer_and_flag[0], where + "'s data pointer");
+  if (pointer < 0) throw py::value_error(where + "'s data pointer must be >= 0, got " + std::to_string(pointer));
+  a.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(pointer));
+  const int read_only = PyObject_IsTrue(pointer_and_flag[1].ptr());
+  if (read_only < 0) throw py::error_already_set();
+  a.readonly = read_only != 0;
+
+  if (cai.contains("mask") && !cai["mask"].is_none())
+    throw py::value_error(where + " has a mask; masked arrays are not supported (fill the masked elements and "
+                          "pass the plain array)");
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    const std::vector<int64_t> strides = interface_integers(cai["strides"], where + "'s strides");
+    if (strides.size() != a.shape.size())
+      throw py::value_error(where + "'s strides " + shape_str(strides) + " do not match its shape " +
+                            shape_str(a.shape));
+    if (!c_contiguous(a.shape, strides, itemsize_of(a.typestr)))
+      throw py::value_error("argument '" + a.name + "' must be C-contiguous (use cupy.ascontiguousarray)");
+  }
+  if (a.ptr == nullptr && a.numel() != 0)
+    throw py::value_error(where + " has a null data pointer but " + std::to_string(a.numel()) + " elements");
+}
+
 }  // namespace
 
 Array array_arg(py::handle obj, const char* name, bool writable) {
@@ -156,19 +233,7 @@ Array array_arg(py::handle obj, const char* name, bool writable) {
     a.ptr = a.readonly ? const_cast<void*>(arr.data()) : arr.mutable_data();
     a.device = -1;
   } else if (py::hasattr(obj, "__cuda_array_interface__")) {
-    py::dict cai = obj.attr("__cuda_array_interface__");
-    a.typestr = py::cast<std::string>(cai["typestr"]);
-    a.dtype = dtype_from_typestr(a.typestr);
-    for (auto s : py::tuple(cai["shape"])) a.shape.push_back(py::cast<int64_t>(s));
-    py::tuple data = cai["data"];
-    a.ptr = reinterpret_cast<void*>(py::cast<std::uintptr_t>(data[0]));
-    a.readonly = py::cast<bool>(data[1]);
-    if (cai.contains("strides") && !cai["strides"].is_none()) {
-      std::vector<int64_t> strides;
-      for (auto s : py::tuple(cai["strides"])) strides.push_back(py::cast<int64_t>(s));
-      if (!c_contiguous(a.shape, strides, itemsize_of(a.typestr)))
-        throw py::value_error("argument '" + a.name + "' must be C-contiguous (use cupy.ascontiguousarray)");
-    }
+    read_cuda_array_interface(obj, a);
     a.gpu = true;
   } else {
     throw py::type_error("argument '" + a.name + "' must be a numpy.ndarray or a CUDA array such as cupy.ndarray, got " +

@@ -134,7 +134,7 @@ def test_elementwise_kernels_may_write_in_place(rng):
 
 def test_a_cuda_array_interface_with_a_nonsense_typestr_is_named_not_stoll():
     class Fake:
-        __cuda_array_interface__ = {"shape": (4,), "typestr": "<fX", "data": (0, False), "version": 3}
+        __cuda_array_interface__ = {"shape": (4,), "typestr": "<fX", "data": (256, False), "version": 3}
 
     with pytest.raises(TypeError, match="'x' must have dtype float32, got <fX"):
         _C.relu_forward(Fake(), np.empty(4, np.float32))
