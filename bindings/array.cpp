@@ -210,6 +210,15 @@ void read_cuda_array_interface(py::handle obj, Array& a) {
     throw py::value_error(where + " has a null data pointer but " + std::to_string(a.numel()) + " elements");
 }
 
+// numpy.ma.MaskedArray: its buffer holds the masked elements too, which the kernels would compute on as data
+// (a masked softmax summed the masked logits; the MaskedArray output then showed the mask, hiding it).
+bool is_masked_array(py::handle obj) {
+  if (Py_TYPE(obj.ptr()) == py::detail::npy_api::get().PyArray_Type_) return false;  // plain ndarray: no lookup
+  // (a reference held for the life of the process: no destructor running after the interpreter is gone)
+  static PyObject* masked_type = py::object(py::module_::import("numpy.ma").attr("MaskedArray")).release().ptr();
+  return PyObject_IsInstance(obj.ptr(), masked_type) == 1;
+}
+
 }  // namespace
 
 Array array_arg(py::handle obj, const char* name, bool writable) {
@@ -220,6 +229,9 @@ Array array_arg(py::handle obj, const char* name, bool writable) {
   // numpy first: py::hasattr on an object without the attribute builds and formats an AttributeError, which
   // was most of a small op's 6 us in the bindings (every CPU call asked it of every array).
   if (py::isinstance<py::array>(obj)) {
+    if (is_masked_array(obj))
+      throw py::value_error("argument '" + a.name + "' is a numpy masked array; the kernels would compute on its "
+                            "masked elements too. Pass x.filled(value) or numpy.asarray(x) for what you mean");
     py::array arr = py::reinterpret_borrow<py::array>(obj);
     // dtype.str would format the string anew in Python each call (a third of a small op's binding time).
     const py::dtype dt = arr.dtype();

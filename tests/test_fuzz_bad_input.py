@@ -303,7 +303,8 @@ def cuda_interface_cases(rng):
 
 def value_cases(rng):
     """Arguments whose values, not shapes, are out of range: labels outside [0, classes), winner bytes that
-    name no element of their window, dropout masks other than 0/1."""
+    name no element of their window, dropout masks other than 0/1; and numpy masked arrays, which must be
+    refused (a third entry: words the refusal must contain), not computed on with their masked elements."""
     from pyalexnet import _C, ops
 
     x = images(rng, (2, 3, 7, 7))
@@ -329,6 +330,21 @@ def value_cases(rng):
         cases.append((f"_C.max_pool_backward_from_indices[winner={byte}]",
                       lambda bad=bad: _C.max_pool_backward_from_indices(y, bad, np.empty_like(x), 3, 2)))
     mask = np.full(x.shape, 2, np.uint8)
+    hidden = rng.random(x.shape) < 0.3
+    masked_x = np.ma.masked_array(x, mask=hidden)
+    masked_logits = np.ma.masked_array(logits, mask=rng.random(logits.shape) < 0.3)
+    masked_calls = [
+        ("relu", lambda: ops.relu(masked_x)),
+        ("lrn", lambda: ops.lrn(masked_x)),
+        ("max_pool", lambda: ops.max_pool(masked_x)),
+        ("conv2d", lambda: ops.conv2d(masked_x, images(rng, (2, 3, 3, 3)))),
+        ("softmax", lambda: ops.softmax(masked_logits)),
+        ("softmax_cross_entropy", lambda: ops.softmax_cross_entropy(masked_logits, np.zeros(4, np.int64))),
+        ("_C.relu_forward", lambda: _C.relu_forward(masked_x, np.empty_like(x))),
+        ("_C.softmax_forward_output", lambda: _C.softmax_forward(logits, np.ma.masked_array(np.empty_like(logits)))),
+    ]
+    for name, call in masked_calls:
+        cases.append((f"{name}[masked_array]", call, "masked"))
     cases.append(("dropout_backward[mask=2]", lambda: ops.dropout_backward(x, mask, p=0.5)))
     return cases
 
