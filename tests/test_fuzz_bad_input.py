@@ -349,6 +349,175 @@ def value_cases(rng):
     return cases
 
 
+# --- odd but valid geometry, against float64 numpy references ------------------------------------------------
+
+from numpy.lib.stride_tricks import sliding_window_view as windows  # noqa: E402
+
+
+def conv_ref(x, w, b, s, p, g):
+    N, C, H, W = x.shape; K, Cg, R, S = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
+    cols = windows(xp, (R, S), axis=(2, 3))[:, :, ::s, ::s]  # N C P Q R S
+    Kg = K // g
+    y = np.concatenate([np.einsum("ncpqrs,kcrs->nkpq", cols[:, i*Cg:(i+1)*Cg], w[i*Kg:(i+1)*Kg].astype(np.float64))
+                        for i in range(g)], axis=1)
+    if b is not None: y += b[None, :, None, None]
+    return y
+
+def conv_bwd_ref(dy, x, w, s, p, g):
+    N, C, H, W = x.shape; K, Cg, R, S = w.shape; P, Q = dy.shape[2:]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
+    cols = windows(xp, (R, S), axis=(2, 3))[:, :, ::s, ::s]
+    Kg = K // g; dy64 = dy.astype(np.float64)
+    dw = np.concatenate([np.einsum("ncpqrs,nkpq->kcrs", cols[:, i*Cg:(i+1)*Cg], dy64[:, i*Kg:(i+1)*Kg]) for i in range(g)])
+    dxp = np.zeros_like(xp)
+    for r in range(R):
+        for c in range(S):
+            for i in range(g):
+                dxp[:, i*Cg:(i+1)*Cg, r:r + s*(P-1) + 1:s, c:c + s*(Q-1) + 1:s] += np.einsum(
+                    "nkpq,kc->ncpq", dy64[:, i*Kg:(i+1)*Kg], w[i*Kg:(i+1)*Kg, :, r, c])
+    dx = dxp[:, :, p:p + H, p:p + W]
+    return dx, dw, dy64.sum(axis=(0, 2, 3))
+
+def pool_ref(x, size, stride):
+    win = windows(x, (size, size), axis=(2, 3))[:, :, ::stride, ::stride]
+    flat = win.reshape(win.shape[:4] + (-1,))
+    y = flat.max(-1)
+    arg = flat.argmax(-1)
+    return y, arg
+
+def pool_bwd_ref(dy, x, size, stride):
+    y, arg = pool_ref(x, size, stride)
+    dx = np.zeros(x.shape, np.float64)
+    N, C, OH, OW = y.shape
+    for oh in range(OH):
+        for ow in range(OW):
+            dh, dw = np.divmod(arg[:, :, oh, ow], size)
+            n, c = np.indices((N, C))
+            np.add.at(dx, (n, c, oh*stride + dh, ow*stride + dw), dy[:, :, oh, ow])
+    return dx
+
+def lrn_ref(x, size, alpha, beta, k):
+    x64 = x.astype(np.float64); C = x.shape[1]; h = size // 2
+    sq = x64 ** 2
+    s = np.stack([sq[:, max(0, c-h):c+h+1].sum(1) for c in range(C)], 1)
+    return x64 / (k + alpha * s) ** beta
+
+
+def close(got, want, name):
+    """None, or a description of the largest difference beyond float32 rounding of a sum of products."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        return f"{name}: shape {got.shape}, want {want.shape}"
+    if not got.size:
+        return None
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    return f"{name}: off by {err:.3g} (scale {scale:.3g})" if err > 2e-4 * scale else None
+
+
+def geometry_cases(rng):
+    """Random valid calls at the edges of the geometry (1x1 images, filters as large as the padded input,
+    strides beyond the filter, windows beyond the channel count, ties, wide rows): each answer against a
+    float64 numpy reference. A wrong answer here has no error to show for it."""
+    from pyalexnet import ops
+
+    cases = []
+    for i in range(40):
+        g = int(rng.integers(1, 4))
+        N, Cg, Kg = int(rng.integers(0, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        H, W = (int(v) for v in rng.integers(1, 70 if i % 5 == 0 else 14, 2))
+        p, s = int(rng.integers(0, 4)), int(rng.integers(1, 6))
+        R, S = int(rng.integers(1, min(H + 2 * p, 7) + 1)), int(rng.integers(1, min(W + 2 * p, 7) + 1))
+        algorithm = ("auto", "direct", "winograd", "fft")[i % 4]
+        x, w = images(rng, (N, g * Cg, H, W)), images(rng, (g * Kg, Cg, R, S))
+        b = images(rng, (g * Kg,)) if i % 2 else None
+        label = f"conv2d[x{x.shape},w{w.shape},stride={s},padding={p},groups={g},{algorithm}]"
+
+        def conv_check(x=x, w=w, b=b, s=s, p=p, g=g, algorithm=algorithm):
+            kind, y = outcome(lambda: ops.conv2d(x, w, b, stride=s, padding=p, groups=g, algorithm=algorithm))
+            if kind == "error":
+                return None if algorithm in ("winograd", "fft") else f"refused a valid call: {y!r}"
+            problem = close(y, conv_ref(x, w, b, s, p, g), "y")
+            if problem:
+                return problem
+            dy = images(rng, y.shape)
+            grads = ops.conv2d_backward(dy, x, w, stride=s, padding=p, groups=g, algorithm=algorithm)
+            for name, got, want in zip(("dx", "dw", "db"), grads, conv_bwd_ref(dy, x, w, s, p, g)):
+                problem = close(got, want, name)
+                if problem:
+                    return problem
+            return None
+        cases.append((label, conv_check))
+
+    for i in range(40):
+        N, C = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        size = int(rng.integers(1, 18 if i % 3 else 5))
+        stride = int(rng.integers(1, size + 1))
+        H = int(rng.integers(size, size + (300 if i % 7 == 0 else 20)))
+        W = int(rng.integers(size, size + (300 if i % 5 == 0 else 20)))
+        # few distinct values: ties, where the first maximum in row-major order must win
+        x = (rng.integers(-2, 3, (N, C, H, W)) if i % 2 else rng.standard_normal((N, C, H, W))).astype(np.float32)
+        label = f"max_pool[x{x.shape},size={size},stride={stride}]"
+
+        def pool_check(x=x, size=size, stride=stride):
+            y_want, winners_want = pool_ref(x, size, stride)
+            y = ops.max_pool(x, size=size, stride=stride)
+            if not np.array_equal(y, y_want):
+                return "y differs from the windows' maxima"
+            dy = images(rng, y.shape)
+            dx_want = pool_bwd_ref(dy, x, size, stride)
+            problem = close(ops.max_pool_backward(dy, x, y, size=size, stride=stride), dx_want, "dx from y")
+            if problem or size > 16:
+                return problem
+            y2, winners = ops.max_pool(x, size=size, stride=stride, return_indices=True)
+            if not (np.array_equal(y2, y) and np.array_equal(winners, winners_want)):
+                return "return_indices: y or the winner bytes differ from the first maxima"
+            return close(ops.max_pool_backward(dy, x, indices=winners, size=size, stride=stride), dx_want,
+                         "dx from indices")
+        cases.append((label, pool_check))
+
+    for i in range(25):
+        N, C, H, W = int(rng.integers(1, 3)), int(rng.integers(1, 14)), int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        size = 2 * int(rng.integers(0, C + 2)) + 1
+        alpha, beta, k = float(rng.uniform(0, 0.5)), float(rng.uniform(-1, 2)), float(rng.uniform(0.5, 3))
+        x = images(rng, (N, C, H, W))
+        label = f"lrn[x{x.shape},size={size},alpha={alpha:.3g},beta={beta:.3g},k={k:.3g}]"
+
+        def lrn_check(x=x, size=size, alpha=alpha, beta=beta, k=k):
+            hyper = dict(size=size, alpha=alpha, beta=beta, k=k)
+            y = ops.lrn(x, **hyper)
+            problem = close(y, lrn_ref(x, size, alpha, beta, k), "y")
+            if problem:
+                return problem
+            # dx against the float64 reference's directional derivative along a random direction
+            dy, direction = images(rng, x.shape), images(rng, x.shape)
+            dx = ops.lrn_backward(dy, x, y, **hyper)
+            eps, x64 = 1e-6, x.astype(np.float64)  # (in float32, x + eps * direction would round the step away)
+            slope = (np.sum(dy * lrn_ref(x64 + eps * direction, size, alpha, beta, k))
+                     - np.sum(dy * lrn_ref(x64 - eps * direction, size, alpha, beta, k))) / (2 * eps)
+            return close(np.sum(dx.astype(np.float64) * direction), slope, "dx . direction")
+        cases.append((label, lrn_check))
+
+    for i in range(15):
+        N, K = int(rng.integers(1, 5)), int(rng.integers(1, 1200 if i % 3 == 0 else 12))
+        logits = (images(rng, (N, K)) * float(rng.choice([1, 30, 1e4]))).astype(np.float32)
+        labels = rng.integers(0, K, N)
+
+        def softmax_check(logits=logits, labels=labels):
+            z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+            p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+            problem = close(ops.softmax(logits), p, "softmax")
+            if problem:
+                return problem
+            loss, dlogits = ops.softmax_cross_entropy(logits, labels)
+            want_loss = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(labels)), labels]))
+            onehot = np.eye(logits.shape[1])[labels]
+            return close(loss, want_loss, "loss") or close(dlogits, (p - onehot) / len(labels), "dlogits")
+        cases.append((f"softmax_cross_entropy[logits{logits.shape}]", softmax_check))
+    return cases
+
+
 # --- the child: runs one batch and reports each case ------------------------------------------------------------
 
 
@@ -462,6 +631,8 @@ def generate(batch, seed):
             cases.append((label, expect_refused_or_ok(fn)))
         for label, fn, *words in value_cases(rng) + cuda_interface_cases(rng):
             cases.append((label, expect_refused_naming(fn, words[0]) if words else expect_refused_or_ok(fn)))
+    elif batch == "geometry":
+        cases.extend(geometry_cases(rng))
     else:
         raise SystemExit(f"unknown batch {batch!r}")
     return cases
@@ -517,6 +688,11 @@ def test_ops_bad_input():
 
 def test_c_bad_input():
     problems = [p for seed in SEEDS for p in run_batch("c", seed)]
+    assert not problems, "\n".join(problems)
+
+
+def test_odd_geometry_against_numpy():
+    problems = [p for seed in SEEDS for p in run_batch("geometry", seed)]
     assert not problems, "\n".join(problems)
 
 
