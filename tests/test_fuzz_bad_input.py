@@ -123,6 +123,7 @@ def op_cases(rng):
     """(name, function, arrays, hypers): a valid call of every op, with its array arguments by position and its
     hyper-parameters by keyword; the fuzzer perturbs one of them at a time."""
     from pyalexnet import ops
+    from pyalexnet.data import augment
 
     x = images(rng, (2, 4, 7, 7))
     w = images(rng, (6, 2, 3, 3))
@@ -154,6 +155,11 @@ def op_cases(rng):
          {}),
         ("relu", lambda x_: ops.relu(x_), [x], {}),
         ("relu_backward", lambda dy_, y_: ops.relu_backward(dy_, y_), [x, ops.relu(x)], {}),
+        ("data.augment", lambda im, mean, off, fl, li, idx, **k: augment(im, 6, mean, offsets=off, flips=fl,
+                                                                          lighting=li, index=idx),
+         [rng.integers(0, 256, (3, 9, 8, 3)).astype(np.uint8), images(rng, (9, 8, 3)),
+          np.array([[1, 0], [3, 2]], np.int32), np.array([1, 0], np.uint8), images(rng, (2, 3)),
+          np.array([2, 0], np.int64)], {}),
         ("sgd_update", sgd_on_copies, [fc_w, fc_w * 0.1, fc_w * 0.01], dict(lr=0.1, momentum=0.9,
                                                                              weight_decay=5e-4)),
     ]
@@ -216,6 +222,10 @@ def c_cases(rng):
         ("conv2d_backward_filter", _C.conv2d_backward_filter, [images(rng, (2, 6, 4, 4)), x, empty(6, 2, 3, 3),
                                                                filter_ws], dict(stride=2, padding=1, groups=2), [2, 3]),
         ("conv2d_backward_bias", _C.conv2d_backward_bias, [images(rng, (2, 6, 4, 4)), empty(6), bias_ws], {}, [1, 2]),
+        ("augment", _C.augment,
+         [rng.integers(0, 256, (3, 9, 8, 3)).astype(np.uint8), images(rng, (9, 8, 3)), np.array([2, 0], np.int64),
+          np.array([[1, 0], [3, 2]], np.int32), np.array([1, 0], np.uint8), images(rng, (2, 3)),
+          empty(2, 3, 6, 6)], {}, [6]),
         ("sgd_update", lambda w_, dw_, v_, **k: _C.sgd_update([w_], [dw_], [v_], **k),
          [images(rng, (5, 8)), images(rng, (5, 8)), images(rng, (5, 8))],
          dict(lr=0.1, momentum=0.9, weight_decay=5e-4), [0, 2]),
@@ -329,6 +339,18 @@ def value_cases(rng):
                       lambda bad=bad: ops.max_pool_backward(y, x, indices=bad, size=3, stride=2)))
         cases.append((f"_C.max_pool_backward_from_indices[winner={byte}]",
                       lambda bad=bad: _C.max_pool_backward_from_indices(y, bad, np.empty_like(x), 3, 2)))
+    pictures = rng.integers(0, 256, (3, 9, 8, 3)).astype(np.uint8)
+    augment_args = dict(images=pictures, mean_image=np.zeros((9, 8, 3), np.float32),
+                        index=np.array([2, 0], np.int64), offsets=np.array([[1, 0], [3, 2]], np.int32),
+                        flips=np.array([1, 0], np.uint8), lighting=np.zeros((2, 3), np.float32),
+                        out=np.empty((2, 3, 6, 6), np.float32))
+    for name, value in [("index", np.array([3, 0], np.int64)), ("index", np.array([-1, 0], np.int64)),
+                        ("index", np.array([2**62, 0], np.int64)), ("offsets", np.array([[4, 0], [0, 0]], np.int32)),
+                        ("offsets", np.array([[-1, 0], [0, 0]], np.int32)),
+                        ("offsets", np.array([[0, 2**31 - 1], [0, 0]], np.int32)),
+                        ("flips", np.array([2, 0], np.uint8))]:
+        cases.append((f"_C.augment[{name}={value.tolist()}]",
+                      lambda name=name, value=value: _C.augment(**{**augment_args, name: value}), name))
     mask = np.full(x.shape, 2, np.uint8)
     hidden = rng.random(x.shape) < 0.3
     masked_x = np.ma.masked_array(x, mask=hidden)
