@@ -102,8 +102,12 @@ def bad_arrays(a, rng):
                 shape = list(a.shape)
                 shape[axis] = huge
                 out[f"huge{huge.bit_length() - 1}_dim{axis}"] = huge_view(shape)
-        empty_huge = [0] + [2**20] * (a.ndim - 1) if a.ndim > 1 else [0]
-        out["empty_huge"] = np.zeros(empty_huge, np.float32)
+        # no elements, but the other dimensions huge: loops over them alone must not run (for minutes, with the
+        # GIL released) nor size a workspace by them
+        for axis in range(a.ndim):
+            shape = [2**20] * a.ndim  # (at most 4 dimensions here: 2^60 elements but for the zero, within numpy's limit)
+            shape[axis] = 0
+            out[f"empty_huge_dim{axis}"] = np.zeros(shape, a.dtype if a.dtype != object else np.float32)
     return out
 
 
