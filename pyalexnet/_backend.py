@@ -326,6 +326,11 @@ def as_input(x: Any, name: str, dtype=np.float32):
             if x is None:
                 raise TypeError(f"argument '{name}' must be an array, got None")
             x = np.asarray(x)
+        elif type(x) is not np.ndarray and isinstance(x, np.ma.MaskedArray):
+            # Refused as the bindings refuse it: the buffer holds the masked elements too (linear's product, numpy's,
+            # said "operands could not be broadcast" and gave a masked dw).
+            raise ValueError(f"argument '{name}' is a numpy masked array; the kernels would compute on its masked "
+                             "elements too. Pass x.filled(value) or numpy.asarray(x) for what you mean")
         xp = np
     want = np.dtype(dtype)
     if x.dtype != want:

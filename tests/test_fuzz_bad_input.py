@@ -368,6 +368,10 @@ def value_cases(rng):
         ("softmax_cross_entropy", lambda: ops.softmax_cross_entropy(masked_logits, np.zeros(4, np.int64))),
         ("_C.relu_forward", lambda: _C.relu_forward(masked_x, np.empty_like(x))),
         ("_C.softmax_forward_output", lambda: _C.softmax_forward(logits, np.ma.masked_array(np.empty_like(logits)))),
+        # linear's product is numpy's (no binding reads it): refused in ops, with the bindings' words
+        ("linear", lambda: ops.linear(masked_logits, images(rng, (2, logits.shape[1])))),
+        ("linear_backward", lambda: ops.linear_backward(images(rng, (logits.shape[0], 2)), masked_logits,
+                                                        images(rng, (2, logits.shape[1])))),
     ]
     for name, call in masked_calls:
         cases.append((f"{name}[masked_array]", call, "masked"))
