@@ -34,6 +34,22 @@ def test_linear_backward_matches_numpy_and_finite_differences(rng):
     np.testing.assert_allclose(db, numeric_grad(lambda v: x @ w.T + v, b, dy), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n,fin,fout", [(4, 3, 4), (2, 5, 2)])
+def test_bias_gradient_sums_over_the_batch_when_dy_is_square(rng, n, fin, fout):
+    # With as many images as outputs, dy is square and a bias gradient summed over the wrong axis (the outputs,
+    # not the batch) has the right shape: only the values can tell.
+    x = rng.standard_normal((n, fin))
+    w = rng.standard_normal((fout, fin))
+    b = rng.standard_normal(fout)
+    dy = rng.standard_normal((n, fout))
+    assert not np.allclose(dy.sum(0), dy.sum(1), rtol=1e-3)
+    dx, dw, db = ops.linear_backward(dy, x, w)
+    assert db.shape == (fout,)
+    np.testing.assert_allclose(db, dy.sum(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db, numeric_grad(lambda v: x @ w.T + v, b, dy), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dw, dy.T @ x, rtol=1e-5, atol=1e-6)
+
+
 def test_image_shaped_input_is_flattened(rng):
     x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)  # like conv5's (N, 256, 6, 6) into fc6
     w = rng.standard_normal((5, 36)).astype(np.float32)
