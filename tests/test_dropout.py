@@ -38,6 +38,29 @@ def test_mask_follows_the_documented_rule(rng, n, seed):
     np.testing.assert_array_equal(y, np.where(mask == 1, x * np.float32(1 / 0.7), 0).astype(np.float32))
 
 
+@pytest.mark.parametrize("seed", [0, 12345])
+def test_a_word_equal_to_the_threshold_is_kept(rng, seed):
+    # The rule is word >= floor(p * 2^32): with p = w / 2^32 exactly (a double) for word w of element k, element k
+    # sits on the boundary and must be kept. A random p almost never lands there, so `>` instead of `>=` passed
+    # every other test; here it drops element k.
+    n = 64
+    x = rng.standard_normal(n).astype(np.float32) + 5  # no zeros, so y shows the kept elements too
+    words = []
+    for g in range(n // 4):
+        words.extend(_C.philox4x32_10((g, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32)))
+    words = np.array(words, np.uint64)
+    for k in (0, 5, n - 1):  # the first, a middle and the last lane of a Philox call
+        w = int(words[k])
+        p = w / 2**32
+        assert 0 < p < 1 and int(p * 2**32) == w
+        y, mask = ops.dropout(x, p=p, seed=seed)
+        assert mask[k] == 1, (k, w)
+        expected = (words >= w).astype(np.uint8)
+        np.testing.assert_array_equal(mask, expected)
+        np.testing.assert_array_equal(mask, ref_mask(seed, n, p))
+        np.testing.assert_array_equal(y, np.where(expected == 1, x * np.float32(1 / (1 - p)), 0).astype(np.float32))
+
+
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_keep_fraction_and_scaling(p):
     x = np.ones((256, 4096), np.float32)
