@@ -112,6 +112,24 @@ def test_a_huge_map_among_ones_gets_its_own_small_gradient(size, big):
     np.testing.assert_allclose(dx, ref_lrn_backward(dy, x, size=size), rtol=1e-5)
 
 
+@pytest.mark.parametrize("ratio", [60, 100, 150, 200])
+def test_a_large_ratio_leaving_the_backward_window_is_recomputed_after_losing_four_bits(rng, ratio):
+    # Windows above 7 run a signed sum of ratios dy[j] b[j] / d[j]. Here channel 0's ratio R leaves the window of
+    # channel 5, whose own window sum is about R / ratio (channel 1's): the subtraction loses 6 to 8 bits, and the
+    # sum still carries the rounding of adding the small ratios to R (up to 2^-24 R each). lrn.h recomputes the
+    # sum once four bits are lost; a threshold of eight bits passed every other test and left channel 5's gradient
+    # ~1e-5 off, where the recomputed sum is within float rounding (~3e-7).
+    params = dict(size=9, alpha=0.05, beta=0.75, k=2.0)
+    x = np.ones((1, 16, 1, 256), np.float32)  # equal denominators: each ratio is proportional to its dy
+    dy = rng.uniform(-1, 1, x.shape).astype(np.float32)
+    dy[0, 0] = 1e6
+    dy[0, 1] = 1e6 / ratio
+    dx = ops.lrn_backward(dy, x, ops.lrn(x, **params), **params)
+    ref = ref_lrn_backward(dy, x, **params)
+    np.testing.assert_allclose(dx[0, 5], ref[0, 5], rtol=2e-6)  # no cancellation in channel 5's exact sum
+    np.testing.assert_allclose(dx, ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
+
+
 def test_a_huge_value_leaving_the_window_does_not_poison_the_rest():
     # 1e4 squared dwarfs the small maps' squares: after it leaves the window,
     # the sum must be the small maps' own, not the big value's rounding error.
