@@ -38,11 +38,13 @@ def test_mask_follows_the_documented_rule(rng, n, seed):
     np.testing.assert_array_equal(y, np.where(mask == 1, x * np.float32(1 / 0.7), 0).astype(np.float32))
 
 
+@pytest.mark.parametrize("frac", [0.0, 0.75])
 @pytest.mark.parametrize("seed", [0, 12345])
-def test_a_word_equal_to_the_threshold_is_kept(rng, seed):
-    # The rule is word >= floor(p * 2^32): with p = w / 2^32 exactly (a double) for word w of element k, element k
-    # sits on the boundary and must be kept. A random p almost never lands there, so `>` instead of `>=` passed
-    # every other test; here it drops element k.
+def test_a_word_equal_to_the_threshold_is_kept(rng, seed, frac):
+    # The rule is word >= floor(p * 2^32): with p = (w + frac) / 2^32 exactly (a double) for word w of element k,
+    # the threshold is w and element k sits on the boundary: it must be kept. A random p almost never lands there,
+    # so `>` instead of `>=` (either frac), or a threshold rounded to nearest instead of floored (frac 0.75: w + 1),
+    # passed every other test; here they drop element k.
     n = 64
     x = rng.standard_normal(n).astype(np.float32) + 5  # no zeros, so y shows the kept elements too
     words = []
@@ -51,8 +53,8 @@ def test_a_word_equal_to_the_threshold_is_kept(rng, seed):
     words = np.array(words, np.uint64)
     for k in (0, 5, n - 1):  # the first, a middle and the last lane of a Philox call
         w = int(words[k])
-        p = w / 2**32
-        assert 0 < p < 1 and int(p * 2**32) == w
+        p = (w + frac) / 2**32
+        assert 0 < p < 1 and p * 2**32 == w + frac and int(p * 2**32) == w
         y, mask = ops.dropout(x, p=p, seed=seed)
         assert mask[k] == 1, (k, w)
         expected = (words >= w).astype(np.uint8)
