@@ -106,7 +106,10 @@ def _has_glyph(font, char: str) -> bool:
         mask = font.getmask(c)
         return mask.size, bytes(mask)
 
-    return drawn(char) != drawn(_NO_GLYPH)
+    try:
+        return drawn(char) != drawn(_NO_GLYPH)
+    except UnicodeEncodeError:  # Pillow's bitmap default font (before 10.1) takes Latin-1 only: "…" was this error
+        return False
 
 
 def _font_files(chars: frozenset) -> list[str]:
