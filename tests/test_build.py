@@ -247,7 +247,11 @@ def test_numpy_blas_threads_sleep_after_a_product_whichever_is_imported_first():
     # OpenBLAS's threads spin ~0.1 s of a core each after every product unless OPENBLAS_THREAD_TIMEOUT,
     # read when numpy loads it, says otherwise; pyalexnet sets it (a user's own value is kept), and where
     # numpy came first (most scripts), has OpenBLAS read it again and restart its threads.
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except TypeError:  # numpy < 1.25 has no mode=: its build info names the libraries ("openblas64_")
+        info = getattr(np.__config__, "blas_ilp64_opt_info", None) or getattr(np.__config__, "blas_opt_info", {})
+        blas = " ".join(info.get("libraries", [])) or "unknown"
     if "openblas" not in blas.lower():
         pytest.skip(f"numpy's BLAS is {blas}, not OpenBLAS")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
