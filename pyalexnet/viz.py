@@ -108,8 +108,13 @@ def _has_glyph(font, char: str) -> bool:
 
     try:
         return drawn(char) != drawn(_NO_GLYPH)
-    except UnicodeEncodeError:  # Pillow's bitmap default font (before 10.1) takes Latin-1 only: "…" was this error
-        return False
+    except UnicodeEncodeError:
+        # Pillow's bitmap default font (before 10.1) takes Latin-1 only ("…" was this error), and draws a
+        # Latin-1 character it has no glyph for as nothing.
+        try:
+            return font.getmask(char).size[0] > 0
+        except UnicodeEncodeError:
+            return False
 
 
 def _font_files(chars: frozenset) -> list[str]:
@@ -562,7 +567,9 @@ def _percent_labels(values) -> list[str]:
 def _tile(image, size: int) -> Image.Image:
     """An (H, W, 3) uint8 image as a size x size tile: pixels repeated when enlarging, smoothed when shrinking."""
     img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    return img.resize((size, size), Image.NEAREST if size >= max(image.shape[:2]) else Image.BILINEAR)
+    # Image.Resampling: Pillow 9.1 to 9.3 warn that Image.NEAREST and Image.BILINEAR go (9.4 kept them); 9.0 lacks it.
+    resampling = getattr(Image, "Resampling", Image)
+    return img.resize((size, size), resampling.NEAREST if size >= max(image.shape[:2]) else resampling.BILINEAR)
 
 
 def _fit(draw, font, text: str, width: float, dots: str = "...") -> str:

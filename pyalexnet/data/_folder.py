@@ -301,7 +301,7 @@ def decode_image(path: str, size: int) -> np.ndarray:
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
         if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+            im = im.resize((nw, nh), getattr(Image, "Resampling", Image).BILINEAR, reducing_gap=None)  # (9.1-9.3 warn)
         left, top = (nw - size) // 2, (nh - size) // 2
         im = im.crop((left, top, left + size, top + size))
         return np.asarray(im, dtype=np.uint8)
