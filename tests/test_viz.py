@@ -385,14 +385,17 @@ def test_words_in_the_default_font_are_spaced_apart_where_a_reader_sees_the_gap(
     from pyalexnet import viz
 
     font = viz._font(["class and"])
-    gap = font.getlength("class and") - font.getlength("classand")
+    draw = ImageDraw.Draw(Image.new("L", (200, 20)))
+    gap = draw.textlength("class and", font=font) - draw.textlength("classand", font=font)
     assert gap >= 3, gap
     # Measured as drawn: the ink of "and" starts that much further right, and the box holds the text.
-    draw = ImageDraw.Draw(Image.new("L", (200, 20)))
-    assert draw.textlength("class and", font=font) == font.getlength("class and")
+    # (Pillow's bitmap font, the default before 10.1, has getlength and getbbox from Pillow 9.2 only.)
+    if hasattr(font, "getbbox"):
+        assert draw.textlength("class and", font=font) == font.getlength("class and")
     img = Image.new("L", (200, 20))
     ImageDraw.Draw(img).text((0, 0), "class and", fill=255, font=font)
-    assert img.getbbox()[2] <= draw.textbbox((0, 0), "class and", font=font)[2] + 1
+    if hasattr(font, "getbbox"):
+        assert img.getbbox()[2] <= draw.textbbox((0, 0), "class and", font=font)[2] + 1
     cols = np.flatnonzero(np.asarray(img).max(axis=0))
     assert np.diff(cols).max() >= gap  # the widest run of empty columns is the word space
 
