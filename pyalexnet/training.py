@@ -898,6 +898,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
     # What can be checked without the data is checked before it loads (an image folder can take long).
     run_schedule = _make_schedule(schedule, 1.0, 1) if schedule is not None else None  # refuses a bad one
+    known_preset = model.preset if model is not None else preset  # a new run's may wait for the data's size
+    schedule_checked = False
     if saved is not None and resume:
         t = saved["training"]
         # val_fraction (with the seed) picks a folder's held-out images: another would move images between
@@ -907,9 +909,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             raise ValueError(f"{ckpt_path} was written by a run with seed={t['seed']} batch_size={t['batch_size']} "
                              f"val_fraction={written[2]}; resume with the same values (got seed={seed} "
                              f"batch_size={batch_size} val_fraction={val_fraction})")
-    known_preset = model.preset if model is not None else preset  # a new run's may wait for the data's size
-    schedule_checked = False
-    if saved is not None and resume:
         _check_schedule(run_schedule.state() if run_schedule else t["schedule"], given=given, epochs=epochs,
                         resume=True, saved_state=t["schedule"], ckpt_path=ckpt_path)
         schedule_checked = True
