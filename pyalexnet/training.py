@@ -631,6 +631,11 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
                              f"; missing {_few([k for k in params if k not in velocities])}"
                              if isinstance(velocities, Mapping) else f", got {type(velocities).__name__}"))
     labels_on_host = B.start_host_copy(labels)  # CuPy labels: a read now would wait for the last update
+    logits_place = model.place_of("fc8.weight")  # where the logits will be
+    if logits_place.gpu is not None and not B.is_gpu_array(labels):
+        # Sent before the forward is queued: a copy from pageable memory may wait for what the stream holds.
+        with logits_place.xp.cuda.Device(logits_place.gpu):
+            labels = logits_place.xp.asarray(labels)
     logits = model.forward(x, train=True, step=step)
     read_loss, dlogits = ops.softmax_cross_entropy_queued(logits, _labels_for(logits, labels))
     logits_on_host = B.start_host_copy(logits)
