@@ -9,6 +9,7 @@ import concurrent.futures as cf
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -293,6 +294,7 @@ def decode_image(path: str, size: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
+        _opened.pixels = im.size[0] * im.size[1]  # for decode_many's naming of Pillow's large-image warning
         rawmode = _stored_rawmode(im)  # before the tiles are read (and dropped)
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when that still covers `size`
         im = _grey_to_8_bits(ImageOps.exif_transpose(im), rawmode)
@@ -305,6 +307,21 @@ def decode_image(path: str, size: int) -> np.ndarray:
         left, top = (nw - size) // 2, (nh - size) // 2
         im = im.crop((left, top, left + size, top + size))
         return np.asarray(im, dtype=np.uint8)
+
+
+# The pixels of the image this thread opened last (decode_image). Pillow warns of an image over
+# Image.MAX_IMAGE_PIXELS when it opens it, naming no file: in decode_many's threads nobody could tell which.
+_opened = threading.local()
+
+
+def _decode_noting_large(path: str, size: int):
+    """_decode_or_none, and the image's pixels where they are over Pillow's warning limit, else None."""
+    from PIL import Image
+
+    _opened.pixels = None
+    image, error = _decode_or_none(path, size)
+    limit = Image.MAX_IMAGE_PIXELS
+    return image, error, (_opened.pixels if image is not None and limit and (_opened.pixels or 0) > limit else None)
 
 
 def _decode_or_none(path: str, size: int):
@@ -330,20 +347,25 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
     Threads decode in parallel (Pillow releases the GIL while decoding). Each image goes straight into
     the result (no list of images to stack: half the peak memory). progress: a tqdm bar named `desc`.
     """
+    from PIL import Image
     from tqdm import tqdm
 
     paths = [f for f, _ in files]
     own = cf.ThreadPoolExecutor(workers) if pool is None and workers and workers > 1 and len(paths) > 1 else None
     ex = pool or own
-    results = (ex.map(_decode_or_none, paths, [size] * len(paths)) if ex is not None
-               else (_decode_or_none(p, size) for p in paths))
+    results = (ex.map(_decode_noting_large, paths, [size] * len(paths)) if ex is not None
+               else (_decode_noting_large(p, size) for p in paths))
     images = np.empty((len(files), size, size, 3), np.uint8)
     labels = np.empty(len(files), np.int64)
     skipped, kept = [], 0
     try:
         with tqdm(total=len(files), desc=desc, unit="img", disable=not progress, dynamic_ncols=True,
                   file=sys.stderr) as bar:
-            for (path, label), (img, err) in zip(files, results):
+            for (path, label), (img, err, large) in zip(files, results):
+                if large:  # Pillow's own warning (from a thread, once) names no file
+                    B.warn_user(f"{path} has {large} pixels, over Pillow's limit of {Image.MAX_IMAGE_PIXELS} for a "
+                                "trusted image (its decompression-bomb warning): decoded all the same",
+                                Image.DecompressionBombWarning)  # what a filter of Pillow's warning filters too
                 if img is None:
                     B.warn_user(f"skipping unreadable image {path} ({err})")
                     skipped.append((path, err))
