@@ -633,7 +633,8 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
     labels_on_host = B.start_host_copy(labels)  # CuPy labels: a read now would wait for the last update
     logits_place = model.place_of("fc8.weight")  # where the logits will be
     if logits_place.gpu is not None and not B.is_gpu_array(labels):
-        # Sent before the forward is queued: a copy from pageable memory may wait for what the stream holds.
+        # Sent before the forward is queued (CuPy stages it through pinned memory, asynchronously; where that
+        # memory runs out a pageable copy waits for what the stream holds, and then better the last update's).
         with logits_place.xp.cuda.Device(logits_place.gpu):
             labels = logits_place.xp.asarray(labels)
     logits = model.forward(x, train=True, step=step)
@@ -644,8 +645,12 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
     e1, e5 = _errors(logits_on_host(), labels_on_host())
     if math.isfinite(loss):
         grads = model.gradients()
-        ops.sgd_update(list(params.values()), [grads[k] for k in params], [velocities[k] for k in params],
-                       lr=lr, momentum=momentum, weight_decay=weight_decay)
+        by_device: dict[str, list[str]] = {}
+        for k in params:  # one update per device: one call may not take arrays on two GPUs (towers a and b)
+            by_device.setdefault(model.place_of(k).device, []).append(k)
+        for names in by_device.values():
+            ops.sgd_update([params[k] for k in names], [grads[k] for k in names], [velocities[k] for k in names],
+                           lr=lr, momentum=momentum, weight_decay=weight_decay)
     return StepResult(loss, e1, e5)
 
 

@@ -1311,6 +1311,45 @@ def test_sgd_step_bad_arguments_are_named():
         np.testing.assert_array_equal(p, before[k], err_msg=k)
 
 
+def test_sgd_step_updates_each_devices_parameters_in_its_own_call(monkeypatch):
+    # One ops.sgd_update of all parameters refuses arrays on two GPUs: towers on cuda:0 and cuda:1 stopped at
+    # the first step. Here the towers' places are told apart by name (both are the CPU).
+    import types
+
+    x, y = _batch()
+    split, whole = _small_model(), _small_model()
+    v_split = {k: np.zeros_like(p) for k, p in split.parameters().items()}
+    v_whole = {k: np.zeros_like(p) for k, p in whole.parameters().items()}
+    real_place = split.place_of
+    tower_b = {k for k in split.parameters() if k[k.index(".") - 1] == "b"}
+    monkeypatch.setattr(split, "place_of", lambda k: types.SimpleNamespace(
+        **{**vars(real_place(k)), "device": "cpu:b" if k in tower_b else "cpu:a"}))
+    calls = []
+    real_update = pyalexnet.ops.sgd_update
+    monkeypatch.setattr(pyalexnet.ops, "sgd_update", lambda w, *a, **k: (calls.append(len(w)), real_update(w, *a, **k)))
+    pyalexnet.sgd_step(split, x, y, v_split, lr=0.01)
+    monkeypatch.undo()
+    pyalexnet.sgd_step(whole, x, y, v_whole, lr=0.01)
+    assert sorted(calls) == sorted([len(tower_b), len(v_split) - len(tower_b)]) and len(tower_b) > 0
+    for k, p in whole.parameters().items():
+        np.testing.assert_array_equal(split.parameters()[k], p, err_msg=k)
+
+
+@pytest.mark.gpu
+def test_sgd_step_on_two_gpus(cp):
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    x, y = _batch(8)
+    two = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices=("cuda:0", "cuda:1"), seed=4)
+    one = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cpu", seed=4)
+    vel = {k: two.place_of(k).xp.zeros_like(p) for k, p in two.parameters().items()}
+    v1 = {k: np.zeros_like(p) for k, p in one.parameters().items()}
+    got, want = pyalexnet.sgd_step(two, x, y, vel, lr=0.01, step=0), pyalexnet.sgd_step(one, x, y, v1, lr=0.01, step=0)
+    assert got.loss == pytest.approx(want.loss, rel=1e-4)
+    for k, p in one.parameters().items():
+        np.testing.assert_allclose(cp.asnumpy(two.parameters()[k]), p, rtol=1e-4, atol=1e-6, err_msg=k)
+
+
 @pytest.mark.gpu
 def test_sgd_step_on_gpu_equals_the_plain_order_on_gpu(cp):
     # The GPU's own check of the queued order: the loss and logits copied back while backward is queued
