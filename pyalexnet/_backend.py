@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import warnings
+import weakref
 from typing import Any, Callable
 
 # Threads that finish their work sleep at once instead of spinning, in both thread pools a CPU step
@@ -142,6 +143,10 @@ def start_host_copy(a: Any) -> Callable[[], np.ndarray]:
     def wait() -> np.ndarray:
         done.synchronize()
         return out
+    # Dropped unread (an exception between the start and the read), `out` would go back to CuPy's pinned pool
+    # while the copy may still be queued, and a later upload staged through the same block would be overwritten
+    # by it: the copy is waited for first (a weakref callback runs before the closure lets go of `out` and `a`).
+    weakref.finalize(wait, done.synchronize).atexit = False
     return wait
 
 
