@@ -385,20 +385,26 @@ from numpy.lib.stride_tricks import sliding_window_view as windows  # noqa: E402
 
 
 def conv_ref(x, w, b, s, p, g):
-    N, C, H, W = x.shape; K, Cg, R, S = w.shape
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
     cols = windows(xp, (R, S), axis=(2, 3))[:, :, ::s, ::s]  # N C P Q R S
     Kg = K // g
     y = np.concatenate([np.einsum("ncpqrs,kcrs->nkpq", cols[:, i*Cg:(i+1)*Cg], w[i*Kg:(i+1)*Kg].astype(np.float64))
                         for i in range(g)], axis=1)
-    if b is not None: y += b[None, :, None, None]
+    if b is not None:
+        y += b[None, :, None, None]
     return y
 
+
 def conv_bwd_ref(dy, x, w, s, p, g):
-    N, C, H, W = x.shape; K, Cg, R, S = w.shape; P, Q = dy.shape[2:]
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P, Q = dy.shape[2:]
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)))
     cols = windows(xp, (R, S), axis=(2, 3))[:, :, ::s, ::s]
-    Kg = K // g; dy64 = dy.astype(np.float64)
+    Kg = K // g
+    dy64 = dy.astype(np.float64)
     dw = np.concatenate([np.einsum("ncpqrs,nkpq->kcrs", cols[:, i*Cg:(i+1)*Cg], dy64[:, i*Kg:(i+1)*Kg]) for i in range(g)])
     dxp = np.zeros_like(xp)
     for r in range(R):
@@ -409,12 +415,14 @@ def conv_bwd_ref(dy, x, w, s, p, g):
     dx = dxp[:, :, p:p + H, p:p + W]
     return dx, dw, dy64.sum(axis=(0, 2, 3))
 
+
 def pool_ref(x, size, stride):
     win = windows(x, (size, size), axis=(2, 3))[:, :, ::stride, ::stride]
     flat = win.reshape(win.shape[:4] + (-1,))
     y = flat.max(-1)
     arg = flat.argmax(-1)
     return y, arg
+
 
 def pool_bwd_ref(dy, x, size, stride):
     y, arg = pool_ref(x, size, stride)
@@ -427,8 +435,11 @@ def pool_bwd_ref(dy, x, size, stride):
             np.add.at(dx, (n, c, oh*stride + dh, ow*stride + dw), dy[:, :, oh, ow])
     return dx
 
+
 def lrn_ref(x, size, alpha, beta, k):
-    x64 = x.astype(np.float64); C = x.shape[1]; h = size // 2
+    x64 = x.astype(np.float64)
+    C = x.shape[1]
+    h = size // 2
     sq = x64 ** 2
     s = np.stack([sq[:, max(0, c-h):c+h+1].sum(1) for c in range(C)], 1)
     return x64 / (k + alpha * s) ** beta
