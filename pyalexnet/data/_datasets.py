@@ -251,7 +251,7 @@ def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample,
         return splits
     classes, train_files, val_files = _folder.list_folder(path, val_fraction=val_fraction, seed=seed)
     if val_fraction != DEFAULT_VAL_FRACTION and _folder.has_own_validation_images(path):
-        # train()'s words too (its warning and this one, from the same line, are shown once)
+        # (said here for train too; a resumed run or eval passes a run's value back only where it is used)
         B.warn_user(f"{path} has its own val/ images: val_fraction (--val-fraction) {val_fraction:g} is not used")
     keep = _sample_indices(len(train_files), train_sample, seed)
     if keep is not None:
