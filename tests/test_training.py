@@ -1394,3 +1394,19 @@ def test_arguments_a_resumed_run_refuses_are_refused_before_the_data_loads(split
     with pytest.warns(RuntimeWarning, match="schedule epoch 7 never comes"):
         with pytest.raises(AssertionError, match="the data was loaded"):
             _train(splits, epochs=3, schedule=[7], checkpoint_dir=tmp_path / "new2")
+
+
+def test_the_readmes_python_example_runs(tmp_path, monkeypatch):
+    # The README's "From Python" block, as written but for its 10 epochs (1 here): a renamed argument or
+    # function there would otherwise go unseen until a user pasted it.
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("\nFrom Python:\n", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(line[4:] for line in block.splitlines() if line.startswith("    "))
+    assert 'epochs=10' in code and "sgd_step" in code and "figure4_pictures" in code
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code.replace("epochs=10", "epochs=1"), "README.md", "exec"), scope)
+    assert scope["feats"].shape == (2, 4096) and math.isfinite(scope["step"].loss)
+    assert (tmp_path / "runs" / "a" / CHECKPOINT_NAME).exists() and 0 <= scope["pics"]["agreement"] <= 1
