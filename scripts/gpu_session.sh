@@ -4,7 +4,7 @@
 # training run, the data-loading benchmark, then memcheck and racecheck with whatever time is left.
 # Usage: bash scripts/gpu_session.sh OUTDIR [SECONDS, default 540]
 # OUTDIR receives at most 5 files: summary.txt, logs.tar.gz (every log and result file) and the
-# benchmark's bench_<gpu>.{json,md} and _step.png, ready to copy into benchmarks/results/.
+# benchmark's bench_<gpu>.{json,md}, _ops.png and _step.png, ready to copy into benchmarks/results/.
 set -uo pipefail
 out=${1:?usage: gpu_session.sh OUTDIR [SECONDS]}
 budget=${2:-540}
