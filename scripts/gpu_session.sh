@@ -3,7 +3,7 @@
 # 10 minutes a call and charges a start for each): build, the whole test suite, the benchmark, a short
 # training run, the data-loading benchmark, then memcheck and racecheck with whatever time is left.
 # Usage: bash scripts/gpu_session.sh OUTDIR [SECONDS, default 540]
-# OUTDIR receives at most 5 files: summary.txt, logs.tar.gz (every log and result file) and the
+# OUTDIR receives at most 6 files (the device tool returns 8): summary.txt, logs.tar.gz (every log and result file) and the
 # benchmark's bench_<gpu>.{json,md}, _ops.png and _step.png, ready to copy into benchmarks/results/.
 set -uo pipefail
 out=${1:?usage: gpu_session.sh OUTDIR [SECONDS]}
