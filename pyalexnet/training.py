@@ -583,8 +583,9 @@ def _validate(model: AlexNet, loader, bar) -> dict:
     loss = 0.0
     with bar:
         for x, y in loader:
+            labels = _labels_for(model, y)
             logits = model.forward(x, train=False)
-            read_loss, _ = ops.softmax_cross_entropy_queued(logits, _labels_for(logits, y))
+            read_loss, _ = ops.softmax_cross_entropy_queued(logits, labels)
             logits_on_host = B.start_host_copy(logits)  # on a GPU: one wait for both, not two
             batch_loss = read_loss()
             e1, e5 = _errors(logits_on_host(), np.asarray(y))
@@ -595,11 +596,13 @@ def _validate(model: AlexNet, loader, bar) -> dict:
     return {"val_loss": loss / n, "val_top1": top1 / n, "val_top5": top5 / n if reports_top5(model.num_classes) else None}
 
 
-def _labels_for(logits, y):
-    if B.is_gpu_array(logits):
-        with B.cupy_module().cuda.Device(logits.device.id):
-            return B.cupy_module().asarray(y)
-    return y
+def _labels_for(model: AlexNet, y):
+    """`y` where the model's logits will be (tower a's device), sent before the forward is queued."""
+    place = model.place_of("fc8.weight")
+    if place.gpu is None:
+        return y
+    with place.xp.cuda.Device(place.gpu):
+        return place.xp.asarray(y)
 
 
 # ----- training ----------------------------------------------------------------------------------------
@@ -632,14 +635,11 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
                              f"; missing {_few([k for k in params if k not in velocities])}"
                              if isinstance(velocities, Mapping) else f", got {type(velocities).__name__}"))
     labels_on_host = B.start_host_copy(labels)  # CuPy labels: a read now would wait for the last update
-    logits_place = model.place_of("fc8.weight")  # where the logits will be
-    if logits_place.gpu is not None and not B.is_gpu_array(labels):
-        # Sent before the forward is queued (CuPy stages it through pinned memory, asynchronously; where that
-        # memory runs out a pageable copy waits for what the stream holds, and then better the last update's).
-        with logits_place.xp.cuda.Device(logits_place.gpu):
-            labels = logits_place.xp.asarray(labels)
+    # Sent before the forward is queued (CuPy stages it through pinned memory, asynchronously; where that memory
+    # runs out a pageable copy waits for what the stream holds, and then better the last update's).
+    labels = _labels_for(model, labels)
     logits = model.forward(x, train=True, step=step)
-    read_loss, dlogits = ops.softmax_cross_entropy_queued(logits, _labels_for(logits, labels))
+    read_loss, dlogits = ops.softmax_cross_entropy_queued(logits, labels)
     logits_on_host = B.start_host_copy(logits)
     model.backward(dlogits)
     loss = read_loss()
