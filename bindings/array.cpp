@@ -178,9 +178,7 @@ void read_cuda_array_interface(py::handle obj, Array& a) {
   a.shape = interface_integers(cai["shape"], where + "'s shape");
   for (int64_t d : a.shape)
     if (d < 0) throw py::value_error(where + "'s shape " + shape_str(a.shape) + " has a negative dimension");
-  long double elements = 1;  // (an int64 product of the dimensions could wrap)
-  for (int64_t d : a.shape) elements *= static_cast<long double>(d);
-  if (elements > static_cast<long double>(int64_t(1) << 62))
+  if (product_exceeds(a.shape, int64_t(1) << 62))
     throw py::value_error(where + "'s shape " + shape_str(a.shape) + " has more than 2^62 elements");
 
   py::object data = cai["data"];
@@ -220,6 +218,12 @@ bool is_masked_array(py::handle obj) {
 }
 
 }  // namespace
+
+bool product_exceeds(const std::vector<int64_t>& sizes, int64_t limit) {
+  long double product = 1;
+  for (int64_t v : sizes) product *= static_cast<long double>(v);
+  return product > static_cast<long double>(limit);
+}
 
 Array array_arg(py::handle obj, const char* name, bool writable) {
   Array a;

@@ -51,6 +51,10 @@ void expect_shape(const Array& a, const std::vector<int64_t>& shape);
 void expect_same_shape(const Array& a, const Array& b);
 std::string shape_str(const std::vector<int64_t>& shape);
 
+// Whether the product of `sizes` exceeds `limit`, computed without wrapping (an int64 product of a few large
+// dimensions, 2^31 paddings or 2^80-element shapes, wraps to something small and passes a check).
+bool product_exceeds(const std::vector<int64_t>& sizes, int64_t limit);
+
 // A number as Python would print it ("1e-50", not std::to_string's "0.000000"), without iostreams (see
 // shape_str in array.cpp).
 std::string number(double v);

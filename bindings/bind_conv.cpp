@@ -77,11 +77,7 @@ ConvShape conv_shape(const std::vector<int64_t>& x, const std::vector<int64_t>& 
   // Products in long double: padding and stride up to 2^31 make int64 products of four sizes wrap (a
   // padding of 2^31 - 1 once passed this check with a wrapped padded plane).
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max() - 1024;
-  const auto over = [](std::initializer_list<int64_t> sizes) {
-    long double product = 1;
-    for (int64_t v : sizes) product *= static_cast<long double>(v);
-    return product > static_cast<long double>(kMax);
-  };
+  const auto over = [](std::initializer_list<int64_t> sizes) { return product_exceeds(sizes, kMax); };
   // Each named as what it is: "split the batch" was the advice for a padding of 2^20 on one image.
   const auto too_big = [&](const std::string& what, std::initializer_list<int64_t> sizes, const char* advice) {
     std::string dims_text;

@@ -142,9 +142,7 @@ void bind_layers(py::module_& m) {
     const int lrn_size = check_lrn_size(size);
     if (x_shape[1] > INT_MAX) throw py::value_error("argument 'x_shape' has too many channels");
     // Beyond 2^62 elements the workspace sizes (a few floats per element) wrap int64 (2^80 gave 0).
-    long double elements = 1;
-    for (int64_t d : x_shape) elements *= static_cast<long double>(d);
-    if (elements > static_cast<long double>(int64_t(1) << 56))
+    if (product_exceeds(x_shape, int64_t(1) << 56))
       throw py::value_error("argument 'x_shape' " + shape_str(x_shape) + " has more than 2^56 elements, more than any "
                             "memory holds");
     return lrn_workspace(x_shape[0], static_cast<int>(x_shape[1]), x_shape[2] * x_shape[3], lrn_size, gpu);
