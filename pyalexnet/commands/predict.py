@@ -94,23 +94,20 @@ def run(args) -> int:
 
 def _decode_naming_large(path: str, size: int):
     """_decode_or_none, with Pillow's warning for an image over MAX_IMAGE_PIXELS ("Image size (108000000
-    pixels) exceeds limit ...", which names no file) said again with the file's name."""
+    pixels) exceeds limit ...", which names no file) said with the file's name instead, as training says it
+    (here, in one thread, Pillow's own is left out)."""
     import warnings
 
     from PIL import Image
 
-    from .. import _backend as B
-    from ..data._folder import _decode_or_none
+    from ..data._folder import _decode_noting_large, warn_large_image
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", Image.DecompressionBombWarning)
-        result = _decode_or_none(path, size)
-    for w in caught:
-        if issubclass(w.category, Image.DecompressionBombWarning):
-            B.warn_user(f"{path}: {w.message}", Image.DecompressionBombWarning)
-        else:  # others as they were
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image, error, large = _decode_noting_large(path, size)
+    if large:
+        warn_large_image(path, large)
+    return image, error
 
 
 def _picture_path(text: str):

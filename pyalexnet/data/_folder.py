@@ -324,6 +324,15 @@ def _decode_noting_large(path: str, size: int):
     return image, error, (_opened.pixels if image is not None and limit and (_opened.pixels or 0) > limit else None)
 
 
+def warn_large_image(path: str, pixels: int) -> None:
+    """Pillow's warning of an image over Image.MAX_IMAGE_PIXELS, which names no file, said with its name (in
+    Pillow's category: a filter of Pillow's warning filters this one too)."""
+    from PIL import Image
+
+    B.warn_user(f"{path} has {pixels} pixels, over Pillow's limit of {Image.MAX_IMAGE_PIXELS} for a trusted image "
+                "(its decompression-bomb warning): decoded all the same", Image.DecompressionBombWarning)
+
+
 def _decode_or_none(path: str, size: int):
     from PIL import Image
 
@@ -347,7 +356,6 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
     Threads decode in parallel (Pillow releases the GIL while decoding). Each image goes straight into
     the result (no list of images to stack: half the peak memory). progress: a tqdm bar named `desc`.
     """
-    from PIL import Image
     from tqdm import tqdm
 
     paths = [f for f, _ in files]
@@ -363,9 +371,7 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
                   file=sys.stderr) as bar:
             for (path, label), (img, err, large) in zip(files, results):
                 if large:  # Pillow's own warning (from a thread, once) names no file
-                    B.warn_user(f"{path} has {large} pixels, over Pillow's limit of {Image.MAX_IMAGE_PIXELS} for a "
-                                "trusted image (its decompression-bomb warning): decoded all the same",
-                                Image.DecompressionBombWarning)  # what a filter of Pillow's warning filters too
+                    warn_large_image(path, large)
                 if img is None:
                     B.warn_user(f"skipping unreadable image {path} ({err})")
                     skipped.append((path, err))
