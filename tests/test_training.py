@@ -524,7 +524,7 @@ def test_cli_eval_tests_on_the_runs_held_out_images_and_draws_figure4(splits, tm
     monkeypatch.setattr(pyalexnet.data, "load_dataset", load_dataset)
     assert cli.main(["eval", str(tmp_path / "run"), "--data", "some/folder", "--json", "--pictures", "--quiet"]) == 0
     assert asked == [("some/folder", {"seed": 3, "val_fraction": 0.25, "progress": False, "train_sample": 2000,
-                                      "image_size": IMAGE})]  # the size the run's images had
+                                      "image_size": IMAGE, "note_small_images": False})]  # the size the run's images had
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == len(splits.val) and 0 <= result["neighbour_agreement"] <= 1
     # Each class's share of wrong top-1 answers: together they make the overall error.
@@ -1012,7 +1012,8 @@ def test_cli_predict_names_a_folder_given_as_class_names_and_a_huge_images_file(
     assert cli.main(["predict", str(tmp_path / "ckpt.npz"), str(tmp_path / "big.png"), "--top", "1"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith(f"{tmp_path / 'big.png'}: ")
-    assert f"warning: {tmp_path / 'big.png'}: Image size (1200 pixels) exceeds limit" in err, err
+    assert f"warning: {tmp_path / 'big.png'} has 1200 pixels, over Pillow's limit of 1000" in err, err
+    assert "Image size (1200 pixels) exceeds limit" not in err  # Pillow's own, nameless, left out
 
 
 def test_eval_pictures_that_cannot_be_written_lose_no_results(splits, tmp_path, capsys, monkeypatch):

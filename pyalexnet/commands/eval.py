@@ -56,9 +56,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
-    from ..data import class_names_for, is_image_folder, load_dataset
+    from ..data import class_names_for
     from ..data._names import check_names_file
-    from ..training import _count, _resolve_devices, image_size_for_crop, recorded_val_fraction
+    from ..training import _count, _load_data, _resolve_devices, image_size_for_crop, recorded_val_fraction
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -92,9 +92,8 @@ def run(args) -> int:
     else:
         image_size = image_size_for_crop(model.input_size)
     try:
-        splits = load_dataset(data, seed=t.get("seed", 0), val_fraction=recorded_val_fraction(data, t.get("val_fraction", 0.1)),
-                              progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL,
-                              image_size=image_size if is_image_folder(data) else None)
+        splits = _load_data(data, seed=t.get("seed", 0), val_fraction=recorded_val_fraction(data, t.get("val_fraction", 0.1)),
+                            progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL, image_size=image_size)
     except FileNotFoundError as exc:
         if args.data:
             raise
@@ -133,7 +132,7 @@ def run(args) -> int:
         try:
             pictures = save_test_pictures(model, splits, where, predictions=predictions if confusion else None,
                                           class_names=names,
-                                          predicted_by="centre crop" if args.center_crop else "ten-crop",
+                                          predicted_by=how,
                                           mean_image=meta.get("mean_image"), batch_size=args.batch_size,
                                           mistakes=args.mistakes)
         except (OSError, ValueError) as exc:
