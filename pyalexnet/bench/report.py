@@ -36,6 +36,14 @@ def add_rates(results: list[dict], ceilings: dict, ref_names: list[str]) -> None
                     e["fraction_of_copy"] = copy_ms / t
 
 
+# The issues' targets, by name (the JSON's and the table's words; the ops chart colours its bars by them).
+CONV_VS_CUDNN = "ours/cuDNN fp32 <= 2"
+CONV_OF_PEAK = ">= 40% fp32 peak"
+MEMORY_OF_COPY = ">= 70% of a same-size copy"
+LRN_VS_PYTORCH = "fwd+bwd >= 3x PyTorch"
+POOL_VS_PYTORCH = "no slower than PyTorch"
+
+
 def _target(name, value, threshold, higher_is_better):
     ok = None if value is None else (value >= threshold if higher_is_better else value <= threshold)
     return {"name": name, "value": value, "threshold": threshold, "pass": ok}
@@ -49,23 +57,23 @@ def add_targets(results: list[dict], ref: str) -> None:
         ours = r["impl"].get("ours", {})
         frac = ours.get("fraction_of_peak") if ours.get("status") == "ok" else None
         if r["group"] == "conv":
-            t.append(_target("ours/cuDNN fp32 <= 2", r["ratio"].get(ref), 2.0, False))
+            t.append(_target(CONV_VS_CUDNN, r["ratio"].get(ref), 2.0, False))
             if r["name"].endswith(".fwd") and r["name"] != "conv1.fwd":
-                t.append(_target(">= 40% fp32 peak", frac, 0.40, True))
+                t.append(_target(CONV_OF_PEAK, frac, 0.40, True))
         if r["group"] in MEMORY_GROUPS:
             # Against a copy of the same bytes: a 1 GiB copy's bandwidth is out of reach of a 4 MiB
             # tensor (launch and latency); for the large tensors the two ceilings agree.
             of_copy = ours.get("fraction_of_copy") if ours.get("status") == "ok" else None
-            t.append(_target(">= 70% of a same-size copy", of_copy, 0.70, True))
+            t.append(_target(MEMORY_OF_COPY, of_copy, 0.70, True))
         if r["group"] == "lrn":
             layer = r["name"].split(".")[0]
             pair = [by_name.get(f"{layer}.fwd"), by_name.get(f"{layer}.bwd")]
             ours_t = [_ms(p["impl"].get("ours")) if p else None for p in pair]
             ref_t = [_ms(p["impl"].get(ref)) if p else None for p in pair]
             speedup = sum(ref_t) / sum(ours_t) if None not in ours_t + ref_t else None
-            t.append(_target("fwd+bwd >= 3x PyTorch", speedup, 3.0, True))
+            t.append(_target(LRN_VS_PYTORCH, speedup, 3.0, True))
         if r["group"] == "pool":
-            t.append(_target("no slower than PyTorch", r["ratio"].get(ref), 1.0, False))
+            t.append(_target(POOL_VS_PYTORCH, r["ratio"].get(ref), 1.0, False))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -294,6 +302,12 @@ def _breakdown_figure(section: dict, title: str, plt):
 def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
     """Bar chart of the step's per-layer time, ours beside the reference, on a log axis with each bar's value
     written over it. None when matplotlib is missing, "nothing" when no run has per-layer times."""
+    return _save_figure(lambda plt: _breakdown_figure(section, title, plt), path)
+
+
+def _save_figure(make, path: Path) -> str | None:
+    """make(pyplot)'s figure saved at `path`: the path, None when matplotlib is missing, "nothing" when make
+    gives no figure."""
     try:
         import matplotlib
 
@@ -301,7 +315,7 @@ def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig = _breakdown_figure(section, title, plt)
+    fig = make(plt)
     if fig is None:
         return "nothing"
     fig.savefig(path, dpi=110)
@@ -310,8 +324,8 @@ def plot_breakdown(section: dict, path: Path, title: str) -> str | None:
 
 
 # The targets each panel of the ops chart draws: those read off the bar it shows.
-_RATIO_TARGETS = ("ours/cuDNN fp32 <= 2", "no slower than PyTorch", "fwd+bwd >= 3x PyTorch")
-_SHARE_TARGETS = (">= 70% of a same-size copy", ">= 40% fp32 peak")
+_RATIO_TARGETS = (CONV_VS_CUDNN, POOL_VS_PYTORCH, LRN_VS_PYTORCH)
+_SHARE_TARGETS = (MEMORY_OF_COPY, CONV_OF_PEAK)
 _PASS, _FAIL, _NO_TARGET = "#2ca02c", "#d62728", "#8c8c8c"
 
 
@@ -391,16 +405,4 @@ def plot_ops(doc: dict, path: Path) -> str | None:
     """Every timed op in one chart: our time over the reference's and the share of its ceiling, each bar
     coloured by the issue's target it is judged by (on a GPU). None when matplotlib is missing, "nothing"
     when no row was timed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig = _ops_figure(doc, plt)
-    if fig is None:
-        return "nothing"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return _save_figure(lambda plt: _ops_figure(doc, plt), path)
