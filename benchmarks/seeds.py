@@ -33,6 +33,7 @@ import threading
 import time
 from pathlib import Path
 
+from pyalexnet._backend import output_folder_problem
 from pyalexnet.bench.env import cpu_model, git_commit
 
 _TEN_CROP = re.compile(r"ten-crop.*?top-1 error ([0-9.]+), top-5 error ([0-9.]+)")
@@ -194,12 +195,9 @@ def main(argv=None) -> int:
         if any(a == flag or a.startswith(flag + "=") for a in train_args):
             ap.error(f"{flag} is set by this script for each run; leave it out of the arguments after --")
     # Found now, not after every seed has trained (a file given as --out was a FileExistsError at the end).
-    if args.out.exists() and not args.out.is_dir():
-        ap.error(f"--out {args.out} is a file, not a folder")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        ap.error(f"--out {args.out}: cannot make that folder ({exc.strerror or exc})")
+    problem = output_folder_problem(args.out, "--out", create=True, files=("seeds.md", "seeds.json", "seeds.png"))
+    if problem:
+        ap.error(f"{problem}: choose another folder for the results")
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads,
                 commit=git_commit() or "?",

@@ -248,6 +248,36 @@ def warn_user(message: str, category=RuntimeWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+def output_folder_problem(folder, name: str, *, create: bool = False, files=()) -> str | None:
+    """Why `folder` (given as `name`: "--out", "checkpoint_dir (--checkpoint-dir)") cannot take a command's
+    output, as a message that names it, or None when it can. Checked before the long work (a benchmark, a
+    training run, an evaluation): found when the results were written, it lost them. create=True makes the folder
+    now; otherwise its nearest existing ancestor must be writable, to make it later. `files`: the names to be
+    written into it, none of which may be a folder. Writable is os.access's word: as root that is yes anywhere
+    but on a read-only file system."""
+    import pathlib
+
+    folder = pathlib.Path(folder)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        return f"{name} {folder} is a file, not a folder"
+    existing = next((p for p in [folder, *folder.parents] if os.path.exists(p)), None)
+    if existing is not None and not os.path.isdir(existing):  # "Not a directory" when it is made
+        return f"{name} {folder}: cannot make that folder ({existing} is a file, not a folder)"
+    for f in files:
+        if os.path.isdir(folder / f):
+            return f"{name} {folder}: {folder / f} is a folder, so the results cannot be written there"
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only parent, /proc
+            return f"{name} {folder}: cannot make that folder ({exc.strerror or exc})"
+        existing = folder
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{name} {folder}: " + ("the folder" if existing == folder else f"its parent folder {existing}") \
+            + " cannot be written"
+    return None
+
+
 def available_memory() -> int | None:
     """Bytes of memory the kernel says can be had without swapping (Linux's MemAvailable), else None."""
     try:

@@ -747,21 +747,11 @@ class _RunLock:
 
 
 def _check_writable(folder) -> None:
-    """Makes `folder` and writes (and deletes) a file there: a folder that cannot be written was found only when
-    the first epoch's checkpoint was, an epoch (or the time to load a big data set) later."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=folder)
-        try:
-            os.write(fd, b"pyalexnet")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) and str(exc.filename) != str(folder) else ""
-        raise OSError(f"checkpoint_dir (--checkpoint-dir) {folder} cannot be written: {reason}{where}; choose a "
-                      "folder this user can write to") from None
+    """Makes `folder`, refusing one that cannot be written: it was found only when the first epoch's checkpoint
+    was written, an epoch (or the time to load a big data set) later."""
+    problem = B.output_folder_problem(folder, "checkpoint_dir (--checkpoint-dir)", create=True)
+    if problem:
+        raise OSError(f"{problem}; choose a folder this user can write to")
 
 
 def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None, batch_size: int | None = None,

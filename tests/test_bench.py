@@ -291,11 +291,11 @@ def test_an_output_folder_it_cannot_write_is_refused_first(tmp_path, capsys, mon
 
     from pyalexnet.bench import cli as bench_cli
 
-    monkeypatch.setattr(bench_cli.os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
     timed = []
     monkeypatch.setattr(bench_cli, "time_row", lambda *a, **k: timed.append(a))
     assert cli.main(["bench", "--device", "cpu", "--quick", "--out", str(tmp_path / "ro")]) == 2
-    assert "--out " + str(tmp_path / "ro") + " is not writable" in capsys.readouterr().err and not timed
+    assert "--out " + str(tmp_path / "ro") + ": the folder cannot be written" in capsys.readouterr().err and not timed
     assert os.path.isdir(tmp_path / "ro")  # made, as the results' folder
 
 

@@ -132,6 +132,25 @@ def test_an_out_that_is_a_file_is_refused_before_any_run(tmp_path):
         assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    # It was found when the first report was written, after a whole training run. (Mocked: root may write anywhere.)
+    import os
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import seeds
+    finally:
+        sys.path.remove(str(ROOT))
+    monkeypatch.setattr(seeds, "run_one", lambda *a, **k: pytest.fail("trained before checking --out"))
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path / "ro"))
+    (tmp_path / "d" / "seeds.json").mkdir(parents=True)
+    for out, message in [(tmp_path / "ro", f"--out {tmp_path / 'ro'}: the folder cannot be written"),
+                         (tmp_path / "d", f"{tmp_path / 'd' / 'seeds.json'} is a folder")]:
+        with pytest.raises(SystemExit) as exc:
+            seeds.main(["--seeds", "0", "--out", str(out)])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text", ["{cut", "[]", '{"runs": [1]}', '{"train_args": []}'])
 def test_resume_from_a_damaged_seeds_json_is_one_clear_line(tmp_path, text):
     (tmp_path / "seeds.json").write_text(text)

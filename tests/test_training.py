@@ -1179,13 +1179,37 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_training(s
     (tmp_path / "file").write_text("")
     loaded = []
     monkeypatch.setattr(T, "_load_data", lambda *a, **k: loaded.append(1) or splits)
-    with pytest.raises(OSError, match=r"checkpoint_dir \(--checkpoint-dir\) .*/file/run cannot be written"):
+    with pytest.raises(OSError, match=r"checkpoint_dir \(--checkpoint-dir\) .*/file/run: cannot make that folder "
+                       r"\(.*/file is a file, not a folder\); choose a folder this user can write to"):
         _train(splits, epochs=1, checkpoint_dir=tmp_path / "file" / "run")
     assert cli.main(["train", "--checkpoint-dir", "/proc/pyalexnet-run", "--quiet", "--device", "cpu"]) == 2
-    assert "/proc/pyalexnet-run cannot be written" in capsys.readouterr().err
+    assert "/proc/pyalexnet-run: cannot make that folder" in capsys.readouterr().err
     assert loaded == []  # before the data set is loaded, not after an epoch
     assert _train(splits, epochs=1, checkpoint_dir=tmp_path / "new" / "run").checkpoint  # parents are made
     assert sorted(p.name for p in (tmp_path / "new" / "run").iterdir() if p.name.startswith(".probe")) == []
+
+
+def test_output_folder_problem_names_the_folder_and_what_is_wrong(tmp_path, monkeypatch):
+    # One check for every command's output folder (train, eval --pictures, bench, data bench, seeds).
+    import os
+
+    from pyalexnet._backend import output_folder_problem as problem
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "d" / "r.json").mkdir(parents=True)
+    assert problem(tmp_path / "afile", "--out") == f"--out {tmp_path / 'afile'} is a file, not a folder"
+    assert problem(tmp_path / "afile" / "sub", "--out", create=True) == \
+        f"--out {tmp_path / 'afile' / 'sub'}: cannot make that folder ({tmp_path / 'afile'} is a file, not a folder)"
+    assert problem(tmp_path / "d", "--out", files=("r.txt", "r.json")) == \
+        f"--out {tmp_path / 'd'}: {tmp_path / 'd' / 'r.json'} is a folder, so the results cannot be written there"
+    assert problem(tmp_path / "new" / "a", "--out") is None and not (tmp_path / "new").exists()  # made later
+    assert problem(tmp_path / "new" / "a", "--out", create=True) is None and (tmp_path / "new" / "a").is_dir()
+    # Mocked: root may write anywhere (but on a read-only file system).
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).startswith(str(tmp_path / "ro")))
+    (tmp_path / "ro").mkdir()
+    assert problem(tmp_path / "ro", "x") == f"x {tmp_path / 'ro'}: the folder cannot be written"
+    assert problem(tmp_path / "ro" / "a" / "b", "x") == \
+        f"x {tmp_path / 'ro' / 'a' / 'b'}: its parent folder {tmp_path / 'ro'} cannot be written"
 
 
 def test_resume_refuses_another_init_and_says_another_momentum_or_weight_decay(splits, tmp_path, capsys):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._backend import output_folder_problem
 from . import report, spec, step
 from .backends import Numpy, Ours, Torch
 from .env import environment, gpu_clocks, slug
@@ -108,14 +108,9 @@ def run(args) -> int:
         raise ValueError("--out needs a folder (--out . for the current one)")
     out = Path(args.out)
     # Found now, not after the benchmark has run (a read-only folder failed at the end, all rows timed).
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file on the path ("Not a directory"), a read-only parent
-        raise ValueError(f"--out {out}: cannot make that folder ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {out} is not writable: choose another folder for the results")
+    problem = output_folder_problem(out, "--out", create=True)
+    if problem:
+        raise ValueError(f"{problem}: choose another folder for the results")
 
     torch = _import_torch() if (gpu or args.reference in ("auto", "torch")) else None
     if args.reference == "torch" and torch is None:

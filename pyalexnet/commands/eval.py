@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -56,6 +55,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import evaluate, load_checkpoint
+    from .._backend import output_folder_problem
     from ..data import class_names_for
     from ..data._names import check_names_file
     from ..training import _count, _load_data, _resolve_devices, image_size_for_crop, recorded_val_fraction
@@ -70,9 +70,9 @@ def run(args) -> int:
     where = None
     if args.pictures is not None:  # checked now, not after the evaluation
         where = Path(args.pictures) if args.pictures else (ckpt if ckpt.is_dir() else ckpt.parent)
-        if where.exists() and not where.is_dir():
-            raise ValueError(f"--pictures {where} is a file, not a folder")
-        _check_writable(where)
+        problem = output_folder_problem(where, "--pictures")
+        if problem:
+            raise ValueError(f"{problem}: pass --pictures DIR naming a folder you can write")
     data = args.data or meta.get("data")
     if not data:  # written by save_checkpoint without train's metadata: the builtin set was a guess
         raise ValueError(f"the checkpoint {args.checkpoint} names no data set (it was not written by pyalexnet "
@@ -155,16 +155,6 @@ def run(args) -> int:
                   f"{100 * result['neighbour_agreement']:.0f}% of the nearest training images share their "
                   f"test image's class")
     return 0
-
-
-def _check_writable(where: Path) -> None:
-    """Refuse a --pictures folder that cannot be written (or created) before the evaluation, not after it."""
-    probe = where
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent  # the folder is created: its nearest existing ancestor must take it
-    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"--pictures {where}: " + ("the folder" if probe == where else f"its parent folder {probe}")
-                         + " cannot be written: pass --pictures DIR naming a folder you can write")
 
 
 HARDEST = 5  # classes named in the text output, the most often wrong first

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._backend import output_folder_problem
 from ..commands import positive_int
 
 SIZE, CROP, BATCH = 256, 224, 64
@@ -118,16 +119,9 @@ def _out_folder(ap, out: Path | None) -> None:
     """Refuse an --out that cannot take the results before the minutes of benchmarking, not after."""
     if out is None:
         return
-    if out.exists() and not out.is_dir():
-        ap.error(f"--out {out} is a file, not a folder: give a folder for data_loading_cpu.json and .txt")
-    existing = next((p for p in [out, *out.parents] if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        ap.error(f"--out {out}: {existing} is a file, not a folder")
-    for name in ("data_loading_cpu.json", "data_loading_cpu.txt"):
-        if (out / name).is_dir():
-            ap.error(f"--out {out}: {out / name} is a folder, so the results cannot be written there")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        ap.error(f"--out {out}: {existing} is not writable")
+    problem = output_folder_problem(out, "--out", files=("data_loading_cpu.json", "data_loading_cpu.txt"))
+    if problem:
+        ap.error(f"{problem}: give a folder that can take data_loading_cpu.json and .txt")
 
 
 def main(argv=None) -> int:
