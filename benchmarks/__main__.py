@@ -7,6 +7,4 @@ import sys
 
 from pyalexnet.bench import main
 
-argv = sys.argv[1:]
-sys.argv = [sys.argv[0], "bench", *argv]  # the bench records the command line it finds here
-sys.exit(main(argv))
+sys.exit(main(sys.argv[1:]))  # recorded in the results as `pyalexnet bench ARGV`

@@ -1,5 +1,6 @@
 """The `pyalexnet` command. Each subcommand is a module in pyalexnet.commands with
-HELP (one line), DESCRIPTION (optional), add_arguments(parser) and run(args) -> int."""
+HELP (one line), DESCRIPTION (optional), add_arguments(parser) and run(args) -> int; args.argv holds the
+command's own arguments as given (after its name), for a record of the command line."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse's own words, with the likely mistake named, under the command's own usage line
         hint = ""
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    args.argv = argv[argv.index(args.command) + 1:]  # the options before it are the top parser's (-h) only
     try:
         with _warnings_as_lines(args.command):
             rc = int(args._run(args) or 0)

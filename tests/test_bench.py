@@ -269,6 +269,16 @@ def test_python_m_benchmarks_ends_as_pyalexnet_bench_does(tmp_path, monkeypatch,
         "pyalexnet bench " + " ".join(argv)
 
 
+def test_the_results_record_the_command_line_given_to_cli_main(tmp_path, monkeypatch):
+    # The bench read sys.argv, which python -m benchmarks rewrote for it: cli.main's own argv is recorded now.
+    argv = ["--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--no-chart",
+            "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", ["pytest", "something", "else"])
+    assert cli.main(["bench", *argv]) == 0
+    assert json.loads((tmp_path / "bench_cpu_quick.json").read_text())["config"]["command"] == \
+        "pyalexnet bench " + " ".join(argv)
+
+
 def test_bad_arguments_are_refused_before_the_benchmark_runs(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     for argv, match in [(["--batch", "0"], "--batch must be >= 1, got 0"),  # ran batch 8

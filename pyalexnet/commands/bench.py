@@ -1,5 +1,4 @@
 """pyalexnet bench: per-op and training-step benchmarks against PyTorch/cuDNN (numpy on a CPU)."""
-import sys
 
 HELP = "benchmark every layer and a training step against PyTorch/cuDNN (or numpy), on cpu or cuda"
 
@@ -18,6 +17,4 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    # The command line as typed, for the results' record.
-    args.argv = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "bench" else getattr(args, "argv", [])
-    return _bench().run(args)
+    return _bench().run(args)  # args.argv (set by pyalexnet.cli.main): the command line, for the results' record
