@@ -35,6 +35,7 @@ from pathlib import Path
 
 from pyalexnet._backend import output_folder_problem
 from pyalexnet.bench.env import cpu_model, git_commit
+from pyalexnet.commands import positive_int
 
 _TEN_CROP = re.compile(r"ten-crop.*?top-1 error ([0-9.]+), top-5 error ([0-9.]+)")
 
@@ -184,13 +185,11 @@ def main(argv=None) -> int:
                                  epilog="Arguments after -- go to `pyalexnet train` (not --seed, --history, --quiet, "
                                         "--checkpoint-dir or --resume: set per run, or not per study).")
     ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-7"), help="e.g. 0-7 or 0,3,5 (default: 0-7)")
-    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
+    ap.add_argument("--jobs", type=positive_int, default=1, help="runs at a time (default: 1)")
     ap.add_argument("--out", required=True, type=Path, help="folder for seeds.md, seeds.json and seeds.png")
     ap.add_argument("--resume", action="store_true",
                     help="keep the finished runs of --out's seeds.json (same train arguments and threads); run the rest")
     args = ap.parse_args(own)
-    if args.jobs < 1:
-        ap.error(f"--jobs must be at least 1, got {args.jobs}")
     for flag in ("--seed", "--history", "--quiet", "--checkpoint-dir", "--resume"):
         if any(a == flag or a.startswith(flag + "=") for a in train_args):
             ap.error(f"{flag} is set by this script for each run; leave it out of the arguments after --")

@@ -95,8 +95,9 @@ def test_gpu_is_another_name_for_cuda():
 
 
 def test_cli_gradcheck_bad_arguments(capsys):
-    assert cli.main(["gradcheck", "--points", "0"]) == 2
-    assert "--points" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["gradcheck", "--points", "0"])
+    assert exc.value.code == 2 and "argument --points: must be at least 1, got 0" in capsys.readouterr().err
     if not pyalexnet.cuda_available():
         assert cli.main(["gradcheck", "--device", "cuda"]) == 2
         assert "GPU backend is not usable" in capsys.readouterr().err

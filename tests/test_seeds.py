@@ -60,7 +60,7 @@ def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "x"], "seeds must be like"),
     (["--seeds", "0", "--", "--seed", "4"], "--seed is set by this script"),
-    (["--seeds", "0", "--jobs", "0"], "--jobs must be at least 1"),
+    (["--seeds", "0", "--jobs", "0"], "argument --jobs: must be at least 1, got 0"),
     (["--seeds", "7-0"], "the range '7-0' is reversed: write 0-7"),  # was "seeds must be non-negative integers"
 ])
 def test_bad_arguments_are_refused(tmp_path, args, message):

@@ -1,6 +1,8 @@
 """pyalexnet gradcheck: finite-difference checks of every layer's backward and of a tiny network."""
 from __future__ import annotations
 
+from . import positive_int
+
 HELP = "check every layer's gradients (and a tiny two-tower network's) against finite differences"
 DESCRIPTION = """\
 Compare the analytic gradients of every layer type (conv, grouped conv, linear, ReLU, LRN, max-pool,
@@ -23,7 +25,7 @@ examples:
 def add_arguments(p) -> None:
     p.epilog = EPILOG
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="backend to check (default: cpu)")
-    p.add_argument("--points", type=int, default=24,
+    p.add_argument("--points", type=positive_int, default=24,
                    help="elements checked per gradient tensor (default: 24; the network check takes a quarter, "
                         "at least 2: each point costs whole forward passes)")
     p.add_argument("--tol", type=float, default=1e-2, help="relative tolerance (default: 0.01)")
@@ -34,8 +36,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..gradcheck import format_table, run_all
 
-    if args.points < 1:
-        raise ValueError(f"--points must be at least 1, got {args.points}")
     if not args.tol > 0:
         raise ValueError(f"--tol must be positive, got {args.tol}")
     if args.seed < 0:

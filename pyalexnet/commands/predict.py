@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from . import positive_int
+
 HELP = "classify image files with a trained checkpoint: its five most probable classes for each"
 DESCRIPTION = """\
 Classify image files with a checkpoint written by `pyalexnet train --checkpoint-dir DIR`. Each image is
@@ -27,12 +29,12 @@ def add_arguments(p) -> None:
     p.epilog = EPILOG
     p.add_argument("checkpoint", help="a checkpoint file (checkpoint.npz) or the folder holding one")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format Pillow reads) or folders of them")
-    p.add_argument("--top", type=int, default=5, help="classes to show per image (default: 5)")
+    p.add_argument("--top", type=positive_int, default=5, help="classes to show per image (default: 5)")
     p.add_argument("--center-crop", action="store_true", help="the centre crop only, not the ten-crop average")
     p.add_argument("--class-names", default=None, metavar="FILE",
                    help="readable class names: lines 'ID name, ...' such as ImageNet's synset_words.txt "
                         "(default: such a file in the data folder or store the checkpoint was trained on)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--picture", default=None, metavar="FILE",
@@ -48,10 +50,6 @@ def run(args) -> int:
     from ..data._names import check_names_file
     from ..training import _resolve_devices, ten_crop_probabilities
 
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     picture = _picture_path(args.picture) if args.picture is not None else None  # checked before the work
     if args.class_names is not None:
         check_names_file(args.class_names)  # before loading the checkpoint
