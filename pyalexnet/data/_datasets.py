@@ -217,23 +217,20 @@ def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample,
     # ~ expanded here: the shell leaves it alone after "cifar10:" (and in quotes). Paths are recorded
     # absolute (Splits.source, and so a checkpoint's "data"): eval and --resume from another folder find them.
     arg = str(Path(arg).expanduser().resolve()) if arg and name in ("fashion-mnist", "cifar10") else arg
-    if spec == "builtin":
-        _refuse_val_fraction(val_fraction, "builtin")
-        train, val = _builtin.builtin_arrays()
-        return _splits_from_arrays(_sampled(train, train_sample, seed), val, _builtin.CLASSES, "builtin",
-                                   _builtin.CROP_SIZE)
-    if name == "fashion-mnist":
-        source = f"fashion-mnist:{arg}" if arg else spec
-        _refuse_val_fraction(val_fraction, source)
-        classes, train, test = _formats.load_fashion_mnist(arg or None)
-        return _splits_from_arrays(_sampled(train, train_sample, seed), test, classes, source)
-    if name == "cifar10":
-        if not arg:
+    if spec == "builtin" or name in ("fashion-mnist", "cifar10"):  # read whole, with their own test split
+        if name == "cifar10" and not arg:
             raise ValueError("cifar10 needs the folder of its python batches or their archive: cifar10:PATH "
                              f"(download {_formats.CIFAR10_URL})")
-        _refuse_val_fraction(val_fraction, f"cifar10:{arg}")
-        classes, train, test = _formats.load_cifar10(arg)
-        return _splits_from_arrays(_sampled(train, train_sample, seed), test, classes, f"cifar10:{arg}")
+        source = f"{name}:{arg}" if arg else spec
+        _refuse_val_fraction(val_fraction, source)  # before reading it
+        crop = None
+        if spec == "builtin":
+            (train, test), classes, crop = _builtin.builtin_arrays(), _builtin.CLASSES, _builtin.CROP_SIZE
+        elif name == "fashion-mnist":
+            classes, train, test = _formats.load_fashion_mnist(arg or None)
+        else:
+            classes, train, test = _formats.load_cifar10(arg)
+        return _splits_from_arrays(_sampled(train, train_sample, seed), test, classes, source, crop)
     path = Path(spec).expanduser()
     if not path.exists():
         if ":" in spec and len(name) > 1 or not any(c in spec for c in "/\\."):
