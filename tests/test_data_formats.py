@@ -684,6 +684,8 @@ def test_val_fraction_is_refused_where_the_source_has_its_own_split(tmp_path, rn
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # the default, which callers pass for every source: not a word
             load_dataset(spec, val_fraction=0.1, progress=False)
+    with pytest.raises(ValueError, match="^cifar10 needs the folder"):  # said before val_fraction
+        load_dataset("cifar10", val_fraction=0.25)
     image_folder(tmp_path / "tv" / "train", rng, classes=("a", "b"), per_class=3)
     image_folder(tmp_path / "tv" / "val", rng, classes=("a", "b"), per_class=1)
     with pytest.warns(RuntimeWarning, match=r"tv has its own val/ images: val_fraction \(--val-fraction\) 0.25 is "
