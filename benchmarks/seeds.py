@@ -110,13 +110,12 @@ def run_one(seed: int, train_args: list[str], work: Path, threads: int | None) -
             _running.discard(proc)
     if _stopping.is_set():
         raise _Stopped(seed)
-    proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     seconds = time.perf_counter() - t0
     rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
-    m = _TEN_CROP.search(proc.stdout)
+    m = _TEN_CROP.search(stdout)
     return dict(seed=seed, returncode=proc.returncode, seconds=round(seconds, 1), history=rows,
                 top1=float(m.group(1)) if m else None, top5=float(m.group(2)) if m else None,
-                error=None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1])
+                error=None if proc.returncode == 0 else (stderr.strip().splitlines() or ["?"])[-1])
 
 
 def _percent(x) -> str:
