@@ -251,8 +251,8 @@ def warn_user(message: str, category=RuntimeWarning) -> None:
 def output_folder_problem(folder, name: str, *, create: bool = False, files=()) -> str | None:
     """Why `folder` (given as `name`: "--out", "checkpoint_dir (--checkpoint-dir)") cannot take a command's
     output, as a message that names it, or None when it can. Checked before the long work (a benchmark, a
-    training run, an evaluation): found when the results were written, it lost them. create=True makes the folder
-    now; otherwise its nearest existing ancestor must be writable, to make it later. `files`: the names to be
+    training run, an evaluation): found only when the results were written, it cost them. create=True makes the
+    folder now; otherwise its nearest existing ancestor must be writable, to make it later. `files`: the names to be
     written into it, none of which may be a folder. Writable is os.access's word: as root that is yes anywhere
     but on a read-only file system."""
     import pathlib
