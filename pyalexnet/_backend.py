@@ -253,8 +253,8 @@ def output_folder_problem(folder, name: str, *, create: bool = False, files=()) 
     output, as a message that names it, or None when it can. Checked before the long work (a benchmark, a
     training run, an evaluation): found only when the results were written, it cost them. create=True makes the
     folder now; otherwise its nearest existing ancestor must be writable, to make it later. `files`: the names to be
-    written into it, none of which may be a folder. Writable is os.access's word: as root that is yes anywhere
-    but on a read-only file system."""
+    written into it, none of which may be a folder. Writable: os.access says so and a file can be made (and is
+    removed) there, since as root os.access says yes wherever the file system is not read-only."""
     import pathlib
 
     folder = pathlib.Path(folder)
@@ -272,9 +272,18 @@ def output_folder_problem(folder, name: str, *, create: bool = False, files=()) 
         except OSError as exc:  # a read-only parent, /proc
             return f"{name} {folder}: cannot make that folder ({exc.strerror or exc})"
         existing = folder
+    where = "the folder" if existing == folder else f"its parent folder {existing}"
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        return f"{name} {folder}: " + ("the folder" if existing == folder else f"its parent folder {existing}") \
-            + " cannot be written"
+        return f"{name} {folder}: {where} cannot be written"
+    if existing is not None:  # os.access can say yes where a write fails (root on an NFS share that squashes it)
+        import tempfile
+
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".pyalexnet-probe.", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return f"{name} {folder}: {where} cannot be written ({exc.strerror or exc})"
     return None
 
 
