@@ -817,6 +817,10 @@ void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*
                           Stream stream) {
   check_workspace(s, ConvPass::backward_bias, workspace_floats);
   if (s.K == 0) return;
+  if (s.N * s.PQ() == 0) {  // nothing to add (the kernel divides by PQ: a 0-wide dy reaches here from _C)
+    PYA_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * s.K, stream));
+    return;
+  }
   const BiasPlan plan = bias_plan(s);
   const dim3 grid(unsigned(s.K), unsigned(plan.splits));
   bias_grad_kernel<<<grid, kThreads, 0, stream>>>(dy, plan.splits > 1 ? workspace : db, s.K, s.PQ(), s.N * s.PQ(),

@@ -69,6 +69,18 @@ int main(int argc, char** argv) {
     printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
     return fails != 0;
   }
+  {  // The bias gradient of a dy with no pixels (P = 0, as _C.conv2d_backward_bias can pass) or no images: zeros,
+     // where the kernel would divide by PQ = 0.
+    emu_expected_stream = reinterpret_cast<Stream>(std::uintptr_t(0x5700));
+    for (int64_t n : {2, 0}) {
+      ConvShape s;
+      s.N = n, s.K = s.C = 3, s.P = s.H = n ? 0 : 2, s.Q = s.W = 4, s.R = s.S = 1;
+      std::vector<float> db(3, NAN), ws(cuda::conv2d_workspace_floats(s, ConvPass::backward_bias) + 1, NAN);
+      cuda::conv2d_backward_bias(nullptr, db.data(), s, ws.data(), int64_t(ws.size()), emu_expected_stream);
+      if (db[0] != 0.f || db[1] != 0.f || db[2] != 0.f) { printf("EMPTY BIAS FAIL N=%ld\n", (long)n); return 1; }
+    }
+    printf("empty bias gradient ok\n");
+  }
   // FastDiv check
   for (uint32_t d : {1u, 2u, 3u, 5u, 7u, 9u, 25u, 121u, 169u, 729u, 3025u, 50176u, 1000003u}) {
     FastDiv f(d);
