@@ -259,6 +259,7 @@ def test_python_m_benchmarks_ends_as_pyalexnet_bench_does(tmp_path, monkeypatch,
 
     monkeypatch.setattr(bench_cli, "time_row", time_row)
     monkeypatch.setattr(sys, "argv", ["benchmarks", *argv])
+    monkeypatch.syspath_prepend(str(ROOT))  # benchmarks/ is not installed: found from the checkout, as -m above does
     try:
         runpy.run_module("benchmarks", run_name="__main__")
     except BaseException as exc:  # a KeyboardInterrupt here would stop pytest itself: caught, and failed on
