@@ -50,6 +50,13 @@ LrnParams check_lrn_params(const Array& x, int64_t size, double alpha, double be
     throw py::value_error("k must be > 0, at least float32's smallest normal number 1.17549435e-38 (the denominator "
                           "k + alpha*sum must stay positive), got " + number(k));
   if (p.alpha < 0.f) throw py::value_error("alpha must be >= 0, got " + number(alpha));
+  // The largest factor d^-beta (at d = k, a window of zeros) must be a float32: as inf it made y = 0 * inf = NaN
+  // wherever a window held only zeros (k=1e-20, beta=2), on both backends, where the formula gives 0.
+  const double largest = std::pow(double(p.k), -double(p.beta));
+  if (!(largest <= 1e38))
+    throw py::value_error("k ** -beta must be at most 1e38 (float32 overflows at 3.4e38: a window of zeros would "
+                          "give NaN), got k=" + number(k) + ", beta=" + number(beta) + " (k ** -beta = " +
+                          number(largest) + "); raise k or lower beta");
   if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
   return p;
 }

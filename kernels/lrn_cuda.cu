@@ -141,8 +141,9 @@ __global__ void __launch_bounds__(kThreads, H < 3 ? kBackwardMinBlocks : 1)
     // (one power per channel, shared by its y and its dx). A channel outside
     // [0, C) is in no window: its ratio must be 0, and is, with no test (which
     // would make a branch per channel): its x and dy were loaded as 0, so the
-    // ratio is 0 * (0 * p) / d = 0 for any d >= k (+inf included). Only a NaN d
-    // could break that, from a NaN or inf x in the chunk's edge channels, and those
+    // ratio is 0 * (0 * p) / d = 0 for any d >= k (+inf included), p being finite:
+    // the bindings refuse k^-beta above 1e38, the largest p. Only a NaN d could
+    // break that, from a NaN or inf x in the chunk's edge channels, and those
     // make the same outputs NaN through their own ratios anyway.
     float r[R], pw[CH];
 #pragma unroll

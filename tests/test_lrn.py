@@ -317,6 +317,52 @@ def test_gpu_lrn_matches_cpu_at_other_parameters(cp, rng, size):
     np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=2e-6 * np.abs(dx).max())
 
 
+# k ** -beta = 10 ** 37.2, just under the largest factor taken (1e38): a window of zeros has d = k.
+NEAR_LARGEST_FACTOR = dict(size=3, alpha=1e-4, beta=2.0, k=10 ** -18.6)
+
+
+def _zero_edged(rng, shape=(2, 8, 3, 2)):
+    """Channels 0-1 and 6-7 zero (windows of zeros at both ends), the middle ones not."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[:, :2] = 0
+    x[:, -2:] = 0
+    return x
+
+
+def test_lrn_refuses_a_largest_factor_beyond_float32_and_is_exact_below_it(rng):
+    # k=1e-20, beta=2: d^-beta = 1e40 = inf in float32 at a window of zeros, so y = 0 * inf = NaN there (and in
+    # every dx of the pixel) on both backends, where the formula gives 0. Refused; just below, exact.
+    x = _zero_edged(rng)
+    with pytest.raises(ValueError, match=r"k \*\* -beta must be at most 1e38 .* got k=1e-20, beta=2 "):
+        ops.lrn(x, size=3, beta=2.0, k=1e-20)
+    with pytest.raises(ValueError, match=r"k \*\* -beta must be at most 1e38"):
+        _C.lrn_backward(x, x, x, np.empty_like(x), np.empty(1 << 12, np.float32), 3, 1e-4, 2.0, 1e-20)
+    ops.lrn(x, size=3, beta=-2.0, k=1e-20)  # beta < 0: d^-beta grows with d, the factor at k is small
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = ops.lrn(x, **NEAR_LARGEST_FACTOR)
+    dx = ops.lrn_backward(dy, x, y, **NEAR_LARGEST_FACTOR)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx)) and np.all(y[:, :2] == 0)
+    np.testing.assert_allclose(y, ref_lrn(x, **NEAR_LARGEST_FACTOR), rtol=1e-5, atol=0)
+    np.testing.assert_allclose(dx, ref_lrn_backward(dy, x, **NEAR_LARGEST_FACTOR), rtol=1e-4, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", [3, 9])
+def test_gpu_lrn_windows_of_zeros_near_the_largest_factor_match_cpu(cp, rng, size):
+    # The chunked backward takes the ratio of a channel outside [0, C) as 0 * (0 * p) / d with no test: p must be
+    # finite there (k ** -beta <= 1e38), or the edge's NaN entered every sum of the pixel. 9: the per-pixel kernels.
+    params = dict(NEAR_LARGEST_FACTOR, size=size)
+    x = _zero_edged(rng, (2, 20, 5, 3))
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = ops.lrn(x, **params)
+    dx = ops.lrn_backward(dy, x, y, **params)
+    yg = ops.lrn(cp.asarray(x), **params)
+    dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg, **params)
+    assert bool(cp.all(cp.isfinite(yg))) and bool(cp.all(cp.isfinite(dxg)))
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=GPU_Y_RTOL, atol=0)
+    np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=2e-6 * np.abs(dx).max())
+
+
 def test_no_channels_returns_at_once_for_any_window():
     # Windows above 7 walk pixel by pixel: with no channels that was N*H*W empty steps, years for
     # (1, 0, 2^30, 2^30), in C with the GIL released (Ctrl-C could not stop it). A subprocess, so a regression
