@@ -7,6 +7,7 @@ seen or GPU facts are asked for, so numpy-only users never pay for it.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import math
@@ -382,8 +383,16 @@ def as_input(x: Any, name: str, dtype=np.float32):
             raise TypeError(f"argument '{name}' must be a floating-point array ({want.name}), got dtype {x.dtype}")
         if want.kind in "iu" and x.dtype.kind not in "iu":
             raise TypeError(f"argument '{name}' must be an integer array, got dtype {x.dtype}")
-        x = x.astype(want)
+        with own_device(x):  # CuPy converts on the current GPU, which need not be x's
+            x = x.astype(want)
     return contiguous(x, xp)
+
+
+def own_device(x):
+    """A context on `x`'s GPU for a CuPy array (CuPy makes new arrays on the current device: a converted copy of
+    an array on GPU 1 made while GPU 0 was current ran, and came back, on GPU 0), else one that does nothing."""
+    cp = cupy_module() if is_gpu_array(x) else None
+    return x.device if cp is not None and isinstance(x, cp.ndarray) else contextlib.nullcontext()
 
 
 def contiguous(x, xp):
@@ -397,16 +406,19 @@ def contiguous(x, xp):
             return x
         # (ascontiguousarray would make a 0-d array 1-d: relu of a scalar came back with shape (1,))
         return np.array(x, order="C", copy=True)
-    if x.data.ptr % x.dtype.itemsize == 0:
-        return x if x.flags.c_contiguous else xp.ascontiguousarray(x)
-    # CuPy's own copy would read the misaligned elements (the fault); a byte copy does not.
-    if not x.flags.c_contiguous:
-        raise ValueError(f"a GPU array whose elements are not aligned to their {x.dtype.itemsize} bytes must at "
-                         "least be C-contiguous to be copied")
-    out = xp.empty(x.shape, x.dtype)
-    if x.nbytes:
-        out.data.copy_from_device_async(x.data, x.nbytes)
-    return out
+    if x.data.ptr % x.dtype.itemsize == 0 and x.flags.c_contiguous:
+        return x
+    with x.device:  # the copy on x's own GPU (see own_device)
+        if x.data.ptr % x.dtype.itemsize == 0:
+            return xp.ascontiguousarray(x)
+        # CuPy's own copy would read the misaligned elements (the fault); a byte copy does not.
+        if not x.flags.c_contiguous:
+            raise ValueError(f"a GPU array whose elements are not aligned to their {x.dtype.itemsize} bytes must at "
+                             "least be C-contiguous to be copied")
+        out = xp.empty(x.shape, x.dtype)
+        if x.nbytes:
+            out.data.copy_from_device_async(x.data, x.nbytes)
+        return out
 
 
 class Launch:

@@ -425,6 +425,22 @@ def test_gpu_arrays_on_two_devices_are_a_value_error(cp):
 
 
 @pytest.mark.gpu
+def test_gpu_conversions_stay_on_the_arrays_gpu(cp):
+    # CuPy makes new arrays on the current device: a float64, strided or int32-labelled input on GPU 1 converted
+    # while GPU 0 was current landed on GPU 0 (a "different GPUs" error, or a result on the wrong GPU).
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two GPUs")
+    with cp.cuda.Device(1):
+        x64 = cp.asarray([[-1.0, 2.0, 3.0], [4.0, -5.0, 6.0]])
+        strided = cp.ones((4, 6), cp.float32)[:, ::2]
+        logits, labels = x64.astype(cp.float32), cp.asarray([0, 2], cp.int16)
+    with cp.cuda.Device(0):
+        assert ops.relu(x64).device.id == 1 and ops.relu(strided).device.id == 1
+        loss, dlogits = ops.softmax_cross_entropy(logits, labels)
+        assert dlogits.device.id == 1 and np.isfinite(loss)
+
+
+@pytest.mark.gpu
 def test_gpu_float64_is_converted(cp):
     y = ops.relu(cp.asarray([-1.0, 2.0]))
     assert y.dtype == cp.float32

@@ -313,7 +313,8 @@ def _labels(labels, logits):
         if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size and int(labels.max()) >= 2**63:
             raise ValueError(f"label {int(labels.max())} is out of range for {logits.shape[1]} classes (labels must "
                              f"be in [0, {logits.shape[1]}))")  # int64 would wrap it to a negative one
-        labels = labels.astype(np.int64)
+        with B.own_device(labels):
+            labels = labels.astype(np.int64)
     return labels
 
 
