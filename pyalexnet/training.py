@@ -601,6 +601,9 @@ def _labels_for(model: AlexNet, y):
     place = model.place_of("fc8.weight")
     if place.gpu is None:
         return y
+    if isinstance(y, place.xp.ndarray) and y.device.id != place.gpu:
+        with y.device:  # the copy between GPUs is ordered on the logits' GPU only: y's own stream first
+            place.xp.cuda.get_current_stream().synchronize()
     with place.xp.cuda.Device(place.gpu):
         return place.xp.asarray(y)
 
