@@ -618,10 +618,12 @@ class StepResult(NamedTuple):
 
 
 def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum: float = 0.9,
-             weight_decay: float = 5e-4, step: int | None = None) -> StepResult:
+             weight_decay: float = 5e-4, decay_biases: bool = False, step: int | None = None) -> StepResult:
     """One training step of the paper's SGD: forward in training mode (dropout masks from `step`, as in
     model.forward), softmax cross-entropy, backward, and the update of every parameter with its velocity
     (`velocities`: model.parameters()'s names, arrays of the same shapes and places, updated in place).
+    weight_decay applies to the weights; to the biases too only with decay_biases=True (cuda-convnet, whose
+    rule the paper writes for "weight w", gave biases none, as Caffe's AlexNet does; PyTorch's SGD decays all).
 
     A loss that is not finite leaves the parameters and velocities as they were: the caller decides what
     to do. The order is chosen for a GPU: the backward pass is queued before the host waits for the loss
@@ -649,13 +651,20 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
     e1, e5 = _errors(logits_on_host(), labels_on_host())
     if math.isfinite(loss):
         grads = model.gradients()
-        by_device: dict[str, list[str]] = {}
-        for k in params:  # one update per device: one call may not take arrays on two GPUs (towers a and b)
-            by_device.setdefault(model.place_of(k).device, []).append(k)
-        for names in by_device.values():
+        # One update per device (one call may not take arrays on two GPUs: towers a and b) and weight decay.
+        groups: dict[tuple[str, float], list[str]] = {}
+        for k in params:
+            decay = weight_decay if decay_biases or not is_bias(k) else 0.0
+            groups.setdefault((model.place_of(k).device, decay), []).append(k)
+        for (_, decay), names in groups.items():
             ops.sgd_update([params[k] for k in names], [grads[k] for k in names], [velocities[k] for k in names],
-                           lr=lr, momentum=momentum, weight_decay=weight_decay)
+                           lr=lr, momentum=momentum, weight_decay=decay)
     return StepResult(loss, e1, e5)
+
+
+def is_bias(name: str) -> bool:
+    """Whether model.parameters()'s `name` is a bias (no weight decay unless asked: see sgd_step)."""
+    return name.endswith(".bias")
 
 
 @dataclasses.dataclass
@@ -763,7 +772,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
           resume: bool = False, history=None, init=None, preset: str | None = None, workers: int = 2,
           val_fraction: float | None = None, image_size: int | None = None,
           checkpoint_every: int | None = None, progress: bool | None = None, verbose: bool = True,
-          stop_after_steps: int | None = None, overwrite: bool = False) -> TrainResult:
+          stop_after_steps: int | None = None, overwrite: bool = False,
+          decay_biases: bool | None = None) -> TrainResult:
     """Trains AlexNet with the paper's SGD: v = momentum*v - weight_decay*lr*w - lr*grad; w += v.
 
     data: None or "builtin" (the built-in synthetic set), "fashion-mnist", "cifar10:PATH", an image folder
@@ -783,8 +793,11 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
       checkpoint_dir/.lock) until it returns: a second run there is refused (BlockingIOError). With a checkpoint_dir, Ctrl-C
       stops at the end of the step, writes a checkpoint and raises KeyboardInterrupt (twice: at once).
       What a resumed run's call leaves out (None) is the run's own: data, preset, init, seed, batch_size,
-      val_fraction, epochs, momentum, weight_decay, the schedule and where it stands (see
+      val_fraction, epochs, momentum, weight_decay, decay_biases, the schedule and where it stands (see
       _resumed_schedule for lr).
+    decay_biases: weight decay on the biases too (default False: the weights only, as cuda-convnet and Caffe's
+      AlexNet did; PyTorch's SGD decays every parameter). A resumed run keeps its own (runs begun before
+      this option decayed them).
     seed: the weights, the data order, augmentation, dropout and a folder's held-out images (default 0).
     val_fraction: the share of each class an image folder without val/ holds out (default 0.1).
     image_size: the side an image folder's images are decoded to (shorter side resized, centre crop; default
@@ -881,10 +894,20 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                    and float(value) != float(t[key])]
         momentum = t["momentum"] if momentum is None else momentum
         weight_decay = t["weight_decay"] if weight_decay is None else weight_decay
+        was_decaying = t.get("decay_biases", True)  # checkpoints from before the option: every parameter decayed
+        if decay_biases is not None and bool(decay_biases) != was_decaying:
+            changed.append(("weight decay on the biases" if decay_biases else "no weight decay on the biases")
+                           + " from now on (the run had " + ("it" if was_decaying else "none") + ")")
+        decay_biases = was_decaying if decay_biases is None else decay_biases
     seed = 0 if seed is None else seed
     val_fraction = 0.1 if val_fraction is None else val_fraction
     momentum = _check_number(0.9 if momentum is None else momentum, "momentum", low=0.0, high=1.0)
     weight_decay = _check_number(5e-4 if weight_decay is None else weight_decay, "weight_decay", low=0.0)
+    if decay_biases is None:
+        decay_biases = False
+    elif not isinstance(decay_biases, (bool, np.bool_)):
+        raise TypeError(f"decay_biases must be True or False, got {decay_biases!r}")
+    decay_biases = bool(decay_biases)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if model is not None and not isinstance(model, AlexNet):
@@ -1081,7 +1104,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                               batch_size=batch_size, val_fraction=val_fraction, image_size=splits.image_size,
                               epochs=epochs, lr=sched.lr,
                               base_lr=base_lr, momentum=momentum,
-                              weight_decay=weight_decay, schedule=sched.state(), running=running, history=hist,
+                              weight_decay=weight_decay, decay_biases=decay_biases, schedule=sched.state(),
+                              running=running, history=hist,
                               # Every source of randomness is a pure function of these (see the module docstring).
                               random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
                                                 loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
@@ -1110,7 +1134,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 try:
                     for x, y in batches:
                         loss, e1, e5 = sgd_step(model, x, y, velocities, lr=lr_now, momentum=momentum,
-                                                weight_decay=weight_decay, step=global_step)
+                                                weight_decay=weight_decay, decay_biases=decay_biases,
+                                                step=global_step)
                         if not math.isfinite(loss):
                             raise TrainingDiverged(
                                 f"the training loss became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1} of "

@@ -211,8 +211,8 @@ def test_a_folder_holding_a_run_is_not_trained_over_by_mistake(splits, tmp_path,
 
 
 def _ctrl_c_at_update(monkeypatch, *at):
-    """Sends this process SIGINT (Ctrl-C) from inside the listed calls of ops.sgd_update (1-based; one call a
-    step updates every parameter)."""
+    """Sends this process SIGINT (Ctrl-C) from inside the listed steps' updates (1-based): inside the step's
+    ops.sgd_update of the weights (one call a step; the biases', without weight decay, follows it)."""
     import os
     import signal
 
@@ -221,9 +221,10 @@ def _ctrl_c_at_update(monkeypatch, *at):
     real, calls = pyalexnet.ops.sgd_update, []
 
     def sgd_update(*args, **kwargs):
-        calls.append(1)
-        for _ in range(at.count(len(calls))):  # a call listed twice gets two
-            os.kill(os.getpid(), signal.SIGINT)
+        if kwargs["weight_decay"]:
+            calls.append(1)
+            for _ in range(at.count(len(calls))):  # a call listed twice gets two
+                os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pyalexnet.ops, "sgd_update", sgd_update)
@@ -1306,8 +1307,10 @@ def test_sgd_step_is_forward_loss_backward_update_in_that_order():
         top1 = int((logits.argmax(axis=1) != y).sum())
         plain.backward(d)
         params, grads = plain.parameters(), plain.gradients()
-        pyalexnet.ops.sgd_update(list(params.values()), [grads[k] for k in params], [v_plain[k] for k in params],
-                                 lr=0.01, momentum=0.8, weight_decay=1e-3)
+        for names, decay in (([k for k in params if not k.endswith(".bias")], 1e-3),
+                             ([k for k in params if k.endswith(".bias")], 0.0)):  # cuda-convnet: biases undecayed
+            pyalexnet.ops.sgd_update([params[k] for k in names], [grads[k] for k in names],
+                                     [v_plain[k] for k in names], lr=0.01, momentum=0.8, weight_decay=decay)
         got = pyalexnet.sgd_step(stepped, x, y, v_step, lr=0.01, momentum=0.8, weight_decay=1e-3, step=step)
         assert got.loss == loss and got.top1_errors == top1 and got.top5_errors == 0  # 4 classes: all in the top 5
     for k, p in plain.parameters().items():
@@ -1365,9 +1368,64 @@ def test_sgd_step_updates_each_devices_parameters_in_its_own_call(monkeypatch):
     pyalexnet.sgd_step(split, x, y, v_split, lr=0.01)
     monkeypatch.undo()
     pyalexnet.sgd_step(whole, x, y, v_whole, lr=0.01)
-    assert sorted(calls) == sorted([len(tower_b), len(v_split) - len(tower_b)]) and len(tower_b) > 0
+    # per tower, the weights and the biases (these without weight decay)
+    tower_a = set(v_split) - tower_b
+    assert len(tower_b) > 0 and sorted(calls) == sorted(
+        len([k for k in tower if k.endswith(".bias") == bias]) for tower in (tower_a, tower_b) for bias in (False, True))
     for k, p in whole.parameters().items():
         np.testing.assert_array_equal(split.parameters()[k], p, err_msg=k)
+
+
+def test_weight_decay_is_for_the_weights_and_for_the_biases_only_when_asked():
+    # cuda-convnet made each layer's biases with weight cost 0 (Caffe's AlexNet: decay_mult 0); the paper writes
+    # its rule for "weight w". A decay as large as 0.5 makes any difference plain.
+    x, y = _batch()
+    models = {}
+    for name, kw in (("default", {}), ("all", dict(decay_biases=True)), ("none", dict(weight_decay=0.0))):
+        m = _small_model()
+        m.load_parameters({k: np.full_like(p, 0.5) if k.endswith(".bias") else p for k, p in m.parameters().items()})
+        vel = {k: np.zeros_like(p) for k, p in m.parameters().items()}
+        pyalexnet.sgd_step(m, x, y, vel, lr=0.01, **{"weight_decay": 0.5, **kw}, step=0)
+        models[name] = m.parameters()
+    for k, p in models["default"].items():
+        if k.endswith(".bias"):  # as with no decay at all, not as with decay
+            np.testing.assert_array_equal(p, models["none"][k], err_msg=k)
+            assert np.abs(p - models["all"][k]).max() == pytest.approx(0.01 * 0.5 * 0.5, rel=1e-3), k
+        else:
+            np.testing.assert_array_equal(p, models["all"][k], err_msg=k)
+
+
+def test_a_run_records_whether_it_decays_biases_and_a_resumed_one_keeps_it(splits, tmp_path, capsys):
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "new")
+    assert load_checkpoint(tmp_path / "new")[1]["training"]["decay_biases"] is False
+    # A checkpoint from before the option: its run decayed every parameter, and goes on doing so.
+    with np.load(tmp_path / "new" / CHECKPOINT_NAME) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["training"]["decay_biases"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    (tmp_path / "old").mkdir()
+    np.savez(tmp_path / "old" / CHECKPOINT_NAME, **arrays)
+    _train(splits, epochs=2, checkpoint_dir=tmp_path / "old", resume=True, verbose=True)
+    assert load_checkpoint(tmp_path / "old")[1]["training"]["decay_biases"] is True
+    assert "biases" not in capsys.readouterr().err  # kept: nothing to say
+    _train(splits, epochs=3, checkpoint_dir=tmp_path / "old", resume=True, decay_biases=False, verbose=True)
+    assert "no weight decay on the biases from now on (the run had it)" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "old")[1]["training"]["decay_biases"] is False
+    with pytest.raises(TypeError, match="decay_biases must be True or False, got 'yes'"):
+        _train(splits, epochs=1, decay_biases="yes")
+
+
+def test_the_command_line_takes_decay_biases_both_ways():
+    from pyalexnet.commands import train as train_command
+
+    import argparse
+
+    p = argparse.ArgumentParser()
+    train_command.add_arguments(p)
+    assert p.parse_args([]).decay_biases is None  # a resumed run's own, else no
+    assert p.parse_args(["--decay-biases"]).decay_biases is True
+    assert p.parse_args(["--no-decay-biases"]).decay_biases is False
 
 
 @pytest.mark.gpu
@@ -1400,8 +1458,10 @@ def test_sgd_step_on_gpu_equals_the_plain_order_on_gpu(cp):
         top1 = int((cp.asnumpy(logits).argmax(axis=1) != y).sum())
         plain.backward(d)
         params, grads = plain.parameters(), plain.gradients()
-        pyalexnet.ops.sgd_update(list(params.values()), [grads[k] for k in params], [v_plain[k] for k in params],
-                                 lr=0.01)
+        for names, decay in (([k for k in params if not k.endswith(".bias")], 5e-4),
+                             ([k for k in params if k.endswith(".bias")], 0.0)):
+            pyalexnet.ops.sgd_update([params[k] for k in names], [grads[k] for k in names],
+                                     [v_plain[k] for k in names], lr=0.01, weight_decay=decay)
         got = pyalexnet.sgd_step(stepped, x, cp.asarray(y) if step % 2 else y, v_step, lr=0.01, step=step)
         assert got.loss == loss and got.top1_errors == top1
     for k, p in plain.parameters().items():

@@ -66,6 +66,9 @@ def add_arguments(p) -> None:
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.9; a resumed run's own)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="weight decay (default: 0.0005; a resumed run's own)")
+    p.add_argument("--decay-biases", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on the biases too (default: the weights only, as cuda-convnet and Caffe's "
+                        "AlexNet; PyTorch's SGD decays every parameter; a resumed run's own)")
     p.add_argument("--schedule", type=_schedule, default=None,
                    help="'plateau' (lr / 10 when validation error stops improving, at most 3 times), "
                         "'constant', or epochs (0-based) at whose start lr is divided by 10, e.g. 30,60,80 "
@@ -112,7 +115,8 @@ def run(args) -> int:
         raise ValueError("--resume needs --checkpoint-dir, the folder of the run to continue")
     try:
         result = train(args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                       weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience,
+                       weight_decay=args.weight_decay, decay_biases=args.decay_biases, schedule=args.schedule,
+                       patience=args.patience,
                        preset=args.preset, init=args.init, device=args.device, seed=args.seed,
                        checkpoint_dir=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
                        checkpoint_every=args.checkpoint_every,
