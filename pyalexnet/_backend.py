@@ -281,8 +281,11 @@ def output_folder_problem(folder, name: str, *, create: bool = False, files=()) 
 
         try:
             fd, probe = tempfile.mkstemp(prefix=".pyalexnet-probe.", dir=existing)
-            os.close(fd)
-            os.unlink(probe)
+            try:
+                os.write(fd, b"pyalexnet")  # a full disk or a used-up quota still lets an empty file be made
+            finally:
+                os.close(fd)
+                os.unlink(probe)
         except OSError as exc:
             return f"{name} {folder}: {where} cannot be written ({exc.strerror or exc})"
     return None

@@ -1222,6 +1222,15 @@ def test_output_folder_problem_names_the_folder_and_what_is_wrong(tmp_path, monk
     monkeypatch.undo()
     assert problem(tmp_path / "d", "--out") is None and sorted(p.name for p in (tmp_path / "d").iterdir()) == ["r.json"]
 
+    def disk_full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    assert problem(tmp_path / "d", "--out") == \
+        f"--out {tmp_path / 'd'}: the folder cannot be written (No space left on device)"
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["r.json"]  # the probe is gone all the same
+
 
 def test_resume_refuses_another_init_and_says_another_momentum_or_weight_decay(splits, tmp_path, capsys):
     train(splits, preset="small", init="paper", epochs=1, batch_size=8, device="cpu", workers=0, verbose=False,
