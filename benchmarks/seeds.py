@@ -36,6 +36,7 @@ from pathlib import Path
 from pyalexnet._backend import output_folder_problem
 from pyalexnet.bench.env import cpu_model, git_commit
 from pyalexnet.commands import positive_int
+from pyalexnet.training import RECIPE_VERSION
 
 _TEN_CROP = re.compile(r"ten-crop.*?top-1 error ([0-9.]+), top-5 error ([0-9.]+)")
 
@@ -172,6 +173,10 @@ def _finished_runs(out: Path, meta: dict) -> list[dict]:
         if old.get(key) != meta[key]:
             raise SystemExit(f"--resume: {path} was made with {key} {old.get(key)!r}, not {meta[key]!r}; "
                              "use another --out or the same arguments")
+    if old.get("recipe_version", 1) != meta["recipe_version"]:  # files from before the key: recipe 1
+        raise SystemExit(f"--resume: {path}'s runs trained with pyalexnet's recipe {old.get('recipe_version', 1)}, "
+                         f"this version's is {meta['recipe_version']} (training.RECIPE_VERSION: the same arguments "
+                         "now train otherwise); use another --out")
     return [dict(r, commit=r.get("commit", old.get("commit"))) for r in runs
             if r["error"] is None and r["seed"] in meta["seeds"]]
 
@@ -197,7 +202,8 @@ def main(argv=None) -> int:
     if problem:
         ap.error(f"{problem}: choose another folder for the results")
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    meta = dict(train_args=train_args, seeds=args.seeds, jobs=args.jobs, threads_per_run=threads,
+    meta = dict(train_args=train_args, recipe_version=RECIPE_VERSION, seeds=args.seeds, jobs=args.jobs,
+                threads_per_run=threads,
                 commit=git_commit() or "?",
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 machine=f"{cpu_model()}, {os.cpu_count()} CPUs")

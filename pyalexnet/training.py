@@ -51,6 +51,12 @@ class TrainingDiverged(RuntimeError):
         self.epoch, self.step, self.global_step, self.loss, self.checkpoint = epoch, step, global_step, loss, checkpoint
 
 
+# Bumped whenever a change makes train()'s default recipe give other results for the same arguments, so that a
+# study of several runs (benchmarks.seeds --resume) does not mix runs of two recipes. 2: biases take no weight
+# decay (1: every parameter did).
+RECIPE_VERSION = 2
+
+
 def defaults_for(preset: str) -> dict[str, Any]:
     """The defaults train() uses for a preset when epochs, lr or batch_size are not given.
 

@@ -47,6 +47,13 @@ def test_resume_keeps_the_finished_runs_and_runs_the_rest(tmp_path):
     assert [r["seed"] for r in runs] == [0, 1] and runs[0]["history"] == first["history"]
     p = _seeds("--seeds", "0-1", "--resume", "--out", str(out), "--", *train, "--lr", "0.1")
     assert p.returncode != 0 and "was made with train_args" in p.stderr
+    # Runs of an older default recipe (here: from before the key, recipe 1) are not mixed with this one's.
+    report = json.loads((out / "seeds.json").read_text())
+    assert report["recipe_version"] == 2
+    del report["recipe_version"]
+    (out / "seeds.json").write_text(json.dumps(report))
+    p = _seeds("--seeds", "0-2", "--resume", "--out", str(out), "--", *train)
+    assert p.returncode != 0 and "trained with pyalexnet's recipe 1, this version's is 2" in p.stderr
 
 
 def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):
