@@ -5,7 +5,8 @@ from ._backend import backend_info, cuda_available
 from . import data, gradcheck, ops, viz
 from .model import AlexNet
 from .training import (StepResult, TrainingDiverged, TrainResult, evaluate, load_checkpoint, save_checkpoint,
-                       sgd_step, train)
+                       sgd_step, sgd_velocities, train)
 
 __all__ = ["__version__", "backend_info", "cuda_available", "ops", "data", "viz", "gradcheck", "AlexNet", "train", "evaluate",
-           "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint", "sgd_step", "StepResult"]
+           "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint", "sgd_step", "sgd_velocities",
+           "StepResult"]

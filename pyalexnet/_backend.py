@@ -114,8 +114,12 @@ def may_share_memory(a: Any, b: Any) -> bool:
 
 
 def to_host(a: Any) -> np.ndarray:
-    """`a` as a numpy array: copied from the GPU (synchronising) for CuPy, else as it is."""
-    return cupy_module().asnumpy(a) if is_gpu_array(a) else np.asarray(a)
+    """`a` as a numpy array: copied from the GPU (synchronising) for CuPy, else as it is. The copy is queued on
+    the current stream of `a`'s own GPU (under another GPU's, it was not ordered after `a`'s writes there)."""
+    if not is_gpu_array(a):
+        return np.asarray(a)
+    with own_device(a):
+        return cupy_module().asnumpy(a)
 
 
 def start_host_copy(a: Any) -> Callable[[], np.ndarray]:

@@ -163,6 +163,11 @@ def parse_devices(devices) -> tuple[str, str]:
             raise ValueError(f"unknown device {d!r}: use 'cpu', 'cuda' or 'cuda:N'")
         if d.startswith("cuda") and not B.cuda_available():
             raise ValueError(f"device {d!r} asked for, but the GPU backend is not usable: {B.backend_info()['reason']}")
+        if d.startswith("cuda"):  # was CUDA's own "invalid device ordinal" from inside the placement
+            n = B.cupy_module().cuda.runtime.getDeviceCount()
+            if int(d[5:]) >= n:
+                raise ValueError(f"device {d!r} asked for, but this machine has {n} GPU{'s' if n != 1 else ''} "
+                                 f"(cuda:0{f' to cuda:{n - 1}' if n > 1 else ''})")
         out.append(d)
     if ("cpu" in out) and any(d.startswith("cuda") for d in out):
         raise ValueError(f"both towers must be on the CPU or both on GPUs, got {tuple(out)}")
@@ -344,6 +349,8 @@ class AlexNet:
             place = self._places[t]
             self._params[layer + ".weight"] = place.take(w)
             self._params[layer + ".bias"] = place.take(b)
+        for p in self._places:  # the uploads were queued on the towers' streams: the caller's waits for them
+            p.before_caller()
 
     def parameters(self) -> dict[str, Any]:
         """{name: array} of every parameter (the model's own arrays: updating them in place trains it)."""
@@ -526,8 +533,8 @@ class AlexNet:
         return self._batched(lambda xb: self._softmax(self._run(xb, train=False, step=None)[0]), x, batch_size)
 
     def _softmax(self, logits):
+        self._places[0].after_caller()  # outside active(), where the caller's stream is the tower's own
         with self._places[0].active():
-            self._places[0].after_caller()
             out = ops.softmax(logits)
         self._places[0].before_caller()
         return out
@@ -539,8 +546,8 @@ class AlexNet:
         if len(parts) == 1:
             return parts[0]
         xp = self._places[0].xp
+        self._places[0].after_caller()
         with self._places[0].active():
-            self._places[0].after_caller()
             out = xp.concatenate(parts)
         self._places[0].before_caller()
         return out

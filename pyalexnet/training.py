@@ -643,9 +643,15 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
     params = model.parameters()
     if not isinstance(velocities, Mapping) or any(k not in velocities for k in params):
         raise ValueError("velocities must map each of model.parameters()'s names to an array of its shape and place "
-                         "(zeros to start: {k: xp.zeros_like(p) for k, p in model.parameters().items()})" + (
+                         "(zeros to start: pyalexnet.sgd_velocities(model))" + (
                              f"; missing {_few([k for k in params if k not in velocities])}"
                              if isinstance(velocities, Mapping) else f", got {type(velocities).__name__}"))
+    if model.devices[0] != model.devices[1]:  # two GPUs: an update of one tower, then a refusal, was half a step
+        for k in params:
+            v, gpu = velocities[k], model.place_of(k).gpu
+            if not B.is_gpu_array(v) or getattr(v.device, "id", None) != gpu:
+                raise ValueError(f"velocities[{k!r}] is not on its parameter's GPU (cuda:{gpu}): make them with "
+                                 "pyalexnet.sgd_velocities(model), which puts each where its parameter is")
     labels_on_host = B.start_host_copy(labels)  # CuPy labels: a read now would wait for the last update
     # Sent before the forward is queued (CuPy stages it through pinned memory, asynchronously; where that memory
     # runs out a pageable copy waits for what the stream holds, and then better the last update's).
@@ -667,6 +673,19 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
             ops.sgd_update([params[k] for k in names], [grads[k] for k in names], [velocities[k] for k in names],
                            lr=lr, momentum=momentum, weight_decay=decay)
     return StepResult(loss, e1, e5)
+
+
+def sgd_velocities(model: AlexNet) -> dict:
+    """Zero velocities for sgd_step: {name: zeros} for each of model.parameters(), each on its parameter's
+    device (zeros_like under one current GPU put tower b's on tower a's GPU)."""
+    out, places = {}, {}
+    for name, p in model.parameters().items():
+        place = places[name] = model.place_of(name)
+        with place.active():
+            out[name] = place.xp.zeros_like(p)
+    for place in {id(p): p for p in places.values()}.values():
+        place.before_caller()  # zeroed on the towers' streams: the caller's (sgd_step's update) waits for them
+    return out
 
 
 def is_bias(name: str) -> bool:
@@ -1036,10 +1055,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
             raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(splits.train)} images): "
                              "pass a smaller one (--batch-size)")
 
-        velocities = {}
-        for name, p in model.parameters().items():
-            with model.place_of(name).active():
-                velocities[name] = model.place_of(name).xp.zeros_like(p)
+        velocities = sgd_velocities(model)
 
         history_path = history if history is not None else (
             str(Path(checkpoint_dir) / HISTORY_NAME) if checkpoint_dir is not None else None)

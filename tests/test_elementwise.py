@@ -438,6 +438,15 @@ def test_gpu_conversions_stay_on_the_arrays_gpu(cp):
         assert ops.relu(x64).device.id == 1 and ops.relu(strided).device.id == 1
         loss, dlogits = ops.softmax_cross_entropy(logits, labels)
         assert dlogits.device.id == 1 and np.isfinite(loss)
+    # The checks that reduce on the host's behalf (pooling winners, uint64 labels) and to_host, too.
+    with cp.cuda.Device(1):
+        maps = cp.asarray(np.random.default_rng(0).standard_normal((1, 2, 7, 7)), cp.float32)
+        pooled, winners = ops.max_pool(maps, return_indices=True)
+        wide = cp.asarray([0, 2], cp.uint64)
+    with cp.cuda.Device(0), cp.cuda.Stream(non_blocking=True):
+        assert ops.max_pool_backward(cp.ones_like(pooled), maps, indices=winners).device.id == 1
+        assert np.isfinite(ops.softmax_cross_entropy(logits, wide)[0])
+        np.testing.assert_array_equal(pyalexnet._backend.to_host(maps), cp.asnumpy(maps))
 
 
 @pytest.mark.gpu

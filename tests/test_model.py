@@ -368,3 +368,26 @@ def test_constructor_defaults_and_argument_types_follow_train():
         m.load_parameters(None)  # was "'NoneType' object is not iterable"
     with pytest.raises(TypeError, match="input_size must be a positive integer, got True"):
         AlexNet(10, preset="small", input_size=True, devices="cpu")  # was taken as 1
+
+
+@pytest.mark.gpu
+def test_gpu_a_gpu_the_machine_lacks_is_named(cp):
+    # It was CUDA's "invalid device ordinal" from inside the placement.
+    n = cp.cuda.runtime.getDeviceCount()
+    with pytest.raises(ValueError, match=rf"device 'cuda:{n}' asked for, but this machine has {n} GPU"):
+        AlexNet(10, preset="tiny", devices=f"cuda:{n}")
+
+
+def test_initial_parameters_are_handed_to_the_callers_stream(monkeypatch):
+    # The uploads run on the towers' streams (take() inside active()); nothing made the caller's stream wait for
+    # them, so a read or write right after AlexNet() on the caller's stream was not ordered after them. The CPU
+    # places record the same calls.
+    from pyalexnet import model as M
+
+    log = []
+    real_take = M._Place.take
+    monkeypatch.setattr(M._Place, "take", lambda self, a: (log.append("take"), real_take(self, a))[1])
+    monkeypatch.setattr(M._Place, "before_caller", lambda self: log.append("before_caller"))
+    AlexNet(10, preset="tiny", devices="cpu")
+    first = log.index("before_caller")
+    assert first > 0 and set(log[:first]) == {"take"} and set(log[first:]) == {"before_caller"}

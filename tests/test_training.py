@@ -1385,6 +1385,29 @@ def test_sgd_step_updates_each_devices_parameters_in_its_own_call(monkeypatch):
         np.testing.assert_array_equal(split.parameters()[k], p, err_msg=k)
 
 
+def test_sgd_velocities_are_zeros_beside_each_parameter_and_two_gpus_need_them_there(monkeypatch):
+    import types
+
+    m = _small_model()
+    vel = pyalexnet.sgd_velocities(m)
+    assert list(vel) == list(m.parameters())
+    for k, p in m.parameters().items():
+        assert vel[k].shape == p.shape and vel[k].dtype == np.float32 and not vel[k].any() and vel[k] is not p
+    # Towers on two GPUs (pretended: both are the CPU): velocities that are not on their parameter's GPU are
+    # refused before anything is queued; tower a's update, then a refusal at tower b's, was half a step.
+    x, y = _batch()
+    before = {k: p.copy() for k, p in m.parameters().items()}
+    monkeypatch.setattr(m, "devices", ("cuda:0", "cuda:1"))
+    real_place = m.place_of
+    monkeypatch.setattr(m, "place_of", lambda k: types.SimpleNamespace(**{**vars(real_place(k)), "gpu": 1}))
+    with pytest.raises(ValueError, match=r"velocities\['conv1a.weight'\] is not on its parameter's GPU \(cuda:1\): "
+                                         r"make them with pyalexnet.sgd_velocities\(model\)"):
+        pyalexnet.sgd_step(m, x, y, vel, lr=0.01)
+    monkeypatch.undo()
+    for k, p in m.parameters().items():
+        np.testing.assert_array_equal(p, before[k], err_msg=k)
+
+
 def test_weight_decay_is_for_the_weights_and_for_the_biases_only_when_asked():
     # cuda-convnet made each layer's biases with weight cost 0 (Caffe's AlexNet: decay_mult 0); the paper writes
     # its rule for "weight w". A decay as large as 0.5 makes any difference plain.
@@ -1444,7 +1467,7 @@ def test_sgd_step_on_two_gpus(cp):
     x, y = _batch(8)
     two = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices=("cuda:0", "cuda:1"), seed=4)
     one = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cpu", seed=4)
-    vel = {k: two.place_of(k).xp.zeros_like(p) for k, p in two.parameters().items()}
+    vel = pyalexnet.sgd_velocities(two)  # zeros_like outside each GPU's context put tower b's on cuda:0
     v1 = {k: np.zeros_like(p) for k, p in one.parameters().items()}
     got, want = pyalexnet.sgd_step(two, x, y, vel, lr=0.01, step=0), pyalexnet.sgd_step(one, x, y, v1, lr=0.01, step=0)
     assert got.loss == pytest.approx(want.loss, rel=1e-4)

@@ -196,8 +196,10 @@ def _pool_indices(indices, dy, x_shape, out_shape):
 def _check_winners(indices, size):
     """A byte of size*size or more names no element of its window: the backward would drop that window's
     gradient without a word. (A reduction over the bytes; on a GPU, one synchronisation.)"""
-    if indices.size and int(indices.max()) >= size * size:
-        raise ValueError(f"argument 'indices' holds winner {int(indices.max())}, outside a {size}x{size} window "
+    with B.own_device(indices):  # on the GPU that holds them, after the stream that wrote them
+        top = int(indices.max()) if indices.size else 0
+    if top >= size * size:
+        raise ValueError(f"argument 'indices' holds winner {top}, outside a {size}x{size} window "
                          f"(0..{size * size - 1}): pass the indices max_pool(..., size={size}, return_indices=True) "
                          "returned, with the same size")
 
@@ -310,8 +312,10 @@ def _labels(labels, logits):
         raise ValueError(f"argument 'labels' must have shape ({logits.shape[0] if logits.ndim == 2 else 'N'},) "
                          f"(one per row of 'logits' {_shape(logits)}), got {_shape(labels)}")
     if labels.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):  # other widths, and byte orders
-        if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size and int(labels.max()) >= 2**63:
-            raise ValueError(f"label {int(labels.max())} is out of range for {logits.shape[1]} classes (labels must "
+        with B.own_device(labels):
+            top = int(labels.max()) if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size else 0
+        if top >= 2**63:
+            raise ValueError(f"label {top} is out of range for {logits.shape[1]} classes (labels must "
                              f"be in [0, {logits.shape[1]}))")  # int64 would wrap it to a negative one
         with B.own_device(labels):
             labels = labels.astype(np.int64)
