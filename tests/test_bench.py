@@ -341,7 +341,7 @@ def test_targets_pass_and_fail_on_thresholds():
           row("lrn1.bwd", "lrn", 1.0, 2.0, copy_ms=0.6), row("pool1.fwd", "pool", 1.0, 1.0, copy_ms=0.7),
           row("relu1.fwd", "relu", 1.0, 1.0)]
     report.add_rates(rs, {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e12}, ["t"])
-    report.add_targets(rs, "t")
+    report.add_targets(rs, "t", {"nominal_fp32_flops_per_s": None})
     verdict = {(r["name"], t["name"]): t["pass"] for r in rs for t in r["targets"]}
     assert verdict[("conv2.fwd", "ours/cuDNN fp32 <= 2")] is False
     assert verdict[("conv2.fwd", ">= 40% fp32 peak")] is False           # 1 GFLOP in 3 ms: 33% of 1 TFLOP/s
@@ -352,6 +352,20 @@ def test_targets_pass_and_fail_on_thresholds():
     assert verdict[("pool1.fwd", "no slower than PyTorch")] is True
     assert verdict[("relu1.fwd", ">= 70% of a same-size copy")] is None  # no copy measured: no verdict
     assert rs[0]["impl"]["ours"]["fraction_of_peak"] == pytest.approx(1 / 3)
+    # Against the datasheet peak where one is known, not the (lower) measured SGEMM: 1 GFLOP in 2 ms is 50% of a
+    # 1 TFLOP/s SGEMM but 40% of a 1.25 TFLOP/s peak, 1 GFLOP in 2.1 ms below it.
+    for ms, ok in ((2.0, True), (2.1, False)):
+        r = row("conv3.fwd", "conv", ms, 1.0)
+        report.add_rates([r], {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e12}, ["t"])
+        report.add_targets([r], "t", {"nominal_fp32_flops_per_s": 1.25e12})
+        peak = next(t for t in r["targets"] if t["name"] == ">= 40% fp32 peak")
+        assert peak["pass"] is ok and peak["basis"] == "datasheet peak" and peak["value"] == pytest.approx(0.8 / ms)
+
+
+def test_targets_are_judged_at_batch_128_only_and_not_in_quick_runs():
+    assert report.targets_not_judged(128, False) is None
+    assert report.targets_not_judged(128, True) == "a --quick smoke run"
+    assert report.targets_not_judged(32, False) == "batch 32, not the issues' 128"
 
 
 def test_cpu_fp32_ceiling_is_the_faster_of_numpy_and_our_own_gemm():

@@ -186,8 +186,12 @@ def run(args) -> int:
         # Ctrl-C, or a reader gone (`| head`): the rows timed so far are written before stopping (they were lost).
         stopped = exc
     report.add_rates(results, ceilings, [b.name for b in refs])
-    if gpu and refs:
-        report.add_targets(results, refs[0].name)
+    not_judged = report.targets_not_judged(n, args.quick) if gpu else None
+    if gpu and refs and not_judged is None:
+        report.add_targets(results, refs[0].name, ceilings)
+    elif gpu:
+        not_judged = not_judged or "no PyTorch to compare with"
+        print(f"targets: not judged ({not_judged})", flush=True)
 
     if gpu:
         env["nvidia_smi_after"] = gpu_clocks(cp.cuda.Device().id)
@@ -196,7 +200,7 @@ def run(args) -> int:
         "schema": 1,
         "meta": env,
         "config": {"device": device, "batch": n, "repeats": repeats, "warmup": warmup, "step_repeats": step_repeats,
-                   "quick": args.quick, "only": only, "command": command.strip(),
+                   "quick": args.quick, "only": only, "command": command.strip(), "targets_not_judged": not_judged,
                    "references": [b.name for b in refs],
                    "reference_labels": {b.name: b.label for b in refs},
                    "l2_flush_bytes": getattr(timer, "flush_bytes", None),
