@@ -157,6 +157,23 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
     return written
 
 
+# The commit that made recipe 2 (biases without weight decay), for studies written before seeds.json said its recipe.
+_RECIPE_2_SINCE = "f6ead08"
+
+
+def _recipe_of_commit(commit: str) -> int | None:
+    """1 or 2 by where `commit` (git describe's, "+modified" allowed) stands against _RECIPE_2_SINCE in this
+    checkout's history; None where git cannot tell."""
+    commit = commit.split("+")[0]
+    root = Path(__file__).resolve().parents[1]
+    try:
+        r = subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", _RECIPE_2_SINCE, commit],
+                           capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: 2, 1: 1}.get(r.returncode) if commit else None
+
+
 def _finished_runs(out: Path, meta: dict) -> list[dict]:
     """The runs without error in out/seeds.json, when they were made with meta's train arguments and threads."""
     path = out / "seeds.json"
@@ -173,10 +190,12 @@ def _finished_runs(out: Path, meta: dict) -> list[dict]:
         if old.get(key) != meta[key]:
             raise SystemExit(f"--resume: {path} was made with {key} {old.get(key)!r}, not {meta[key]!r}; "
                              "use another --out or the same arguments")
-    if old.get("recipe_version", 1) != meta["recipe_version"]:  # files from before the key: recipe 1
-        raise SystemExit(f"--resume: {path}'s runs trained with pyalexnet's recipe {old.get('recipe_version', 1)}, "
-                         f"this version's is {meta['recipe_version']} (training.RECIPE_VERSION: the same arguments "
-                         "now train otherwise); use another --out")
+    recipe = old.get("recipe_version") or _recipe_of_commit(str(old.get("commit", "")))
+    if recipe != meta["recipe_version"]:
+        raise SystemExit(f"--resume: {path}'s runs trained with " + (
+            f"pyalexnet's recipe {recipe}" if recipe else f"a recipe its commit {old.get('commit')!r} cannot tell")
+            + f", this version's is {meta['recipe_version']} (training.RECIPE_VERSION: the same arguments now train "
+            "otherwise); use another --out")
     return [dict(r, commit=r.get("commit", old.get("commit"))) for r in runs
             if r["error"] is None and r["seed"] in meta["seeds"]]
 

@@ -646,12 +646,16 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
                          "(zeros to start: pyalexnet.sgd_velocities(model))" + (
                              f"; missing {_few([k for k in params if k not in velocities])}"
                              if isinstance(velocities, Mapping) else f", got {type(velocities).__name__}"))
-    if model.devices[0] != model.devices[1]:  # two GPUs: an update of one tower, then a refusal, was half a step
-        for k in params:
-            v, gpu = velocities[k], model.place_of(k).gpu
-            if not B.is_gpu_array(v) or getattr(v.device, "id", None) != gpu:
-                raise ValueError(f"velocities[{k!r}] is not on its parameter's GPU (cuda:{gpu}): make them with "
-                                 "pyalexnet.sgd_velocities(model), which puts each where its parameter is")
+    # Checked before anything is queued: the update is several calls (per device, weights then biases), and a
+    # refusal at a later one left the earlier ones done, half a step (tower b's velocities made on tower a's GPU).
+    for k, p in params.items():
+        v, gpu = velocities[k], model.place_of(k).gpu
+        on_gpu = B.is_gpu_array(v)
+        if on_gpu != (gpu is not None) or (on_gpu and getattr(v.device, "id", None) != gpu):
+            raise ValueError(f"velocities[{k!r}] is not where its parameter is ({model.place_of(k).device}): make "
+                             "them with pyalexnet.sgd_velocities(model)")
+        if tuple(v.shape) != tuple(p.shape):
+            raise ValueError(f"velocities[{k!r}] has shape {tuple(v.shape)}, its parameter {tuple(p.shape)}")
     labels_on_host = B.start_host_copy(labels)  # CuPy labels: a read now would wait for the last update
     # Sent before the forward is queued (CuPy stages it through pinned memory, asynchronously; where that memory
     # runs out a pageable copy waits for what the stream holds, and then better the last update's).

@@ -360,6 +360,9 @@ def test_targets_pass_and_fail_on_thresholds():
         report.add_targets([r], "t", {"nominal_fp32_flops_per_s": 1.25e12})
         peak = next(t for t in r["targets"] if t["name"] == ">= 40% fp32 peak")
         assert peak["pass"] is ok and peak["basis"] == "datasheet peak" and peak["value"] == pytest.approx(0.8 / ms)
+        # The table says the share it was judged by (the `% ceiling` column is the SGEMM's: 50%, 48%).
+        assert f"{'PASS' if ok else 'FAIL'} >= 40% fp32 peak ({80 / ms:.0f}% of the datasheet peak)" in \
+            report._fmt_targets(r)
 
 
 def test_targets_are_judged_at_batch_128_only_and_not_in_quick_runs():
@@ -429,10 +432,12 @@ def test_ops_chart_colours_each_row_by_its_target_and_writes_its_values(tmp_path
         key = "fraction_of_copy" if bound == "memory" else "fraction_of_peak"
         return {"name": name, "group": group, "bound": bound, "ratio": {"t": ours / ref},
                 "impl": {"ours": {"status": "ok", "median_ms": ours, key: share}, "t": {"status": "ok", "median_ms": ref}},
-                "targets": [{"name": n, "value": None, "threshold": None, "pass": ok} for n, ok in targets]}
+                "targets": [{"name": n, "value": v, "threshold": None, "pass": ok} for n, ok, v in
+                            (t if len(t) == 3 else (*t, None) for t in targets)]}
     rows = [row("conv2.wgrad", "conv", 4.9, 1.0, "compute", 0.55, [("ours/cuDNN fp32 <= 2", False)]),
+            # Its bar is the share the 40% target judged (of the datasheet peak), not the SGEMM's 64%.
             row("conv2.fwd", "conv", 0.84, 1.0, "compute", 0.64, [("ours/cuDNN fp32 <= 2", True),
-                                                                   (">= 40% fp32 peak", True)]),
+                                                                   (">= 40% fp32 peak", True, 0.5)]),
             row("pool2.bwd", "pool", 0.63, 1.0, "memory", 0.39, [(">= 70% of a same-size copy", False),
                                                                  ("no slower than PyTorch", True)]),
             row("fc6.fwd", "linear", 0.71, 1.0, "compute", 0.88, []),
@@ -448,7 +453,7 @@ def test_ops_chart_colours_each_row_by_its_target_and_writes_its_values(tmp_path
         assert colour(left) == [report._FAIL, report._PASS, report._PASS, report._NO_TARGET]
         assert colour(right) == [report._NO_TARGET, report._PASS, report._FAIL, report._NO_TARGET]
         assert {"4.90", "0.84", "0.63", "0.71"} <= {t.get_text() for t in left.texts}
-        assert {"55% peak", "64% peak", "39% copy", "88% peak"} <= {t.get_text() for t in right.texts}
+        assert {"55% peak", "50% peak", "39% copy", "88% peak"} <= {t.get_text() for t in right.texts}
         assert left.get_xscale() == "log"
     finally:
         plt.close(fig)

@@ -47,13 +47,25 @@ def test_resume_keeps_the_finished_runs_and_runs_the_rest(tmp_path):
     assert [r["seed"] for r in runs] == [0, 1] and runs[0]["history"] == first["history"]
     p = _seeds("--seeds", "0-1", "--resume", "--out", str(out), "--", *train, "--lr", "0.1")
     assert p.returncode != 0 and "was made with train_args" in p.stderr
-    # Runs of an older default recipe (here: from before the key, recipe 1) are not mixed with this one's.
+    # Runs of an older default recipe are not mixed with this one's. A file from before the key: its commit says.
     report = json.loads((out / "seeds.json").read_text())
     assert report["recipe_version"] == 2
     del report["recipe_version"]
-    (out / "seeds.json").write_text(json.dumps(report))
-    p = _seeds("--seeds", "0-2", "--resume", "--out", str(out), "--", *train)
-    assert p.returncode != 0 and "trained with pyalexnet's recipe 1, this version's is 2" in p.stderr
+    for commit, refused in (("73d7bf5", "trained with pyalexnet's recipe 1, this version's is 2"),  # before f6ead08
+                            ("nosuchcommit", "trained with a recipe its commit 'nosuchcommit' cannot tell")):
+        (out / "seeds.json").write_text(json.dumps(dict(report, commit=commit)))
+        p = _seeds("--seeds", "0-2", "--resume", "--out", str(out), "--", *train)
+        assert p.returncode != 0 and refused in p.stderr, p.stderr
+
+
+def test_a_study_from_before_recipes_were_recorded_is_placed_by_its_commit():
+    # The committed study (made at f6ead08, recipe 2, before seeds.json said so) can be resumed; one made earlier not.
+    from benchmarks.seeds import _recipe_of_commit
+
+    if _recipe_of_commit("HEAD") is None:
+        pytest.skip("not a git checkout with its history")
+    assert _recipe_of_commit("f6ead08") == 2 and _recipe_of_commit("a2e57fa+modified") == 2
+    assert _recipe_of_commit("73d7bf5") == 1 and _recipe_of_commit("") is None
 
 
 def test_a_failed_run_is_reported_and_sets_the_exit_status(tmp_path):

@@ -1400,10 +1400,13 @@ def test_sgd_velocities_are_zeros_beside_each_parameter_and_two_gpus_need_them_t
     monkeypatch.setattr(m, "devices", ("cuda:0", "cuda:1"))
     real_place = m.place_of
     monkeypatch.setattr(m, "place_of", lambda k: types.SimpleNamespace(**{**vars(real_place(k)), "gpu": 1}))
-    with pytest.raises(ValueError, match=r"velocities\['conv1a.weight'\] is not on its parameter's GPU \(cuda:1\): "
+    with pytest.raises(ValueError, match=r"velocities\['conv1a.weight'\] is not where its parameter is \(cpu\): "
                                          r"make them with pyalexnet.sgd_velocities\(model\)"):
         pyalexnet.sgd_step(m, x, y, vel, lr=0.01)
     monkeypatch.undo()
+    # On one device too: a bias velocity of the wrong shape was refused at the biases' call, after the weights'.
+    with pytest.raises(ValueError, match=r"velocities\['fc8.bias'\] has shape \(3,\), its parameter \(4,\)"):
+        pyalexnet.sgd_step(m, x, y, {**vel, "fc8.bias": np.zeros(3, np.float32)}, lr=0.01)
     for k, p in m.parameters().items():
         np.testing.assert_array_equal(p, before[k], err_msg=k)
 

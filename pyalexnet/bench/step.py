@@ -176,8 +176,7 @@ def run_model(timer, drawer, xp, n, device, *, preset, repeats, warmup) -> dict:
 
         model = pyalexnet.AlexNet(spec.NUM_CLASSES, devices="cpu" if device == "cpu" else "cuda:0",
                                   seed=0, preset=preset)
-        params = model.parameters()
-        vels = {k: xp.zeros_like(p) for k, p in params.items()}
+        vels = pyalexnet.sgd_velocities(model)
         x = drawer.normal((n, 3, model.input_size, model.input_size))
         labels = drawer.labels(n, spec.NUM_CLASSES).astype(xp.int32)
 
