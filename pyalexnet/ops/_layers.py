@@ -312,12 +312,11 @@ def _labels(labels, logits):
         raise ValueError(f"argument 'labels' must have shape ({logits.shape[0] if logits.ndim == 2 else 'N'},) "
                          f"(one per row of 'logits' {_shape(logits)}), got {_shape(labels)}")
     if labels.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):  # other widths, and byte orders
-        with B.own_device(labels):
+        with B.own_device(labels):  # the reduction and the conversion on the labels' own GPU
             top = int(labels.max()) if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size else 0
-        if top >= 2**63:
-            raise ValueError(f"label {top} is out of range for {logits.shape[1]} classes (labels must "
-                             f"be in [0, {logits.shape[1]}))")  # int64 would wrap it to a negative one
-        with B.own_device(labels):
+            if top >= 2**63:
+                raise ValueError(f"label {top} is out of range for {logits.shape[1]} classes (labels must "
+                                 f"be in [0, {logits.shape[1]}))")  # int64 would wrap it to a negative one
             labels = labels.astype(np.int64)
     return labels
 
