@@ -648,11 +648,12 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
                              if isinstance(velocities, Mapping) else f", got {type(velocities).__name__}"))
     # Checked before anything is queued: the update is several calls (per device, weights then biases), and a
     # refusal at a later one left the earlier ones done, half a step (tower b's velocities made on tower a's GPU).
+    places = {k: model.place_of(k) for k in params}  # looked up once: the check and the update's groups
     for k, p in params.items():
-        v, gpu = velocities[k], model.place_of(k).gpu
+        v, gpu = velocities[k], places[k].gpu
         on_gpu = B.is_gpu_array(v)
         if on_gpu != (gpu is not None) or (on_gpu and getattr(v.device, "id", None) != gpu):
-            raise ValueError(f"velocities[{k!r}] is not where its parameter is ({model.place_of(k).device}): make "
+            raise ValueError(f"velocities[{k!r}] is not where its parameter is ({places[k].device}): make "
                              "them with pyalexnet.sgd_velocities(model)")
         if tuple(v.shape) != tuple(p.shape):
             raise ValueError(f"velocities[{k!r}] has shape {tuple(v.shape)}, its parameter {tuple(p.shape)}")
@@ -672,7 +673,7 @@ def sgd_step(model: AlexNet, x, labels, velocities: dict, *, lr: float, momentum
         groups: dict[tuple[str, float], list[str]] = {}
         for k in params:
             decay = weight_decay if decay_biases or not is_bias(k) else 0.0
-            groups.setdefault((model.place_of(k).device, decay), []).append(k)
+            groups.setdefault((places[k].device, decay), []).append(k)
         for (_, decay), names in groups.items():
             ops.sgd_update([params[k] for k in names], [grads[k] for k in names], [velocities[k] for k in names],
                            lr=lr, momentum=momentum, weight_decay=decay)
