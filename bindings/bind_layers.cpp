@@ -35,6 +35,16 @@ int check_lrn_size(int64_t size) {
   return int_param(size, "LRN size", 1);
 }
 
+// The kernels (lrn.h, both backends) index channels with int up to c + size / 2, the window's far end: with
+// C = 2^30 + 2 and size 2^31 - 1 that wrapped negative and the CPU read 8 GB before x (a segfault); with
+// C = 2^31 - 1 and size 5 the last channels' windows came out empty.
+void check_lrn_reach(int64_t C, int size, const std::string& name) {
+  if (C + size / 2 > INT_MAX)
+    throw py::value_error("argument '" + name + "' has " + std::to_string(C) + " channels; with LRN size " +
+                          std::to_string(size) + " channels + size // 2 must be < 2^31 (the kernels index "
+                          "channels with 32-bit integers)");
+}
+
 struct LrnParams {
   int size;
   float alpha, beta, k;
@@ -58,6 +68,7 @@ LrnParams check_lrn_params(const Array& x, int64_t size, double alpha, double be
                           "give NaN), got k=" + number(k) + ", beta=" + number(beta) + " (k ** -beta = " +
                           number(largest) + "); raise k or lower beta");
   if (x.dim(1) > INT_MAX) throw py::value_error("argument '" + x.name + "' has too many channels");
+  check_lrn_reach(x.dim(1), p.size, x.name);
   return p;
 }
 
@@ -148,6 +159,7 @@ void bind_layers(py::module_& m) {
       if (d < 0) throw py::value_error("argument 'x_shape' has a negative dimension: " + shape_str(x_shape));
     const int lrn_size = check_lrn_size(size);
     if (x_shape[1] > INT_MAX) throw py::value_error("argument 'x_shape' has too many channels");
+    check_lrn_reach(x_shape[1], lrn_size, "x_shape");
     // Beyond 2^62 elements the workspace sizes (a few floats per element) wrap int64 (2^80 gave 0).
     if (product_exceeds(x_shape, int64_t(1) << 56))
       throw py::value_error("argument 'x_shape' " + shape_str(x_shape) + " has more than 2^56 elements, more than any "

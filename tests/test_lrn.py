@@ -373,3 +373,19 @@ def test_no_channels_returns_at_once_for_any_window():
     code = ("import numpy as np; from pyalexnet import ops; x = np.empty((1, 0, 2**30, 2**30), np.float32); "
             "assert ops.lrn(x, size=9).shape == x.shape; assert ops.lrn_backward(x, x, x, size=9).shape == x.shape")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_channels_plus_half_window_beyond_int32_are_refused():
+    # The kernels index a pixel's channels with int up to c + size // 2: C = 2^30 + 2 with size 2^31 - 1 wrapped
+    # that negative and the CPU read 8 GB before x (a segfault). np.zeros maps the 4 GB lazily, and a refusal
+    # touches none of it. In a subprocess, so a regression is a failed test, not a crashed run.
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, pytest; from pyalexnet import _C, ops; C = 2**30 + 2\n"
+            "try:\n    x = np.zeros((1, C, 1, 1), np.float32)\nexcept MemoryError:\n    raise SystemExit(0)\n"
+            "for call in (lambda: ops.lrn(x, size=2**31 - 1), lambda: ops.lrn_backward(x, x, x, size=2**31 - 1),\n"
+            "             lambda: _C.lrn_workspace_floats([1, C, 1, 1], 2**31 - 1, False),\n"
+            "             lambda: _C.lrn_forward(np.zeros((1, 2**31 - 1, 1, 1), np.float32), x, 5, 1e-4, 0.75, 2.0)):\n"
+            "    with pytest.raises(ValueError, match='channels \\\\+ size // 2 must be < 2\\\\^31'):\n        call()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
