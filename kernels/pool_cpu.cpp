@@ -104,7 +104,8 @@ void band_winners(const float* __restrict src, int64_t n, int64_t W, Size size, 
 
 // Calls visit(p, oh, ow0, n, best, tap) for windows (oh, ow0 .. ow0 + n - 1) of every plane p of x (planes of
 // H x W), in row-major window order within a plane, where best[i * stride] and tap[i * stride] are window
-// (oh, ow0 + i)'s winner and its tap dh * tap_pitch + dw. A plane's windows come in order on one thread;
+// (oh, ow0 + i)'s winner and its tap dh * tap_pitch + dw (int32 from the bands, whose rows fit kBandFloats;
+// int64 from the wide rows' scans, so `visit` takes either). A plane's windows come in order on one thread;
 // threads share the planes (not when the work is small).
 template <class Size, class Visit>
 void for_each_window_row(const float* x, int64_t planes, const PoolGeometry& g, Size size, int64_t tap_pitch,
@@ -140,11 +141,13 @@ void for_each_window_row(const float* x, int64_t planes, const PoolGeometry& g, 
       }
     }
   } else {  // rows too wide for a band: each window's own scan
+    // Taps as int64 here: the backward's tap_pitch is W, and dh * W passes 2^31 on planes this wide (3x3
+    // windows on rows of 2^30 + 1: an int32 tap wrapped negative and the scatter wrote before dx).
     const int64_t chunk = kBandFloats / s;
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t p = 0; p < planes; ++p) {
       float best[kBandFloats];
-      int32_t tap[kBandFloats];
+      int64_t tap[kBandFloats];
       for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow0 = 0; ow0 < g.OW; ow0 += chunk) {
           const int64_t n = std::min(chunk, g.OW - ow0);
@@ -152,7 +155,7 @@ void for_each_window_row(const float* x, int64_t planes, const PoolGeometry& g, 
           for (int64_t i = 0; i < n; ++i) {
             const PoolWinner<int64_t> w = pool_window_winner<int64_t>(top + i * s, g.W, size);
             best[i * s] = top[i * s + w.at];
-            tap[i * s] = static_cast<int32_t>(w.tap / size * tap_pitch + w.tap % size);
+            tap[i * s] = w.tap / size * tap_pitch + w.tap % size;
           }
           visit(p, oh, ow0, n, best, tap);
         }
@@ -179,7 +182,7 @@ void max_pool_forward(const float* x, float* y, int64_t planes, int64_t H, int64
   const PoolGeometry g = pool_geometry(H, W, size, stride);
   with_window_size(size, [&](auto sz) {
     for_each_window_row(x, planes, g, sz, int64_t(sz), [&](int64_t p, int64_t oh, int64_t ow0, int64_t n,
-                                                            const float* best, const int32_t*) {
+                                                            const float* best, const auto*) {
       float* yr = y + (p * g.OH + oh) * g.OW + ow0;
       for (int64_t i = 0; i < n; ++i) yr[i] = best[i * stride];
     });
@@ -191,7 +194,7 @@ void max_pool_forward_with_indices(const float* x, float* y, uint8_t* winner, in
   const PoolGeometry g = pool_geometry(H, W, size, stride);
   with_window_size(size, [&](auto sz) {
     for_each_window_row(x, planes, g, sz, int64_t(sz), [&](int64_t p, int64_t oh, int64_t ow0, int64_t n,
-                                                            const float* best, const int32_t* tap) {
+                                                            const float* best, const auto* tap) {
       const int64_t o = (p * g.OH + oh) * g.OW + ow0;
       for (int64_t i = 0; i < n; ++i) y[o + i] = best[i * stride], winner[o + i] = static_cast<uint8_t>(tap[i * stride]);
     });
@@ -205,7 +208,7 @@ void max_pool_backward(const float* dy, const float* x, const float* y, float* d
   const int64_t in = H * W;
   with_window_size(size, [&](auto sz) {
     for_each_window_row(x, planes, g, sz, W, [&](int64_t p, int64_t oh, int64_t ow0, int64_t n, const float*,
-                                                 const int32_t* at) {
+                                                 const auto* at) {
       float* dxp = dx + p * in;
       if (oh == 0 && ow0 == 0) std::memset(dxp, 0, sizeof(float) * in);  // a plane's first window comes first
       float* top = dxp + oh * stride * W + ow0 * stride;
