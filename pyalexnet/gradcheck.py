@@ -5,11 +5,13 @@ fixed random r, accumulated in float64 from the float32 outputs; a perturbed val
 float32 and the step actually taken (x+ - x-) is used as the denominator; and the criterion is a
 relative one,
 
-    rel = |analytic - numeric| / max(|analytic|, |numeric|, floor),   floor = 1e-2 * max |analytic| of the tensor,
+    rel = |analytic - numeric| / max(|analytic|, |numeric|, floor),
+    floor = 1e-2 * the largest |analytic| or |numeric| among the points compared,
 
 and a point passes when |analytic - numeric| <= tol * max(...) + a round-off allowance of 16 float32
 ulps of sum|output * r| divided by the step, so that gradients far smaller than the loss are not
-judged on round-off alone (the table shows the raw relative error and the worst error / allowed). As in
+judged on round-off alone (the table shows the raw relative error and the worst error / allowed). A NaN or
+infinite analytic gradient anywhere in a tensor fails it, compared there or not. As in
 Caffe's GradientChecker, points where the step crosses a kink (a ReLU input changing sign, a max-pool
 window changing its maximum) are skipped rather than counted.
 """
@@ -40,10 +42,11 @@ class CheckResult:
     tol: float
     nonzero: int = 0    # compared points where either gradient was above the round-off allowance
     roundoff: int = 0   # compared points where the round-off allowance was larger than tol's share
+    nonfinite: int = 0  # elements of the analytic gradient (all of them, not only the compared) NaN or infinite
 
     @property
     def passed(self) -> bool:
-        return self.points > 0 and self.worst_ratio <= 1.0
+        return self.points > 0 and self.nonfinite == 0 and self.worst_ratio <= 1.0
 
     @property
     def zeros_only(self) -> bool:
@@ -89,9 +92,12 @@ def _check_settings(points, tol, eps=1e-2, seed=0) -> tuple[int, float, float]:
     return points, tol, eps
 
 
-def _errors(analytic, numeric, noise, scale: float, tol: float) -> tuple[float, float, int, int]:
+def _errors(analytic, numeric, noise, tol: float) -> tuple[float, float, int, int]:
     """(max relative error, max error / allowed error, points with a gradient above round-off, points where
     round-off is allowed more than tol is) over the points."""
+    # The floor from the compared points, both ways: from the whole analytic tensor, one wrong huge element
+    # that was not compared (1e6, or inf) raised it so far that every compared point passed, 50% wrong or not.
+    scale = float(np.max(np.maximum(np.abs(analytic), np.abs(numeric))))
     floor = max(1e-2 * scale, 1e-30)
     denom = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
     diff = np.abs(analytic - numeric)
@@ -155,9 +161,10 @@ def check_function(name: str, loss: Callable[[dict], tuple[float, float]], analy
             want.append(numeric[0])
             noise.append(numeric[1])
         got, want, noise = np.array(got), np.array(want), np.array(noise)
-        err, ratio, nonzero, roundoff = (_errors(got, want, noise, float(np.abs(g).max()), tol) if len(got)
+        err, ratio, nonzero, roundoff = (_errors(got, want, noise, tol) if len(got)
                                          else (float("nan"), float("nan"), 0, 0))
-        results.append(CheckResult(name, key, err, ratio, len(got), skipped, tol, nonzero, roundoff))
+        nonfinite = int((~np.isfinite(g)).sum())  # a NaN or inf a few points would likely not sample
+        results.append(CheckResult(name, key, err, ratio, len(got), skipped, tol, nonzero, roundoff, nonfinite))
     return results
 
 
@@ -394,7 +401,8 @@ def run_all(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_TOL, 
 def format_table(results: list[CheckResult]) -> str:
     rows = [("layer", "gradient", "max rel. error", "error/allowed", "points", "non-zero", "kinks skipped", "result")]
     for r in results:
-        result = "FAIL" if not r.passed else "pass, zeros only" if r.zeros_only else "pass"
+        result = (f"FAIL ({r.nonfinite} NaN/inf)" if r.nonfinite else "FAIL" if not r.passed
+                  else "pass, zeros only" if r.zeros_only else "pass")
         rows.append((r.check, r.tensor, f"{r.max_rel_error:.2e}", f"{r.worst_ratio:.2f}", str(r.points),
                      str(r.nonzero), str(r.skipped), result))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -200,3 +200,52 @@ def test_check_function_refuses_what_breaks_its_contract(rng):
         with pytest.raises(TypeError, match=r"loss\(inputs\) must return \(value, magnitude\), two numbers, " + said):
             check_function("sum", bad, {"x": ones}, {"x": x}, points=4)
     np.testing.assert_array_equal(x, x0)  # restored after a failing loss
+
+
+def _wide_linear_problem(rng):
+    """linear with a 50 x 60 weight: far more elements than the 24 points a check compares."""
+    x, w = rng.standard_normal((8, 60)).astype(np.float32), rng.standard_normal((50, 60)).astype(np.float32)
+    r = rng.standard_normal((8, 50))
+
+    def loss(inp):
+        yr = np.asarray(ops.linear(inp["x"], inp["w"]), np.float64) * r
+        return float(yr.sum()), float(np.abs(yr).sum())
+
+    return loss, dict(x=x, w=w), ops.linear_backward(r.astype(np.float32), x, w)[1]
+
+
+@pytest.mark.parametrize("corrupt", ["inf", "nan", "huge element, the rest 50% off"])
+def test_a_wrong_element_not_compared_still_fails(rng, corrupt):
+    # The relative error's floor was 1% of the whole analytic tensor's largest value: one inf (or 1e6) where no
+    # point was compared made it inf (or 1e4), and every compared point passed, 50% wrong or not.
+    loss, inputs, dw = _wide_linear_problem(rng)
+    assert check_function("linear", loss, {"w": dw}, inputs)[0].passed
+    bad = dw.copy()
+    if corrupt == "huge element, the rest 50% off":
+        bad *= np.float32(1.5)
+    bad.flat[123] = {"inf": np.inf, "nan": np.nan}.get(corrupt, 1e6)
+    for seed in range(3):
+        (r,) = check_function("linear", loss, {"w": bad}, inputs, seed=seed)
+        assert not r.passed, (seed, format_table([r]))
+        assert "FAIL" in format_table([r])
+        if corrupt in ("inf", "nan"):
+            assert r.nonfinite == 1 and "FAIL (1 NaN/inf)" in format_table([r])
+
+
+@pytest.mark.parametrize("op", ["conv2d_backward", "lrn_backward", "max_pool_backward"])
+def test_cli_fails_on_a_broken_backward(capsys, monkeypatch, op):
+    # A backward 3% off, put where check_layers and the model call it: the command must say FAIL, name the
+    # layer, and exit 1.
+    right = getattr(ops, op)
+
+    def broken(*args, **kwargs):
+        out = right(*args, **kwargs)
+        if isinstance(out, tuple):  # conv2d_backward: (dx, dw, db); dw wrong
+            return (out[0], out[1] * np.float32(1.03), *out[2:])
+        return out * np.float32(1.03)
+
+    monkeypatch.setattr(ops, op, broken)
+    assert cli.main(["gradcheck", "--points", "8", "--layers-only"]) == 1
+    out = capsys.readouterr().out
+    layer = {"conv2d_backward": "conv2d w", "lrn_backward": "lrn x", "max_pool_backward": "max_pool x"}[op]
+    assert "FAIL" in out and "FAILED: " in out and layer in out.split("FAILED: ")[1]

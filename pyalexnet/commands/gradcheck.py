@@ -10,9 +10,10 @@ dropout with a fixed mask, softmax cross-entropy) and of a tiny two-tower AlexNe
 differences, on the chosen backend, and print a table. Exit status 1 if any check fails.
 
 The kernels compute in float32, so the criterion suits float32: a point passes when
-|analytic - numeric| <= tol * max(|analytic|, |numeric|, 1% of the tensor's largest gradient) plus a
+|analytic - numeric| <= tol * max(|analytic|, |numeric|, 1% of the largest gradient compared) plus a
 round-off allowance; points where the step crosses a kink (a ReLU input changing sign, a pooling
-window changing its maximum) are skipped, as Caffe's gradient checker does.
+window changing its maximum) are skipped, as Caffe's gradient checker does. A NaN or infinite
+analytic gradient anywhere in a tensor fails it.
 """
 EPILOG = """\
 examples:
