@@ -308,6 +308,18 @@ def _check_history(history, name: str = "history") -> list:
     return rows
 
 
+def _as_trained(history: Sequence[dict]) -> list:
+    """The rows of the run as it was trained last: a row whose epoch is not after the one before it starts a
+    resumed run, which replaces the rows from its epoch on (a history appended to on resume, 1 2 3 4 5 3 4,
+    was drawn running back to epoch 3 and forward again, the abandoned run's values beside the new ones)."""
+    kept: list = []
+    for h in history:
+        while kept and float(kept[-1]["epoch"]) >= float(h["epoch"]):
+            kept.pop()
+        kept.append(h)
+    return kept
+
+
 def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:
     for h in history:
         if h.get(key) is not None and not _real(h[key]):
@@ -329,9 +341,18 @@ def _said_unfinite(lines) -> list:
 
 
 def _lr_cuts(history: Sequence[dict]) -> list:
-    """The epochs whose learning rate is below the previous epoch's."""
-    return [h["epoch"] for prev, h in zip(history, history[1:])
+    """(epoch, "lr/F") for each epoch whose learning rate is below the previous epoch's, F the factor it was
+    divided by (every cut was written "lr/10", a halving too)."""
+    return [(h["epoch"], f"lr/{prev['lr'] / h['lr']:.3g}") for prev, h in zip(history, history[1:])
             if h.get("lr") and prev.get("lr") and h["lr"] < prev["lr"]]
+
+
+def _cut_labels(cuts) -> list:
+    """(epoch, label), one an epoch, by epoch: "lr cut" where runs divided by different factors there."""
+    by_epoch: dict = {}
+    for e, label in cuts:
+        by_epoch.setdefault(e, set()).add(label)
+    return [(e, labels.pop() if len(labels) == 1 else "lr cut") for e, labels in sorted(by_epoch.items())]
 
 
 def _round_up(value: float) -> float:
@@ -372,7 +393,8 @@ def _epoch_label_step(epochs: int) -> int:
 
 def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr_cuts=()) -> None:
     """One chart in `box` (left, top, right, bottom): each of `lines` (label, [(epoch, value)], colour) as
-    a line with dots and a legend entry; values clipped to value_range, epochs ticked, lr cuts marked."""
+    a line with dots and a legend entry; values clipped to value_range, epochs ticked, lr cuts ((epoch,
+    label) pairs, as _cut_labels gives them) marked."""
     left, top, right, bottom = box
     (lo, hi), (e_lo, e_hi) = value_range, epoch_range
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
@@ -395,18 +417,26 @@ def _draw_panel(draw, font, box, title: str, lines, value_range, epoch_range, lr
     for e in ticks:
         x, _ = to_xy(e, lo)
         draw.line([x, bottom, x, bottom + 4], fill=(0, 0, 0))
-        if e % every == 0:
-            draw.text((x - 3, bottom + 6), str(e), fill=(0, 0, 0), font=font)
+        if e % every == 0:  # centred on its tick ("10" sat to the right of it)
+            draw.text((x - draw.textlength(str(e), font=font) / 2, bottom + 6), str(e), fill=(0, 0, 0), font=font)
     draw.text(((left + right) // 2 - 15, bottom + 22), "epoch", fill=(0, 0, 0), font=font)
-    for e in sorted(set(lr_cuts)):
+    for e, _ in lr_cuts:
         x, _ = to_xy(e, lo)
         draw.line([x, top, x, bottom], fill=(150, 150, 150))
-    for e in sorted(set(lr_cuts)):  # labels after all the lines, so a later cut's line does not cross one
+    placed: list = []  # (x0, x1, row) of the labels written
+    for e, text in lr_cuts:  # labels after all the lines, so a later cut's line does not cross one
         x, _ = to_xy(e, lo)
-        # At the top, on white: late in training, where the cuts are, the curves run low.
-        text_w = draw.textlength("lr/10", font=font)
-        draw.rectangle([x + 1, top + 2, x + 3 + text_w, top + 14], fill=(255, 255, 255))
-        draw.text((x + 2, top + 2), "lr/10", fill=(120, 120, 120), font=font)
+        # At the top, on white: late in training, where the cuts are, the curves run low. Left of the line
+        # where the right would leave the frame (a cut at the last epoch ran over the next panel's axis), and
+        # a row lower where an earlier cut's label is in the way (cuts a few epochs apart wrote over each other).
+        text_w = draw.textlength(text, font=font)
+        x0 = x + 1 if x + 4 + text_w <= right else x - 4 - text_w
+        row = next(r for r in range(len(placed) + 1)
+                   if not any(r == pr and x0 < p1 + 2 and p0 < x0 + text_w + 3 for p0, p1, pr in placed))
+        placed.append((x0, x0 + text_w + 2, row))
+        y = top + 2 + 13 * row
+        draw.rectangle([x0, y, x0 + text_w + 2, y + 12], fill=(255, 255, 255))
+        draw.text((x0 + 1, y), text, fill=(120, 120, 120), font=font)
     # The legend on the title's line, right-aligned (inside the frame it sat on the early epochs' points); when
     # the title leaves too little room (8 runs' labels ran over it and off the left edge), in rows under it.
     for r, row in enumerate(rows if below else [range(len(lines))]):
@@ -436,7 +466,7 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
     """Training curves from train()'s history: top-1 error (train and validation) and loss per epoch,
     with the epochs where the learning rate was divided marked. `title`, when given, is written above the
     panels (which keep `size`)."""
-    history = _check_history(history)
+    history = _as_trained(_check_history(history))
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     width, height = size = _size(size, "size", MIN_CURVES_SIZE)
@@ -457,7 +487,7 @@ def curves_image(history: Sequence[dict], *, size: tuple[int, int] = (900, 420),
         values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
         value_range = (0.0, 1.0) if p == 0 else (0.0, _round_up(max(values + [1e-6]) * 1.05))
         _draw_panel(draw, font, (p * panel_w + 50, 30, (p + 1) * panel_w - 15, height - 45), name, lines,
-                    value_range, epoch_range, _lr_cuts(history))
+                    value_range, epoch_range, _cut_labels(_lr_cuts(history)))
     return _titled(img, title, font)
 
 
@@ -473,7 +503,8 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
     if not isinstance(histories, Mapping):
         raise TypeError(f"runs_image takes a dict {{label: history}} (one history a run), got "
                         f"{type(histories).__name__}")
-    histories = {label: _check_history(hist, f"the history of {label!r}") for label, hist in histories.items()}
+    histories = {label: _as_trained(_check_history(hist, f"the history of {label!r}"))
+                 for label, hist in histories.items()}
     if not histories or not any(histories.values()):
         raise ValueError("no histories to draw: train at least one epoch")
     if not any(h.get(key) is not None for hist in histories.values() for h in hist):
@@ -489,7 +520,7 @@ def runs_image(histories: dict, *, key: str = "val_top1", title: str = "validati
                             for i, (label, hist) in enumerate(histories.items())])
     values = [v for _, pts, _ in lines for _, v in pts if math.isfinite(v)]
     value_range = (0.0, 1.0) if key.endswith(("top1", "top5")) else (0.0, max(values + [1e-6]) * 1.05)
-    cuts = [e for hist in histories.values() for e in _lr_cuts(hist)]
+    cuts = _cut_labels([cut for hist in histories.values() for cut in _lr_cuts(hist)])
     top = 30 + _legend_space(draw, font, title, [label for label, _, _ in lines], width - 65)
     if height - 45 - top < 40:  # the legend's rows left no room for the chart (or put it upside down)
         raise ValueError(f"size=({width}, {height}) leaves no room for the chart under the legend of "
@@ -512,7 +543,7 @@ def training_titles(model, history: Sequence[dict], directory, *, data: str | No
     """The titles save_training_pictures draws: {"filters": ..., "curves": ...}, each naming the run (its
     folder), the model and data, and how far it has trained. Opened on its own, curves.png said "top-1
     error" and "loss" but not whose; conv1_filters.png said nothing of when its filters were taken."""
-    history = _check_history(history)
+    history = _as_trained(_check_history(history))
     run = Path(directory).resolve().name or str(directory)
     what = f"{model.preset or 'custom'} AlexNet, {model.num_classes} classes, {model.input_size} px crops"
     what += f", on {data}" if data else ""

@@ -722,3 +722,33 @@ def test_figure4_takes_a_data_spec_and_refuses_what_is_not_a_data_set():
     np.testing.assert_array_equal(a["neighbour_index"], b["neighbour_index"])
     with pytest.raises(TypeError, match="splits must be a data set: pyalexnet.data.load_dataset\\(...\\)'s Splits"):
         figure4_pictures(model, [1, 2, 3])
+
+
+def test_a_resumed_history_is_drawn_as_the_run_that_was_trained_last():
+    # A history appended to on resume (epochs 1-5, then 3-4 again from epoch 2's checkpoint) was drawn in file
+    # order: the lines ran back from epoch 5 to 3 and on again, the abandoned run's epochs 4-5 beside the new 4.
+    def row(e, v, lr=0.01):
+        return dict(epoch=e, lr=lr, train_top1=v, val_top1=v - 0.05, train_loss=3 * v, val_loss=3 * v - 0.1)
+
+    first = [row(1, 0.9), row(2, 0.8), row(3, 0.7), row(4, 0.6, 0.001), row(5, 0.5, 0.001)]
+    again = [row(3, 0.6), row(4, 0.4)]
+    as_trained = first[:2] + again
+    for draw in (lambda h: curves_image(h, size=(600, 300)), lambda h: runs_image({"run": h}, size=(500, 300))):
+        np.testing.assert_array_equal(np.asarray(draw(first + again)), np.asarray(draw(as_trained)))
+    # One row an epoch is drawn as it is, whatever its order in the list.
+    np.testing.assert_array_equal(np.asarray(curves_image(as_trained[::-1][-1:] + as_trained[1:], size=(600, 300))),
+                                  np.asarray(curves_image(as_trained, size=(600, 300))))
+
+
+def test_lr_cuts_say_their_factor_and_stay_inside_the_frame(drawn_text):
+    # Every cut was written "lr/10" (a halving too), and a cut at the last epoch had its label run out of the
+    # frame, over the loss panel's axis numbers.
+    history = [dict(epoch=e, lr=0.01 if e < 3 else 0.005 if e < 6 else 0.0005, train_top1=1 - 0.1 * e,
+                    train_loss=2.0 / e) for e in range(1, 7)]
+    img = np.asarray(curves_image(history, size=(600, 300)))
+    assert [t for t, _ in drawn_text if t.startswith("lr")] == ["lr/2", "lr/10", "lr/2", "lr/10"]
+    uncut = np.asarray(curves_image([dict(h, lr=0.01) for h in history], size=(600, 300)))
+    differ = (img != uncut).any(axis=2) & ~(img == 150).all(axis=2)
+    xs = np.flatnonzero(differ.any(axis=0))
+    right = 600 // 2 - 15  # the first panel's right edge
+    assert xs.min() > 50 and not ((xs > right) & (xs < right + 50)).any()  # none past it, in the gap
