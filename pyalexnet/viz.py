@@ -641,12 +641,13 @@ def _cut_around(draw, font, text: str, at: int, width: float) -> str:
     return _fit(draw, font, dots + text[max(0, at - 2):], width, dots)
 
 
-def _distinct_fits(draw, font, names: Sequence[str], width: float) -> list[str]:
+def _distinct_fits(draw, font, names: Sequence[str], width: float, numbers: Sequence[int] | None = None) -> list[str]:
     """names cut to `width` pixels each, distinct names still distinct: cut at the end (where a long name's
     least telling words are: "great white shark, white shark, man-eater, …"), and where two would then read
     the same (a long common prefix: "Stanford Dogs: American Staffordshire terrier" and "Stanford Dogs:
     American pit bull terrier" both "Stanford Dogs: American …" in a narrow margin) around where they first
-    differ ("Stanford Dog…American Staffordshire…"); the class's index in front as the last resort."""
+    differ ("Stanford Dog…American Staffordshire…"); the class's index in front as the last resort (numbers[i]
+    for names[i] when given: names that are a few of the classes)."""
     dots = _ellipsis(font)
     out = [_fit(draw, font, n, width, dots) for n in names]
 
@@ -663,7 +664,7 @@ def _distinct_fits(draw, font, names: Sequence[str], width: float) -> list[str]:
             out[i] = _cut_around(draw, font, names[i], at, width)
     for idx in clashing():
         for i in idx:
-            out[i] = _fit(draw, font, f"#{i} {out[i]}", width, dots)
+            out[i] = _fit(draw, font, f"#{i if numbers is None else numbers[i]} {out[i]}", width, dots)
     return out
 
 
@@ -735,18 +736,28 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
         raise ValueError(f"{len(images)} images need as many captions, got {len(captions)}")
     font = _font([*classes, *(captions or ()), title or ""])
     names = _class_labels(font, classes)
-    if captions is None:
-        captions = ["true: " + names[int(c)] if known else "" for c in labels]
-    captions = [_legible(font, c) for c in captions]
     top = min(top, probs.shape[1])
     line = 14
     panel_w, panel_h = max(tile, 150) + 16, tile + 8 + line * (top + 1 + known) + 12
+    bar_w = panel_w - 16
+    # The names in the picture cut so that different ones still read differently: cut at the end, three bars
+    # of "Stanford Dogs: American Staffordshire terrier", "... pit bull terrier", "... water spaniel" all read
+    # "Stanford Dogs: American..." (and the caption too), which one was true said by colour alone.
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    orders = [np.argsort(-p, kind="stable")[:top] for p in probs]  # the most probable first, ties in class order
+    shown = sorted({int(c) for order in orders for c in order} | ({int(c) for c in labels} if known else set()))
+    bar_names = dict(zip(shown, _distinct_fits(probe, font, [names[c] for c in shown],
+                                               bar_w - probe.textlength("100.0%", font=font) - 8, shown)))
+    if captions is None:
+        true_names = dict(zip(shown, _distinct_fits(probe, font, [names[c] for c in shown],
+                                                    bar_w - probe.textlength("true: ", font=font), shown)))
+        captions = ["true: " + true_names[int(c)] if known else "" for c in labels]
+    captions = [_legible(font, c) for c in captions]
     per_row = min(per_row, len(images))
     rows = math.ceil(len(images) / per_row)
     _check_pixels(per_row * panel_w, rows * panel_h, f"tile={tile} for {len(images)} images, {per_row} a row")
     img = Image.new("RGB", (per_row * panel_w, rows * panel_h), "white")
     draw = ImageDraw.Draw(img)
-    bar_w = panel_w - 16
     for i in range(len(images)):
         x0, y0 = (i % per_row) * panel_w + 8, (i // per_row) * panel_h + 6
         img.paste(_tile(images[i], tile), (x0 + (bar_w - tile) // 2, y0))
@@ -754,9 +765,8 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
         name = _fit(draw, font, str(captions[i]), bar_w)
         draw.text((x0 + (bar_w - draw.textlength(name, font=font)) / 2, y), name, fill=(0, 0, 0), font=font)
         y += line + 4
-        # The most probable first; equal probabilities in class order, so the picture is reproducible.
         order = np.argsort(-probs[i], kind="stable")
-        for c, pct in zip(order[:top], _percent_labels(probs[i, order[:top]])):
+        for c, pct in zip(orders[i], _percent_labels(probs[i, orders[i]])):
             length = int(round(float(np.clip(probs[i, c], 0.0, 1.0)) * bar_w))
             if length > 0:
                 draw.rectangle([x0, y, x0 + length - 1, y + line - 3],
@@ -765,7 +775,7 @@ def predictions_image(images, labels, probs, classes: Sequence[str], *, top: int
             # The true class's name in red too: at a few percent its bar is a sliver.
             text = _TEXT_RIGHT if c == labels[i] else (0, 0, 0)
             draw.text((x0 + bar_w - pct_w, y), pct, fill=text, font=font)
-            draw.text((x0 + 2, y), _fit(draw, font, names[int(c)], bar_w - pct_w - 8), fill=text, font=font)
+            draw.text((x0 + 2, y), bar_names[int(c)], fill=text, font=font)
             y += line
         if known and labels[i] not in order[:top]:  # where the true class came, which the bars cannot show
             rank = int(np.flatnonzero(order == labels[i])[0]) + 1

@@ -752,3 +752,17 @@ def test_lr_cuts_say_their_factor_and_stay_inside_the_frame(drawn_text):
     xs = np.flatnonzero(differ.any(axis=0))
     right = 600 // 2 - 15  # the first panel's right edge
     assert xs.min() > 50 and not ((xs > right) & (xs < right + 50)).any()  # none past it, in the gap
+
+
+def test_prediction_names_with_a_long_common_start_still_read_differently(drawn_text):
+    # Cut at the end, three bars (and the caption) read "Stanford Dogs: American...": which was which, and which
+    # was true, was said by the bars' colour alone.
+    names = ["Stanford Dogs: American Staffordshire terrier", "Stanford Dogs: American pit bull terrier",
+             "Stanford Dogs: American water spaniel", "Stanford Dogs: Boston bull", "great white shark"]
+    probs = np.array([[0.3, 0.25, 0.2, 0.15, 0.1]])
+    predictions_image(np.zeros((1, 8, 8, 3), np.uint8), [1], probs, names, tile=32)
+    texts = [t for t, _ in drawn_text]
+    caption = next(t for t in texts if t.startswith("true: "))
+    bars = [t for t in texts if not t.startswith("true: ") and not t.endswith("%")]
+    assert len(bars) == 5 and len(set(bars)) == 5, bars
+    assert "pit bull" in caption and any("pit bull" in t for t in bars), (caption, bars)
