@@ -242,7 +242,7 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None, title: st
     names the run and its epoch).
 
     Each filter is stretched to the full 0..255 range on its own (its sign and scale are
-    arbitrary); `zoom` (default: enough for ~6-pixel tiles' worth of detail) enlarges each pixel.
+    arbitrary), as each tower's line says; `zoom` (default: enough for ~6-pixel tiles' worth of detail) enlarges each pixel.
     """
     if not hasattr(model, "parameters"):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
@@ -279,8 +279,11 @@ def filters_image(model, *, zoom: int = 0, per_row: int | None = None, title: st
     img = Image.fromarray(canvas)
     draw, font = ImageDraw.Draw(img), _font([title or ""])
     for y0, (t, w) in zip(tops, towers):
-        # The longest of these that fits: a narrow picture (few filters a row) still says which tower.
-        texts = [f"tower {t} (the paper's GPU {'ab'.index(t) + 1}): {w.shape[0]} filters", f"tower {t}", t]
+        # The longest of these that fits: a narrow picture (few filters a row) still says which tower. How the
+        # tiles are scaled is said too (it was not): colours compare within a filter, not across filters.
+        whole = f"tower {t} (the paper's GPU {'ab'.index(t) + 1}): {w.shape[0]} filters"
+        texts = [whole + ", each stretched to 0..255 on its own", whole + ", each scaled on its own", whole,
+                 f"tower {t}", t]
         text = next((x for x in texts if draw.textlength(x, font=font) <= width - 2 * gap), t)
         draw.text((gap, y0 + 3), text, fill=(0, 0, 0), font=font)
     return _titled(img, title, font)

@@ -766,3 +766,11 @@ def test_prediction_names_with_a_long_common_start_still_read_differently(drawn_
     bars = [t for t in texts if not t.startswith("true: ") and not t.endswith("%")]
     assert len(bars) == 5 and len(set(bars)) == 5, bars
     assert "pit bull" in caption and any("pit bull" in t for t in bars), (caption, bars)
+
+
+def test_the_filters_picture_says_each_filter_is_scaled_on_its_own(drawn_text):
+    # Each tile is stretched to black..white on its own, so colours do not compare across filters: the picture
+    # did not say so.
+    filters_image(AlexNet(4, preset="small", devices="cpu"))
+    towers = [t for t, _ in drawn_text if t.startswith("tower")]
+    assert len(towers) == 2 and all("each stretched to 0..255 on its own" in t for t in towers), towers
