@@ -63,6 +63,7 @@ def test_cli_gradcheck_cpu(capsys):
     out = capsys.readouterr().out
     assert "max rel. error" in out and "network (tiny, two towers)" in out and "FAIL" not in out
     assert "gradient checks passed on the cpu backend" in out
+    assert "tol 0.01 x max(|analytic|, |numeric|, 1% of the largest compared) + 16 float32 ulps" in out  # stated
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [(dict(points=0), ValueError, "points must be >= 1"),

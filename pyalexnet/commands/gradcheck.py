@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..gradcheck import format_table, run_all
+    from ..gradcheck import ROUNDING_ULPS, format_table, run_all
 
     if not args.tol > 0:
         raise ValueError(f"--tol must be positive, got {args.tol}")
@@ -44,7 +44,11 @@ def run(args) -> int:
     results = run_all(args.device, points=args.points, tol=args.tol, seed=args.seed, network=not args.layers_only)
     print(format_table(results))
     failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)} of {len(results)} gradient checks passed on the {args.device} backend"
+    # The criterion with its numbers: a table of errors and "pass" did not say against what tolerance.
+    print(f"\ncriterion: central differences of a float64-summed loss; a point passes when |analytic - numeric| <= "
+          f"tol {args.tol:g} x max(|analytic|, |numeric|, 1% of the largest compared) + {ROUNDING_ULPS} float32 ulps "
+          "of the loss over the step (error/allowed <= 1); a NaN or infinite analytic value fails its tensor")
+    print(f"{len(results) - len(failed)} of {len(results)} gradient checks passed on the {args.device} backend"
           + (f"; FAILED: {', '.join(sorted({r.check + ' ' + r.tensor for r in failed}))}" if failed else ""))
     zeros = [r for r in results if r.passed and r.zeros_only]
     if zeros:
