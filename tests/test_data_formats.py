@@ -30,6 +30,30 @@ def test_decode_resizes_the_shorter_side_and_centre_crops(tmp_path):
     np.testing.assert_array_equal(decode_image(str(gray), 8), 77)
 
 
+
+def test_a_very_wide_image_resamples_only_its_centre_crop(tmp_path, monkeypatch):
+    # A 100000x1 strip was resized whole to 25600000x256 (20 GB) before its centre crop: a MemoryError that
+    # ended the load. Now no resize makes more than the crop...
+    strip = np.zeros((1, 100000, 3), np.uint8)
+    strip[0, :, 0] = np.arange(100000) % 256
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    made, resize = [], Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda im, sz, *a, **k: made.append(sz) or resize(im, sz, *a, **k))
+    out = decode_image(str(tmp_path / "strip.png"), 256)
+    assert out.shape == (256, 256, 3) and max(w * h for w, h in made) <= 256 * 256
+    assert (out[..., 1:] == 0).all() and (out[:, :, 0] == out[:1, :, 0]).all()  # every row the strip's centre
+    # ...and its pixels are those of resizing whole and cropping, within a level (rounding).
+    rng = np.random.default_rng(0)
+    for w, h, size in ((3000, 1, 16), (61, 47, 20), (47, 61, 20), (500, 375, 64), (17, 9, 32)):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+        with Image.open(tmp_path / "a.png") as im:
+            scale = size / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            left, top = (nw - size) // 2, (nh - size) // 2
+            whole = np.asarray(resize(im.convert("RGB"), (nw, nh), Image.BILINEAR, reducing_gap=None)
+                               .crop((left, top, left + size, top + size)))
+        np.testing.assert_allclose(decode_image(str(tmp_path / "a.png"), size), whole, atol=1)
+
 def test_float_grey_images_are_scaled_from_0_1(tmp_path):
     # A float TIFF of 0-1 values (mode F) came out all black: Pillow takes floats as 0-255 levels.
     ramp = np.tile(np.linspace(0, 1, 8, dtype=np.float32), (8, 1))

@@ -302,10 +302,16 @@ def decode_image(path: str, size: int) -> np.ndarray:
         w, h = im.size
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), getattr(Image, "Resampling", Image).BILINEAR, reducing_gap=None)  # (9.1-9.3 warn)
         left, top = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((left, top, left + size, top + size))
+        if (nw, nh) != (w, h):
+            # Only the centre crop is resampled: the source box it covers, scaled to size x size (the same
+            # pixels as resizing to nw x nh and cropping, within a level). Resized whole, a 100000x1 strip
+            # became 25600000x256 (20 GB) before the crop: a MemoryError that ended the load.
+            box = (left * w / nw, top * h / nh, (left + size) * w / nw, (top + size) * h / nh)
+            im = im.resize((size, size), getattr(Image, "Resampling", Image).BILINEAR, box=box,
+                           reducing_gap=None)  # (Image.Resampling: 9.1-9.3 warn of Image.BILINEAR)
+        else:
+            im = im.crop((left, top, left + size, top + size))
         return np.asarray(im, dtype=np.uint8)
 
 
