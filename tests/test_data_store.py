@@ -7,7 +7,7 @@ import pytest
 from pyalexnet import cli
 from pyalexnet.data import _folder, _store, is_store, load_dataset, open_store, prepare
 
-from data_files import image_folder
+from data_files import image_folder, write_image
 
 
 @pytest.fixture
@@ -118,6 +118,42 @@ def test_a_finished_store_is_not_redone_and_another_source_is_refused(folder, tm
     with pytest.raises(ValueError, match="not empty"):
         prepare(folder, tmp_path / "busy", image_size=8, quiet=True)
 
+
+
+def test_a_rerun_over_a_changed_source_is_refused(folder, tmp_path, rng):
+    # A finished store was returned as it was when images had been added to its source since: they were never
+    # trained on, and `pyalexnet prepare` printed the old counts.
+    dst = prepare(folder, tmp_path / "store", image_size=8, quiet=True)
+    write_image(folder / "bee" / "new", rng)
+    with pytest.raises(ValueError, match=r"changed since .*1 new, 0 gone.*bee/new\.png.*overwrite"):
+        prepare(folder, dst, image_size=8, quiet=True)
+    assert len(open_store(prepare(folder, dst, image_size=8, quiet=True, overwrite=True)).train) + \
+        len(open_store(dst).val) == 22
+    stamp = (dst / "train_images.u8").stat().st_mtime_ns
+    prepare(folder, dst, image_size=8, quiet=True)  # unchanged since: the store as it is
+    assert (dst / "train_images.u8").stat().st_mtime_ns == stamp
+
+
+def test_a_conversion_resumed_from_another_folder_finds_its_images(folder, tmp_path, monkeypatch):
+    # The file list held the source's paths as given: `prepare src st` interrupted, then resumed as
+    # `prepare ../src ../st` from a sub-folder, skipped every image left as unreadable and finished a store of 5.
+    real, calls = _folder.decode_image, {"n": 0}
+
+    def interrupted(path, size):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(path, size)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_folder, "decode_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("src", "st", image_size=8, checkpoint_every=5, workers=1, quiet=True)
+    monkeypatch.setattr(_folder, "decode_image", real)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    s = open_store(prepare("../src", "../st", image_size=8, workers=1, quiet=True))
+    assert len(s.train) + len(s.val) == 21 and s.num_skipped == 0
 
 def test_command_line(folder, tmp_path, capsys):
     assert cli.main(["prepare", str(folder), str(tmp_path / "st"), "--size", "8", "-q"]) == 0

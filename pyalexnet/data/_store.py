@@ -149,7 +149,10 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
         raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
     if not src.is_dir():
         _folder.list_folder(src)  # raises the clear error for a missing or non-folder source
-    settings = {"source": str(src.resolve()), "image_size": image_size, "val_fraction": val_fraction, "seed": seed}
+    # Listed absolute: files.json's paths were src's as given, relative to the folder prepare ran in, and a
+    # rerun from another folder went on by skipping every image left as unreadable.
+    source = src.resolve()
+    settings = {"source": str(source), "image_size": image_size, "val_fraction": val_fraction, "seed": seed}
     meta_path = dst / "meta.json"
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -166,12 +169,14 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
             raise ValueError(f"{dst} is a store of " + ", ".join(f"{k}={had.get(k)}" for k in diff) + ", not of "
                              + ", ".join(f"{k}={settings[k]}" for k in diff)
                              + ": pass overwrite=True (--overwrite) to replace it, or choose another folder")
+        listed = _unchanged_listing(source, dst, val_fraction, seed)
         if meta.get("complete"):
             return dst
     if meta is None or overwrite:
         if dst.exists() and any(dst.iterdir()) and not (overwrite and (meta is not None or looks_like_store(dst))):
             raise ValueError(f"{dst} exists and is not empty; choose a new folder for the store")
-        classes, train_files, val_files = _folder.list_folder(src, val_fraction=val_fraction, seed=seed)
+        classes, train_files, val_files = _folder.list_folder(source, val_fraction=val_fraction, seed=seed)
+        listed = {"train": train_files, "val": val_files}
         _check_room(dst, len(train_files) + len(val_files), image_size)
         dst.mkdir(parents=True, exist_ok=True)
         for old in dst.glob("progress.npz"):
@@ -181,7 +186,7 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
                 "image_size": image_size, "complete": False,
                 "splits": {s: {"count": 0, "skipped": []} for s in SPLITS}}
         _write_json(meta_path, meta)
-    files = json.loads((dst / "files.json").read_text())
+    files = listed or json.loads((dst / "files.json").read_text())
     progress = _load_progress(dst, image_size)
     done = sum(len(files[s]) for s in SPLITS[:progress["split"]]) + progress["next_file"]
     if done and not quiet:  # a rerun said nothing and its bar started part-full
@@ -208,6 +213,38 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
     _write_json(meta_path, meta)
     (dst / "progress.npz").unlink(missing_ok=True)
     return dst
+
+
+def _unchanged_listing(source: Path, dst: Path, val_fraction: float, seed: int) -> dict | None:
+    """The (path, label) files of each split of `source` now, for a rerun; a ValueError where they are not those
+    the store was started from (a finished store was returned as it was, the images added to src never trained
+    on, and a resumed one went on with the old list). None where the store has no readable list."""
+    try:
+        had = json.loads((dst / "files.json").read_text())
+    except (OSError, ValueError):  # a store without its list is resumed or refused further on
+        return None
+    if not isinstance(had, dict):
+        return None
+    _, train, val = _folder.list_folder(source, val_fraction=val_fraction, seed=seed)
+
+    def relative(files_by_split):
+        # Paths relative to the folder they all lie in (the source: two classes at least): a store started
+        # before the paths were absolute holds them as given, relative to the folder prepare ran in.
+        paths = [p for files in files_by_split.values() for p, _ in files]
+        top = os.path.commonpath(paths) if paths else ""
+        return {(os.path.relpath(p, top), label, split) for split, files in files_by_split.items()
+                for p, label in files}
+
+    now, before = relative({"train": train, "val": val}), relative({s: had.get(s, []) for s in SPLITS})
+    if now == before:
+        return {"train": train, "val": val}
+    paths_now, paths_before = {f[0] for f in now}, {f[0] for f in before}
+    new, gone = sorted(paths_now - paths_before), sorted(paths_before - paths_now)
+    moved = len({f[0] for f in now ^ before} & paths_now & paths_before)
+    example = f"e.g. {(new or gone)[0]}" if new or gone else "its classes or held-out images differ"
+    raise ValueError(f"the images of {source} have changed since {dst} was started from them ({len(new)} new, "
+                     f"{len(gone)} gone, {moved} with another label or split; {example}): pass overwrite=True "
+                     f"(--overwrite) to prepare it again")
 
 
 def _load_progress(dst: Path, size: int) -> dict:
