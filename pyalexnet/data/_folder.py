@@ -99,9 +99,11 @@ def _hold_out(files, num_classes: int, val_fraction: float, seed: int):
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
+    by_label = [[] for _ in range(num_classes)]  # one pass: a pass per class took 28 s over ImageNet's 1.28M
+    for f in files:
+        by_label[f[1]].append(f)
     train, val = [], []
-    for label in range(num_classes):
-        mine = [f for f in files if f[1] == label]
+    for label, mine in enumerate(by_label):
         order = rng.permutation(len(mine))
         n_val = int(round(val_fraction * len(mine)))
         if val_fraction > 0 and len(mine) >= 2:
