@@ -42,6 +42,22 @@ def test_training_batches_follow_the_documented_seeds(data):
         assert x.dtype == np.float32 and y.dtype == np.int64
 
 
+
+@pytest.mark.parametrize("height, width", [(16, 40), (40, 16)])
+def test_crops_of_oblong_images_cover_both_sides(height, width):
+    # A Dataset holds (N, H, W, 3): crop positions were drawn from the height's span for both sides, so 16x40
+    # images were cropped only from their left 16 columns, and 40x16 ones failed at the first batch.
+    rng = np.random.default_rng(0)
+    ds = Dataset(rng.integers(0, 256, (64, height, width, 3), dtype=np.uint8), np.arange(64) % 2, ["a", "b"])
+    loader = Loader(ds, 64, crop_size=14, mean_image=np.zeros((height, width, 3)), pca_std=0, workers=0)
+    offsets = loader._parameters(0, 64)[0]
+    assert offsets[:, 0].max() == height - 14 and offsets[:, 1].max() == width - 14
+    x, _ = next(iter(loader))
+    assert x.shape == (64, 3, 14, 14)
+    # Square images draw as before: the sides' spans are the same numbers.
+    np.testing.assert_array_equal(random_parameters(np.random.default_rng(3), 9, (36, 36), 32)[0],
+                                  random_parameters(np.random.default_rng(3), 9, 36, 32)[0])
+
 def test_same_seed_same_batches_whatever_the_threads(data):
     ds, kw = data
     a = batches(Loader(ds, 8, seed=1, workers=3, **kw))

@@ -126,10 +126,14 @@ def lighting_offsets(alpha, eigvals, eigvecs) -> np.ndarray:
 
 def random_parameters(rng: np.random.Generator, n: int, image_size: int, crop_size: int, *, eigvals=None,
                       eigvecs=None, pca_std: float = 0.1, flip: bool = True):
-    """Training-time (offsets, flips, lighting) for n images, drawn from `rng` in a fixed order: tops,
-    lefts, flips, alphas. Uniform crop positions, flips with probability 1/2, alpha ~ N(0, pca_std)."""
-    span = image_size - crop_size + 1
-    offsets = np.stack([rng.integers(0, span, n), rng.integers(0, span, n)], axis=1).astype(np.int32)
+    """Training-time (offsets, flips, lighting) for n images of image_size (a side, or (height, width)),
+    drawn from `rng` in a fixed order: tops, lefts, flips, alphas. Uniform crop positions, flips with
+    probability 1/2, alpha ~ N(0, pca_std)."""
+    # Both sides: with the height's span alone, 16x40 images were cropped only from their left 16 columns
+    # (and 40x16 ones failed at the first batch with crops leaving the image).
+    height, width = (image_size, image_size) if np.ndim(image_size) == 0 else image_size
+    offsets = np.stack([rng.integers(0, height - crop_size + 1, n), rng.integers(0, width - crop_size + 1, n)],
+                       axis=1).astype(np.int32)
     flips = (rng.random(n) < 0.5).astype(np.uint8)
     alpha = pca_std * rng.standard_normal((n, 3))
     if not flip:

@@ -47,7 +47,8 @@ class Loader:
         self.image_size = dataset.images.shape[1]
         self.crop_size = int(crop_size)
         if not 1 <= self.crop_size <= min(dataset.images.shape[1:3]):
-            raise ValueError(f"crop_size {crop_size} must be between 1 and the image size {dataset.images.shape[1]}")
+            raise ValueError(f"crop_size {crop_size} must be between 1 and the image size "
+                             f"{dataset.images.shape[1]}x{dataset.images.shape[2]}")
         self.mean_image = np.ascontiguousarray(mean_image, np.float32)
         if self.mean_image.shape != dataset.images.shape[1:]:
             raise ValueError(f"mean_image must have shape {dataset.images.shape[1:]}, got {self.mean_image.shape}")
@@ -111,7 +112,7 @@ class Loader:
         if not self.train:
             return None, None, None
         rng = np.random.default_rng([self.seed, self.epoch, 1, step])
-        return _augment.random_parameters(rng, n, self.image_size, self.crop_size, eigvals=self.eigvals,
+        return _augment.random_parameters(rng, n, self.dataset.images.shape[1:3], self.crop_size, eigvals=self.eigvals,
                                           eigvecs=self.eigvecs, pca_std=self.pca_std, flip=self.flip)
 
     def _host_batch(self, order: np.ndarray, step: int):
