@@ -316,6 +316,20 @@ def test_class_names_come_from_imagenets_files(tmp_path):
     assert find_class_names(tmp_path / "other", classes) is None
 
 
+def test_classes_sharing_a_name_read_differently(tmp_path):
+    # ImageNet has two "crane"s (n02012849 the bird, n03126707 the machine) and two "maillot"s: each pair read
+    # the same in every picture and table.
+    from pyalexnet.data import read_class_names
+
+    names = tmp_path / "synset_words.txt"
+    names.write_text("n02012849 crane\nn03126707 crane\nn03710637 maillot\nn03710721 maillot, tank suit\n"
+                     "n01440764 tench, Tinca tinca\n")
+    classes = ["n02012849", "n03126707", "n03710637", "n03710721", "n01440764"]
+    assert read_class_names(names, classes) == ["crane (n02012849)", "crane (n03126707)", "maillot (n03710637)",
+                                                "tank suit", "tench"]
+    assert read_class_names(names, ["n02012849", "n01440764"]) == ["crane", "tench"]  # no clash among these
+
+
 def test_a_class_names_file_that_names_no_class_is_said(tmp_path):
     # --class-names with a wrong file (random bytes, another data set's IDs) was silently ignored.
     import warnings

@@ -24,14 +24,28 @@ def find_upwards(folder, names: Sequence[str], levels: int = LEVELS_UP) -> Path 
 def read_class_names(path, classes: Sequence[str]) -> list[str]:
     """Readable names for `classes` from a file of lines "ID name[, other names]" (ImageNet's
     synset_words.txt, LOC_synset_mapping.txt or words.txt): a class whose ID is there takes the first
-    name, the others keep their own."""
-    names = {}
+    name, the others keep their own. Where two classes would read the same (ImageNet has two "crane"s, a
+    bird and a machine, and two "maillot"s), each takes its first name no other class has, or else its
+    first name with its ID: "crane (n02012849)"."""
+    synonyms = {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             parts = line.split(None, 1)  # the ID, then the names, after a space or a tab
-            if len(parts) == 2 and parts[1].split(",")[0].strip():
-                names.setdefault(parts[0], parts[1].split(",")[0].strip())
-    return [names.get(str(c), str(c)) for c in classes]
+            if len(parts) == 2:
+                words = [w.strip() for w in parts[1].split(",") if w.strip()]
+                if words:
+                    synonyms.setdefault(parts[0], words)
+    names = [synonyms.get(str(c), [str(c)])[0] for c in classes]
+    shared = {n for n in names if names.count(n) > 1}
+    if not shared:
+        return names
+    taken = set(names)
+    for i, c in enumerate(classes):
+        if names[i] in shared:
+            other = next((w for w in synonyms.get(str(c), [])[1:] if w not in taken), None)
+            names[i] = other if other is not None else f"{names[i]} ({c})"
+            taken.add(names[i])
+    return names
 
 
 def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
