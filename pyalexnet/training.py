@@ -16,6 +16,7 @@ import json
 import math
 import numbers
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -220,7 +221,10 @@ def _said_unsaved(ckpt_path, where):
                                 "(checkpoint_dir, --checkpoint-dir, keeps a run that can be resumed)") from None
 
 
-def _interrupted_message(ckpt_path, epoch: int, step: int, steps_per_epoch: int) -> str:
+def _interrupted_message(ckpt_path, epoch: int, step: int, steps_per_epoch: int, epochs: int) -> str:
+    if epoch >= epochs:  # Ctrl-C in the last epoch's last step, validation or pictures: the run is done
+        return (f"stopped after the run's last epoch ({epoch} of {epochs}); {ckpt_path} holds the trained run: "
+                f"`pyalexnet eval {shlex.quote(str(Path(ckpt_path).parent))}` evaluates it (--resume with more --epochs trains on)")
     return (f"stopped at epoch {epoch + 1}, step {step} of {steps_per_epoch}; {ckpt_path} holds it: "
             f"--resume (resume=True) continues from there")
 
@@ -1201,7 +1205,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 if stopped:
                     checkpoint()
                     if interrupted:
-                        raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch))
+                        raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, step_in_epoch, steps_per_epoch,
+                                                                         epochs))
                     # Said when quiet too: the final validation that follows read as a finished run's.
                     print(f"stopped after {_count(steps_this_call, 'step')}, at step {step_in_epoch}/{steps_per_epoch} of epoch "
                           f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
@@ -1238,8 +1243,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     # SIGPIPE does. Going on instead would train for hours (days, for the paper's network) with
                     # nobody left to read the output, and the reader's going away is how a pipe says "enough".
                     (tqdm.write if show else print)(msg, file=sys.stderr)
-                if interrupted and epoch < epochs:
-                    raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch))
+                if interrupted:  # after the last epoch too: the caller's final evaluation was not asked for
+                    raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch, epochs))
                 if stop_after_steps and steps_this_call >= stop_after_steps:
                     break
         return TrainResult(model, hist, ckpt_path, history_path, splits.mean_image, list(splits.classes), splits)

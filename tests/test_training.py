@@ -1540,3 +1540,30 @@ def test_the_readmes_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code.replace("epochs=10", "epochs=1"), "README.md", "exec"), scope)
     assert scope["feats"].shape == (2, 4096) and math.isfinite(scope["step"].loss)
     assert (tmp_path / "runs" / "a" / CHECKPOINT_NAME).exists() and 0 <= scope["pics"]["agreement"] <= 1
+
+
+def test_ctrl_c_after_the_last_epochs_last_step_stops_before_the_final_evaluation(tmp_path, monkeypatch, capsys):
+    # Pressed during the last epoch's validation (minutes on ImageNet): it was said ("stopping at the end of this
+    # step"), then swallowed, and the command went on to the ten-crop evaluation and pictures, exit status 0.
+    import os
+    import signal
+
+    import pyalexnet.training as T
+
+    real, calls = T._validate, []
+
+    def validate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "_validate", validate)
+    evaluated = []
+    monkeypatch.setattr(pyalexnet, "evaluate", lambda *a, **k: evaluated.append(1))
+    assert cli.main(["train", "--preset", "tiny", "--epochs", "2", "--batch-size", "256", "--quiet", "--device", "cpu",
+                     "--workers", "0", "--checkpoint-dir", str(tmp_path)]) == 130
+    assert not evaluated
+    err = capsys.readouterr().err
+    assert "interrupted: stopped after the run's last epoch (2 of 2)" in err and f"pyalexnet eval {tmp_path}" in err
+    assert load_checkpoint(tmp_path)[1]["training"]["epoch"] == 2  # the finished run, saved
