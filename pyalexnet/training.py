@@ -793,6 +793,23 @@ class _RunLock:
             os.close(fd)  # drops the flock
 
 
+# What train() writes of a run's state and a resumed run reads back.
+_RESUME_KEYS = frozenset({"epoch", "step_in_epoch", "global_step", "seed", "batch_size", "epochs", "momentum",
+                          "weight_decay", "schedule", "running", "history"})
+
+
+def _check_resumable(meta: dict, ckpt_path) -> None:
+    """Refuses a checkpoint without a training run's state (one save_checkpoint wrote of a model alone): resuming
+    it was a KeyError traceback."""
+    t = meta.get("training")
+    missing = sorted(_RESUME_KEYS - set(t)) if isinstance(t, dict) else None
+    if missing is None or missing:
+        raise ValueError(f"{ckpt_path} holds no training run's state to continue ("
+                         + ("a model save_checkpoint wrote alone" if missing is None
+                            else f"its training metadata lacks {', '.join(missing)}")
+                         + "): --overwrite (overwrite=True) starts a new run there, or choose another folder")
+
+
 def _check_writable(folder) -> None:
     """Makes `folder`, refusing one that cannot be written: it was found only when the first epoch's checkpoint
     was written, an epoch (or the time to load a big data set) later."""
@@ -898,6 +915,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                  if {"epoch", "epochs", "step_in_epoch"} <= set(t) else "")
         raise ValueError(f"{checkpoint_dir} already holds a run{where}: --resume (resume=True) continues it, "
                          f"--overwrite (overwrite=True) starts a new one over it, or choose another folder")
+    if saved is not None and resume:
+        _check_resumable(saved, ckpt_path)
     resumed_size = False  # image_size taken from the checkpoint, not given: errors say so
     changed: list[str] = []  # notes on momentum / weight decay other than a resumed run's
     if saved is not None and resume:
@@ -1091,6 +1110,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 B.warn_user(f"{ckpt_path}'s run was trained on {trained_on}; it goes on with {source} (the same "
                             "classes), which its checkpoint records from now on")
             t = meta["training"]
+            if set(vels) != set(params):  # zeros for the missing would go on, but not as the run would have
+                raise ValueError(f"{ckpt_path} lacks momentum buffers (velocities) for "
+                                 f"{_few(sorted(set(params) - set(vels)))}: the run cannot continue exactly; "
+                                 "--overwrite (overwrite=True) starts a new one")
             model.load_parameters(params)
             for name, v in vels.items():
                 place = model.place_of(name)

@@ -1567,3 +1567,22 @@ def test_ctrl_c_after_the_last_epochs_last_step_stops_before_the_final_evaluatio
     err = capsys.readouterr().err
     assert "interrupted: stopped after the run's last epoch (2 of 2)" in err and f"pyalexnet eval {tmp_path}" in err
     assert load_checkpoint(tmp_path)[1]["training"]["epoch"] == 2  # the finished run, saved
+
+
+def test_resuming_a_checkpoint_without_a_runs_state_is_refused_with_why(splits, tmp_path, capsys):
+    # save_checkpoint(folder, model) writes the layout train's checkpoint_dir does, without the run's state:
+    # --resume on it was a KeyError traceback.
+    model = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cpu")
+    pyalexnet.save_checkpoint(tmp_path, model, mean_image=splits.mean_image)
+    with pytest.raises(ValueError, match="holds no training run's state to continue .*--overwrite"):
+        _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert cli.main(["train", "--checkpoint-dir", str(tmp_path), "--resume", "--quiet", "--device", "cpu"]) == 2
+    assert "a model save_checkpoint wrote alone" in capsys.readouterr().err
+    # a run's checkpoint without some momentum buffers would go on from zeros, not as the run would have
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", stop_after_steps=2)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "velocity/fc8.bias"}
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="lacks momentum buffers .* for fc8.bias"):
+        _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", resume=True)
