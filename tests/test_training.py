@@ -1586,3 +1586,10 @@ def test_resuming_a_checkpoint_without_a_runs_state_is_refused_with_why(splits, 
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="lacks momentum buffers .* for fc8.bias"):
         _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", resume=True)
+
+
+def test_cli_eval_refuses_a_bad_batch_size_before_loading_anything(tmp_path, capsys):
+    # It was refused by evaluate(), in its own argument's name, after the data set had loaded (hours for a folder).
+    with pytest.raises(SystemExit):
+        cli.main(["eval", str(tmp_path / "nothing-here"), "--batch-size", "0"])
+    assert "argument --batch-size: must be at least 1" in capsys.readouterr().err

@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import positive_int
+
 HELP = "evaluate a checkpoint: top-1 and top-5 error on a data set (the paper's ten-crop test)"
 DESCRIPTION = """\
 Evaluate a checkpoint written by `pyalexnet train --checkpoint-dir DIR` on a data set's test split (its
@@ -37,7 +39,7 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="the data set (default: the one the checkpoint was trained on)")
     p.add_argument("--center-crop", action="store_true", help="the centre crop only, not the ten-crop average")
-    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass (default: 128)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per forward pass (default: 128)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0 or cuda:0,cuda:1")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--pictures", nargs="?", const="", default=None, metavar="DIR",
