@@ -1154,6 +1154,14 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         def checkpoint() -> None:
             if ckpt_path is None:
                 return
+            try:
+                _save_run_checkpoint()
+            except OSError as exc:  # a full disk said only "[Errno 28] No space left on device", not what was kept
+                raise OSError(f"the checkpoint {ckpt_path} could not be written ({exc}); " + (
+                    "the one written before is kept: --resume (resume=True) continues from it once that is put right"
+                    if Path(ckpt_path).exists() else "none had been written yet")) from exc
+
+        def _save_run_checkpoint() -> None:
             save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
                 training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
                               batch_size=batch_size, val_fraction=val_fraction, image_size=splits.image_size,

@@ -1593,3 +1593,23 @@ def test_cli_eval_refuses_a_bad_batch_size_before_loading_anything(tmp_path, cap
     with pytest.raises(SystemExit):
         cli.main(["eval", str(tmp_path / "nothing-here"), "--batch-size", "0"])
     assert "argument --batch-size: must be at least 1" in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_cannot_be_written_says_the_last_one_is_kept(splits, tmp_path, monkeypatch):
+    # A full disk mid-run said only "[Errno 28] No space left on device".
+    import errno
+
+    real, calls = np.savez, []
+
+    def savez(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(OSError, match=r"checkpoint .* could not be written \(.*No space left on device\); the one "
+                                      r"written before is kept: --resume"):
+        _train(splits, epochs=3, checkpoint_dir=tmp_path)
+    assert load_checkpoint(tmp_path)[1]["training"]["epoch"] == 1  # whole, as the first epoch left it
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
