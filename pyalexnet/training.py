@@ -927,6 +927,12 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 raise ValueError(f"{ckpt_path} does not say which data set it was trained on: pass it again")
         seed = t["seed"] if seed is None else seed
         if model is None:
+            if preset is not None and preset != saved["model"]["preset"]:
+                # Said as itself: it was refused later, after the data loaded, and on the built-in set as "image_size
+                # 40 ... too small for the paper network", an option the command had not given.
+                raise ValueError(f"{ckpt_path} holds a {saved['model']['preset']} network, not a {preset} one: resume "
+                                 "without preset (--preset) or with the same one (a new run: --overwrite or another "
+                                 "folder)")
             preset = preset or saved["model"]["preset"]
             was = saved["model"].get("init")
             if init is not None and was is not None and _resolve_init(init) != _resolve_init(was):

@@ -1613,3 +1613,14 @@ def test_a_checkpoint_that_cannot_be_written_says_the_last_one_is_kept(splits, t
         _train(splits, epochs=3, checkpoint_dir=tmp_path)
     assert load_checkpoint(tmp_path)[1]["training"]["epoch"] == 1  # whole, as the first epoch left it
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_resume_with_another_preset_is_refused_as_such(tmp_path, capsys):
+    # On the built-in set it said "image_size (--image-size) 40 gives 35x35 crops, too small for the paper network".
+    assert cli.main(["train", "--preset", "tiny", "--steps", "1", "--quiet", "--no-ten-crop", "--device", "cpu",
+                     "--workers", "0", "--checkpoint-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    for preset in ("paper", "small"):
+        assert cli.main(["train", "--checkpoint-dir", str(tmp_path), "--resume", "--preset", preset, "--quiet",
+                         "--device", "cpu"]) == 2
+        assert f"holds a tiny network, not a {preset} one: resume without preset" in capsys.readouterr().err
