@@ -1132,8 +1132,12 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                                                         ckpt_path=ckpt_path)
             hist = list(t["history"])
             if epoch >= epochs:  # "resuming ... epoch 5" then "training ... for 1 epochs" said nothing of it
-                print(f"{ckpt_path}'s run has done its {_count(epoch, 'epoch')}: nothing to train"
-                      + (f" (epochs={epochs} asks for fewer)" if epoch > epochs else "")
+                # A run stopped mid-epoch has steps beyond its whole epochs in its weights ("has done its 2 epochs"
+                # left them out, and evaluation then tested them).
+                print(f"{ckpt_path}'s run has done " + (
+                    f"{_count(epoch, 'epoch')} and {step_in_epoch} of epoch {epoch + 1}'s {steps_per_epoch} steps"
+                    if step_in_epoch else f"its {_count(epoch, 'epoch')}") + ": nothing to train"
+                      + (f" (epochs={epochs} asks for fewer)" if epoch > epochs or step_in_epoch else "")
                       + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
             elif verbose:
                 print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"

@@ -1624,3 +1624,13 @@ def test_resume_with_another_preset_is_refused_as_such(tmp_path, capsys):
         assert cli.main(["train", "--checkpoint-dir", str(tmp_path), "--resume", "--preset", preset, "--quiet",
                          "--device", "cpu"]) == 2
         assert f"holds a tiny network, not a {preset} one: resume without preset" in capsys.readouterr().err
+
+
+def test_resuming_mid_epoch_with_fewer_epochs_says_the_steps_beyond_them(splits, tmp_path, capsys):
+    # Stopped at epoch 2, step 2, resumed with epochs=1: it said "has done its 1 epoch" (no "asks for fewer"),
+    # and the final evaluation tested weights with the 2 steps beyond it.
+    _train(splits, epochs=3, checkpoint_dir=tmp_path, stop_after_steps=8)
+    capsys.readouterr()
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert ("run has done 1 epoch and 2 of epoch 2's 6 steps: nothing to train (epochs=1 asks for fewer)"
+            in capsys.readouterr().err)
