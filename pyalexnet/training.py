@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import math
 import numbers
@@ -810,6 +811,18 @@ def _check_resumable(meta: dict, ckpt_path) -> None:
                          + "): --overwrite (overwrite=True) starts a new run there, or choose another folder")
 
 
+def _remove_unfinished_checkpoints(ckpt_path) -> None:
+    """Removes the temporary files of checkpoints whose writing was cut short (save_checkpoint writes
+    NAME.*.tmp and renames it; a killed run leaves it, half a gigabyte for the paper network, and nothing
+    else would ever remove it). Called holding the folder's lock, so no other run is writing one now."""
+    path = Path(ckpt_path)
+    for tmp in path.parent.glob(glob.escape(path.name) + ".*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
 def _check_writable(folder) -> None:
     """Makes `folder`, refusing one that cannot be written: it was found only when the first epoch's checkpoint
     was written, an epoch (or the time to load a big data set) later."""
@@ -1020,6 +1033,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
         if checkpoint_dir is not None:
             _check_writable(checkpoint_dir)
             lock.acquire(checkpoint_dir)
+            _remove_unfinished_checkpoints(ckpt_path)
             if saved is None and not overwrite and Path(ckpt_path).exists():  # a run that ended since it was looked at
                 raise ValueError(f"{checkpoint_dir} already holds a run (written since this call began): --resume "
                                  "(resume=True) continues it, --overwrite (overwrite=True) starts a new one over it")

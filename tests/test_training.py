@@ -81,6 +81,19 @@ def test_resume_mid_epoch_continues_exactly(splits, tmp_path):
         np.testing.assert_array_equal(v, _params(resumed.model)[k], err_msg=k)
 
 
+def test_a_killed_runs_unfinished_checkpoint_is_removed_on_resume(splits, tmp_path):
+    # A run killed while writing its checkpoint leaves checkpoint.npz.XXXX.tmp (half a gigabyte for the paper
+    # network); nothing removed it. Other files in the folder stay.
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, stop_after_steps=2)
+    stale = tmp_path / (CHECKPOINT_NAME + ".abc123.tmp")
+    stale.write_bytes(b"half a checkpoint")
+    mine = tmp_path / "notes.tmp"
+    mine.write_text("the user's")
+    _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True, stop_after_steps=1)
+    assert not stale.exists()
+    assert mine.exists()
+
+
 def test_resume_refuses_another_seed_batch_or_held_out_fraction(splits, tmp_path):
     _train(splits, epochs=1, checkpoint_dir=tmp_path, stop_after_steps=2)
     for kwargs in (dict(seed=1), dict(batch_size=4), dict(val_fraction=0.2)):
