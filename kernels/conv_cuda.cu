@@ -71,6 +71,16 @@ constexpr int kMinSliceDepth = 256;
 // the arithmetic (each column is one GEMM element, each dx one gather), so results are the same bits.
 constexpr int64_t kMaxColumnFloats = int64_t(1) << 26;
 constexpr int64_t kMinColumnBlocks = 400;
+// Grid limits: a GEMM's row tiles (gridDim.y) and the bias gradient's filters (gridDim.x). Past them the
+// launchers split the rows into several launches and the bias kernel loops over filters. Variables under the
+// CPU emulation, whose checks lower them to run those paths on small shapes.
+#ifdef PYA_CONV_EMULATION
+inline int64_t kMaxRowTiles = 65535;
+inline int64_t kMaxBiasBlocks = 2147483647;
+#else
+constexpr int64_t kMaxRowTiles = 65535;
+constexpr int64_t kMaxBiasBlocks = 2147483647;
+#endif
 
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 
@@ -325,12 +335,13 @@ struct FilterProblem {
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// The kernel. grid = (ceil(Ncols/BN), ceil(M/BM), groups * slices); slice s reduces over
-// [s*k_per_slice, min(Kdim, (s+1)*k_per_slice)). MF, NF: 64-row and 64-column fragments per tile.
+// The kernel. grid = (ceil(Ncols/BN), row tiles, groups * slices): row tile row_tile0 + blockIdx.y (more than
+// kMaxRowTiles row tiles take several launches); slice s reduces over [s*k_per_slice, min(Kdim, (s+1)*k_per_slice)).
+// MF, NF: 64-row and 64-column fragments per tile.
 // ---------------------------------------------------------------------------------------------------------
 
 template <class Prob, int MF, int NF>
-__global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob prob, int k_per_slice, int groups) {
+__global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob prob, int k_per_slice, int groups, int row_tile0) {
   static_assert(MF * NF <= 4, "8x8 accumulators per thread at most (two blocks per SM: 128 registers)");
   constexpr int BM = 64 * MF, BNT = 64 * NF;
   constexpr int A_PER = BM * BK / kThreads;  // A elements each thread stages: 4 (BM=128) or 2 (BM=64)
@@ -346,7 +357,7 @@ __global__ void __launch_bounds__(kThreads, 2) implicit_gemm_kernel(const Prob p
 
   const int tid = threadIdx.x;
   const int g = blockIdx.z % groups, slice = blockIdx.z / groups;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BNT;
+  const int m0 = (row_tile0 + int(blockIdx.y)) * BM, n0 = blockIdx.x * BNT;  // < M + BM <= 2^31 - 1024 + 128
   const int k_begin = slice * k_per_slice;
   const int k_end = min(prob.Kdim, k_begin + k_per_slice);
 
@@ -492,26 +503,30 @@ int col_fragments(int64_t Ncols, int mf) {
   return pad192 < pad128 ? 3 : 2;
 }
 
-template <class Prob>
-dim3 gemm_grid(const Prob& p, int64_t groups, int64_t slices, int mf, int nf) {
+// C's row tiles of 64 * MF rows, at most kMaxRowTiles per launch (gridDim.y's limit): Kg or Cg or Cg*R*S above
+// 65535 tiles (4.2M rows of 64) once made the launcher refuse the shape. Each launch writes its own rows of C
+// with the same arithmetic, so splitting changes no bit.
+template <class Prob, int MF, int NF>
+void launch_gemm_tiles(const Prob& p, int64_t groups, int64_t slices, int64_t k_per_slice, Stream stream) {
+  if (p.M == 0 || p.Ncols == 0 || p.Kdim == 0) return;
   if (groups * slices > 65535) throw KernelError("conv2d: too many groups for one CUDA launch (at most 65535)");
-  const dim3 grid(unsigned((p.Ncols + 64 * nf - 1) / (64 * nf)), unsigned((p.M + 64 * mf - 1) / (64 * mf)),
-                  unsigned(groups * slices));
-  if (grid.y > 65535) throw KernelError("conv2d: too many channels per group for one CUDA launch");
-  return grid;
+  const int64_t row_tiles = (int64_t(p.M) + 64 * MF - 1) / (64 * MF);
+  const unsigned cols = unsigned((int64_t(p.Ncols) + 64 * NF - 1) / (64 * NF));
+  for (int64_t t0 = 0; t0 < row_tiles; t0 += kMaxRowTiles) {
+    const dim3 grid(cols, unsigned(std::min(kMaxRowTiles, row_tiles - t0)), unsigned(groups * slices));
+    implicit_gemm_kernel<Prob, MF, NF><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups), int(t0));
+    PYA_CHECK_LAUNCH("conv2d implicit GEMM");
+  }
 }
 
 // 128-column tiles of 64 * mf rows.
 template <class Prob>
 void launch_implicit_gemm(const Prob& p, int64_t groups, int64_t slices, int64_t k_per_slice, int mf,
                           Stream stream) {
-  if (p.M == 0 || p.Ncols == 0 || p.Kdim == 0) return;
-  const dim3 grid = gemm_grid(p, groups, slices, mf, 2);
   if (mf == 2)
-    implicit_gemm_kernel<Prob, 2, 2><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
+    launch_gemm_tiles<Prob, 2, 2>(p, groups, slices, k_per_slice, stream);
   else
-    implicit_gemm_kernel<Prob, 1, 2><<<grid, kThreads, 0, stream>>>(p, int(k_per_slice), int(groups));
-  PYA_CHECK_LAUNCH("conv2d implicit GEMM");
+    launch_gemm_tiles<Prob, 1, 2>(p, groups, slices, k_per_slice, stream);
 }
 
 // The filter gradients' GEMMs: tiles from the shape alone (row_fragments, col_fragments), as their plans
@@ -520,10 +535,7 @@ template <class Prob>
 void launch_filter_gemm(const Prob& p, int64_t groups, int64_t slices, int64_t k_per_slice, Stream stream) {
   const int mf = row_fragments(p.M);
   if (col_fragments(p.Ncols, mf) == 2) return launch_implicit_gemm(p, groups, slices, k_per_slice, mf, stream);
-  if (p.M == 0 || p.Ncols == 0 || p.Kdim == 0) return;
-  implicit_gemm_kernel<Prob, 1, 3><<<gemm_grid(p, groups, slices, 1, 3), kThreads, 0, stream>>>(
-      p, int(k_per_slice), int(groups));
-  PYA_CHECK_LAUNCH("conv2d implicit GEMM");
+  launch_gemm_tiles<Prob, 1, 3>(p, groups, slices, k_per_slice, stream);
 }
 
 // How the filter gradient's reduction (N*P*Q) is split: from the shape only.
@@ -630,40 +642,47 @@ BiasPlan bias_plan(const ConvShape& s) {
 }
 
 // out[split * K + k]: the split's sum (with one split, out is db), the layout sum_slices_kernel adds in order.
+// Filter k = blockIdx.x, or with more than kMaxBiasBlocks filters (gridDim.x's limit is 2^31 - 1) every
+// gridDim.x-th from it: the launch passed unsigned(K), which wrapped to K - 2^32 blocks past 2^32 - 1 filters
+// and left the rest of db unwritten.
 __global__ void __launch_bounds__(kThreads)
     bias_grad_kernel(const float* __restrict__ dy, float* __restrict__ out, int64_t K, int64_t PQ, int64_t total,
                      int64_t per_split) {
   __shared__ float partial[kThreads];
-  const int64_t k = blockIdx.x, split = blockIdx.y;
+  const int64_t split = blockIdx.y;
   const int64_t e1 = min(total, (split + 1) * per_split);
-  int64_t e = split * per_split + threadIdx.x;
-  // (image, pixel) of element e, carried from one element to the next kThreads on without dividing.
-  int64_t img = e / PQ, pq = e - img * PQ;
   const int64_t step_img = kThreads / PQ, step_pq = kThreads - step_img * PQ, image_stride = K * PQ;
-  const float* plane = dy + k * PQ;
-  float sum = 0.f;  // +0, never -0, so adding the 0.f of a masked load changes no bit
-  for (; e < e1; e += int64_t(kThreads) * kBiasLoads) {
-    float v[kBiasLoads];
+  // Block-uniform: every thread reaches every barrier. Thread 0 reads partial[0] after the last one and is the
+  // next iteration's only writer of it, so the loop needs no further barrier.
+  for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
+    int64_t e = split * per_split + threadIdx.x;
+    // (image, pixel) of element e, carried from one element to the next kThreads on without dividing.
+    int64_t img = e / PQ, pq = e - img * PQ;
+    const float* plane = dy + k * PQ;
+    float sum = 0.f;  // +0, never -0, so adding the 0.f of a masked load changes no bit
+    for (; e < e1; e += int64_t(kThreads) * kBiasLoads) {
+      float v[kBiasLoads];
 #pragma unroll
-    for (int j = 0; j < kBiasLoads; ++j) {
-      v[j] = e + j * kThreads < e1 ? plane[img * image_stride + pq] : 0.f;
-      pq += step_pq;
-      img += step_img;
-      if (pq >= PQ) {
-        pq -= PQ;
-        ++img;
+      for (int j = 0; j < kBiasLoads; ++j) {
+        v[j] = e + j * kThreads < e1 ? plane[img * image_stride + pq] : 0.f;
+        pq += step_pq;
+        img += step_img;
+        if (pq >= PQ) {
+          pq -= PQ;
+          ++img;
+        }
       }
-    }
 #pragma unroll
-    for (int j = 0; j < kBiasLoads; ++j) sum += v[j];
-  }
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+      for (int j = 0; j < kBiasLoads; ++j) sum += v[j];
+    }
+    partial[threadIdx.x] = sum;
     __syncthreads();
+    for (int half = kThreads / 2; half > 0; half /= 2) {
+      if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[split * K + k] = partial[0];
   }
-  if (threadIdx.x == 0) out[split * K + k] = partial[0];
 }
 
 // How the data gradient is computed (from the shape only): by columns, in chunks of images, or directly.
@@ -822,7 +841,7 @@ void conv2d_backward_bias(const float* dy, float* db, const ConvShape& s, float*
     return;
   }
   const BiasPlan plan = bias_plan(s);
-  const dim3 grid(unsigned(s.K), unsigned(plan.splits));
+  const dim3 grid(unsigned(std::min(s.K, kMaxBiasBlocks)), unsigned(plan.splits));  // splits <= 1024
   bias_grad_kernel<<<grid, kThreads, 0, stream>>>(dy, plan.splits > 1 ? workspace : db, s.K, s.PQ(), s.N * s.PQ(),
                                                   plan.per_split);
   PYA_CHECK_LAUNCH("conv2d bias gradient");
