@@ -165,7 +165,8 @@ def _evaluate_and_draw(args, result, evaluate, stage: list) -> int:
         pictures = save_test_pictures(result.model, result.data, folder, predictions=final.get("predictions"),
                                       predicted_by=how, mean_image=result.mean_image,
                                       class_names=class_names_for(result.data.classes, data=result.data.source))
-        print("test images, top-5 guesses, nearest training images (the paper's Figure 4)"
+        guesses = min(5, result.model.num_classes)  # predictions.png draws as many bars as there are classes, up to 5
+        print(f"test images, top-{guesses} guesses, nearest training images (the paper's Figure 4)"
               + (" and the confusion matrix" if len(pictures["paths"]) > 2 else "") + ": "
               + ", ".join(pictures["paths"]) + f"; its mistakes (mistakes_*.png): pyalexnet eval "
               f"{shlex.quote(str(folder))} --pictures --mistakes")
