@@ -53,6 +53,16 @@
 #include "cuda_check.h"
 
 namespace pya::cuda {
+// Grid limits: a GEMM's row tiles (gridDim.y) and the bias gradient's filters (gridDim.x). Past them the
+// launchers split the rows into several launches and the bias kernel loops over filters. Variables under the
+// CPU emulation (tests/conv_cuda_emulation), whose check lowers them to run those paths on small shapes.
+#ifdef PYA_CONV_EMULATION
+int64_t kMaxRowTiles = 65535;
+int64_t kMaxBiasBlocks = 2147483647;
+#else
+constexpr int64_t kMaxRowTiles = 65535;
+constexpr int64_t kMaxBiasBlocks = 2147483647;
+#endif
 namespace {
 
 constexpr int kThreads = 256;
@@ -71,16 +81,6 @@ constexpr int kMinSliceDepth = 256;
 // the arithmetic (each column is one GEMM element, each dx one gather), so results are the same bits.
 constexpr int64_t kMaxColumnFloats = int64_t(1) << 26;
 constexpr int64_t kMinColumnBlocks = 400;
-// Grid limits: a GEMM's row tiles (gridDim.y) and the bias gradient's filters (gridDim.x). Past them the
-// launchers split the rows into several launches and the bias kernel loops over filters. Variables under the
-// CPU emulation, whose checks lower them to run those paths on small shapes.
-#ifdef PYA_CONV_EMULATION
-inline int64_t kMaxRowTiles = 65535;
-inline int64_t kMaxBiasBlocks = 2147483647;
-#else
-constexpr int64_t kMaxRowTiles = 65535;
-constexpr int64_t kMaxBiasBlocks = 2147483647;
-#endif
 
 __device__ __forceinline__ float load(const float* p) { return __ldg(p); }
 

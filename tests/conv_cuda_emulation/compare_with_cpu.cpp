@@ -23,6 +23,7 @@ static double maxdiff(const std::vector<float>& a, const std::vector<float>& b, 
 static int check_alexnet_batch128();
 static int check_determinism();
 static int check_fft();
+static int check_grid_limits();
 // Every result, CPU and emulated GPU, direct and Winograd, must be this close to the float64 reference,
 // relative to the reference's largest magnitude (what was measured is printed at the end of the run).
 constexpr double kRelTol = 1e-5;
@@ -210,6 +211,7 @@ int main(int argc, char** argv) {
            worst_rel[a][2], worst_rel[a][3]);
   fails += check_determinism();
   fails += check_fft();
+  fails += check_grid_limits();
   fails += check_alexnet_batch128();
   printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
@@ -537,6 +539,53 @@ static int check_fft() {
              ok ? "yes" : "NO (FAIL)");
       fails += !ok;
     }
+  }
+  return fails;
+}
+
+// Past gridDim.y's 65535 row tiles a GEMM takes several launches, and past gridDim.x's 2^31 - 1 filters the bias
+// kernel loops (shapes of 4.2M filters and more: too big to run here). With the limits lowered to 1 row tile and
+// 3 bias blocks, small shapes take those paths: the same bits as in one launch, every element written.
+namespace pya::cuda { extern int64_t kMaxRowTiles, kMaxBiasBlocks; }
+static int check_grid_limits() {
+  const ConvShape shapes[] = {
+      make_shape(2, 5, 7, 7, 150, 3, 3, 1, 1, 1),    // forward / filter gradient: 150 rows (filters)
+      make_shape(2, 20, 9, 8, 70, 3, 3, 2, 1, 1),    // data gradient by columns: 180 rows (C*R*S)
+      make_shape(2, 140, 6, 5, 10, 3, 3, 1, 1, 2),   // direct data gradient: 70 rows (channels) per group
+      make_shape(2, 130, 6, 6, 260, 3, 3, 1, 1, 1),  // Winograd's GEMMs (auto takes it): 260 and 130 rows
+      make_shape(3, 4, 5, 6, 10, 1, 1, 1, 0, 1)};    // bias gradient: 10 filters over 3 blocks
+  int fails = 0;
+  emu_device = 0;
+  for (const ConvShape& s : shapes) {
+    std::vector<float> x(s.N * s.C * s.HW()), w(s.K * s.CRSg()), b(s.K), dy(s.N * s.K * s.PQ());
+    fill(x, 21), fill(w, 22), fill(b, 23), fill(dy, 24);
+    auto run = [&](std::vector<float>* out) {
+      const Stream st = emu_expected_stream;
+      out[0].assign(dy.size(), NAN), out[1].assign(x.size(), NAN), out[2].assign(w.size(), NAN), out[3].assign(s.K, NAN);
+      auto ws = [&](ConvPass p) { return std::vector<float>(cuda::conv2d_workspace_floats(s, p) + 1, NAN); };
+      std::vector<float> w0 = ws(ConvPass::forward), w1 = ws(ConvPass::backward_data),
+                         w2 = ws(ConvPass::backward_filter), w3 = ws(ConvPass::backward_bias);
+      cuda::conv2d_forward(x.data(), w.data(), b.data(), out[0].data(), s, w0.data(), int64_t(w0.size()), st);
+      cuda::conv2d_backward_data(dy.data(), w.data(), out[1].data(), s, w1.data(), int64_t(w1.size()), st);
+      cuda::conv2d_backward_filter(dy.data(), x.data(), out[2].data(), s, w2.data(), int64_t(w2.size()), st);
+      cuda::conv2d_backward_bias(dy.data(), out[3].data(), s, w3.data(), int64_t(w3.size()), st);
+    };
+    std::vector<float> whole[4], split[4];
+    run(whole);
+    cuda::kMaxRowTiles = 1, cuda::kMaxBiasBlocks = 3;
+    run(split);
+    cuda::kMaxRowTiles = 65535, cuda::kMaxBiasBlocks = 2147483647;
+    const char* names[] = {"y", "dx", "dw", "db"};
+    printf("grid limits lowered, N%ld C%ld %ldx%ld K%ld %ldx%ld s%ld g%ld:", (long)s.N, (long)s.C, (long)s.H,
+           (long)s.W, (long)s.K, (long)s.R, (long)s.S, (long)s.stride, (long)s.groups);
+    for (int i = 0; i < 4; ++i) {
+      bool bad = whole[i].size() != split[i].size() ||
+                 std::memcmp(whole[i].data(), split[i].data(), whole[i].size() * sizeof(float)) != 0;
+      for (float v : split[i]) bad = bad || std::isnan(v);  // every element written
+      fails += bad;
+      printf(" %s %s", names[i], bad ? "DIFFERS (FAIL)" : "same bits");
+    }
+    printf("\n");
   }
   return fails;
 }
