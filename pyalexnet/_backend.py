@@ -107,10 +107,12 @@ def is_gpu_array(x: Any) -> bool:
 def may_share_memory(a: Any, b: Any) -> bool:
     """Whether two numpy arrays, or two CuPy arrays, might overlap. False for arrays of two kinds (the launch
     refuses those) and for GPU arrays that are not CuPy's."""
-    if type(a) is not type(b):
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):  # subclasses too: a memmap view of an ndarray
+        return bool(np.may_share_memory(a, b))
+    if is_gpu_array(a) != is_gpu_array(b) or not is_gpu_array(a):
         return False
-    xp = np if isinstance(a, np.ndarray) else cupy_module()
-    return xp is not None and bool(xp.may_share_memory(a, b))
+    cp = cupy_module()
+    return cp is not None and isinstance(a, cp.ndarray) and isinstance(b, cp.ndarray) and bool(cp.may_share_memory(a, b))
 
 
 def to_host(a: Any) -> np.ndarray:
@@ -383,6 +385,11 @@ def as_input(x: Any, name: str, dtype=np.float32):
             # said "operands could not be broadcast" and gave a masked dw).
             raise ValueError(f"argument '{name}' is a numpy masked array; the kernels would compute on its masked "
                              "elements too. Pass x.filled(value) or numpy.asarray(x) for what you mean")
+        elif type(x) is not np.ndarray:
+            # Other subclasses (np.matrix, np.memmap) as plain arrays, a view without a copy: outputs made with
+            # empty_like and numpy's products kept the subclass, and np.matrix's sum(axis=0) gave linear_backward
+            # a db of shape (1, out) instead of (out,).
+            x = x.view(np.ndarray)
         xp = np
     want = np.dtype(dtype)
     if x.dtype != want:

@@ -121,6 +121,33 @@ def test_bad_dw_out_is_a_clear_error(rng):
         ops.linear_backward(dy, x, w, dw_out=read_only)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix, on purpose
+def test_numpy_subclasses_give_plain_arrays_of_the_right_shapes(rng, tmp_path):
+    # np.matrix kept its class through numpy's products and sums: db came back (1, out), not (out,).
+    x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (2, 4), (3, 2)))
+    dx, dw, db = ops.linear_backward(np.matrix(dy), np.matrix(x), np.matrix(w))
+    assert [type(a) for a in (dx, dw, db)] == [np.ndarray] * 3
+    assert (dx.shape, dw.shape, db.shape) == ((3, 4), (2, 4), (2,))
+    np.testing.assert_allclose(db, dy.sum(axis=0), rtol=1e-6)
+    y = ops.linear(np.matrix(x), np.matrix(w), b=np.ones(2))
+    assert type(y) is np.ndarray and y.shape == (3, 2)
+    assert type(ops.relu(np.matrix(x))) is np.ndarray
+
+
+def test_dw_out_may_be_a_plain_array_for_a_memmapped_w(rng, tmp_path):
+    # The check compared exact types: a memmap w (weights read from a file) refused a plain ndarray dw_out.
+    x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (2, 4), (3, 2)))
+    mw = np.memmap(tmp_path / "w", np.float32, "w+", shape=w.shape)
+    mw[...] = w
+    out = np.empty(w.shape, np.float32)
+    got = ops.linear_backward(dy, x, mw, dw_out=out)
+    assert got[1] is out
+    assert out.tobytes() == ops.linear_backward(dy, x, w)[1].tobytes()
+    # and a memmap dw_out that overlaps w is still seen to
+    with pytest.raises(ValueError, match="must not share memory"):
+        ops.linear_backward(dy, x, w, dw_out=w.view(np.memmap))
+
+
 @pytest.mark.gpu
 def test_gpu_linear_matches_cpu(cp, rng):
     x = rng.standard_normal((16, 9216)).astype(np.float32)

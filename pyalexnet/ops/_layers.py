@@ -67,9 +67,14 @@ def linear_backward(dy, x, w, *, dw_out=None):
         raise ValueError(f"argument 'dy' must have shape {(x2.shape[0], w.shape[0])} (the output of linear(x, w)), "
                          f"got {_shape(dy)}")
     if dw_out is not None:
-        if type(dw_out) is not type(w):
-            raise TypeError(f"argument 'dw_out' must be a {type(w).__module__}.{type(w).__name__} like w, "
+        # The same kind of array as w (numpy, subclasses included, or CuPy): an exact type test refused an ndarray
+        # dw_out for a memmap w.
+        cp = B.cupy_module() if B.is_gpu_array(w) else None
+        if not (isinstance(dw_out, np.ndarray) if cp is None else isinstance(dw_out, cp.ndarray)):
+            raise TypeError(f"argument 'dw_out' must be a {'cupy' if cp is not None else 'numpy'}.ndarray like w, "
                             f"got {type(dw_out).__name__}")
+        if isinstance(dw_out, np.ma.MaskedArray):
+            raise TypeError("argument 'dw_out' must be a plain numpy array, got a masked array")
         if dw_out.dtype != np.float32 or tuple(dw_out.shape) != tuple(w.shape) or not dw_out.flags.c_contiguous:
             raise ValueError(f"argument 'dw_out' must be a C-contiguous float32 array of w's shape {_shape(w)}, "
                              f"got {dw_out.dtype} {_shape(dw_out)}"
