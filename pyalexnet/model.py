@@ -131,6 +131,11 @@ def _as_array(x, what: str = "argument 'x'"):
     """x itself if it is a numpy or CuPy array, else numpy's array of it (a nested list); None refused."""
     if x is None:
         raise TypeError(f"{what} must be an array, got None")
+    if isinstance(x, np.ma.MaskedArray):
+        # Refused as pyalexnet.ops refuses them: the towers' np.asarray dropped the mask without a word and
+        # computed on the masked values.
+        raise ValueError(f"{what} is a numpy masked array, whose masked elements would be used as they are; "
+                         "pass x.filled(value) or numpy.asarray(x) for what you mean")
     if hasattr(x, "__cuda_array_interface__") or isinstance(x, np.ndarray):
         return x
     return np.asarray(x)

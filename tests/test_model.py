@@ -237,6 +237,26 @@ def test_bad_arguments_are_clear():
             AlexNet(10, preset="tiny", devices="cpu", init=init)
 
 
+def test_masked_arrays_are_refused_not_unmasked():
+    # forward, predict, features, backward and load_parameters silently dropped the mask (np.asarray in the towers'
+    # take) and computed on the masked values; the ops refuse masked arrays, and so does the model.
+    m = AlexNet(10, preset="tiny", devices="cpu")
+    x = np.zeros((2, 3, 15, 15), np.float32)
+    masked = np.ma.masked_array(x, mask=x == 0)
+    for call in (m.forward, m.predict, m.features, lambda a: m.forward(a, train=True)):
+        with pytest.raises(ValueError, match="argument 'x' is a numpy masked array"):
+            call(masked)
+    m.forward(x, train=True)
+    with pytest.raises(ValueError, match="argument 'dlogits' is a numpy masked array"):
+        m.backward(np.ma.masked_array(np.zeros((2, 10)), mask=True))
+    before = {k: np.array(v) for k, v in m.parameters().items()}
+    last = list(before)[-1]
+    with pytest.raises(ValueError, match=f"parameter {last} is a numpy masked array"):
+        m.load_parameters(dict(before, **{last: np.ma.masked_array(before[last] + 1, mask=True)}))
+    for k, v in m.parameters().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 def test_load_parameters_checks_every_array_before_changing_any():
     m = AlexNet(10, preset="tiny", devices="cpu", seed=0)
     before = {k: np.array(v) for k, v in m.parameters().items()}
