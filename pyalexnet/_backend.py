@@ -363,6 +363,14 @@ def integer(value: Any, name: str, *, low: int | None = None, high: int = 2**31 
     return v
 
 
+def flag(value: Any, name: str) -> bool:
+    """A yes/no option (True or False, numpy's bools too) as a bool, else TypeError naming it: a string is truthy,
+    so need_dx="no" computed dx and return_indices="no" returned a tuple."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def as_input(x: Any, name: str, dtype=np.float32):
     """`x` as a C-contiguous array of `dtype` on its own device.
 

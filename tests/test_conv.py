@@ -311,6 +311,18 @@ def test_need_dw_false_gives_each_gradient_alone(rng):
     assert ops.conv2d_backward(dy, x, w, need_dx=False, need_dw=False, need_db=False, **hyper) == (None, None, None)
 
 
+@pytest.mark.parametrize("option", ["need_dx", "need_dw", "need_db"])
+@pytest.mark.parametrize("bad", ["no", None, 0, "False"])
+def test_need_options_are_booleans(rng, option, bad):
+    # A string is truthy: need_dx="no" computed dx; None and 0 skipped it where a caller may have meant the default.
+    x, w, _, hyper = case_arrays(rng, CASES[1], bias=False)
+    dy = np.ones(ops.conv2d(x, w, **hyper).shape, np.float32)
+    with pytest.raises(TypeError, match=f"{option} must be True or False, got {bad!r}"):
+        ops.conv2d_backward(dy, x, w, **{option: bad}, **hyper)
+    assert ops.conv2d_backward(dy, x, w, **{option: np.bool_(False)}, **hyper)[
+        ["need_dx", "need_dw", "need_db"].index(option)] is None
+
+
 @pytest.mark.parametrize("needs", [(True, False, False), (False, False, True), (False, True, False)])
 def test_mismatched_dy_is_refused_whichever_gradients_are_asked_for(rng, needs):
     x, w, _, hyper = case_arrays(rng, CASES[1], bias=False)

@@ -301,6 +301,18 @@ def test_backward_needs_exactly_one_of_y_and_indices():
         ops.max_pool_backward(y, x)
 
 
+def test_return_indices_and_check_indices_are_booleans():
+    # return_indices="no" (truthy) returned a (y, indices) tuple where y was meant.
+    x = np.ones((1, 2, 7, 7), np.float32)
+    y, idx = ops.max_pool(x, return_indices=True)
+    for bad in ("no", None, 1):
+        with pytest.raises(TypeError, match=f"return_indices must be True or False, got {bad!r}"):
+            ops.max_pool(x, return_indices=bad)
+        with pytest.raises(TypeError, match=f"check_indices must be True or False, got {bad!r}"):
+            ops.max_pool_backward(y, x, indices=idx, check_indices=bad)
+    assert isinstance(ops.max_pool(x, return_indices=np.bool_(False)), np.ndarray)
+
+
 def test_bad_indices():
     x = np.ones((1, 2, 7, 7), np.float32)
     y, idx = ops.max_pool(x, return_indices=True)

@@ -87,6 +87,8 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, groups=1, need_dx=True, ne
     """
     hyper = _hyper(stride, padding, groups)
     algorithm = _algorithm(algorithm)
+    need_dx, need_dw, need_db = (B.flag(need_dx, "need_dx"), B.flag(need_dw, "need_dw"),
+                                 B.flag(need_db, "need_db"))
     dy, x, w = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(w, "w")
     out = tuple(_C.conv2d_shape(x.shape, w.shape, *hyper, algorithm=algorithm))  # validates x, w, the rest
     if tuple(dy.shape) != out:

@@ -162,6 +162,7 @@ def max_pool(x, *, size=3, stride=2, return_indices=False):
     """
     x = B.as_input(x, "x")
     size, stride = _pool_params(size, stride)
+    return_indices = B.flag(return_indices, "return_indices")
     out_shape = _C.max_pool_output_shape(list(x.shape), size, stride)
     if return_indices and size > _MAX_INDEXED_SIZE:
         raise ValueError(f"max_pool(return_indices=True) needs size <= {_MAX_INDEXED_SIZE}: each window's winner "
@@ -224,6 +225,7 @@ def max_pool_backward(dy, x, y=None, *, size=3, stride=2, indices=None, check_in
                         "recomputed from x) and indices (max_pool(..., return_indices=True)'s), got "
                         + ("both" if y is not None else "neither"))
     size, stride = _pool_params(size, stride)
+    check_indices = B.flag(check_indices, "check_indices")
     if indices is None:
         dy, x, y = B.as_input(dy, "dy"), B.as_input(x, "x"), B.as_input(y, "y")
         with B.launch(dy, x, y) as l:
