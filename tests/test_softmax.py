@@ -114,6 +114,25 @@ def test_other_integer_label_dtypes_and_lists_are_accepted(rng):
     assert ops.softmax_cross_entropy(x, [1, 2, 3])[0] == ref
 
 
+class _TensorLike:
+    """An array-like whose dtype is not a numpy dtype (as a torch tensor's is): numpy reads it through __array__."""
+
+    def __init__(self, values):
+        self._values = np.asarray(values)
+        self.dtype = f"torch.{self._values.dtype}"
+
+    def __array__(self, dtype=None, copy=None):
+        return self._values if dtype is None else self._values.astype(dtype)
+
+
+def test_labels_from_an_array_like_with_a_foreign_dtype(rng):
+    # The dtype check asked labels.dtype.kind of it: an AttributeError instead of the labels being read.
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    assert ops.softmax_cross_entropy(x, _TensorLike([1, 2, 3]))[0] == ops.softmax_cross_entropy(x, [1, 2, 3])[0]
+    with pytest.raises(TypeError, match="'labels' must be an integer array"):
+        ops.softmax_cross_entropy(x, _TensorLike([1.0, 2.0, 3.0]))
+
+
 def test_nan_logits_give_nan_rows():
     x = np.zeros((2, 3), np.float32)
     x[0, 1] = np.nan

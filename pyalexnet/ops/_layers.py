@@ -310,7 +310,8 @@ def softmax(logits):
 
 
 def _labels(labels, logits):
-    if labels is None or not hasattr(labels, "dtype"):
+    if not isinstance(labels, np.ndarray) and not B.is_gpu_array(labels):
+        # Lists, and array-likes whose dtype is not numpy's (a torch tensor's: `.kind` was an AttributeError)
         labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"argument 'labels' must be an integer array (int32 or int64; other integer types are "
