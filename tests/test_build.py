@@ -206,6 +206,24 @@ def test_cmake_cuda_forced_on_without_nvcc_fails_clearly(tmp_path):
     assert "PYALEXNET_CUDA=ON but no CUDA compiler was found" in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("option, value, said", [
+    ("PYALEXNET_CUDA", "maybe", "PYALEXNET_CUDA='maybe' is not one of AUTO, ON or OFF"),
+    ("PYALEXNET_NATIVE", "of", "PYALEXNET_NATIVE='of' is not ON or OFF"),
+])
+def test_cmake_refuses_an_option_value_it_does_not_know(tmp_path, option, value, said):
+    # Any PYALEXNET_CUDA but OFF meant AUTO (=no and =0 built the CUDA backend where nvcc was found), and any
+    # PYALEXNET_NATIVE word but CMake's false ones meant ON.
+    r = _configure(tmp_path, {"PYALEXNET_CUDA": "OFF", option: value})
+    assert r.returncode != 0
+    assert said in r.stdout + r.stderr
+
+
+def test_cmake_takes_cmake_spellings_of_off_for_cuda(tmp_path):
+    r = _configure(tmp_path, {"PYALEXNET_CUDA": "no"}, path_without_nvcc=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "CUDA switched off" in r.stdout
+
+
 @pytest.mark.parametrize("user_value, expected", [(None, "PASSIVE"), ("active", "ACTIVE")])
 def test_openmp_threads_sleep_between_regions_unless_the_user_says_otherwise(user_value, expected):
     # libgomp prints the wait policy it took (at _C's load) with OMP_DISPLAY_ENV.
