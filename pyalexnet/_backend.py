@@ -17,6 +17,7 @@ import sys
 import threading
 import warnings
 import weakref
+from pathlib import Path
 from typing import Any, Callable
 
 # Threads that finish their work sleep at once instead of spinning, in both thread pools a CPU step
@@ -78,14 +79,23 @@ def _calm_openblas() -> None:
 
 _calm_openblas()
 
+def _import_problem(exc: ImportError) -> str:
+    """What to do when _C does not load. Run from a source tree whose pyalexnet/ holds no compiled module
+    (Python puts the working directory first on the path, ahead of the installed package), reinstalling
+    changes nothing: said apart."""
+    here = Path(__file__).resolve().parent
+    if not list(here.glob("_C*")) and (here.parent / "setup.py").is_file():
+        return (f"pyalexnet's compiled extension (pyalexnet._C) could not be loaded: Python imported the source "
+                f"tree's {here}, which holds no compiled module (the working directory comes first on the import "
+                "path). Run from another folder, or build it there with `python3 -m pip install -e .`")
+    return (f"pyalexnet's compiled extension (pyalexnet._C) could not be loaded: {exc}. Reinstall with `pip install "
+            ".` from the source tree (an editable install needs `pip install -e .` again after kernel changes).")
+
+
 try:
     from . import _C
 except ImportError as exc:  # pragma: no cover - only on a broken install
-    raise ImportError(
-        "pyalexnet's compiled extension (pyalexnet._C) could not be loaded: "
-        f"{exc}. Reinstall with `pip install .` from the source tree (an editable "
-        "install needs `pip install -e .` again after kernel changes)."
-    ) from exc
+    raise ImportError(_import_problem(exc)) from exc
 
 __all__ = ["backend_info", "cuda_available", "is_gpu_array", "as_input", "launch", "Launch", "last_block_counter"]
 

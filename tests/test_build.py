@@ -299,3 +299,17 @@ def test_the_module_formats_its_messages_without_iostreams():
     code = {p.name: re.sub(r"//[^\n]*", "", p.read_text()) for p in sources}  # comments may name them
     offenders = [name for name, text in code.items() if re.search(r"<(sstream|iostream|ostream)>|stringstream", text)]
     assert offenders == []
+
+
+def test_a_source_tree_without_the_compiled_module_is_named_as_such(tmp_path):
+    # `python3 -m pyalexnet` from a clone imports the clone's pyalexnet/ (the working directory comes first): after
+    # a plain `pip install .` that folder held no _C, and the error said to reinstall, which changed nothing.
+    tree = tmp_path / "clone"
+    shutil.copytree(Path(pyalexnet.__file__).parent, tree / "pyalexnet", ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+    (tree / "setup.py").write_text("# the source tree's\n")
+    # As after a plain install: an editable install's finder would fetch _C from the checkout it points at.
+    code = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; import pyalexnet"
+    run = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ""})
+    assert run.returncode != 0
+    assert "source tree" in run.stderr and "holds no compiled module" in run.stderr and "another folder" in run.stderr
