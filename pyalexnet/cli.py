@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = argv[argv.index(args.command) + 1:]  # the options before it are the top parser's (-h) only
+    if sys.stdout is None:  # started with stdout closed (`>&-`): print() dropped every result, flush() was a traceback
+        print(f"pyalexnet {args.command}: error: standard output is closed: redirect it (> FILE, or > /dev/null to "
+              "discard it)", file=sys.stderr)
+        return 2
+    _printable_output()
     try:
         with _warnings_as_lines(args.command):
             rc = int(args._run(args) or 0)
@@ -76,6 +81,24 @@ def main(argv: list[str] | None = None) -> int:
         # no permission): one clear line, not a traceback.
         print(f"pyalexnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _printable_output() -> None:
+    """Where stdout cannot encode every character (LC_ALL=C without Python's UTF-8 mode, PYTHONIOENCODING=ascii),
+    non-ASCII class names and paths print as escapes: they were a UnicodeEncodeError after the evaluation, its
+    results lost. A file name's undecodable bytes still print as those bytes (surrogateescape)."""
+    import codecs
+
+    def escape(exc):
+        try:
+            return codecs.lookup_error("surrogateescape")(exc)
+        except UnicodeError:
+            return codecs.backslashreplace_errors(exc)
+
+    stream = sys.stdout
+    if hasattr(stream, "reconfigure") and codecs.lookup(stream.encoding or "ascii").name != "utf-8":
+        codecs.register_error("pyalexnet-escape", escape)
+        stream.reconfigure(errors="pyalexnet-escape")
 
 
 @contextlib.contextmanager

@@ -409,8 +409,10 @@ def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict
         path = path / CHECKPOINT_NAME
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    params, velocities, mean = {}, {}, None
     advice = "pass the checkpoint.npz that pyalexnet train --checkpoint-dir wrote, or its folder"
+    if not path.is_file():  # a FIFO waited for a writer for ever; a device is no checkpoint either
+        raise ValueError(f"{path} is not a regular file, so not a pyalexnet checkpoint: {advice}")
+    params, velocities, mean = {}, {}, None
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy array: no archive of named arrays

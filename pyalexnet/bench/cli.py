@@ -94,6 +94,9 @@ def run(args) -> int:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {warmup}")
+    for name, value in (("--batch", n), ("--repeats", repeats), ("--warmup", warmup), ("--step-repeats", step_repeats)):
+        if value >= 2 ** 31:  # --batch 10**20 ended in the kernels' bindings, a screen of argument types
+            raise ValueError(f"{name} must be < 2^31, got {value}")
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     if only == []:  # --only '' ran every row
         raise ValueError("--only needs at least one name (rows: conv1.fwd ... fc8.bwd, lrn, pool, relu, dropout, "
@@ -213,6 +216,10 @@ def run(args) -> int:
     }
     if stopped is not None:
         doc["interrupted"] = "stopped by Ctrl-C" if isinstance(stopped, KeyboardInterrupt) else "output closed"
+    if stopped is not None and not (results or steps):
+        # Stopped before anything was timed: an earlier run's complete files stay (an empty one replaced them).
+        print(f"nothing was timed before it stopped: {out} is unchanged", file=sys.stderr)
+        raise stopped
     chart_path, ops_chart_path = out / f"{stem}_step.png", out / f"{stem}_ops.png"
     earlier = [p for p in (out / f"{stem}.json", out / f"{stem}.md", chart_path, ops_chart_path) if p.exists()]
     chart_notes = []

@@ -65,6 +65,12 @@ def run(args) -> int:
 
     if args.mistakes and args.pictures is None:
         raise ValueError("--mistakes chooses the images --pictures draws: pass --pictures too")
+    # '' was taken for "not given": the checkpoint's data set, the default names, without a word
+    if args.data == "":
+        raise ValueError("--data needs a data set (builtin, fashion-mnist, cifar10:PATH, an image folder or a store); "
+                         "leave it out for the one the checkpoint was trained on")
+    if args.class_names == "":
+        raise ValueError("--class-names needs a file name, such as synset_words.txt")
     if args.class_names:
         check_names_file(args.class_names)  # before loading the data, which can take long
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))

@@ -51,6 +51,10 @@ def run(args) -> int:
     from ..training import _resolve_devices, ten_crop_probabilities
 
     picture = _picture_path(args.picture) if args.picture is not None else None  # checked before the work
+    if "" in args.images:  # '' was the current folder: every image under it classified
+        raise ValueError("an IMAGE argument is empty: give image files or folders (. for the current folder)")
+    if args.class_names == "":  # was "class names file  is a folder"
+        raise ValueError("--class-names needs a file name, such as synset_words.txt")
     if args.class_names is not None:
         check_names_file(args.class_names)  # before loading the checkpoint
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
@@ -125,6 +129,13 @@ def _picture_path(text: str):
             from None
     if not path.parent.is_dir():
         raise ValueError(f"--picture {path}: the folder {path.parent} does not exist")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: not a picture file
+        raise ValueError(f"--picture {path} is not a regular file: give a file name such as predictions.png")
+    from .._backend import output_folder_problem
+
+    problem = output_folder_problem(path.parent, "--picture's folder")  # found after the classifying (/proc/x.png)
+    if problem:
+        raise ValueError(f"{problem}: give --picture a file in a folder you can write")
     return path
 
 
@@ -154,13 +165,18 @@ def _draw(picture, shown, names, args, readable: int) -> None:
 
 def _image_files(arguments) -> tuple[list[str], int]:
     """The files to classify: each argument, or a folder's image files (recursively, sorted); and how many
-    arguments gave none (a folder without images, said on stderr)."""
+    arguments gave none (a folder without images, a path that is not a regular file: said on stderr)."""
     from pathlib import Path
 
     from ..data._folder import IMAGE_EXTENSIONS, _is_image, visible_paths
 
     files, empty = [], 0
     for argument in arguments:
+        if Path(argument).exists() and not Path(argument).is_dir() and not Path(argument).is_file():
+            # A FIFO waited for a writer for ever: said and skipped, as an unreadable file is
+            print(f"pyalexnet predict: cannot read {argument}: not a regular file", file=sys.stderr)
+            empty += 1
+            continue
         if not Path(argument).is_dir():
             files.append(argument)
             continue

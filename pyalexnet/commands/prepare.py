@@ -32,6 +32,8 @@ def run(args) -> int:
 
     if args.size < 1:
         raise ValueError(f"--size must be positive, got {args.size}")
+    if args.seed < 0:  # was numpy's "expected non-negative integer", naming no option
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.workers < 0:  # 0 is the default, the CPU count: "at least 1" would have refused it
         raise ValueError(f"--workers must be >= 0 (0: the CPU count, at most 8), got {args.workers}")
     smallest = min(smallest_image_size(p) for p in ("small", "tiny", "paper"))

@@ -111,8 +111,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from .. import TrainingDiverged, evaluate, train
 
+    if args.checkpoint_dir == "":  # '' wrote the checkpoint and pictures into the current folder without a word
+        raise ValueError("--checkpoint-dir needs a folder (--checkpoint-dir . for the current one)")
     if args.resume and not args.checkpoint_dir:  # train() would say it with its own argument names
         raise ValueError("--resume needs --checkpoint-dir, the folder of the run to continue")
+    if args.history is not None:
+        _check_history(args.history)
     try:
         result = train(args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                        weight_decay=args.weight_decay, decay_biases=args.decay_biases, schedule=args.schedule,
@@ -136,6 +140,21 @@ def run(args) -> int:
         folder = shlex.quote(str(Path(result.checkpoint).parent))
         raise KeyboardInterrupt(f"while {stage[0]}; the trained model is saved in {result.checkpoint}: `pyalexnet "
                                 f"eval {folder} --pictures` evaluates it and draws its pictures") from None
+
+
+def _check_history(history: str) -> None:
+    """Refuses a --history file that cannot take the run's rows, before the training (a FIFO without a reader
+    waited for ever; a folder that cannot be made said only "[Errno 2] No such file or directory")."""
+    from .._backend import output_folder_problem
+
+    if not history:
+        raise ValueError("--history needs a file name, such as runs/a/history.jsonl")
+    path = Path(history)
+    if path.exists() and not path.is_dir() and not path.is_file() and not path.is_char_device():  # /dev/null is fine
+        raise ValueError(f"--history {history} is not a regular file (a FIFO or socket): give a file name")
+    problem = output_folder_problem(path.parent, "--history's folder")
+    if problem:
+        raise ValueError(f"{problem}: give --history a file in a folder you can write")
 
 
 def _evaluate_and_draw(args, result, evaluate, stage: list) -> int:

@@ -59,6 +59,8 @@ def check_names_file(path):
     if Path(path).is_dir():  # was "does not exist" of a folder that plainly does
         raise FileNotFoundError(f"class names file {path} is a folder: give the names file itself, such as "
                                 f"{Path(path) / 'synset_words.txt'}")
+    if Path(path).exists() and not Path(path).is_file():  # /dev/null, a FIFO: was "does not exist"
+        raise FileNotFoundError(f"class names file {path} is not a regular file: give the names file itself")
     if not Path(path).is_file():
         raise FileNotFoundError(f"class names file {path} does not exist")
     return path
