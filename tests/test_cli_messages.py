@@ -107,7 +107,8 @@ def test_bench_stopped_before_any_row_keeps_the_earlier_results(tmp_path, capsys
         raise KeyboardInterrupt
 
     monkeypatch.setattr(bench_cli, "time_row", interrupted)
-    assert cli.main(["bench", "--quick", "--no-chart", "--device", "cpu", "--only", "relu", "--out", str(tmp_path)]) == 130
+    args = ["bench", "--quick", "--no-chart", "--device", "cpu", "--only", "relu", "--out", str(tmp_path)]
+    assert cli.main(args) == 130
     assert "nothing was timed" in capsys.readouterr().err
     assert earlier.read_text() == '{"earlier": true}'
 
