@@ -148,10 +148,32 @@ def test_an_interrupted_run_writes_the_rows_it_timed(tmp_path, monkeypatch, caps
 def test_an_interrupted_run_says_it_replaces_an_earlier_one(tmp_path, monkeypatch, capsys):
     # The README promises a new run says it replaces the last one's files; an interrupted one did not, and left
     # the earlier complete run's chart beside its partial results without a word.
-    args = ["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--out", str(tmp_path)]
+    args = ["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu", "--out", str(tmp_path)]
     assert cli.main(args) == 0
     (tmp_path / "bench_cpu_quick_step.png").write_bytes(b"an earlier chart")
     (tmp_path / "bench_cpu_quick_ops.png").write_bytes(b"an earlier chart")  # (drawn only with matplotlib)
+    capsys.readouterr()
+    real, calls = bench_cli.time_row, []
+
+    def time_row(row, *a, **k):
+        calls.append(row.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(row, *a, **k)
+
+    monkeypatch.setattr(bench_cli, "time_row", time_row)
+    assert cli.main(args) == 130
+    err = capsys.readouterr().err
+    assert "the 1 row timed before it stopped" in err and "(replacing an earlier run's)" in err
+    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no step chart)" in err
+    assert "bench_cpu_quick_ops.png is an earlier run's (this one drew no ops chart)" in err
+
+
+def test_a_run_interrupted_before_any_row_keeps_the_earlier_files(tmp_path, monkeypatch, capsys):
+    # Ctrl-C before anything was timed replaced an earlier complete run's files with empty ones.
+    args = ["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    before = (tmp_path / "bench_cpu_quick.json").read_text()
     capsys.readouterr()
 
     def time_row(row, *a, **k):
@@ -159,10 +181,8 @@ def test_an_interrupted_run_says_it_replaces_an_earlier_one(tmp_path, monkeypatc
 
     monkeypatch.setattr(bench_cli, "time_row", time_row)
     assert cli.main(args) == 130
-    err = capsys.readouterr().err
-    assert "the 0 rows timed before it stopped" in err and "(replacing an earlier run's)" in err
-    assert "bench_cpu_quick_step.png is an earlier run's (this one drew no step chart)" in err
-    assert "bench_cpu_quick_ops.png is an earlier run's (this one drew no ops chart)" in err
+    assert "nothing was timed before it stopped" in capsys.readouterr().err
+    assert (tmp_path / "bench_cpu_quick.json").read_text() == before
 
 
 def test_results_replace_the_last_ones_whole_and_say_so(tmp_path, monkeypatch, capsys):
@@ -245,7 +265,7 @@ def test_python_m_benchmarks_ends_as_pyalexnet_bench_does(tmp_path, monkeypatch,
     import os
     import runpy
 
-    argv = ["--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd", "--no-chart",
+    argv = ["--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu", "--no-chart",
             "--out", str(tmp_path)]
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line
@@ -254,8 +274,13 @@ def test_python_m_benchmarks_ends_as_pyalexnet_bench_does(tmp_path, monkeypatch,
     os.close(write)
     assert r.returncode == 141 and "Traceback" not in r.stderr, r.stderr
 
-    def time_row(row, *a, **k):
-        raise KeyboardInterrupt
+    real, calls = bench_cli.time_row, []
+
+    def time_row(row, *a, **k):  # Ctrl-C at the second row: the first is written
+        calls.append(row.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(row, *a, **k)
 
     monkeypatch.setattr(bench_cli, "time_row", time_row)
     monkeypatch.setattr(sys, "argv", ["benchmarks", *argv])
