@@ -1,5 +1,6 @@
 """What the command line prints, checked against what it does."""
 import numpy as np
+import pytest
 
 from pyalexnet import cli
 
@@ -147,3 +148,18 @@ def test_class_names_print_where_stdout_is_ascii(tmp_path):
                       env={"PYTHONIOENCODING": "ascii"})
     assert result.returncode == 0, result.stderr
     assert b"\\xf1eel" in result.stdout
+
+
+def test_history_written_in_place_needs_no_writable_folder(tmp_path, monkeypatch):
+    # --history /dev/null was refused for every user but root: /dev cannot take new files, though /dev/null is
+    # written in place (as is an existing writable file in a read-only folder).
+    from pyalexnet import _backend
+    from pyalexnet.commands.train import _check_history
+
+    monkeypatch.setattr(_backend, "output_folder_problem", lambda folder, name, **k: f"{name} {folder}: cannot be written")
+    _check_history("/dev/null")
+    existing = tmp_path / "history.jsonl"
+    existing.write_text("")
+    _check_history(str(existing))
+    with pytest.raises(ValueError, match="cannot be written"):
+        _check_history(str(tmp_path / "new.jsonl"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -152,6 +153,8 @@ def _check_history(history: str) -> None:
     path = Path(history)
     if path.exists() and not path.is_dir() and not path.is_file() and not path.is_char_device():  # /dev/null is fine
         raise ValueError(f"--history {history} is not a regular file (a FIFO or socket): give a file name")
+    if path.is_char_device() or (path.is_file() and os.access(path, os.W_OK)):
+        return  # written in place: its folder need not take new files (/dev, for anyone but root)
     problem = output_folder_problem(path.parent, "--history's folder")
     if problem:
         raise ValueError(f"{problem}: give --history a file in a folder you can write")
