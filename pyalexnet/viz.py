@@ -314,7 +314,11 @@ def _check_history(history, name: str = "history") -> list:
 def _as_trained(history: Sequence[dict]) -> list:
     """The rows of the run as it was trained last: a row whose epoch is not after the one before it starts a
     resumed run, which replaces the rows from its epoch on (a history appended to on resume, 1 2 3 4 5 3 4,
-    was drawn running back to epoch 3 and forward again, the abandoned run's values beside the new ones)."""
+    was drawn running back to epoch 3 and forward again, the abandoned run's values beside the new ones). Where
+    every epoch comes once, the order says nothing of a resume: the rows are taken in epoch order."""
+    epochs = [float(h["epoch"]) for h in history]
+    if len(set(epochs)) == len(epochs):
+        return sorted(history, key=lambda h: float(h["epoch"]))
     kept: list = []
     for h in history:
         while kept and float(kept[-1]["epoch"]) >= float(h["epoch"]):
