@@ -118,6 +118,8 @@ def lrn(x, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
     """
     x = B.as_input(x, "x")
     size, alpha, beta, k = _lrn_params(size, alpha, beta, k)
+    if x.ndim == 4:  # a shape the kernels refuse (channels + size // 2 past 2^31), refused before y's gigabytes
+        _C.lrn_workspace_floats(list(x.shape), size, False)
     with B.launch(x) as l:
         y = l.xp.empty_like(x)
         _C.lrn_forward(x, y, size, alpha, beta, k, l.stream)
@@ -131,10 +133,11 @@ def lrn_backward(dy, x, y, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
     if x.ndim != 4:  # before the workspace's size, whose message would name its own argument
         raise ValueError(f"argument 'x' must be 4-dimensional (N, C, H, W), got shape {_shape(x)}")
     with B.launch(dy, x, y) as l:
-        dx = l.xp.empty_like(x)
         # The denominators, where the backend's path keeps them (the CPU's; the GPU's for windows above 7):
-        # the CUDA path for the usual windows recomputes them in registers and needs none.
+        # the CUDA path for the usual windows recomputes them in registers and needs none. Asked first, as it
+        # refuses the shapes the kernels do, before dx's gigabytes.
         n = _C.lrn_workspace_floats(list(x.shape), size, l.device >= 0)
+        dx = l.xp.empty_like(x)
         workspace = l.xp.empty(n, dtype=l.xp.float32) if n else None
         _C.lrn_backward(dy, x, y, dx, workspace, size, alpha, beta, k, l.stream)
     return dx
