@@ -2,6 +2,7 @@
 n01440764): read from the name files ImageNet ships, which `pyalexnet prepare` copies into its store."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +37,7 @@ def read_class_names(path, classes: Sequence[str]) -> list[str]:
                 if words:
                     synonyms.setdefault(parts[0], words)
     names = [synonyms.get(str(c), [str(c)])[0] for c in classes]
-    shared = {n for n in names if names.count(n) > 1}
+    shared = {n for n, count in Counter(names).items() if count > 1}
     if not shared:
         return names
     taken = set(names)
