@@ -486,3 +486,20 @@ def test_ops_chart_colours_each_row_by_its_target_and_writes_its_values(tmp_path
     assert report.plot_ops(doc, path) == str(path) and path.stat().st_size > 0
     doc["rows"] = rows[-1:]
     assert report.plot_ops(doc, path) == "nothing"
+
+
+def test_a_forced_algorithm_row_chosen_alone_still_has_its_reference_times(tmp_path, capsys):
+    # `--only winograd` (or `recompute`) timed only ours: the rows' reference columns and ratios were empty,
+    # with no word why, as their plain row (whose references they read) was not timed.
+    rc = cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "conv5.fwd winograd,pool5.bwd re",
+                   "--no-chart", "--out", str(tmp_path)])
+    assert rc == 0
+    assert "also timing conv5.fwd, pool5.bwd" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "bench_cpu_quick.json").read_text())
+    by_name = {r["name"]: r for r in doc["rows"]}
+    assert list(by_name) == ["conv5.fwd", "conv5.fwd winograd", "pool5.bwd", "pool5.bwd recompute"]
+    for name in ("conv5.fwd winograd", "pool5.bwd recompute"):
+        r = by_name[name]
+        assert r["ratio"]["numpy"] == pytest.approx(
+            r["impl"]["ours"]["median_ms"] / by_name[r["reference_row"]]["impl"]["numpy"]["median_ms"])
+

@@ -155,9 +155,16 @@ def run(args) -> int:
     results: list = []
     steps: list = []
     stopped = None
+    all_rows = build_rows(n)
+    chosen = {row.name for row in all_rows if _selected(row.name, only)}
+    # A forced-algorithm row (or the pool backward that recomputes) runs ours alone and reads its references'
+    # times off its plain row: timed too when --only left it out (`--only winograd` had empty reference columns).
+    needed = {row.reference_row for row in all_rows if row.name in chosen and row.reference_row} - chosen
+    if needed:
+        print(f"also timing {', '.join(sorted(needed))}: the reference times of the rows chosen", flush=True)
     try:
-        for row in build_rows(n):
-            if not _selected(row.name, only):
+        for row in all_rows:
+            if row.name not in chosen and row.name not in needed:
                 continue
             r = time_row(row, backends, timer, drawer, xp, verbose=args.verbose)
             results.append(r)
