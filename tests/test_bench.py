@@ -503,3 +503,31 @@ def test_a_forced_algorithm_row_chosen_alone_still_has_its_reference_times(tmp_p
         assert r["ratio"]["numpy"] == pytest.approx(
             r["impl"]["ours"]["median_ms"] / by_name[r["reference_row"]]["impl"]["numpy"]["median_ms"])
 
+
+def test_a_failing_reference_is_said_with_its_reason(tmp_path, monkeypatch, capsys):
+    # The table says ERROR; why it failed was only in the JSON (the markdown and the terminal dropped it).
+    from pyalexnet.bench import backends
+
+    def broken(self, x, keep=True):
+        raise MemoryError("no room for relu")
+
+    monkeypatch.setattr(backends.Numpy, "relu_fwd", broken)
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "relu1.fwd",
+                     "--no-chart", "--out", str(tmp_path)]) == 0
+    said = "relu1.fwd: numpy (im2col + matmul) failed: MemoryError: no room for relu"
+    assert said in capsys.readouterr().out
+    md = (tmp_path / "bench_cpu_quick.md").read_text()
+    assert "| relu1.fwd |" in md and "ERROR" in md and said in md
+
+
+def test_a_run_without_references_says_so():
+    doc = {"meta": {"device_name": "GPU", "date_utc": "d", "pyalexnet": "0", "numpy": "2"}, "rows": [], "steps": [],
+           "ceilings": {"bandwidth_bytes_per_s": 1e12, "bandwidth_how": "copy", "fp32_flops_per_s": 1e13,
+                        "fp32_how": "sgemm"},
+           "config": {"device": "cuda", "batch": 128, "repeats": 1, "command": "c", "references": [],
+                      "reference_labels": {}, "targets_not_judged": "no PyTorch to compare with"}}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        md = report.write_outputs(doc, Path(d), "b")["md"].read_text()
+    assert "References: none (PyTorch is not installed)." in md  # was "References: ."

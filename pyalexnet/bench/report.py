@@ -222,6 +222,14 @@ def _reading_notes(doc: dict) -> str:
     return notes
 
 
+def _failure_lines(doc: dict) -> list[str]:
+    """Each implementation that failed on a row, with its error: the table says only ERROR, and a reference's
+    empty ratio would otherwise read as a row it has no counterpart for."""
+    labels = doc["config"].get("reference_labels", {})
+    return [f"- {r['name']}: {labels.get(name, name)} failed: {e.get('error', '?')}"
+            for r in doc["rows"] for name, e in r["impl"].items() if e.get("status") == "error"]
+
+
 def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
@@ -241,7 +249,8 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
             if cfg["device"] == "cpu" and env.get("pyalexnet_cpu_simd") else []),
           f"Batch {cfg['batch']}; times are medians of up to {cfg['repeats']} repeats after warm-up "
           + ("(CUDA events, L2 flushed before each repeat)." if cfg["device"] == "cuda" else "(time.perf_counter)."),
-          "References: " + ", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items()) + ".",
+          "References: " + (", ".join(f"`{k}` = {v}" for k, v in cfg["reference_labels"].items())
+                            or "none (PyTorch is not installed)") + ".",
           "", "## Ceilings measured in this run", "", *_ceiling_lines(doc),
           "", "## Ops", "", markdown_table(head, body), "",
           *([f"Targets: not judged ({cfg['targets_not_judged']}).", ""] if cfg.get("targets_not_judged") else
@@ -260,7 +269,7 @@ def write_outputs(doc: dict, out_dir: Path, stem: str) -> dict:
           "backward that recomputes the winners from x, against the references' times of `poolN.bwd`. "
           + _reading_notes(doc),
           "", "## Training step", "", *_step_lines(doc)]
-    notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")]
+    notes = [f"- {r['name']}: {r['note']}" for r in doc["rows"] if r.get("note")] + _failure_lines(doc)
     if notes:
         md += ["", "## Notes", "", *notes]
     if doc.get("ops_chart"):
@@ -277,6 +286,9 @@ def print_report(doc: dict) -> None:
     print(format_table(head, body))
     print()
     print(_reading_notes(doc))
+    failures = _failure_lines(doc)
+    if failures:
+        print("failed:\n" + "\n".join(failures))
     print("\n".join(_ceiling_lines(doc)))
     print("\n".join(_step_lines(doc)))
 
