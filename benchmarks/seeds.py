@@ -38,7 +38,21 @@ from pyalexnet.bench.env import cpu_model, git_commit
 from pyalexnet.commands import positive_int
 from pyalexnet.training import RECIPE_VERSION
 
-_TEN_CROP = re.compile(r"ten-crop.*?top-1 error ([0-9.]+), top-5 error ([0-9.]+)")
+# `pyalexnet train`'s last line: "validation (ten-crop, N images): top-1 error E[, top-5 error E5] (chance: ...)";
+# no top-5 with 5 classes or fewer, "centre crop" with --no-ten-crop (either read no result from a finished run).
+_FINAL = re.compile(r"(ten-crop|centre crop)[^:\n]*?:?\s*top-1 error ([0-9.]+)(?:, top-5 error ([0-9.]+))?")
+
+
+def final_errors(stdout: str) -> tuple[float | None, float | None]:
+    """(top-1, top-5) error of the final evaluation `pyalexnet train` prints; None where it printed none."""
+    m = _FINAL.search(stdout)
+    if not m:
+        return None, None
+    return float(m.group(2)), float(m.group(3)) if m.group(3) else None
+
+
+def _evaluation(train_args: list[str]) -> str:
+    return "centre-crop" if "--no-ten-crop" in train_args else "ten-crop"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -113,9 +127,8 @@ def run_one(seed: int, train_args: list[str], work: Path, threads: int | None) -
         raise _Stopped(seed)
     seconds = time.perf_counter() - t0
     rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
-    m = _TEN_CROP.search(stdout)
-    return dict(seed=seed, returncode=proc.returncode, seconds=round(seconds, 1), history=rows,
-                top1=float(m.group(1)) if m else None, top5=float(m.group(2)) if m else None,
+    top1, top5 = final_errors(stdout)
+    return dict(seed=seed, returncode=proc.returncode, seconds=round(seconds, 1), history=rows, top1=top1, top5=top5,
                 error=None if proc.returncode == 0 else (stderr.strip().splitlines() or ["?"])[-1])
 
 
@@ -135,12 +148,17 @@ def write_report(runs: list[dict], meta: dict, out: Path) -> list[Path]:
              f"({meta['threads_per_run'] or 'the default'} thread(s) each).", ""]
     if meta.get("interrupted"):
         lines += [f"Interrupted ({meta['interrupted']}).", ""]
+    evaluation = _evaluation(meta["train_args"])
     if finished:
-        lines += [f"Ten-crop top-1 error: median {_percent(statistics.median(finished))}, worst "
+        # Of the runs with a result: a failed run is neither above nor below 5% (it counted as below).
+        failed = len(runs) - len(finished)
+        lines += [f"{evaluation.capitalize()} top-1 error: median {_percent(statistics.median(finished))}, worst "
                   f"{_percent(finished[-1])}, best {_percent(finished[0])}; "
-                  f"{sum(e > 0.05 for e in finished)} of {len(runs)} runs above 5%.", ""]
+                  f"{sum(e > 0.05 for e in finished)} of {len(finished)} runs above 5%"
+                  + (f" ({failed} more without a result)" if failed else "") + ".", ""]
     epochs = max((len(r["history"]) for r in runs), default=0)
-    lines += ["| seed | ten-crop top-1 | top-5 | minutes | validation top-1 per epoch (%; * = lr below the first epoch's) |",
+    lines += [f"| seed | {evaluation} top-1 | top-5 | minutes | validation top-1 per epoch (%; * = lr below the first "
+              "epoch's) |",
               "|---|---|---|---|---|"]
     for r in runs:
         first_lr = r["history"][0]["lr"] if r["history"] else None
@@ -239,7 +257,7 @@ def main(argv=None) -> int:
             for done, fut in enumerate(cf.as_completed(futures), 1):
                 r = dict(fut.result(), commit=meta["commit"])
                 runs.append(r)
-                print(f"[{done}/{len(futures)}] seed {r['seed']}: ten-crop top-1 error {_percent(r['top1'])}"
+                print(f"[{done}/{len(futures)}] seed {r['seed']}: {_evaluation(train_args)} top-1 error {_percent(r['top1'])}"
                       f"{'' if r['error'] is None else ' (failed: ' + r['error'] + ')'}, {r['seconds'] / 60:.1f} min",
                       flush=True)
                 runs.sort(key=lambda r: r["seed"])

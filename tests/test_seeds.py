@@ -176,3 +176,38 @@ def test_resume_from_a_damaged_seeds_json_is_one_clear_line(tmp_path, text):
     p = _seeds("--seeds", "0", "--resume", "--out", str(tmp_path), "--", "--data", str(tmp_path / "nothing"))
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert f"--resume: cannot read {tmp_path / 'seeds.json'}" in p.stderr
+
+
+@pytest.mark.parametrize("line, want", [
+    ("validation (ten-crop, 1,000 images): top-1 error 0.887, top-5 error 0.492 (chance: top-1 error 0.900)",
+     (0.887, 0.492)),
+    # 5 classes or fewer: no top-5; --no-ten-crop: the centre crop. Both finished runs read as having no result.
+    ("validation (ten-crop, 50 images): top-1 error 0.300 (chance: top-1 error 0.800)", (0.3, None)),
+    ("validation (centre crop, 50 images): top-1 error 0.250, top-5 error 0.010 (chance: top-1 error 0.900)",
+     (0.25, 0.01)),
+    ("Traceback ...\nValueError: no such folder", (None, None)),
+])
+def test_the_final_errors_are_read_from_each_form_train_prints(line, want):
+    from benchmarks.seeds import final_errors
+
+    assert final_errors("some line\n" + line + "\n") == want
+
+
+def test_a_centre_crop_study_has_its_results(tmp_path):
+    out = tmp_path / "out"
+    p = _seeds("--seeds", "0", "--out", str(out), "--", "--preset", "tiny", "--epochs", "1", "--steps", "2",
+               "--workers", "0", "--no-ten-crop")
+    assert p.returncode == 0, p.stderr
+    run = json.loads((out / "seeds.json").read_text())["runs"][0]
+    assert run["error"] is None and 0 <= run["top1"] <= 1, run
+    assert "centre-crop top-1 error" in p.stdout and "| seed | centre-crop top-1 |" in (out / "seeds.md").read_text()
+
+
+def test_the_share_above_5_percent_is_of_the_runs_with_a_result(tmp_path):
+    # "1 of 3 runs above 5%" counted two failed runs as below it.
+    from benchmarks.seeds import write_report
+
+    runs = [dict(seed=0, top1=0.08, top5=0.01, seconds=6.0, history=[], error=None)] + \
+        [dict(seed=s, top1=None, top5=None, seconds=1.0, history=[], error="boom") for s in (1, 2)]
+    write_report(runs, dict(train_args=[], commit="c", date="d", machine="m", jobs=1, threads_per_run=None), tmp_path)
+    assert "1 of 1 runs above 5% (2 more without a result)." in (tmp_path / "seeds.md").read_text()
