@@ -488,6 +488,27 @@ def test_ops_chart_colours_each_row_by_its_target_and_writes_its_values(tmp_path
     assert report.plot_ops(doc, path) == "nothing"
 
 
+def test_ops_chart_says_where_the_reference_failed(tmp_path):
+    # A row whose reference failed had an empty place on the left panel, as if the chart were drawn wrong.
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [{"name": "lrn1.fwd", "group": "lrn", "bound": "memory", "ratio": {"t": None}, "targets": [],
+             "impl": {"ours": {"status": "ok", "median_ms": 1.0, "fraction_of_copy": 0.5},
+                      "t": {"status": "error", "error": "MemoryError"}}},
+            {"name": "relu1.fwd", "group": "relu", "bound": "memory", "ratio": {"t": 0.5}, "targets": [],
+             "impl": {"ours": {"status": "ok", "median_ms": 1.0, "fraction_of_copy": 0.5},
+                      "t": {"status": "ok", "median_ms": 2.0}}}]
+    doc = {"rows": rows, "meta": {"device_name": "CPU"},
+           "config": {"device": "cpu", "batch": 8, "references": ["t"], "reference_labels": {"t": "numpy"}}}
+    fig = report._ops_figure(doc, plt)
+    try:
+        assert "reference failed" in {t.get_text().strip() for t in fig.axes[0].texts}
+    finally:
+        plt.close(fig)
+
+
 def test_a_forced_algorithm_row_chosen_alone_still_has_its_reference_times(tmp_path, capsys):
     # `--only winograd` (or `recompute`) timed only ours: the rows' reference columns and ratios were empty,
     # with no word why, as their plain row (whose references they read) was not timed.

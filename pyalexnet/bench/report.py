@@ -395,6 +395,12 @@ def _ops_figure(doc: dict, plt):
     bars = left.barh(y, [x or math.nan for x in ratios], color=[_verdict_colour(r, _RATIO_TARGETS) for r in rows],
                      left=0)
     left.bar_label(bars, labels=["" if not x else f"{x:.2f}" for x in ratios], padding=2, fontsize=7)
+    by_name = {r["name"]: r for r in doc["rows"]}
+    for yi, (r, x) in enumerate(zip(rows, ratios)):
+        if ref and not x:  # said at the bar's place: an empty row read as a chart drawn wrong, or a missing op
+            ref_entry = by_name.get(r.get("reference_row"), r)["impl"].get(ref) or {}
+            left.text(1.0, yi, " reference failed" if ref_entry.get("status") == "error" else " no reference time",
+                      va="center", fontsize=7, color=_FAIL)
     left.set_xscale("log")
     if shown:
         lo, hi = min(shown + [1.0]), max(shown + [1.0])
