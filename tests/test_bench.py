@@ -552,3 +552,21 @@ def test_a_run_without_references_says_so():
     with tempfile.TemporaryDirectory() as d:
         md = report.write_outputs(doc, Path(d), "b")["md"].read_text()
     assert "References: none (PyTorch is not installed)." in md  # was "References: ."
+
+
+def test_a_row_whose_inputs_cannot_be_drawn_fails_alone(monkeypatch):
+    # A MemoryError drawing one row's inputs (a large --batch) ended the whole run, losing every row timed.
+    from pyalexnet.bench import backends
+    from pyalexnet.bench.timing import CpuTimer
+
+    def no_room(d):
+        raise MemoryError("4 GB")
+
+    row = next(r for r in rows.build_rows(1) if r.name == "relu1.fwd")
+    row.inputs = no_room
+    r = rows.time_row(row, [backends.Ours(np), backends.Numpy()], CpuTimer(repeats=1, warmup=0, budget_s=1),
+                      rows.Drawer(np), np)
+    assert set(r["impl"]) == {"ours", "numpy"}
+    assert all(e == {"status": "error", "error": "drawing the inputs: MemoryError: 4 GB"} for e in r["impl"].values())
+    report.add_rates([r], {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e12}, ["numpy"])
+    assert r["ratio"] == {"numpy": None}

@@ -247,11 +247,18 @@ def _short(exc: BaseException) -> str:
 
 def time_row(row: Row, backends, timer, drawer: Drawer, xp, verbose=False) -> dict:
     """Times one row on every backend; a failing implementation is reported in its row."""
-    inputs = row.inputs(drawer)
     result = {"name": row.name, "group": row.group, "shape": row.shape, "bound": row.bound,
               "flops": row.work if row.bound == "compute" else None,
               "bytes": row.work if row.bound == "memory" else None,
               "note": row.note, "reference_row": row.reference_row, "impl": {}}
+    try:
+        inputs = row.inputs(drawer)
+    except Exception as exc:  # inputs too large for the device (a large --batch): this row fails, not the run
+        if verbose:
+            traceback.print_exc()
+        failed = {"status": "error", "error": "drawing the inputs: " + _short(exc)}
+        result["impl"] = {be.name: dict(failed) for be in backends if not row.reference_row or be.name == "ours"}
+        return result
     first_out = {}
     for be in backends:
         if row.reference_row and be.name != "ours":
@@ -277,10 +284,13 @@ def time_row(row: Row, backends, timer, drawer: Drawer, xp, verbose=False) -> di
     if row.bound == "memory":
         # The fairest ceiling for a small tensor: a copy of the same bytes (half read, half written),
         # which pays the same launch and latency costs as the kernel.
-        copy, how = make_copy(timer, xp, row.work // 2)
-        copy()
-        result["same_size_copy"] = {"how": how, "status": "ok", **timer.measure(copy)}
-        del copy
+        try:
+            copy, how = make_copy(timer, xp, row.work // 2)
+            copy()
+            result["same_size_copy"] = {"how": how, "status": "ok", **timer.measure(copy)}
+            del copy
+        except Exception as exc:  # no room for the copy's two buffers: no `% same-size copy`, said in the JSON
+            result["same_size_copy"] = {"status": "error", "error": _short(exc)}
     if row.compare and "ours" in first_out and len(first_out) > 1:
         ref = next(k for k in first_out if k != "ours")
         try:
