@@ -570,3 +570,18 @@ def test_a_row_whose_inputs_cannot_be_drawn_fails_alone(monkeypatch):
     assert all(e == {"status": "error", "error": "drawing the inputs: MemoryError: 4 GB"} for e in r["impl"].values())
     report.add_rates([r], {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e12}, ["numpy"])
     assert r["ratio"] == {"numpy": None}
+
+
+def test_data_loading_results_name_the_cpu_model(tmp_path, monkeypatch):
+    # data_loading_cpu.json's "cpu" read "x86_64" (platform.processor() on Linux): which CPU was lost.
+    import types
+
+    from pyalexnet.bench.env import cpu_model
+    from pyalexnet.data import bench as data_bench
+
+    child = json.dumps({"jpeg_decode_resize_per_core": 1.0, "store_cpu_augment_per_core": 2.0})
+    monkeypatch.setattr(data_bench.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0, stdout=child,
+                                                                                           stderr=""))
+    monkeypatch.setattr(data_bench, "bench_loader", lambda *a, **k: 3.0)
+    assert data_bench.main(["--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "data_loading_cpu.json").read_text())["cpu"] == cpu_model()

@@ -146,6 +146,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from .. import backend_info, cuda_available
+    from ..bench.env import cpu_model
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res = subprocess.run([sys.executable, "-m", "pyalexnet.data.bench", "--child", "--images", str(args.images)],
@@ -171,7 +172,7 @@ def _run(args) -> int:
     report = {
         "what": "images per second; *_per_core ran on one core (OMP_NUM_THREADS=1, one loader thread)",
         "image_size": SIZE, "crop_size": CROP, "batch_size": BATCH, "cpu_cores": cores,
-        "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "cpu": cpu_model(), "python": platform.python_version(),  # the model: platform.processor() is "x86_64" on Linux
         "gpus": [g["name"] for g in info["gpus"]], "results": {k: round(v, 1) for k, v in results.items()},
         "gpu_note": gpu_note,
         "load_average_1min": round(os.getloadavg()[0], 2),  # other jobs on the machine lower these numbers
