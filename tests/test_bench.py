@@ -585,3 +585,20 @@ def test_data_loading_results_name_the_cpu_model(tmp_path, monkeypatch):
     monkeypatch.setattr(data_bench, "bench_loader", lambda *a, **k: 3.0)
     assert data_bench.main(["--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "data_loading_cpu.json").read_text())["cpu"] == cpu_model()
+
+
+@pytest.mark.parametrize("given, expected", [([], 1), (["--warmup", "3"], 3)])
+def test_training_steps_take_the_warmup_asked_for(tmp_path, monkeypatch, given, expected):
+    # The steps ignored --warmup, and a quick run timed none: its first-call costs read as the step.
+    from pyalexnet.bench import step
+
+    seen = []
+
+    def run_model(*a, warmup, **k):
+        seen.append(warmup)
+        return {"status": "skipped", "error": "not timed in this test"}
+
+    monkeypatch.setattr(step, "run_model", run_model)
+    cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "step.small", "--no-chart",
+              "--out", str(tmp_path), *given])
+    assert seen == [expected]

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", default=None, metavar="NAMES",
                    help="comma-separated substrings: keep rows whose name contains one (\"step\" selects the training step)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 50 on cuda, 5 on cpu, 1 with --quick)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 5 on cuda, 1 on cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 5 on cuda, 1 on cpu; training steps: 2, 1 with --quick)")
     p.add_argument("--step-repeats", type=int, default=None, help="timed training steps (default 20 on cuda, 3 on cpu)")
     p.add_argument("--reference", choices=["auto", "torch", "numpy"], default="auto",
                    help="the CPU references: PyTorch (when installed) and numpy's im2col + matmul (auto), "
@@ -170,7 +170,9 @@ def run(args) -> int:
             results.append(r)
             cells = ", ".join(f"{k} {report._fmt_ms(v)}" for k, v in r["impl"].items())
             print(f"  {row.name:22s} {cells} ms", flush=True)
-        kw = dict(repeats=step_repeats, warmup=0 if args.quick else 2)
+        # --warmup where given (the steps ignored it); else 2 untimed steps, 1 with --quick (with none, a quick
+        # run's first-call costs read as the step: 736 ms against 165 for the same ops per layer)
+        kw = dict(repeats=step_repeats, warmup=args.warmup if args.warmup is not None else 1 if args.quick else 2)
         if _selected("step.paper", only):
             runs = {"ours (pyalexnet.AlexNet)": step.run_model(timer, drawer, xp, n, device, preset="paper", **kw),
                     "ours (ops, per layer)": step.run_composed(ours, timer, drawer, n, **kw)}
