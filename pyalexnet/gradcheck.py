@@ -33,6 +33,10 @@ DEFAULT_TOL = 1e-2
 
 @dataclass
 class CheckResult:
+    """One gradient tensor's check: the largest relative error, the worst error over what the criterion
+    allows (`passed`: at most 1, some points compared and no NaN/inf gradient), the points compared, how many
+    had a gradient above round-off (`zeros_only`: none did), and the points skipped at kinks."""
+
     check: str          # the layer (or "network")
     tensor: str         # which gradient: dx, dw, db, or a parameter name
     max_rel_error: float
@@ -399,6 +403,8 @@ def run_all(device: str = "cpu", *, points: int = 24, tol: float = DEFAULT_TOL, 
 
 
 def format_table(results: list[CheckResult]) -> str:
+    """The CheckResults as the text table `pyalexnet gradcheck` prints: one row per gradient tensor, with
+    "pass", "pass, zeros only" or "FAIL" in its last column."""
     rows = [("layer", "gradient", "max rel. error", "error/allowed", "points", "non-zero", "kinks skipped", "result")]
     for r in results:
         result = (f"FAIL ({r.nonfinite} NaN/inf)" if r.nonfinite else "FAIL" if not r.passed

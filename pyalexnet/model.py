@@ -295,7 +295,9 @@ def _resolve_init(init) -> dict[str, Any]:
 class AlexNet:
     """The paper's two-tower network.
 
-    AlexNet(num_classes=1000, devices=None, seed=0, preset="paper", input_size=None, init=None)
+    AlexNet(num_classes=1000, *, devices=None, seed=0, preset="paper", input_size=None, init=None)
+
+    (all but num_classes keyword-only)
 
     - preset: "paper" (224x224 crops), "small" (32x32 to 64x64 crops) or "tiny" (gradient checks);
       input_size overrides the preset's crop size (fc6's input follows from it).
@@ -371,6 +373,7 @@ class AlexNet:
         return {name: self._grads[name] for name in self._params}
 
     def num_parameters(self) -> int:
+        """How many numbers the parameters hold in all (60,965,224 for the paper preset at 1000 classes)."""
         return int(sum(int(np.prod(p.shape)) for p in self._params.values()))
 
     def place_of(self, name: str) -> _Place:
@@ -404,6 +407,7 @@ class AlexNet:
             place.before_caller()
 
     def describe(self) -> str:
+        """One line naming the preset, input size, classes, parameter count and devices (also the repr)."""
         d = self.devices
         where = d[0] if d[0] == d[1] else f"{d[0]} + {d[1]}"
         return (f"AlexNet preset={self.preset} input={self.input_size}x{self.input_size} classes={self.num_classes} "

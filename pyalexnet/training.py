@@ -45,7 +45,11 @@ SMALL_PRESET_BELOW = 96  # crops smaller than this get the small preset
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite. The last good checkpoint (if any) is kept untouched."""
+    """The loss became NaN or infinite. The last good checkpoint (if any) is kept untouched.
+
+    Attributes: epoch, step (within the epoch) and global_step, counted from 0 (the message counts epochs
+    and steps from 1); loss (the NaN or inf); checkpoint (the last good checkpoint's path, or None).
+    """
 
     def __init__(self, message: str, *, epoch: int, step: int, global_step: int, loss: float,
                  checkpoint: str | None) -> None:
@@ -336,6 +340,9 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     path: the checkpoint file; an existing folder gets FOLDER/checkpoint.npz, the layout train's
     checkpoint_dir (--checkpoint-dir) writes and load_checkpoint(FOLDER) reads. Returns the path written.
     velocities: momentum buffers by parameter name (model.parameters()'s names and shapes).
+    meta: JSON-serialisable entries added to the checkpoint's metadata (load_checkpoint returns them; the keys
+    "format" and "model" are reserved: ValueError). mean_image: the training set's mean image, (H, W, 3) with H
+    and W at least the model's input size (load_checkpoint's metadata["mean_image"]).
     """
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
@@ -447,7 +454,8 @@ def _read_checkpoint(path, *, meta_only: bool = False) -> tuple[dict, dict, dict
 
 def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
     """(model, metadata) from a checkpoint file (or a checkpoint folder). metadata["mean_image"] is the
-    training set's mean image when the checkpoint has it."""
+    training set's mean image when the checkpoint has it, else None. devices: where to place the model, as
+    AlexNet's devices= (default: every GPU there is, else the CPU)."""
     meta, params, _, mean = _read_checkpoint(path)
     m = meta["model"]
     model = AlexNet(m["num_classes"], preset=m["preset"], input_size=m["input_size"], seed=m["seed"],
@@ -847,7 +855,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
       (root/<class>/<image>), a store written by `pyalexnet prepare`, or pyalexnet.data.Splits.
     model: an AlexNet to train; by default one is built from the data: the "small" preset for crops under
       96 px, else "paper", with data's classes, placed by `device`, seeded by `seed`.
-    epochs, lr, batch_size, schedule, patience, init: default per preset (defaults_for(preset)): the
+    epochs, lr, batch_size, schedule, patience, init: default per preset (pyalexnet.training.defaults_for(preset)): the
       paper's 90 epochs, lr 0.01, batch 128 and plateau schedule for "paper"; short, tuned values for "small".
     schedule: "plateau" (lr / 10 when validation top-1 error stops improving for `patience` epochs, at
       most three times, as the paper did), "constant", or a list of epochs (0-based) at whose start lr
@@ -861,7 +869,9 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
       stops at the end of the step, writes a checkpoint and raises KeyboardInterrupt (twice: at once).
       What a resumed run's call leaves out (None) is the run's own: data, preset, init, seed, batch_size,
       val_fraction, epochs, momentum, weight_decay, decay_biases, the schedule and where it stands (see
-      _resumed_schedule for lr).
+      lr below).
+      An lr other than the one the resumed run started with sets the rate from then on (plateau) or the
+      rate the milestones divide; the run's own lr (or None) continues it exactly.
     decay_biases: weight decay on the biases too (default False: the weights only, as cuda-convnet and Caffe's
       AlexNet did; PyTorch's SGD decays every parameter). A resumed run keeps its own (runs begun before
       this option decayed them).
