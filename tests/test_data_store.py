@@ -240,3 +240,79 @@ def test_cli_prepare_workers_zero_is_the_default_and_negative_is_refused(folder,
     assert cli.main(["prepare", str(folder), str(tmp_path / "st"), "--size", "8", "--workers", "-2", "--quiet"]) == 2
     assert "--workers must be >= 0 (0: the CPU count, at most 8), got -2" in capsys.readouterr().err
     assert cli.main(["prepare", str(folder), str(tmp_path / "st"), "--size", "8", "--workers", "0", "--quiet"]) == 0
+
+
+def _die_at(monkeypatch, module, name, when):
+    """Makes module.name raise KeyboardInterrupt at its `when`-th call (a kill at that moment: nothing after it
+    runs), counting calls from now."""
+    real, calls = getattr(module, name), {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == when:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, dying)
+
+
+@pytest.mark.parametrize("killed", ["files.json written", "files.json.tmp written"])
+def test_a_conversion_killed_before_its_meta_json_is_resumed(folder, tmp_path, monkeypatch, killed):
+    # Killed between writing files.json and meta.json (the second _write_json), or in files.json's own write
+    # (before its os.replace), the rerun of the same command said "exists and is not empty; choose a new folder
+    # for the store", and open_store called it damaged.
+    dst = tmp_path / "store"
+    if killed == "files.json written":
+        _die_at(monkeypatch, _store, "_write_json", 2)
+    else:
+        _die_at(monkeypatch, _store.os, "replace", 1)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, dst, image_size=8, quiet=True)
+    monkeypatch.undo()
+    assert not (dst / "meta.json").exists() and any(dst.iterdir())
+    with pytest.raises(ValueError, match="incomplete"):
+        open_store(dst)
+    resumed = open_store(prepare(folder, dst, image_size=8, quiet=True))
+    fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=8, quiet=True))
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(getattr(resumed, split).images, getattr(fresh, split).images)
+        np.testing.assert_array_equal(getattr(resumed, split).labels, getattr(fresh, split).labels)
+
+
+def test_a_conversion_killed_after_it_completed_leaves_no_progress_file(folder, tmp_path, monkeypatch):
+    # Killed between marking the store complete and removing progress.npz: every rerun returned the finished
+    # store and left the resume file (the running sums: 1.5 MB at 256 px) in it for good.
+    dst = tmp_path / "store"
+    _die_at(monkeypatch, _store, "_write_json", 5)  # files, meta, train done, val done, complete
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, dst, image_size=8, quiet=True)
+    monkeypatch.undo()
+    meta = json.loads((dst / "meta.json").read_text())
+    assert not meta["complete"]
+    _store._write_json(dst / "meta.json", dict(meta, complete=True))  # the write that was cut
+    assert (dst / "progress.npz").exists()
+    prepare(folder, dst, image_size=8, quiet=True)
+    assert not (dst / "progress.npz").exists()
+    assert len(open_store(dst).train) == 18
+
+
+@pytest.mark.parametrize("damage", ["images longer", "labels of two dimensions", "eigenvalues not finite",
+                                    "meta.json a list"])
+def test_more_damage_is_said_to_be_damage(folder, tmp_path, damage):
+    dst = prepare(folder, tmp_path / "st", image_size=8, quiet=True)
+    if damage == "images longer":  # was read without a word (the first count images of whatever the file holds)
+        with open(dst / "train_images.u8", "ab") as f:
+            f.write(bytes(8 * 8 * 3))
+        match = r"train_images.u8: 3648 bytes, not the 3456 of 18 images of 8x8"
+    elif damage == "labels of two dimensions":  # was "18 images but 18 labels"
+        np.save(dst / "train_labels.npy", np.load(dst / "train_labels.npy")[:, None])
+        match = r"train_labels.npy: 18 images but labels of shape \(18, 1\)"
+    elif damage == "eigenvalues not finite":  # was taken: every training batch NaN
+        with np.load(dst / "stats.npz") as st:
+            np.savez(dst / "stats.npz", mean_image=st["mean_image"], eigvals=st["eigvals"] * np.nan,
+                     eigvecs=st["eigvecs"])
+        match = r"stats.npz: .*not finite"
+    else:  # was AttributeError: 'list' object has no attribute 'get' (from is_store)
+        (dst / "meta.json").write_text("[1]")
+        match = r"meta.json: "
+    with pytest.raises(ValueError, match=f"the store {dst} is damaged \\({match}.*\\): prepare it again"):
+        load_dataset(str(dst))

@@ -32,6 +32,9 @@ from ._stats import RunningStats
 FORMAT = "pyalexnet-store"
 VERSION = 1
 SPLITS = ("train", "val")
+# What prepare writes before meta.json: a folder holding nothing else is a conversion killed before it began
+# converting (no image written), begun again by the same command.
+_STARTED = {"files.json", "files.json.tmp", "meta.json.tmp"}
 
 
 def is_store(path) -> bool:
@@ -39,9 +42,15 @@ def is_store(path) -> bool:
     if not meta.is_file():
         return False
     try:
-        return json.loads(meta.read_text()).get("format") == FORMAT
+        meta = json.loads(meta.read_text())
     except (OSError, ValueError):
         return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT  # a list was AttributeError
+
+
+def _only_started(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    return bool(names) and names <= _STARTED
 
 
 def looks_like_store(path) -> bool:
@@ -71,6 +80,9 @@ def open_store(path):
         meta = json.loads((path / "meta.json").read_text())
         version, complete = meta.get("version"), meta.get("complete")
     except (OSError, ValueError, AttributeError) as exc:  # a cut or overwritten meta.json
+        if _only_started(path):  # was "damaged ... --overwrite", where the same prepare goes on
+            raise ValueError(f"{path}: the store is incomplete (an interrupted `pyalexnet prepare`); "
+                             "rerun the same prepare command to finish it") from None
         raise _damaged(path, f"meta.json: {exc}") from None
     if version != VERSION:
         raise ValueError(f"{path}: store version {version} is not {VERSION}; prepare it again")
@@ -86,12 +98,18 @@ def open_store(path):
             info = meta["splits"][split]
             n = int(info["count"])
             what = f"{split}_images.u8"
-            images = (np.memmap(path / what, np.uint8, "r", shape=(n, size, size, 3)) if n
-                      else np.zeros((0, size, size, 3), np.uint8))
+            if n:
+                # prepare leaves the file exactly this long: a longer one was read without a word
+                expected, found = n * size * size * 3, os.path.getsize(path / what)
+                if found != expected:
+                    raise ValueError(f"{found} bytes, not the {expected} of {n} images of {size}x{size}")
+                images = np.memmap(path / what, np.uint8, "r", shape=(n, size, size, 3))
+            else:
+                images = np.zeros((0, size, size, 3), np.uint8)
             what = f"{split}_labels.npy"
             labels = np.load(path / what)
-            if labels.shape != (n,):
-                raise ValueError(f"{n} images but {labels.shape[0] if labels.ndim else 0} labels")
+            if labels.shape != (n,):  # (n, 1) was "n images but n labels"
+                raise ValueError(f"{n} images but labels of shape {labels.shape}")
             datasets[split] = Dataset(images, labels, meta["classes"], [tuple(s) for s in info["skipped"]])
         what = "stats.npz"
         with np.load(path / what) as st:
@@ -100,6 +118,8 @@ def open_store(path):
         if shapes != ((size, size, 3), (3,), (3, 3)):  # was taken, and failed later in the Loader
             raise ValueError(f"mean image, eigenvalues and eigenvectors of shapes {shapes}, not "
                              f"{((size, size, 3), (3,), (3, 3))}")
+        if not all(np.isfinite(a).all() for a in (mean_image, eigvals, eigvecs)):  # else every batch NaN
+            raise ValueError("the mean image, eigenvalues or eigenvectors are not finite")
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise _damaged(path, f"{what}: {exc}") from None
     return Splits(datasets["train"], datasets["val"], meta["classes"], size, crop_size_for(size), mean_image,
@@ -171,9 +191,12 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
                              + ": pass overwrite=True (--overwrite) to replace it, or choose another folder")
         listed = _unchanged_listing(source, dst, val_fraction, seed)
         if meta.get("complete"):
+            # A kill between marking it complete and removing the resume file left that file for good.
+            (dst / "progress.npz").unlink(missing_ok=True)
             return dst
     if meta is None or overwrite:
-        if dst.exists() and any(dst.iterdir()) and not (overwrite and (meta is not None or looks_like_store(dst))):
+        if dst.exists() and any(dst.iterdir()) and not (overwrite and (meta is not None or looks_like_store(dst))) \
+                and not _only_started(dst):
             raise ValueError(f"{dst} exists and is not empty; choose a new folder for the store")
         classes, train_files, val_files = _folder.list_folder(source, val_fraction=val_fraction, seed=seed)
         listed = {"train": train_files, "val": val_files}
