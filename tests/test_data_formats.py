@@ -11,7 +11,7 @@ from PIL import Image
 from pyalexnet.data import compute_stats, load_dataset
 from pyalexnet.data._folder import decode_image
 
-from data_files import cifar_folder, fashion_folder, image_folder, write_image
+from data_files import cifar_folder, fashion_folder, image_folder, write_idx, write_image
 
 
 def test_decode_resizes_the_shorter_side_and_centre_crops(tmp_path):
@@ -604,6 +604,19 @@ def test_fashion_mnist_bad_files(tmp_path, rng):
         load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset(f"fashion-mnist:{tmp_path / 'nothing'}")
+
+
+@pytest.mark.parametrize("train_side, test_side, match", [
+    ((5, 7), (5, 7), r"train images of 5x7 pixels: square ones expected"),  # was numpy's broadcast error
+    ((28, 28), (32, 32), r"t10k images are 32x32 and train images 28x28"),  # failed at the first validation batch
+])
+def test_fashion_mnist_images_of_other_shapes_are_refused(tmp_path, rng, train_side, test_side, match):
+    root = tmp_path / "f"
+    fashion_folder(root, rng, compress=False)
+    write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 256, (12, *train_side)), compress=False)
+    write_idx(root / "t10k-images-idx3-ubyte", rng.integers(0, 256, (5, *test_side)), compress=False)
+    with pytest.raises(ValueError, match=match):
+        load_dataset(f"fashion-mnist:{root}")
 
 
 def test_default_fashion_mnist_location(monkeypatch, tmp_path, rng):

@@ -175,5 +175,13 @@ def load_fashion_mnist(root=None):
             raise ValueError(f"{root}: {prefix} images {images.shape} and labels {labels.shape} do not match")
         if labels.size and labels.max() > 9:
             raise ValueError(f"{root}: {prefix} labels must be 0..9, found {int(labels.max())}")
+        # Checked here: a non-square set failed in the mean image with numpy's broadcast error, and a test split
+        # of another size at the first validation batch, after a training epoch.
+        if images.shape[1] != images.shape[2]:
+            raise ValueError(f"{root}: {prefix} images of {images.shape[1]}x{images.shape[2]} pixels: square ones "
+                             f"expected (Fashion-MNIST's are 28x28)")
+        if splits and images.shape[1:] != splits[0][0].shape[1:3]:
+            raise ValueError(f"{root}: {prefix} images are {images.shape[1]}x{images.shape[2]} and train images "
+                             f"{splits[0][0].shape[1]}x{splits[0][0].shape[2]}: both splits must have one size")
         splits.append((np.repeat(images[..., None], 3, axis=3), labels.astype(np.int64)))
     return FASHION_MNIST_CLASSES, splits[0], splits[1]
