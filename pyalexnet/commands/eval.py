@@ -69,9 +69,7 @@ def run(args) -> int:
     if args.data == "":
         raise ValueError("--data needs a data set (builtin, fashion-mnist, cifar10:PATH, an image folder or a store); "
                          "leave it out for the one the checkpoint was trained on")
-    if args.class_names == "":
-        raise ValueError("--class-names needs a file name, such as synset_words.txt")
-    if args.class_names:
+    if args.class_names is not None:
         check_names_file(args.class_names)  # before loading the data, which can take long
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))
     ckpt = Path(args.checkpoint)

@@ -53,8 +53,6 @@ def run(args) -> int:
     picture = _picture_path(args.picture) if args.picture is not None else None  # checked before the work
     if "" in args.images:  # '' was the current folder: every image under it classified
         raise ValueError("an IMAGE argument is empty: give image files or folders (. for the current folder)")
-    if args.class_names == "":  # was "class names file  is a folder"
-        raise ValueError("--class-names needs a file name, such as synset_words.txt")
     if args.class_names is not None:
         check_names_file(args.class_names)  # before loading the checkpoint
     model, meta = load_checkpoint(args.checkpoint, devices=_resolve_devices(args.device))

@@ -57,6 +57,8 @@ def find_class_names(folder, classes: Sequence[str]) -> list[str] | None:
 
 def check_names_file(path):
     """`path`, or FileNotFoundError when it is not a file (callers check early, before long work)."""
+    if str(path) == "":  # Path('') is the current folder: was "class names file  is a folder"
+        raise ValueError("--class-names needs a file name, such as synset_words.txt")
     if Path(path).is_dir():  # was "does not exist" of a folder that plainly does
         raise FileNotFoundError(f"class names file {path} is a folder: give the names file itself, such as "
                                 f"{Path(path) / 'synset_words.txt'}")
