@@ -265,6 +265,32 @@ def warn_user(message: str, category=RuntimeWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+def show_progress(progress: bool | None) -> bool:
+    """Whether to draw progress bars: `progress` when given, else when someone watches stderr: a terminal, or a
+    Jupyter kernel (its stderr is no terminal, and a notebook's train() showed nothing for an epoch's hours)."""
+    if progress is not None:
+        return bool(progress)
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):  # a closed or replaced stderr
+        return False
+    return _in_jupyter_kernel()
+
+
+def _in_jupyter_kernel() -> bool:
+    """An IPython shell run by a Jupyter kernel (notebooks, JupyterLab, VS Code, Colab), not terminal IPython:
+    only the kernel's shell has IPKernelApp in its configuration."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:  # never imported: not in IPython (importing it here would cost ~0.3 s)
+        return False
+    try:
+        shell = ipython.get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # an IPython too old or too new for this look: no bars, as before
+        return False
+
+
 def output_folder_problem(folder, name: str, *, create: bool = False, files=()) -> str | None:
     """Why `folder` (given as `name`: "--out", "checkpoint_dir (--checkpoint-dir)") cannot take a command's
     output, as a message that names it, or None when it can. Checked before the long work (a benchmark, a

@@ -536,7 +536,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     reflections); False uses the centre crop. mean_image defaults to the data set's training mean; given
     it (a checkpoint's, load_checkpoint's metadata["mean_image"]), an image folder's training images are
     not decoded (but for a small sample), only its test images.
-    progress: a tqdm bar over the images (default: only on a terminal).
+    progress: a tqdm bar over the images (default: on a terminal or in a Jupyter notebook).
     seed, val_fraction: for an image folder without val/, which images are held out: pass the training
       run's (train()'s seed and val_fraction), or the test may include images the model trained on.
     image_size: the side an image folder is decoded to: the training run's (default: mean_image's side
@@ -580,7 +580,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     loss = 0.0
     predictions = []
     with tqdm(total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img",
-              disable=not _progress_enabled(progress), dynamic_ncols=True, file=sys.stderr) as bar:
+              disable=not B.show_progress(progress), dynamic_ncols=True, file=sys.stderr) as bar:
         for i in range(0, n, batch_size):
             images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
             probs = ten_crop_probabilities(model, images, mean, ten_crop=ten_crop)
@@ -757,12 +757,6 @@ def _resolve_devices(device):
     return device
 
 
-def _progress_enabled(progress) -> bool:
-    if progress is not None:
-        return bool(progress)
-    return sys.stderr.isatty()
-
-
 LOCK_NAME = ".lock"  # held (flock) by the run training in a checkpoint folder; holds its pid
 
 
@@ -881,8 +875,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
       256, the paper's, whose 7/8 crop is 224); a folder of small images trains the small network from
       image_size 109 down (crops under 96). Other sources have their own size.
     history: a JSON-lines path for the per-epoch figures (default checkpoint_dir/history.jsonl).
-    progress: tqdm bars for decoding an image folder, each epoch and its validation (default: only on a
-      terminal). verbose: a summary line per epoch.
+    progress: tqdm bars for decoding an image folder, each epoch and its validation (default: on a
+      terminal or in a Jupyter notebook). verbose: a summary line per epoch.
     stop_after_steps: stop (after checkpointing) once this many steps have run in this call (tests,
       time-boxed runs); resume=True picks up from there.
 
@@ -1219,7 +1213,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                   + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
 
         steps_this_call = 0
-        show = _progress_enabled(progress)
+        show = B.show_progress(progress)
         with _stop_on_interrupt(ckpt_path) as interrupted, _said_unsaved(ckpt_path, lambda: (
                 epoch, step_in_epoch, steps_per_epoch)):
             while epoch < epochs:

@@ -1,6 +1,8 @@
 """train(), evaluate(), checkpoints and resume, divergence, bad arguments and the train/eval commands."""
 import json
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -503,6 +505,39 @@ def test_progress_bars_cover_validation_and_evaluation(splits, capsys):
     evaluate(result.model, splits, ten_crop=False, progress=False)
     _train(splits, epochs=1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def _fake_ipython(monkeypatch, config):
+    """sys.modules' IPython as a Jupyter kernel's (config with IPKernelApp) or terminal IPython's shell."""
+    shell = types.SimpleNamespace(config=config)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+
+
+def test_progress_bars_by_default_in_a_jupyter_kernel_as_on_a_terminal_not_in_logs(splits, capsys, monkeypatch):
+    from pyalexnet import _backend as B
+    from pyalexnet.data import _store
+
+    # A notebook's stderr is no terminal: train() there showed no bar through an epoch's hours.
+    model = _train(splits, epochs=1, progress=False).model
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    assert not B.show_progress(None) and B.show_progress(True) and not B.show_progress(False)
+    evaluate(model, splits, ten_crop=False)
+    assert capsys.readouterr().err == ""
+    _fake_ipython(monkeypatch, {"TerminalInteractiveShell": {}})  # terminal IPython: its stderr is the terminal
+    assert not B.show_progress(None)
+    _fake_ipython(monkeypatch, {"IPKernelApp": {"connection_file": "kernel-1.json"}})
+    assert B.show_progress(None) and not B.show_progress(False)
+    evaluate(model, splits, ten_crop=False)
+    assert "centre-crop test" in capsys.readouterr().err
+    evaluate(model, splits, ten_crop=False, progress=False)
+    assert capsys.readouterr().err == ""
+    assert not _store._progress_bar(10, 0, "converting", quiet=False).disable  # prepare's bar
+    assert _store._progress_bar(10, 0, "converting", quiet=True).disable
+    # Outside any shell (a script that imported IPython), or with an IPython whose API differs: no bars.
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not B.show_progress(None)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace())
+    assert not B.show_progress(None)
 
 
 def test_cli_eval_names_the_classes_it_gets_wrong_most(splits, tmp_path, capsys, monkeypatch):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -261,7 +260,7 @@ def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample,
                         f"are enlarged to {image_size}x{image_size}; --image-size {max(side, smallest_image_size('small'))} "
                         "(image_size=) decodes them near their own size, and trains the small network on them")
     w = workers or _folder.default_workers()
-    show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = B.show_progress(progress)
     *train, train_skipped = _folder.decode_many(train_files, image_size, workers=w, progress=show,
                                                 desc="decoding training images")
     *val, val_skipped = _folder.decode_many(val_files, image_size, workers=w, progress=show,

@@ -364,7 +364,7 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
     Threads decode in parallel (Pillow releases the GIL while decoding). Each image goes straight into
     the result (no list of images to stack: half the peak memory). progress: a tqdm bar named `desc`.
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     paths = [f for f, _ in files]
     own = cf.ThreadPoolExecutor(workers) if pool is None and workers and workers > 1 and len(paths) > 1 else None

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _backend as B
 from . import _folder
 from ._names import CLASS_NAME_FILES, find_upwards
 from ._stats import RunningStats
@@ -127,10 +128,10 @@ def open_store(path):
 
 
 def _progress_bar(total: int, initial: int, desc: str, quiet: bool):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
-    # Quiet when not on a terminal (logs, CI), unless asked otherwise.
-    disable = quiet or not sys.stderr.isatty()
+    # Quiet in logs and CI: bars only where someone watches (a terminal, a notebook).
+    disable = quiet or not B.show_progress(None)
     return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=disable, dynamic_ncols=True)
 
 
