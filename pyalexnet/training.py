@@ -713,7 +713,7 @@ def is_bias(name: str) -> bool:
     return name.endswith(".bias")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class TrainResult:
     """What train() returns: the trained model, one dict per epoch, where things were written, and the
     data set it trained on (pyalexnet.data.Splits: evaluate(result.model, result.data) tests on the very
@@ -730,6 +730,19 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
+
+    def __repr__(self) -> str:
+        # One line, as a notebook shows it when a cell ends with train(...): the dataclass's printed the mean image
+        # twice (its own and the data's) in some hundred lines, and every epoch's row of the history.
+        from .data._datasets import summary
+
+        last = self.final
+        history = f"[{_count(len(self.history), 'epoch')}" + (
+            f"; last: {', '.join(f'{k} {last[k]:.4g}' for k in ('val_top1', 'val_loss') if isinstance(last.get(k), float))}"
+            if last else "") + "]"
+        return (f"TrainResult(model={self.model!r}, history={history}, checkpoint={self.checkpoint!r}, "
+                f"history_path={self.history_path!r}, mean_image={summary(self.mean_image)}, "
+                f"classes={summary(self.classes)}, data={self.data!r})")
 
 
 def _check_positive_int(value, name: str) -> int:

@@ -540,6 +540,18 @@ def test_progress_bars_by_default_in_a_jupyter_kernel_as_on_a_terminal_not_in_lo
     assert not B.show_progress(None)
 
 
+def test_a_train_result_and_its_data_print_on_one_short_line(splits):
+    """A notebook cell ending with train(...) printed the dataclass's repr: the mean image twice, in full."""
+    result = _train(splits, epochs=1)
+    for text in (repr(result), repr(splits)):
+        assert "\n" not in text and len(text) < 1000, text
+    assert "mean_image=<float32 array (18, 18, 3)>" in repr(splits)
+    assert "history=[1 epoch; last: val_top1 " in repr(result) and "model=<AlexNet preset=small" in repr(result)
+    many = Splits(splits.train, splits.val, [f"n{i:08d}" for i in range(1000)], IMAGE, CROP, splits.mean_image,
+                  splits.eigvals, splits.eigvecs, "imagenet")
+    assert "'n00000004', ... (1000 in all)]" in repr(many) and len(repr(many)) < 1000
+
+
 def test_cli_eval_names_the_classes_it_gets_wrong_most(splits, tmp_path, capsys, monkeypatch):
     import pyalexnet
 

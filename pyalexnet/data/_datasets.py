@@ -66,7 +66,18 @@ def smallest_image_size(preset: str) -> int:
     raise ValueError(f"no image side up to 1023 fits the {preset} preset")  # not reached by the presets
 
 
-@dataclasses.dataclass
+def summary(value) -> str:
+    """`value` for a repr, in one short line: an array as its dtype and shape (a mean image printed as some hundred
+    lines of numbers), a list of more than five items as its first five and how many in all (ImageNet's thousand
+    class names)."""
+    if isinstance(value, np.ndarray):
+        return f"<{value.dtype} array {value.shape}>"
+    if isinstance(value, (list, tuple)) and len(value) > 5:
+        return "[" + ", ".join(repr(v) for v in value[:5]) + f", ... ({len(value)} in all)]"
+    return repr(value)
+
+
+@dataclasses.dataclass(repr=False)
 class Splits:
     """A training and a validation Dataset with what augmentation needs.
 
@@ -92,6 +103,12 @@ class Splits:
     @property
     def num_skipped(self) -> int:
         return self.train.num_skipped + self.val.num_skipped
+
+    def __repr__(self) -> str:
+        # One line: the dataclass's printed the mean image and the colour statistics in full, some fifty lines at
+        # the end of a notebook cell (`splits` alone, or a TrainResult, which holds two copies).
+        return "Splits(" + ", ".join(f"{f.name}={summary(getattr(self, f.name))}"
+                                     for f in dataclasses.fields(self)) + ")"
 
     def loader(self, split: str, batch_size: int, **kwargs):
         """A Loader over `split` ("train" or "val") with this data set's crop size and statistics; training
