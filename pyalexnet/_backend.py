@@ -278,6 +278,30 @@ def show_progress(progress: bool | None) -> bool:
     return _in_jupyter_kernel()
 
 
+def progress_bar_class(show: bool):
+    """The tqdm class for bars that are drawn (`show`, from show_progress) or not: tqdm.auto's where they are drawn
+    (Jupyter's own bar in a notebook that has ipywidgets), else plain tqdm. tqdm.auto, imported in a Jupyter kernel
+    without ipywidgets, warns "IProgress not found" at tqdm's own line (tqdm/auto.py:21): that was said with
+    progress=False too, where no bar is drawn; it is said only where bars are drawn, once, at the caller's line,
+    with what it means here (the bars are text)."""
+    if not show:
+        from tqdm.std import tqdm
+
+        return tqdm
+    if "tqdm.auto" in sys.modules:
+        return sys.modules["tqdm.auto"].tqdm
+    from tqdm.std import TqdmWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        from tqdm.auto import tqdm
+    for w in caught:
+        if issubclass(w.category, TqdmWarning):
+            warn_user(f"{w.message} (until then the progress bars are drawn as text)", w.category)
+        else:  # another module's warning while tqdm.auto imported it: as it would have been said
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return tqdm
+
+
 def _in_jupyter_kernel() -> bool:
     """An IPython shell run by a Jupyter kernel (notebooks, JupyterLab, VS Code, Colab), not terminal IPython:
     only the kernel's shell has IPKernelApp in its configuration."""

@@ -545,8 +545,6 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     (centre-crop or ten-crop mean cross-entropy), "images"}, and with
     return_predictions=True "predictions": each test image's most probable class, int64 (images,).
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
     _check_positive_int(batch_size, "batch_size")
@@ -579,8 +577,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     top1 = top5 = 0
     loss = 0.0
     predictions = []
-    with tqdm(total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img",
-              disable=not B.show_progress(progress), dynamic_ncols=True, file=sys.stderr) as bar:
+    show = B.show_progress(progress)
+    with B.progress_bar_class(show)(total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img",
+                                    disable=not show, dynamic_ncols=True, file=sys.stderr) as bar:
         for i in range(0, n, batch_size):
             images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
             probs = ten_crop_probabilities(model, images, mean, ten_crop=ten_crop)
@@ -895,7 +894,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
     Raises TrainingDiverged when the loss becomes NaN or infinite (the last good checkpoint is kept).
     """
-    from tqdm.auto import tqdm
 
     # --- arguments ---
     # What the caller left out (None) a resumed run takes from its checkpoint, a new one from the defaults.
@@ -1227,6 +1225,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
         steps_this_call = 0
         show = B.show_progress(progress)
+        tqdm = B.progress_bar_class(show)
         with _stop_on_interrupt(ckpt_path) as interrupted, _said_unsaved(ckpt_path, lambda: (
                 epoch, step_in_epoch, steps_per_epoch)):
             while epoch < epochs:

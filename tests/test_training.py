@@ -540,6 +540,30 @@ def test_progress_bars_by_default_in_a_jupyter_kernel_as_on_a_terminal_not_in_lo
     assert not B.show_progress(None)
 
 
+def test_no_widget_warning_where_no_bar_is_drawn_and_at_the_callers_line_where_one_is(splits, monkeypatch):
+    """A Jupyter kernel without ipywidgets: tqdm.auto warns "IProgress not found" when imported, at its own line
+    (tqdm/auto.py:21), and was imported whether a bar was drawn or not (progress=False said it too)."""
+    import warnings
+
+    model = _train(splits, epochs=1, progress=False).model
+    _fake_ipython(monkeypatch, {"IPKernelApp": {"connection_file": "kernel-1.json"}})
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))  # tqdm's test
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed
+    for name in ("tqdm.auto", "tqdm.autonotebook", "tqdm.notebook"):  # imported afresh, in this kernel
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate(model, splits, ten_crop=False, progress=False)
+        _train(splits, epochs=1, progress=False)
+    assert [str(w.message) for w in caught if "IProgress" in str(w.message)] == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate(model, splits, ten_crop=False)  # a bar, drawn as text
+        evaluate(model, splits, ten_crop=False)
+    said = [w for w in caught if "IProgress" in str(w.message)]
+    assert len(said) == 1 and said[0].filename == __file__ and "drawn as text" in str(said[0].message)
+
+
 def test_a_train_result_and_its_data_print_on_one_short_line(splits):
     """A notebook cell ending with train(...) printed the dataclass's repr: the mean image twice, in full."""
     result = _train(splits, epochs=1)

@@ -364,8 +364,6 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
     Threads decode in parallel (Pillow releases the GIL while decoding). Each image goes straight into
     the result (no list of images to stack: half the peak memory). progress: a tqdm bar named `desc`.
     """
-    from tqdm.auto import tqdm
-
     paths = [f for f, _ in files]
     own = cf.ThreadPoolExecutor(workers) if pool is None and workers and workers > 1 and len(paths) > 1 else None
     ex = pool or own
@@ -375,8 +373,8 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
     labels = np.empty(len(files), np.int64)
     skipped, kept = [], 0
     try:
-        with tqdm(total=len(files), desc=desc, unit="img", disable=not progress, dynamic_ncols=True,
-                  file=sys.stderr) as bar:
+        with B.progress_bar_class(progress)(total=len(files), desc=desc, unit="img", disable=not progress,
+                                            dynamic_ncols=True, file=sys.stderr) as bar:
             for (path, label), (img, err, large) in zip(files, results):
                 if large:  # Pillow's own warning (from a thread, once) names no file
                     warn_large_image(path, large)

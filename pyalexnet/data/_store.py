@@ -128,11 +128,10 @@ def open_store(path):
 
 
 def _progress_bar(total: int, initial: int, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
-
     # Quiet in logs and CI: bars only where someone watches (a terminal, a notebook).
-    disable = quiet or not B.show_progress(None)
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=disable, dynamic_ncols=True)
+    show = not quiet and B.show_progress(None)
+    return B.progress_bar_class(show)(total=total, initial=initial, desc=desc, unit="img", disable=not show,
+                                      dynamic_ncols=True)
 
 
 def _check_room(dst: Path, images: int, size: int) -> None:
