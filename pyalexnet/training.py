@@ -894,7 +894,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
     Raises TrainingDiverged when the loss becomes NaN or infinite (the last good checkpoint is kept).
     """
-
     # --- arguments ---
     # What the caller left out (None) a resumed run takes from its checkpoint, a new one from the defaults.
     given = dict(lr=lr is not None, schedule=schedule is not None, patience=patience is not None,
