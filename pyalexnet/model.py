@@ -84,7 +84,7 @@ def _preset_config(preset: str, input_size: int | None) -> dict[str, Any]:
     return cfg
 
 
-def _spatial_sizes(cfg: dict[str, Any]) -> dict[str, int]:
+def _spatial_sizes(cfg: dict[str, Any], preset: str = "this") -> dict[str, int]:
     """Output height (= width) of every conv layer after its pool, and the input size of fc6."""
     size, out = cfg["input_size"], {}
     for name in _CONVS:
@@ -93,9 +93,32 @@ def _spatial_sizes(cfg: dict[str, Any]) -> dict[str, int]:
         if name in _POOL_AFTER:
             size = (size - POOL_SIZE) // POOL_STRIDE + 1
         if size < 1:
-            raise ValueError(f"input size {cfg['input_size']} is too small for this preset: the maps vanish at {name}")
+            raise ValueError(f"input size {cfg['input_size']} is too small for {preset} preset: the maps vanish at {name}")
         out[name] = size
     return out
+
+
+def smallest_input_size(preset: str) -> int:
+    """The smallest crop side the preset's network takes (below it the maps vanish before fc6)."""
+    for side in range(1, 1024):
+        try:
+            _spatial_sizes(_preset_config(preset, side))
+            return side
+        except ValueError:
+            continue
+    raise ValueError(f"no input size up to 1023 fits the {preset} preset")  # not reached by the presets
+
+
+def _check_input_size(preset: str, cfg: dict[str, Any]) -> None:
+    """Refuses crops too small for the preset, saying what it takes and which preset takes them: AlexNet(10,
+    input_size=32) said only that the maps vanish at conv3."""
+    try:
+        _spatial_sizes(cfg, f"the {preset!r}")
+    except ValueError as exc:
+        n = cfg["input_size"]
+        fits = [p for p in PRESETS if p != preset and p != "tiny" and smallest_input_size(p) <= n]
+        raise ValueError(f"{exc}; it takes crops of {smallest_input_size(preset)} px and up"
+                         + (f", preset={fits[0]!r} takes {n}" if fits else "")) from None
 
 
 def _layer_specs(cfg: dict[str, Any], num_classes: int) -> list[tuple[str, int, tuple[int, ...]]]:
@@ -322,6 +345,7 @@ class AlexNet:
         self.num_classes = int(num_classes)
         self.preset = preset
         self.config = _preset_config(preset, input_size)
+        _check_input_size(preset, self.config)
         self.input_size = self.config["input_size"]
         self.seed = int(seed)
         self.init = _resolve_init(default_init(preset) if init is None else init)

@@ -193,8 +193,13 @@ def test_bad_arguments_are_clear():
         AlexNet(1, devices="cpu")
     with pytest.raises(ValueError, match="device"):
         AlexNet(10, preset="tiny", devices="tpu")
-    with pytest.raises(ValueError, match="too small"):
+    # What it takes, and the preset that takes these crops (it said only where the maps vanish).
+    with pytest.raises(ValueError, match=r"too small for the 'paper' preset: the maps vanish at conv5; it takes "
+                                         r"crops of 63 px and up, preset='small' takes 40$"):
         AlexNet(10, preset="paper", input_size=40, devices="cpu")
+    AlexNet(10, preset="paper", input_size=63, devices="cpu")
+    with pytest.raises(ValueError, match=r"the 'small' preset: .* of 15 px and up$"):
+        AlexNet(10, preset="small", input_size=14, devices="cpu")
     with pytest.raises(ValueError, match="init"):
         AlexNet(10, preset="tiny", devices="cpu", init="xavier")
     m = AlexNet(10, preset="tiny", devices="cpu")
@@ -364,7 +369,7 @@ def test_smallest_image_size_is_the_first_side_whose_crops_the_network_takes(pre
 
     side = smallest_image_size(preset)
     AlexNet(3, preset=preset, input_size=crop_size_for(side), devices="cpu")  # builds
-    with pytest.raises(ValueError, match="too small for this preset"):
+    with pytest.raises(ValueError, match=f"too small for the '{preset}' preset"):
         AlexNet(3, preset=preset, input_size=crop_size_for(side - 1), devices="cpu")
     assert smallest_image_size("small") == 18  # what the error messages and README say
 
