@@ -416,3 +416,45 @@ def test_initial_parameters_are_handed_to_the_callers_stream(monkeypatch):
     AlexNet(10, preset="tiny", devices="cpu")
     first = log.index("before_caller")
     assert first > 0 and set(log[:first]) == {"take"} and set(log[first:]) == {"before_caller"}
+
+
+def test_each_tower_and_layer_draws_its_own_dropout_mask(rng):
+    # The masks come from (seed, step, layer, tower): fc6a, fc6b, fc7a and fc7b have the same shape, and a seed
+    # that left out the tower or the layer gave two of them one mask (the grouped reference above asks the model
+    # for its seeds, so it agreed with any such mistake).
+    m = AlexNet(4, preset="small", devices="cpu", seed=0)
+    x = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+    m.forward(x, train=True, step=2)
+    masks = {name: np.asarray(m._cache[name]["mask"]) for name in ("fc6a", "fc6b", "fc7a", "fc7b")}
+    assert all(mk.shape == (3, m.config["fc"]) for mk in masks.values())
+    names = list(masks)
+    for i, a in enumerate(names):
+        assert 0.3 < masks[a].mean() < 0.7, a  # p = 0.5
+        for b in names[i + 1:]:
+            assert not np.array_equal(masks[a], masks[b]), (a, b)
+
+
+def test_he_init_scales_each_layer_by_its_fan_in():
+    # init="he": N(0, 2 / fan_in) in conv1..fc7, N(0, 1 / fan_in) in fc8, fan_in = in_channels * kernel area
+    # (conv) or the input width (fc); biases 0.
+    m = AlexNet(10, preset="small", devices="cpu", seed=0, init="he")
+    fan_in = {"conv1": 3 * 5 * 5, "conv2": 16 * 5 * 5, "conv3": 64 * 3 * 3, "conv4": 48 * 3 * 3,
+              "conv5": 48 * 3 * 3, "fc6": 2 * 32 * 3 * 3, "fc7": 2 * 256, "fc8": 2 * 256}
+    for name, w in m.parameters().items():
+        layer = name.split(".")[0].rstrip("ab")
+        if name.endswith(".bias"):
+            np.testing.assert_array_equal(w, 0.0)
+            continue
+        assert int(np.prod(w.shape[1:])) == fan_in[layer], name
+        want = np.sqrt((1.0 if layer == "fc8" else 2.0) / fan_in[layer])
+        assert abs(float(w.std()) / want - 1) < 0.08, (name, float(w.std()), want)
+
+
+@pytest.mark.parametrize("size, fc6_in", [(32, 2 * 32 * 3 * 3), (47, 2 * 32 * 5 * 5), (48, 2 * 32 * 2 * 2),
+                                          (64, 2 * 32 * 3 * 3)])
+def test_small_preset_takes_conv1_stride_2_from_48_pixels(size, fc6_in):
+    # Sizes by hand, (size + 2 * pad - kernel) // stride + 1 then the 3/2 pools after conv1, conv2 and conv5:
+    # at 47 px conv1 has stride 1 (47 -> 47 -> pool 23 -> pool 11 -> pool 5), at 48 stride 2 (48 -> 24 ->
+    # pool 11 -> pool 5 -> pool 2), at 64 (64 -> 32 -> 15 -> 7 -> 3).
+    shapes = parameter_shapes(10, preset="small", input_size=size)
+    assert shapes["fc6a.weight"] == (256, fc6_in)
