@@ -1718,3 +1718,107 @@ def test_resuming_mid_epoch_with_fewer_epochs_says_the_steps_beyond_them(splits,
     _train(splits, epochs=1, checkpoint_dir=tmp_path, resume=True)
     assert ("run has done 1 epoch and 2 of epoch 2's 6 steps: nothing to train (epochs=1 asks for fewer)"
             in capsys.readouterr().err)
+
+
+def test_plateau_patience_counts_bad_epochs_since_the_best_or_the_last_cut():
+    # patience 2: the rate is cut after two epochs in a row that did not improve on the best, the count starting
+    # again after an improvement and after each cut (errors by hand: cuts after epochs 4 and 6).
+    from pyalexnet.training import PlateauSchedule
+
+    s = PlateauSchedule(1.0, patience=2)
+    lrs = [s.after_epoch(e, err) for e, err in enumerate([0.5, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.3])]
+    assert lrs == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_a_run_steps_with_the_papers_sgd_settings_and_global_step_numbers(splits, monkeypatch):
+    # Defaults: momentum 0.9, weight decay 5e-4 on the weights only; the dropout masks' step counts on across
+    # epochs (a step number that began again each epoch repeated the first epoch's masks in every epoch).
+    from pyalexnet import training
+
+    calls = []
+    real = training.sgd_step
+    monkeypatch.setattr(training, "sgd_step", lambda *a, **k: (calls.append(k), real(*a, **k))[1])
+    result = _train(splits, epochs=2, schedule="constant")
+    per_epoch = len(splits.train) // 8
+    assert [k["step"] for k in calls] == list(range(2 * per_epoch))
+    assert result.model.step == 2 * per_epoch
+    for k in calls:
+        assert (k["momentum"], k["weight_decay"], k["decay_biases"], k["lr"]) == (0.9, 5e-4, False, 0.003)
+
+
+def test_the_plateau_rule_reads_the_validation_error(splits, monkeypatch):
+    # The paper cuts the rate when the validation error stops improving, not the training error.
+    from pyalexnet.training import PlateauSchedule
+
+    seen = []
+    real = PlateauSchedule.after_epoch
+    monkeypatch.setattr(PlateauSchedule, "after_epoch", lambda self, e, err: (seen.append((e, err)), real(self, e, err))[1])
+    result = _train(splits, epochs=2, schedule="plateau")
+    assert seen == [(e, row["val_top1"]) for e, row in enumerate(result.history)]
+    assert [row["val_top1"] for row in result.history] != [row["train_top1"] for row in result.history]
+
+
+def test_sgd_step_defaults_are_the_papers():
+    # momentum 0.9 and weight decay 5e-4 (on the weights): two steps, so that the momentum term counts.
+    x, y = _batch()
+    default, explicit = _small_model(), _small_model()
+    v_default, v_explicit = pyalexnet.sgd_velocities(default), pyalexnet.sgd_velocities(explicit)
+    for step in range(2):
+        pyalexnet.sgd_step(default, x, y, v_default, lr=0.01, step=step)
+        pyalexnet.sgd_step(explicit, x, y, v_explicit, lr=0.01, momentum=0.9, weight_decay=5e-4, decay_biases=False,
+                           step=step)
+    for k, p in explicit.parameters().items():
+        np.testing.assert_array_equal(default.parameters()[k], p, err_msg=k)
+
+
+def test_paper_recipe_defaults():
+    # PAPER.md: batch 128, lr 0.01 divided by 10 when the validation error stops improving, about 90 epochs,
+    # weights N(0, 0.01).
+    from pyalexnet.training import defaults_for
+
+    d = defaults_for("paper")
+    assert (d["epochs"], d["lr"], d["batch_size"], d["schedule"], d["init"]) == (90, 0.01, 128, "plateau", "paper")
+
+
+def test_ten_crop_probabilities_average_the_ten_patches(splits):
+    # The paper's test: the softmax averaged over the four corner crops, the centre crop and their horizontal
+    # reflections; cut here with numpy slicing.
+    from pyalexnet.training import ten_crop_probabilities
+
+    model = pyalexnet.AlexNet(4, preset="small", input_size=CROP, devices="cpu", seed=1)
+    images, mean, c = splits.val.images[:5], splits.mean_image, CROP
+    edge = IMAGE - c
+    want = 0
+    for top, left in [(0, 0), (0, edge), (edge, 0), (edge, edge), (edge // 2, edge // 2)]:
+        patch = images[:, top:top + c, left:left + c].astype(np.float32) - mean[top:top + c, left:left + c]
+        for p in (patch, patch[:, :, ::-1]):
+            want = want + model.predict(np.ascontiguousarray(p.transpose(0, 3, 1, 2))).astype(np.float64)
+    got = ten_crop_probabilities(model, images, mean)
+    np.testing.assert_allclose(got, want / 10, rtol=1e-5, atol=1e-7)
+    centre = images[:, edge // 2:edge // 2 + c, edge // 2:edge // 2 + c].astype(np.float32) - mean[edge // 2:edge // 2 + c, edge // 2:edge // 2 + c]
+    np.testing.assert_allclose(ten_crop_probabilities(model, images, mean, ten_crop=False),
+                               model.predict(np.ascontiguousarray(centre.transpose(0, 3, 1, 2))), rtol=1e-5, atol=1e-7)
+
+
+def test_top1_and_top5_mistakes_count_the_labels_rank():
+    # Eight classes; the label is ranked 1st, 4th, 6th and 8th in the four rows: one top-1 hit, two top-5 hits.
+    from pyalexnet.training import _errors
+
+    scores = np.array([[8, 7, 6, 5, 4, 3, 2, 1]] * 4, np.float32)
+    labels = np.array([0, 3, 5, 7])
+    assert _errors(scores, labels) == (3, 2)
+    assert _errors(-scores, labels) == (3, 1)  # reversed: 7, 6, 5, 4, 3 the top five, only label 0 out
+
+
+def test_a_resumed_plateau_schedule_remembers_its_best_error(splits, tmp_path, monkeypatch):
+    # The validation error held at 0.5: patience 1 cuts the rate after the second epoch. A run resumed after its
+    # first epoch must cut at the same point, which it can only if the checkpoint's best error (0.5) comes back.
+    from pyalexnet import training
+
+    monkeypatch.setattr(training, "_validate", lambda model, loader, bar: (
+        bar.close(), {"val_loss": 1.0, "val_top1": 0.5, "val_top5": None})[1])
+    straight = _train(splits, epochs=3, schedule="plateau", patience=1)
+    assert [h["lr"] for h in straight.history] == pytest.approx([0.003, 0.003, 0.0003])
+    _train(splits, epochs=1, schedule="plateau", patience=1, checkpoint_dir=tmp_path)
+    resumed = _train(splits, epochs=3, checkpoint_dir=tmp_path, resume=True)
+    assert [h["lr"] for h in resumed.history] == pytest.approx([0.003, 0.003, 0.0003])
