@@ -250,3 +250,32 @@ def test_cli_fails_on_a_broken_backward(capsys, monkeypatch, op):
     out = capsys.readouterr().out
     layer = {"conv2d_backward": "conv2d w", "lrn_backward": "lrn x", "max_pool_backward": "max_pool x"}[op]
     assert "FAIL" in out and "FAILED: " in out and layer in out.split("FAILED: ")[1]
+
+
+def test_one_wrong_point_among_many_right_ones_fails(rng):
+    # The verdict is the worst point's, not an average: one element 5% off among 24 compared right ones fails.
+    loss, inputs, grads = _linear_problem(rng)
+    bad = dict(grads, w=grads["w"].copy())
+    i = int(np.argmax(np.abs(grads["w"])))
+    bad["w"].flat[i] *= np.float32(1.05)
+    (_, r) = check_function("linear", loss, bad, inputs, points=100)
+    assert r.tensor == "w" and r.points == grads["w"].size
+    assert not r.passed and r.worst_ratio > 2, format_table([r])
+
+
+def test_a_small_gradient_is_judged_against_one_percent_of_the_largest():
+    # The stated floor: rel = |a - n| / max(|a|, |n|, 1% of the largest compared). loss = sum(c * x) has gradient
+    # c; an element 1/2000 of the largest, reported twice its value, is off by 5% of that floor: tol 1% fails it.
+    c = np.array([1.0, 5e-4, 0.3, -0.2], np.float64)
+    x = np.array([0.5, -0.7, 0.9, 1.1], np.float32)
+
+    def loss(inp):
+        v = c * np.asarray(inp["x"], np.float64)
+        return float(v.sum()), float(np.abs(v).sum())
+
+    right = c.astype(np.float32)
+    assert check_function("sum", loss, {"x": right}, {"x": x}, points=4)[0].passed
+    wrong = right.copy()
+    wrong[1] *= 2
+    (r,) = check_function("sum", loss, {"x": wrong}, {"x": x}, points=4)
+    assert r.points == 4 and not r.passed, format_table([r])
