@@ -362,6 +362,19 @@ def test_statistics_match_numpy(tmp_path, rng):
     np.testing.assert_allclose(v, s.eigvals, rtol=1e-9)
 
 
+
+def test_eigenvectors_have_a_fixed_sign():
+    # An eigenvector's sign is the solver's choice (LAPACK gives natural images' brightness component as
+    # (-0.58, -0.58, -0.58)); the statistics fix it, each vector's largest component positive, so that a data set's
+    # statistics, and the lighting its alphas give, are the same whatever solver computed them.
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 200, (20, 8, 8, 1))
+    images = (grey + rng.integers(0, 50, (20, 8, 8, 3))).astype(np.uint8)  # correlated channels
+    _, vals, vecs = compute_stats(images)
+    assert np.all(vecs[:, 0] > 0.5)  # the brightness direction, about (1, 1, 1) / sqrt(3)
+    for j in range(3):
+        assert vecs[np.argmax(np.abs(vecs[:, j])), j] > 0, vecs
+
 def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path, rng):
     image_folder(tmp_path / "d", rng, per_class=3)
     (tmp_path / "d" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
