@@ -191,9 +191,12 @@ class _StopRequest:
 def _stop_on_interrupt(ckpt_path):
     """Within, a first Ctrl-C asks the run to stop at the end of its step (so it can write a checkpoint that
     --resume continues: a step cut in half would leave the weights half updated); a second stops at once.
-    Only where there is a checkpoint (ckpt_path) to write, and only in the main thread (where signals arrive)."""
+    Only where there is a checkpoint (ckpt_path) to write, and only in the main thread (where signals arrive).
+    A process that ignores SIGINT (started in the background by a script, whose Ctrl-C must not reach it) keeps
+    ignoring it, as Python itself does: this handler made such a run stop at the script's Ctrl-C."""
     request = _StopRequest()
-    if ckpt_path is None or threading.current_thread() is not threading.main_thread():
+    if ckpt_path is None or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield request
         return
 

@@ -940,6 +940,23 @@ def test_checkpoint_every_without_a_folder_is_refused(splits, capsys):
     assert "needs checkpoint_dir (--checkpoint-dir)" in capsys.readouterr().err
 
 
+def test_a_run_that_ignores_ctrl_c_keeps_ignoring_it(splits, tmp_path, monkeypatch):
+    import signal
+
+    # A script's background job (`pyalexnet train ... &`) starts with SIGINT ignored, so that the script's Ctrl-C
+    # does not reach it; training installed its own handler over that and stopped.
+    straight = _train(splits, epochs=1)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _ctrl_c_at_update(monkeypatch, 2)
+        result = _train(splits, epochs=1, checkpoint_dir=tmp_path)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [h["train_loss"] for h in result.history] == [h["train_loss"] for h in straight.history]
+    assert load_checkpoint(tmp_path)[1]["training"]["global_step"] == 6  # the whole epoch
+
+
 def test_ctrl_c_without_a_checkpoint_folder_says_nothing_was_saved(splits, monkeypatch, capsys):
     _ctrl_c_at_update(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt, match=r"stopped at epoch 1, step 1 of 6; nothing was saved"):
