@@ -281,36 +281,56 @@ def show_progress(progress: bool | None) -> bool:
 def progress_bar_class(show: bool):
     """The tqdm class for bars that are drawn (`show`, from show_progress) or not: tqdm.auto's where they are drawn
     (Jupyter's own bar in a notebook that has ipywidgets), else plain tqdm. tqdm.auto, imported in a Jupyter kernel
-    without ipywidgets, warns "IProgress not found" at tqdm's own line (tqdm/auto.py:21): that was said with
-    progress=False too, where no bar is drawn; it is said only where bars are drawn, once, at the caller's line,
-    with what it means here (the bars are text)."""
+    without ipywidgets, warned "IProgress not found" at tqdm's own line (tqdm/auto.py:21), with progress=False
+    too, where no bar is drawn. There the bars are plain text, said once, at the caller's line; nothing is caught
+    or filtered (the warnings machinery is process-wide, and the decoding threads warn meanwhile)."""
+    global _said_text_bars
+    from tqdm.std import tqdm as text_bar
+
     if not show:
-        from tqdm.std import tqdm
+        return text_bar
+    if "tqdm.auto" not in sys.modules and _in_jupyter_kernel() and not _have_module("ipywidgets"):
+        if not _said_text_bars:
+            _said_text_bars = True
+            warn_user("ipywidgets is not installed: the progress bars are drawn as text (pip install ipywidgets "
+                      "for Jupyter's own)")
+        return text_bar
+    from tqdm.auto import tqdm
 
-        return tqdm
-    if "tqdm.auto" in sys.modules:
-        return sys.modules["tqdm.auto"].tqdm
-    from tqdm.std import TqdmWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        from tqdm.auto import tqdm
-    for w in caught:
-        if issubclass(w.category, TqdmWarning):
-            warn_user(f"{w.message} (until then the progress bars are drawn as text)", w.category)
-        else:  # another module's warning while tqdm.auto imported it: as it would have been said
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return tqdm
 
 
+_said_text_bars = False
+
+
+def _have_module(name: str) -> bool:
+    """Whether `name` can be imported, without importing it (None in sys.modules: blocked)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _in_jupyter_kernel() -> bool:
-    """An IPython shell run by a Jupyter kernel (notebooks, JupyterLab, VS Code, Colab), not terminal IPython:
-    only the kernel's shell has IPKernelApp in its configuration."""
+    """An IPython shell run by a Jupyter kernel (notebooks, JupyterLab, VS Code, Colab), not terminal IPython: the
+    kernel's shell is ipykernel's ZMQInteractiveShell (Colab's subclasses it), or, however it was launched, has
+    IPKernelApp in its configuration."""
     ipython = sys.modules.get("IPython")
     if ipython is None:  # never imported: not in IPython (importing it here would cost ~0.3 s)
         return False
     try:
         shell = ipython.get_ipython()
-        return shell is not None and "IPKernelApp" in shell.config
+        if shell is None:
+            return False
+        zmqshell = sys.modules.get("ipykernel.zmqshell")
+        kernel_shell = getattr(zmqshell, "ZMQInteractiveShell", None)
+        if isinstance(kernel_shell, type) and isinstance(shell, kernel_shell):
+            return True
+        return "IPKernelApp" in shell.config
     except Exception:  # an IPython too old or too new for this look: no bars, as before
         return False
 

@@ -111,7 +111,7 @@ def smallest_input_size(preset: str) -> int:
 
 def _check_input_size(preset: str, cfg: dict[str, Any]) -> None:
     """Refuses crops too small for the preset, saying what it takes and which preset takes them: AlexNet(10,
-    input_size=32) said only that the maps vanish at conv3."""
+    input_size=32) said only that the maps vanish at conv5."""
     try:
         _spatial_sizes(cfg, f"the {preset!r}")
     except ValueError as exc:
@@ -143,8 +143,9 @@ def _layer_specs(cfg: dict[str, Any], num_classes: int) -> list[tuple[str, int, 
 
 def parameter_shapes(num_classes: int = 1000, *, preset: str = "paper", input_size: int | None = None) -> dict[str, tuple]:
     """{name: shape} of every parameter, in model.parameters() order, without building the model."""
-    shapes = {}
-    for layer, _, wshape in _layer_specs(_preset_config(preset, input_size), num_classes):
+    shapes, cfg = {}, _preset_config(preset, input_size)
+    _check_input_size(preset, cfg)
+    for layer, _, wshape in _layer_specs(cfg, num_classes):
         shapes[layer + ".weight"] = wshape
         shapes[layer + ".bias"] = (wshape[0],)
     return shapes

@@ -738,10 +738,12 @@ class TrainResult:
         # twice (its own and the data's) in some hundred lines, and every epoch's row of the history.
         from .data._datasets import summary
 
-        last = self.final
-        history = f"[{_count(len(self.history), 'epoch')}" + (
-            f"; last: {', '.join(f'{k} {last[k]:.4g}' for k in ('val_top1', 'val_loss') if isinstance(last.get(k), float))}"
-            if last else "") + "]"
+        history = summary(self.history)
+        if isinstance(self.history, list):  # a repr must not raise, whatever a caller put there
+            last = self.history[-1] if self.history and isinstance(self.history[-1], dict) else {}
+            figures = [f"{k} {float(last[k]):.4g}" for k in ("val_top1", "val_loss") if isinstance(last.get(k), numbers.Real)
+                       and not isinstance(last[k], bool)]  # None for an empty split
+            history = f"[{_count(len(self.history), 'epoch')}" + (f"; last: {', '.join(figures)}" if figures else "") + "]"
         return (f"TrainResult(model={self.model!r}, history={history}, checkpoint={self.checkpoint!r}, "
                 f"history_path={self.history_path!r}, mean_image={summary(self.mean_image)}, "
                 f"classes={summary(self.classes)}, data={self.data!r})")

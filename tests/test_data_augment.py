@@ -82,7 +82,6 @@ def test_center_crop_and_ten_crops_geometry(batch):
     np.testing.assert_array_equal(tc[5], tc[0][..., ::-1])
 
 
-
 def test_centre_crops_round_down_and_ten_crops_centre_is_the_centre_crop(rng):
     # Odd margins (12 - 5 = 7 rows, 10 - 5 = 5 columns): the centre crop starts at floor(margin / 2), (3, 2),
     # and the ten-crop centre patch (and its mirror) is that same crop, as the test-time centre crop is.
@@ -92,6 +91,7 @@ def test_centre_crops_round_down_and_ten_crops_centre_is_the_centre_crop(rng):
     np.testing.assert_array_equal(center_crop(images, 5, mean), want)
     np.testing.assert_array_equal(ten_crops(images, 5, mean, patch=4), want)
     np.testing.assert_array_equal(ten_crops(images, 5, mean, patch=9), want[..., ::-1])
+
 
 def test_lighting_covariance_follows_the_papers_rule(rng):
     # alpha ~ N(0, 0.1); the added colour 255 * P (alpha * lambda) has covariance

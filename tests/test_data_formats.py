@@ -30,7 +30,6 @@ def test_decode_resizes_the_shorter_side_and_centre_crops(tmp_path):
     np.testing.assert_array_equal(decode_image(str(gray), 8), 77)
 
 
-
 def test_a_very_wide_image_resamples_only_its_centre_crop(tmp_path, monkeypatch):
     # A 100000x1 strip was resized whole to 25600000x256 (20 GB) before its centre crop: a MemoryError that
     # ended the load. Now no resize makes more than the crop...
@@ -53,6 +52,7 @@ def test_a_very_wide_image_resamples_only_its_centre_crop(tmp_path, monkeypatch)
             whole = np.asarray(resize(im.convert("RGB"), (nw, nh), Image.BILINEAR, reducing_gap=None)
                                .crop((left, top, left + size, top + size)))
         np.testing.assert_allclose(decode_image(str(tmp_path / "a.png"), size), whole, atol=1)
+
 
 def test_float_grey_images_are_scaled_from_0_1(tmp_path):
     # A float TIFF of 0-1 values (mode F) came out all black: Pillow takes floats as 0-255 levels.
@@ -362,7 +362,6 @@ def test_statistics_match_numpy(tmp_path, rng):
     np.testing.assert_allclose(v, s.eigvals, rtol=1e-9)
 
 
-
 def test_eigenvectors_have_a_fixed_sign():
     # An eigenvector's sign is the solver's choice (LAPACK gives natural images' brightness component as
     # (-0.58, -0.58, -0.58)); the statistics fix it, each vector's largest component positive, so that a data set's
@@ -374,6 +373,7 @@ def test_eigenvectors_have_a_fixed_sign():
     assert np.all(vecs[:, 0] > 0.5)  # the brightness direction, about (1, 1, 1) / sqrt(3)
     for j in range(3):
         assert vecs[np.argmax(np.abs(vecs[:, j])), j] > 0, vecs
+
 
 def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path, rng):
     image_folder(tmp_path / "d", rng, per_class=3)

@@ -117,7 +117,6 @@ def test_backward_matches_the_mask_and_finite_differences(rng):
     np.testing.assert_allclose(dx, numeric, rtol=1e-5, atol=1e-6)
 
 
-
 def test_defaults_are_the_papers_half_both_ways(rng):
     # p = 0.5 (the paper's fc6 and fc7) in the forward and the backward alike: a backward whose default differed
     # from the forward's scaled the gradients of dropout(x, seed=s) wrongly for a caller who relied on both.
@@ -127,6 +126,7 @@ def test_defaults_are_the_papers_half_both_ways(rng):
     np.testing.assert_allclose(y, np.where(mask == 1, x / 0.5, 0), rtol=1e-6)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     np.testing.assert_allclose(ops.dropout_backward(dy, mask), np.where(mask == 1, dy / 0.5, 0), rtol=1e-6)
+
 
 def test_unaligned_views_work(rng):
     x = rng.standard_normal(1001).astype(np.float32)

@@ -200,6 +200,8 @@ def test_bad_arguments_are_clear():
     AlexNet(10, preset="paper", input_size=63, devices="cpu")
     with pytest.raises(ValueError, match=r"the 'small' preset: .* of 15 px and up$"):
         AlexNet(10, preset="small", input_size=14, devices="cpu")
+    with pytest.raises(ValueError, match=r"the 'paper' preset: the maps vanish at conv1; it takes crops of 63 px"):
+        pyalexnet.model.parameter_shapes(10, input_size=10)
     with pytest.raises(ValueError, match="init"):
         AlexNet(10, preset="tiny", devices="cpu", init="xavier")
     m = AlexNet(10, preset="tiny", devices="cpu")

@@ -526,13 +526,16 @@ def test_progress_bars_by_default_in_a_jupyter_kernel_as_on_a_terminal_not_in_lo
     _fake_ipython(monkeypatch, {"TerminalInteractiveShell": {}})  # terminal IPython: its stderr is the terminal
     assert not B.show_progress(None)
     _fake_ipython(monkeypatch, {"IPKernelApp": {"connection_file": "kernel-1.json"}})
+    monkeypatch.setattr(B, "_said_text_bars", True)  # (the next test checks what is said without ipywidgets)
     assert B.show_progress(None) and not B.show_progress(False)
     evaluate(model, splits, ten_crop=False)
     assert "centre-crop test" in capsys.readouterr().err
     evaluate(model, splits, ten_crop=False, progress=False)
     assert capsys.readouterr().err == ""
-    assert not _store._progress_bar(10, 0, "converting", quiet=False).disable  # prepare's bar
-    assert _store._progress_bar(10, 0, "converting", quiet=True).disable
+    for quiet in (False, True):
+        bar = _store._progress_bar(10, 0, "converting", quiet=quiet)  # prepare's
+        assert bar.disable is quiet
+        bar.close()
     # Outside any shell (a script that imported IPython), or with an IPython whose API differs: no bars.
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
     assert not B.show_progress(None)
@@ -541,27 +544,52 @@ def test_progress_bars_by_default_in_a_jupyter_kernel_as_on_a_terminal_not_in_lo
 
 
 def test_no_widget_warning_where_no_bar_is_drawn_and_at_the_callers_line_where_one_is(splits, monkeypatch):
-    """A Jupyter kernel without ipywidgets: tqdm.auto warns "IProgress not found" when imported, at its own line
+    """A Jupyter kernel without ipywidgets: tqdm.auto warned "IProgress not found" when imported, at its own line
     (tqdm/auto.py:21), and was imported whether a bar was drawn or not (progress=False said it too)."""
     import warnings
 
+    from pyalexnet import _backend as B
+
     model = _train(splits, epochs=1, progress=False).model
     _fake_ipython(monkeypatch, {"IPKernelApp": {"connection_file": "kernel-1.json"}})
-    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", types.ModuleType("ipykernel.zmqshell"))  # tqdm's test
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed
-    for name in ("tqdm.auto", "tqdm.autonotebook", "tqdm.notebook"):  # imported afresh, in this kernel
+    for name in ("tqdm.auto", "tqdm.autonotebook", "tqdm.notebook"):  # not imported yet in this kernel
         monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(B, "_said_text_bars", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         evaluate(model, splits, ten_crop=False, progress=False)
         _train(splits, epochs=1, progress=False)
-    assert [str(w.message) for w in caught if "IProgress" in str(w.message)] == []
+    assert [str(w.message) for w in caught] == []
+    assert "tqdm.auto" not in sys.modules
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         evaluate(model, splits, ten_crop=False)  # a bar, drawn as text
         evaluate(model, splits, ten_crop=False)
-    said = [w for w in caught if "IProgress" in str(w.message)]
+    said = [w for w in caught if "ipywidgets" in str(w.message)]
     assert len(said) == 1 and said[0].filename == __file__ and "drawn as text" in str(said[0].message)
+    assert "tqdm.auto" not in sys.modules  # its own warning would follow it
+
+
+def test_a_kernel_is_told_by_its_shell_class_too(monkeypatch):
+    """A kernel launched without IPKernelApp in its configuration (gateway launchers) is still a kernel: its shell
+    is ipykernel's ZMQInteractiveShell (Colab's shell subclasses it)."""
+    from pyalexnet import _backend as B
+
+    zmqshell = types.ModuleType("ipykernel.zmqshell")
+
+    class ZMQInteractiveShell:
+        config: dict = {}
+
+    class ColabShell(ZMQInteractiveShell):
+        pass
+
+    zmqshell.ZMQInteractiveShell = ZMQInteractiveShell
+    monkeypatch.setitem(sys.modules, "ipykernel.zmqshell", zmqshell)
+    for shell, kernel in ((ColabShell(), True), (ZMQInteractiveShell(), True),
+                          (types.SimpleNamespace(config={}), False)):
+        monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+        assert B.show_progress(None) is kernel
 
 
 def test_a_train_result_and_its_data_print_on_one_short_line(splits):
@@ -571,6 +599,15 @@ def test_a_train_result_and_its_data_print_on_one_short_line(splits):
         assert "\n" not in text and len(text) < 1000, text
     assert "mean_image=<float32 array (18, 18, 3)>" in repr(splits)
     assert "history=[1 epoch; last: val_top1 " in repr(result) and "model=<AlexNet preset=small" in repr(result)
+    # Whatever a caller put in one, its repr says it and does not raise (it was a TypeError for history=None).
+    from pyalexnet.training import TrainResult
+
+    for history, shown in ((None, "history=None"), ([], "history=[0 epochs]"), (["row"], "history=[1 epoch]"),
+                           ([{"val_top1": None, "val_loss": None}], "history=[1 epoch]"),  # an empty split's
+                           ([{"val_top1": np.float32(0.25), "val_loss": 2}], "last: val_top1 0.25, val_loss 2]")):
+        text = repr(TrainResult(model=result.model, history=history, checkpoint=None, history_path=None,
+                                mean_image=None, classes=tuple(f"c{i}" for i in range(7)), data=None))
+        assert shown in text and "classes=('c0', 'c1', 'c2', 'c3', 'c4', ... (7 in all))" in text, text
     many = Splits(splits.train, splits.val, [f"n{i:08d}" for i in range(1000)], IMAGE, CROP, splits.mean_image,
                   splits.eigvals, splits.eigvecs, "imagenet")
     assert "'n00000004', ... (1000 in all)]" in repr(many) and len(repr(many)) < 1000

@@ -73,7 +73,8 @@ def summary(value) -> str:
     if isinstance(value, np.ndarray):
         return f"<{value.dtype} array {value.shape}>"
     if isinstance(value, (list, tuple)) and len(value) > 5:
-        return "[" + ", ".join(repr(v) for v in value[:5]) + f", ... ({len(value)} in all)]"
+        left, right = "[]" if isinstance(value, list) else "()"
+        return left + ", ".join(repr(v) for v in value[:5]) + f", ... ({len(value)} in all)" + right
     return repr(value)
 
 
