@@ -4,7 +4,8 @@ C++ (each block as blockDim threads; __syncthreads an OpenMP barrier; the layer 
 dynamic shared memory and warp shuffles) under ASan/UBSan, and prints ALL OK when every case matches.
   conv_cuda_emulation:  conv_cuda.cu, direct, Winograd and the FFT filter gradient, odd shapes and batch-128
                         AlexNet blocks
-  layer_cuda_emulation: lrn_cuda.cu, pool_cuda.cu, softmax_cuda.cu"""
+  layer_cuda_emulation: lrn_cuda.cu, pool_cuda.cu, softmax_cuda.cu, elementwise_cuda.cu, dropout_cuda.cu,
+                        augment_cuda.cu"""
 import os
 import shutil
 import subprocess

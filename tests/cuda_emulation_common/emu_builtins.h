@@ -22,6 +22,7 @@ struct dim3 {
 // Aligned like CUDA's, so -fsanitize=alignment (run.sh) flags a misaligned vector access, shared or global.
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
+struct alignas(4) uchar4 { unsigned char x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline dim3 emu_block_idx, emu_grid_dim;
 #define blockIdx emu_block_idx

@@ -1,4 +1,4 @@
-// Compares the emulated CUDA launchers of kernels/{lrn,pool,softmax,elementwise}_cuda.cu (see run.sh) with the CPU
+// Compares the emulated CUDA launchers of kernels/{lrn,pool,softmax,elementwise,dropout,augment}_cuda.cu (see run.sh) with the CPU
 // backend.
 // Outputs and workspaces start as a NaN with a payload no computation makes (kPoison), so an element a kernel
 // never wrote fails the comparison. Pooling (y, dx, and the stored winner bytes) must match the CPU bit for bit,
@@ -12,6 +12,8 @@
 #include <random>
 #include <vector>
 
+#include "augment.h"
+#include "dropout.h"
 #include "elementwise.h"
 #include "emu_prelude.h"
 #include "lrn.h"
@@ -315,6 +317,7 @@ void pool_checks() {
   };
   for (const auto& c : cases) check_pool(c);
 
+
   // AlexNet's three poolings at batch 128 (the planner packs planes by the batch size): the first two and last
   // two blocks of each launch, so the largest offsets are among those checked.
   const PoolCase alexnet[] = {{128 * 96, 55, 55, 3, 2}, {128 * 256, 27, 27, 3, 2}, {128 * 256, 13, 13, 3, 2}};
@@ -614,20 +617,95 @@ void elementwise_checks() {
   for (int i = 0; i < 70; ++i) many.push_back(i * 37 % 101);  // three launches, empty tensors among them
   sgd_case(many, true);
   sgd_case({0, 0}, false);
+  // Offsets (in floats) of each array: all aligned, all misaligned, and ONE of them misaligned (the input, the
+  // other input, the output): the float4 path needs every pointer 16-byte aligned, and a launcher that tested
+  // only some of them would make a misaligned float4 access (UBSan here; "misaligned address" on a GPU).
+  const int offsets[][3] = {{4, 4, 4}, {1, 1, 1}, {1, 4, 4}, {4, 1, 4}, {4, 4, 1}};
   for (int64_t n : {int64_t(1), int64_t(7), int64_t(4096 * 4 + 3), int64_t(70001)}) {
-    for (int off : {4, 1}) {
-      std::printf("relu %lld elements%s\n", (long long)n, off == 1 ? ", misaligned" : "");
-      std::mt19937 gen(unsigned(n + off));
-      std::vector<Guarded> x{Guarded(n, off, gen, 1.f)}, dy{Guarded(n, off, gen, 1.f)};
-      std::vector<Guarded> y_cpu{Guarded(n, off, gen, 1.f)}, dx_cpu{Guarded(n, off, gen, 1.f)};
+    for (const auto& o : offsets) {
+      if (n != 4096 * 4 + 3 && (o[0] != o[1] || o[1] != o[2])) continue;  // the mixed offsets on one size
+      std::printf("relu %lld elements, offsets %d %d %d\n", (long long)n, o[0], o[1], o[2]);
+      std::mt19937 gen(unsigned(n + o[0] + 2 * o[1] + 3 * o[2]));
+      // forward: x at o[0], y at o[2]; backward: dy at o[0], y at o[1], dx at o[2]
+      std::vector<Guarded> x{Guarded(n, o[0], gen, 1.f)}, dy{Guarded(n, o[0], gen, 1.f)};
+      std::vector<Guarded> y_cpu{Guarded(n, o[2], gen, 1.f)}, dx_cpu{Guarded(n, o[2], gen, 1.f)};
+      std::vector<Guarded> yin{Guarded(n, o[1], gen, 1.f)};
       std::vector<Guarded> y_gpu = y_cpu, dx_gpu = dx_cpu;
       cpu::relu_forward(x[0].data(), y_cpu[0].data(), n, nullptr);
       cuda::relu_forward(x[0].data(), y_gpu[0].data(), n, stream());
       same_buffers("y", y_cpu, y_gpu);
-      cpu::relu_backward(dy[0].data(), y_cpu[0].data(), dx_cpu[0].data(), n, nullptr);
-      cuda::relu_backward(dy[0].data(), y_cpu[0].data(), dx_gpu[0].data(), n, stream());
+      cpu::relu_forward(y_cpu[0].data(), yin[0].data(), n, nullptr);  // a ReLU output (zeros included) at o[1]
+      cpu::relu_backward(dy[0].data(), yin[0].data(), dx_cpu[0].data(), n, nullptr);
+      cuda::relu_backward(dy[0].data(), yin[0].data(), dx_gpu[0].data(), n, stream());
       same_buffers("dx", dx_cpu, dx_gpu);
     }
+  }
+}
+
+// ---- dropout and augmentation -------------------------------------------------------------------------------------
+
+// n bytes at `offset` past a 16-byte boundary, with guard bytes before and after.
+struct GuardedBytes {
+  std::vector<uint8_t> buf;
+  int offset;
+  GuardedBytes(int64_t n, int offset_) : buf(size_t(n) + 32, 0xab), offset(offset_) {}
+  uint8_t* data() { return buf.data() + offset; }
+};
+
+// Dropout against the CPU's: the same mask bytes and y bit for bit (element i keeps iff Philox word i of the seed
+// passes the threshold), the backward's dx too, guards untouched. Offsets in bytes: x, y (floats, 16 aligned) and
+// the mask (4 aligned) each aligned or not, as the vector path needs all three.
+void dropout_checks() {
+  const int offsets[][3] = {{0, 0, 0}, {4, 4, 1}, {4, 0, 0}, {0, 4, 0}, {0, 0, 1}, {0, 0, 2}};
+  for (int64_t n : {int64_t(1), int64_t(6), int64_t(4096 * 4 + 3)})
+    for (float p : {0.5f, 0.1f})
+      for (const auto& o : offsets) {
+        const bool mixed = o[0] != o[1] || (o[2] != 0) != (o[0] != 0);
+        if (mixed && (n < 4096 || p != 0.5f)) continue;  // one size and p for the mixed offsets
+        const uint32_t threshold = uint32_t(double(p) * 4294967296.0);
+        const float scale = 1.f / (1.f - p);
+        const uint64_t seed = 0x1234567800000000ull + uint64_t(n) * 3 + uint64_t(p * 10);
+        std::printf("dropout %lld elements p %g, byte offsets x %d y %d mask %d\n", (long long)n, p, o[0], o[1], o[2]);
+        std::mt19937 g2(unsigned(n) + unsigned(o[0] + 3 * o[1] + 7 * o[2]));
+        std::vector<Guarded> x{Guarded(n, o[0] ? 1 : 4, g2, 1.f)}, dy{Guarded(n, o[0] ? 1 : 4, g2, 1.f)};
+        std::vector<Guarded> y_cpu{Guarded(n, o[1] ? 1 : 4, g2, 1.f)}, dx_cpu{Guarded(n, o[1] ? 1 : 4, g2, 1.f)};
+        std::vector<Guarded> y_gpu = y_cpu, dx_gpu = dx_cpu;
+        GuardedBytes m_cpu(n, 16 + o[2]), m_gpu(n, 16 + o[2]);
+        cpu::dropout_forward(x[0].data(), y_cpu[0].data(), m_cpu.data(), n, seed, threshold, scale, nullptr);
+        cuda::dropout_forward(x[0].data(), y_gpu[0].data(), m_gpu.data(), n, seed, threshold, scale, stream());
+        same_buffers("y", y_cpu, y_gpu);
+        const bool same_mask = m_cpu.buf == m_gpu.buf;
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; ++i) kept += m_cpu.data()[i];
+        std::printf("   mask %s (%lld of %lld kept)\n", same_mask ? "identical, guards untouched" : "FAIL", (long long)kept,
+                    (long long)n);
+        fails += !same_mask;
+        cpu::dropout_backward(dy[0].data(), m_cpu.data(), dx_cpu[0].data(), n, scale, nullptr);
+        cuda::dropout_backward(dy[0].data(), m_cpu.data(), dx_gpu[0].data(), n, scale, stream());
+        same_buffers("dx", dx_cpu, dx_gpu);
+      }
+}
+
+// The augmentation kernel against the CPU's, bit for bit: crops at different offsets, flipped and not, images
+// picked out of order, three channels of lighting.
+void augment_checks() {
+  for (int64_t crop : {int64_t(1), int64_t(5), int64_t(31)}) {
+    const int64_t num = 4, H = crop + 4, W = crop + 9, n = 3;
+    std::printf("augment %lld images of %lldx%lld to %lld crops of %lld\n", (long long)num, (long long)H, (long long)W,
+                (long long)n, (long long)crop);
+    std::vector<uint8_t> images(size_t(num * H * W * 3));
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& b : images) b = uint8_t(byte(gen));
+    const std::vector<float> mean = normal(size_t(H * W * 3), 50.f), lighting = normal(3 * n, 5.f);
+    const std::vector<int64_t> index = {2, 0, 3};
+    const std::vector<int32_t> offsets = {4, 9, 0, 0, int32_t(H - crop), int32_t(W - crop - 3)};
+    const std::vector<uint8_t> flips = {1, 0, 1};
+    std::vector<float> out_cpu = poisoned(size_t(n * 3 * crop * crop)), out_gpu = out_cpu;
+    cpu::augment(images.data(), num, H, W, mean.data(), index.data(), offsets.data(), flips.data(), lighting.data(),
+                 out_cpu.data(), n, crop, nullptr);
+    cuda::augment(images.data(), num, H, W, mean.data(), index.data(), offsets.data(), flips.data(), lighting.data(),
+                  out_gpu.data(), n, crop, stream());
+    identical("out", out_cpu, out_gpu);
   }
 }
 
@@ -689,6 +767,8 @@ int main() {
   softmax_checks();
   check_softmax_grid_stride();
   elementwise_checks();
+  dropout_checks();
+  augment_checks();
   std::printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
 }
