@@ -317,6 +317,16 @@ void pool_checks() {
   };
   for (const auto& c : cases) check_pool(c);
 
+  // Grids of 2 blocks, so each block loops over several iterations (tiles of whole planes, bands, inputs from
+  // stored winners): what planes counts past the grid's 2^20 blocks do on a GPU. Each iteration rewrites the
+  // tile and its tables, after the barrier that ends the previous one.
+  emu_grid_for_cap = 2;
+  const PoolCase looping[] = {{40, 9, 9, 3, 2}, {3, 60, 31, 3, 2}, {5, 13, 13, 2, 1}};
+  for (const auto& c : looping) {
+    std::printf("(grid of 2 blocks) ");
+    check_pool(c);
+  }
+  emu_grid_for_cap = 65535LL * 16;
 
   // AlexNet's three poolings at batch 128 (the planner packs planes by the batch size): the first two and last
   // two blocks of each launch, so the largest offsets are among those checked.

@@ -18,6 +18,12 @@
 
 #include "emu_builtins.h"
 
+// Grids sized with grid_for get at most this many blocks (make_emu.py sends the kernels' grid_for here): a check
+// lowers it so that the kernels' grid-stride loops, which AlexNet's shapes never take, run.
+inline int64_t emu_grid_for_cap = 65535LL * 16;
+inline unsigned int emu_grid_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
+  return pya::grid_for(n, threads, std::min(max_blocks, emu_grid_for_cap));
+}
 inline long emu_launches = 0;  // launches made (dry or not): lets a check count them
 inline bool emu_blocks_backwards = false;  // run blockIdx.x from the last to the first (the GPU's order is any)
 

@@ -11,7 +11,8 @@ Rewrites, textually:
     for every block, its own allocation so ASan sees overruns);
   - `__launch_bounds__(max_threads, ...)` into a check, at the kernel's entry, that the launch
     has at most max_threads threads per block (the GPU refuses such a launch);
-  - `#include "cuda_check.h"` into the prelude, `#include <math_constants.h>` away.
+  - `#include "cuda_check.h"` into the prelude, `#include <math_constants.h>` away;
+  - `grid_for(` into the prelude's `emu_grid_for(` (a cap the checks can lower).
 Anything it cannot parse is an error, never a silent skip.
 """
 import re
@@ -138,6 +139,9 @@ def main():
     src = rewrite_launch_bounds(src)
     src = rewrite_shared(src)
     src = rewrite_launches(src)
+    # Grids sized with grid_for go through the prelude's emu_grid_for, whose cap a check can lower so that the
+    # grid-stride loops (blocks taking several tiles or elements) run here.
+    src = re.sub(r"\bgrid_for\(", "emu_grid_for(", src)
     open(sys.argv[2], "w").write(src)
 
 
