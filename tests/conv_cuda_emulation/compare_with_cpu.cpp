@@ -24,6 +24,7 @@ static int check_alexnet_batch128();
 static int check_determinism();
 static int check_fft();
 static int check_grid_limits();
+static int check_misaligned();
 // Every result, CPU and emulated GPU, direct and Winograd, must be this close to the float64 reference,
 // relative to the reference's largest magnitude (what was measured is printed at the end of the run).
 constexpr double kRelTol = 1e-5;
@@ -212,6 +213,7 @@ int main(int argc, char** argv) {
   fails += check_determinism();
   fails += check_fft();
   fails += check_grid_limits();
+  fails += check_misaligned();
   fails += check_alexnet_batch128();
   printf(fails ? "FAILURES %d\n" : "ALL OK\n", fails);
   return fails != 0;
@@ -587,6 +589,54 @@ static int check_grid_limits() {
     }
     printf("\n");
   }
+  return fails;
+}
+
+// Every input, output and the workspace one float past a 16-byte boundary (views at odd offsets, a workspace carved
+// at an odd offset), direct and Winograd: the launchers must not take their float4/float2 loads (filter rows, U, the
+// Winograd filter gradient's D and V), which fault on a GPU and abort here (__ldg checks alignment; UBSan too), and
+// the results must be the aligned run's bits. Reduction lengths are multiples of 4 so those paths are on offer.
+static int check_misaligned() {
+  int fails = 0;
+  emu_device = 0;
+  const ConvShape shapes[] = {make_shape(2, 4, 7, 7, 8, 3, 3, 1, 1, 1), make_shape(2, 16, 6, 5, 12, 3, 3, 1, 1, 2)};
+  for (ConvShape s : shapes)
+    for (ConvAlgorithm a : {ConvAlgorithm::direct, ConvAlgorithm::winograd}) {
+      s.algorithm = a;
+      if (a == ConvAlgorithm::winograd && winograd::unsupported(s)) continue;
+      std::vector<float> src[4];  // x, w, b, dy
+      const int64_t sizes[4] = {s.N * s.C * s.HW(), s.K * s.CRSg(), s.K, s.N * s.K * s.PQ()};
+      for (int i = 0; i < 4; ++i) src[i].resize(sizes[i]), fill(src[i], 31 + i);
+      int64_t n = 1;
+      for (int p = 0; p < 4; ++p) n = std::max(n, cuda::conv2d_workspace_floats(s, ConvPass(p)));
+      std::vector<float> out[2][4];
+      for (int off : {4, 1}) {  // floats past a 16-byte boundary
+        std::vector<float> buf[4], ws(n + 4, NAN), res[4];
+        const float* in[4];
+        for (int i = 0; i < 4; ++i) {
+          buf[i].assign(sizes[i] + 4, NAN);
+          std::copy(src[i].begin(), src[i].end(), buf[i].begin() + off);
+          in[i] = buf[i].data() + off;
+        }
+        const int64_t outs[4] = {sizes[3], sizes[0], sizes[1], s.K};  // y, dx, dw, db
+        for (int i = 0; i < 4; ++i) res[i].assign(outs[i] + 4, NAN);
+        float* w0 = ws.data() + off;
+        const Stream st = emu_expected_stream;
+        cuda::conv2d_forward(in[0], in[1], in[2], res[0].data() + off, s, w0, n, st);
+        cuda::conv2d_backward_data(in[3], in[1], res[1].data() + off, s, w0, n, st);
+        cuda::conv2d_backward_filter(in[3], in[0], res[2].data() + off, s, w0, n, st);
+        cuda::conv2d_backward_bias(in[3], res[3].data() + off, s, w0, n, st);
+        for (int i = 0; i < 4; ++i) out[off == 1][i].assign(res[i].begin() + off, res[i].begin() + off + outs[i]);
+      }
+      bool same = true;
+      for (int i = 0; i < 4; ++i) {
+        same = same && std::memcmp(out[0][i].data(), out[1][i].data(), out[0][i].size() * sizeof(float)) == 0;
+        for (float v : out[1][i]) same = same && !std::isnan(v);
+      }
+      printf("misaligned pointers and workspace, N%ld C%ld K%ld g%ld %s: %s\n", (long)s.N, (long)s.C, (long)s.K,
+             (long)s.groups, a == ConvAlgorithm::direct ? "direct" : "winograd", same ? "same bits" : "DIFFER (FAIL)");
+      fails += !same;
+    }
   return fails;
 }
 
