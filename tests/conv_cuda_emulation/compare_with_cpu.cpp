@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
     {3,5,8,6,7,3,3,1,0,1},{1,6,9,10,10,3,3,1,2,2},{3,2,3,3,1,3,3,1,1,1},{1,1,1,1,1,3,3,1,1,1},
     {2,1,2,5,3,3,3,1,1,1},{1,4,4,5,4,3,3,1,3,2},{3,34,13,13,36,3,3,1,1,2},{2,40,11,12,24,3,3,1,1,1},
     {1,3,2,2,5,3,3,1,2,1},{2,9,13,7,66,3,3,1,0,1},
+    // stride 2 with 32 or more channels per group: the data gradient must go by columns (the direct one is
+    // stride 1 only; every strided case above had fewer than 32 channels per group, which goes by columns anyway)
+    {2,40,9,8,24,3,3,2,1,1},{1,64,7,7,16,1,1,2,0,2},
   };
   // "auto" runs one of the other two (use_winograd decides; printed); the 1-image chunks run on device 0 only.
   const ConvAlgorithm algorithms[] = {ConvAlgorithm::automatic, ConvAlgorithm::direct, ConvAlgorithm::winograd};
