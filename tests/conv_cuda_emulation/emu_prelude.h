@@ -16,6 +16,9 @@ inline int64_t emu_grid_for_cap = 65535LL * 16;
 inline unsigned int emu_grid_for(int64_t n, int threads) {  // make_emu.py sends the kernels' grid_for calls here
   return pya::grid_for(n, threads, std::min<int64_t>(65535LL * 16, emu_grid_for_cap));
 }
+// Run the blocks from the last to the first (a GPU runs them in any order): a block that reads what another block
+// of the same launch writes (or memory past its own) then sees it before it is written.
+inline bool emu_blocks_backwards = false;
 template <class F> void emu_launch(dim3 grid, unsigned threads, size_t dynamic_smem, pya::Stream stream, F f) {
   // What the GPU would refuse (or run on the wrong stream), checked before anything runs.
   if (stream != emu_expected_stream) emu_fail("kernel launched on a stream other than the caller's");
@@ -28,7 +31,7 @@ template <class F> void emu_launch(dim3 grid, unsigned threads, size_t dynamic_s
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
-        emu_block_idx = dim3(x, y, z);
+        emu_block_idx = emu_blocks_backwards ? dim3(grid.x - 1 - x, grid.y - 1 - y, grid.z - 1 - z) : dim3(x, y, z);
         if (emu_run_block && !emu_run_block(emu_block_idx, grid)) continue;
 #pragma omp parallel num_threads(threads)
         {
