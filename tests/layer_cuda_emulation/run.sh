@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs kernels/lrn_cuda.cu, pool_cuda.cu, softmax_cuda.cu, elementwise_cuda.cu, dropout_cuda.cu and augment_cuda.cu WITHOUT a GPU: make_emu.py rewrites them so
-# that each CUDA block runs as blockDim OpenMP threads (emu_prelude.h: __syncthreads = omp barrier, shared
-# memory per block, warp shuffles through per-warp barriers), and compare_with_cpu.cpp compares the CUDA
-# launchers with the CPU backend on odd shapes, outputs and workspaces poisoned with NaN. It also checks that
-# every launch goes to the caller's stream and stays within CUDA's limits (grid, block, shared memory,
-# __launch_bounds__), at AlexNet's batch-128 shapes too, and runs under ASan/UBSan (out-of-bounds reads,
-# global or shared; signed index overflow). It cannot catch races finer than a barrier, nor register or
+# Runs kernels/lrn_cuda.cu, pool_cuda.cu, softmax_cuda.cu, elementwise_cuda.cu, dropout_cuda.cu and augment_cuda.cu
+# WITHOUT a GPU: make_emu.py rewrites them so that each CUDA block runs as blockDim OpenMP threads (emu_prelude.h:
+# __syncthreads = omp barrier, shared memory per block, warp shuffles through per-warp barriers), and
+# compare_with_cpu.cpp compares the CUDA launchers with the CPU backend on odd shapes, outputs and workspaces poisoned
+# with NaN. It also checks that every launch goes to the caller's stream and stays within CUDA's limits (grid, block,
+# shared memory, __launch_bounds__), at AlexNet's batch-128 shapes too, and runs under ASan/UBSan (out-of-bounds
+# reads, global or shared; signed index overflow). It cannot catch races finer than a barrier, nor register or
 # occupancy limits, nor the GPU's own float rounding (fused multiply-adds, fast exp/log).
 # Takes a minute or two on 2 cores. Usage: tests/layer_cuda_emulation/run.sh
 set -euo pipefail
