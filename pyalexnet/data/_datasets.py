@@ -166,7 +166,8 @@ def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_s
     val_fraction other than the default 0.1, is a ValueError, not ignored (a folder with its own val/ images
     warns that val_fraction is not used).
     Folders are decoded into memory by `workers` threads, with a progress bar (progress: default on a
-    terminal or in a Jupyter notebook); one that would not fit in memory is a MemoryError at once: prepare big ones instead.
+    terminal or in a Jupyter notebook); one that would not fit in memory is a MemoryError at once: prepare big
+    ones instead.
     train_sample: keep only this many of the training images (a fixed random sample, by `seed`): what testing
     a model needs (its checkpoint holds the training mean). A folder decodes only those, without decoding a
     training set that may not fit in memory, and takes the mean image and colour statistics from them, as do
