@@ -100,6 +100,7 @@ def _spatial_sizes(cfg: dict[str, Any], preset: str = "this") -> dict[str, int]:
 
 def smallest_input_size(preset: str) -> int:
     """The smallest crop side the preset's network takes (below it the maps vanish before fc6)."""
+    _preset_config(preset, None)  # an unknown preset says so (the loop below takes ValueError as "too small")
     for side in range(1, 1024):
         try:
             _spatial_sizes(_preset_config(preset, side))

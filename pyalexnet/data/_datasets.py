@@ -53,17 +53,12 @@ def crop_size_for(image_size: int) -> int:
 
 def smallest_image_size(preset: str) -> int:
     """The smallest image side whose crops (crop_size_for) the preset's network takes: below it the maps
-    vanish before fc6 (18 for "small", which trains every crop under 96 px)."""
-    from ..model import _preset_config, _spatial_sizes
+    vanish before fc6 (18 for "small", which trains every crop under 96 px). Every crop from the network's
+    smallest input up fits, and crops grow with the side."""
+    from ..model import smallest_input_size
 
-    _preset_config(preset, None)  # an unknown preset says so (the loop below takes ValueError as "too small")
-    for side in range(1, 1024):
-        try:
-            _spatial_sizes(_preset_config(preset, crop_size_for(side)))
-            return side
-        except ValueError:
-            continue
-    raise ValueError(f"no image side up to 1023 fits the {preset} preset")  # not reached by the presets
+    least = smallest_input_size(preset)  # an unknown preset says so
+    return next(side for side in range(1, 8 * least + 9) if crop_size_for(side) >= least)
 
 
 def summary(value) -> str:
