@@ -423,6 +423,14 @@ class AlexNet:
                                  f"{tuple(self._params[name].shape)}")
             if value.dtype.kind != "f":
                 raise TypeError(f"parameter {name} must be a floating-point array, got dtype {value.dtype}")
+            # Counted in float32, as the model will hold them (a float64 1e300 becomes inf there): one NaN or inf
+            # makes every prediction NaN, and nothing downstream would say why.
+            with B.own_device(value), np.errstate(over="ignore", invalid="ignore"):
+                xp = B.cupy_module() if B.is_gpu_array(value) else np
+                bad = int((~xp.isfinite(xp.asarray(value).astype(np.float32, copy=False))).sum())
+            if bad:
+                raise ValueError(f"parameter {name} has {bad} NaN or infinite value{'s' if bad > 1 else ''} in "
+                                 "float32, which the model holds: it would give NaN for every image")
         for name, value in params.items():
             place = self.place_of(name)
             # take() and the copy run on the tower's stream: it must first wait for the caller's work

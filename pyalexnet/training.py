@@ -463,10 +463,18 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
     m = meta["model"]
     model = AlexNet(m["num_classes"], preset=m["preset"], input_size=m["input_size"], seed=m["seed"],
                     init=m["init"], devices=devices)
-    model.load_parameters(params)
+    _load_saved_parameters(model, params, path)
     model.step = int(m["step"])
     meta["mean_image"] = mean
     return model, meta
+
+
+def _load_saved_parameters(model: AlexNet, params: dict, path) -> None:
+    """model.load_parameters, its refusals (a NaN, a shape) naming the checkpoint they came from."""
+    try:
+        model.load_parameters(params)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}: the file is damaged or its run had diverged") from exc
 
 
 # ----- evaluation --------------------------------------------------------------------------------------
@@ -1155,7 +1163,11 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 raise ValueError(f"{ckpt_path} lacks momentum buffers (velocities) for "
                                  f"{_few(sorted(set(params) - set(vels)))}: the run cannot continue exactly; "
                                  "--overwrite (overwrite=True) starts a new one")
-            model.load_parameters(params)
+            _load_saved_parameters(model, params, ckpt_path)
+            nonfinite = [name for name, v in vels.items() if not np.isfinite(np.asarray(v, np.float32)).all()]
+            if nonfinite:  # the first step would diverge, and blame the learning rate
+                raise ValueError(f"{ckpt_path}: the momentum buffers (velocities) of {_few(nonfinite)} hold NaN or "
+                                 "infinite values: the file is damaged or its run had diverged")
             for name, v in vels.items():
                 place = model.place_of(name)
                 with place.active():

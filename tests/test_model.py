@@ -273,7 +273,13 @@ def test_load_parameters_checks_every_array_before_changing_any():
                                "must be a floating-point array, got dtype <U1"),
                               (np.zeros(before[last].shape, np.int64), TypeError, "got dtype int64"),  # was cast
                               (np.zeros(before[last].shape, np.complex64), TypeError, "complex64"),
-                              (None, TypeError, f"parameter {last} must be an array, got None")]:
+                              (None, TypeError, f"parameter {last} must be an array, got None"),
+                              # every prediction would be NaN, said nowhere
+                              (np.where(np.arange(before[last].size) % 2, np.nan, 0.5).reshape(before[last].shape),
+                               ValueError, f"parameter {last} has {before[last].size // 2} NaN or infinite values"),
+                              (np.full(before[last].shape, -np.inf, np.float32), ValueError, "infinite value"),
+                              (np.full(before[last].shape, 1e300), ValueError,  # inf once in float32
+                               f"has {before[last].size} NaN or infinite values in float32")]:
         with pytest.raises(exc, match=match):
             m.load_parameters(dict(good, **{last: value}))
         for k, v in m.parameters().items():  # the earlier arrays were written before the bad one was found
@@ -361,6 +367,15 @@ def test_gpu_load_parameters_from_gpu_and_host_arrays(cp):
         for k, v in m.parameters().items():
             np.testing.assert_array_equal(cp.asnumpy(v), src.parameters()[k], err_msg=k)
         m.load_parameters(src.parameters())
+        for k, v in m.parameters().items():
+            np.testing.assert_array_equal(cp.asnumpy(v), src.parameters()[k], err_msg=k)
+        # a NaN in a GPU array is counted on its own GPU, and refused before anything is copied
+        last = list(src.parameters())[-1]
+        with cp.cuda.Device(cp.cuda.runtime.getDeviceCount() - 1):
+            bad = cp.asarray(src.parameters()[last])
+            bad[0] = cp.nan
+        with pytest.raises(ValueError, match=f"parameter {last} has 1 NaN or infinite value"):
+            m.load_parameters(dict(src.parameters(), **{last: bad}))
         for k, v in m.parameters().items():
             np.testing.assert_array_equal(cp.asnumpy(v), src.parameters()[k], err_msg=k)
 

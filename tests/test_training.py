@@ -1,6 +1,7 @@
 """train(), evaluate(), checkpoints and resume, divergence, bad arguments and the train/eval commands."""
 import json
 import math
+import re
 import sys
 import types
 
@@ -1724,6 +1725,30 @@ def test_resuming_a_checkpoint_without_a_runs_state_is_refused_with_why(splits, 
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="lacks momentum buffers .* for fc8.bias"):
         _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", resume=True)
+
+
+def test_a_checkpoint_holding_nan_is_refused_naming_the_file(splits, tmp_path, capsys):
+    # Loaded as it was, the model predicted NaN for every image (eval: 100% error), and a resumed run's first
+    # step "diverged" and blamed the learning rate.
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", stop_after_steps=2)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    with np.load(path) as z:
+        good = {k: z[k] for k in z.files}
+    for key, match in [("param/fc8.weight", "parameter fc8.weight has 1 NaN or infinite value in float32"),
+                       ("velocity/conv1a.bias", r"velocities\) of conv1a.bias hold NaN")]:
+        assert key in good, sorted(good)
+        bad = dict(good, **{key: good[key].copy()})
+        bad[key].flat[0] = np.nan
+        np.savez(path, **bad)
+        with pytest.raises(ValueError, match=f"{re.escape(str(path))}: .*{match}"):
+            _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", resume=True)
+        if key.startswith("param/"):
+            with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {match}.*damaged or its run had diverged"):
+                load_checkpoint(path)
+            assert cli.main(["eval", str(path), "--quiet"]) == 2
+            assert "NaN or infinite value" in capsys.readouterr().err
+    np.savez(path, **good)
+    load_checkpoint(path)
 
 
 def test_cli_eval_refuses_a_bad_batch_size_before_loading_anything(tmp_path, capsys):
