@@ -27,7 +27,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -256,12 +255,27 @@ void gemm_tile(int64_t i0, int64_t j0, int64_t mc, int64_t nc, int64_t Kd, const
 // Columns of C the busiest thread computes when `threads` threads take C's tiles (m_tiles row tiles x
 // column tiles of nc, the last narrower) in sgemm's order, each the next tile as it comes free: the
 // greedy that schedule(dynamic) follows when tiles cost in proportion to their width.
+// Counted, not simulated thread by thread (which needed a vector of loads: the kernels allocate nothing).
+// The full-width tiles come first and go round: r threads end them at high = (q+1)*nc, the others at
+// low = q*nc. Each of the last column's m_tiles tiles, `last` wide, then goes to a least-loaded thread, so
+// they start at the m_tiles smallest of the loads low + j*last (threads - r of each j) and high + j*last
+// (r of each), and the busiest thread ends at the later of high (or low) and the last of those plus `last`.
 int64_t busiest_thread_columns(int64_t m_tiles, int64_t N, int64_t nc, int64_t threads) {
   const int64_t n_tiles = (N + nc - 1) / nc, last = N - (n_tiles - 1) * nc;
-  std::vector<int64_t> load(static_cast<size_t>(threads), 0);
-  for (int64_t t = 0; t < m_tiles * n_tiles; ++t)
-    *std::min_element(load.begin(), load.end()) += t / m_tiles == n_tiles - 1 ? last : nc;
-  return *std::max_element(load.begin(), load.end());
+  const int64_t full = (n_tiles - 1) * m_tiles, q = full / threads, r = full % threads;
+  const int64_t low = q * nc, high = low + nc;
+  const auto starts_up_to = [&](int64_t v) {
+    return (threads - r) * (v >= low ? (v - low) / last + 1 : 0) + r * (v >= high ? (v - high) / last + 1 : 0);
+  };
+  int64_t lo = low, hi = low + (m_tiles - 1) * last;  // the low threads alone have m_tiles starts by hi
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (starts_up_to(mid) >= m_tiles)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return std::max(r ? high : low, lo + last);
 }
 
 }  // namespace
