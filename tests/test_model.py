@@ -122,9 +122,7 @@ def test_a_nan_weight_reaches_the_logits(rng):
     m = AlexNet(6, preset="small", devices="cpu", seed=0)
     x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
     assert np.isfinite(m.forward(x)).all()
-    params = {k: v.copy() for k, v in m.parameters().items()}
-    params["conv1a.weight"][0, 0, 0, 0] = np.nan
-    m.load_parameters(params)
+    m.parameters()["conv1a.weight"][0, 0, 0, 0] = np.nan  # as a step would leave it (load_parameters refuses it)
     assert np.isnan(m.forward(x)).all()
 
 
