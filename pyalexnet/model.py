@@ -359,6 +359,10 @@ class AlexNet:
         else:
             self._places = (places[self.devices[0]], places[self.devices[1]])
         self.step = 0  # training forwards so far; with seed, it fixes the dropout masks
+        # The data set train() trained it on (load_checkpoint: the run's), with what evaluate(model) needs to test it
+        # there as the run held it out: data (its spec, None for a Splits made in memory), seed, val_fraction,
+        # image_size, classes, mean_image. None: never trained by train().
+        self.trained_on: dict | None = None
         self._specs = _layer_specs(self.config, self.num_classes)
         self._tower_of = {layer: t for layer, t, _ in self._specs}
         self._params: dict[str, Any] = {}

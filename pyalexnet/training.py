@@ -465,8 +465,18 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
                     init=m["init"], devices=devices)
     _load_saved_parameters(model, params, path)
     model.step = int(m["step"])
+    if meta.get("data"):  # a run train() saved; save_checkpoint alone records no data set
+        t = meta.get("training") or {}
+        model.trained_on = training_record(meta["data"], seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
+                                           image_size=t.get("image_size"), classes=meta.get("classes"), mean_image=mean)
     meta["mean_image"] = mean
     return model, meta
+
+
+def training_record(data, *, seed, val_fraction, image_size, classes, mean_image) -> dict:
+    """AlexNet.trained_on: what evaluate(model) needs to test a model on its run's data as the run held it out."""
+    return dict(data=data or None, seed=seed, val_fraction=val_fraction, image_size=image_size,
+                classes=None if classes is None else list(classes), mean_image=mean_image)
 
 
 def _load_saved_parameters(model: AlexNet, params: dict, path) -> None:
@@ -538,20 +548,26 @@ def ten_crop_probabilities(model: AlexNet, images, mean_image, *, ten_crop: bool
 
 
 def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: int = 128, mean_image=None,
-             split: str = "val", progress: bool | None = None, seed: int = 0, val_fraction: float = 0.1,
-             image_size: int | None = None, return_predictions: bool = False) -> dict:
+             split: str = "val", progress: bool | None = None, seed: int | None = None,
+             val_fraction: float | None = None, image_size: int | None = None, return_predictions: bool = False) -> dict:
     """Top-1 and top-5 error rates (fractions) of `model` on the data set's test split: its official one
     where it has one (CIFAR-10, Fashion-MNIST, the built-in set, a folder's val/), else the held-out one.
+
+    data: as train()'s. Default: the data set the model was trained on, as model.trained_on records it (train()
+    and load_checkpoint set it; a model never trained by train() is tested on the built-in set). Where data is
+    the run's, seed, val_fraction, image_size and mean_image default to the run's, and a data set whose class
+    names are not the ones the model was trained on is refused.
 
     ten_crop=True averages the softmax over the paper's ten patches (four corners, centre and their
     reflections); False uses the centre crop. mean_image defaults to the data set's training mean; given
     it (a checkpoint's, load_checkpoint's metadata["mean_image"]), an image folder's training images are
     not decoded (but for a small sample), only its test images.
     progress: a tqdm bar over the images (default: on a terminal or in a Jupyter notebook).
-    seed, val_fraction: for an image folder without val/, which images are held out: pass the training
-      run's (train()'s seed and val_fraction), or the test may include images the model trained on.
-    image_size: the side an image folder is decoded to: the training run's (default: mean_image's side
-      when it is given, else 256).
+    seed, val_fraction: for an image folder without val/, which images are held out: the training run's
+      (train()'s seed and val_fraction, the defaults where data is the model's), or the test may include images
+      the model trained on; elsewhere 0 and 0.1.
+    image_size: the side an image folder is decoded to: the training run's (default: the run's where data is
+      the model's, else mean_image's side when it is given, else 256).
     Returns {"top1", "top5" (None at 5 classes or fewer, where every label is in the top 5), "loss"
     (centre-crop or ten-crop mean cross-entropy), "images"}, and with
     return_predictions=True "predictions": each test image's most probable class, int64 (images,).
@@ -562,11 +578,39 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if not isinstance(split, str) or split not in ("val", "train"):  # before the data is loaded
         raise ValueError(f"split must be 'val' (the test split) or 'train', got {split!r}")
     from .viz import NEIGHBOUR_POOL
+    from .data._datasets import DEFAULT_VAL_FRACTION
 
+    run = model.trained_on
+    recorded = data is None and run is not None
+    if recorded:
+        if not run["data"]:
+            raise ValueError("the model was trained on a Splits made in memory, which it cannot load again: pass "
+                             "it, evaluate(model, data)")
+        data = run["data"]
+    # The run's own held-out images, decode size and mean image where the data is the run's: with the defaults
+    # a folder without val/ held out other images, some of them trained on.
+    mine = run is not None and bool(run["data"]) and isinstance(data, (str, os.PathLike)) and _same_source(
+        os.path.expanduser(os.fspath(data)), run["data"])
+    if seed is None:
+        seed = run["seed"] if mine else 0
+    if val_fraction is None:
+        val_fraction = recorded_val_fraction(data, run["val_fraction"]) if mine else DEFAULT_VAL_FRACTION
+    if mine and mean_image is None and image_size in (None, run["image_size"]):
+        mean_image = run["mean_image"]
+    if mine and image_size is None:
+        image_size = run["image_size"]
     if image_size is None and mean_image is not None:
         image_size = int(np.shape(mean_image)[0])  # a folder decoded as the run's images were
-    splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
-                        train_sample=None if mean_image is None or split == "train" else NEIGHBOUR_POOL)
+    try:
+        splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
+                            train_sample=None if mean_image is None or split == "train" else NEIGHBOUR_POOL)
+    except (FileNotFoundError, ValueError) as exc:
+        if not recorded:
+            raise
+        # moved since, or the name of a Splits made in memory
+        kind = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError
+        raise kind(f"{exc} (the data set the model was trained on, as model.trained_on records it: pass "
+                   "evaluate(model, data) the data to test on)") from exc
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:
         hint = ""
@@ -581,6 +625,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
                          f"{splits.crop_size}x{splits.crop_size}{hint}")
     if model.num_classes != splits.num_classes:
         raise ValueError(f"the model has {model.num_classes} classes, the data set {splits.num_classes}")
+    if run is not None:
+        check_trained_classes(run["classes"], splits.classes, data if isinstance(data, (str, os.PathLike)) else
+                              splits.source or "the data set")
     mean = splits.mean_image if mean_image is None else mean_image
     n = len(ds)
     if n == 0:
@@ -606,6 +653,16 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if return_predictions:
         result["predictions"] = np.concatenate(predictions).astype(np.int64)
     return result
+
+
+def check_trained_classes(trained, classes, data) -> None:
+    """Refuses a data set whose class names are not the ones a model was trained on: labels are class indices in
+    name order, so its labels would not mean the model's classes. trained None: nothing recorded to check."""
+    if trained is not None and list(trained) != list(classes):
+        differ = [f"{a!r} / {b!r}" for a, b in zip(trained, classes) if a != b][:3]
+        raise ValueError(f"{data} has classes other than the ones the model was trained on ("
+                         + (", ".join(differ) if differ else f"{len(classes)} against {len(trained)}")
+                         + ", trained / here): its labels would not mean the model's classes")
 
 
 def _validate(model: AlexNet, loader, bar) -> dict:
@@ -1230,6 +1287,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                               random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
                                                 loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
                 classes=list(splits.classes), data=str(getattr(splits, "source", ""))))
+
+        model.trained_on = training_record(getattr(splits, "source", ""), seed=seed, val_fraction=val_fraction,
+                                           image_size=splits.image_size, classes=splits.classes,
+                                           mean_image=splits.mean_image)
 
         if verbose and epoch < epochs:  # a finished run said "nothing to train" above
             where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)

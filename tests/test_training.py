@@ -1225,6 +1225,57 @@ def test_evaluate_names_its_allowed_splits_and_how_to_fit_a_folder_to_the_model(
     assert evaluate(model, str(tmp_path / "d"), image_size=24, ten_crop=False, progress=False)["images"] > 0
 
 
+def test_evaluate_without_data_tests_the_runs_own_data_as_the_run_held_it_out(splits, tmp_path, rng, monkeypatch):
+    # evaluate(model) tested any model on the built-in set, and evaluate(model, folder) held out the images of
+    # seed 0 and val_fraction 0.1 whatever the run's: images the model had trained on, scored as test images.
+    from data_files import image_folder
+    from pyalexnet.data import load_dataset
+
+    image_folder(tmp_path / "d", rng, per_class=8)  # no val/: the held-out images are the seed's and fraction's
+    kw = dict(preset="small", image_size=24, epochs=1, seed=3, val_fraction=0.25, batch_size=8, device="cpu",
+              workers=0, verbose=False, progress=False)
+    result = train(str(tmp_path / "d"), checkpoint_dir=tmp_path / "run", **kw)
+    run = result.model.trained_on
+    assert (run["data"], run["seed"], run["val_fraction"], run["image_size"], run["classes"]) == (
+        str(tmp_path / "d"), 3, 0.25, 24, ["cat", "dog", "eel"])
+    held_out = load_dataset(str(tmp_path / "d"), seed=3, val_fraction=0.25, image_size=24, progress=False)
+    # The run's mean image is used, so a folder's training images are not all decoded again (hours for ImageNet):
+    # only the sample the pictures draw from.
+    from pyalexnet import training as T
+    from pyalexnet.viz import NEIGHBOUR_POOL
+
+    samples, load = [], T._load_data
+    monkeypatch.setattr(T, "_load_data", lambda *a, **k: (samples.append(k.get("train_sample")), load(*a, **k))[1])
+    want = evaluate(result.model, held_out, progress=False, return_predictions=True)
+    assert want["images"] == 6
+    for got in (evaluate(result.model, progress=False, return_predictions=True),
+                evaluate(result.model, str(tmp_path / "d"), progress=False, return_predictions=True),
+                evaluate(load_checkpoint(tmp_path / "run")[0], progress=False, return_predictions=True)):
+        np.testing.assert_array_equal(got.pop("predictions"), want["predictions"])
+        assert got == {k: v for k, v in want.items() if k != "predictions"}
+    assert samples[1:] == [NEIGHBOUR_POOL] * 3  # after the Splits passed whole
+    assert load_checkpoint(tmp_path / "run")[0].trained_on["seed"] == 3
+    # other class names under the same count: its labels would be read as the model's classes
+    image_folder(tmp_path / "e", rng, classes=("ant", "bee", "cow"), per_class=2)
+    with pytest.raises(ValueError, match=r"has classes other than the ones the model was trained on \('cat' / 'ant'"):
+        evaluate(result.model, str(tmp_path / "e"), image_size=24, progress=False)
+    # a Splits made in memory cannot be loaded again by its name, or at all without one
+    model = _train(splits, epochs=1).model
+    with pytest.raises(ValueError, match=r"unknown dataset 'quadrants'.*the data set the model was trained on, as "
+                                         r"model.trained_on records it: pass evaluate\(model, data\)"):
+        evaluate(model, progress=False)
+    assert evaluate(model, splits, progress=False)["images"] == len(splits.val)
+    unnamed = Splits(*[getattr(splits, f) for f in ("train", "val", "classes", "image_size", "crop_size", "mean_image",
+                                                     "eigvals", "eigvecs")], "")
+    model = _train(unnamed, epochs=1).model
+    with pytest.raises(ValueError, match="trained on a Splits made in memory, which it cannot load again"):
+        evaluate(model, progress=False)
+    # a model train() never trained: the built-in set, as before
+    fresh = pyalexnet.AlexNet(10, preset="small", input_size=32, devices="cpu")
+    assert fresh.trained_on is None
+    assert evaluate(fresh, ten_crop=False, progress=False)["images"] == 1000
+
+
 def test_save_checkpoint_into_a_folder_and_its_argument_errors(tmp_path):
     from pyalexnet.training import save_checkpoint
 

@@ -60,7 +60,8 @@ def run(args) -> int:
     from .._backend import output_folder_problem
     from ..data import class_names_for
     from ..data._names import check_names_file
-    from ..training import _count, _load_data, _resolve_devices, image_size_for_crop, recorded_val_fraction
+    from ..training import (_count, _load_data, _resolve_devices, check_trained_classes, image_size_for_crop,
+                            recorded_val_fraction)
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -106,13 +107,7 @@ def run(args) -> int:
         # The path came from the checkpoint: the data may have moved since the run.
         raise FileNotFoundError(f"{exc} (the data set {args.checkpoint} was trained on, as its checkpoint records; "
                                 "--data PATH evaluates it where the data is now)") from None
-    trained = meta.get("classes")
-    if trained and list(trained) != list(splits.classes):
-        # Labels are class indices in name order: other names would be scored against the wrong classes.
-        differ = [f"{a!r} / {b!r}" for a, b in zip(trained, splits.classes) if a != b][:3]
-        raise ValueError(f"{data} has classes other than the ones the checkpoint was trained on ("
-                         + (", ".join(differ) if differ else f"{len(splits.classes)} against {len(trained)}")
-                         + ", trained / here): its labels would not mean the model's classes")
+    check_trained_classes(meta.get("classes") or None, splits.classes, data)  # before the names, which count them
     names = class_names_for(splits.classes, names_file=args.class_names, data=data)
     confusion = args.pictures is not None and splits.num_classes <= CONFUSION_MAX_CLASSES
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
