@@ -1,6 +1,7 @@
 """load_dataset on every source: image folders (JPEG, PNG, train/val layout), CIFAR-10 batches,
 Fashion-MNIST IDX (gzip and raw), the statistics, corrupt files, and bad inputs."""
 import pickle
+import re
 import struct
 import zlib
 
@@ -702,6 +703,23 @@ def test_linked_folders_inside_a_class_are_read_once_and_a_link_loop_ends(tmp_pa
     (tmp_path / "d" / "a" / "loop").symlink_to(tmp_path / "d" / "a", target_is_directory=True)
     s = load_dataset(tmp_path / "d", image_size=8, val_fraction=0)
     assert np.bincount(s.train.labels).tolist() == [2, 5]  # the linked folder's 3 images, once
+
+
+def test_a_folder_read_under_two_classes_through_a_link_is_refused(tmp_path, rng):
+    # A class folder linked to the data root read every class's images as its own too, and a link inside a
+    # class to another class's folder read those images under both: each trained with two labels.
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)
+    (tmp_path / "d" / "c").symlink_to(tmp_path / "d", target_is_directory=True)
+    with pytest.raises(ValueError, match=rf"the folder {re.escape(str(tmp_path / 'd' / 'a'))} is in two class "
+                                         r"folders, .*/d/a and .*/d/c \(through a link\): its images would be "
+                                         "trained as both 'a' and 'c'"):
+        load_dataset(tmp_path / "d", image_size=8, val_fraction=0)
+    (tmp_path / "d" / "c").unlink()
+    (tmp_path / "d" / "a" / "more").symlink_to(tmp_path / "d" / "b", target_is_directory=True)
+    with pytest.raises(ValueError, match=r"d/b is in two class folders, .*/d/a and .*/d/b .*as both 'a' and 'b'"):
+        load_dataset(tmp_path / "d", image_size=8, val_fraction=0)
+    (tmp_path / "d" / "a" / "more").unlink()
+    assert np.bincount(load_dataset(tmp_path / "d", image_size=8, val_fraction=0).train.labels).tolist() == [2, 2]
 
 
 def test_a_val_folder_missing_classes_is_said(tmp_path, rng):
