@@ -377,6 +377,14 @@ def output_folder_problem(folder, name: str, *, create: bool = False, files=()) 
     return None
 
 
+def byte_size(b: float) -> str:
+    """A size for people: GiB from 1 GiB, MiB from 1 MiB, else KiB (a small store's "0.0 GiB" said nothing)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if b >= scale:
+            return f"{b / scale:.1f} {unit}"
+    return f"{b / 2**10:.1f} KiB"
+
+
 def available_memory() -> int | None:
     """Bytes of memory the kernel says can be had without swapping (Linux's MemAvailable), else None."""
     try:
@@ -404,9 +412,9 @@ def expect_host_memory(parts: dict, what: str) -> None:
     available = available_memory()
     if available is None or total <= available:
         return
-    gb = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
-    listed = ", ".join(f"{name} {gb(n)}" for name, n in parts.items() if n)
-    raise MemoryError(f"{what} needs {gb(total)} of memory ({listed}); this machine can give {gb(available)}. "
+    listed = ", ".join(f"{name} {byte_size(n)}" for name, n in parts.items() if n)
+    raise MemoryError(f"{what} needs {byte_size(total)} of memory ({listed}); this machine can give "
+                      f"{byte_size(available)}. "
                       "They grow with the batch and the padded image size.")
 
 

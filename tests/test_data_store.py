@@ -1,5 +1,6 @@
 """`pyalexnet prepare`: the round trip, its statistics against numpy, resume after an interruption."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -182,10 +183,25 @@ def test_prepare_checks_the_room_it_needs_before_writing(tmp_path, rng, monkeypa
         prepare(tmp_path / "src", tmp_path / "st", image_size=100000, quiet=True)
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(_store.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5000, 5000))
-    with pytest.raises(ValueError, match=r"the store needs 0.0 GiB for 4 images of 32x32, and the disk holding "
-                                         r".* has 0.0 GiB free"):
+    with pytest.raises(ValueError, match=r"the store needs 12.0 KiB for 4 images of 32x32, and the disk holding "
+                                         r".* has 4.9 KiB free"):  # was 0.0 GiB against 0.0 GiB
         prepare(tmp_path / "src", tmp_path / "st", image_size=32, quiet=True)
     assert not (tmp_path / "st").exists()
+
+
+def test_prepare_into_a_folder_that_cannot_be_made_says_so_before_listing(tmp_path, rng, monkeypatch):
+    # /proc/x listed the source, then said the store "needs 0.0 GiB" and the disk "has 0.0 GiB free".
+    image_folder(tmp_path / "src", rng, classes=("a", "b"), per_class=2)
+    listed = []
+    monkeypatch.setattr(_store._folder, "list_folder", lambda *a, **k: listed.append(a) or pytest.fail("listed"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"the store .*file/st: cannot make that folder \(.*file is a file, not a "
+                                         "folder\\): choose a folder you can write"):
+        prepare(tmp_path / "src", tmp_path / "file" / "st", quiet=True)
+    if os.path.isdir("/proc/self"):
+        with pytest.raises(ValueError, match=r"the store /proc/x: its parent folder /proc cannot be written"):
+            prepare(tmp_path / "src", "/proc/x", quiet=True)
+    assert listed == []
 
 
 @pytest.mark.parametrize("damage", ["cut images", "bad meta.json", "no stats.npz", "no labels", "labels cut",

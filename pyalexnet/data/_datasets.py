@@ -135,14 +135,10 @@ def _splits_from_arrays(train, val, classes, source, crop_size=None, skipped=(()
 def _check_fits_in_memory(path, n: int, image_size: int) -> None:
     """Refuses, before hours of decoding, a folder whose decoded images would not fit in memory."""
     need, free = n * image_size * image_size * 3, available_memory()
-
-    def size(b):
-        return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"
-
     if free is not None and need > 0.8 * free:
         raise MemoryError(
-            f"decoding the {n} images of {path} at {image_size}x{image_size} needs {size(need)}, more than the "
-            f"{size(free)} of memory free here can hold. Decode them once into a memory-mapped store and train "
+            f"decoding the {n} images of {path} at {image_size}x{image_size} needs {B.byte_size(need)}, more than "
+            f"the {B.byte_size(free)} of memory free here can hold. Decode them once into a memory-mapped store and train "
             f"from that: pyalexnet prepare {path} STORE, then --data STORE")
 
 

@@ -142,15 +142,15 @@ def _check_room(dst: Path, images: int, size: int) -> None:
 
     stats, memory = 3 * size * size * 3 * 8, available_memory()  # the sum, one batch's sum and the mean
     if memory is not None and stats > memory:
-        raise ValueError(f"--size {size} needs {stats / 2**30:.1f} GiB of memory for the mean image, and "
-                         f"{memory / 2**30:.1f} GiB is available: a smaller --size")
+        raise ValueError(f"--size {size} needs {B.byte_size(stats)} of memory for the mean image, and "
+                         f"{B.byte_size(memory)} is available: a smaller --size")
     need, where = images * size * size * 3, dst
     while not where.exists() and where != where.parent:
         where = where.parent
     free = shutil.disk_usage(where).free
     if need > free:
-        raise ValueError(f"the store needs {need / 2**30:.1f} GiB for {images} images of {size}x{size}, and the disk "
-                         f"holding {where} has {free / 2**30:.1f} GiB free: a smaller --size, or another disk")
+        raise ValueError(f"the store needs {B.byte_size(need)} for {images} images of {size}x{size}, and the disk "
+                         f"holding {where} has {B.byte_size(free)} free: a smaller --size, or another disk")
 
 
 def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed: int = 0,
@@ -194,6 +194,10 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
             # A kill between marking it complete and removing the resume file left that file for good.
             (dst / "progress.npz").unlink(missing_ok=True)
             return dst
+    # Before the listing (minutes for ImageNet): /proc/x was "needs 0.0 GiB ... has 0.0 GiB free" after it.
+    problem = B.output_folder_problem(dst, "the store")
+    if problem:
+        raise ValueError(f"{problem}: choose a folder you can write")
     if meta is None or overwrite:
         if dst.exists() and any(dst.iterdir()) and not (overwrite and (meta is not None or looks_like_store(dst))) \
                 and not _only_started(dst):
