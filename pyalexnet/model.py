@@ -360,7 +360,7 @@ class AlexNet:
             self._places = (places[self.devices[0]], places[self.devices[1]])
         self.step = 0  # training forwards so far; with seed, it fixes the dropout masks
         # The data set train() trained it on (load_checkpoint: the run's), with what evaluate(model) needs to test it
-        # there as the run held it out: data (its spec, None for a Splits made in memory), seed, val_fraction,
+        # there as the run held it out: data (its spec, None for a Splits passed in), seed, val_fraction,
         # image_size, classes, mean_image. None: never trained by train().
         self.trained_on: dict | None = None
         self._specs = _layer_specs(self.config, self.num_classes)

@@ -584,8 +584,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     recorded = data is None and run is not None
     if recorded:
         if not run["data"]:
-            raise ValueError("the model was trained on a Splits made in memory, which it cannot load again: pass "
-                             "it, evaluate(model, data)")
+            raise ValueError("the model was trained on a Splits passed to train(), which is not loaded again (its "
+                             "source, reloaded, could hold out other images than it did): pass it again, "
+                             "evaluate(model, data)")
         data = run["data"]
     # The run's own held-out images, decode size and mean image where the data is the run's: with the defaults
     # a folder without val/ held out other images, some of them trained on.
@@ -1288,7 +1289,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                                                 loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
                 classes=list(splits.classes), data=str(getattr(splits, "source", ""))))
 
-        model.trained_on = training_record(getattr(splits, "source", ""), seed=seed, val_fraction=val_fraction,
+        # A Splits passed in was split when it was made, by its own seed and fraction (not train()'s): reloading its
+        # source by train()'s would hold out other images, so evaluate(model) asks for it instead.
+        model.trained_on = training_record(None if isinstance(data, D.Splits) else getattr(splits, "source", ""),
+                                           seed=seed, val_fraction=val_fraction,
                                            image_size=splits.image_size, classes=splits.classes,
                                            mean_image=splits.mean_image)
 

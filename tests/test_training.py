@@ -1259,21 +1259,37 @@ def test_evaluate_without_data_tests_the_runs_own_data_as_the_run_held_it_out(sp
     image_folder(tmp_path / "e", rng, classes=("ant", "bee", "cow"), per_class=2)
     with pytest.raises(ValueError, match=r"has classes other than the ones the model was trained on \('cat' / 'ant'"):
         evaluate(result.model, str(tmp_path / "e"), image_size=24, progress=False)
-    # a Splits made in memory cannot be loaded again by its name, or at all without one
+    # a Splits passed to train() is not loaded again by its name, or at all without one
     model = _train(splits, epochs=1).model
-    with pytest.raises(ValueError, match=r"unknown dataset 'quadrants'.*the data set the model was trained on, as "
-                                         r"model.trained_on records it: pass evaluate\(model, data\)"):
+    with pytest.raises(ValueError, match=r"trained on a Splits passed to train\(\).*pass it again"):
         evaluate(model, progress=False)
     assert evaluate(model, splits, progress=False)["images"] == len(splits.val)
     unnamed = Splits(*[getattr(splits, f) for f in ("train", "val", "classes", "image_size", "crop_size", "mean_image",
                                                      "eigvals", "eigvecs")], "")
     model = _train(unnamed, epochs=1).model
-    with pytest.raises(ValueError, match="trained on a Splits made in memory, which it cannot load again"):
+    with pytest.raises(ValueError, match=r"trained on a Splits passed to train\(\), which is not loaded again"):
         evaluate(model, progress=False)
     # a model train() never trained: the built-in set, as before
     fresh = pyalexnet.AlexNet(10, preset="small", input_size=32, devices="cpu")
     assert fresh.trained_on is None
     assert evaluate(fresh, ten_crop=False, progress=False)["images"] == 1000
+
+
+def test_evaluate_without_data_does_not_reload_a_splits_by_its_source(tmp_path, rng):
+    # A Splits passed to train() was split when it was made, by its own seed and fraction, not train()'s: reloading
+    # its source folder with train()'s seed held out other images, most of them trained on, scored as test images.
+    from data_files import image_folder
+    from pyalexnet.data import load_dataset
+
+    image_folder(tmp_path / "d", rng, per_class=8)
+    data = load_dataset(str(tmp_path / "d"), seed=5, val_fraction=0.25, image_size=24, progress=False)
+    result = train(data, preset="small", epochs=1, seed=0, val_fraction=0.25, batch_size=8, device="cpu", workers=0,
+                   verbose=False, progress=False)
+    assert result.model.trained_on["classes"] == ["cat", "dog", "eel"]
+    with pytest.raises(ValueError, match=r"trained on a Splits passed to train\(\).*pass it again, "
+                                         r"evaluate\(model, data\)"):
+        evaluate(result.model, progress=False)
+    assert evaluate(result.model, data, progress=False)["images"] == len(data.val) == 6
 
 
 def test_save_checkpoint_into_a_folder_and_its_argument_errors(tmp_path):
