@@ -204,6 +204,21 @@ def test_prepare_into_a_folder_that_cannot_be_made_says_so_before_listing(tmp_pa
     assert listed == []
 
 
+def test_resuming_a_conversion_in_a_folder_now_read_only_says_so_before_listing(folder, tmp_path, monkeypatch):
+    # A resumed conversion listed the source again (minutes for ImageNet) to compare it with the store's list, and
+    # only then found that the store's folder could not be written.
+    _die_at(monkeypatch, _folder, "decode_image", 5)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, tmp_path / "st", image_size=8, checkpoint_every=2, workers=1, quiet=True)
+    monkeypatch.undo()
+    access = os.access  # as a user without root is told of a folder made read-only
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: (str(p) != str(tmp_path / "st") or not mode & os.W_OK)
+                        and access(p, mode, **k))
+    monkeypatch.setattr(_store._folder, "list_folder", lambda *a, **k: pytest.fail("listed"))
+    with pytest.raises(ValueError, match=r"the store .*st: the folder cannot be written"):
+        prepare(folder, tmp_path / "st", image_size=8, quiet=True)
+
+
 @pytest.mark.parametrize("damage", ["cut images", "bad meta.json", "no stats.npz", "no labels", "labels cut",
                                     "bad stats.npz", "no meta.json", "mean of another size"])
 def test_a_damaged_store_is_said_to_be_one(folder, tmp_path, damage):

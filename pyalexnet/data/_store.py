@@ -153,6 +153,14 @@ def _check_room(dst: Path, images: int, size: int) -> None:
                          f"holding {where} has {B.byte_size(free)} free: a smaller --size, or another disk")
 
 
+def _refuse_unwritable(dst: Path) -> None:
+    """Before the source is listed (minutes for ImageNet): /proc/x was "needs 0.0 GiB ... has 0.0 GiB free" after it,
+    and a conversion resumed in a folder made read-only since found it so only after listing its source again."""
+    problem = B.output_folder_problem(dst, "the store")
+    if problem:
+        raise ValueError(f"{problem}: choose a folder you can write")
+
+
 def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed: int = 0,
             checkpoint_every: int = 1000, workers: int | None = None, quiet: bool = False,
             overwrite: bool = False) -> Path:
@@ -189,15 +197,15 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
             raise ValueError(f"{dst} is a store of " + ", ".join(f"{k}={had.get(k)}" for k in diff) + ", not of "
                              + ", ".join(f"{k}={settings[k]}" for k in diff)
                              + ": pass overwrite=True (--overwrite) to replace it, or choose another folder")
+        if not meta.get("complete"):
+            _refuse_unwritable(dst)  # a conversion to resume: before its source is listed again to compare
         listed = _unchanged_listing(source, dst, val_fraction, seed)
         if meta.get("complete"):
             # A kill between marking it complete and removing the resume file left that file for good.
             (dst / "progress.npz").unlink(missing_ok=True)
             return dst
-    # Before the listing (minutes for ImageNet): /proc/x was "needs 0.0 GiB ... has 0.0 GiB free" after it.
-    problem = B.output_folder_problem(dst, "the store")
-    if problem:
-        raise ValueError(f"{problem}: choose a folder you can write")
+    else:
+        _refuse_unwritable(dst)
     if meta is None or overwrite:
         if dst.exists() and any(dst.iterdir()) and not (overwrite and (meta is not None or looks_like_store(dst))) \
                 and not _only_started(dst):
