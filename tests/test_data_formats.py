@@ -720,6 +720,12 @@ def test_a_folder_read_under_two_classes_through_a_link_is_refused(tmp_path, rng
         load_dataset(tmp_path / "d", image_size=8, val_fraction=0)
     (tmp_path / "d" / "a" / "more").unlink()
     assert np.bincount(load_dataset(tmp_path / "d", image_size=8, val_fraction=0).train.labels).tolist() == [2, 2]
+    # a folder without images linked into both (a licence, notes) labels no image twice: read as before
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "LICENSE.txt").write_text("CC-BY")
+    for c in ("a", "b"):
+        (tmp_path / "d" / c / "licence").symlink_to(tmp_path / "shared", target_is_directory=True)
+    assert np.bincount(load_dataset(tmp_path / "d", image_size=8, val_fraction=0).train.labels).tolist() == [2, 2]
 
 
 def test_a_val_folder_missing_classes_is_said(tmp_path, rng):

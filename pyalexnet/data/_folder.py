@@ -23,13 +23,12 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
 
-def visible_paths(folder: Path, seen: set | None = None):
+def visible_paths(folder: Path):
     """Everything under `folder`, recursively, but what is hidden (a name starting with '.', or inside such a
     folder: .thumbnails, .git), which training, evaluation and predict all leave out alike. Linked folders are
     followed (rglob left their images out without a word), each real folder once (a link to an ancestor would
-    loop); folders that cannot be listed are passed over, as rglob did (the caller says so). `seen` receives the
-    real paths of the folders walked."""
-    seen = set() if seen is None else seen
+    loop); folders that cannot be listed are passed over, as rglob did (the caller says so)."""
+    seen = set()
     for where, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(where)
         if real in seen:
@@ -52,16 +51,17 @@ def _files_by_class(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     read_as = {}  # real folder -> the class whose folder it was found in
     for label, name in enumerate(classes):
         d = root / name
-        files, unread, walked = [], [], set()
+        files, unread = [], []
         if d.is_dir():
-            for p in visible_paths(d, walked):
+            for p in visible_paths(d):
                 if _is_image(p):
                     files.append(str(p))
                 elif p.is_symlink() and not p.exists() and p.suffix.lower() in IMAGE_EXTENSIONS:
                     broken.append(str(p))  # skipped without a word before
                 elif p.is_dir() and not os.access(p, os.R_OK | os.X_OK):
                     unread.append(p)  # rglob passes over a folder it cannot list
-        for real in sorted(walked):
+        # The real folders its images are in (a folder without images linked into two classes labels none twice).
+        for real in sorted({os.path.realpath(folder) for folder in {os.path.dirname(f) for f in files}}):
             # through a link (a class folder linked to the data root, or a link to another class's folder): each
             # of its images would be trained with two labels
             if read_as.setdefault(real, name) != name:
