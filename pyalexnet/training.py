@@ -555,8 +555,9 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
 
     data: as train()'s. Default: the data set the model was trained on, as model.trained_on records it (train()
     and load_checkpoint set it; a model never trained by train() is tested on the built-in set). Where data is
-    the run's, seed, val_fraction, image_size and mean_image default to the run's, and a data set whose class
-    names are not the ones the model was trained on is refused.
+    a path or spec, seed and val_fraction default to the run's (it may be the run's data moved); where it is the
+    run's, image_size and mean_image too; a data set whose class names are not the ones the model was trained on
+    is refused.
 
     ten_crop=True averages the softmax over the paper's ten patches (four corners, centre and their
     reflections); False uses the centre crop. mean_image defaults to the data set's training mean; given
@@ -564,8 +565,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     not decoded (but for a small sample), only its test images.
     progress: a tqdm bar over the images (default: on a terminal or in a Jupyter notebook).
     seed, val_fraction: for an image folder without val/, which images are held out: the training run's
-      (train()'s seed and val_fraction, the defaults where data is the model's), or the test may include images
-      the model trained on; elsewhere 0 and 0.1.
+      (train()'s seed and val_fraction, the defaults where data is a path or spec and the model has a record, as
+      its data may have moved), or the test may include images the model trained on; elsewhere 0 and 0.1.
     image_size: the side an image folder is decoded to: the training run's (default: the run's where data is
       the model's, else mean_image's side when it is given, else 256).
     Returns {"top1", "top5" (None at 5 classes or fewer, where every label is in the top 5), "loss"
@@ -588,14 +589,15 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
                              "source, reloaded, could hold out other images than it did): pass it again, "
                              "evaluate(model, data)")
         data = run["data"]
-    # The run's own held-out images, decode size and mean image where the data is the run's: with the defaults
-    # a folder without val/ held out other images, some of them trained on.
-    mine = run is not None and bool(run["data"]) and isinstance(data, (str, os.PathLike)) and _same_source(
-        os.path.expanduser(os.fspath(data)), run["data"])
+    # The run's held-out images for any data set named by a path or spec, as pyalexnet eval --data takes them: its
+    # own data moved or copied (to a faster disk) is the same folder, and with the defaults a folder without val/
+    # held out other images, some of them trained on. Its decode size and mean image where the data is the run's.
+    runs_split = run is not None and bool(run["data"]) and isinstance(data, (str, os.PathLike))
+    mine = runs_split and _same_source(os.path.expanduser(os.fspath(data)), run["data"])
     if seed is None:
-        seed = run["seed"] if mine else 0
+        seed = run["seed"] if runs_split else 0
     if val_fraction is None:
-        val_fraction = recorded_val_fraction(data, run["val_fraction"]) if mine else DEFAULT_VAL_FRACTION
+        val_fraction = recorded_val_fraction(data, run["val_fraction"]) if runs_split else DEFAULT_VAL_FRACTION
     if mine and mean_image is None and image_size in (None, run["image_size"]):
         mean_image = run["mean_image"]
     if mine and image_size is None:

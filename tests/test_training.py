@@ -1275,6 +1275,28 @@ def test_evaluate_without_data_tests_the_runs_own_data_as_the_run_held_it_out(sp
     assert evaluate(fresh, ten_crop=False, progress=False)["images"] == 1000
 
 
+def test_evaluate_on_the_runs_folder_moved_holds_out_the_runs_images(tmp_path, rng):
+    # The data moved, or copied to a faster disk (pyalexnet eval --data PATH takes the checkpoint's seed and fraction
+    # for it): evaluate(model, copy) held out seed 0's tenth instead, most of them images the model trained on.
+    import shutil
+
+    from data_files import image_folder
+    from pyalexnet.data import load_dataset
+
+    image_folder(tmp_path / "d", rng, per_class=8)
+    result = train(str(tmp_path / "d"), preset="small", image_size=24, epochs=1, seed=3, val_fraction=0.25,
+                   batch_size=8, device="cpu", workers=0, verbose=False, progress=False)
+    shutil.copytree(tmp_path / "d", tmp_path / "copy")
+    held_out = load_dataset(str(tmp_path / "copy"), seed=3, val_fraction=0.25, image_size=24, progress=False)
+    want = evaluate(result.model, held_out, progress=False, return_predictions=True)
+    got = evaluate(result.model, str(tmp_path / "copy"), image_size=24, progress=False, return_predictions=True)
+    assert got["images"] == want["images"] == 6
+    np.testing.assert_array_equal(got["predictions"], want["predictions"])
+    # told otherwise, as told
+    assert evaluate(result.model, str(tmp_path / "copy"), image_size=24, seed=0, val_fraction=0.1,
+                    progress=False)["images"] == 3
+
+
 def test_evaluate_without_data_does_not_reload_a_splits_by_its_source(tmp_path, rng):
     # A Splits passed to train() was split when it was made, by its own seed and fraction, not train()'s: reloading
     # its source folder with train()'s seed held out other images, most of them trained on, scored as test images.
