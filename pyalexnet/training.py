@@ -1223,11 +1223,12 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                 raise ValueError(f"{ckpt_path} lacks momentum buffers (velocities) for "
                                  f"{_few(sorted(set(params) - set(vels)))}: the run cannot continue exactly; "
                                  "--overwrite (overwrite=True) starts a new one")
-            _load_saved_parameters(model, params, ckpt_path)
+            # Before any parameter is copied: a refusal leaves train(model=...)'s model as it was.
             nonfinite = [name for name, v in vels.items() if not np.isfinite(np.asarray(v, np.float32)).all()]
             if nonfinite:  # the first step would diverge, and blame the learning rate
                 raise ValueError(f"{ckpt_path}: the momentum buffers (velocities) of {_few(nonfinite)} hold NaN or "
                                  "infinite values: the file is damaged or its run had diverged")
+            _load_saved_parameters(model, params, ckpt_path)
             for name, v in vels.items():
                 place = model.place_of(name)
                 with place.active():

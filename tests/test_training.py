@@ -1840,6 +1840,23 @@ def test_a_checkpoint_holding_nan_is_refused_naming_the_file(splits, tmp_path, c
     load_checkpoint(path)
 
 
+def test_a_resume_refused_for_nan_velocities_leaves_the_callers_model_as_it_was(splits, tmp_path):
+    # The parameters were copied into train(model=...)'s model, then the velocities were found NaN and refused.
+    _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", stop_after_steps=2)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    with np.load(path) as z:
+        saved = {k: z[k] for k in z.files}
+    saved["velocity/fc8.bias"] = np.full_like(saved["velocity/fc8.bias"], np.nan)
+    np.savez(path, **saved)
+    model = _train(splits, epochs=1).model
+    before = {k: np.array(to_host(v)) for k, v in model.parameters().items()}
+    with pytest.raises(ValueError, match=r"velocities\) of fc8.bias hold NaN"):
+        train(splits, model=model, epochs=1, batch_size=8, workers=0, verbose=False, lr=0.003,
+              checkpoint_dir=tmp_path / "run", resume=True)
+    for k, v in model.parameters().items():
+        np.testing.assert_array_equal(to_host(v), before[k], err_msg=k)
+
+
 def test_cli_eval_refuses_a_bad_batch_size_before_loading_anything(tmp_path, capsys):
     # It was refused by evaluate(), in its own argument's name, after the data set had loaded (hours for a folder).
     with pytest.raises(SystemExit):
