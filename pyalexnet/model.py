@@ -317,6 +317,10 @@ def _resolve_init(init) -> dict[str, Any]:
     raise TypeError(f"init must be a name ({sorted(INITS)}) or a dict(std=..., bias=...), got {type(init).__name__}")
 
 
+class _NonFiniteParameter(ValueError):
+    """load_parameters' refusal of a NaN or infinite value (a checkpoint's says its run may have diverged)."""
+
+
 class AlexNet:
     """The paper's two-tower network.
 
@@ -433,7 +437,7 @@ class AlexNet:
                 xp = B.cupy_module() if B.is_gpu_array(value) else np
                 bad = int((~xp.isfinite(xp.asarray(value).astype(np.float32, copy=False))).sum())
             if bad:
-                raise ValueError(f"parameter {name} has {bad} NaN or infinite value{'s' if bad > 1 else ''} in "
+                raise _NonFiniteParameter(f"parameter {name} has {bad} NaN or infinite value{'s' if bad > 1 else ''} in "
                                  "float32, which the model holds: it would give NaN for every image")
         for name, value in params.items():
             place = self.place_of(name)

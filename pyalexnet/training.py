@@ -483,8 +483,11 @@ def _load_saved_parameters(model: AlexNet, params: dict, path) -> None:
     """model.load_parameters, its refusals (a NaN, a shape) naming the checkpoint they came from."""
     try:
         model.load_parameters(params)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}: the file is damaged or its run had diverged") from exc
+    except ValueError as exc:  # a missing or misshapen parameter is no sign of a diverged run
+        from .model import _NonFiniteParameter
+
+        why = "its run had diverged" if isinstance(exc, _NonFiniteParameter) else "not this model's"
+        raise ValueError(f"{path}: {exc}: the file is damaged or {why}") from exc
 
 
 # ----- evaluation --------------------------------------------------------------------------------------

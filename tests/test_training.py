@@ -1840,6 +1840,17 @@ def test_a_checkpoint_holding_nan_is_refused_naming_the_file(splits, tmp_path, c
     load_checkpoint(path)
 
 
+def test_a_checkpoint_missing_a_parameter_is_not_said_to_have_diverged(tmp_path):
+    from pyalexnet.training import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "c.npz", pyalexnet.AlexNet(3, preset="small", input_size=21, devices="cpu"))
+    with np.load(path) as z:
+        np.savez(path, **{k: z[k] for k in z.files if k != "param/fc8.bias"})
+    with pytest.raises(ValueError, match=r"c.npz: parameters do not match .*missing \['fc8.bias'\].*: the file is "
+                                         r"damaged or not this model's\Z"):
+        load_checkpoint(path)
+
+
 def test_a_resume_refused_for_nan_velocities_leaves_the_callers_model_as_it_was(splits, tmp_path):
     # The parameters were copied into train(model=...)'s model, then the velocities were found NaN and refused.
     _train(splits, epochs=1, checkpoint_dir=tmp_path / "run", stop_after_steps=2)
