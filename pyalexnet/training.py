@@ -346,9 +346,15 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     meta: JSON-serialisable entries added to the checkpoint's metadata (load_checkpoint returns them; the keys
     "format" and "model" are reserved: ValueError). mean_image: the training set's mean image, (H, W, 3) with H
     and W at least the model's input size (load_checkpoint's metadata["mean_image"]).
+    A model train() trained (model.trained_on) is saved with what it trained on unless meta names data: its data,
+    classes, held-out split and mean image, which pyalexnet eval and predict, and evaluate of the model loaded
+    back, use as they would a training run's checkpoint.
     """
     if not isinstance(model, AlexNet):
         raise TypeError(f"model must be a pyalexnet.AlexNet, got {type(model).__name__}")
+    run = model.trained_on if "data" not in (meta or {}) else None
+    if run is not None and mean_image is None:
+        mean_image = run["mean_image"]
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME  # as train's checkpoint_dir: what load_checkpoint(folder) reads
@@ -384,6 +390,9 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
                                                           input_size=model.input_size, seed=model.seed,
                                                           init=model.init, step=model.step))
     full_meta.update(meta or {})
+    if run is not None:
+        full_meta.update(data=run["data"] or "", classes=run["classes"],
+                         trained_on={k: run[k] for k in ("seed", "val_fraction", "image_size")})
     arrays["meta"] = np.array(json.dumps(full_meta))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -465,8 +474,8 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
                     init=m["init"], devices=devices)
     _load_saved_parameters(model, params, path)
     model.step = int(m["step"])
-    if meta.get("data"):  # a run train() saved; save_checkpoint alone records no data set
-        t = meta.get("training") or {}
+    if meta.get("data"):  # a run train() saved, or a model it trained; save_checkpoint of another records no data set
+        t = meta.get("training") or meta.get("trained_on") or {}
         model.trained_on = training_record(meta["data"], seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
                                            image_size=t.get("image_size"), classes=meta.get("classes"), mean_image=mean)
     meta["mean_image"] = mean
@@ -582,7 +591,6 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if not isinstance(split, str) or split not in ("val", "train"):  # before the data is loaded
         raise ValueError(f"split must be 'val' (the test split) or 'train', got {split!r}")
     from .viz import NEIGHBOUR_POOL
-    from .data._datasets import DEFAULT_VAL_FRACTION
 
     run = model.trained_on
     recorded = data is None and run is not None
@@ -592,21 +600,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
                              "source, reloaded, could hold out other images than it did): pass it again, "
                              "evaluate(model, data)")
         data = run["data"]
-    # The run's held-out images for any data set named by a path or spec, as pyalexnet eval --data takes them: its
-    # own data moved or copied (to a faster disk) is the same folder, and with the defaults a folder without val/
-    # held out other images, some of them trained on. Its decode size and mean image where the data is the run's.
-    runs_split = run is not None and bool(run["data"]) and isinstance(data, (str, os.PathLike))
-    mine = runs_split and _same_source(os.path.expanduser(os.fspath(data)), run["data"])
-    if seed is None:
-        seed = run["seed"] if runs_split else 0
-    if val_fraction is None:
-        val_fraction = recorded_val_fraction(data, run["val_fraction"]) if runs_split else DEFAULT_VAL_FRACTION
-    if mine and mean_image is None and image_size in (None, run["image_size"]):
-        mean_image = run["mean_image"]
-    if mine and image_size is None:
-        image_size = run["image_size"]
-    if image_size is None and mean_image is not None:
-        image_size = int(np.shape(mean_image)[0])  # a folder decoded as the run's images were
+    seed, val_fraction, image_size, mean_image = held_out_settings(model, data, seed=seed, val_fraction=val_fraction,
+                                                               image_size=image_size, mean_image=mean_image)
     try:
         splits = _load_data(data, seed=seed, val_fraction=val_fraction, progress=progress, image_size=image_size,
                             train_sample=None if mean_image is None or split == "train" else NEIGHBOUR_POOL)
@@ -622,8 +617,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
         hint = ""
         from . import data as D
 
-        if image_size is None and isinstance(data, (str, os.PathLike)) and D.is_image_folder(data):
-            # an image folder decoded at the default 256: it can be decoded at the size the model was trained at
+        if isinstance(data, (str, os.PathLike)) and D.is_image_folder(data):
+            # an image folder decoded at another size: it can be decoded at the size the model was trained at
             hint = (f" (decoded at {splits.image_size} px: for an image folder pass image_size= the training "
                     f"run's image size, {image_size_for_crop(model.input_size)} for these crops, or mean_image= "
                     "the checkpoint's, load_checkpoint's meta['mean_image'])")
@@ -659,6 +654,33 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     if return_predictions:
         result["predictions"] = np.concatenate(predictions).astype(np.int64)
     return result
+
+
+def held_out_settings(model: AlexNet, data, *, seed=None, val_fraction=None, image_size=None, mean_image=None):
+    """(seed, val_fraction, image_size, mean_image) to test `model` on `data` as its run held it out, evaluate's and
+    pyalexnet eval's alike; each given one is kept.
+    seed, val_fraction: the run's (model.trained_on) for any data set named by a path or spec (its own data moved
+      or copied to a faster disk is the same folder; with 0 and 0.1 a folder without val/ held out other images,
+      some of them trained on); else 0 and 0.1.
+    mean_image: the run's, the mean the model learned with, for data named by a path or spec at the run's image
+      size (an image folder's training images are then not all decoded for another).
+    image_size (an image folder's decode size): mean_image's side, else the run's, else the smallest whose crops
+      the model takes (256 for the paper's 224)."""
+    from .data._datasets import DEFAULT_VAL_FRACTION
+
+    run = model.trained_on
+    named = run is not None and isinstance(data, (str, os.PathLike))
+    if seed is None:
+        seed = run["seed"] if named else 0
+    if val_fraction is None:
+        val_fraction = recorded_val_fraction(data, run["val_fraction"]) if named else DEFAULT_VAL_FRACTION
+    if named and mean_image is None and image_size in (None, run["image_size"]):
+        mean_image = run["mean_image"]
+    if image_size is None:
+        image_size = (int(np.shape(mean_image)[0]) if mean_image is not None
+                      else run["image_size"] if run is not None and run["image_size"]
+                      else image_size_for_crop(model.input_size))
+    return seed, val_fraction, image_size, mean_image
 
 
 def check_trained_classes(trained, classes, data) -> None:

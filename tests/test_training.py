@@ -1221,8 +1221,11 @@ def test_evaluate_names_its_allowed_splits_and_how_to_fit_a_folder_to_the_model(
     image_folder(tmp_path / "d", rng, per_class=4)
     with pytest.raises(ValueError, match=r"21x21 crops but this data set gives 224x224 .*pass image_size= .*24"
                                          r".*mean_image="):
-        evaluate(model, str(tmp_path / "d"), ten_crop=False, progress=False)
+        evaluate(model, str(tmp_path / "d"), image_size=256, ten_crop=False, progress=False)
     assert evaluate(model, str(tmp_path / "d"), image_size=24, ten_crop=False, progress=False)["images"] > 0
+    # a model train() never trained: decoded at the smallest size whose crops it takes, as pyalexnet eval does (at
+    # 256 it was the error above)
+    assert evaluate(model, str(tmp_path / "d"), ten_crop=False, progress=False)["images"] > 0
 
 
 def test_evaluate_without_data_tests_the_runs_own_data_as_the_run_held_it_out(splits, tmp_path, rng, monkeypatch):
@@ -1312,6 +1315,67 @@ def test_evaluate_without_data_does_not_reload_a_splits_by_its_source(tmp_path, 
                                          r"evaluate\(model, data\)"):
         evaluate(result.model, progress=False)
     assert evaluate(result.model, data, progress=False)["images"] == len(data.val) == 6
+
+
+def test_a_model_train_trained_saved_alone_keeps_what_it_trained_on(tmp_path, rng, capsys):
+    # save_checkpoint(folder, result.model) lost it: pyalexnet eval said the checkpoint names no data set, predict
+    # that it has no mean image, and evaluate(load_checkpoint(...)) tested the built-in set.
+    from data_files import image_folder
+    from pyalexnet.training import save_checkpoint
+
+    image_folder(tmp_path / "d", rng, per_class=8)
+    result = train(str(tmp_path / "d"), preset="small", image_size=24, epochs=1, seed=3, val_fraction=0.25,
+                   batch_size=8, device="cpu", workers=0, verbose=False, progress=False)
+    save_checkpoint(tmp_path / "saved.npz", result.model)
+    model, meta = load_checkpoint(tmp_path / "saved.npz")
+    run = model.trained_on
+    assert {k: run[k] for k in ("data", "seed", "val_fraction", "image_size", "classes")} == {
+        k: result.model.trained_on[k] for k in ("data", "seed", "val_fraction", "image_size", "classes")}
+    np.testing.assert_array_equal(meta["mean_image"], result.mean_image)
+    want = evaluate(result.model, progress=False)
+    assert evaluate(model, progress=False) == want and want["images"] == 6
+    assert cli.main(["eval", str(tmp_path / "saved.npz"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 6
+    assert cli.main(["predict", str(tmp_path / "saved.npz"), str(tmp_path / "d" / "cat")]) == 0
+    assert "dog" in capsys.readouterr().out  # the class names, among each image's five most probable
+    # data named in meta is the caller's: nothing added
+    save_checkpoint(tmp_path / "own.npz", result.model, meta={"data": "builtin"})
+    assert load_checkpoint(tmp_path / "own.npz")[1]["data"] == "builtin"
+    assert "trained_on" not in load_checkpoint(tmp_path / "own.npz")[1]
+
+
+def test_evaluate_of_the_runs_data_moved_resized_or_beside_a_val_folder(tmp_path, rng, capsys):
+    import shutil
+    import warnings
+
+    from data_files import image_folder
+
+    image_folder(tmp_path / "d", rng, per_class=8)
+    kw = dict(preset="small", epochs=1, seed=3, batch_size=8, device="cpu", workers=0, verbose=False, progress=False)
+    model = train(str(tmp_path / "d"), image_size=24, val_fraction=0.25, **kw).model
+    want = evaluate(model, progress=False)
+    # moved: said as the data the model was trained on; where it is now, tested on the run's held-out images
+    shutil.move(tmp_path / "d", tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match="the data set the model was trained on, as model.trained_on "
+                                                r"records it: pass evaluate\(model, data\)"):
+        evaluate(model, progress=False)
+    assert evaluate(model, str(tmp_path / "moved"), progress=False) == want
+    # decoded at another size with the same crops: that size's own mean, not the run's (24x24) one
+    assert evaluate(model, str(tmp_path / "moved"), image_size=25, progress=False)["images"] == 6
+    # other class names, through pyalexnet eval too
+    image_folder(tmp_path / "other", rng, classes=("ant", "bee", "cow"), per_class=2)
+    ckpt = tmp_path / "run.npz"
+    pyalexnet.save_checkpoint(ckpt, model)
+    assert cli.main(["eval", str(ckpt), "--data", str(tmp_path / "other"), "--quiet"]) == 2
+    assert "has classes other than the ones the model was trained on ('cat' / 'ant'" in capsys.readouterr().err
+    # a folder with its own val/: the run's val_fraction was unused, and evaluate does not say so again
+    image_folder(tmp_path / "tv" / "train", rng, per_class=3)
+    image_folder(tmp_path / "tv" / "val", rng, per_class=2)
+    with pytest.warns(RuntimeWarning, match="val_fraction .* 0.25 is not used"):
+        model = train(str(tmp_path / "tv"), image_size=24, val_fraction=0.25, **kw).model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate(model, progress=False)["images"] == 6
 
 
 def test_save_checkpoint_into_a_folder_and_its_argument_errors(tmp_path):

@@ -60,8 +60,7 @@ def run(args) -> int:
     from .._backend import output_folder_problem
     from ..data import class_names_for
     from ..data._names import check_names_file
-    from ..training import (_count, _load_data, _resolve_devices, check_trained_classes, image_size_for_crop,
-                            recorded_val_fraction)
+    from ..training import _count, _load_data, _resolve_devices, check_trained_classes, held_out_settings
     from ..viz import CONFUSION_MAX_CLASSES, NEIGHBOUR_POOL, save_test_pictures
 
     if args.mistakes and args.pictures is None:
@@ -85,21 +84,12 @@ def run(args) -> int:
         raise ValueError(f"the checkpoint {args.checkpoint} names no data set (it was not written by pyalexnet "
                          "train --checkpoint-dir): pass --data SPEC (builtin, fashion-mnist, cifar10:PATH, an image "
                          "folder or a prepared store)")
-    # A folder without val/ has its held-out images drawn by the training run's seed and fraction: the
-    # same ones here, or the test would include images the model trained on. Of a folder's training
-    # images only the pictures' sample is decoded: ImageNet's would take 250 GB and hours.
-    # An image folder is decoded at the size the training images had (the mean image's), not always 256;
-    # without a mean image (a checkpoint save_checkpoint wrote alone) at the size whose crops the model takes,
-    # as train maps an image size to its crops.
-    t, mean = meta.get("training", {}), meta.get("mean_image")
-    if mean is not None:
-        image_size = int(mean.shape[0])
-    elif isinstance(t.get("image_size"), int):
-        image_size = t["image_size"]
-    else:
-        image_size = image_size_for_crop(model.input_size)
+    # The run's held-out images, decode size and mean image (evaluate's settings: load_checkpoint recorded the run on
+    # the model). Of a folder's training images only the pictures' sample is decoded: ImageNet's would take 250 GB
+    # and hours.
+    seed, val_fraction, image_size, mean = held_out_settings(model, data, mean_image=meta.get("mean_image"))
     try:
-        splits = _load_data(data, seed=t.get("seed", 0), val_fraction=recorded_val_fraction(data, t.get("val_fraction", 0.1)),
+        splits = _load_data(data, seed=seed, val_fraction=val_fraction,
                             progress=False if args.quiet else None, train_sample=NEIGHBOUR_POOL, image_size=image_size)
     except FileNotFoundError as exc:
         if args.data:
@@ -111,7 +101,7 @@ def run(args) -> int:
     names = class_names_for(splits.classes, names_file=args.class_names, data=data)
     confusion = args.pictures is not None and splits.num_classes <= CONFUSION_MAX_CLASSES
     result = evaluate(model, splits, ten_crop=not args.center_crop, batch_size=args.batch_size,
-                      mean_image=meta.get("mean_image"), progress=False if args.quiet else None,
+                      mean_image=mean, progress=False if args.quiet else None,
                       return_predictions=True)
     predictions = result.pop("predictions")
     per_class = _per_class(splits.val.labels, predictions, splits.classes, names)
