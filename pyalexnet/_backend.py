@@ -380,7 +380,7 @@ def output_folder_problem(folder, name: str, *, create: bool = False, files=()) 
 def byte_size(b: float) -> str:
     """A size for people: GiB from 1 GiB, MiB from 1 MiB, else KiB (a small store's "0.0 GiB" said nothing)."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
-        if b >= scale:
+        if round(b / scale, 1) >= 1:  # just under a GiB is "1.0 GiB", not "1024.0 MiB"
             return f"{b / scale:.1f} {unit}"
     return f"{b / 2**10:.1f} KiB"
 

@@ -392,7 +392,8 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
     full_meta.update(meta or {})
     if run is not None:
         full_meta.update(data=run["data"] or "", classes=run["classes"],
-                         trained_on={k: run[k] for k in ("seed", "val_fraction", "image_size")})
+                         trained_on={k: run[k] for k in ("seed", "val_fraction", "image_size")},
+                         held_out={k: run[k] for k in ("seed", "val_fraction")} if run["data"] else None)
     arrays["meta"] = np.array(json.dumps(full_meta))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -476,7 +477,12 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
     model.step = int(m["step"])
     if meta.get("data"):  # a run train() saved, or a model it trained; save_checkpoint of another records no data set
         t = meta.get("training") or meta.get("trained_on") or {}
-        model.trained_on = training_record(meta["data"], seed=t.get("seed", 0), val_fraction=t.get("val_fraction", 0.1),
+        # The seed and fraction that chose the held-out images (before they were recorded apart: the run's own).
+        # None: not known (a Splits load_dataset did not make), the run's taken as the likeliest.
+        known = meta.get("held_out", t)
+        split = known or t
+        model.trained_on = training_record(meta["data"] if known is not None else None, seed=split.get("seed", 0),
+                                           val_fraction=split.get("val_fraction", 0.1),
                                            image_size=t.get("image_size"), classes=meta.get("classes"), mean_image=mean)
     meta["mean_image"] = mean
     return model, meta
@@ -596,9 +602,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     recorded = data is None and run is not None
     if recorded:
         if not run["data"]:
-            raise ValueError("the model was trained on a Splits passed to train(), which is not loaded again (its "
-                             "source, reloaded, could hold out other images than it did): pass it again, "
-                             "evaluate(model, data)")
+            raise ValueError("the model was trained on a Splits that load_dataset did not make, so which images it "
+                             "held out is not recorded: pass it again, evaluate(model, data)")
         data = run["data"]
     seed, val_fraction, image_size, mean_image = held_out_settings(model, data, seed=seed, val_fraction=val_fraction,
                                                                image_size=image_size, mean_image=mean_image)
@@ -610,8 +615,8 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
             raise
         # moved since, or the name of a Splits made in memory
         kind = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError
-        raise kind(f"{exc} (the data set the model was trained on, as model.trained_on records it: pass "
-                   "evaluate(model, data) the data to test on)") from exc
+        raise kind(f"{exc} (testing the data set the model was trained on, as model.trained_on records it; "
+                   "evaluate(model, data) tests other data)") from exc
     ds = getattr(splits, split)
     if model.input_size != splits.crop_size:
         hint = ""
@@ -670,6 +675,14 @@ def held_out_settings(model: AlexNet, data, *, seed=None, val_fraction=None, ima
 
     run = model.trained_on
     named = run is not None and isinstance(data, (str, os.PathLike))
+    if named and run["data"] is None and seed is None:
+        from . import data as D
+
+        if D.is_image_folder(data) and os.path.isdir(os.path.expanduser(os.fspath(data))) and \
+                not D.has_own_validation_images(Path(data).expanduser()):
+            B.warn_user(f"which of {data}'s images the model's run held out is not recorded (it trained on a Splits "
+                        "that load_dataset did not make): the test may include images it trained on; pass the seed "
+                        "and val_fraction that split it")
     if seed is None:
         seed = run["seed"] if named else 0
     if val_fraction is None:
@@ -1304,6 +1317,18 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     "the one written before is kept: --resume (resume=True) continues from it once that is put right"
                     if Path(ckpt_path).exists() else "none had been written yet")) from exc
 
+        # The images the data held out were chosen when it was loaded, by the seed and fraction load_dataset records
+        # (a Splits passed in: its own, not train()'s); other sources have their own split. An image folder's Splits
+        # made otherwise cannot be loaded again as it was: evaluate(model) asks for it.
+        held_out = getattr(splits, "held_out", None)
+        if held_out is None and not D.is_image_folder(getattr(splits, "source", "") or ""):
+            held_out = {"seed": seed, "val_fraction": val_fraction}
+        model.trained_on = training_record(getattr(splits, "source", "") if held_out else None,
+                                           seed=(held_out or {}).get("seed", seed),
+                                           val_fraction=(held_out or {}).get("val_fraction", val_fraction),
+                                           image_size=splits.image_size, classes=splits.classes,
+                                           mean_image=splits.mean_image)
+
         def _save_run_checkpoint() -> None:
             save_checkpoint(ckpt_path, model, velocities=velocities, mean_image=splits.mean_image, meta=dict(
                 training=dict(epoch=epoch, step_in_epoch=step_in_epoch, global_step=global_step, seed=seed,
@@ -1315,14 +1340,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                               # Every source of randomness is a pure function of these (see the module docstring).
                               random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
                                                 loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
-                classes=list(splits.classes), data=str(getattr(splits, "source", ""))))
+                classes=list(splits.classes), data=str(getattr(splits, "source", "")), held_out=held_out))
 
-        # A Splits passed in was split when it was made, by its own seed and fraction (not train()'s): reloading its
-        # source by train()'s would hold out other images, so evaluate(model) asks for it instead.
-        model.trained_on = training_record(None if isinstance(data, D.Splits) else getattr(splits, "source", ""),
-                                           seed=seed, val_fraction=val_fraction,
-                                           image_size=splits.image_size, classes=splits.classes,
-                                           mean_image=splits.mean_image)
 
         if verbose and epoch < epochs:  # a finished run said "nothing to train" above
             where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)

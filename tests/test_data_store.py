@@ -347,3 +347,10 @@ def test_more_damage_is_said_to_be_damage(folder, tmp_path, damage):
         match = r"meta.json: "
     with pytest.raises(ValueError, match=f"the store {dst} is damaged \\({match}.*\\): prepare it again"):
         load_dataset(str(dst))
+
+
+def test_sizes_in_messages_are_in_the_unit_they_fit():
+    from pyalexnet._backend import byte_size
+
+    assert [byte_size(b) for b in (5000, 12 * 2**10, 3 * 2**20, 2**30 - 1, 2**30 - 60 * 2**20, 670.6 * 2**30)] == [
+        "4.9 KiB", "12.0 KiB", "3.0 MiB", "1.0 GiB", "964.0 MiB", "670.6 GiB"]

@@ -1262,15 +1262,16 @@ def test_evaluate_without_data_tests_the_runs_own_data_as_the_run_held_it_out(sp
     image_folder(tmp_path / "e", rng, classes=("ant", "bee", "cow"), per_class=2)
     with pytest.raises(ValueError, match=r"has classes other than the ones the model was trained on \('cat' / 'ant'"):
         evaluate(result.model, str(tmp_path / "e"), image_size=24, progress=False)
-    # a Splits passed to train() is not loaded again by its name, or at all without one
+    # a Splits load_dataset did not make is not loaded again by its name, or at all without one
     model = _train(splits, epochs=1).model
-    with pytest.raises(ValueError, match=r"trained on a Splits passed to train\(\).*pass it again"):
+    with pytest.raises(ValueError, match=r"trained on a Splits that load_dataset did not make, so which images it "
+                                         r"held out is not recorded: pass it again"):
         evaluate(model, progress=False)
     assert evaluate(model, splits, progress=False)["images"] == len(splits.val)
     unnamed = Splits(*[getattr(splits, f) for f in ("train", "val", "classes", "image_size", "crop_size", "mean_image",
                                                      "eigvals", "eigvecs")], "")
     model = _train(unnamed, epochs=1).model
-    with pytest.raises(ValueError, match=r"trained on a Splits passed to train\(\), which is not loaded again"):
+    with pytest.raises(ValueError, match=r"trained on a Splits that load_dataset did not make"):
         evaluate(model, progress=False)
     # a model train() never trained: the built-in set, as before
     fresh = pyalexnet.AlexNet(10, preset="small", input_size=32, devices="cpu")
@@ -1300,82 +1301,36 @@ def test_evaluate_on_the_runs_folder_moved_holds_out_the_runs_images(tmp_path, r
                     progress=False)["images"] == 3
 
 
-def test_evaluate_without_data_does_not_reload_a_splits_by_its_source(tmp_path, rng):
-    # A Splits passed to train() was split when it was made, by its own seed and fraction, not train()'s: reloading
-    # its source folder with train()'s seed held out other images, most of them trained on, scored as test images.
+def test_a_splits_passed_to_train_is_tested_on_the_images_it_held_out(tmp_path, rng, capsys):
+    # A Splits passed to train() was split when it was made, by load_dataset's seed and fraction, not train()'s:
+    # reloading its source folder with train()'s seed held out other images, most of them trained on, scored as
+    # test images (evaluate(model), and pyalexnet eval of the run's checkpoint).
     from data_files import image_folder
     from pyalexnet.data import load_dataset
 
     image_folder(tmp_path / "d", rng, per_class=8)
     data = load_dataset(str(tmp_path / "d"), seed=5, val_fraction=0.25, image_size=24, progress=False)
-    result = train(data, preset="small", epochs=1, seed=0, val_fraction=0.25, batch_size=8, device="cpu", workers=0,
-                   verbose=False, progress=False)
-    assert result.model.trained_on["classes"] == ["cat", "dog", "eel"]
-    with pytest.raises(ValueError, match=r"trained on a Splits passed to train\(\).*pass it again, "
-                                         r"evaluate\(model, data\)"):
-        evaluate(result.model, progress=False)
-    assert evaluate(result.model, data, progress=False)["images"] == len(data.val) == 6
-
-
-def test_a_model_train_trained_saved_alone_keeps_what_it_trained_on(tmp_path, rng, capsys):
-    # save_checkpoint(folder, result.model) lost it: pyalexnet eval said the checkpoint names no data set, predict
-    # that it has no mean image, and evaluate(load_checkpoint(...)) tested the built-in set.
-    from data_files import image_folder
-    from pyalexnet.training import save_checkpoint
-
-    image_folder(tmp_path / "d", rng, per_class=8)
-    result = train(str(tmp_path / "d"), preset="small", image_size=24, epochs=1, seed=3, val_fraction=0.25,
-                   batch_size=8, device="cpu", workers=0, verbose=False, progress=False)
-    save_checkpoint(tmp_path / "saved.npz", result.model)
-    model, meta = load_checkpoint(tmp_path / "saved.npz")
-    run = model.trained_on
-    assert {k: run[k] for k in ("data", "seed", "val_fraction", "image_size", "classes")} == {
-        k: result.model.trained_on[k] for k in ("data", "seed", "val_fraction", "image_size", "classes")}
-    np.testing.assert_array_equal(meta["mean_image"], result.mean_image)
-    want = evaluate(result.model, progress=False)
-    assert evaluate(model, progress=False) == want and want["images"] == 6
-    assert cli.main(["eval", str(tmp_path / "saved.npz"), "--json", "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["images"] == 6
-    assert cli.main(["predict", str(tmp_path / "saved.npz"), str(tmp_path / "d" / "cat")]) == 0
-    assert "dog" in capsys.readouterr().out  # the class names, among each image's five most probable
-    # data named in meta is the caller's: nothing added
-    save_checkpoint(tmp_path / "own.npz", result.model, meta={"data": "builtin"})
-    assert load_checkpoint(tmp_path / "own.npz")[1]["data"] == "builtin"
-    assert "trained_on" not in load_checkpoint(tmp_path / "own.npz")[1]
-
-
-def test_evaluate_of_the_runs_data_moved_resized_or_beside_a_val_folder(tmp_path, rng, capsys):
-    import shutil
-    import warnings
-
-    from data_files import image_folder
-
-    image_folder(tmp_path / "d", rng, per_class=8)
-    kw = dict(preset="small", epochs=1, seed=3, batch_size=8, device="cpu", workers=0, verbose=False, progress=False)
-    model = train(str(tmp_path / "d"), image_size=24, val_fraction=0.25, **kw).model
-    want = evaluate(model, progress=False)
-    # moved: said as the data the model was trained on; where it is now, tested on the run's held-out images
-    shutil.move(tmp_path / "d", tmp_path / "moved")
-    with pytest.raises(FileNotFoundError, match="the data set the model was trained on, as model.trained_on "
-                                                r"records it: pass evaluate\(model, data\)"):
+    assert data.held_out == {"seed": 5, "val_fraction": 0.25}
+    result = train(data, preset="small", epochs=1, seed=0, batch_size=8, device="cpu", workers=0, verbose=False,
+                   progress=False, checkpoint_dir=tmp_path / "run")
+    run = result.model.trained_on
+    assert (run["data"], run["seed"], run["val_fraction"]) == (str(tmp_path / "d"), 5, 0.25)
+    want = evaluate(result.model, data, progress=False)
+    assert want["images"] == 6
+    assert evaluate(result.model, progress=False) == want
+    assert evaluate(load_checkpoint(tmp_path / "run")[0], progress=False) == want
+    assert cli.main(["eval", str(tmp_path / "run"), "--json", "--quiet"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["images"], got["top1"], got["loss"]) == (6, want["top1"], pytest.approx(want["loss"]))
+    # a Splits of the folder made otherwise: which images it held out is not known, and testing the folder says so
+    hand_made = Splits(data.train, data.val, data.classes, data.image_size, data.crop_size, data.mean_image,
+                       data.eigvals, data.eigvecs, data.source)
+    model = train(hand_made, preset="small", epochs=1, batch_size=8, device="cpu", workers=0, verbose=False,
+                  progress=False).model
+    with pytest.raises(ValueError, match="trained on a Splits that load_dataset did not make"):
         evaluate(model, progress=False)
-    assert evaluate(model, str(tmp_path / "moved"), progress=False) == want
-    # decoded at another size with the same crops: that size's own mean, not the run's (24x24) one
-    assert evaluate(model, str(tmp_path / "moved"), image_size=25, progress=False)["images"] == 6
-    # other class names, through pyalexnet eval too
-    image_folder(tmp_path / "other", rng, classes=("ant", "bee", "cow"), per_class=2)
-    ckpt = tmp_path / "run.npz"
-    pyalexnet.save_checkpoint(ckpt, model)
-    assert cli.main(["eval", str(ckpt), "--data", str(tmp_path / "other"), "--quiet"]) == 2
-    assert "has classes other than the ones the model was trained on ('cat' / 'ant'" in capsys.readouterr().err
-    # a folder with its own val/: the run's val_fraction was unused, and evaluate does not say so again
-    image_folder(tmp_path / "tv" / "train", rng, per_class=3)
-    image_folder(tmp_path / "tv" / "val", rng, per_class=2)
-    with pytest.warns(RuntimeWarning, match="val_fraction .* 0.25 is not used"):
-        model = train(str(tmp_path / "tv"), image_size=24, val_fraction=0.25, **kw).model
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert evaluate(model, progress=False)["images"] == 6
+    with pytest.warns(RuntimeWarning, match=r"which of .*/d's images the model's run held out is not recorded"):
+        evaluate(model, str(tmp_path / "d"), progress=False)
 
 
 def test_save_checkpoint_into_a_folder_and_its_argument_errors(tmp_path):

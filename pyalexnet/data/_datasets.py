@@ -80,6 +80,8 @@ class Splits:
     mean_image: float32 (image_size, image_size, 3), the training set's mean, in 0..255 pixel units.
     eigvals (3,), eigvecs (3, 3) (columns): the RGB covariance of training pixels on the 0..1 scale
     (pixel / 255), descending. val is the data set's official test split where it has one.
+    held_out: for an image folder, {"seed", "val_fraction"} that chose its held-out images (load_dataset's; unused
+    beside a val/): what train() records, so a model trained on these Splits is tested on the same ones.
     """
 
     train: Dataset
@@ -91,6 +93,7 @@ class Splits:
     eigvals: np.ndarray
     eigvecs: np.ndarray
     source: str = ""
+    held_out: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -275,4 +278,6 @@ def _load(spec, seed, val_fraction, image_size, workers, progress, train_sample,
                                                 desc="decoding training images")
     *val, val_skipped = _folder.decode_many(val_files, image_size, workers=w, progress=show,
                                             desc="decoding validation images")
-    return _splits_from_arrays(train, val, classes, str(path), skipped=(train_skipped, val_skipped))
+    splits = _splits_from_arrays(train, val, classes, str(path), skipped=(train_skipped, val_skipped))
+    splits.held_out = {"seed": seed, "val_fraction": val_fraction}
+    return splits
