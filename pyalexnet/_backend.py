@@ -278,6 +278,12 @@ def show_progress(progress: bool | None) -> bool:
     return _in_jupyter_kernel()
 
 
+def message_stream():
+    """Where a long run says what it is doing (its epochs, a resume, a stop): stderr, which leaves stdout to results
+    and pipes; stdout in a Jupyter kernel, whose notebooks show stderr tinted as errors."""
+    return sys.stdout if _in_jupyter_kernel() else sys.stderr
+
+
 def progress_bar_class(show: bool):
     """The tqdm class for bars that are drawn (`show`, from show_progress) or not: tqdm.auto's where they are drawn
     (Jupyter's own bar in a notebook that has ipywidgets), else plain tqdm. tqdm.auto, imported in a Jupyter kernel

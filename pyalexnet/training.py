@@ -207,7 +207,7 @@ def _stop_on_interrupt(ckpt_path):
                 if Path(ckpt_path).exists() else "no checkpoint had been written yet; nothing was saved"))
         request.asked = True
         print("\nstopping at the end of this step to write a checkpoint (Ctrl-C again stops at once, losing the "
-              "steps since the last one)", file=sys.stderr)
+              "steps since the last one)", file=B.message_stream())
 
     previous = signal.signal(signal.SIGINT, ask)
     try:
@@ -1284,10 +1284,10 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     f"{_count(epoch, 'epoch')} and {step_in_epoch} of epoch {epoch + 1}'s {steps_per_epoch} steps"
                     if step_in_epoch else f"its {_count(epoch, 'epoch')}") + ": nothing to train"
                       + (f" (epochs={epochs} asks for fewer)" if epoch > epochs or step_in_epoch else "")
-                      + f"; pass epochs (--epochs) above {epoch} to go on", file=sys.stderr)
+                      + f"; pass epochs (--epochs) above {epoch} to go on", file=B.message_stream())
             elif verbose:
                 print(f"resuming from {ckpt_path}: epoch {epoch + 1}, step {step_in_epoch}/{steps_per_epoch}"
-                      + "".join(f"; {note}" for note in [lr_note] + changed if note), file=sys.stderr)
+                      + "".join(f"; {note}" for note in [lr_note] + changed if note), file=B.message_stream())
         elif resume:  # said even when quiet: a mistyped folder would otherwise start a new run without a word
             B.warn_user(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
         if not schedule_checked:  # a new run whose preset (so its default schedule or epochs) the data chose
@@ -1349,7 +1349,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                   f"({len(splits.train)} train / {len(splits.val)} val images, {splits.num_classes} classes) for "
                   f"{_count(epochs, 'epoch')}" + (f" (this call stops after {_count(stop_after_steps, 'step')})"
                                                  if stop_after_steps else "")
-                  + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=sys.stderr)
+                  + f", batch {batch_size}, lr {sched.lr:g}, on {where}", file=B.message_stream())
 
         steps_this_call = 0
         show = B.show_progress(progress)
@@ -1411,7 +1411,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     # Said when quiet too: the final validation that follows read as a finished run's.
                     print(f"stopped after {_count(steps_this_call, 'step')}, at step {step_in_epoch}/{steps_per_epoch} of epoch "
                           f"{epoch + 1}" + (" (the checkpoint continues it: --resume)" if ckpt_path else ""),
-                          file=sys.stderr)
+                          file=B.message_stream())
                     break
                 # --- end of an epoch: validation, schedule, history, checkpoint ---
                 val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
@@ -1443,7 +1443,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     # just written continues it (--resume), and the command exits quietly as a program killed by
                     # SIGPIPE does. Going on instead would train for hours (days, for the paper's network) with
                     # nobody left to read the output, and the reader's going away is how a pipe says "enough".
-                    (tqdm.write if show else print)(msg, file=sys.stderr)
+                    (tqdm.write if show else print)(msg, file=B.message_stream())
                 if interrupted:  # after the last epoch too: the caller's final evaluation was not asked for
                     raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch, epochs))
                 if stop_after_steps and steps_this_call >= stop_after_steps:

@@ -544,6 +544,25 @@ def test_progress_bars_by_default_in_a_jupyter_kernel_as_on_a_terminal_not_in_lo
     assert not B.show_progress(None)
 
 
+def test_in_a_jupyter_kernel_a_run_says_what_it_does_on_stdout_not_tinted_as_errors(splits, capsys, monkeypatch,
+                                                                                      tmp_path):
+    # Notebooks show stderr on a red ground: every epoch line of a healthy run read as an error. On a terminal (and
+    # in logs) they stay on stderr, leaving stdout to results and pipes.
+    from pyalexnet import _backend as B
+
+    _train(splits, epochs=1, verbose=True, progress=False)
+    said = capsys.readouterr()
+    assert "epoch 1/1: train loss" in said.err and "training " in said.err and said.out == ""
+    _fake_ipython(monkeypatch, {"IPKernelApp": {"connection_file": "kernel-1.json"}})
+    monkeypatch.setattr(B, "_said_text_bars", True)
+    _train(splits, epochs=1, verbose=True, progress=False, checkpoint_dir=tmp_path)
+    _train(splits, epochs=2, verbose=True, progress=False, checkpoint_dir=tmp_path, resume=True)
+    said = capsys.readouterr()
+    for line in ("training AlexNet", "epoch 1/1: train loss", "resuming from", "epoch 2/2: train loss"):
+        assert line in said.out, line
+    assert said.err == ""
+
+
 def test_no_widget_warning_where_no_bar_is_drawn_and_at_the_callers_line_where_one_is(splits, monkeypatch):
     """A Jupyter kernel without ipywidgets: tqdm.auto warned "IProgress not found" when imported, at its own line
     (tqdm/auto.py:21), and was imported whether a bar was drawn or not (progress=False said it too)."""

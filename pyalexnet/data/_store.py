@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import json
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
@@ -227,7 +226,7 @@ def prepare(src, dst, *, image_size: int = 256, val_fraction: float = 0.1, seed:
     if done and not quiet:  # a rerun said nothing and its bar started part-full
         total = sum(len(files[s]) for s in SPLITS)
         print(f"{dst}: continuing an interrupted conversion, {done} of {total} images already done",
-              file=sys.stderr)
+              file=B.message_stream())
     if workers is not None and workers < 1:  # ThreadPoolExecutor's own words named max_workers
         raise ValueError(f"workers must be at least 1, got {workers}")
     workers = workers or _folder.default_workers()
