@@ -572,21 +572,19 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     where it has one (CIFAR-10, Fashion-MNIST, the built-in set, a folder's val/), else the held-out one.
 
     data: as train()'s. Default: the data set the model was trained on, as model.trained_on records it (train()
-    and load_checkpoint set it; a model never trained by train() is tested on the built-in set). Where data is
-    a path or spec, seed and val_fraction default to the run's (it may be the run's data moved); where it is the
-    run's, image_size and mean_image too; a data set whose class names are not the ones the model was trained on
-    is refused.
+    and load_checkpoint set it; a model never trained by train() is tested on the built-in set). seed,
+    val_fraction, image_size and mean_image not given follow the run (held_out_settings); a data set whose class
+    names are not the ones the model was trained on is refused.
 
     ten_crop=True averages the softmax over the paper's ten patches (four corners, centre and their
     reflections); False uses the centre crop. mean_image defaults to the data set's training mean; given
     it (a checkpoint's, load_checkpoint's metadata["mean_image"]), an image folder's training images are
     not decoded (but for a small sample), only its test images.
     progress: a tqdm bar over the images (default: on a terminal or in a Jupyter notebook).
-    seed, val_fraction: for an image folder without val/, which images are held out: the training run's
-      (train()'s seed and val_fraction, the defaults where data is a path or spec and the model has a record, as
-      its data may have moved), or the test may include images the model trained on; elsewhere 0 and 0.1.
-    image_size: the side an image folder is decoded to: the training run's (default: the run's where data is
-      the model's, else mean_image's side when it is given, else 256).
+    seed, val_fraction: for an image folder without val/, which images are held out: the ones that held out the
+      run's (the defaults, where data is a path or spec), or the test may include images the model trained on.
+    image_size: the side an image folder is decoded to (default: mean_image's side, else the run's, else the
+      smallest whose crops the model takes).
     Returns {"top1", "top5" (None at 5 classes or fewer, where every label is in the top 5), "loss"
     (centre-crop or ten-crop mean cross-entropy), "images"}, and with
     return_predictions=True "predictions": each test image's most probable class, int64 (images,).
@@ -613,7 +611,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     except (FileNotFoundError, ValueError) as exc:
         if not recorded:
             raise
-        # moved since, or the name of a Splits made in memory
+        # moved or damaged since, or the name of a Splits made in memory
         kind = FileNotFoundError if isinstance(exc, FileNotFoundError) else ValueError
         raise kind(f"{exc} (testing the data set the model was trained on, as model.trained_on records it; "
                    "evaluate(model, data) tests other data)") from exc
@@ -1341,7 +1339,6 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                               random_state=dict(init_seed=model.seed, dropout=dict(seed=model.seed, step=model.step),
                                                 loader=dict(seed=seed, epoch=epoch, step=step_in_epoch))),
                 classes=list(splits.classes), data=str(getattr(splits, "source", "")), held_out=held_out))
-
 
         if verbose and epoch < epochs:  # a finished run said "nothing to train" above
             where = model.devices[0] if model.devices[0] == model.devices[1] else "+".join(model.devices)
