@@ -264,3 +264,82 @@ def test_data_bench_writes_out_and_no_zero_rates(tmp_path, capsys):
     report = json.loads((tmp_path / "r" / "data_loading_cpu.json").read_text())
     assert all(v > 0 for v in report["results"].values()), report["results"]
     assert (tmp_path / "r" / "data_loading_cpu.txt").read_text() in capsys.readouterr().out
+
+
+# ----- mutation-testing additions: edges the tests above left open ------------------------------------------
+def test_a_partial_training_batch_follows_the_documented_seeds(data):
+    # drop_last=False in training: the last batch's parameters were once drawn for a full batch (batch_size
+    # images) where it holds 2, and no test trained on a partial batch.
+    ds, kw = data
+    out = batches(Loader(ds, 8, seed=7, epoch=2, drop_last=False, **kw))
+    assert [len(y) for _, y in out] == [8] * 6 + [2]
+    idx = np.random.default_rng([7, 2, 0]).permutation(50)[48:]
+    offsets, flips, lighting = random_parameters(np.random.default_rng([7, 2, 1, 6]), 2, 12, 10,
+                                                 eigvals=kw["eigvals"], eigvecs=kw["eigvecs"])
+    ref = augment(ds.images, 10, kw["mean_image"], index=idx, offsets=offsets, flips=flips, lighting=lighting)
+    np.testing.assert_array_equal(out[-1][0], ref)
+    np.testing.assert_array_equal(out[-1][1], ds.labels[idx])
+
+
+def test_resuming_at_the_end_of_an_epoch_yields_nothing(data):
+    # A run checkpointed after an epoch's last batch resumes at step == len(loader): an upper bound written as
+    # `step < len(self)` refused that with "step must be in ...".
+    ds, kw = data
+    loader = Loader(ds, 8, **kw)
+    assert batches(loader.iter_from(len(loader))) == []
+    assert batches(Loader(ds, 8, start_step=6, **kw)) == []
+
+
+def test_eval_needs_no_colour_statistics_and_a_crop_may_be_the_whole_image(data):
+    # Eval mode uses no PCA lighting: demanding eigvals there (the check without `self.train`) refused evaluating
+    # with a mean image alone. And a crop the size of the image is allowed (the bound is inclusive, not `<`).
+    ds, kw = data
+    out = batches(Loader(ds, 64, train=False, crop_size=10, mean_image=kw["mean_image"]))
+    np.testing.assert_array_equal(out[0][0], center_crop(ds.images, 10, kw["mean_image"]))
+    (x, _), = batches(Loader(ds, 64, train=False, crop_size=12, mean_image=kw["mean_image"]))
+    np.testing.assert_array_equal(x, center_crop(ds.images, 12, kw["mean_image"]))
+    (x, _), = batches(Loader(ds, 50, crop_size=12, mean_image=kw["mean_image"], pca_std=0, flip=False))
+    assert x.shape == (50, 3, 12, 12)
+
+
+@pytest.mark.parametrize("workers, prefetch", [(1, 1), (2, 0)])
+def test_a_small_prefetch_still_yields_every_batch(data, workers, prefetch):
+    # The threads are primed with `prefetch` batches: priming one fewer (or taking prefetch=0 as given, not as
+    # 1) started no batch at all, and the epoch came out empty.
+    ds, kw = data
+    loader = Loader(ds, 8, seed=4, workers=workers, prefetch=prefetch, **kw)
+    got = batches(loader)
+    want = batches(Loader(ds, 8, seed=4, workers=0, **kw))
+    assert len(got) == len(want) == 6
+    for (x, y), (xw, yw) in zip(got, want):
+        np.testing.assert_array_equal(x, xw)
+        np.testing.assert_array_equal(y, yw)
+
+
+def test_loader_counts_its_datasets_skipped_images(data):
+    # num_skipped is what train() reports of unreadable files: a Loader that said 0 hid them.
+    ds, kw = data
+    skipping = Dataset(ds.images, ds.labels, ds.classes, skipped=[("a.jpg", "OSError: bad"), ("b.png", "x")])
+    assert Loader(skipping, 8, **kw).num_skipped == 2 and Loader(ds, 8, **kw).num_skipped == 0
+
+
+def test_the_gpu_path_gathers_each_batchs_images_in_the_shuffled_order(data):
+    # On "cuda:N" the worker gathers the uint8 batch in sorted order (memmap-friendly) and puts it back in the
+    # batch's order: argsort(idx) in place of argsort(argsort(idx)) scrambled images against their labels. The
+    # GPU test skips without a GPU; the gathering is host code, checked here by asking for it directly.
+    ds, kw = data
+    loader = Loader(ds, 8, seed=3, **kw)
+    loader._gpu = 0  # as a "cuda:0" Loader: _host_batch returns what the GPU kernel needs
+    order = loader.order()
+    for step in (0, 5):
+        (batch, offsets, flips, lighting), labels = loader._host_batch(order, step)
+        idx = order[step * 8:(step + 1) * 8]
+        np.testing.assert_array_equal(batch, ds.images[idx])
+        np.testing.assert_array_equal(labels, ds.labels[idx])
+        assert offsets.shape == (8, 2) and flips.shape == (8,) and lighting.shape == (8, 3)
+
+
+def test_seeds_beyond_32_bits_are_taken(data):
+    # Seeds up to 2**63 - 1 are taken: a 32-bit bound (2**32 - 1) refused seeds that load_dataset accepts.
+    ds, kw = data
+    assert len(batches(Loader(ds, 25, seed=2**63 - 1, **kw))) == 2
