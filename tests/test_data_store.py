@@ -23,6 +23,9 @@ def test_round_trip_equals_decoding_directly(folder, tmp_path):
     direct = load_dataset(str(folder), image_size=16, val_fraction=0.3)
     assert stored.classes == direct.classes == ["ant", "bee", "cow"]
     assert isinstance(stored.train.images, np.memmap)  # read without decoding again
+    # Read-only ("r", not "r+": a stray write would change the store on disk), labels int64 as the layout says.
+    assert not stored.train.images.flags.writeable and not stored.val.images.flags.writeable
+    assert np.load(dst / "train_labels.npy").dtype == np.load(dst / "val_labels.npy").dtype == np.int64
     for split in ("train", "val"):
         np.testing.assert_array_equal(getattr(stored, split).images, getattr(direct, split).images)
         np.testing.assert_array_equal(getattr(stored, split).labels, getattr(direct, split).labels)
@@ -100,6 +103,10 @@ def test_resume_after_an_interruption(folder, tmp_path, monkeypatch, capsys):
     fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=16, quiet=True))
     resumed = open_store(dst)
     np.testing.assert_array_equal(resumed.train.images, fresh.train.images)
+    # The labels checkpointed before the interruption too: reopening the partial labels file "w+" (not "r+")
+    # zeroed them, and only the images were compared.
+    np.testing.assert_array_equal(resumed.train.labels, fresh.train.labels)
+    np.testing.assert_array_equal(resumed.val.images, fresh.val.images)
     np.testing.assert_array_equal(resumed.val.labels, fresh.val.labels)
     np.testing.assert_allclose(resumed.mean_image, fresh.mean_image, rtol=1e-6)
     np.testing.assert_allclose(resumed.eigvals, fresh.eigvals, rtol=1e-9)
@@ -354,3 +361,103 @@ def test_sizes_in_messages_are_in_the_unit_they_fit():
 
     assert [byte_size(b) for b in (5000, 12 * 2**10, 3 * 2**20, 2**30 - 1, 2**30 - 60 * 2**20, 670.6 * 2**30)] == [
         "4.9 KiB", "12.0 KiB", "3.0 MiB", "1.0 GiB", "964.0 MiB", "670.6 GiB"]
+
+
+# ----- mutation-testing additions: resuming around skipped files and split boundaries ----------------------
+def _split_folder(root, rng):
+    """root/train/{a,b} (3 images each) and root/val/{a,b} (1 each), with an unreadable train/a/00.png sorted
+    first of all: every image after it is written one place before its file's position."""
+    image_folder(root / "train", rng, classes=("a", "b"), per_class=3)
+    image_folder(root / "val", rng, classes=("a", "b"), per_class=1)
+    (root / "train" / "a" / "00.png").write_bytes(b"not an image")
+    return root
+
+
+def test_an_unreadable_file_then_an_interruption_resumes_to_the_right_store(tmp_path, rng, monkeypatch):
+    # With a file skipped, a chunk's images go at `written`, not at the chunk's file position `lo`; the resume
+    # point is the next file (lo + the chunk's files, not + the images kept from it); the skipped list is kept
+    # in progress.npz. Each mistake left the tests passing: the only unreadable file was the last of its split.
+    # The rerun's checkpoint_every=1 is allowed (the bound is < 1, not <= 1).
+    src = _split_folder(tmp_path / "src", rng)
+    _die_at(monkeypatch, _folder, "decode_image", 5)  # 00.png (skipped), 000, 001 checkpointed; killed after
+    with pytest.warns(RuntimeWarning, match="00.png"), pytest.raises(KeyboardInterrupt):
+        prepare(src, tmp_path / "st", image_size=8, checkpoint_every=3, workers=1, quiet=True)
+    monkeypatch.undo()
+    with np.load(tmp_path / "st" / "progress.npz") as p:
+        assert (int(p["next_file"]), int(p["written"])) == (3, 2)
+    stored = open_store(prepare(src, tmp_path / "st", image_size=8, checkpoint_every=1, workers=1, quiet=True))
+    with pytest.warns(RuntimeWarning, match="00.png"):
+        direct = load_dataset(str(src), image_size=8)
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(getattr(stored, split).images, getattr(direct, split).images)
+        np.testing.assert_array_equal(getattr(stored, split).labels, getattr(direct, split).labels)
+    assert len(stored.train) == 6 and stored.num_skipped == 1
+    assert stored.train.skipped[0][0] == str(src / "train" / "a" / "00.png")
+
+
+def test_an_interruption_in_the_validation_split_does_not_redo_training(folder, tmp_path, monkeypatch, capsys):
+    # The training split's end is saved (split=1): saving split=0 there made a kill in val's first chunk decode the
+    # whole training split again; and the rerun's count of what is done adds the finished splits (it said 0 of 21
+    # and printed nothing).
+    calls = []
+    real = _folder.decode_image
+
+    def counted(path, size):
+        calls.append(path)
+        if len(calls) == 20:  # the second of the 3 validation images (18 train)
+            raise KeyboardInterrupt
+        return real(path, size)
+
+    monkeypatch.setattr(_folder, "decode_image", counted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, tmp_path / "st", image_size=8, checkpoint_every=5, workers=1, quiet=True)
+    calls.clear()
+    monkeypatch.setattr(_folder, "decode_image", lambda path, size: (calls.append(path), real(path, size))[1])
+    capsys.readouterr()
+    stored = open_store(prepare(folder, tmp_path / "st", image_size=8, checkpoint_every=5, workers=1))
+    assert "continuing an interrupted conversion, 18 of 21 images already done" in capsys.readouterr().err
+    assert len(calls) == 3  # the validation images alone
+    monkeypatch.undo()
+    fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=8, quiet=True))
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(getattr(stored, split).images, getattr(fresh, split).images)
+        np.testing.assert_array_equal(getattr(stored, split).labels, getattr(fresh, split).labels)
+
+
+def test_a_kill_after_a_splits_last_checkpoint_is_finished_on_rerun(folder, tmp_path, monkeypatch):
+    # Killed after the training split's last chunk was checkpointed (next_file == its count) but before its labels
+    # file was written: the rerun must still turn the partial labels into train_labels.npy (the check for the
+    # partial file, not only `start < n`), or the store is "damaged" for want of it.
+    _die_at(monkeypatch, _store.np, "save", 1)  # the first np.save: train_labels.npy
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, tmp_path / "st", image_size=8, checkpoint_every=4, quiet=True)
+    monkeypatch.undo()
+    assert (tmp_path / "st" / "train_labels.partial.npy").exists()
+    with np.load(tmp_path / "st" / "progress.npz") as p:
+        assert int(p["split"]) == 0 and int(p["next_file"]) == 18
+    stored = open_store(prepare(folder, tmp_path / "st", image_size=8, quiet=True))
+    fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=8, quiet=True))
+    np.testing.assert_array_equal(stored.train.labels, fresh.train.labels)
+    np.testing.assert_array_equal(stored.train.images, fresh.train.images)
+    assert not (tmp_path / "st" / "train_labels.partial.npy").exists()
+
+
+def test_a_store_of_another_seed_is_refused_naming_the_seed(folder, tmp_path):
+    # The seed chooses the held-out images, so it is one of the store's settings: left out of them, a rerun with
+    # another seed was told the images "have changed", not that the store is of seed=0.
+    dst = prepare(folder, tmp_path / "st", image_size=8, quiet=True)
+    with pytest.raises(ValueError, match=r"is a store of seed=0, not of seed=1: pass overwrite=True"):
+        prepare(folder, dst, image_size=8, seed=1, quiet=True)
+
+
+def test_the_memory_check_for_the_mean_image_is_exact(tmp_path, rng, monkeypatch):
+    # 3 float64 images of 8x8x3 need 4608 bytes: one byte less is refused (a check against twice the memory
+    # passed what cannot be allocated), exactly that much is enough.
+    from pyalexnet.data import _datasets
+
+    image_folder(tmp_path / "src", rng, classes=("a", "b"), per_class=2)
+    monkeypatch.setattr(_datasets, "available_memory", lambda: 3 * 8 * 8 * 3 * 8 - 1)
+    with pytest.raises(ValueError, match="of memory for the mean image"):
+        prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True)
+    monkeypatch.setattr(_datasets, "available_memory", lambda: 3 * 8 * 8 * 3 * 8)
+    assert len(open_store(prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True)).train) == 2
