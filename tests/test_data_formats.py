@@ -812,3 +812,134 @@ def test_holding_out_goes_through_the_files_once():
     for label in range(50):
         expected += [files[label * 9 + i] for i in sorted(rng.permutation(9)[:2])]
     assert val == expected and sorted(train + val) == sorted(files)
+
+
+# ----- mutation-testing additions ------------------------------------------------------------------------------
+def test_a_val_fraction_of_one_is_refused(tmp_path, rng):
+    # [0, 1): a bound written `<= 1.0` took 1.0 and held out all but one image of each class without a word.
+    image_folder(tmp_path / "d", rng, per_class=3)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+            load_dataset(str(tmp_path / "d"), image_size=8, val_fraction=bad)
+
+
+def test_images_in_hidden_folders_inside_a_class_are_left_out(tmp_path, rng):
+    # A hidden folder inside a class (.thumbnails, .git) is passed over like a hidden file: filtering only the
+    # file names let .thumbnails/*.png into training.
+    from pyalexnet.data._folder import list_folder
+
+    image_folder(tmp_path / "d", rng, per_class=3)
+    write_image(tmp_path / "d" / "cat" / ".thumbnails" / "000", rng)
+    write_image(tmp_path / "d" / "cat" / ".hidden", rng)
+    _, train, val = list_folder(tmp_path / "d", val_fraction=0)
+    assert len(train) == 9 and val == [] and not any("/." in path for path, _ in train)
+
+
+def test_a_classs_images_in_sub_folders_are_listed_in_sorted_path_order(tmp_path, rng):
+    # The class's files are sorted as paths (the documented order, the same on every file system): the walk's
+    # own order put cat/b.png before cat/a/0.png.
+    from pyalexnet.data._folder import list_folder
+
+    for name in ("b", "a/0", "c/d/1", "0"):
+        write_image(tmp_path / "d" / "cat" / name, rng)
+    write_image(tmp_path / "d" / "dog" / "x", rng)
+    _, train, _ = list_folder(tmp_path / "d", val_fraction=0)
+    paths = [path for path, label in train if label == 0]
+    assert paths == sorted(paths) and len(paths) == 4
+
+
+@pytest.mark.parametrize("kind, white", [("tiff16s", 32767), ("png16", 65535)])
+def test_every_16_bit_grey_level_is_scaled_by_the_exact_range(tmp_path, kind, white):
+    # 2**15 - 1 and 2**16 - 1, not 2**15 or 2**16: off by one, 127 of the levels came out one step darker, and
+    # a few random levels did not land on one of them.
+    side = int(np.ceil(np.sqrt(white + 1)))
+    levels = np.minimum(np.arange(side * side), white).reshape(side, side)
+    path = tmp_path / f"all.{kind[:3]}"
+    if kind == "png16":
+        Image.fromarray(levels.astype(np.uint16)).save(path)
+    else:
+        _tiff_grey(path, levels, 16, signed=True)
+    out = decode_image(str(path), side)
+    np.testing.assert_array_equal(out[..., 0], np.round(levels * 255 / white))
+
+
+def test_the_median_short_side_is_of_a_random_sample(tmp_path, rng):
+    # Up to `sample` files chosen by the seed: the first 32 in file order are one class's (here all small).
+    from pyalexnet.data._folder import median_short_side
+
+    small = write_image(tmp_path / "small", rng, size=(10, 12))
+    large = write_image(tmp_path / "large", rng, size=(50, 60))
+    files = [(str(small), 0)] * 32 + [(str(large), 1)] * 96
+    assert median_short_side(files, seed=0) == 50
+    assert median_short_side(files[:32] + files[-3:]) == 10
+
+
+def test_an_empty_or_missing_val_folder_is_not_the_folders_own_validation_images(tmp_path, rng):
+    # Only a val/ holding images replaces the held-out share: an empty val/ counted as one, so val_fraction was
+    # said to be "not used" where it was (and a run recorded no held-out split).
+    import warnings
+
+    from pyalexnet.data._folder import has_own_validation_images
+
+    image_folder(tmp_path / "d" / "train", rng, classes=("a", "b"), per_class=4)
+    assert not has_own_validation_images(tmp_path / "d")
+    (tmp_path / "d" / "val" / "a").mkdir(parents=True)
+    assert not has_own_validation_images(tmp_path / "d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_dataset(str(tmp_path / "d"), image_size=8, val_fraction=0.5).val) == 4
+    write_image(tmp_path / "d" / "val" / "a" / "0", rng)
+    assert has_own_validation_images(tmp_path / "d")
+
+
+def test_a_label_equal_to_the_number_of_classes_is_refused():
+    # Labels are 0..len(classes)-1: `> len(classes)` let label 3 of 3 classes through, to fail in the loss.
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"labels must be in 0..2, found 0..3"):
+        from pyalexnet.data import Dataset
+
+        Dataset(images, [0, 3], ["a", "b", "c"])
+
+
+def test_splits_loader_sets_the_mode_and_the_statistics_by_split(tmp_path, rng):
+    # "val" is an eval loader (in order, every image, centre crops); "train" is given the colour statistics, which
+    # its PCA lighting needs ("training-mode PCA lighting needs eigvals" without them).
+    image_folder(tmp_path / "d", rng, per_class=4)
+    s = load_dataset(str(tmp_path / "d"), image_size=8, val_fraction=0.5, progress=False)
+    val = s.loader("val", 4)
+    assert not val.train and not val.shuffle and not val.drop_last
+    ys = np.concatenate([y for _, y in val])
+    np.testing.assert_array_equal(ys, s.val.labels)
+    train = s.loader("train", 4)
+    assert train.train and train.shuffle and train.eigvals is not None and len(list(train)) == 1
+    assert train.crop_size == s.crop_size == 7
+
+
+def test_a_stores_training_sample_is_chosen_by_the_seed(tmp_path, rng):
+    # The sample of a store's training images follows `seed` as a folder's does: one taken with seed 0 whatever
+    # was asked went unnoticed where the seeds tried happened to choose the same images.
+    from pyalexnet.data import prepare
+    from pyalexnet.data._datasets import _sample_indices
+
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=4)
+    store = prepare(tmp_path / "d", tmp_path / "st", image_size=8, val_fraction=0.25, quiet=True)
+    full = load_dataset(str(store))
+    picks = [_sample_indices(len(full.train), 3, seed) for seed in (0, 1)]
+    assert not np.array_equal(*picks)  # else the test could not tell the seeds apart
+    for seed, keep in zip((0, 1), picks):
+        few = load_dataset(str(store), train_sample=3, seed=seed)
+        np.testing.assert_array_equal(few.train.images, full.train.images[keep])
+        np.testing.assert_array_equal(few.train.labels, full.train.labels[keep])
+
+
+def test_a_store_that_lost_its_meta_json_is_not_an_image_folder(tmp_path, rng):
+    # is_image_folder tells callers whether to pass image_size: what is left of a store (files.json and its
+    # images, no meta.json) is a store, said to be damaged when loaded, not an image folder decoded at a size.
+    from pyalexnet.data import prepare
+    from pyalexnet.data._datasets import is_image_folder
+
+    image_folder(tmp_path / "d", rng, classes=("a", "b"), per_class=2)
+    store = prepare(tmp_path / "d", tmp_path / "st", image_size=8, quiet=True)
+    assert not is_image_folder(str(store)) and is_image_folder(str(tmp_path / "d"))
+    (store / "meta.json").unlink()
+    assert not is_image_folder(str(store)) and not is_image_folder(store)
