@@ -789,3 +789,41 @@ def test_the_filters_picture_says_each_filter_is_scaled_on_its_own(drawn_text):
     filters_image(AlexNet(4, preset="small", devices="cpu"))
     towers = [t for t, _ in drawn_text if t.startswith("tower")]
     assert len(towers) == 2 and all("each stretched to 0..255 on its own" in t for t in towers), towers
+
+
+# ----- mutation-testing additions: class names ---------------------------------------------------------------
+def test_class_names_file_edges(tmp_path):
+    # The first line of an ID wins (assigning, not setdefault, let a later line override it); an empty first name
+    # ("ID , tench") is skipped, not taken as the name "".
+    from pyalexnet.data import read_class_names
+
+    names = tmp_path / "synset_words.txt"
+    names.write_text("n1 tench\nn1 carp\nn2 , goldfish\nn3 ,\n")
+    assert read_class_names(names, ["n1", "n2", "n3"]) == ["tench", "goldfish", "n3"]
+
+
+def test_classes_sharing_a_name_never_end_up_sharing_another(tmp_path):
+    # A clashing class takes its first other name that no class has and none took before it: without either
+    # check, "crane, heron" became "heron" beside a class already named heron, or two cranes both became "heron".
+    from pyalexnet.data import read_class_names
+
+    names = tmp_path / "synset_words.txt"
+    names.write_text("A crane, heron\nB crane\nC heron\nD maillot, suit\nE maillot, suit\n")
+    got = read_class_names(names, ["A", "B", "C", "D", "E"])
+    assert got == ["crane (A)", "crane (B)", "heron", "suit", "maillot (E)"]
+    assert len(set(got)) == len(got)
+
+
+def test_class_name_files_are_files_of_any_of_the_three_names(tmp_path):
+    # words.txt (ImageNet's own full list) is one of the files looked for; a folder named like one is passed over
+    # (exists() for is_file() opened it: IsADirectoryError); a data path that is not a folder (an archive) is not
+    # searched around.
+    from pyalexnet.data import class_names_for, find_class_names
+
+    (tmp_path / "d" / "synset_words.txt").mkdir(parents=True)
+    assert find_class_names(tmp_path / "d", ["n1"]) is None
+    (tmp_path / "d" / "words.txt").write_text("n1 tench\n")
+    assert find_class_names(tmp_path / "d", ["n1"]) == ["tench"]
+    assert class_names_for(["n1"], data=str(tmp_path / "d")) == ["tench"]
+    (tmp_path / "d" / "archive.tar.gz").write_bytes(b"x")
+    assert class_names_for(["n1"], data=str(tmp_path / "d" / "archive.tar.gz")) == ["n1"]
