@@ -943,3 +943,22 @@ def test_a_store_that_lost_its_meta_json_is_not_an_image_folder(tmp_path, rng):
     assert not is_image_folder(str(store)) and is_image_folder(str(tmp_path / "d"))
     (store / "meta.json").unlink()
     assert not is_image_folder(str(store)) and not is_image_folder(store)
+
+
+def test_a_val_class_that_train_lacks_is_refused(tmp_path, rng):
+    # Its images would be left out without a word (val's classes are looked up among train's).
+    image_folder(tmp_path / "d" / "train", rng, classes=("a", "b"), per_class=2)
+    image_folder(tmp_path / "d" / "val", rng, classes=("a", "b", "z"), per_class=1)
+    with pytest.raises(ValueError, match=r"val has class folders that train lacks: \['z'\]"):
+        load_dataset(str(tmp_path / "d"), image_size=8)
+
+
+def test_a_training_split_of_unreadable_images_is_refused(tmp_path, rng):
+    # Every training file unreadable: said as such, not statistics of no images (NaN mean) trained on.
+    image_folder(tmp_path / "d" / "val", rng, classes=("a", "b"), per_class=1)
+    for c in ("a", "b"):
+        (tmp_path / "d" / "train" / c).mkdir(parents=True)
+        (tmp_path / "d" / "train" / c / "0.png").write_bytes(b"not an image")
+    with pytest.warns(RuntimeWarning, match="skipping unreadable"), \
+            pytest.raises(ValueError, match="the training split has no readable images"):
+        load_dataset(str(tmp_path / "d"), image_size=8)

@@ -461,3 +461,50 @@ def test_the_memory_check_for_the_mean_image_is_exact(tmp_path, rng, monkeypatch
         prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True)
     monkeypatch.setattr(_datasets, "available_memory", lambda: 3 * 8 * 8 * 3 * 8)
     assert len(open_store(prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True)).train) == 2
+
+
+def test_prepare_over_an_interrupted_store_with_overwrite_starts_afresh(folder, tmp_path, monkeypatch):
+    # overwrite=True removes the old conversion's progress.npz: left there, the new conversion (here of another
+    # val_fraction, so another file list) resumed from the old one's checkpoint and its running sums.
+    _die_at(monkeypatch, _folder, "decode_image", 12)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(folder, tmp_path / "st", image_size=8, checkpoint_every=5, workers=1, quiet=True)
+    monkeypatch.undo()
+    assert (tmp_path / "st" / "progress.npz").exists()
+    redone = open_store(prepare(folder, tmp_path / "st", image_size=8, val_fraction=0.3, overwrite=True, quiet=True))
+    fresh = open_store(prepare(folder, tmp_path / "fresh", image_size=8, val_fraction=0.3, quiet=True))
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(getattr(redone, split).images, getattr(fresh, split).images)
+        np.testing.assert_array_equal(getattr(redone, split).labels, getattr(fresh, split).labels)
+    np.testing.assert_allclose(redone.mean_image, fresh.mean_image, rtol=1e-6)
+
+
+def test_damaged_store_leftovers_are_still_said_to_be_a_store(folder, tmp_path):
+    # Images and a broken meta.json without files.json are what is left of a store (looks_like_store checks the
+    # images too), said to be damaged, not read as an image folder with no class folders; an empty folder is not
+    # an interrupted conversion; a files.json that is not a dict is no list to compare with (was AttributeError).
+    dst = prepare(folder, tmp_path / "st", image_size=8, quiet=True)
+    (dst / "files.json").write_text("[]")
+    assert prepare(folder, dst, image_size=8, quiet=True) == dst  # the finished store, as it is
+    (dst / "files.json").unlink()
+    (dst / "meta.json").write_text("{cut")
+    with pytest.raises(ValueError, match=r"is damaged \(meta.json"):
+        load_dataset(str(dst))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"is damaged \(meta.json"):
+        open_store(tmp_path / "empty")
+
+
+def test_the_disk_room_check_is_exact(tmp_path, rng, monkeypatch):
+    # 4 images of 8x8x3 need 768 bytes: a byte less free is refused, exactly that much is enough.
+    import collections
+
+    image_folder(tmp_path / "src", rng, classes=("a", "b"), per_class=2)
+    usage = collections.namedtuple("usage", "total used free")
+    for free in (767, 768):
+        monkeypatch.setattr(_store.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - free, free))
+        if free < 768:
+            with pytest.raises(ValueError, match=r"the store needs 0.8 KiB for 4 images of 8x8"):
+                prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True)
+        else:
+            assert open_store(prepare(tmp_path / "src", tmp_path / "st", image_size=8, quiet=True)).image_size == 8
