@@ -602,3 +602,186 @@ def test_training_steps_take_the_warmup_asked_for(tmp_path, monkeypatch, given, 
     cli.main(["bench", "--quick", "--device", "cpu", "--reference", "numpy", "--only", "step.small", "--no-chart",
               "--out", str(tmp_path), *given])
     assert seen == [expected]
+
+
+# ------------------------------------------------------------------------------------------------
+# The verdicts a GPU session will act on: each target's threshold at its edge, which rows each target judges,
+# and the numbers they are computed from (synthetic rows and fake clocks: no GPU, no timing).
+
+def _synthetic(name, group, bound, ours, refs, *, work=1e9, copy_ms=None, reference_row=None, min_ms=None):
+    """A row as time_row gives it: `refs` {name: median ms or None (failed)}; min_ms (default: the median)."""
+    def entry(ms):
+        if ms is None:
+            return {"status": "error", "error": "x"}
+        return {"status": "ok", "median_ms": ms, "min_ms": ms if min_ms is None else min_ms, "max_ms": ms, "repeats": 5}
+    r = {"name": name, "group": group, "bound": bound, "shape": "s", "flops": work if bound == "compute" else None,
+         "bytes": work if bound == "memory" else None, "note": "", "reference_row": reference_row,
+         "impl": {"ours": entry(ours), **{k: entry(v) for k, v in refs.items()}}}
+    if copy_ms is not None:
+        r["same_size_copy"] = {"status": "ok", "median_ms": copy_ms, "min_ms": copy_ms / 2, "max_ms": copy_ms,
+                               "repeats": 5}
+    return r
+
+
+def _judge(rs, ceilings=None, ref="t", refs=("t",)):
+    ceilings = ceilings or {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e12, "nominal_fp32_flops_per_s": None}
+    report.add_rates(rs, ceilings, list(refs))
+    report.add_targets(rs, ref, ceilings)
+    return {(r["name"], t["name"]): t["pass"] for r in rs for t in r["targets"]}
+
+
+@pytest.mark.parametrize("at_edge", [True, False])
+def test_each_target_passes_at_its_threshold_and_fails_just_beyond(at_edge):
+    # A 2.5 for the conv ratio, a 2x for LRN or a 1.1 for pooling went unnoticed: the tests' values sat where
+    # either threshold gave the same verdict.
+    eps = 0 if at_edge else 0.01
+    rs = [_synthetic("conv3.fwd", "conv", "compute", 2.0 + eps, {"t": 1.0}),          # ratio <= 2; 1 GFLOP: 50%/40%
+          _synthetic("conv4.fwd", "conv", "compute", 2.5 + eps, {"t": 10.0}),         # 1 GFLOP in 2.5 ms: 40% of peak
+          _synthetic("pool1.fwd", "pool", "memory", 1.0 + eps, {"t": 1.0}, copy_ms=0.7),
+          _synthetic("lrn1.fwd", "lrn", "memory", 1.0 + eps, {"t": 4.0}, copy_ms=0.7 * (1.0 + eps)),
+          _synthetic("lrn1.bwd", "lrn", "memory", 1.0 + eps, {"t": 2.0}, copy_ms=0.7 * (1.0 + eps) - eps)]
+    v = _judge(rs)
+    assert v[("conv3.fwd", report.CONV_VS_CUDNN)] is at_edge
+    assert v[("conv4.fwd", report.CONV_OF_PEAK)] is at_edge
+    assert v[("pool1.fwd", report.POOL_VS_PYTORCH)] is at_edge
+    assert v[("pool1.fwd", report.MEMORY_OF_COPY)] is at_edge                        # 0.7 / (1 + eps)
+    assert v[("lrn1.fwd", report.LRN_VS_PYTORCH)] is v[("lrn1.bwd", report.LRN_VS_PYTORCH)] is at_edge  # 6 / (2 + 2 eps)
+    assert v[("lrn1.bwd", report.MEMORY_OF_COPY)] is at_edge
+
+
+def test_each_row_is_judged_by_the_issues_targets_and_no_others():
+    # conv1's forward was judged against 40% of the peak (the issues exempt it), the input and filter gradients
+    # too, and dropout's rows got no verdict at all, without a test noticing: every row's targets, by name.
+    want = {"conv": {report.CONV_VS_CUDNN}, "lrn": {report.MEMORY_OF_COPY, report.LRN_VS_PYTORCH},
+            "pool": {report.MEMORY_OF_COPY, report.POOL_VS_PYTORCH}, "relu": {report.MEMORY_OF_COPY},
+            "dropout": {report.MEMORY_OF_COPY}, "softmax": {report.MEMORY_OF_COPY}, "sgd": {report.MEMORY_OF_COPY}}
+    rs = [_synthetic(row.name, row.group, row.bound, 1.0, {} if row.reference_row else {"t": 1.0}, copy_ms=1.0,
+                     reference_row=row.reference_row) for row in rows.build_rows(1)]
+    _judge(rs)
+    seen = set()
+    for r in rs:
+        names = {t["name"] for t in r["targets"]}
+        expected = set(want.get(r["group"], ()))
+        if r["group"] == "conv" and r["name"].endswith(".fwd") and r["name"] != "conv1.fwd":
+            expected.add(report.CONV_OF_PEAK)
+        assert names == expected, (r["name"], names)
+        assert len(r["targets"]) == len(names) and all(t["pass"] is not None for t in r["targets"]), r["name"]
+        seen.add(r["group"])
+    # Every kind of memory-bound kernel the issues list has rows here; the algorithm rows, the op (with its
+    # read-back), the recomputing pool backward and fc layers are information, not targets.
+    assert set(want) | {"conv-algorithm", "pool-recompute", "softmax-op", "linear"} == seen
+
+
+def test_lrn_is_judged_on_forward_plus_backward_together():
+    # Each LRN row was judged on its own pass only: a 4x forward passed beside a 1x backward (5/2 = 2.5x together).
+    rs = [_synthetic("lrn2.fwd", "lrn", "memory", 1.0, {"t": 4.0}, copy_ms=1.0),
+          _synthetic("lrn2.bwd", "lrn", "memory", 1.0, {"t": 1.0}, copy_ms=1.0)]
+    v = _judge(rs)
+    assert v[("lrn2.fwd", report.LRN_VS_PYTORCH)] is False and v[("lrn2.bwd", report.LRN_VS_PYTORCH)] is False
+    assert rs[0]["targets"][1]["value"] == pytest.approx(2.5) == rs[1]["targets"][1]["value"]
+    # The reference's backward missing: no verdict, not a pass on the forward alone.
+    rs = [_synthetic("lrn2.fwd", "lrn", "memory", 1.0, {"t": 4.0}), _synthetic("lrn2.bwd", "lrn", "memory", 1.0, {"t": None})]
+    v = _judge(rs)
+    assert v[("lrn2.fwd", report.LRN_VS_PYTORCH)] is None and v[("lrn2.bwd", report.LRN_VS_PYTORCH)] is None
+    # The backward not timed at all (`--only lrn2.fwd`): no verdict either.
+    assert _judge([_synthetic("lrn2.fwd", "lrn", "memory", 1.0, {"t": 4.0})])[("lrn2.fwd", report.LRN_VS_PYTORCH)] is None
+
+
+def test_rates_are_of_the_median_time_and_each_bound_of_its_own_ceiling():
+    # The min time (the best repeat) taken for the ratio and the rates, or a memory-bound row's share taken of
+    # the float32 ceiling, went unnoticed: the tests' rows had min == median and equal ceilings.
+    rs = [_synthetic("conv2.fwd", "conv", "compute", 4.0, {"t": 2.0}, work=2e9, min_ms=1.0),
+          _synthetic("relu1.fwd", "relu", "memory", 2.0, {"t": 4.0}, work=1e9, copy_ms=1.5, min_ms=1.0)]
+    report.add_rates(rs, {"fp32_flops_per_s": 1e12, "bandwidth_bytes_per_s": 1e11}, ["t"])
+    conv, relu = rs[0], rs[1]
+    assert conv["ratio"]["t"] == pytest.approx(2.0) and relu["ratio"]["t"] == pytest.approx(0.5)
+    assert conv["impl"]["ours"]["rate"] == pytest.approx(5e11)                  # 2 GFLOP in 4 ms
+    assert conv["impl"]["ours"]["fraction_of_peak"] == pytest.approx(0.5)
+    assert conv["impl"]["t"]["fraction_of_peak"] == pytest.approx(1.0)
+    assert relu["impl"]["ours"]["rate"] == pytest.approx(5e11)                  # 1 GB in 2 ms
+    assert relu["impl"]["ours"]["fraction_of_peak"] == pytest.approx(5.0)       # of the 100 GB/s copy, not 1 TFLOP/s
+    assert relu["impl"]["ours"]["fraction_of_copy"] == pytest.approx(0.75)      # the copy's median, 1.5 ms, over 2
+    assert "fraction_of_copy" not in conv["impl"]["ours"]
+
+
+def test_targets_are_not_judged_at_any_batch_but_128():
+    # `batch < 128` for `batch != 128` judged a batch-256 run.
+    for batch in (1, 32, 127, 129, 256):
+        assert report.targets_not_judged(batch, False) == f"batch {batch}, not the issues' 128"
+        assert report.targets_not_judged(batch, True) == "a --quick smoke run"
+
+
+def test_the_table_says_each_verdict_as_judged():
+    # A target without a value (the reference failed, no copy measured) read FAIL: it is n/a.
+    r = {"targets": [{"name": "a", "value": None, "threshold": 2.0, "pass": None},
+                     {"name": "b", "value": 1.0, "threshold": 2.0, "pass": True},
+                     {"name": "c", "value": 3.0, "threshold": 2.0, "pass": False}]}
+    assert report._fmt_targets(r) == "n/a a; PASS b; FAIL c"
+
+
+def _doc(rs, refs=("t", "u"), device="cuda", batch=128):
+    return {"rows": rs, "meta": {"device_name": "GPU", "date_utc": "d", "pyalexnet": "0", "numpy": "2"}, "steps": [],
+            "ceilings": {"bandwidth_bytes_per_s": 2.5e12, "bandwidth_how": "copy", "fp32_flops_per_s": 5.2e13,
+                         "fp32_how": "sgemm", "nominal_fp32_flops_per_s": 6.69e13},
+            "config": {"device": device, "batch": batch, "repeats": 5, "command": "c", "references": list(refs),
+                       "reference_labels": {k: k for k in refs}, "targets_not_judged": None}}
+
+
+def test_the_table_shows_the_numbers_the_json_and_the_verdicts_use():
+    # The table's ms the min time (the JSON's and the ratios' are medians), every ratio column the first
+    # reference's, a forced row's reference columns blank, TFLOP/s computed with 1e9 and `% same-size copy` not
+    # times 100 all went unnoticed: no test read the table's cells.
+    rs = [_synthetic("conv3.fwd", "conv", "compute", 2.0, {"t": 1.0, "u": 4.0}, work=3e9, min_ms=1.5),
+          _synthetic("conv3.fwd winograd", "conv-algorithm", "compute", 3.0, {}, work=3e9, reference_row="conv3.fwd"),
+          _synthetic("relu1.fwd", "relu", "memory", 0.5, {"t": 0.25, "u": 1.0}, work=1e9, copy_ms=0.35, min_ms=0.2)]
+    ceilings = _doc([])["ceilings"]
+    report.add_rates(rs, ceilings, ["t", "u"])
+    report.add_targets(rs, "t", ceilings)
+    head, body = report.table_rows(_doc(rs))
+    cells = [dict(zip(head, line)) for line in body]
+    conv, algo, relu = cells
+    assert (conv["ours ms"], conv["t ms"], conv["ours/t"], conv["u ms"], conv["ours/u"]) == \
+        ("2.000", "1.000", "2.00", "4.000", "0.50")
+    assert (algo["ours ms"], algo["t ms"], algo["ours/t"], algo["u ms"], algo["ours/u"]) == \
+        ("3.000", "1.000", "3.00", "4.000", "0.75")
+    assert (relu["ours ms"], relu["ours/t"], relu["ours/u"]) == ("0.500", "2.00", "0.50")
+    assert conv["work"] == "3.00 GFLOP" and conv["ours rate"] == "1.50 TFLOP/s" and conv["% ceiling"] == "3%"
+    assert relu["ours rate"] == "2000 GB/s" and relu["% ceiling"] == "80%" and relu["% same-size copy"] == "70%"
+    assert conv["targets"] == "PASS ours/cuDNN fp32 <= 2; FAIL >= 40% fp32 peak (2% of the datasheet peak)"
+    assert algo["targets"] == "" and relu["targets"] == "PASS >= 70% of a same-size copy"
+    lines = report._ceiling_lines(_doc(rs))
+    assert lines[0].startswith("- bandwidth ceiling: 2500.0 GB/s") and lines[1].startswith("- fp32 ceiling: 52.00 TFLOP/s")
+    assert lines[2].startswith("- nominal fp32 peak for this GPU: 66.9 TFLOP/s")
+
+
+@pytest.mark.filterwarnings("ignore:Tight layout not applied")  # two rows: a short figure
+def test_ops_chart_draws_the_verdicts_of_the_first_reference_and_the_targets_lines():
+    # A row with one target passed and another failed on the same panel drawn green (any, not all), the bars
+    # of the last reference (TF32) in place of the first, and the 70% line drawn elsewhere went unnoticed.
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    rs = [_synthetic("pool1.fwd", "pool", "memory", 2.0, {"t": 4.0, "u": 1.0}, copy_ms=1.0),
+          _synthetic("conv2.fwd", "conv", "compute", 3.0, {"t": 1.0, "u": 1.0})]
+    rs[0]["targets"] = [{"name": report.MEMORY_OF_COPY, "value": 0.5, "pass": False},
+                        {"name": report.POOL_VS_PYTORCH, "value": 0.5, "pass": True},
+                        {"name": report.LRN_VS_PYTORCH, "value": 1.0, "pass": False}]   # (another panel's kind)
+    rs[0]["ratio"], rs[0]["impl"]["ours"]["fraction_of_copy"] = {"t": 0.5, "u": 2.0}, 0.5
+    rs[1]["targets"] = [{"name": report.CONV_VS_CUDNN, "value": 3.0, "pass": False},
+                        {"name": report.CONV_OF_PEAK, "value": 0.45, "pass": True}]
+    rs[1]["ratio"], rs[1]["impl"]["ours"]["fraction_of_peak"] = {"t": 3.0, "u": 1.0}, 0.6
+    fig = report._ops_figure(_doc(rs), plt)
+    try:
+        left, right = fig.axes[:2]
+        colour = lambda ax: [to_hex(p.get_facecolor()) for p in ax.patches]  # noqa: E731
+        assert colour(left) == [report._FAIL, report._FAIL] and colour(right) == [report._FAIL, report._PASS]
+        assert [p.get_width() for p in left.patches] == pytest.approx([0.5, 3.0])
+        assert {"0.50", "3.00"} <= {t.get_text() for t in left.texts}
+        lines = {ln.get_label(): ln.get_xdata()[0] for ln in left.lines + right.lines if not ln.get_label().startswith("_")}
+        assert lines == {"convolution target: at most 2": 2.0, "memory-bound target: 70% of a copy": 70,
+                         "conv2-5 forward target: 40% of peak": 40}
+    finally:
+        plt.close(fig)
+
