@@ -673,6 +673,23 @@ def test_each_row_is_judged_by_the_issues_targets_and_no_others():
     assert set(want) | {"conv-algorithm", "pool-recompute", "softmax-op", "linear"} == seen
 
 
+def test_a_kernel_of_ours_that_failed_fails_its_targets():
+    # Its targets read "n/a" beside the table's ERROR, as if nothing could be said: a failed kernel meets none.
+    rs = [_synthetic("conv3.fwd", "conv", "compute", None, {"t": 1.0}),
+          _synthetic("pool1.fwd", "pool", "memory", None, {"t": 1.0}, copy_ms=0.7),
+          _synthetic("lrn1.fwd", "lrn", "memory", 1.0, {"t": 4.0}, copy_ms=0.5),
+          _synthetic("lrn1.bwd", "lrn", "memory", None, {"t": 2.0}, copy_ms=0.5),
+          _synthetic("relu.fwd", "relu", "memory", 1.0, {"t": None}, copy_ms=0.5),   # a reference failed: ours judged
+          _synthetic("conv5.fwd", "conv", "compute", 1.0, {"t": None})]              # ratio to nothing: n/a
+    v = _judge(rs)
+    assert v[("conv3.fwd", report.CONV_VS_CUDNN)] is v[("conv3.fwd", report.CONV_OF_PEAK)] is False
+    assert v[("pool1.fwd", report.POOL_VS_PYTORCH)] is v[("pool1.fwd", report.MEMORY_OF_COPY)] is False
+    assert v[("lrn1.fwd", report.LRN_VS_PYTORCH)] is v[("lrn1.bwd", report.LRN_VS_PYTORCH)] is False
+    assert v[("lrn1.fwd", report.MEMORY_OF_COPY)] is False  # its own pass ran at 50% of the copy
+    assert v[("relu.fwd", report.MEMORY_OF_COPY)] is False and v[("conv5.fwd", report.CONV_VS_CUDNN)] is None
+    assert "FAIL" in report._fmt_targets(rs[0]) and "n/a" not in report._fmt_targets(rs[0])
+
+
 def test_lrn_is_judged_on_forward_plus_backward_together():
     # Each LRN row was judged on its own pass only: a 4x forward passed beside a 1x backward (5/2 = 2.5x together).
     rs = [_synthetic("lrn2.fwd", "lrn", "memory", 1.0, {"t": 4.0}, copy_ms=1.0),
