@@ -772,7 +772,7 @@ def test_the_table_shows_the_numbers_the_json_and_the_verdicts_use():
     assert lines[2].startswith("- nominal fp32 peak for this GPU: 66.9 TFLOP/s")
 
 
-@pytest.mark.filterwarnings("ignore:Tight layout not applied")  # two rows: a short figure
+@pytest.mark.filterwarnings("error:Tight layout not applied")  # two rows: it was too short for its title and axes
 def test_ops_chart_draws_the_verdicts_of_the_first_reference_and_the_targets_lines():
     # A row with one target passed and another failed on the same panel drawn green (any, not all), the bars
     # of the last reference (TF32) in place of the first, and the 70% line drawn elsewhere went unnoticed.

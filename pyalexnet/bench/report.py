@@ -392,7 +392,9 @@ def _ops_figure(doc: dict, plt):
         return None
     labels = doc["config"].get("reference_labels", {})
     gpu = doc["config"]["device"] == "cuda"
-    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(12, 1.2 + 0.24 * len(rows)),
+    # At least 3 inches: `bench --only lrn` (one or two rows) was too short for its title and axes, and matplotlib
+    # warned "Tight layout not applied".
+    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(12, max(3.0, 1.2 + 0.24 * len(rows))),
                                       gridspec_kw={"width_ratios": [3, 2]})
     y = list(range(len(rows)))
     # Left: our time over the reference's, on a log axis (2x slower and 2x faster are as far from 1).
