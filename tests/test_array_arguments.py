@@ -197,3 +197,71 @@ def test_shape_helpers_refuse_negative_dimensions_and_sizes_that_wrap():
     # (2^62 + 1) * 4 wraps to 4: w's channel count was taken as x's 4 with groups=4
     with pytest.raises(ValueError, match="channel mismatch"):
         _C.conv2d_shape([1, 4, 8, 8], [4, 2**62 + 1, 3, 3], 1, 0, 4)
+
+
+def test_arrays_side_by_side_in_one_buffer_do_not_share_memory(rng):
+    # Ranges are half-open: an output that ends exactly where an input (or another output) begins shares no
+    # byte with it and is taken (a check counting the shared boundary as an overlap refused valid calls).
+    x = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
+    n = x.size
+    buf = np.empty(2 * n, np.float32)
+    buf[n:] = x.reshape(-1)
+    _C.relu_forward(buf[n:], buf[:n])  # y right before x
+    np.testing.assert_array_equal(buf[:n], ops.relu(x).reshape(-1))
+    buf[:n] = x.reshape(-1)
+    _C.lrn_forward(buf[:n].reshape(x.shape), buf[n:].reshape(x.shape), 5, 1e-4, 0.75, 2.0)  # y right after x
+    np.testing.assert_array_equal(buf[n:].reshape(x.shape), ops.lrn(x))
+    flat = np.empty(n + n // 4, np.float32)  # dropout's y, then its uint8 mask in the bytes that follow
+    y, mask = flat[:n], flat[n:].view(np.uint8)
+    _C.dropout_forward(x.reshape(-1), y, mask, 7, 0.5)
+    want_y, want_mask = ops.dropout(x.reshape(-1), seed=7)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(mask, want_mask)
+
+
+def test_in_place_means_the_same_bytes_not_the_same_start(rng):
+    # dropout may write y over x, and dx over dy, exactly; a uint8 mask (or a float32 dx over the mask) that merely
+    # starts where the other array starts covers a quarter (or four times) its bytes: a kernel writing one
+    # element clobbers elements it has yet to read.
+    x = rng.standard_normal(16).astype(np.float32)
+    with pytest.raises(ValueError, match="argument 'mask' must not share memory with 'x'"):
+        _C.dropout_forward(x, np.empty_like(x), x.view(np.uint8)[:16], 7, 0.5)
+    buf = np.zeros(16, np.float32)
+    mask = buf.view(np.uint8)[:16]
+    mask[::2] = 1
+    with pytest.raises(ValueError, match="argument 'dx' must not share memory with 'mask'"):
+        _C.dropout_backward(x, mask, buf, 0.5)
+
+
+class FakeCudaArray:
+    """A hand-written __cuda_array_interface__ (no device memory behind it: only its validation is reached)."""
+
+    def __init__(self, **entries):
+        self.__cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (256, False), "version": 3,
+                                         **entries}
+
+
+def test_a_cuda_array_with_gaps_between_rows_or_elements_is_refused_as_not_contiguous():
+    for shape, strides in (((2, 3), (16, 4)), ((3,), (8,)), ((2, 3), (12, 8))):  # rows apart, elements apart
+        with pytest.raises(ValueError, match="argument 'x' must be C-contiguous"):
+            _C.relu_forward(FakeCudaArray(shape=shape, strides=strides), np.empty(shape, np.float32))
+    # a dimension of size 1 may have any stride (numpy and CuPy give such views): not a contiguity refusal
+    with pytest.raises((TypeError, ValueError)) as e:
+        _C.relu_forward(FakeCudaArray(shape=(1, 3), strides=(999, 4)), np.empty((1, 3), np.float32))
+    assert "C-contiguous" not in str(e.value)
+
+
+def test_a_cuda_array_with_a_null_pointer_and_one_element_is_refused():
+    with pytest.raises(ValueError, match="null data pointer but 1 elements"):
+        _C.relu_forward(FakeCudaArray(shape=(1,), data=(0, False)), np.empty(1, np.float32))
+
+
+def test_integer_hyper_parameters_from_2_31_are_refused_not_wrapped_negative():
+    # 2^31 is the first value a C int cannot hold (as int it is -2^31): refused at the boundary, not from 2^32.
+    with pytest.raises(ValueError, match=r"pooling stride must be < 2\^31, got 2147483648"):
+        _C.max_pool_output_shape([1, 1, 9, 9], 3, 2**31)
+    with pytest.raises(ValueError, match=r"pooling size must be < 2\^31, got 2147483648"):
+        _C.max_pool_output_shape([1, 1, 9, 9], 2**31, 1)
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"LRN size must be < 2\^31, got 2147483649"):
+        _C.lrn_forward(x, np.empty_like(x), 2**31 + 1, 1e-4, 0.75, 2.0)
