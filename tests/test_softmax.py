@@ -438,3 +438,24 @@ def test_gpu_queued_loss_is_read_while_later_work_is_queued(cp, rng):
     read_bad, _ = ops.softmax_cross_entropy_queued(cp.asarray(logits), cp.asarray(np.r_[labels[:-1], 1000]))
     with pytest.raises(ValueError, match="label 1000 is out of range"):
         read_bad()
+
+
+def test_bindings_refuse_labels_of_another_length_than_the_batch(rng):
+    # ops checks the labels' length first; a direct _C call with too few labels read past their end.
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    out = np.empty(4, np.float32), np.empty_like(x), np.zeros(3, np.float64), np.zeros(1, np.uint32)
+    for labels in (np.zeros(3, np.int64), np.zeros(5, np.int32), np.zeros(0, np.int64)):
+        with pytest.raises(ValueError, match=r"argument 'labels' must have shape \(4,\), got \(%d,\)" % labels.size):
+            _C.softmax_cross_entropy(x, labels, *out)
+
+
+def test_bindings_refuse_a_counter_that_shares_memory_with_the_logits(rng):
+    # The GPU kernel counts its finished blocks in `counter`: inside the logits (or an output) it would change the
+    # numbers being read. Refused on both backends alike.
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    labels = np.zeros(4, np.int32)
+    loss, dx, stats = np.empty(4, np.float32), np.empty_like(x), np.zeros(3, np.float64)
+    with pytest.raises(ValueError, match="argument 'counter' must not share memory with 'logits'"):
+        _C.softmax_cross_entropy(x, labels, loss, dx, stats, x.view(np.uint32).reshape(-1)[:1])
+    with pytest.raises(ValueError, match="arguments 'row_loss' and 'counter' must not share memory"):
+        _C.softmax_cross_entropy(x, labels, loss, dx, stats, loss.view(np.uint32)[3:])
