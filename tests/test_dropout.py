@@ -172,6 +172,16 @@ def test_bad_masks():
         ops.dropout_backward(dy, np.ones((3, 2), np.uint8))
 
 
+def test_bindings_refuse_p_of_one():
+    # ops refuses it first; the bindings must too: scale 1 / (1 - p) is inf there (y = 0 * inf = NaN).
+    x = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"dropout p must be in \[0, 1\), got 1"):
+        _C.dropout_forward(x, np.empty_like(x), np.empty(4, np.uint8), 3, 1.0)
+    with pytest.raises(ValueError, match=r"dropout p must be in \[0, 1\), got 1"):
+        _C.dropout_backward(x, np.ones(4, np.uint8), np.empty_like(x), 1.0)
+    _C.dropout_backward(x, np.ones(4, np.uint8), np.empty_like(x), np.nextafter(1.0, 0.0))  # just below: taken
+
+
 # --- GPU ---------------------------------------------------------------------------------------------------------
 
 
