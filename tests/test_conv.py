@@ -425,6 +425,17 @@ def test_low_level_launchers_validate_outputs_and_workspace():
         _C.conv2d_workspace_size(x.shape, w.shape, 1, 0, 1, "sideways", False)
 
 
+def test_low_level_filter_gradient_refuses_a_dy_of_another_shape():
+    # ops checks dy first; conv2d_backward_filter itself must too (a dy with fewer images or maps was read past
+    # its end, one with more gave a filter gradient of the leading part, both without an error).
+    x, dw = _x(2, 3, 8, 8), _x(4, 3, 3, 3)
+    ws = _x(max(1, _C.conv2d_workspace_size(x.shape, dw.shape, 1, 0, 1, "backward_filter", False)))
+    for shape in ((1, 4, 6, 6), (2, 5, 6, 6), (2, 4, 6, 5), (3, 4, 6, 6)):
+        with pytest.raises(ValueError, match=r"argument 'dy' must have shape \(2, 4, 6, 6\)"):
+            _C.conv2d_backward_filter(_x(*shape), x, dw, ws, 1, 0, 1)
+    _C.conv2d_backward_filter(_x(2, 4, 6, 6), x, dw, ws, 1, 0, 1)
+
+
 # --- algorithm= ("auto" | "direct" | "winograd" | "fft"): validated on both backends, ignored by the CPU one ---
 
 
