@@ -258,6 +258,21 @@ def test_sgd_refuses_arrays_that_share_memory():
     np.testing.assert_allclose(buf, [-0.1] * 4 + [-0.1] * 4)
 
 
+def test_sgd_refuses_any_overlap_whichever_array_comes_first_in_memory():
+    # The sweep over arrays sorted by address must compare a written array with every array before it (a w that
+    # begins inside the dw before it was taken) and count an overlap of a single element.
+    buf = np.zeros(12, np.float32)
+    with pytest.raises(ValueError, match=r"'w\[0\]' must not share memory with 'dw\[0\]'"):
+        _C.sgd_update([buf[4:8]], [buf[2:6]], [np.zeros(4, np.float32)], 0.1, 0.9, 0.0)
+    with pytest.raises(ValueError, match=r"'v\[0\]' must not share memory with 'dw\[0\]'"):
+        _C.sgd_update([np.zeros(4, np.float32)], [buf[:4]], [buf[3:7]], 0.1, 0.9, 0.0)
+    with pytest.raises(ValueError, match=r"'v\[0\]' must not share memory with 'w\[0\]'"):
+        _C.sgd_update([buf[:4]], [np.zeros(4, np.float32)], [buf[3:7]], 0.1, 0.9, 0.0)  # one element shared
+    np.testing.assert_array_equal(buf, 0)  # nothing written
+    _C.sgd_update([buf[:4]], [np.ones(4, np.float32)], [buf[4:8]], 0.1, 0.0, 0.0)  # side by side: taken
+    np.testing.assert_allclose(buf[:8], -0.1)
+
+
 def test_bindings_validate_outputs_too():
     x = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="'x'.*'y'"):
