@@ -265,3 +265,21 @@ def test_integer_hyper_parameters_from_2_31_are_refused_not_wrapped_negative():
     x = np.zeros((1, 3, 4, 4), np.float32)
     with pytest.raises(ValueError, match=r"LRN size must be < 2\^31, got 2147483649"):
         _C.lrn_forward(x, np.empty_like(x), 2**31 + 1, 1e-4, 0.75, 2.0)
+
+
+def test_eight_byte_elements_four_bytes_off_are_refused():
+    # Alignment is to the element's own size: an int64 or float64 view 4 bytes past a boundary is aligned for a
+    # float32, but not for its elements.
+    def four_off(a):
+        raw = np.zeros(a.nbytes + 8, np.uint8)
+        start = (-raw.ctypes.data) % 8 + 4  # a multiple of 4 bytes, never of 8
+        view = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        return view
+
+    logits = np.zeros((4, 5), np.float32)
+    out = np.empty(4, np.float32), np.empty_like(logits)
+    with pytest.raises(ValueError, match="'labels' is not aligned to its 8-byte elements"):
+        _C.softmax_cross_entropy(logits, four_off(np.zeros(4, np.int64)), *out, np.zeros(3), np.zeros(1, np.uint32))
+    with pytest.raises(ValueError, match="'stats' is not aligned to its 8-byte elements"):
+        _C.softmax_cross_entropy(logits, np.zeros(4, np.int64), *out, four_off(np.zeros(3)), np.zeros(1, np.uint32))
