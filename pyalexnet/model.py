@@ -364,8 +364,8 @@ class AlexNet:
             self._places = (places[self.devices[0]], places[self.devices[1]])
         self.step = 0  # training forwards so far; with seed, it fixes the dropout masks
         # The data set train() trained it on (load_checkpoint: the run's), with what evaluate(model) needs to test it
-        # there as the run held it out: data (its spec, None for a Splits passed in), seed, val_fraction,
-        # image_size, classes, mean_image. None: never trained by train().
+        # there as the run held it out: data (its spec; None for a Splits load_dataset did not make), the seed and
+        # val_fraction that held its images out, image_size, classes, mean_image. None: never trained by train().
         self.trained_on: dict | None = None
         self._specs = _layer_specs(self.config, self.num_classes)
         self._tower_of = {layer: t for layer, t, _ in self._specs}
@@ -437,8 +437,8 @@ class AlexNet:
                 xp = B.cupy_module() if B.is_gpu_array(value) else np
                 bad = int((~xp.isfinite(xp.asarray(value).astype(np.float32, copy=False))).sum())
             if bad:
-                raise _NonFiniteParameter(f"parameter {name} has {bad} NaN or infinite value{'s' if bad > 1 else ''} in "
-                                 "float32, which the model holds: it would give NaN for every image")
+                raise _NonFiniteParameter(f"parameter {name} has {bad} NaN or infinite value{'s' if bad > 1 else ''} "
+                                          "in float32, which the model holds: it would give NaN for every image")
         for name, value in params.items():
             place = self.place_of(name)
             # take() and the copy run on the tower's stream: it must first wait for the caller's work

@@ -95,7 +95,8 @@ def add_targets(results: list[dict], ref: str, ceilings: dict | None = None) -> 
             t.append(_target(POOL_VS_PYTORCH, r["ratio"].get(ref), 1.0, False))
         # Our kernel failed (an error, where the table says ERROR): its targets are not met. n/a stays for what
         # says nothing of ours: a reference or a ceiling that could not be measured.
-        partners = [by_name.get(f"{r['name'].split('.')[0]}.{p}") for p in ("fwd", "bwd")] if r["group"] == "lrn" else []
+        layer = r["name"].split(".")[0]
+        partners = [by_name.get(f"{layer}.{p}") for p in ("fwd", "bwd")] if r["group"] == "lrn" else []
         if any((x["impl"].get("ours") or {}).get("status") == "error" for x in [r] + [p for p in partners if p]):
             for target in t:
                 target["pass"] = False

@@ -141,8 +141,8 @@ def _check_fits_in_memory(path, n: int, image_size: int) -> None:
     if free is not None and need > 0.8 * free:
         raise MemoryError(
             f"decoding the {n} images of {path} at {image_size}x{image_size} needs {B.byte_size(need)}, more than "
-            f"the {B.byte_size(free)} of memory free here can hold. Decode them once into a memory-mapped store and train "
-            f"from that: pyalexnet prepare {path} STORE, then --data STORE")
+            f"the {B.byte_size(free)} of memory free here can hold. Decode them once into a memory-mapped store and "
+            f"train from that: pyalexnet prepare {path} STORE, then --data STORE")
 
 
 def load_dataset(spec=None, *, seed: int = 0, val_fraction: float = 0.1, image_size: int | None = None,
