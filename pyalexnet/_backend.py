@@ -309,6 +309,13 @@ def progress_bar_class(show: bool):
 _said_text_bars = False
 
 
+def progress_bar(show: bool, **kwargs):
+    """A tqdm bar (progress_bar_class's), drawn where `show` (from show_progress), as wide as the terminal, on stderr
+    unless file= says otherwise: every bar of the package's, so none passes `show` twice."""
+    kwargs.setdefault("file", sys.stderr)
+    return progress_bar_class(show)(disable=not show, dynamic_ncols=True, **kwargs)
+
+
 def _have_module(name: str) -> bool:
     """Whether `name` can be imported, without importing it (None in sys.modules: blocked)."""
     if name in sys.modules:

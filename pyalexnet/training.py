@@ -19,7 +19,6 @@ import numbers
 import os
 import shlex
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -640,8 +639,7 @@ def evaluate(model: AlexNet, data=None, *, ten_crop: bool = True, batch_size: in
     loss = 0.0
     predictions = []
     show = B.show_progress(progress)
-    with B.progress_bar_class(show)(total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img",
-                                    disable=not show, dynamic_ncols=True, file=sys.stderr) as bar:
+    with B.progress_bar(show, total=n, desc="ten-crop test" if ten_crop else "centre-crop test", unit="img") as bar:
         for i in range(0, n, batch_size):
             images, labels = ds.images[i:i + batch_size], ds.labels[i:i + batch_size]
             probs = ten_crop_probabilities(model, images, mean, ten_crop=ten_crop)
@@ -1350,14 +1348,13 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
 
         steps_this_call = 0
         show = B.show_progress(progress)
-        tqdm = B.progress_bar_class(show)
         with _stop_on_interrupt(ckpt_path) as interrupted, _said_unsaved(ckpt_path, lambda: (
                 epoch, step_in_epoch, steps_per_epoch)):
             while epoch < epochs:
                 lr_now = sched.at_epoch_start(epoch) if step_in_epoch == 0 else sched.lr
                 loader.set_epoch(epoch)
-                bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not show,
-                           leave=True, dynamic_ncols=True, file=sys.stderr)
+                bar = B.progress_bar(show, total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+                                     leave=True)
                 t_epoch = time.perf_counter()
                 batches = loader.iter_from(step_in_epoch)
                 stopped = False
@@ -1411,9 +1408,8 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                           file=B.message_stream())
                     break
                 # --- end of an epoch: validation, schedule, history, checkpoint ---
-                val = _validate(model, val_loader, tqdm(total=len(splits.val), desc=f"epoch {epoch + 1}/{epochs} validation",
-                                                        unit="img", disable=not show, leave=False, dynamic_ncols=True,
-                                                        file=sys.stderr))
+                val = _validate(model, val_loader, B.progress_bar(show, total=len(splits.val), unit="img", leave=False,
+                                                                  desc=f"epoch {epoch + 1}/{epochs} validation"))
                 row = dict(epoch=epoch + 1, step=global_step, lr=lr_now,
                            train_loss=running["loss"] / running["images"], train_top1=running["top1"] / running["images"],
                            train_top5=running["top5"] / running["images"] if reports_top5(model.num_classes) else None,
@@ -1440,7 +1436,7 @@ def train(data=None, *, model: AlexNet | None = None, epochs: int | None = None,
                     # just written continues it (--resume), and the command exits quietly as a program killed by
                     # SIGPIPE does. Going on instead would train for hours (days, for the paper's network) with
                     # nobody left to read the output, and the reader's going away is how a pipe says "enough".
-                    (tqdm.write if show else print)(msg, file=B.message_stream())
+                    (B.progress_bar_class(show).write if show else print)(msg, file=B.message_stream())
                 if interrupted:  # after the last epoch too: the caller's final evaluation was not asked for
                     raise KeyboardInterrupt(_interrupted_message(ckpt_path, epoch, 0, steps_per_epoch, epochs))
                 if stop_after_steps and steps_this_call >= stop_after_steps:

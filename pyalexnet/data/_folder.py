@@ -8,7 +8,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import re
-import sys
 import threading
 from pathlib import Path
 
@@ -381,8 +380,7 @@ def decode_many(files, size: int, *, workers: int = 0, pool: cf.Executor | None 
     labels = np.empty(len(files), np.int64)
     skipped, kept = [], 0
     try:
-        with B.progress_bar_class(progress)(total=len(files), desc=desc, unit="img", disable=not progress,
-                                            dynamic_ncols=True, file=sys.stderr) as bar:
+        with B.progress_bar(progress, total=len(files), desc=desc, unit="img") as bar:
             for (path, label), (img, err, large) in zip(files, results):
                 if large:  # Pillow's own warning (from a thread, once) names no file
                     warn_large_image(path, large)

@@ -129,8 +129,7 @@ def open_store(path):
 def _progress_bar(total: int, initial: int, desc: str, quiet: bool):
     # Quiet in logs and CI: bars only where someone watches (a terminal, a notebook).
     show = not quiet and B.show_progress(None)
-    return B.progress_bar_class(show)(total=total, initial=initial, desc=desc, unit="img", disable=not show,
-                                      dynamic_ncols=True)
+    return B.progress_bar(show, total=total, initial=initial, desc=desc, unit="img")
 
 
 def _check_room(dst: Path, images: int, size: int) -> None:
