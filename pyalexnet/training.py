@@ -390,8 +390,7 @@ def save_checkpoint(path, model: AlexNet, *, velocities: dict | None = None, met
                                                           init=model.init, step=model.step))
     full_meta.update(meta or {})
     if run is not None:
-        full_meta.update(data=run["data"] or "", classes=run["classes"],
-                         trained_on={k: run[k] for k in ("seed", "val_fraction", "image_size")},
+        full_meta.update(data=run["data"] or "", classes=run["classes"], image_size=run["image_size"],
                          held_out={k: run[k] for k in ("seed", "val_fraction")} if run["data"] else None)
     arrays["meta"] = np.array(json.dumps(full_meta))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -475,14 +474,15 @@ def load_checkpoint(path, *, devices=None) -> tuple[AlexNet, dict]:
     _load_saved_parameters(model, params, path)
     model.step = int(m["step"])
     if meta.get("data"):  # a run train() saved, or a model it trained; save_checkpoint of another records no data set
-        t = meta.get("training") or meta.get("trained_on") or {}
+        t = meta.get("training") or {}
         # The seed and fraction that chose the held-out images (before they were recorded apart: the run's own).
         # None: not known (a Splits load_dataset did not make), the run's taken as the likeliest.
         known = meta.get("held_out", t)
         split = known or t
         model.trained_on = training_record(meta["data"] if known is not None else None, seed=split.get("seed", 0),
                                            val_fraction=split.get("val_fraction", 0.1),
-                                           image_size=t.get("image_size"), classes=meta.get("classes"), mean_image=mean)
+                                           image_size=t.get("image_size", meta.get("image_size")),
+                                           classes=meta.get("classes"), mean_image=mean)
     meta["mean_image"] = mean
     return model, meta
 

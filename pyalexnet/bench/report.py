@@ -73,6 +73,9 @@ def add_targets(results: list[dict], ref: str, ceilings: dict | None = None) -> 
         t = r["targets"] = []
         ours = r["impl"].get("ours", {})
         frac = ours.get("fraction_of_peak") if ours.get("status") == "ok" else None
+        layer = r["name"].split(".")[0]
+        # LRN is judged on its forward and backward together
+        pair = [by_name.get(f"{layer}.fwd"), by_name.get(f"{layer}.bwd")] if r["group"] == "lrn" else []
         if r["group"] == "conv":
             t.append(_target(CONV_VS_CUDNN, r["ratio"].get(ref), 2.0, False))
             if r["name"].endswith(".fwd") and r["name"] != "conv1.fwd":
@@ -85,8 +88,6 @@ def add_targets(results: list[dict], ref: str, ceilings: dict | None = None) -> 
             of_copy = ours.get("fraction_of_copy") if ours.get("status") == "ok" else None
             t.append(_target(MEMORY_OF_COPY, of_copy, 0.70, True))
         if r["group"] == "lrn":
-            layer = r["name"].split(".")[0]
-            pair = [by_name.get(f"{layer}.fwd"), by_name.get(f"{layer}.bwd")]
             ours_t = [_ms(p["impl"].get("ours")) if p else None for p in pair]
             ref_t = [_ms(p["impl"].get(ref)) if p else None for p in pair]
             speedup = sum(ref_t) / sum(ours_t) if None not in ours_t + ref_t else None
@@ -95,9 +96,7 @@ def add_targets(results: list[dict], ref: str, ceilings: dict | None = None) -> 
             t.append(_target(POOL_VS_PYTORCH, r["ratio"].get(ref), 1.0, False))
         # Our kernel failed (an error, where the table says ERROR): its targets are not met. n/a stays for what
         # says nothing of ours: a reference or a ceiling that could not be measured.
-        layer = r["name"].split(".")[0]
-        partners = [by_name.get(f"{layer}.{p}") for p in ("fwd", "bwd")] if r["group"] == "lrn" else []
-        if any((x["impl"].get("ours") or {}).get("status") == "error" for x in [r] + [p for p in partners if p]):
+        if any((x["impl"].get("ours") or {}).get("status") == "error" for x in [r] + [p for p in pair if p]):
             for target in t:
                 target["pass"] = False
 
