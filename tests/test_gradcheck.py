@@ -279,3 +279,38 @@ def test_a_small_gradient_is_judged_against_one_percent_of_the_largest():
     wrong[1] *= 2
     (r,) = check_function("sum", loss, {"x": wrong}, {"x": x}, points=4)
     assert r.points == 4 and not r.passed, format_table([r])
+
+
+def _cubic_problem(rng, scale):
+    """loss = sum(c * x^3) over 64 elements of rms `scale`, one of them 6 times the rms, and its exact gradient."""
+    x = (rng.standard_normal(64) * scale).astype(np.float32)
+    x[5] = 6 * scale
+    c = rng.standard_normal(64)
+
+    def loss(inp):
+        v = c * np.asarray(inp["x"], np.float64) ** 3
+        return float(v.sum()), float(np.abs(v).sum())
+
+    return loss, {"x": x}, {"x": (3 * c * np.asarray(x, np.float64) ** 2).astype(np.float32)}
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_an_exact_gradient_passes_at_any_scale_with_the_step_documented(rng, scale):
+    # The step was eps * rms * |element| / 4 where |element| > 4: units squared, 12% of an element of a pixel-sized
+    # tensor (rms 50), and the exact gradient of a cubic at rms 100 failed (error/allowed 3.4). It is eps times the
+    # tensor's rms, or times a quarter of the element where that is larger.
+    loss, inputs, grads = _cubic_problem(rng, scale)
+    (r,) = check_function("cubic", loss, grads, inputs, points=64)
+    assert r.passed and r.points == 64, format_table([r])
+    x, rms = inputs["x"].copy(), float(np.sqrt(np.mean(np.square(inputs["x"], dtype=np.float64))))
+    seen = []
+
+    def recording(inp):
+        seen.append(inp["x"].copy())
+        return loss(inp)
+
+    check_function("cubic", recording, grads, inputs, points=64, eps=1e-2)
+    for i in (0, 5):  # an element under 4 x the rms, and one over
+        plus = next(s[i] for s in seen if s[i] > x[i])
+        want = 1e-2 * max(rms, abs(float(x[i])) / 4)
+        assert float(plus) - float(x[i]) == pytest.approx(want, rel=1e-3), i
