@@ -56,6 +56,7 @@ def test_kinks_are_skipped_not_failed():
     (r,) = check_function("relu", loss, {"x": np.array([1, 0, 1, 1], np.float32)}, {"x": x},
                           pattern=lambda a: a["x"] > 0)
     assert r.skipped == 3 and r.points == 1 and r.passed
+    assert r.nonzero == 1 and not r.zeros_only  # one non-zero gradient compared: it could have been seen wrong
 
 
 def test_cli_gradcheck_cpu(capsys):
@@ -77,6 +78,10 @@ def test_settings_that_would_fail_every_check_are_refused(kwargs, exc, match):
     for check in (check_layers, pyalexnet.gradcheck.check_network):
         with pytest.raises(exc, match=match):
             check("cpu", **kwargs)
+    if "tol" in kwargs:  # and eps, the step: 0 or below is no difference at all
+        x = np.ones(4, np.float32)
+        with pytest.raises(exc, match=match.replace("tol", "eps")):
+            check_function("sum", lambda a: (float(a["x"].sum()), 4.0), {"x": x}, {"x": x}, eps=kwargs["tol"])
 
 
 def test_gpu_is_another_name_for_cuda():
@@ -314,3 +319,227 @@ def test_an_exact_gradient_passes_at_any_scale_with_the_step_documented(rng, sca
         plus = next(s[i] for s in seen if s[i] > x[i])
         want = 1e-2 * max(rms, abs(float(x[i])) / 4)
         assert float(plus) - float(x[i]) == pytest.approx(want, rel=1e-3), i
+
+
+# ----- mutation-testing additions: the criterion, the points and the steps, as documented ----------------------
+def _quadratic(x0):
+    """loss = sum(c * x^2) (central differences exact to round-off), with a magnitude that moves with x (sum x^4), so
+    that the round-off allowance differs between x+ and x-."""
+    c = np.array([1.0, -0.5, 0.002, 0.3, 0.004, 0.8])
+
+    def loss(inp):
+        x = np.asarray(inp["x"], np.float64)
+        return float((c * x * x).sum()), float((x ** 4).sum())
+
+    return loss, (2 * c * np.asarray(x0, np.float64))
+
+
+def _documented(loss, x, analytic, *, eps=1e-2, tol=1e-2):
+    """(max rel. error, error/allowed, non-zero, round-off) over every element of x, as the module's docstring says
+    them, computed here on their own."""
+    x = x.astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    numeric, noise = [], []
+    for i in range(x.size):
+        step = np.float32(eps * max(rms, abs(float(x[i])) / 4))
+        plus, minus = x.copy(), x.copy()
+        plus[i], minus[i] = np.float32(x[i] + step), np.float32(x[i] - step)
+        (lp, mp), (lm, mm) = loss({"x": plus}), loss({"x": minus})
+        h = float(plus[i]) - float(minus[i])
+        numeric.append((lp - lm) / h)
+        noise.append(16 * 2.0**-24 * max(mp, mm) / h)
+    a, n, noise = np.asarray(analytic, np.float64), np.array(numeric), np.array(noise)
+    floor = 1e-2 * np.max(np.maximum(np.abs(a), np.abs(n)))
+    denom = np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
+    diff = np.abs(a - n)
+    return ((diff / denom).max(), (diff / (tol * denom + noise)).max(),
+            int(((np.abs(a) > noise) | (np.abs(n) > noise)).sum()), int((noise > tol * denom).sum()))
+
+
+def test_the_criterion_is_the_one_documented():
+    # Each number of a CheckResult against the module docstring's formula: the floor (1% of the largest compared,
+    # both ways), the relative error's denominator, 16 float32 ulps of the larger magnitude over the step taken
+    # (x+ - x-), the central difference, the worst point (not a mean), and the counts.
+    x = np.array([0.8, -1.3, 2.1, 0.5, -0.9, 1.7], np.float32)
+    loss, exact = _quadratic(x)
+    for name, analytic, passes in [
+            ("within tol", exact * [1, 1.005, 1, 1, 1.1, 1], True),  # element 4: 10% off, but 1/380 of the largest
+            ("1.6% off", exact * [1, 1, 1, 1, 1, 1.016], False),    # error/allowed about 1.5
+            ("left at zero", exact * [1, 1, 1, 0, 1, 1], False)]:
+        (r,) = check_function("q", loss, {"x": analytic.astype(np.float32)}, {"x": x.copy()}, points=6)
+        err, ratio, nonzero, roundoff = _documented(loss, x, analytic.astype(np.float32))
+        assert r.points == 6 and r.skipped == 0
+        assert r.max_rel_error == pytest.approx(err, rel=1e-6), name
+        assert r.worst_ratio == pytest.approx(ratio, rel=1e-6), name
+        assert (r.nonzero, r.roundoff) == (nonzero, roundoff), name
+        assert r.passed == passes and (ratio <= 1) == passes, (name, ratio)
+        row = format_table([r]).splitlines()[2].split()
+        assert row[1:4] == ["x", f"{err:.2e}", f"{ratio:.2f}"], row  # each number in its column
+    assert 1 < _documented(loss, x, (exact * [1, 1, 1, 1, 1, 1.016]).astype(np.float32))[1] < 2
+    assert nonzero == 6 and roundoff == 2  # a gradient left at zero counts as non-zero; round-off decides 2
+
+
+def test_a_check_with_every_point_at_a_kink_fails_after_four_times_the_points():
+    # Nothing compared is not a pass; and the search gives up after 4 * points skips, as documented. ReLU inputs
+    # at 0: every step, however small, crosses the kink.
+    def loss(inp):
+        y = np.asarray(ops.relu(inp["x"]), np.float64)
+        return float(y.sum()), float(np.abs(y).sum())
+
+    for points in (3, 5):
+        (r,) = check_function("relu", loss, {"x": np.zeros(40, np.float32)}, {"x": np.zeros(40, np.float32)},
+                              pattern=lambda a: a["x"] > 0, points=points)
+        assert (r.points, r.skipped) == (0, 4 * points) and not r.passed, format_table([r])
+        assert format_table([r]).splitlines()[2].endswith("FAIL")
+
+
+def test_a_step_that_crosses_a_kink_is_retried_smaller_the_largest_first():
+    # Largest step first (round-off matters least); a quarter, then a sixteenth, where it crosses a kink: an input
+    # 0.01 from the kink is compared, not skipped.
+    x = np.array([0.01, 5.0, -3.0, 2.0], np.float32)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    steps = []
+
+    def loss(inp):
+        d = inp["x"] - x
+        steps.append((int(np.argmax(np.abs(d))), float(np.abs(d).max())))
+        y = np.asarray(ops.relu(inp["x"]), np.float64)
+        return float(y.sum()), float(np.abs(y).sum())
+
+    (r,) = check_function("relu", loss, {"x": np.array([1, 1, 0, 1], np.float32)}, {"x": x.copy()},
+                          pattern=lambda a: a["x"] > 0)
+    assert r.passed and (r.points, r.skipped) == (4, 0)
+    tried = {i: sorted({round(s / (1e-2 * rms), 3) for j, s in steps if j == i}) for i in range(4)}
+    assert tried == {0: [0.25, 1.0], 1: [1.0], 2: [1.0], 3: [1.0]}, tried  # not 1/16: a quarter did
+    first = next(s for j, s in steps if j == 0)
+    assert first == pytest.approx(1e-2 * rms, rel=1e-3)  # the largest first
+
+
+def test_the_seed_chooses_the_points():
+    # "chosen at random": a seed other than 0 compares other points (it compared the same ones whatever --seed).
+    x = np.random.default_rng(0).standard_normal(200).astype(np.float32)
+
+    def compared(seed):
+        seen = set()
+
+        def loss(inp):
+            seen.add(int(np.argmax(inp["x"] != x)))
+            return float(np.sum(inp["x"], dtype=np.float64)), float(np.abs(inp["x"]).sum())
+
+        check_function("sum", loss, {"x": np.ones(200, np.float32)}, {"x": x.copy()}, points=5, seed=seed)
+        return seen
+
+    assert compared(1) == compared(1) and compared(1) != compared(0) and len(compared(2)) == 5
+    # run_all passes its seed to the layers' checks (their random inputs and points) too.
+    a = pyalexnet.gradcheck.run_all("cpu", points=4, seed=3, network=False)
+    b = check_layers("cpu", points=4, seed=3)
+    assert [r.max_rel_error for r in a] == [r.max_rel_error for r in b] != [r.max_rel_error for r in check_layers("cpu", points=4)]
+
+
+def test_run_all_checks_the_network_with_a_quarter_of_the_points_and_the_same_tol():
+    results = pyalexnet.gradcheck.run_all("cpu", points=12, tol=0.02)
+    network = [r for r in results if r.check.startswith("network")]
+    assert network and max(r.points for r in network) == 3 and all(r.tol == 0.02 for r in results)
+
+
+# ----- mutation-testing additions: what check_layers sees -------------------------------------------------------
+def _patched(monkeypatch, op, wrong):
+    """ops.<op> with `wrong` applied to its gradient (conv2d_backward, linear_backward: to dx and dw, the first
+    two; softmax_cross_entropy: to dlogits)."""
+    right = getattr(ops, op)
+
+    def broken(*args, **kwargs):
+        out = right(*args, **kwargs)
+        if op == "softmax_cross_entropy":
+            return out[0], wrong(out[1])
+        if isinstance(out, tuple):
+            return tuple(wrong(o) if i < 2 else o for i, o in enumerate(out))
+        return wrong(out)
+
+    monkeypatch.setattr(ops, op, broken)
+
+
+LAYER_OF = {"conv2d_backward": "conv2d", "linear_backward": "linear", "lrn_backward": "lrn", "relu_backward": "relu",
+            "max_pool_backward": "max_pool", "dropout_backward": "dropout (fixed mask)",
+            "softmax_cross_entropy": "softmax_cross_entropy"}
+
+
+@pytest.mark.parametrize("op", sorted(LAYER_OF))
+def test_a_backward_one_percent_off_fails_at_a_tol_below_it(monkeypatch, op):
+    # The layers' own error is under 5e-4 (relative) and their round-off allowance small, so --tol 0.002 tells a
+    # backward 1% off from a right one, in every layer. (The default tol 0.01 passes 1% by its definition.)
+    assert all(r.passed for r in check_layers("cpu", points=12, tol=2e-3))
+    _patched(monkeypatch, op, lambda g: g * np.float32(1.01))
+    failed = {r.check for r in check_layers("cpu", points=12, tol=2e-3) if not r.passed}
+    assert LAYER_OF[op] in failed, failed
+
+
+def _at_border(g):
+    """g wrong (5% too large) on the first and last rows and columns of each map, right elsewhere."""
+    g = g.copy()
+    for rows in (np.s_[..., :1, :], np.s_[..., -1:, :], np.s_[..., 1:-1, :1], np.s_[..., 1:-1, -1:]):
+        g[rows] *= np.float32(1.05)
+    return g
+
+
+@pytest.mark.parametrize("op", ["conv2d_backward", "max_pool_backward", "lrn_backward"])
+def test_a_backward_wrong_only_at_the_border_of_a_map_fails(monkeypatch, op):
+    _patched(monkeypatch, op, lambda g: _at_border(g) if g.ndim == 4 else g)
+    for seed in range(3):
+        failed = {r.check for r in check_layers("cpu", points=12, seed=seed) if not r.passed}
+        assert LAYER_OF[op] in failed, (seed, failed)
+
+
+def test_a_pooling_backward_that_drops_the_last_row_fails_where_every_element_is_compared(monkeypatch):
+    # Its gradient is zero where it should not be, at the few winners in the last row: only the picks among all
+    # elements can find those (at --points 24 about one seed in four does), every one of them when all are compared.
+    _patched(monkeypatch, "max_pool_backward", lambda g: np.concatenate([g[..., :-1, :], 0 * g[..., -1:, :]], -2))
+    failed = {(r.check, r.tensor) for r in check_layers("cpu", points=100) if not r.passed}
+    assert failed == {("max_pool", "x"), ("max_pool (stored indices)", "x")}, failed
+
+
+def test_a_backward_wrong_in_one_element_fails_where_every_element_is_compared(monkeypatch):
+    def one(g):
+        g = g.copy()
+        g.flat[-1] += np.float32(0.05) * np.abs(g).max()  # the last element: the corner of the last map
+        return g
+
+    _patched(monkeypatch, "conv2d_backward", one)
+    failed = {(r.check, r.tensor) for r in check_layers("cpu", points=1000) if not r.passed}
+    assert {("conv2d", "x"), ("conv2d", "w"), ("conv2d groups=2", "x"), ("conv2d groups=2", "w")} <= failed, failed
+
+
+def test_lrn_is_checked_where_its_normalisation_matters(monkeypatch):
+    # An LRN backward that treats each map's denominator as a constant (dx = dy * y / x: the window's cross terms
+    # dropped) is off by alpha * ...; with the paper's alpha 1e-4 that is round-off, and the check would pass it.
+    def constant_denominator(dy, x, y, **kw):
+        return (np.asarray(dy) * np.asarray(y) / np.asarray(x)).astype(np.float32)
+
+    monkeypatch.setattr(ops, "lrn_backward", constant_denominator)
+    failed = {r.check for r in check_layers("cpu", points=12) if not r.passed}
+    assert failed == {"lrn"}, failed
+
+
+def test_convolution_is_checked_with_stride_padding_and_groups(monkeypatch):
+    # conv1's stride 4 and padding, conv2's groups: a backward wrong only there is seen only if checked there.
+    calls, right = [], ops.conv2d_backward
+
+    def spy(*args, **kwargs):
+        calls.append({k: kwargs.get(k, 1 if k != "padding" else 0) for k in ("stride", "padding", "groups")})
+        return right(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "conv2d_backward", spy)
+    check_layers("cpu", points=2)
+    assert any(c["stride"] > 1 and c["padding"] > 0 for c in calls) and any(c["groups"] > 1 for c in calls), calls
+
+
+def test_the_non_zero_points_are_drawn_from_the_whole_tensor(rng):
+    # Half the points go where the analytic gradient is not zero, at random: taken in index order they were all at
+    # the tensor's start, and a gradient wrong only in its second half passed.
+    loss, inputs, grads = _sparse_problem(rng)
+    bad = grads["x"].copy()
+    bad[200:] *= np.float32(1.05)
+    assert np.count_nonzero(bad[200:]) >= 5
+    for seed in range(5):
+        (r,) = check_function("relu", loss, {"x": bad}, inputs, points=12, seed=seed)
+        assert not r.passed, seed
