@@ -827,3 +827,71 @@ def test_class_name_files_are_files_of_any_of_the_three_names(tmp_path):
     assert class_names_for(["n1"], data=str(tmp_path / "d")) == ["tench"]
     (tmp_path / "d" / "archive.tar.gz").write_bytes(b"x")
     assert class_names_for(["n1"], data=str(tmp_path / "d" / "archive.tar.gz")) == ["n1"]
+
+
+# ----- mutation-testing additions: what the pictures show ---------------------------------------------------------
+def test_a_filter_is_drawn_upright_and_each_tower_names_its_gpu(model, drawn_text):
+    # A filter's rows are the tile's rows (drawn transposed, a horizontal edge detector read as a vertical one).
+    w = model.parameters()["conv1a.weight"]
+    w[0] = 0
+    w[0, :, 0, :] = 1.0  # the top row bright
+    img = np.asarray(filters_image(model, zoom=2, per_row=4))
+    r = w.shape[2]
+    tile = img[16 + 2:16 + 2 + 2 * r, 2:2 + 2 * w.shape[3]]
+    assert (tile[:2] == 255).all() and (tile[2:] == 0).all()
+    drawn_text.clear()
+    filters_image(AlexNet(4, preset="small", devices="cpu"))  # wide enough for the whole line
+    towers = [t for t, _ in drawn_text if t.startswith("tower")]
+    assert towers[0].startswith("tower a (the paper's GPU 1)") and towers[1].startswith("tower b (the paper's GPU 2)")
+
+
+def test_an_lr_cut_is_marked_at_the_epoch_whose_rate_is_lower():
+    hist = [dict(epoch=e, lr=0.01 if e < 3 else 0.001, val_top1=0.5) for e in range(1, 6)]
+    img = np.asarray(runs_image({"run": hist}, size=(500, 300)))
+    grey = np.flatnonzero(((img == 150).all(axis=2)).sum(0) > 100)
+    x3 = 50 + 3 / 5 * (500 - 15 - 50)  # epochs 0..5 across the frame
+    assert len(grey) == 1 and abs(grey[0] - x3) <= 1, grey
+
+
+def test_a_true_class_outside_the_top_guesses_is_said_with_its_rank_and_probability(drawn_text):
+    probs = np.array([[0.3, 0.2, 0.15, 0.12, 0.1, 0.07, 0.06]])
+    predictions_image(np.zeros((1, 8, 8, 3), np.uint8), [6], probs, [f"c{i}" for i in range(7)], tile=32)
+    assert "true class: #7, 6.0%" in [t for t, _ in drawn_text]
+
+
+def test_figure4_captions_a_mistake_with_the_models_guess(drawn_text):
+    from pyalexnet.data import center_crop
+
+    splits, _ = _figure4_splits()
+    model = AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1)
+    guess = model.predict(center_crop(splits.val.images, 16, splits.mean_image)).argmax(1)
+    figure4_pictures(model, splits, neighbours=1)
+    names = splits.classes
+    want = [names[t] + (f"guess: {names[g]}" if g != t else "") for t, g in zip(splits.val.labels, guess)]
+    assert any(g != t for t, g in zip(splits.val.labels, guess)) and any(g == t for t, g in zip(splits.val.labels, guess))
+    drawn = [t for t, _ in drawn_text]
+    # Each query's caption lines, in order: its class, and for a mistake "guess: ..." under it.
+    lines = [t for t in drawn if t in names or t.startswith("guess: ")]
+    got, i = [], 0
+    while i < len(lines):
+        got.append(lines[i] + (lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("guess: ") else ""))
+        i += 2 if got[-1] != lines[i] else 1
+    assert got[-len(want):] == want, (got, want)
+
+
+def test_save_test_pictures_keeps_the_samples_and_draws_the_confusion_rows_as_true_classes(tmp_path):
+    from pyalexnet.viz import save_test_pictures
+
+    splits, _ = _figure4_splits()
+    model = AlexNet(4, preset="small", input_size=16, devices="cpu", seed=1)
+    predictions = np.array([1, 1, 1, 1])  # test labels 3, 0, 1, 2 (copies 7, 20, 33, 38 of labels i % 4)
+    out = save_test_pictures(model, splits, tmp_path, predictions=predictions, neighbours=1)
+    mistakes = save_test_pictures(model, splits, tmp_path, neighbours=1, mistakes=True)
+    assert {p.rsplit("/", 1)[1] for p in out["paths"]} == {"predictions.png", "neighbours.png", "confusion.png"}
+    assert {p.rsplit("/", 1)[1] for p in mistakes["paths"]} == {"mistakes_predictions.png", "mistakes_neighbours.png"}
+    from PIL import Image
+    from pyalexnet.viz import confusion_image
+
+    with Image.open(tmp_path / "confusion.png") as img:
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")),
+                                      np.asarray(confusion_image(splits.val.labels, predictions, splits.classes)))
