@@ -218,7 +218,14 @@ def test_batch_gives_the_same_bits_as_single_images(rng, case):
         assert ops.conv2d_backward(dy[n:n + 1], x[n:n + 1], w, **hyper)[0].tobytes() == dx[n:n + 1].tobytes()
 
 
-@pytest.mark.parametrize("case", BATCH_CASES[1:] + [(45, 8, 7, 7, 16, 3, 3, 1, 1, 1)], ids=lambda c: "x".join(map(str, c)))
+# Filter gradients whose dW is over 64K floats go by tiles of taps, each summing every image (conv_cpu.cpp,
+# filter_by_tap_tiles): 3 images of 17x17 in two slices of the reduction each, 432 taps per group in tiles of
+# 288, 96 or 48 by the thread count; 13 images of 7x7 in items of 5, 5 and 3, 576 taps.
+TAP_TILE_CASES = [(3, 96, 17, 17, 160, 3, 3, 1, 1, 2), (13, 64, 7, 7, 128, 3, 3, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("case", BATCH_CASES[1:] + [(45, 8, 7, 7, 16, 3, 3, 1, 1, 1)] + TAP_TILE_CASES,
+                         ids=lambda c: "x".join(map(str, c)))
 def test_cpu_filter_gradient_of_several_images_per_product(rng, case):
     # Maps this small go several images to one product in the filter gradient too (images_per_item's
     # twin, filter_images_per_item): 13 images of 7x7 in items of 5, 5 and 3, 576 taps in blocks of 288;
@@ -254,7 +261,7 @@ def test_cpu_results_do_not_depend_on_the_thread_count():
     import subprocess
     import sys
 
-    cases = BATCH_CASES + [(3, 24, 27, 27, 64, 5, 5, 1, 2, 2), (1, 3, 35, 35, 16, 11, 11, 4, 2, 1)]
+    cases = BATCH_CASES + TAP_TILE_CASES + [(3, 24, 27, 27, 64, 5, 5, 1, 2, 2), (1, 3, 35, 35, 16, 11, 11, 4, 2, 1)]
     out = {}
     for threads in (1, 2, 3):
         r = subprocess.run([sys.executable, "-c", _THREADS_PROBE.format(cases=cases)], capture_output=True, text=True,

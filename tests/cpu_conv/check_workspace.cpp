@@ -32,10 +32,13 @@ std::vector<float> run(const ConvShape& s, ConvPass pass, const std::vector<floa
 }  // namespace
 
 int main() {
-  // N, C, H, K, R, stride, pad, groups: the small preset's layers at batch 32 and odd batches of small maps.
+  // N, C, H, K, R, stride, pad, groups: the small preset's layers at batch 32, odd batches of small maps, and
+  // filter gradients large enough to go by tap tiles.
   const int64_t cases[][8] = {{32, 64, 7, 48, 3, 1, 1, 1},  {32, 48, 7, 32, 3, 1, 1, 1}, {13, 32, 7, 48, 3, 1, 1, 1},
                               {9, 32, 11, 64, 3, 2, 1, 2},  {45, 8, 7, 16, 3, 1, 1, 1},  {32, 16, 15, 32, 5, 1, 2, 1},
-                              {5, 3, 32, 16, 5, 1, 2, 1},   {7, 24, 5, 32, 3, 1, 1, 2},  {2, 64, 4, 48, 3, 1, 1, 1}};
+                              {5, 3, 32, 16, 5, 1, 2, 1},   {7, 24, 5, 32, 3, 1, 1, 2},  {2, 64, 4, 48, 3, 1, 1, 1},
+                              // filter gradients by tap tiles, one image and several per product
+                              {3, 96, 17, 160, 3, 1, 1, 2}, {13, 64, 7, 128, 3, 1, 1, 1}};
   int failures = 0;
   std::mt19937 gen(3);
   std::normal_distribution<float> normal;
