@@ -11,7 +11,8 @@
 //  - batched: otherwise (few images, e.g. one) a chunk of nb images becomes one wide GEMM (cols =
 //    nb*P*Q) run in parallel; Y_g / dY_g are staged in the workspace because their columns are not
 //    evenly strided in NCHW. Chunks keep the workspace bounded.
-// The filter gradient sums over images: images are dealt to a fixed number of partial sums ("slots",
+// The filter gradient sums over images: where dW is large, threads take tiles of it and each sums every image
+// into its tile (filter_by_tap_tiles); otherwise images are dealt to a fixed number of partial sums ("slots",
 // see filter_slots) that run in parallel, then the slots are added in order.
 //
 // Determinism: every GEMM element is summed by one thread in a fixed order (the same order on both
