@@ -359,7 +359,9 @@ def test_gpu_lrn_windows_of_zeros_near_the_largest_factor_match_cpu(cp, rng, siz
     yg = ops.lrn(cp.asarray(x), **params)
     dxg = ops.lrn_backward(cp.asarray(dy), cp.asarray(x), yg, **params)
     assert bool(cp.all(cp.isfinite(yg))) and bool(cp.all(cp.isfinite(dxg)))
-    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=GPU_Y_RTOL, atol=0)
+    # beta = 2: exp2f(-2 log2f(d)) with |2 log2 d| up to ~37, so log2f's 1 ulp is ~2e-6 of y; CUDA's bounds give up to
+    # 3e-6 from the CPU (0.74 of GPU_Y_RTOL). A wrong window still moves y by O(1): d is nearly all alpha * sum.
+    np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=1e-5, atol=0)
     np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=2e-6 * np.abs(dx).max())
 
 
