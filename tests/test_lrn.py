@@ -362,7 +362,9 @@ def test_gpu_lrn_windows_of_zeros_near_the_largest_factor_match_cpu(cp, rng, siz
     # beta = 2: exp2f(-2 log2f(d)) with |2 log2 d| up to ~37, so log2f's 1 ulp is ~2e-6 of y; CUDA's bounds give up to
     # 3e-6 from the CPU (0.74 of GPU_Y_RTOL). A wrong window still moves y by O(1): d is nearly all alpha * sum.
     np.testing.assert_allclose(cp.asnumpy(yg), y, rtol=1e-5, atol=0)
-    np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=2e-6 * np.abs(dx).max())
+    # dx near the windows of zeros is ~1e37 and elsewhere ~1e9: an atol from the whole array's largest left every
+    # other channel unchecked (a dx 1% off in channel 10 passed at size 3), so each channel is judged by its own.
+    np.testing.assert_allclose(cp.asnumpy(dxg), dx, rtol=1e-5, atol=1e-5 * np.abs(dx).max(axis=(0, 2, 3), keepdims=True))
 
 
 def test_no_channels_returns_at_once_for_any_window():
