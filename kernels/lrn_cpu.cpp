@@ -11,7 +11,8 @@ void window(int c, int C, int half, int& lo, int& hi) {
 }
 
 // acc[p] = k + alpha * sum_{j = lo..hi} a[j][p]^2 over one plane of HW pixels, the sum in channel order
-// from 0 (as lrn_cuda.cu's chunked kernels add it). The pixel loops vectorise; the channel loop stays
+// from 0 (the channel order of lrn_cuda.cu's chunked kernels; which products the compilers fuse into FMAs
+// differs, so the two backends' denominators can differ by 1-2 ulp). The pixel loops vectorise; the channel loop stays
 // outside them so that each element still sees its terms in the same order.
 void plane_denominators(const float* a, float* acc, int lo, int hi, int64_t HW, float alpha, float k) {
   for (int64_t p = 0; p < HW; ++p) acc[p] = 0.f;

@@ -17,8 +17,11 @@
 // 2 * half channels) instead of writing them to the workspace and reading them
 // back: the workspace is not used on this path. It does not read y either: the
 // ratio dy[j] * y[j] / d[j] takes y[j] = lrn_output(x[j], d[j]), recomputed
-// from the same x and the same d, in the same order as the forward kernel's, so
-// it is the forward's y bit for bit; the backward moves x, dy and dx only.
+// from the same x with the squares summed in the same order as the forward
+// kernel's; the backward moves x, dy and dx only. Not always the forward's y bit
+// for bit: ptxas fuses some of the backward's window sums into FMAs differently
+// (at alpha 0.05 about 15% of its denominators differ by 1-2 ulp, read in the
+// sm_90 SASS); harmless next to the gradient's own rounding.
 //
 // Window sizes 1 to 7 have compiled kernels. Larger windows, and images too
 // large for 32-bit offsets within one image, take the one-thread-per-pixel

@@ -4,7 +4,8 @@
 // never wrote fails the comparison. Pooling (y, dx, and the stored winner bytes) must match the CPU bit for bit,
 // the backward from stored winners the recomputing one too; LRN and softmax within the
 // tolerances of the GPU parity tests (tests/test_lrn.py, tests/test_softmax.py); ReLU and the SGD update bit for
-// bit, with the elements just outside each array left alone.
+// bit, with the elements just outside each array left alone (ReLU's inputs here are numbers: a GPU returns its
+// canonical NaN for a NaN input, where the CPU keeps the input's bits).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
