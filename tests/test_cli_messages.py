@@ -297,6 +297,9 @@ def test_prepare_hands_every_option_to_prepare_and_says_what_it_wrote(tmp_path, 
     assert "warning" not in capsys.readouterr().err
     assert cli.main(["prepare", "src", "dst", "--size", str(smallest - 1)]) == 0
     assert f"warning: --size {smallest - 1} gives" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # the option named, not prepare()'s "checkpoint_every"
+        cli.main(["prepare", "src", "dst", "--checkpoint-every", "0"])
+    assert exc.value.code == 2 and "argument --checkpoint-every: must be at least 1, got 0" in capsys.readouterr().err
     assert cli.main(["prepare", "src", "dst", "--size", "0"]) == 2
     assert "--size must be positive, got 0" in _error_line(capsys)
     assert len(calls) == 2

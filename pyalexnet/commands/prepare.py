@@ -11,6 +11,8 @@ Interrupted? Run the same command again: it continues from the last checkpoint (
 images). Train from the store with `pyalexnet train --data DST` or pyalexnet.data.load_dataset("DST").
 """
 
+from . import positive_int
+
 
 def add_arguments(p):
     p.add_argument("src", help="image folder: SRC/<class>/<image>, or SRC/train/<class>/... and SRC/val/<class>/...")
@@ -20,7 +22,7 @@ def add_arguments(p):
                    help="share of each class held out for validation when SRC has no train/val folders (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="chooses the held-out images (default 0)")
     p.add_argument("--workers", type=int, default=0, help="decoding threads (default 0: the CPU count, at most 8)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="K",
+    p.add_argument("--checkpoint-every", type=positive_int, default=1000, metavar="K",
                    help="save progress every K images (default 1000)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store of another source")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
