@@ -1,4 +1,5 @@
 """pyalexnet prepare: decode an image folder once into a packed store that training memory-maps."""
+from . import positive_int
 
 HELP = "convert an image folder (root/<class>/<image>, or root/train and root/val) into a packed store"
 DESCRIPTION = """\
@@ -10,8 +11,6 @@ Unreadable images are skipped with a warning and listed in DST/meta.json.
 Interrupted? Run the same command again: it continues from the last checkpoint (every --checkpoint-every
 images). Train from the store with `pyalexnet train --data DST` or pyalexnet.data.load_dataset("DST").
 """
-
-from . import positive_int
 
 
 def add_arguments(p):
