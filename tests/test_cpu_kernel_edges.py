@@ -133,6 +133,25 @@ def test_pool_bands_as_full_as_the_scratch_allows(rng):
     np.testing.assert_allclose(ops.max_pool_backward(dy, x, y), ref_pool_backward(dy, x), rtol=1e-6, atol=1e-6)
 
 
+
+@pytest.mark.parametrize("size,stride,W", [(3, 2, 3001), (3, 3, 3000), (7, 2, 1200)])
+def test_pool_rows_too_wide_for_a_band_write_only_their_windows(rng, size, stride, W):
+    # Rows so wide that `size` of them overflow a band take each window's own scan, in chunks of windows: the
+    # last chunk of the last row must end at the plane's last window. y and the indices are views of buffers
+    # one element longer (writing past a fresh array only crashed now and then).
+    x = rng.standard_normal((1, 1, size + stride, W)).astype(np.float32)
+    OH, OW = 2, (W - size) // stride + 1
+    y_buf, idx_buf = np.full(OH * OW + 1, -7, np.float32), np.full(OH * OW + 1, 99, np.uint8)
+    y, idx = y_buf[:-1].reshape(1, 1, OH, OW), idx_buf[:-1].reshape(1, 1, OH, OW)
+    _C.max_pool_forward_with_indices(x, y, idx, size, stride, 0)
+    assert y_buf[-1] == -7 and idx_buf[-1] == 99
+    np.testing.assert_array_equal(y, ref_pool(x, size, stride))
+    np.testing.assert_array_equal(idx, ref_pool_indices(x, size, stride))
+    y_buf[-1] = -7
+    _C.max_pool_forward(x, y, size, stride, 0)
+    assert y_buf[-1] == -7
+
+
 # --- softmax cross-entropy (kernels/softmax.h) ------------------------------------------------------------------
 
 
@@ -173,3 +192,17 @@ def test_dropout_gives_exact_zeros_where_dropped_whatever_the_value():
     for out in (y, dx):
         assert np.all(out[mask == 0] == 0) and not np.any(np.signbit(out[mask == 0]))
         np.testing.assert_array_equal(out[mask == 1], x[mask == 1] * np.float32(2))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_dropout_tail_writes_nothing_past_the_last_element(n):
+    # One Philox call serves 4 elements; the last call of a tensor whose length is not a multiple of 4 must
+    # stop at its end. y and mask are views of longer buffers whose tails keep their sentinels (writing past
+    # a fresh array only crashed now and then).
+    x = np.arange(1, 9, dtype=np.float32)
+    y, mask = np.full(8, -7, np.float32), np.full(8, 9, np.uint8)
+    _C.dropout_forward(x[:n], y[:n], mask[:n], 3, 0.5, 0)
+    assert np.all(y[n:] == -7) and np.all(mask[n:] == 9)
+    y_ref, mask_ref = ops.dropout(x[:n], p=0.5, seed=3)
+    np.testing.assert_array_equal(mask[:n], mask_ref)
+    np.testing.assert_array_equal(y[:n], y_ref)
