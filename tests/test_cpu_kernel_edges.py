@@ -38,6 +38,24 @@ def test_conv_taps_whose_rows_lie_wholly_in_the_padding(rng, case):
     assert_close(db, db_ref, dy[:, 0].size)
 
 
+
+# Blocks of im2col columns that start and end inside an output row, on the flat path, with filters so wide that
+# the padding masks do not fit (S x block columns > 4096 floats): im2col zeroes each block's padding columns
+# itself. 17x17: the filter gradient's 256-column blocks, at any thread count; 15x15: the forward's 288-column
+# blocks (with two or more threads: one thread convolves the whole batch as one product).
+MASKLESS_BLOCK_CASES = [(3, 1, 17, 30, 4, 17, 17, 1, 8, 1), (4, 2, 20, 20, 4, 15, 15, 1, 7, 1)]
+
+
+@pytest.mark.parametrize("case", MASKLESS_BLOCK_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_conv_padding_columns_of_blocks_too_wide_for_the_masks(rng, case):
+    x, w, b, hyper = case_arrays(rng, case)
+    y = ops.conv2d(x, w, b, **hyper)
+    assert_close(y, ref_conv2d(x, w, b, **hyper), w[0].size)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    _, dw, _ = ops.conv2d_backward(dy, x, w, need_dx=False, **hyper)
+    assert_close(dw, ref_conv2d_backward(dy, x, w, **hyper)[1], dy[:, 0].size)
+
+
 def test_conv_filter_gradient_partial_sum_of_several_whole_images(rng):
     # 9 images of 12x12 maps (too large to share a product) dealt to at most 8 partial sums: the first sums
     # images 0 and 8, and the second image must add to the first, not replace it.
