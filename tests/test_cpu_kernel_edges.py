@@ -38,7 +38,6 @@ def test_conv_taps_whose_rows_lie_wholly_in_the_padding(rng, case):
     assert_close(db, db_ref, dy[:, 0].size)
 
 
-
 # Blocks of im2col columns that start and end inside an output row, on the flat path, with filters so wide that
 # the padding masks do not fit (S x block columns > 4096 floats): im2col zeroes each block's padding columns
 # itself. 17x17: the filter gradient's 256-column blocks, at any thread count; 15x15: the forward's 288-column
@@ -66,7 +65,7 @@ def test_conv_filter_gradient_partial_sum_of_several_whole_images(rng):
 
 
 def test_conv_last_workspace_chunk_writes_only_its_own_images(rng):
-    # With few images (fewer than two per thread) the CPU convolves a chunk of images as one product, as many
+    # With few images (fewer than two per thread, or one thread) the CPU convolves a chunk of images as one product, as many
     # as fit its 16 MiB workspace: 2 of these 300x300 images, so 3 images make a chunk of 2 and one of 1. The
     # last chunk must stop at the batch's end: y and dx are views of buffers with one more image, which must
     # keep its sentinel values.
