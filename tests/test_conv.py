@@ -116,18 +116,24 @@ def test_backward_matches_direct_sums(rng, case):
     assert_close(db, db_ref, dy[:, 0].size)
 
 
+def assert_passes_match_direct_sums(rng, case):
+    """The forward (with a bias) and all three gradients of `case` against the direct sums."""
+    x, w, b, hyper = case_arrays(rng, case)
+    y = ops.conv2d(x, w, b, **hyper)
+    assert_close(y, ref_conv2d(x, w, b, **hyper), w[0].size)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
+    dx_ref, dw_ref, db_ref = ref_conv2d_backward(dy, x, w, **hyper)
+    assert_close(dx, dx_ref, w.shape[0] // hyper["groups"] * w[0, 0].size)
+    assert_close(dw, dw_ref, dy[:, 0].size)
+    assert_close(db, db_ref, dy[:, 0].size)
+
+
 def test_large_shape_spans_several_workspace_chunks_and_gemm_blocks(rng):
     # 64 channels of 56x56 with 3x3 filters: the CPU filter gradient deals five images to four partial
     # sums (one sums two), the batched forward path takes one image per chunk, and the GEMMs cross every
     # cache-block edge (96 rows, 256 columns, 256-deep slices).
-    x, w, b, hyper = case_arrays(rng, (5, 64, 56, 56, 100, 3, 3, 1, 1, 1))
-    assert_close(ops.conv2d(x, w, b, **hyper), ref_conv2d(x, w, b, **hyper), w[0].size)
-    dy = rng.standard_normal((5, 100, 56, 56)).astype(np.float32)
-    dx, dw, db = ops.conv2d_backward(dy, x, w, **hyper)
-    dx_ref, dw_ref, db_ref = ref_conv2d_backward(dy, x, w, **hyper)
-    assert_close(dx, dx_ref, 100 * 9)
-    assert_close(dw, dw_ref, 5 * 56 * 56)
-    assert_close(db, db_ref, 5 * 56 * 56)
+    assert_passes_match_direct_sums(rng, (5, 64, 56, 56, 100, 3, 3, 1, 1, 1))
 
 
 # The CPU backend cuts each image's im2col into blocks that stay in cache (kernels/conv_cpu.cpp: 256 taps x
