@@ -34,6 +34,14 @@ def test_ten_crops_patch_must_be_an_integer():
         ten_crops(images, 4, np.zeros((6, 6, 3), np.float32), patch=True)
 
 
+def test_ten_crops_refuses_a_crop_size_that_is_not_an_integer_as_the_centre_crop_does():
+    images, mean = np.zeros((1, 6, 6, 3), np.uint8), np.zeros((6, 6, 3), np.float32)
+    for bad in (3.9, True):  # were cut to crops of 3 and 1
+        with pytest.raises(TypeError, match="crop_size must be an integer"):
+            ten_crops(images, bad, mean)
+    assert ten_crops(images, np.int64(4), mean).shape == (10, 1, 3, 4, 4)
+
+
 # ----- statistics ------------------------------------------------------------------------------------------------
 def test_statistics_of_images_larger_than_one_chunk_count_every_image():
     # 600x600 images: the RGB sums go two images at a time, so three images take a second, shorter chunk.

@@ -103,7 +103,7 @@ def ten_crops(images, crop_size: int, mean_image, *, patch: int | None = None):
     patch=k gives only the k-th, (N, 3, crop, crop): a tenth of the memory (a batch of 128 ImageNet
     images' ten patches take 770 MB)."""
     num, height, width = images.shape[:3]
-    c = int(crop_size)
+    c = B.integer(crop_size, "crop_size")  # as augment: int() cut 3.9 to 3 and took True as 1
     if not 1 <= c <= min(height, width):
         raise ValueError(f"crop_size {c} must be between 1 and the image size {height}x{width}")
     corners = [(0, 0), (0, width - c), (height - c, 0), (height - c, width - c), ((height - c) // 2, (width - c) // 2)]
