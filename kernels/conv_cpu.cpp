@@ -430,6 +430,27 @@ int64_t tap_tile_width(const ConvShape& s, int64_t threads) {
   return width;
 }
 
+// dW_g's taps j0 .. j0 + nc - 1 (at `out`, row stride CRSg) += the share of images n .. n + m - 1, or = it when
+// `first`: an item of several images as one slice of the reduction, its dY staged in `stage` by the caller; a
+// lone image (stage null) slice by slice from dy itself. Both filter-gradient schemes sum through it.
+void add_filter_block(const float* dy, const float* x, const ConvShape& s, int64_t n, int64_t m, int64_t g,
+                      int64_t j0, int64_t nc, const float* stage, float* col, float* out, bool first) {
+  const int64_t Kg = s.Kg(), CRS = s.CRSg(), PQ = s.PQ();
+  if (stage) {
+    const int64_t ld = m * PQ;
+    im2col_block(x, s, n, m, g, j0, nc, whole_row(s), col);
+    sgemm(Kg, nc, ld, stage, ld, 1, col, 1, ld, out, CRS, !first);
+    return;
+  }
+  const float* dy_g = dy + (n * s.K + g * Kg) * PQ;
+  for (int64_t k0 = 0; k0 < PQ; k0 += kSgemmSlice) {
+    const ColumnRange cols = column_range(s, k0, std::min(kSgemmSlice, PQ - k0));
+    const int64_t kc = cols.k1 - cols.k0;
+    im2col_block(x, s, n, 1, g, j0, nc, cols, col);
+    sgemm(Kg, nc, kc, dy_g + k0, PQ, 1, col, 1, kc, out, CRS, !first || k0 > 0);
+  }
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_floats(const ConvShape& s, ConvPass pass) {
@@ -534,7 +555,9 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
     std::memset(dw, 0, sizeof(float) * n_dw);
     return;
   }
+  // An item: nb images (a lone image when nb == 1); several go as one product, their dY staged after the block.
   const int64_t block = filter_block_floats(s), nb = filter_images_per_item(s), items = filter_items(s);
+  const auto staged_after = [&](float* col) { return nb > 1 ? col + std::min(CRS, kBlockRows) * nb * PQ : nullptr; };
   if (filter_by_tap_tiles(s)) {
     const int64_t threads = std::max<int64_t>(1, std::min(cpu_threads_available(), workspace_floats / block));
     const int64_t width = tap_tile_width(s, threads), per_group = ceil_div(CRS, width), tiles = s.groups * per_group;
@@ -542,28 +565,14 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
 #pragma omp parallel num_threads(threads) if (parallel)
     {
       float* col = workspace + thread_index() * block;
-      float* stage = col + std::min(CRS, kBlockRows) * nb * PQ;  // items of several images: their dY, staged
+      float* stage = staged_after(col);
 #pragma omp for schedule(dynamic)
       for (int64_t tile = 0; tile < tiles; ++tile) {
         const int64_t g = tile / per_group, j0 = tile % per_group * width, nc = std::min(width, CRS - j0);
-        float* out = dw + g * Kg * CRS + j0;
-        if (nb > 1) {  // one slice of the reduction per item
-          for (int64_t item = 0; item < items; ++item) {
-            const int64_t n = item * nb, m = std::min(nb, s.N - n), ld = m * PQ;
-            copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
-            im2col_block(x, s, n, m, g, j0, nc, whole_row(s), col);
-            sgemm(Kg, nc, ld, stage, ld, 1, col, 1, ld, out, CRS, item > 0);
-          }
-          continue;
-        }
-        for (int64_t n = 0; n < s.N; ++n) {
-          const float* dy_g = dy + (n * s.K + g * Kg) * PQ;
-          for (int64_t k0 = 0; k0 < PQ; k0 += kSgemmSlice) {
-            const ColumnRange cols = column_range(s, k0, std::min(kSgemmSlice, PQ - k0));
-            const int64_t kc = cols.k1 - cols.k0;
-            im2col_block(x, s, n, 1, g, j0, nc, cols, col);
-            sgemm(Kg, nc, kc, dy_g + k0, PQ, 1, col, 1, kc, out, CRS, n > 0 || k0 > 0);
-          }
+        for (int64_t item = 0; item < items; ++item) {
+          const int64_t n = item * nb, m = std::min(nb, s.N - n);
+          if (stage) copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
+          add_filter_block(dy, x, s, n, m, g, j0, nc, stage, col, dw + g * Kg * CRS + j0, item == 0);
         }
       }
     }
@@ -575,35 +584,15 @@ void conv2d_backward_filter(const float* dy, const float* x, float* dw, const Co
 #pragma omp parallel for schedule(dynamic) if (parallel)
   for (int64_t slot = 0; slot < slots; ++slot) {
     float* col = workspace + slot * block;
+    float* stage = staged_after(col);
     float* sum = slots > 1 ? partial + slot * n_dw : dw;
-    if (nb > 1) {  // items of nb images: dY staged after the im2col block, one slice of the reduction each
-      float* stage = col + std::min(CRS, kBlockRows) * nb * PQ;
-      for (int64_t item = slot; item < items; item += slots) {
-        const int64_t n = item * nb, m = std::min(nb, s.N - n), ld = m * PQ;
-        for (int64_t g = 0; g < s.groups; ++g) {
-          copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
-          for (int64_t j0 = 0; j0 < CRS; j0 += kBlockRows) {
-            const int64_t nc = std::min(kBlockRows, CRS - j0);
-            im2col_block(x, s, n, m, g, j0, nc, whole_row(s), col);
-            sgemm(Kg, nc, ld, stage, ld, 1, col, 1, ld, sum + g * Kg * CRS + j0, CRS, item != slot);
-          }
-        }
-      }
-      continue;
-    }
-    for (int64_t n = slot; n < s.N; n += slots) {
+    for (int64_t item = slot; item < items; item += slots) {
+      const int64_t n = item * nb, m = std::min(nb, s.N - n);
       for (int64_t g = 0; g < s.groups; ++g) {
-        const float* dy_g = dy + (n * s.K + g * Kg) * PQ;
-        // Taps j0 .. j0 + nc - 1 of dW_g, over output positions k0 .. k0 + kc - 1 (one slice of the sum).
-        for (int64_t j0 = 0; j0 < CRS; j0 += kBlockRows) {
-          const int64_t nc = std::min(kBlockRows, CRS - j0);
-          for (int64_t k0 = 0; k0 < PQ; k0 += kSgemmSlice) {
-            const ColumnRange cols = column_range(s, k0, std::min(kSgemmSlice, PQ - k0));
-            const int64_t kc = cols.k1 - cols.k0;
-            im2col_block(x, s, n, 1, g, j0, nc, cols, col);
-            sgemm(Kg, nc, kc, dy_g + k0, PQ, 1, col, 1, kc, sum + g * Kg * CRS + j0, CRS, n != slot || k0 > 0);
-          }
-        }
+        if (stage) copy_group_maps(s, n, m, g, dy, stage, true, nullptr);
+        for (int64_t j0 = 0; j0 < CRS; j0 += kBlockRows)
+          add_filter_block(dy, x, s, n, m, g, j0, std::min(kBlockRows, CRS - j0), stage, col, sum + g * Kg * CRS + j0,
+                           item == slot);
       }
     }
   }
