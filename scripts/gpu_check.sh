@@ -58,13 +58,14 @@ tests() {
   echo "== GPU tests, then the others"
   local xdist="" rc=0
   python3 -c "import xdist" 2>/dev/null && xdist="-n 12"
-  # (exit status 5: PYTEST_ARGS selected none of that half)
-  python3 -m pytest -q -rs $xdist -p no:cacheprovider -m gpu $extra tests > "$out/tests_gpu.log" 2>&1 ||
-    [ $? -eq 5 ] || rc=1
-  grep -E "crashed|FAILED|passed|failed|deselected" "$out/tests_gpu.log" | tail -8
-  python3 -m pytest -q -rs $xdist -p no:cacheprovider -m "not gpu" --deselect tests/test_cuda_emulation.py $extra \
-    tests > "$out/tests.log" 2>&1 || [ $? -eq 5 ] || rc=1
-  grep -E "crashed|FAILED|passed|failed|deselected" "$out/tests.log" | tail -8
+  half() {  # half LOG PYTEST_ARGS...: exit status 5 means PYTEST_ARGS selected none of that half
+    local log=$1
+    shift
+    python3 -m pytest -q -rs $xdist -p no:cacheprovider "$@" $extra tests > "$out/$log" 2>&1 || [ $? -eq 5 ] || rc=1
+    grep -E "crashed|FAILED|passed|failed|deselected" "$out/$log" | tail -8
+  }
+  half tests_gpu.log -m gpu
+  half tests.log -m "not gpu" --deselect tests/test_cuda_emulation.py
   return $rc
 }
 
