@@ -52,8 +52,8 @@ build() {
 # build machine's (an iostream crash in every error path once showed up only there). The CUDA
 # emulation tests are skipped: they need no GPU and CI runs them.
 # The GPU tests run first, on their own: they are what only this machine can run, and the suite has grown
-# (1392 tests, 306 of them GPU tests, against 506 when a session last had a GPU), so a time limit that cuts the
-# run short now cuts the CPU tests, which CI runs anyway.
+# (over 1400 tests in session 26, about 300 of them GPU tests, against 506 when a session last had a GPU), so a
+# time limit that cuts the run short now cuts the CPU tests, which CI runs anyway.
 tests() {
   echo "== GPU tests, then the others"
   local xdist="" rc=0
